@@ -1,0 +1,80 @@
+// Package store defines the key-value contract kvsession keeps sessions in,
+// and a registry that hands out stores by name.
+//
+// A Store needs only four methods. Abilities that some stores have and others
+// lack are separate optional interfaces (Toucher, Exister, Expirer, Clearer);
+// callers discover them with a type assertion and fall back when absent.
+//
+// Every store shipped with kvsession lives in its own sub-package, so that a
+// program linking the memory store does not link Badger.
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// ErrNotFound is returned by Get, Touch and ExpiresIn when the key does not
+// exist or has expired. It is the only way a store reports a missing key;
+// compare with errors.Is.
+var ErrNotFound = errors.New("store: key not found")
+
+// ErrClosed is returned by every method called after Close.
+var ErrClosed = errors.New("store: closed")
+
+// ErrInvalidTTL is returned when a negative TTL is given. A zero TTL means
+// the entry never expires.
+var ErrInvalidTTL = errors.New("store: negative TTL")
+
+// ErrEmptyKey is returned when a method is called with an empty key.
+var ErrEmptyKey = errors.New("store: empty key")
+
+// Store is a context-aware key-value store with per-entry expiry.
+//
+// Implementations must be safe for concurrent use. Values are copied in and
+// out: a caller may reuse the slice it passed to Set as soon as Set returns,
+// and may modify the slice Get returned without affecting the store.
+type Store interface {
+	// Get returns a copy of the value stored under key, or ErrNotFound if
+	// there is none or it has expired.
+	Get(ctx context.Context, key string) ([]byte, error)
+
+	// Set stores value under key, replacing any previous value and its
+	// expiry. A ttl of zero means no expiry; a negative ttl is ErrInvalidTTL.
+	Set(ctx context.Context, key string, value []byte, ttl time.Duration) error
+
+	// Delete removes key. Deleting a missing key is not an error.
+	Delete(ctx context.Context, key string) error
+
+	// Close releases the store's resources and stops its background work.
+	// Calls after Close return ErrClosed.
+	Close() error
+}
+
+// Toucher is implemented by stores that can reset an entry's expiry without
+// rewriting its value. Touch returns ErrNotFound if the key is missing.
+type Toucher interface {
+	Touch(ctx context.Context, key string, ttl time.Duration) error
+}
+
+// Exister is implemented by stores that can tell whether a key is present
+// without copying its value.
+type Exister interface {
+	Exists(ctx context.Context, key string) (bool, error)
+}
+
+// Expirer is implemented by stores that can report how long an entry has
+// left. It returns ErrNotFound for a missing key, and NoExpiry for an entry
+// stored with a zero TTL.
+type Expirer interface {
+	ExpiresIn(ctx context.Context, key string) (time.Duration, error)
+}
+
+// NoExpiry is what Expirer.ExpiresIn reports for an entry that never expires.
+const NoExpiry time.Duration = -1
+
+// Clearer is implemented by stores that can delete every entry they hold.
+type Clearer interface {
+	DeleteAll(ctx context.Context) error
+}
