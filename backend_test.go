@@ -1,0 +1,530 @@
+package kvsession
+
+import (
+	"bytes"
+	"encoding/base64"
+	"errors"
+	"io"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kvsession/kvsession/store"
+)
+
+func TestUntouchedSessionCostsNothing(t *testing.T) {
+	st := newFakeStore()
+	b := newBackend(t, Config{}, st)
+	// Even with a well-formed cookie, a handler that never uses the session
+	// causes no store call and no header.
+	id, _ := b.GenerateID()
+	out, err := request(t, b, id, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := st.count("get") + st.count("set") + st.count("delete"); n != 0 {
+		t.Fatalf("store calls = %d, want 0", n)
+	}
+	if len(out.cookies) != 0 || len(out.headers) != 0 {
+		t.Fatalf("response written: %+v", out)
+	}
+}
+
+func TestNewSessionSavedWithSecureCookie(t *testing.T) {
+	st := newFakeStore()
+	b := newBackend(t, Config{}, st)
+	now := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
+	b.now = func() time.Time { return now }
+	out, err := request(t, b, "", func(s *Session) {
+		if s.ID() != "" {
+			t.Errorf("new session has id %q before save", s.ID())
+		}
+		if err := s.Set("user", "ada"); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := out.cookieValue(t, "session")
+	raw, err := base64.RawURLEncoding.DecodeString(id)
+	if err != nil || len(raw) != 32 {
+		t.Fatalf("id %q: %d bytes, err %v; want 32 random bytes, URL-safe", id, len(raw), err)
+	}
+	want := "session=" + id + "; Path=/; Max-Age=1209600; Expires=Mon, 07 Dec 2026 12:00:00 GMT; HttpOnly; SameSite=Lax"
+	if got := out.cookies["session"]; got != want {
+		t.Fatalf("Set-Cookie\n got %s\nwant %s", got, want)
+	}
+	wantHeaders := []string{"Vary: Cookie", `Cache-Control: no-cache="Set-Cookie"`}
+	if strings.Join(out.headers, "\n") != strings.Join(wantHeaders, "\n") {
+		t.Fatalf("headers %q, want %q", out.headers, wantHeaders)
+	}
+	if ttl := st.ttl[id]; ttl != DefaultMaxAge {
+		t.Fatalf("store TTL %v, want %v", ttl, DefaultMaxAge)
+	}
+	// The next request with that cookie sees the data and writes nothing.
+	st.calls = map[string]int{}
+	out, err = request(t, b, id, func(s *Session) {
+		if v, ok := s.GetString("user"); !ok || v != "ada" {
+			t.Errorf("user = %q, %v", v, ok)
+		}
+		if s.ID() != id {
+			t.Errorf("ID() = %q, want %q", s.ID(), id)
+		}
+		if !s.Created().Equal(now) {
+			t.Errorf("Created() = %v, want %v", s.Created(), now)
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.count("set") != 0 || len(out.cookies) != 0 || len(out.headers) != 0 {
+		t.Fatalf("unmodified session wrote: sets=%d %+v", st.count("set"), out)
+	}
+}
+
+func TestCookieAttributesAsConfigured(t *testing.T) {
+	cases := []struct {
+		name string
+		cfg  Config
+		want string // attributes after the value
+	}{
+		{"defaults", Config{}, "; Path=/; Max-Age=1209600; Expires=X; HttpOnly; SameSite=Lax"},
+		{"everything", Config{Key: "sid", Path: "/app", Domain: "example.com", Secure: true, SameSite: SameSiteNone, MaxAge: 90 * time.Minute},
+			"; Path=/app; Domain=example.com; Max-Age=5400; Expires=X; Secure; HttpOnly; SameSite=None"},
+		{"strict script-readable", Config{SameSite: SameSiteStrict, DisableHTTPOnly: true}, "; Path=/; Max-Age=1209600; Expires=X; SameSite=Strict"},
+		{"browser session", Config{BrowserSession: true}, "; Path=/; HttpOnly; SameSite=Lax"},
+		{"sub-second max age rounds up", Config{MaxAge: 1500 * time.Millisecond}, "; Path=/; Max-Age=2; Expires=X; HttpOnly; SameSite=Lax"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			b := newBackend(t, tc.cfg, newFakeStore())
+			b.now = func() time.Time { return time.Unix(0, 0) }
+			out, err := request(t, b, "", func(s *Session) { s.Set("k", 1) })
+			if err != nil {
+				t.Fatal(err)
+			}
+			name := b.CookieName()
+			id := out.cookieValue(t, name)
+			expires := time.Unix(0, 0).Add(b.Config().MaxAge).UTC().Format(time.RFC1123)
+			expires = strings.Replace(expires, "UTC", "GMT", 1)
+			want := name + "=" + id + strings.Replace(tc.want, "X", expires, 1)
+			if got := out.cookies[name]; got != want {
+				t.Fatalf("\n got %s\nwant %s", got, want)
+			}
+		})
+	}
+}
+
+func TestEmptySessionDeletedAndCookieExpired(t *testing.T) {
+	st := newFakeStore()
+	b := newBackend(t, Config{Domain: "example.com", Secure: true}, st)
+	out, _ := request(t, b, "", func(s *Session) { s.Set("a", 1) })
+	id := out.cookieValue(t, "session")
+
+	out, err := request(t, b, id, func(s *Session) { s.Delete("a") })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st.keys()) != 0 {
+		t.Fatalf("record not deleted: %v", st.keys())
+	}
+	want := "session=; Path=/; Domain=example.com; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Secure; HttpOnly; SameSite=Lax"
+	if got := out.cookies["session"]; got != want {
+		t.Fatalf("\n got %s\nwant %s", got, want)
+	}
+	if len(out.headers) != 2 {
+		t.Fatalf("headers %q, want Vary and Cache-Control", out.headers)
+	}
+}
+
+func TestEmptySessionWithoutCookieSetsNoCookie(t *testing.T) {
+	st := newFakeStore()
+	b := newBackend(t, Config{}, st)
+	out, err := request(t, b, "", func(s *Session) {
+		s.Set("a", 1)
+		s.Clear()
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(out.cookies) != 0 || len(out.headers) != 0 || st.count("set")+st.count("delete") != 0 {
+		t.Fatalf("wrote %+v, store calls %v", out, st.calls)
+	}
+}
+
+func TestUnusableCookieGetsFreshSession(t *testing.T) {
+	valid := strings.Repeat("A", 43)
+	cases := []struct {
+		name    string
+		cookie  string
+		lookups int // store Gets expected
+	}{
+		{"unknown well-formed id", valid, 1},
+		{"too short", valid[:42], 0},
+		{"too long", valid + "A", 0},
+		{"padding", valid[:42] + "=", 0},
+		{"standard base64 alphabet", valid[:42] + "+", 0},
+		{"path traversal", "../../" + valid[:37], 0},
+		{"NUL byte", valid[:42] + "\x00", 0},
+		{"oversized", strings.Repeat("A", 64<<10), 0},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			st := newFakeStore()
+			b := newBackend(t, Config{}, st)
+			st.data[tc.cookie] = []byte("planted") // never adopted, never read
+			out, err := request(t, b, tc.cookie, func(s *Session) {
+				if s.Len() != 0 {
+					t.Errorf("session not empty")
+				}
+				s.Set("k", "v")
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := st.count("get"); got != tc.lookups {
+				t.Errorf("store lookups = %d, want %d", got, tc.lookups)
+			}
+			id := out.cookieValue(t, "session")
+			if id == tc.cookie || !b.validID([]byte(id)) {
+				t.Fatalf("issued id %q (client sent %q)", id, tc.cookie)
+			}
+			if string(st.data[tc.cookie]) != "planted" {
+				t.Fatalf("client-chosen key was written")
+			}
+		})
+	}
+}
+
+func TestUnusableCookieOnEmptySessionIsExpired(t *testing.T) {
+	b := newBackend(t, Config{}, newFakeStore())
+	out, err := request(t, b, "garbage", func(s *Session) { s.Get("x") })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.cookies["session"], "Max-Age=0") {
+		t.Fatalf("stale cookie not expired: %+v", out)
+	}
+}
+
+func TestUnreadableRecordStartsFreshSession(t *testing.T) {
+	big := append([]byte{0x93, 1, 0, 0x81, 0xa1, 'k', mpBin32, 0, 0x10, 0, 0}, make([]byte, 1<<20)...)
+	cases := map[string][]byte{
+		"garbage":        []byte("not msgpack at all"),
+		"empty":          {},
+		"truncated":      {0x93, 1, 0, 0x81, 0xa1, 'k', mpBin8, 5, 1},
+		"huge map count": {0x93, 1, 0, mpMap32, 0xff, 0xff, 0xff, 0xff},
+		"other version":  {0x93, 2, 0, 0x80},
+		"trailing bytes": {0x93, 1, 0, 0x80, 0x00},
+		"over the cap":   big,
+	}
+	for name, rec := range cases {
+		t.Run(name, func(t *testing.T) {
+			st := newFakeStore()
+			var logs bytes.Buffer
+			b := newBackend(t, Config{Logger: slog.New(slog.NewTextHandler(&logs, nil))}, st)
+			id, _ := b.GenerateID()
+			st.data[id] = rec
+			out, err := request(t, b, id, func(s *Session) {
+				if s.Len() != 0 || s.Err() != nil {
+					t.Errorf("len %d err %v", s.Len(), s.Err())
+				}
+				s.Set("fresh", true)
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := out.cookieValue(t, "session"); got == id {
+				t.Fatal("unreadable session's id was reused")
+			}
+			if !strings.Contains(logs.String(), "unreadable session record") {
+				t.Fatalf("no warning logged: %q", logs.String())
+			}
+		})
+	}
+}
+
+func TestModifiedSessionSavedUnderSameID(t *testing.T) {
+	st := newFakeStore()
+	b := newBackend(t, Config{MaxAge: time.Hour}, st)
+	out, _ := request(t, b, "", func(s *Session) { s.Set("n", 1) })
+	id := out.cookieValue(t, "session")
+	out, err := request(t, b, id, func(s *Session) {
+		n, _ := s.GetInt("n")
+		s.Set("n", n+1)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := out.cookieValue(t, "session"); got != id {
+		t.Fatalf("id changed on save: %q → %q", id, got)
+	}
+	vals, err := b.Get(t.Context(), id)
+	if err != nil || vals["n"] != int64(2) {
+		t.Fatalf("stored %v, %v", vals, err)
+	}
+	if st.ttl[id] != time.Hour {
+		t.Fatalf("ttl %v", st.ttl[id])
+	}
+}
+
+func TestRenewOnAccess(t *testing.T) {
+	for _, touch := range []bool{true, false} {
+		name := map[bool]string{true: "store with Touch", false: "store without Touch"}[touch]
+		t.Run(name, func(t *testing.T) {
+			fs := newFakeStore()
+			var st store.Store = fs
+			if touch {
+				st = touchingStore{fs}
+			}
+			b := newBackend(t, Config{RenewOnAccess: true, MaxAge: time.Minute}, st)
+			out, _ := request(t, b, "", func(s *Session) { s.Set("a", "b") })
+			id := out.cookieValue(t, "session")
+			before := append([]byte(nil), fs.data[id]...)
+			fs.ttl[id] = 0
+			fs.calls = map[string]int{}
+
+			out, err := request(t, b, id, func(s *Session) { s.Get("a") })
+			if err != nil {
+				t.Fatal(err)
+			}
+			if fs.ttl[id] != time.Minute {
+				t.Fatalf("TTL not refreshed: %v", fs.ttl[id])
+			}
+			if touch && (fs.count("touch") != 1 || fs.count("set") != 0) {
+				t.Fatalf("calls %v, want one Touch and no Set", fs.calls)
+			}
+			if !bytes.Equal(fs.data[id], before) {
+				t.Fatal("record changed by a renewal")
+			}
+			if !strings.Contains(out.cookies["session"], "Max-Age=60;") || len(out.headers) != 2 {
+				t.Fatalf("cookie not refreshed: %+v", out)
+			}
+		})
+	}
+}
+
+func TestRenewID(t *testing.T) {
+	st := newFakeStore()
+	b := newBackend(t, Config{}, st)
+	out, _ := request(t, b, "", func(s *Session) { s.Set("cart", "3 apples") })
+	oldID := out.cookieValue(t, "session")
+
+	out, err := request(t, b, oldID, func(s *Session) {
+		if err := s.RenewID(); err != nil {
+			t.Fatal(err)
+		}
+		if s.ID() == oldID || s.ID() == "" {
+			t.Errorf("ID() after RenewID = %q", s.ID())
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	newID := out.cookieValue(t, "session")
+	if newID == oldID {
+		t.Fatal("id not renewed")
+	}
+	if _, err := b.Get(t.Context(), oldID); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("old id still loads: %v", err)
+	}
+	vals, err := b.Get(t.Context(), newID)
+	if err != nil || vals["cart"] != "3 apples" {
+		t.Fatalf("data under new id: %v %v", vals, err)
+	}
+}
+
+func TestRenewIDKeepsOldRecordWhenSaveFails(t *testing.T) {
+	st := newFakeStore()
+	b := newBackend(t, Config{}, st)
+	out, _ := request(t, b, "", func(s *Session) { s.Set("cart", 1) })
+	oldID := out.cookieValue(t, "session")
+	st.fail["set"] = errBoom
+	out, err := request(t, b, oldID, func(s *Session) { s.RenewID() })
+	if !errors.Is(err, errBoom) || len(out.cookies) != 0 {
+		t.Fatalf("err %v, cookies %v", err, out.cookies)
+	}
+	delete(st.fail, "set")
+	if vals, err := b.Get(t.Context(), oldID); err != nil || vals["cart"] != int64(1) {
+		t.Fatalf("old session lost: %v %v", vals, err)
+	}
+}
+
+func TestDestroy(t *testing.T) {
+	st := newFakeStore()
+	b := newBackend(t, Config{}, st)
+	out, _ := request(t, b, "", func(s *Session) { s.Set("user", "ada") })
+	id := out.cookieValue(t, "session")
+
+	st.fail["delete"] = errBoom
+	request(t, b, id, func(s *Session) {
+		if err := s.Destroy(); !errors.Is(err, errBoom) {
+			t.Errorf("Destroy error = %v", err)
+		}
+		if v, _ := s.GetString("user"); v != "ada" {
+			t.Errorf("failed Destroy emptied the session")
+		}
+	})
+	delete(st.fail, "delete")
+
+	out, err := request(t, b, id, func(s *Session) {
+		if err := s.Destroy(); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st.keys()) != 0 {
+		t.Fatalf("records left: %v", st.keys())
+	}
+	if !strings.Contains(out.cookies["session"], "Max-Age=0") {
+		t.Fatalf("cookie not expired: %v", out.cookies)
+	}
+}
+
+func TestStoreErrors(t *testing.T) {
+	st := newFakeStore()
+	b := newBackend(t, Config{}, st)
+	out, _ := request(t, b, "", func(s *Session) { s.Set("n", 1) })
+	id := out.cookieValue(t, "session")
+
+	t.Run("load", func(t *testing.T) {
+		st.fail["get"] = errBoom
+		defer delete(st.fail, "get")
+		st.calls = map[string]int{}
+		out, err := request(t, b, id, func(s *Session) {
+			if _, ok := s.Get("n"); ok {
+				t.Error("value from a failed load")
+			}
+			if err := s.Set("n", 99); !errors.Is(err, errBoom) {
+				t.Errorf("Set after failed load: %v", err)
+			}
+			if !errors.Is(s.Err(), errBoom) {
+				t.Errorf("Err() = %v", s.Err())
+			}
+		})
+		var se *StoreError
+		if !errors.As(err, &se) || se.Op != "load" || !errors.Is(err, errBoom) {
+			t.Fatalf("err = %v", err)
+		}
+		if st.count("set")+st.count("delete") != 0 || len(out.cookies) != 0 {
+			t.Fatal("a failed load wrote state")
+		}
+	})
+	t.Run("save", func(t *testing.T) {
+		st.fail["set"] = errBoom
+		defer delete(st.fail, "set")
+		out, err := request(t, b, id, func(s *Session) { s.Set("n", 2) })
+		if !errors.Is(err, errBoom) || len(out.cookies)+len(out.headers) != 0 {
+			t.Fatalf("err %v, response %+v", err, out)
+		}
+	})
+	if vals, _ := b.Get(t.Context(), id); vals["n"] != int64(1) {
+		t.Fatalf("stored data changed by failures: %v", vals)
+	}
+}
+
+func TestSessionTooLarge(t *testing.T) {
+	st := newFakeStore()
+	b := newBackend(t, Config{MaxRecordBytes: 1024}, st)
+	out, _ := request(t, b, "", func(s *Session) { s.Set("small", "x") })
+	id := out.cookieValue(t, "session")
+	out, err := request(t, b, id, func(s *Session) { s.Set("big", strings.Repeat("x", 2000)) })
+	if !errors.Is(err, ErrSessionTooLarge) || len(out.cookies) != 0 {
+		t.Fatalf("err %v cookies %v", err, out.cookies)
+	}
+	if vals, _ := b.Get(t.Context(), id); len(vals) != 1 || vals["small"] != "x" {
+		t.Fatalf("stored %v", vals)
+	}
+}
+
+type failingReader struct{}
+
+func (failingReader) Read([]byte) (int, error) { return 0, io.ErrUnexpectedEOF }
+
+func TestRandomSourceFailureIsAnError(t *testing.T) {
+	st := newFakeStore()
+	b := newBackend(t, Config{}, st)
+	b.rand = failingReader{}
+	out, err := request(t, b, "", func(s *Session) { s.Set("a", 1) })
+	if !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Fatalf("err = %v", err)
+	}
+	if len(st.keys()) != 0 || len(out.cookies) != 0 {
+		t.Fatal("saved a session without a random id")
+	}
+	if _, err := b.GenerateID(); err == nil {
+		t.Fatal("GenerateID succeeded without randomness")
+	}
+}
+
+func TestPrefixSeparatesConfigsSharingAStore(t *testing.T) {
+	st := newFakeStore()
+	reg := store.NewRegistry(nil)
+	reg.Register("shared", st)
+	admin, err := New(Config{Store: "shared", Prefix: "admin:", Key: "admin"}, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	users, err := New(Config{Store: "shared", Prefix: "user:"}, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, _ := request(t, admin, "", func(s *Session) { s.Set("role", "root") })
+	id := out.cookieValue(t, "admin")
+	if _, ok := st.data["admin:"+id]; !ok {
+		t.Fatalf("keys %v, want admin:%s", st.keys(), id)
+	}
+	// The same id presented to the other configuration finds nothing.
+	request(t, users, id, func(s *Session) {
+		if s.Len() != 0 {
+			t.Fatal("user config read the admin session")
+		}
+	})
+}
+
+func TestByIDMethods(t *testing.T) {
+	b := newBackend(t, Config{}, newFakeStore())
+	ctx := t.Context()
+	id, err := b.GenerateID()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Set(ctx, id, map[string]any{"a": "x", "n": 7}); err != nil {
+		t.Fatal(err)
+	}
+	vals, err := b.Get(ctx, id)
+	if err != nil || vals["a"] != "x" || vals["n"] != int64(7) {
+		t.Fatalf("Get: %v %v", vals, err)
+	}
+	if err := b.Delete(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Get(ctx, id); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("after Delete: %v", err)
+	}
+	for _, bad := range []string{"", "short", id + "x"} {
+		if _, err := b.Get(ctx, bad); !errors.Is(err, ErrInvalidID) {
+			t.Errorf("Get(%q): %v", bad, err)
+		}
+		if err := b.Delete(ctx, bad); !errors.Is(err, ErrInvalidID) {
+			t.Errorf("Delete(%q): %v", bad, err)
+		}
+	}
+}
+
+func TestNewRejectsUnknownStore(t *testing.T) {
+	_, err := New(Config{Store: "nope"}, store.NewRegistry(nil))
+	var ce *ConfigError
+	if !errors.As(err, &ce) || ce.Field != "Store" {
+		t.Fatalf("err = %v", err)
+	}
+	// With a default factory the name is created, as Litestar's registry does.
+	reg := store.NewRegistry(func(string) (store.Store, error) { return newFakeStore(), nil })
+	if _, err := New(Config{Store: "anything"}, reg); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,192 @@
+package kvsession
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"math"
+	"sync"
+
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// Codec encodes and decodes one session value. The session envelope (ids,
+// timestamps, the key→value map) has a fixed format of its own; a Codec only
+// sees the values an application stores.
+//
+// Decode and DecodeAny receive data that came from the store and may be
+// corrupt or hostile: they must return an error rather than panic or
+// allocate in proportion to a length the data claims but does not hold.
+type Codec interface {
+	// AppendEncode appends the encoding of v to dst.
+	AppendEncode(dst []byte, v any) ([]byte, error)
+	// Decode decodes data into the value dst points to.
+	Decode(data []byte, dst any) error
+	// DecodeAny decodes data into a generic Go value.
+	DecodeAny(data []byte) (any, error)
+}
+
+// Msgpack is the default Codec: MessagePack via
+// github.com/vmihailenco/msgpack/v5, with allocation-free fast paths for
+// scalars.
+//
+// Types survive the round trip as follows. Decode (and Session.Decode) into
+// a typed destination restores the exact type, structs included. DecodeAny
+// (and Session.Get) returns one Go type per MessagePack kind, whatever Go
+// type was stored: int64 for every integer that fits (uint64 above
+// math.MaxInt64), float64, float32, string, []byte, bool, time.Time (in the
+// local zone), nil, and []any / map[string]any for containers, with the same
+// rules inside. Use Session.GetInt and friends, or Session.Decode, to get
+// back the type you stored.
+type Msgpack struct{}
+
+var _ Codec = Msgpack{}
+
+// writerBuf adapts an append-style buffer to io.Writer for msgpack's encoder.
+type writerBuf struct{ b []byte }
+
+func (w *writerBuf) Write(p []byte) (int, error) { w.b = append(w.b, p...); return len(p), nil }
+func (w *writerBuf) WriteByte(c byte) error      { w.b = append(w.b, c); return nil }
+func (w *writerBuf) WriteString(s string) (int, error) {
+	w.b = append(w.b, s...)
+	return len(s), nil
+}
+
+type encoderState struct {
+	w   writerBuf
+	enc *msgpack.Encoder
+}
+
+var encoderPool = sync.Pool{New: func() any {
+	st := &encoderState{}
+	st.enc = msgpack.NewEncoder(&st.w)
+	return st
+}}
+
+type decoderState struct {
+	r   bytes.Reader
+	dec *msgpack.Decoder
+}
+
+var decoderPool = sync.Pool{New: func() any {
+	st := &decoderState{}
+	st.dec = msgpack.NewDecoder(&st.r)
+	return st
+}}
+
+// AppendEncode implements Codec.
+func (Msgpack) AppendEncode(dst []byte, v any) ([]byte, error) {
+	switch x := v.(type) {
+	case nil:
+		return append(dst, mpNil), nil
+	case bool:
+		if x {
+			return append(dst, mpTrue), nil
+		}
+		return append(dst, mpFalse), nil
+	case string:
+		return appendString(dst, x), nil
+	case []byte:
+		return append(appendBinHeader(dst, len(x)), x...), nil
+	case int:
+		return appendInt(dst, int64(x)), nil
+	case int64:
+		return appendInt(dst, x), nil
+	case int32:
+		return appendInt(dst, int64(x)), nil
+	case int16:
+		return appendInt(dst, int64(x)), nil
+	case int8:
+		return appendInt(dst, int64(x)), nil
+	case uint:
+		return appendUint(dst, uint64(x)), nil
+	case uint64:
+		return appendUint(dst, x), nil
+	case uint32:
+		return appendUint(dst, uint64(x)), nil
+	case uint16:
+		return appendUint(dst, uint64(x)), nil
+	case uint8:
+		return appendUint(dst, uint64(x)), nil
+	case float64:
+		return binary.BigEndian.AppendUint64(append(dst, mpFloat64), math.Float64bits(x)), nil
+	case float32:
+		return binary.BigEndian.AppendUint32(append(dst, mpFloat32), math.Float32bits(x)), nil
+	}
+	st := encoderPool.Get().(*encoderState)
+	st.w.b = dst
+	err := st.enc.Encode(v)
+	dst = st.w.b
+	st.w.b = nil
+	encoderPool.Put(st)
+	if err != nil {
+		return dst, fmt.Errorf("kvsession: encoding %T: %w", v, err)
+	}
+	return dst, nil
+}
+
+// Decode implements Codec. It checks data's structure before decoding, so a
+// header that claims more elements than data holds fails without allocating.
+func (Msgpack) Decode(data []byte, dst any) error {
+	switch p := dst.(type) {
+	case *string:
+		r := reader{b: data}
+		s, err := r.strLike(true)
+		if err != nil {
+			return err
+		}
+		if r.pos != len(data) {
+			return errTrailing
+		}
+		*p = string(s)
+		return nil
+	case *int64:
+		n, err := readInt(data)
+		*p = n
+		return err
+	case *int:
+		n, err := readInt(data)
+		if err == nil && (n < math.MinInt || n > math.MaxInt) {
+			err = errOutOfRange
+		}
+		*p = int(n)
+		return err
+	case *bool:
+		if len(data) == 1 && (data[0] == mpTrue || data[0] == mpFalse) {
+			*p = data[0] == mpTrue
+			return nil
+		}
+		return errNotScalar
+	}
+	if err := validate(data); err != nil {
+		return err
+	}
+	st := decoderPool.Get().(*decoderState)
+	st.r.Reset(data)
+	st.dec.ResetReader(&st.r)
+	err := st.dec.Decode(dst)
+	if err == nil && st.r.Len() != 0 {
+		err = errTrailing
+	}
+	st.r.Reset(nil)
+	decoderPool.Put(st)
+	return err
+}
+
+// DecodeAny implements Codec; see Msgpack for the types it returns.
+func (Msgpack) DecodeAny(data []byte) (any, error) {
+	if err := validate(data); err != nil {
+		return nil, err
+	}
+	r := reader{b: data}
+	return r.anyValue()
+}
+
+func readInt(data []byte) (int64, error) {
+	r := reader{b: data}
+	n, err := r.int()
+	if err == nil && r.pos != len(data) {
+		err = errTrailing
+	}
+	return n, err
+}

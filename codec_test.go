@@ -1,0 +1,216 @@
+package kvsession
+
+import (
+	"bytes"
+	"math"
+	"reflect"
+	"runtime"
+	"testing"
+	"time"
+)
+
+type profile struct {
+	Name  string
+	Age   int
+	Tags  []string
+	Since time.Time
+}
+
+// TestValuesRoundTrip stores values in one request and reads them in the
+// next, as an application would.
+func TestValuesRoundTrip(t *testing.T) {
+	b := newBackend(t, Config{}, newFakeStore())
+	when := time.Date(2026, 1, 2, 3, 4, 5, 6, time.UTC)
+	in := map[string]any{
+		"int": 300, "neg": -70000, "int64": int64(math.MinInt64), "uint": uint(7), "bigu": uint64(math.MaxUint64),
+		"f64": 1.5, "f32": float32(2.5), "str": "héllo", "bytes": []byte{0, 1, 0xff}, "t": true, "f": false,
+		"nil": nil, "time": when, "list": []int{1, 300}, "map": map[string]int{"a": 1},
+		"profile": profile{Name: "ada", Age: 36, Tags: []string{"x"}, Since: when},
+	}
+	out, err := request(t, b, "", func(s *Session) {
+		for k, v := range in {
+			if err := s.Set(k, v); err != nil {
+				t.Fatalf("Set(%s): %v", k, err)
+			}
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := out.cookieValue(t, "session")
+	request(t, b, id, func(s *Session) {
+		if n, ok := s.GetInt("int"); !ok || n != 300 {
+			t.Errorf("GetInt(int) = %d %v", n, ok)
+		}
+		if n, ok := s.GetInt("neg"); !ok || n != -70000 {
+			t.Errorf("GetInt(neg) = %d %v", n, ok)
+		}
+		if n, ok := s.GetInt64("int64"); !ok || n != math.MinInt64 {
+			t.Errorf("GetInt64 = %d %v", n, ok)
+		}
+		if _, ok := s.GetInt("str"); ok {
+			t.Error("GetInt on a string succeeded")
+		}
+		if _, ok := s.GetInt64("bigu"); ok {
+			t.Error("GetInt64 on MaxUint64 succeeded")
+		}
+		if v, ok := s.GetFloat64("f32"); !ok || v != 2.5 {
+			t.Errorf("GetFloat64(f32) = %v %v", v, ok)
+		}
+		if v, ok := s.GetString("str"); !ok || v != "héllo" {
+			t.Errorf("GetString = %q %v", v, ok)
+		}
+		if v, ok := s.GetBytes("bytes"); !ok || !bytes.Equal(v, []byte{0, 1, 0xff}) {
+			t.Errorf("GetBytes = %v %v", v, ok)
+		}
+		if v, ok := s.GetBool("t"); !ok || !v {
+			t.Errorf("GetBool(t) = %v %v", v, ok)
+		}
+		if v, ok := s.GetBool("f"); !ok || v {
+			t.Errorf("GetBool(f) = %v %v", v, ok)
+		}
+		var p profile
+		if err := s.Decode("profile", &p); err != nil || !reflect.DeepEqual(p, in["profile"]) {
+			if err != nil || p.Name != "ada" || p.Age != 36 || !p.Since.Equal(when) || len(p.Tags) != 1 {
+				t.Errorf("Decode(profile) = %+v %v", p, err)
+			}
+		}
+		var list []int
+		if err := s.Decode("list", &list); err != nil || !reflect.DeepEqual(list, []int{1, 300}) {
+			t.Errorf("Decode(list) = %v %v", list, err)
+		}
+		var u uint
+		if err := s.Decode("uint", &u); err != nil || u != 7 {
+			t.Errorf("Decode(uint) = %v %v", u, err)
+		}
+		if err := s.Decode("missing", &u); err != ErrKeyNotFound {
+			t.Errorf("Decode(missing) = %v", err)
+		}
+		// Generic reads: one Go type per kind.
+		want := map[string]any{
+			"int": int64(300), "neg": int64(-70000), "int64": int64(math.MinInt64), "uint": int64(7),
+			"bigu": uint64(math.MaxUint64), "f64": 1.5, "f32": float32(2.5), "str": "héllo",
+			"bytes": []byte{0, 1, 0xff}, "t": true, "f": false, "nil": nil,
+			"list": []any{int64(1), int64(300)}, "map": map[string]any{"a": int64(1)},
+		}
+		for k, w := range want {
+			got, ok := s.Get(k)
+			if !ok || !reflect.DeepEqual(got, w) {
+				t.Errorf("Get(%s) = %#v %v, want %#v", k, got, ok, w)
+			}
+		}
+		if got, _ := s.Get("time"); !got.(time.Time).Equal(when) {
+			t.Errorf("Get(time) = %v", got)
+		}
+	})
+}
+
+func TestGetAfterSetMatchesGetAfterLoad(t *testing.T) {
+	b := newBackend(t, Config{}, newFakeStore())
+	request(t, b, "", func(s *Session) {
+		s.Set("n", 5)
+		if v, _ := s.Get("n"); v != int64(5) {
+			t.Fatalf("Get after Set = %#v, want int64(5) as after a load", v)
+		}
+		// The value was copied in: changing the caller's slice changes nothing.
+		buf := []byte("abc")
+		s.Set("b", buf)
+		buf[0] = 'X'
+		if v, _ := s.GetBytes("b"); string(v) != "abc" {
+			t.Fatalf("session aliased the caller's slice: %q", v)
+		}
+	})
+}
+
+func TestSetRejectsUnencodable(t *testing.T) {
+	b := newBackend(t, Config{}, newFakeStore())
+	request(t, b, "", func(s *Session) {
+		if err := s.Set("ch", make(chan int)); err == nil {
+			t.Fatal("Set(chan) succeeded")
+		}
+		if s.Has("ch") || s.Modified() {
+			t.Fatal("failed Set changed the session")
+		}
+	})
+}
+
+func TestKeysDeleteClear(t *testing.T) {
+	b := newBackend(t, Config{}, newFakeStore())
+	request(t, b, "", func(s *Session) {
+		s.Set("a", 1)
+		s.Set("b", 2)
+		s.Set("c", 3)
+		s.Set("a", 4)
+		s.Delete("b")
+		s.Delete("nope")
+		if got := s.Keys(); !reflect.DeepEqual(got, []string{"a", "c"}) {
+			t.Fatalf("Keys = %v", got)
+		}
+		if n, _ := s.GetInt("a"); n != 4 {
+			t.Fatalf("a = %d", n)
+		}
+		s.Clear()
+		if s.Len() != 0 || !s.Modified() {
+			t.Fatal("Clear")
+		}
+	})
+}
+
+// TestHostileValuesAreErrors feeds the codec values whose headers claim far
+// more data than they hold. Each must fail fast without a large allocation.
+func TestHostileValuesAreErrors(t *testing.T) {
+	cases := map[string][]byte{
+		"array32 of 4G":   {mpArray32, 0xff, 0xff, 0xff, 0xff, 0x01},
+		"map32 of 4G":     {mpMap32, 0xff, 0xff, 0xff, 0xff, 0xa1, 'a', 0x01},
+		"str32 of 4G":     {mpStr32, 0xff, 0xff, 0xff, 0xff, 'a'},
+		"bin32 of 4G":     {mpBin32, 0xff, 0xff, 0xff, 0xff, 'a'},
+		"ext32 of 4G":     {0xc9, 0xff, 0xff, 0xff, 0xff, 1},
+		"deep nesting":    bytes.Repeat([]byte{0x91}, 10000),
+		"reserved code":   {0xc1},
+		"truncated int64": {mpInt64, 1, 2},
+		"trailing":        {0x01, 0x02},
+		"empty":           {},
+	}
+	var dst struct{ A []int }
+	for name, data := range cases {
+		t.Run(name, func(t *testing.T) {
+			var before, after runtime.MemStats
+			runtime.ReadMemStats(&before)
+			if _, err := (Msgpack{}).DecodeAny(data); err == nil {
+				t.Error("DecodeAny succeeded")
+			}
+			if err := (Msgpack{}).Decode(data, &dst); err == nil {
+				t.Error("Decode succeeded")
+			}
+			var anyDst any
+			if err := (Msgpack{}).Decode(data, &anyDst); err == nil {
+				t.Error("Decode into any succeeded")
+			}
+			runtime.ReadMemStats(&after)
+			if grew := after.TotalAlloc - before.TotalAlloc; grew > 1<<20 {
+				t.Errorf("allocated %d bytes decoding %d", grew, len(data))
+			}
+		})
+	}
+}
+
+func TestValidateAcceptsWhatMsgpackWrites(t *testing.T) {
+	values := []any{
+		nil, true, 0, -1, 127, 128, -33, 1 << 40, uint64(math.MaxUint64), 1.25, float32(1),
+		"", string(make([]byte, 40)), string(make([]byte, 300)), string(make([]byte, 70000)),
+		make([]byte, 300), make([]int, 20), map[string]any{"a": []any{1, "b", nil}},
+		time.Unix(1, 0), time.Unix(1<<33, 5), time.Unix(-1, 0), profile{Name: "x"},
+	}
+	for _, v := range values {
+		enc, err := Msgpack{}.AppendEncode(nil, v)
+		if err != nil {
+			t.Fatalf("%T: %v", v, err)
+		}
+		if err := validate(enc); err != nil {
+			t.Errorf("validate(%T % x...): %v", v, enc[:min(len(enc), 8)], err)
+		}
+		if _, err := (Msgpack{}).DecodeAny(enc); err != nil {
+			t.Errorf("DecodeAny(%T): %v", v, err)
+		}
+	}
+}

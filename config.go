@@ -1,0 +1,230 @@
+package kvsession
+
+import (
+	"fmt"
+	"log/slog"
+	"regexp"
+	"strings"
+	"time"
+)
+
+// SameSite is the cookie's SameSite attribute. The zero value is Lax.
+type SameSite uint8
+
+const (
+	SameSiteLax SameSite = iota
+	SameSiteStrict
+	SameSiteNone
+)
+
+func (s SameSite) String() string {
+	switch s {
+	case SameSiteLax:
+		return "Lax"
+	case SameSiteStrict:
+		return "Strict"
+	case SameSiteNone:
+		return "None"
+	}
+	return fmt.Sprintf("SameSite(%d)", uint8(s))
+}
+
+// Defaults applied to zero-valued Config fields.
+const (
+	DefaultKey            = "session"
+	DefaultMaxAge         = 14 * 24 * time.Hour
+	DefaultPath           = "/"
+	DefaultSessionIDBytes = 32
+	DefaultStore          = "sessions"
+	DefaultMaxRecordBytes = 1 << 20
+)
+
+// MinSessionIDBytes is the smallest SessionIDBytes accepted: 128 bits, the
+// least OWASP considers safe against guessing.
+const MinSessionIDBytes = 16
+
+// maxSessionIDBytes keeps the id cookie far below browsers' 4 KB limit.
+const maxSessionIDBytes = 256
+
+// Config configures a Backend. The zero value is valid and secure: every
+// zero field takes the documented default, and the flags are named so that
+// their zero value is the safe choice (HttpOnly on, SameSite Lax).
+type Config struct {
+	// Key is the cookie name. Default "session".
+	Key string
+
+	// MaxAge is how long a session lives after it was last saved (or, with
+	// RenewOnAccess, last used): the store TTL and the cookie's Max-Age.
+	// Default 14 days; at least one second.
+	MaxAge time.Duration
+
+	// Path and Domain scope the cookie. Path defaults to "/"; Domain is
+	// empty (host-only cookie) by default.
+	Path   string
+	Domain string
+
+	// Secure restricts the cookie to HTTPS. Off by default so the demo works
+	// on plain http://localhost; turn it on in production.
+	Secure bool
+
+	// DisableHTTPOnly lets page scripts read the session cookie. Leave it
+	// off: the HttpOnly attribute is what keeps an XSS bug from stealing
+	// sessions.
+	DisableHTTPOnly bool
+
+	// SameSite defaults to Lax. None requires Secure.
+	SameSite SameSite
+
+	// SessionIDBytes is how many crypto-random bytes make a session id.
+	// Default 32 (256 bits); below 16 is an error.
+	SessionIDBytes int
+
+	// RenewOnAccess refreshes a session's store TTL and its cookie's
+	// Max-Age on every request that reads it, not only when it changes.
+	// Refreshing does not re-encode the session.
+	RenewOnAccess bool
+
+	// BrowserSession sends the cookie without Max-Age or Expires, so the
+	// browser forgets it when it closes. The server still expires the data
+	// after MaxAge.
+	BrowserSession bool
+
+	// Store names the store in the registry passed to New. Default
+	// "sessions".
+	Store string
+
+	// Prefix is prepended to every session id to form the store key, so
+	// two session configurations can share one store.
+	Prefix string
+
+	// Exclude lists regular expressions; a request whose path matches any
+	// of them (anywhere, unless the pattern is anchored) gets no session.
+	Exclude []string
+
+	// MaxRecordBytes caps the encoded size of one session. A larger record
+	// in the store is treated as corrupt (the request starts a fresh
+	// session); saving a larger session fails with ErrSessionTooLarge.
+	// Default 1 MiB.
+	MaxRecordBytes int
+
+	// Codec encodes session values. Default Msgpack.
+	Codec Codec
+
+	// Logger receives warnings (corrupt records) and the errors the
+	// default error handlers report. Default slog.Default().
+	Logger *slog.Logger
+}
+
+// ConfigError reports an invalid Config field.
+type ConfigError struct {
+	Field  string
+	Reason string
+}
+
+func (e *ConfigError) Error() string {
+	return "kvsession: Config." + e.Field + ": " + e.Reason
+}
+
+// withDefaults returns a copy of c with every zero field set to its default.
+func (c Config) withDefaults() Config {
+	if c.Key == "" {
+		c.Key = DefaultKey
+	}
+	if c.MaxAge == 0 {
+		c.MaxAge = DefaultMaxAge
+	}
+	if c.Path == "" {
+		c.Path = DefaultPath
+	}
+	if c.SessionIDBytes == 0 {
+		c.SessionIDBytes = DefaultSessionIDBytes
+	}
+	if c.Store == "" {
+		c.Store = DefaultStore
+	}
+	if c.MaxRecordBytes == 0 {
+		c.MaxRecordBytes = DefaultMaxRecordBytes
+	}
+	if c.Codec == nil {
+		c.Codec = Msgpack{}
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c
+}
+
+// Validate reports the first invalid field, as a *ConfigError naming it.
+// Zero fields are valid: they take their defaults.
+func (c Config) Validate() error {
+	_, err := c.compile()
+	return err
+}
+
+// compiled is a validated Config with its defaults applied and its patterns
+// compiled.
+type compiled struct {
+	Config
+	exclude []*regexp.Regexp
+}
+
+func (c Config) compile() (*compiled, error) {
+	c = c.withDefaults()
+	bad := func(field, format string, args ...any) (*compiled, error) {
+		return nil, &ConfigError{Field: field, Reason: fmt.Sprintf(format, args...)}
+	}
+	if !validCookieName(c.Key) {
+		return bad("Key", "%q is not a valid cookie name (RFC 6265 token)", c.Key)
+	}
+	if c.MaxAge < time.Second {
+		return bad("MaxAge", "%v is below one second (cookies count Max-Age in seconds)", c.MaxAge)
+	}
+	if strings.ContainsAny(c.Path, ";\r\n\x00") || c.Path[0] != '/' {
+		return bad("Path", "%q must start with / and contain no ; CR LF or NUL", c.Path)
+	}
+	if strings.ContainsAny(c.Domain, ";\r\n\x00 ") {
+		return bad("Domain", "%q contains ; space CR LF or NUL", c.Domain)
+	}
+	switch c.SameSite {
+	case SameSiteLax, SameSiteStrict:
+	case SameSiteNone:
+		if !c.Secure {
+			return bad("SameSite", "None requires Secure: browsers reject SameSite=None cookies without it")
+		}
+	default:
+		return bad("SameSite", "unknown value %d", uint8(c.SameSite))
+	}
+	if c.SessionIDBytes < MinSessionIDBytes {
+		return bad("SessionIDBytes", "%d is below the minimum of %d (128 bits)", c.SessionIDBytes, MinSessionIDBytes)
+	}
+	if c.SessionIDBytes > maxSessionIDBytes {
+		return bad("SessionIDBytes", "%d is above the maximum of %d", c.SessionIDBytes, maxSessionIDBytes)
+	}
+	if c.MaxRecordBytes < 0 {
+		return bad("MaxRecordBytes", "%d is negative", c.MaxRecordBytes)
+	}
+	out := &compiled{Config: c}
+	for i, p := range c.Exclude {
+		re, err := regexp.Compile(p)
+		if err != nil {
+			return bad(fmt.Sprintf("Exclude[%d]", i), "%v", err)
+		}
+		out.exclude = append(out.exclude, re)
+	}
+	return out, nil
+}
+
+// validCookieName reports whether name is an RFC 6265 token: visible ASCII
+// without separators.
+func validCookieName(name string) bool {
+	if name == "" {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if c <= ' ' || c >= 0x7f || strings.IndexByte("()<>@,;:\\\"/[]?={}", c) >= 0 {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,162 @@
+package kvsession
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/kvsession/kvsession/store"
+)
+
+// fakeStore is a map store that counts calls and fails on demand, so tests
+// can see exactly which store operations a request caused.
+type fakeStore struct {
+	mu      sync.Mutex
+	data    map[string][]byte
+	ttl     map[string]time.Duration
+	calls   map[string]int
+	fail    map[string]error // op → error to return
+	noTouch bool
+}
+
+func newFakeStore() *fakeStore {
+	return &fakeStore{data: map[string][]byte{}, ttl: map[string]time.Duration{}, calls: map[string]int{}, fail: map[string]error{}}
+}
+
+func (f *fakeStore) op(name string) error {
+	f.calls[name]++
+	return f.fail[name]
+}
+
+func (f *fakeStore) Get(_ context.Context, key string) ([]byte, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.op("get"); err != nil {
+		return nil, err
+	}
+	v, ok := f.data[key]
+	if !ok {
+		return nil, store.ErrNotFound
+	}
+	return append([]byte(nil), v...), nil
+}
+
+func (f *fakeStore) Set(_ context.Context, key string, v []byte, ttl time.Duration) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.op("set"); err != nil {
+		return err
+	}
+	f.data[key] = append([]byte(nil), v...)
+	f.ttl[key] = ttl
+	return nil
+}
+
+func (f *fakeStore) Delete(_ context.Context, key string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.op("delete"); err != nil {
+		return err
+	}
+	delete(f.data, key)
+	return nil
+}
+
+func (f *fakeStore) Close() error { return nil }
+
+func (f *fakeStore) count(op string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.calls[op]
+}
+
+func (f *fakeStore) keys() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []string
+	for k := range f.data {
+		out = append(out, k)
+	}
+	return out
+}
+
+// touchingStore adds Toucher to fakeStore.
+type touchingStore struct{ *fakeStore }
+
+func (t touchingStore) Touch(_ context.Context, key string, ttl time.Duration) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if err := t.op("touch"); err != nil {
+		return err
+	}
+	if _, ok := t.data[key]; !ok {
+		return store.ErrNotFound
+	}
+	t.ttl[key] = ttl
+	return nil
+}
+
+var errBoom = errors.New("boom")
+
+// sink records what the backend writes to a response.
+type sink struct {
+	cookies map[string]string
+	headers []string
+}
+
+func (s *sink) SetCookie(name string, line []byte) {
+	if s.cookies == nil {
+		s.cookies = map[string]string{}
+	}
+	s.cookies[name] = string(line)
+}
+
+func (s *sink) AddHeader(name, value string) { s.headers = append(s.headers, name+": "+value) }
+
+// cookieValue returns the value of the session cookie line.
+func (s *sink) cookieValue(t *testing.T, name string) string {
+	t.Helper()
+	line, ok := s.cookies[name]
+	if !ok {
+		t.Fatalf("no Set-Cookie for %q", name)
+	}
+	v, _, _ := strings.Cut(strings.TrimPrefix(line, name+"="), ";")
+	return v
+}
+
+func newBackend(t testing.TB, cfg Config, st store.Store) *Backend {
+	t.Helper()
+	reg := store.NewRegistry(nil)
+	if err := reg.Register(DefaultStore, st); err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Store == "" {
+		cfg.Store = DefaultStore
+	}
+	b, err := New(cfg, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// request runs one request's session work: load from cookie, let fn use
+// the session, store into a fresh sink.
+func request(t *testing.T, b *Backend, cookie string, fn func(s *Session)) (*sink, error) {
+	t.Helper()
+	var c []byte
+	if cookie != "" {
+		c = []byte(cookie)
+	}
+	s := b.LoadFromCookie(context.Background(), c)
+	if fn != nil {
+		fn(s)
+	}
+	out := &sink{}
+	err := b.StoreInResponse(s, out)
+	b.Release(s)
+	return out, err
+}

@@ -1,0 +1,520 @@
+package kvsession
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"sync"
+	"time"
+	"unsafe"
+)
+
+// ErrKeyNotFound is returned by Session.Decode when the session holds no
+// value under the key.
+var ErrKeyNotFound = errors.New("kvsession: no value under that key")
+
+// recordVersion is the first field of every stored record. A reader meeting
+// another version treats the record as unreadable and starts a fresh
+// session rather than misreading it.
+const recordVersion = 1
+
+// entry is one key and its encoded value. raw points into the record loaded
+// from the store or into the session's arena; it is never written through.
+type entry struct {
+	name string
+	raw  []byte
+}
+
+// Session is one client's session for the duration of one request.
+//
+// It is loaded from the store on first use, so a handler that never touches
+// it costs no store round trip. Getters on a session whose load failed
+// return zero values; Err reports the failure, and the middleware answers
+// the request with its error handler instead of the handler's response.
+//
+// A Session is safe for concurrent use by the goroutines of its request. It
+// is recycled when the request ends: do not keep it, or anything that is
+// not a copy, beyond the handler.
+type Session struct {
+	mu  sync.Mutex
+	b   *Backend
+	ctx context.Context
+
+	cookieID  []byte // the id the request's cookie carried (copied)
+	hadCookie bool   // the request carried a session cookie, valid or not
+
+	loaded   bool
+	loadErr  error
+	exists   bool   // the store holds a record under key
+	key      string // store key (Prefix + id); "" until the session has an id
+	oldKey   string // a key RenewID retired, deleted once the new one is saved
+	created  int64  // unix nanoseconds; 0 until first saved
+	modified bool
+	record   []byte // the record as loaded, re-stored verbatim by renewals
+
+	entries []entry
+	arena   []byte // encoded values set during this request
+	idRaw   [maxSessionIDBytes]byte
+	line    []byte // Set-Cookie scratch
+}
+
+func (s *Session) reset() {
+	s.b, s.ctx = nil, nil
+	s.cookieID = s.cookieID[:0]
+	s.hadCookie, s.loaded, s.exists, s.modified = false, false, false, false
+	s.loadErr = nil
+	s.key, s.oldKey = "", ""
+	s.created = 0
+	s.record = nil
+	clear(s.entries)
+	s.entries = s.entries[:0]
+	s.arena = s.arena[:0]
+	s.line = s.line[:0]
+	// A session that once held a huge value should not pin it in the pool.
+	if cap(s.arena) > 64<<10 {
+		s.arena = nil
+	}
+	if cap(s.entries) > 1024 {
+		s.entries = nil
+	}
+}
+
+// load fetches the session from the store once per request. An id that is
+// malformed, unknown, expired or whose record is unreadable yields a fresh
+// empty session; only a store failure is an error.
+func (s *Session) load() error {
+	if s.loaded {
+		return s.loadErr
+	}
+	s.loaded = true
+	b := s.b
+	if !b.validID(s.cookieID) {
+		return nil
+	}
+	key := b.cfg.Prefix + string(s.cookieID)
+	rec, err := b.store.Get(s.ctx, key)
+	if err != nil {
+		if isNotFound(err) {
+			return nil
+		}
+		s.loadErr = &StoreError{Op: "load", Err: err}
+		return s.loadErr
+	}
+	if err := s.decode(rec); err != nil {
+		clear(s.entries)
+		s.entries = s.entries[:0]
+		s.created = 0
+		b.cfg.Logger.Warn("kvsession: unreadable session record; starting a fresh session", "error", err, "bytes", len(rec))
+		return nil
+	}
+	s.key, s.exists, s.record = key, true, rec
+	return nil
+}
+
+// decode parses a record: [version, created, {name: bin, ...}, ...]. Fields
+// after the third are skipped so that a later version can add bookkeeping
+// without breaking an older reader.
+func (s *Session) decode(rec []byte) error {
+	if len(rec) > s.b.cfg.MaxRecordBytes {
+		return ErrSessionTooLarge
+	}
+	r := reader{b: rec}
+	c, err := r.byte()
+	if err != nil {
+		return err
+	}
+	if c < 0x93 || c > 0x9f {
+		return errBadRecord
+	}
+	fields := int(c & 0x0f)
+	version, err := r.int()
+	if err != nil {
+		return err
+	}
+	if version != recordVersion {
+		return errBadRecord
+	}
+	if s.created, err = r.int(); err != nil {
+		return err
+	}
+	n, err := r.mapHeader()
+	if err != nil {
+		return err
+	}
+	for i := 0; i < n; i++ {
+		name, err := r.strLike(true)
+		if err != nil {
+			return err
+		}
+		raw, err := r.strLike(false)
+		if err != nil {
+			return err
+		}
+		s.entries = append(s.entries, entry{name: bytesToString(name), raw: raw})
+	}
+	for i := 3; i < fields; i++ {
+		if err := r.skip(0); err != nil {
+			return err
+		}
+	}
+	if r.pos != len(rec) {
+		return errTrailing
+	}
+	return nil
+}
+
+var errBadRecord = errors.New("kvsession: not a session record of a known version")
+
+// bytesToString views b as a string without copying. Only used on records
+// returned by the store, which are ours alone and never written to.
+func bytesToString(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	return unsafe.String(&b[0], len(b))
+}
+
+func (s *Session) encode(dst []byte) []byte {
+	dst = append(dst, 0x93, recordVersion)
+	dst = appendInt(dst, s.created)
+	dst = appendMapHeader(dst, len(s.entries))
+	for _, e := range s.entries {
+		dst = appendString(dst, e.name)
+		dst = appendBinHeader(dst, len(e.raw))
+		dst = append(dst, e.raw...)
+	}
+	return dst
+}
+
+func (s *Session) find(key string) int {
+	for i := range s.entries {
+		if s.entries[i].name == key {
+			return i
+		}
+	}
+	return -1
+}
+
+// raw returns the encoded value under key, loading the session if needed.
+func (s *Session) raw(key string) ([]byte, bool) {
+	if s.load() != nil {
+		return nil, false
+	}
+	if i := s.find(key); i >= 0 {
+		return s.entries[i].raw, true
+	}
+	return nil, false
+}
+
+// Load loads the session now rather than on first use, and reports a store
+// failure. Handlers that want to branch on that failure call it first.
+func (s *Session) Load() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.load()
+}
+
+// Err reports why the session could not be loaded, or nil.
+func (s *Session) Err() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.loadErr
+}
+
+// ID returns the session id, or "" for a new session that has not been
+// saved yet (it gets its id when the response is written).
+func (s *Session) ID() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.load() != nil || s.key == "" {
+		return ""
+	}
+	return s.key[len(s.b.cfg.Prefix):]
+}
+
+// Created reports when the session was first saved; zero for a new one.
+func (s *Session) Created() time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.load() != nil || s.created == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, s.created)
+}
+
+// Get returns the value stored under key, decoded generically (see the
+// Codec for the Go types it yields), and whether it exists.
+func (s *Session) Get(key string) (any, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	raw, ok := s.raw(key)
+	if !ok {
+		return nil, false
+	}
+	v, err := s.b.cfg.Codec.DecodeAny(raw)
+	if err != nil {
+		return nil, false
+	}
+	return v, true
+}
+
+// Decode decodes the value under key into dst, restoring the exact type
+// that was stored (structs included). It returns ErrKeyNotFound if there is
+// no such value, and the load error if the session could not be loaded.
+func (s *Session) Decode(key string, dst any) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.load(); err != nil {
+		return err
+	}
+	raw, ok := s.raw(key)
+	if !ok {
+		return ErrKeyNotFound
+	}
+	return s.b.cfg.Codec.Decode(raw, dst)
+}
+
+// GetString returns the string under key; false if absent or not a string.
+func (s *Session) GetString(key string) (string, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	raw, ok := s.raw(key)
+	if !ok {
+		return "", false
+	}
+	if s.b.fastCodec {
+		r := reader{b: raw}
+		p, err := r.strLike(true)
+		if err != nil || r.pos != len(raw) {
+			return "", false
+		}
+		return string(p), true
+	}
+	var v string
+	return v, s.b.cfg.Codec.Decode(raw, &v) == nil
+}
+
+// GetInt64 returns the integer under key; false if absent, not an integer,
+// or out of range.
+func (s *Session) GetInt64(key string) (int64, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	raw, ok := s.raw(key)
+	if !ok {
+		return 0, false
+	}
+	if s.b.fastCodec {
+		n, err := readInt(raw)
+		return n, err == nil
+	}
+	var v int64
+	return v, s.b.cfg.Codec.Decode(raw, &v) == nil
+}
+
+// GetInt is GetInt64 for int.
+func (s *Session) GetInt(key string) (int, bool) {
+	n, ok := s.GetInt64(key)
+	if !ok || int64(int(n)) != n {
+		return 0, false
+	}
+	return int(n), true
+}
+
+// GetFloat64 returns the float under key (float32 widened); false if
+// absent or not a float.
+func (s *Session) GetFloat64(key string) (float64, bool) {
+	v, ok := s.Get(key)
+	switch f := v.(type) {
+	case float64:
+		return f, ok
+	case float32:
+		return float64(f), ok
+	}
+	return 0, false
+}
+
+// GetBool returns the bool under key; false if absent or not a bool.
+func (s *Session) GetBool(key string) (bool, bool) {
+	v, ok := s.Get(key)
+	b, isBool := v.(bool)
+	return b, ok && isBool
+}
+
+// GetBytes returns a copy of the []byte under key; false if absent or not
+// bytes.
+func (s *Session) GetBytes(key string) ([]byte, bool) {
+	v, ok := s.Get(key)
+	b, isBytes := v.([]byte)
+	return b, ok && isBytes
+}
+
+// Has reports whether the session holds a value under key.
+func (s *Session) Has(key string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.raw(key)
+	return ok
+}
+
+// Len returns the number of values in the session.
+func (s *Session) Len() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.load() != nil {
+		return 0
+	}
+	return len(s.entries)
+}
+
+// Keys returns the session's keys in the order they were first set.
+func (s *Session) Keys() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.load() != nil {
+		return nil
+	}
+	keys := make([]string, len(s.entries))
+	for i, e := range s.entries {
+		keys[i] = e.name
+	}
+	return keys
+}
+
+// Values returns every value decoded generically, as Get would.
+func (s *Session) Values() map[string]any {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[string]any, len(s.entries))
+	if s.load() != nil {
+		return out
+	}
+	for _, e := range s.entries {
+		if v, err := s.b.cfg.Codec.DecodeAny(e.raw); err == nil {
+			out[e.name] = v
+		}
+	}
+	return out
+}
+
+// Set stores v under key. The value is encoded now: later changes to v do
+// not reach the session, and a value the codec cannot encode is an error
+// here rather than when the response is written.
+func (s *Session) Set(key string, v any) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.load(); err != nil {
+		return err
+	}
+	start := len(s.arena)
+	arena, err := s.b.cfg.Codec.AppendEncode(s.arena, v)
+	if err != nil {
+		s.arena = arena[:start]
+		return err
+	}
+	s.arena = arena
+	raw := arena[start:len(arena):len(arena)]
+	if i := s.find(key); i >= 0 {
+		s.entries[i].raw = raw
+	} else {
+		s.entries = append(s.entries, entry{name: key, raw: raw})
+	}
+	s.modified = true
+	return nil
+}
+
+// Delete removes the value under key.
+func (s *Session) Delete(key string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.load() != nil {
+		return
+	}
+	if i := s.find(key); i >= 0 {
+		s.entries = slices.Delete(s.entries, i, i+1)
+		s.modified = true
+	}
+}
+
+// Clear removes every value. A session left empty is deleted from the store
+// when the response is written, and its cookie expired.
+func (s *Session) Clear() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.load() != nil || len(s.entries) == 0 {
+		return
+	}
+	clear(s.entries)
+	s.entries = s.entries[:0]
+	s.modified = true
+}
+
+// Modified reports whether the session was changed during this request.
+func (s *Session) Modified() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.modified
+}
+
+// Destroy deletes the session from the store now and empties it; the
+// response expires the cookie. If the store fails, the session is left as
+// it was and the error returned. Values set after Destroy start a new
+// session with a new id.
+func (s *Session) Destroy() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.load(); err != nil {
+		return err
+	}
+	if err := s.deleteStored(); err != nil {
+		return err
+	}
+	clear(s.entries)
+	s.entries = s.entries[:0]
+	s.key, s.created, s.record = "", 0, nil
+	s.modified = true
+	return nil
+}
+
+// deleteStored deletes the session's record and any record RenewID retired.
+func (s *Session) deleteStored() error {
+	st := s.b.store
+	if s.exists {
+		if err := st.Delete(s.ctx, s.key); err != nil {
+			return &StoreError{Op: "delete", Err: err}
+		}
+		s.exists = false
+	}
+	if s.oldKey != "" {
+		if err := st.Delete(s.ctx, s.oldKey); err != nil {
+			return &StoreError{Op: "delete", Err: err}
+		}
+		s.oldKey = ""
+	}
+	return nil
+}
+
+// RenewID gives the session a new id, keeping its data. Call it whenever
+// the privilege level changes (login, logout, sudo) so that an id an
+// attacker planted or observed before is worthless after.
+//
+// The data is saved under the new id when the response is written; the old
+// record is deleted only after that save succeeds, so a store failure never
+// loses the session.
+func (s *Session) RenewID() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.load(); err != nil {
+		return err
+	}
+	key, err := s.b.newKey(s)
+	if err != nil {
+		return err
+	}
+	if s.exists {
+		s.oldKey = s.key
+		s.exists = false
+	}
+	s.key = key
+	s.modified = true
+	return nil
+}
