@@ -1,0 +1,468 @@
+package badger
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	bdg "github.com/dgraph-io/badger/v4"
+	"github.com/dgraph-io/badger/v4/options"
+
+	"github.com/kvsession/kvsession/store"
+)
+
+// Options configures a Store.
+type Options struct {
+	// Dir is the directory the database lives in; it is created if missing.
+	// Required unless InMemory is set, and must be empty if it is.
+	Dir string
+
+	// InMemory keeps everything in memory: nothing is written to disk and
+	// nothing survives Close. Mostly useful in tests.
+	InMemory bool
+
+	// SyncWrites makes every write wait for an fsync. Off (the default), a
+	// write has reached the operating system once Set returns, through
+	// Badger's memory-mapped write-ahead log, so it survives the process
+	// crashing but not the machine losing power. On, it survives power loss
+	// too, at the cost of a disk flush per write: many times slower on most
+	// disks.
+	SyncWrites bool
+
+	// GCInterval is how often the value log is garbage collected. Default
+	// five minutes; a negative interval disables the loop, for programs that
+	// run DB().RunValueLogGC themselves.
+	GCInterval time.Duration
+
+	// GCDiscardRatio is the share of a value log file that must be garbage
+	// before the collector rewrites it, in (0, 1). Default 0.5, which keeps
+	// the write amplification of collection at about two.
+	GCDiscardRatio float64
+
+	// Logger receives Badger's log output. By default warnings and errors go
+	// to standard error and Badger's chatty informational messages are
+	// dropped.
+	Logger bdg.Logger
+
+	// Tune, if set, is called with the Badger options Open has settled on,
+	// just before opening the database, and may change any of them. It is the
+	// escape hatch for whatever this package does not expose.
+	Tune func(*bdg.Options)
+}
+
+const (
+	defaultGCInterval     = 5 * time.Minute
+	defaultGCDiscardRatio = 0.5
+
+	// Touch reads and rewrites in one transaction, which Badger aborts with
+	// ErrConflict if another transaction wrote the key meanwhile. Retrying
+	// is right, since the conflicting write is newer; but a bound keeps a
+	// key written in a tight loop elsewhere from pinning the caller.
+	touchAttempts = 16
+)
+
+// ErrValueTooLarge is returned by Set, in InMemory mode only, for a value of
+// 1 MiB or more (more precisely, of at least Badger's ValueThreshold). Badger
+// has no value log in memory, so every value must fit in its LSM tree, and
+// Badger v4 itself crashes on a value of exactly the threshold.
+var ErrValueTooLarge = errors.New("badger store: value too large for an in-memory database")
+
+// Store is a store.Store backed by a Badger database. Create it with Open; it
+// is safe for concurrent use. It also implements store.Toucher,
+// store.Exister, store.Expirer and store.Clearer.
+type Store struct {
+	db       *bdg.DB
+	ratio    float64
+	maxValue int // values must be shorter than this; 0 means no limit of ours
+
+	// mu is held for reading by every operation and for writing by Close,
+	// so that closing waits for operations in flight and no operation
+	// reaches the database after it is closed: Badger's own closed checks
+	// cover neither every method nor a call already under way.
+	mu     sync.RWMutex
+	closed bool
+
+	closeOnce sync.Once
+	stopGC    chan struct{} // closed by Close to stop the GC loop
+	gcDone    chan struct{} // closed by the GC loop when it has returned
+}
+
+var _ interface {
+	store.Store
+	store.Toucher
+	store.Exister
+	store.Expirer
+	store.Clearer
+} = (*Store)(nil)
+
+// Open opens (or creates) the database opts describes and starts its value
+// log garbage collector. Call Close to stop it and flush the database.
+func Open(opts Options) (*Store, error) {
+	switch {
+	case opts.InMemory && opts.Dir != "":
+		return nil, errors.New("badger store: Dir must be empty with InMemory")
+	case !opts.InMemory && opts.Dir == "":
+		return nil, errors.New("badger store: Dir is required unless InMemory is set")
+	}
+	ratio := opts.GCDiscardRatio
+	if ratio == 0 {
+		ratio = defaultGCDiscardRatio
+	}
+	if ratio <= 0 || ratio >= 1 {
+		return nil, fmt.Errorf("badger store: GCDiscardRatio %v is not in (0, 1)", ratio)
+	}
+	interval := opts.GCInterval
+	if interval == 0 {
+		interval = defaultGCInterval
+	}
+
+	bo := badgerOptions(opts.Dir).
+		WithInMemory(opts.InMemory).
+		WithSyncWrites(opts.SyncWrites)
+	if opts.InMemory {
+		// With no value log, Badger refuses values above the threshold, so
+		// keep its default, the largest it allows: values under 1 MiB.
+		bo = bo.WithValueThreshold(bdg.DefaultOptions("").ValueThreshold)
+	}
+	if opts.Logger != nil {
+		bo = bo.WithLogger(opts.Logger)
+	} else {
+		bo = bo.WithLoggingLevel(bdg.WARNING)
+	}
+	if opts.Tune != nil {
+		opts.Tune(&bo)
+	}
+	if bo.InMemory && bo.ValueThreshold < 1<<10 {
+		// Badger v4 rejects in-memory values above the threshold and, for
+		// values under 1 KB, panics while formatting that error.
+		return nil, fmt.Errorf("badger store: InMemory needs a ValueThreshold of at least 1 KiB, not %d", bo.ValueThreshold)
+	}
+	db, err := bdg.Open(bo)
+	if err != nil {
+		return nil, fmt.Errorf("badger store: %w", err)
+	}
+
+	s := &Store{
+		db:     db,
+		ratio:  ratio,
+		stopGC: make(chan struct{}),
+		gcDone: make(chan struct{}),
+	}
+	if bo.InMemory {
+		s.maxValue = int(bo.ValueThreshold)
+	}
+	// An in-memory database has no value log to collect.
+	if interval > 0 && !bo.InMemory {
+		go s.gcLoop(interval)
+	} else {
+		close(s.gcDone)
+	}
+	return s, nil
+}
+
+// badgerOptions sizes Badger for what sessions are: many small values that
+// are read back soon after they are written and then expire. Badger's
+// defaults suit a large database and peak above 1 GB of resident memory for
+// 200,000 one-kilobyte sessions; the package documentation has what these
+// settings measure instead.
+func badgerOptions(dir string) bdg.Options {
+	return bdg.DefaultOptions(dir).
+		// Values above half a kilobyte go to the value log, leaving the LSM
+		// tree with keys and pointers. Badger v4 defaults to keeping values
+		// up to 1 MB in the tree, where every flush and compaction copies
+		// them through in-memory table builders: for session-sized values
+		// that tripled the heap and halved write throughput. Values in the
+		// log are reclaimed by the GC loop instead.
+		WithValueThreshold(512).
+		// Memtables are arenas of MemTableSize plus a batch allowance, and
+		// Badger keeps up to NumMemtables of them (default 5 × 64 MB). With
+		// only keys and pointers in them, two of 8 MB hold tens of thousands
+		// of sessions each and still leave one to fill while the other is
+		// flushed.
+		WithMemTableSize(8 << 20).
+		WithNumMemtables(2).
+		WithNumLevelZeroTables(2).
+		WithNumLevelZeroTablesStall(8).
+		// Each compactor builds tables in memory; two is Badger's minimum
+		// when compacting at all.
+		WithNumCompactors(2).
+		// Session values are small, often already encoded or random, and
+		// compress poorly; without compression Badger reads blocks straight
+		// from the memory-mapped tables, so small caches suffice.
+		WithCompression(options.None).
+		WithBlockCacheSize(8 << 20).
+		WithIndexCacheSize(8 << 20).
+		// Smaller value log files are garbage collected at a finer grain,
+		// and a file is the most a single value can take.
+		WithValueLogFileSize(64 << 20).
+		// Nothing reads Badger's expvar metrics here, and they cost a map
+		// update on every operation.
+		WithMetricsEnabled(false)
+}
+
+// ErrNotFound from Badger's own errors.
+func mapErr(err error) error {
+	if errors.Is(err, bdg.ErrKeyNotFound) {
+		return store.ErrNotFound
+	}
+	return err
+}
+
+func check(ctx context.Context, key string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if key == "" {
+		return store.ErrEmptyKey
+	}
+	return nil
+}
+
+// expiresAt converts a TTL into Badger's expiry, a Unix time in whole
+// seconds. It rounds up: Badger's own Entry.WithTTL truncates, which would
+// expire an entry up to a second early, and a session must never end before
+// its TTL. Zero means no expiry, as in Badger.
+func expiresAt(now time.Time, ttl time.Duration) uint64 {
+	if ttl == 0 {
+		return 0
+	}
+	t := now.Add(ttl)
+	sec := t.Unix()
+	if t.Nanosecond() > 0 {
+		sec++
+	}
+	return uint64(sec)
+}
+
+// Get returns a copy of the value stored under key.
+func (s *Store) Get(ctx context.Context, key string) ([]byte, error) {
+	if err := check(ctx, key); err != nil {
+		return nil, err
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return nil, store.ErrClosed
+	}
+	var v []byte
+	err := s.db.View(func(txn *bdg.Txn) error {
+		item, err := txn.Get([]byte(key))
+		if err != nil {
+			return err
+		}
+		// The value Badger hands out is only valid inside the transaction.
+		v, err = item.ValueCopy(nil)
+		return err
+	})
+	if err != nil {
+		return nil, mapErr(err)
+	}
+	if v == nil {
+		// An empty value round-trips as empty, not as "no value".
+		v = []byte{}
+	}
+	return v, nil
+}
+
+// Set stores value under key. A zero ttl means no expiry; a positive one is
+// rounded up to whole seconds.
+func (s *Store) Set(ctx context.Context, key string, value []byte, ttl time.Duration) error {
+	if err := check(ctx, key); err != nil {
+		return err
+	}
+	if ttl < 0 {
+		return store.ErrInvalidTTL
+	}
+	if s.maxValue > 0 && len(value) >= s.maxValue {
+		return ErrValueTooLarge
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return store.ErrClosed
+	}
+	// Update returns only once the write is committed, and Badger has copied
+	// the value into its log by then, so the caller may reuse value.
+	return s.db.Update(func(txn *bdg.Txn) error {
+		e := bdg.NewEntry([]byte(key), value)
+		e.ExpiresAt = expiresAt(time.Now(), ttl)
+		return txn.SetEntry(e)
+	})
+}
+
+// Delete removes key. Deleting a missing key is not an error.
+func (s *Store) Delete(ctx context.Context, key string) error {
+	if err := check(ctx, key); err != nil {
+		return err
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return store.ErrClosed
+	}
+	return s.db.Update(func(txn *bdg.Txn) error {
+		return txn.Delete([]byte(key))
+	})
+}
+
+// Touch resets key's expiry to ttl from now (rounded up to whole seconds);
+// a zero ttl makes the entry permanent.
+//
+// Badger cannot change an entry's expiry in place: Touch reads the value and
+// writes it back with the new expiry in one transaction. It saves the caller
+// a round trip of the value, not the write.
+func (s *Store) Touch(ctx context.Context, key string, ttl time.Duration) error {
+	if err := check(ctx, key); err != nil {
+		return err
+	}
+	if ttl < 0 {
+		return store.ErrInvalidTTL
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return store.ErrClosed
+	}
+	k := []byte(key)
+	var err error
+	for range touchAttempts {
+		err = s.db.Update(func(txn *bdg.Txn) error {
+			item, err := txn.Get(k)
+			if err != nil {
+				return err
+			}
+			v, err := item.ValueCopy(nil)
+			if err != nil {
+				return err
+			}
+			e := bdg.NewEntry(k, v).WithMeta(item.UserMeta())
+			e.ExpiresAt = expiresAt(time.Now(), ttl)
+			return txn.SetEntry(e)
+		})
+		if !errors.Is(err, bdg.ErrConflict) {
+			return mapErr(err)
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+	}
+	return fmt.Errorf("badger store: Touch(%q): %w", key, err)
+}
+
+// Exists reports whether key holds a live entry, without reading its value.
+func (s *Store) Exists(ctx context.Context, key string) (bool, error) {
+	if _, err := s.item(ctx, key); err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return false, nil
+		}
+		return false, err
+	}
+	return true, nil
+}
+
+// ExpiresIn reports how long key has left, or store.NoExpiry for an entry
+// set with a zero TTL. Badger keeps expiry in whole seconds, so the answer
+// is up to a second more than the TTL the entry was set with.
+func (s *Store) ExpiresIn(ctx context.Context, key string) (time.Duration, error) {
+	exp, err := s.item(ctx, key)
+	if err != nil {
+		return 0, err
+	}
+	if exp == 0 {
+		return store.NoExpiry, nil
+	}
+	d := time.Until(time.Unix(int64(exp), 0))
+	if d <= 0 {
+		// Expired between Badger's check and ours.
+		return 0, store.ErrNotFound
+	}
+	return d, nil
+}
+
+// item looks key up and returns its expiry.
+func (s *Store) item(ctx context.Context, key string) (expiresAt uint64, err error) {
+	if err := check(ctx, key); err != nil {
+		return 0, err
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return 0, store.ErrClosed
+	}
+	err = s.db.View(func(txn *bdg.Txn) error {
+		item, err := txn.Get([]byte(key))
+		if err != nil {
+			return err
+		}
+		expiresAt = item.ExpiresAt()
+		return nil
+	})
+	return expiresAt, mapErr(err)
+}
+
+// DeleteAll removes every entry, using Badger's DropAll: writes are blocked
+// while it runs.
+func (s *Store) DeleteAll(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return store.ErrClosed
+	}
+	return s.db.DropAll()
+}
+
+// DB returns the underlying Badger database, for what this package does not
+// cover: backups, streaming, metrics. Do not close it; close the Store.
+func (s *Store) DB() *bdg.DB { return s.db }
+
+// Close stops the garbage collector, waits for operations in flight, and
+// closes the database, flushing it to disk. Later calls to any method return
+// store.ErrClosed; calling Close again returns nil.
+func (s *Store) Close() error {
+	var err error
+	s.closeOnce.Do(func() {
+		close(s.stopGC)
+		<-s.gcDone
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		s.closed = true
+		if cerr := s.db.Close(); cerr != nil {
+			err = fmt.Errorf("badger store: %w", cerr)
+		}
+	})
+	return err
+}
+
+func (s *Store) gcLoop(interval time.Duration) {
+	defer close(s.gcDone)
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stopGC:
+			return
+		case <-t.C:
+			s.collect()
+		}
+	}
+}
+
+// collect rewrites value log files until Badger finds none worth rewriting
+// (ErrNoRewrite) or fails; one file per call is Badger's unit of work.
+func (s *Store) collect() {
+	for {
+		select {
+		case <-s.stopGC:
+			return
+		default:
+		}
+		if err := s.db.RunValueLogGC(s.ratio); err != nil {
+			return
+		}
+	}
+}

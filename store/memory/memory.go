@@ -1,0 +1,412 @@
+// Package memory is an in-process store.Store: a sharded map with per-entry
+// expiry and a background sweeper.
+//
+// It is the fastest store and the right one for a single process whose
+// sessions may be lost on restart. Nothing is persisted.
+package memory
+
+import (
+	"context"
+	"hash/maphash"
+	"math"
+	"math/bits"
+	"strings"
+	"sync"
+	"time"
+	"unsafe"
+
+	"github.com/kvsession/kvsession/store"
+)
+
+// Options configures a Store. The zero value is ready to use.
+type Options struct {
+	// Shards is the number of independently locked maps the keys are spread
+	// over, so that requests for different sessions rarely contend. It is
+	// rounded up to a power of two. Default 64.
+	Shards int
+
+	// SweepInterval is how often expired entries are deleted in the
+	// background. Expired entries are never returned in between; the sweep
+	// only gives their memory back. Default one minute.
+	SweepInterval time.Duration
+
+	// Now is the clock, for tests that need to move time. Default time.Now.
+	Now func() time.Time
+}
+
+const (
+	defaultShards        = 64
+	defaultSweepInterval = time.Minute
+
+	// A shard's map is rebuilt once it holds fewer than 1/shrinkFactor of the
+	// most entries it has held, and that peak was above shrinkMinPeak. Go maps
+	// never give back the buckets a spike made them grow, so without this a
+	// burst of short sessions would keep its memory forever. The floor keeps
+	// small shards from being copied for no measurable gain.
+	shrinkFactor  = 4
+	shrinkMinPeak = 1024
+)
+
+// Store is an in-memory store.Store. Create it with New; it is safe for
+// concurrent use. It also implements store.Toucher, store.Exister,
+// store.Expirer and store.Clearer.
+type Store struct {
+	shards []shard
+	mask   uint64
+	seed   maphash.Seed
+	now    func() time.Time
+	epoch  time.Time // expiry times are kept as nanoseconds since epoch
+
+	closeOnce sync.Once
+	stop      chan struct{} // closed by Close to stop the sweeper
+	done      chan struct{} // closed by the sweeper when it has returned
+}
+
+// shard is one lock and the map it guards. A nil map means the store is
+// closed; checking that under the lock, rather than a separate flag, is what
+// makes an operation racing with Close safe.
+type shard struct {
+	shardState
+
+	// Pads the shard to its own cache line so that locking one shard does
+	// not slow down cores working on its neighbours.
+	_ [cacheLine - unsafe.Sizeof(shardState{})%cacheLine]byte
+}
+
+type shardState struct {
+	mu   sync.RWMutex
+	m    map[string]entry
+	peak int // most entries m has held since it was last rebuilt
+}
+
+const cacheLine = 64
+
+type entry struct {
+	// key is the map's own copy of the key. Set and Touch write it back on
+	// overwrite because assigning to an existing string key replaces the
+	// stored key with the caller's: the map would then keep the caller's
+	// string (possibly a substring pinning a whole request header, or an
+	// unsafe view of a reused buffer) instead of its own copy.
+	key       string
+	value     []byte
+	expiresAt int64 // nanoseconds since Store.epoch; 0 means never
+}
+
+var _ interface {
+	store.Store
+	store.Toucher
+	store.Exister
+	store.Expirer
+	store.Clearer
+} = (*Store)(nil)
+
+// New returns a Store and starts its sweeper. Call Close to stop it.
+func New(opts Options) *Store {
+	n := opts.Shards
+	if n <= 0 {
+		n = defaultShards
+	}
+	// Round up to a power of two so a shard is picked with a mask, not a
+	// division.
+	n = 1 << bits.Len(uint(n-1))
+	interval := opts.SweepInterval
+	if interval <= 0 {
+		interval = defaultSweepInterval
+	}
+	now := opts.Now
+	if now == nil {
+		now = time.Now
+	}
+	s := &Store{
+		shards: make([]shard, n),
+		mask:   uint64(n - 1),
+		seed:   maphash.MakeSeed(),
+		now:    now,
+		epoch:  now(),
+		stop:   make(chan struct{}),
+		done:   make(chan struct{}),
+	}
+	for i := range s.shards {
+		s.shards[i].m = make(map[string]entry)
+	}
+	go s.sweeper(interval)
+	return s
+}
+
+func (s *Store) shard(key string) *shard {
+	return &s.shards[maphash.String(s.seed, key)&s.mask]
+}
+
+// nowNano is the time since the store was created. Measuring from a
+// time.Now reading, rather than taking Unix nanoseconds, uses the monotonic
+// clock: stepping the wall clock (NTP, a VM resumed) neither expires
+// sessions early nor keeps them alive.
+func (s *Store) nowNano() int64 { return int64(s.now().Sub(s.epoch)) }
+
+// live reports whether e has not expired at now.
+func (e *entry) live(now int64) bool {
+	return e.expiresAt == 0 || now < e.expiresAt
+}
+
+func (s *Store) expiry(ttl time.Duration) int64 {
+	if ttl == 0 {
+		return 0
+	}
+	now := s.nowNano()
+	// Saturate rather than wrap: a huge TTL must mean "practically never",
+	// not an expiry in the past.
+	if int64(ttl) > math.MaxInt64-now {
+		return math.MaxInt64
+	}
+	return now + int64(ttl)
+}
+
+func check(ctx context.Context, key string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if key == "" {
+		return store.ErrEmptyKey
+	}
+	return nil
+}
+
+// Get returns a copy of the value stored under key.
+func (s *Store) Get(ctx context.Context, key string) ([]byte, error) {
+	if err := check(ctx, key); err != nil {
+		return nil, err
+	}
+	now := s.nowNano()
+	sh := s.shard(key)
+	sh.mu.RLock()
+	if sh.m == nil {
+		sh.mu.RUnlock()
+		return nil, store.ErrClosed
+	}
+	e, ok := sh.m[key]
+	sh.mu.RUnlock()
+	if !ok || !e.live(now) {
+		return nil, store.ErrNotFound
+	}
+	// Copying outside the lock is safe because a stored slice is never
+	// written to: Set and Touch replace entries, they do not modify values.
+	v := make([]byte, len(e.value))
+	copy(v, e.value)
+	return v, nil
+}
+
+// Set stores a copy of value under key. A zero ttl means no expiry.
+func (s *Store) Set(ctx context.Context, key string, value []byte, ttl time.Duration) error {
+	if err := check(ctx, key); err != nil {
+		return err
+	}
+	if ttl < 0 {
+		return store.ErrInvalidTTL
+	}
+	// Copy and read the clock before locking to keep the critical section to
+	// the map operation itself.
+	v := make([]byte, len(value))
+	copy(v, value)
+	exp := s.expiry(ttl)
+
+	sh := s.shard(key)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if sh.m == nil {
+		return store.ErrClosed
+	}
+	if old, ok := sh.m[key]; ok {
+		sh.m[old.key] = entry{key: old.key, value: v, expiresAt: exp}
+		return nil
+	}
+	k := strings.Clone(key) // the map's own copy; see entry.key
+	sh.m[k] = entry{key: k, value: v, expiresAt: exp}
+	if len(sh.m) > sh.peak {
+		sh.peak = len(sh.m)
+	}
+	return nil
+}
+
+// Delete removes key. Deleting a missing key is not an error.
+func (s *Store) Delete(ctx context.Context, key string) error {
+	if err := check(ctx, key); err != nil {
+		return err
+	}
+	sh := s.shard(key)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if sh.m == nil {
+		return store.ErrClosed
+	}
+	delete(sh.m, key)
+	sh.maybeShrink()
+	return nil
+}
+
+// Touch resets key's expiry to ttl from now without copying its value. A
+// zero ttl makes the entry permanent.
+func (s *Store) Touch(ctx context.Context, key string, ttl time.Duration) error {
+	if err := check(ctx, key); err != nil {
+		return err
+	}
+	if ttl < 0 {
+		return store.ErrInvalidTTL
+	}
+	now := s.nowNano()
+	exp := s.expiry(ttl)
+	sh := s.shard(key)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if sh.m == nil {
+		return store.ErrClosed
+	}
+	e, ok := sh.m[key]
+	if !ok || !e.live(now) {
+		return store.ErrNotFound
+	}
+	e.expiresAt = exp
+	sh.m[e.key] = e
+	return nil
+}
+
+// Exists reports whether key holds a live entry.
+func (s *Store) Exists(ctx context.Context, key string) (bool, error) {
+	if err := check(ctx, key); err != nil {
+		return false, err
+	}
+	now := s.nowNano()
+	sh := s.shard(key)
+	sh.mu.RLock()
+	defer sh.mu.RUnlock()
+	if sh.m == nil {
+		return false, store.ErrClosed
+	}
+	e, ok := sh.m[key]
+	return ok && e.live(now), nil
+}
+
+// ExpiresIn reports how long key has left, or store.NoExpiry for an entry
+// set with a zero TTL.
+func (s *Store) ExpiresIn(ctx context.Context, key string) (time.Duration, error) {
+	if err := check(ctx, key); err != nil {
+		return 0, err
+	}
+	now := s.nowNano()
+	sh := s.shard(key)
+	sh.mu.RLock()
+	defer sh.mu.RUnlock()
+	if sh.m == nil {
+		return 0, store.ErrClosed
+	}
+	e, ok := sh.m[key]
+	if !ok || !e.live(now) {
+		return 0, store.ErrNotFound
+	}
+	if e.expiresAt == 0 {
+		return store.NoExpiry, nil
+	}
+	return time.Duration(e.expiresAt - now), nil
+}
+
+// DeleteAll removes every entry. It clears one shard at a time, so entries
+// set concurrently in shards already cleared survive.
+func (s *Store) DeleteAll(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	for i := range s.shards {
+		sh := &s.shards[i]
+		sh.mu.Lock()
+		if sh.m == nil {
+			sh.mu.Unlock()
+			return store.ErrClosed
+		}
+		// A fresh map rather than clear(): clear keeps the buckets, and
+		// DeleteAll is how a caller asks for the memory back.
+		sh.m = make(map[string]entry)
+		sh.peak = 0
+		sh.mu.Unlock()
+	}
+	return nil
+}
+
+// Len returns the number of entries held, including expired ones the
+// sweeper has not removed yet. It returns 0 after Close.
+func (s *Store) Len() int {
+	n := 0
+	for i := range s.shards {
+		sh := &s.shards[i]
+		sh.mu.RLock()
+		n += len(sh.m)
+		sh.mu.RUnlock()
+	}
+	return n
+}
+
+// Sweep deletes expired entries now, and rebuilds shards left sparse. The
+// sweeper calls it every SweepInterval; calling it directly is mostly useful
+// in tests. It does nothing after Close.
+func (s *Store) Sweep() {
+	for i := range s.shards {
+		sh := &s.shards[i]
+		// Read the clock per shard: with many shards and a slow sweep, one
+		// timestamp for all would fall ever further behind.
+		now := s.nowNano()
+		sh.mu.Lock()
+		if sh.m != nil {
+			for k, e := range sh.m {
+				if !e.live(now) {
+					delete(sh.m, k)
+				}
+			}
+			sh.maybeShrink()
+		}
+		sh.mu.Unlock()
+	}
+}
+
+// maybeShrink replaces a map that has become sparse after a spike with a
+// right-sized copy. The caller holds the write lock.
+func (sh *shard) maybeShrink() {
+	if sh.peak <= shrinkMinPeak || len(sh.m) >= sh.peak/shrinkFactor {
+		return
+	}
+	m := make(map[string]entry, len(sh.m))
+	for k, e := range sh.m {
+		m[k] = e
+	}
+	sh.m = m
+	sh.peak = len(m)
+}
+
+func (s *Store) sweeper(interval time.Duration) {
+	defer close(s.done)
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+			s.Sweep()
+		}
+	}
+}
+
+// Close stops the sweeper, waits for it to return and releases every entry.
+// Later calls to any method return store.ErrClosed; calling Close again
+// returns nil.
+func (s *Store) Close() error {
+	s.closeOnce.Do(func() {
+		close(s.stop)
+		<-s.done
+		for i := range s.shards {
+			sh := &s.shards[i]
+			sh.mu.Lock()
+			sh.m = nil
+			sh.peak = 0
+			sh.mu.Unlock()
+		}
+	})
+	return nil
+}

@@ -1,0 +1,320 @@
+package memory
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+	"unsafe"
+
+	"github.com/kvsession/kvsession/store"
+	"github.com/kvsession/kvsession/store/storetest"
+)
+
+// fakeClock is safe for concurrent use because the sweeper reads it from its
+// own goroutine.
+type fakeClock struct{ ns atomic.Int64 }
+
+func newFakeClock() *fakeClock {
+	c := &fakeClock{}
+	c.ns.Store(time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
+	return c
+}
+
+func (c *fakeClock) Now() time.Time          { return time.Unix(0, c.ns.Load()) }
+func (c *fakeClock) Advance(d time.Duration) { c.ns.Add(int64(d)) }
+
+func TestConformance(t *testing.T) {
+	clock := newFakeClock()
+	storetest.Run(t, storetest.Harness{
+		New: func(t *testing.T) store.Store {
+			return New(Options{Now: clock.Now, Shards: 4})
+		},
+		Advance: clock.Advance,
+	})
+}
+
+// The real clock goes through monotonic readings the fake one lacks, so run
+// the suite once on it as well.
+func TestConformanceRealClock(t *testing.T) {
+	storetest.Run(t, storetest.Harness{
+		New: func(t *testing.T) store.Store { return New(Options{}) },
+	})
+}
+
+func TestShardCount(t *testing.T) {
+	tests := []struct{ in, want int }{
+		{0, 64}, {-3, 64}, {1, 1}, {2, 2}, {3, 4}, {64, 64}, {65, 128}, {1000, 1024},
+	}
+	for _, tc := range tests {
+		t.Run(fmt.Sprint(tc.in), func(t *testing.T) {
+			s := New(Options{Shards: tc.in})
+			defer s.Close()
+			if got := len(s.shards); got != tc.want {
+				t.Errorf("Shards %d: got %d shards, want %d", tc.in, got, tc.want)
+			}
+		})
+	}
+}
+
+func TestSweepReclaimsExpired(t *testing.T) {
+	clock := newFakeClock()
+	// An hour-long interval keeps the background sweeper out of the way.
+	s := New(Options{Now: clock.Now, SweepInterval: time.Hour})
+	defer s.Close()
+	ctx := t.Context()
+	for i := range 100 {
+		if err := s.Set(ctx, fmt.Sprint("short", i), []byte("v"), time.Second); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Set(ctx, fmt.Sprint("long", i), []byte("v"), time.Hour); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := s.Len(); got != 200 {
+		t.Fatalf("Len = %d, want 200", got)
+	}
+	clock.Advance(time.Second)
+	// Expired entries are invisible at once but hold memory until a sweep.
+	if _, err := s.Get(ctx, "short0"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("Get of an expired entry: %v, want ErrNotFound", err)
+	}
+	if got := s.Len(); got != 200 {
+		t.Errorf("Len before Sweep = %d, want 200", got)
+	}
+	s.Sweep()
+	if got := s.Len(); got != 100 {
+		t.Errorf("Len after Sweep = %d, want 100", got)
+	}
+	if _, err := s.Get(ctx, "long0"); err != nil {
+		t.Errorf("Get of a live entry after Sweep: %v", err)
+	}
+}
+
+func TestBackgroundSweeper(t *testing.T) {
+	clock := newFakeClock()
+	s := New(Options{Now: clock.Now, SweepInterval: time.Millisecond})
+	defer s.Close()
+	for i := range 50 {
+		if err := s.Set(t.Context(), fmt.Sprint(i), []byte("v"), time.Second); err != nil {
+			t.Fatal(err)
+		}
+	}
+	clock.Advance(time.Second)
+	deadline := time.Now().Add(5 * time.Second)
+	for s.Len() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("Len = %d five seconds after expiry; the sweeper is not running", s.Len())
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func TestShrinkAfterSpike(t *testing.T) {
+	const spike = 4 * shrinkMinPeak
+	tests := []struct {
+		name   string
+		reduce func(t *testing.T, s *Store, clock *fakeClock)
+	}{
+		{"Sweep", func(t *testing.T, s *Store, clock *fakeClock) {
+			clock.Advance(time.Minute)
+			s.Sweep()
+		}},
+		{"Delete", func(t *testing.T, s *Store, clock *fakeClock) {
+			for i := range spike {
+				if err := s.Delete(t.Context(), fmt.Sprint("spike", i)); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			clock := newFakeClock()
+			s := New(Options{Now: clock.Now, Shards: 1, SweepInterval: time.Hour})
+			defer s.Close()
+			ctx := t.Context()
+			for i := range 100 {
+				if err := s.Set(ctx, fmt.Sprint("keep", i), []byte("v"), 0); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for i := range spike {
+				if err := s.Set(ctx, fmt.Sprint("spike", i), []byte("v"), time.Minute); err != nil {
+					t.Fatal(err)
+				}
+			}
+			sh := &s.shards[0]
+			if sh.peak != spike+100 {
+				t.Fatalf("peak = %d, want %d", sh.peak, spike+100)
+			}
+			before := mapIdentity(sh)
+
+			tc.reduce(t, s, clock)
+
+			if mapIdentity(sh) == before {
+				t.Error("the map was not rebuilt after shrinking to 100 of its peak")
+			}
+			// Deleting one by one may rebuild more than once on the way
+			// down; either way the peak must have been reset.
+			if sh.peak >= spike/shrinkFactor || sh.peak < len(sh.m) {
+				t.Errorf("peak = %d after rebuild with %d entries left", sh.peak, len(sh.m))
+			}
+			if got := s.Len(); got != 100 {
+				t.Errorf("Len = %d, want 100", got)
+			}
+			for i := range 100 {
+				if _, err := s.Get(ctx, fmt.Sprint("keep", i)); err != nil {
+					t.Fatalf("Get(keep%d) after rebuild: %v", i, err)
+				}
+			}
+		})
+	}
+}
+
+func mapIdentity(sh *shard) uintptr {
+	return *(*uintptr)(unsafe.Pointer(&sh.m))
+}
+
+func TestNoShrinkBelowFloor(t *testing.T) {
+	clock := newFakeClock()
+	s := New(Options{Now: clock.Now, Shards: 1, SweepInterval: time.Hour})
+	defer s.Close()
+	for i := range shrinkMinPeak {
+		if err := s.Set(t.Context(), fmt.Sprint(i), []byte("v"), time.Minute); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := mapIdentity(&s.shards[0])
+	clock.Advance(time.Minute)
+	s.Sweep()
+	if mapIdentity(&s.shards[0]) != before {
+		t.Error("a map that never grew past the floor was rebuilt")
+	}
+}
+
+// Keys are often unsafe views of a request buffer that is reused once the
+// request is done (fasthttp). The store must keep its own copy, including
+// when a Set overwrites the key, since assigning to an existing map key
+// replaces the stored string with the caller's.
+func TestKeyIsCopied(t *testing.T) {
+	s := New(Options{Shards: 1})
+	defer s.Close()
+	ctx := t.Context()
+	buf := []byte("session-1")
+	key := unsafe.String(&buf[0], len(buf))
+	if err := s.Set(ctx, key, []byte("v1"), 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Set(ctx, key, []byte("v2"), 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Touch(ctx, key, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	copy(buf, "XXXXXXXXX")
+	v, err := s.Get(ctx, "session-1")
+	if err != nil || string(v) != "v2" {
+		t.Errorf(`Get("session-1") after the caller's buffer changed = %q, %v; want "v2"`, v, err)
+	}
+}
+
+func TestCloseStopsSweeper(t *testing.T) {
+	s := New(Options{SweepInterval: time.Millisecond})
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// Close waits for the sweeper, so it must be gone by now, not later.
+	select {
+	case <-s.done:
+	default:
+		t.Fatal("sweeper still running after Close returned")
+	}
+	if err := s.Close(); err != nil {
+		t.Errorf("second Close: %v", err)
+	}
+	s.Sweep() // must not panic
+	if n := s.Len(); n != 0 {
+		t.Errorf("Len after Close = %d, want 0", n)
+	}
+}
+
+func TestAllocations(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector changes allocation counts")
+	}
+	s := New(Options{})
+	defer s.Close()
+	ctx := context.Background()
+	value := make([]byte, 512)
+	if err := s.Set(ctx, "key", value, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		fn   func()
+	}{
+		{"Get", func() { _, _ = s.Get(ctx, "key") }},
+		{"SetOverwrite", func() { _ = s.Set(ctx, "key", value, time.Hour) }},
+		{"Touch", func() { _ = s.Touch(ctx, "key", time.Hour) }},
+		{"Exists", func() { _, _ = s.Exists(ctx, "key") }},
+	}
+	want := map[string]float64{"Get": 1, "SetOverwrite": 1, "Touch": 0, "Exists": 0}
+	for _, tc := range tests {
+		if got := testing.AllocsPerRun(1000, tc.fn); got != want[tc.name] {
+			t.Errorf("%s: %v allocations, want %v", tc.name, got, want[tc.name])
+		}
+	}
+}
+
+func BenchmarkGet(b *testing.B) {
+	s := New(Options{})
+	defer s.Close()
+	ctx := context.Background()
+	keys := benchKeys(1024)
+	for _, k := range keys {
+		if err := s.Set(ctx, k, make([]byte, 1024), time.Hour); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		i := 0
+		for pb.Next() {
+			if _, err := s.Get(ctx, keys[i&1023]); err != nil {
+				b.Error(err)
+				return
+			}
+			i++
+		}
+	})
+}
+
+func BenchmarkSet(b *testing.B) {
+	s := New(Options{})
+	defer s.Close()
+	ctx := context.Background()
+	keys := benchKeys(1024)
+	value := make([]byte, 1024)
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		i := 0
+		for pb.Next() {
+			if err := s.Set(ctx, keys[i&1023], value, time.Hour); err != nil {
+				b.Error(err)
+				return
+			}
+			i++
+		}
+	})
+}
+
+func benchKeys(n int) []string {
+	keys := make([]string, n)
+	for i := range keys {
+		keys[i] = fmt.Sprintf("session-%016x", i*7919)
+	}
+	return keys
+}

@@ -1,0 +1,717 @@
+// Package storetest is a conformance suite for store.Store implementations.
+//
+// A store author calls Run from a test and gets every behaviour kvsession
+// relies on checked, including the optional interfaces the store
+// implements:
+//
+//	func TestConformance(t *testing.T) {
+//		storetest.Run(t, storetest.Harness{
+//			New: func(t *testing.T) store.Store {
+//				s, err := mystore.Open(t.TempDir())
+//				if err != nil {
+//					t.Fatal(err)
+//				}
+//				return s
+//			},
+//		})
+//	}
+//
+// Run it with -race: one subtest hammers the store from several goroutines
+// and another closes it while it is busy.
+package storetest
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/kvsession/kvsession/store"
+)
+
+// Harness tells Run how to make and manipulate the store under test.
+type Harness struct {
+	// New returns a fresh, empty store. It is called once per subtest, from
+	// parallel subtests unless Serial is set, so stores it returns must not
+	// share data. Run closes every store it gets; closing it again in a
+	// t.Cleanup of your own is fine.
+	New func(t *testing.T) store.Store
+
+	// Reopen closes s and returns a store opened on the same backing data.
+	// Leave it nil for a store that does not persist; the persistence
+	// subtest is then skipped.
+	Reopen func(t *testing.T, s store.Store) store.Store
+
+	// Advance moves the clock of every store New returns forward by d. With
+	// it the expiry subtests run instantly and check exact edges: an entry
+	// set with TTL d must be present at d-1ms and gone at d. Without it
+	// they sleep about two seconds of real time and only check that
+	// entries are present right after Set and gone a little over a second
+	// after their TTL, which suits stores that keep whole seconds.
+	Advance func(d time.Duration)
+
+	// Serial runs the subtests one after another instead of in parallel,
+	// for stores whose New hands out views of one shared backend.
+	Serial bool
+}
+
+// Run runs the conformance suite against the store h describes.
+func Run(t *testing.T, h Harness) {
+	t.Helper()
+	if h.New == nil {
+		t.Fatal("storetest: Harness.New is nil")
+	}
+	r := &runner{h: h}
+
+	// The expiry subtests go first and, with a fake clock, in sequence:
+	// the clock is shared, so they must not run alongside anything that
+	// reads it.
+	t.Run("Expiry", r.testExpiry)
+	if h.Advance != nil {
+		t.Run("ExpiryEdges", r.testExpiryEdges)
+	}
+
+	tests := []struct {
+		name string
+		fn   func(t *testing.T)
+	}{
+		{"RoundTrip", r.testRoundTrip},
+		{"Missing", r.testMissing},
+		{"Overwrite", r.testOverwrite},
+		{"Delete", r.testDelete},
+		{"InvalidArguments", r.testInvalidArguments},
+		{"CanceledContext", r.testCanceledContext},
+		{"NoAliasing", r.testNoAliasing},
+		{"Concurrent", r.testConcurrent},
+		{"Toucher", r.testToucher},
+		{"Exister", r.testExister},
+		{"Expirer", r.testExpirer},
+		{"Clearer", r.testClearer},
+		{"Closed", r.testClosed},
+		{"CloseWhileBusy", r.testCloseWhileBusy},
+		{"Persistence", r.testPersistence},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r.parallel(t)
+			tc.fn(t)
+		})
+	}
+}
+
+type runner struct {
+	h Harness
+}
+
+func (r *runner) parallel(t *testing.T) {
+	if !r.h.Serial {
+		t.Parallel()
+	}
+}
+
+// open returns a store from h.New that is closed when the test ends.
+func (r *runner) open(t *testing.T) store.Store {
+	t.Helper()
+	s := r.h.New(t)
+	if s == nil {
+		t.Fatal("Harness.New returned nil")
+	}
+	closeAtEnd(t, s)
+	return s
+}
+
+func closeAtEnd(t *testing.T, s store.Store) {
+	t.Cleanup(func() {
+		if err := s.Close(); err != nil && !errors.Is(err, store.ErrClosed) {
+			t.Errorf("Close: %v", err)
+		}
+	})
+}
+
+// Assertion helpers. Each reports the caller's line and carries on, so that
+// one run shows every broken behaviour.
+
+func mustSet(t *testing.T, s store.Store, key string, value []byte, ttl time.Duration) {
+	t.Helper()
+	if err := s.Set(t.Context(), key, value, ttl); err != nil {
+		t.Fatalf("Set(%q, %d bytes, %v): %v", key, len(value), ttl, err)
+	}
+}
+
+func wantValue(t *testing.T, s store.Store, key string, want []byte) {
+	t.Helper()
+	got, err := s.Get(t.Context(), key)
+	if err != nil {
+		t.Errorf("Get(%q): %v, want %s", key, err, describe(want))
+		return
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("Get(%q) = %s, want %s", key, describe(got), describe(want))
+	}
+}
+
+func wantMissing(t *testing.T, s store.Store, key string) {
+	t.Helper()
+	got, err := s.Get(t.Context(), key)
+	if !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("Get(%q) = %s, %v; want ErrNotFound", key, describe(got), err)
+	}
+}
+
+func wantErr(t *testing.T, what string, err, want error) {
+	t.Helper()
+	if !errors.Is(err, want) {
+		t.Errorf("%s: error %v, want %v", what, err, want)
+	}
+}
+
+// describe keeps failure messages readable when values are a megabyte.
+func describe(v []byte) string {
+	if len(v) <= 32 {
+		return fmt.Sprintf("%q", v)
+	}
+	return fmt.Sprintf("%d bytes starting %q", len(v), v[:32])
+}
+
+func randomBytes(n int) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(rand.Uint32())
+	}
+	return b
+}
+
+func (r *runner) testRoundTrip(t *testing.T) {
+	s := r.open(t)
+	tests := []struct {
+		name  string
+		value []byte
+		ttl   time.Duration
+	}{
+		{"Short", []byte("hello"), 0},
+		{"WithTTL", []byte("hello"), time.Hour},
+		{"Binary", []byte{0, 1, 0, 0xff, 0, '\n', 0}, 0},
+		{"AllNUL", make([]byte, 64), 0},
+		{"Empty", []byte{}, 0},
+		{"Nil", nil, time.Hour},
+		// 1 MB, not 1 MiB: some stores cap values just under 1 MiB
+		// (Badger in memory does), and a session is never near either.
+		{"OneMegabyte", randomBytes(1_000_000), time.Hour},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			key := "roundtrip-" + tc.name
+			mustSet(t, s, key, tc.value, tc.ttl)
+			got, err := s.Get(t.Context(), key)
+			if err != nil {
+				t.Fatalf("Get: %v", err)
+			}
+			// An empty value may come back nil or empty; either is empty.
+			if !bytes.Equal(got, tc.value) {
+				t.Errorf("Get = %s, want %s", describe(got), describe(tc.value))
+			}
+		})
+	}
+	t.Run("KeysAreDistinct", func(t *testing.T) {
+		// Keys that differ only in a trailing byte, or are prefixes of one
+		// another, must not collide.
+		keys := []string{"k", "k\x00", "kk", "K", "k ", "ключ", "\x00"}
+		for i, k := range keys {
+			mustSet(t, s, k, []byte{byte(i)}, 0)
+		}
+		for i, k := range keys {
+			wantValue(t, s, k, []byte{byte(i)})
+		}
+	})
+}
+
+func (r *runner) testMissing(t *testing.T) {
+	s := r.open(t)
+	wantMissing(t, s, "never-set")
+	mustSet(t, s, "present", []byte("x"), 0)
+	wantMissing(t, s, "presen")
+	wantMissing(t, s, "present2")
+}
+
+func (r *runner) testOverwrite(t *testing.T) {
+	s := r.open(t)
+	// Longer, shorter, empty and again: a store that writes in place would
+	// leave a tail behind.
+	for _, v := range []string{"first", "a much longer second value", "3rd", "", "last"} {
+		mustSet(t, s, "k", []byte(v), 0)
+		wantValue(t, s, "k", []byte(v))
+	}
+	mustSet(t, s, "other", []byte("untouched"), 0)
+	mustSet(t, s, "k", []byte("again"), time.Hour)
+	wantValue(t, s, "k", []byte("again"))
+	wantValue(t, s, "other", []byte("untouched"))
+}
+
+func (r *runner) testDelete(t *testing.T) {
+	s := r.open(t)
+	ctx := t.Context()
+	if err := s.Delete(ctx, "never-set"); err != nil {
+		t.Errorf("Delete of a missing key: %v, want nil", err)
+	}
+	mustSet(t, s, "k", []byte("v"), 0)
+	mustSet(t, s, "keep", []byte("v"), time.Hour)
+	if err := s.Delete(ctx, "k"); err != nil {
+		t.Fatalf("Delete: %v", err)
+	}
+	wantMissing(t, s, "k")
+	wantValue(t, s, "keep", []byte("v"))
+	if err := s.Delete(ctx, "k"); err != nil {
+		t.Errorf("second Delete: %v, want nil", err)
+	}
+	// The key can be used again.
+	mustSet(t, s, "k", []byte("back"), 0)
+	wantValue(t, s, "k", []byte("back"))
+}
+
+// call is one method invocation, for tables that check every method the
+// store implements the same way.
+type call struct {
+	name string
+	fn   func(ctx context.Context) error
+}
+
+// calls returns a call for each method of s, including the optional ones it
+// implements, all on key and with ttl where one is taken.
+func calls(s store.Store, key string, ttl time.Duration) []call {
+	cs := []call{
+		{"Get", func(ctx context.Context) error { _, err := s.Get(ctx, key); return err }},
+		{"Set", func(ctx context.Context) error { return s.Set(ctx, key, []byte("v"), ttl) }},
+		{"Delete", func(ctx context.Context) error { return s.Delete(ctx, key) }},
+	}
+	if x, ok := s.(store.Toucher); ok {
+		cs = append(cs, call{"Touch", func(ctx context.Context) error { return x.Touch(ctx, key, ttl) }})
+	}
+	if x, ok := s.(store.Exister); ok {
+		cs = append(cs, call{"Exists", func(ctx context.Context) error { _, err := x.Exists(ctx, key); return err }})
+	}
+	if x, ok := s.(store.Expirer); ok {
+		cs = append(cs, call{"ExpiresIn", func(ctx context.Context) error { _, err := x.ExpiresIn(ctx, key); return err }})
+	}
+	return cs
+}
+
+func (r *runner) testInvalidArguments(t *testing.T) {
+	s := r.open(t)
+	ctx := t.Context()
+	for _, c := range calls(s, "", 0) {
+		wantErr(t, c.name+` with key ""`, c.fn(ctx), store.ErrEmptyKey)
+	}
+
+	mustSet(t, s, "k", []byte("before"), 0)
+	wantErr(t, "Set with TTL -1s", s.Set(ctx, "k", []byte("after"), -time.Second), store.ErrInvalidTTL)
+	wantErr(t, "Set with TTL -1ns", s.Set(ctx, "new", []byte("v"), -1), store.ErrInvalidTTL)
+	if x, ok := s.(store.Toucher); ok {
+		wantErr(t, "Touch with TTL -1s", x.Touch(ctx, "k", -time.Second), store.ErrInvalidTTL)
+	}
+	// A rejected call must leave the store as it was.
+	wantValue(t, s, "k", []byte("before"))
+	wantMissing(t, s, "new")
+	if x, ok := s.(store.Expirer); ok {
+		if d, err := x.ExpiresIn(ctx, "k"); err != nil || d != store.NoExpiry {
+			t.Errorf("ExpiresIn after rejected Touch = %v, %v; want NoExpiry", d, err)
+		}
+	}
+}
+
+func (r *runner) testCanceledContext(t *testing.T) {
+	s := r.open(t)
+	mustSet(t, s, "k", []byte("v"), 0)
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	for _, c := range calls(s, "k", time.Hour) {
+		wantErr(t, c.name+" with a canceled context", c.fn(ctx), context.Canceled)
+	}
+	if x, ok := s.(store.Clearer); ok {
+		wantErr(t, "DeleteAll with a canceled context", x.DeleteAll(ctx), context.Canceled)
+	}
+	// None of them may have acted.
+	wantValue(t, s, "k", []byte("v"))
+}
+
+func (r *runner) testNoAliasing(t *testing.T) {
+	s := r.open(t)
+	in := []byte("original")
+	mustSet(t, s, "k", in, 0)
+	copy(in, "MUTATED!")
+	wantValue(t, s, "k", []byte("original"))
+
+	out, err := s.Get(t.Context(), "k")
+	if err != nil {
+		t.Fatalf("Get: %v", err)
+	}
+	copy(out, "MUTATED!")
+	wantValue(t, s, "k", []byte("original"))
+
+	// Appending to a returned slice must not reach the store either, even
+	// if the slice has spare capacity.
+	out, err = s.Get(t.Context(), "k")
+	if err != nil {
+		t.Fatalf("Get: %v", err)
+	}
+	_ = append(out[:1], "XXXX"...)
+	wantValue(t, s, "k", []byte("original"))
+}
+
+// Concurrent writers put self-describing values: a header naming the writer
+// and its sequence number, then a payload whose length and fill byte follow
+// from the header. A reader that sees a value mixed from two writes, or cut
+// short, finds it inconsistent.
+
+const (
+	writers      = 8
+	opsPerWriter = 200
+	sharedKeys   = 12
+)
+
+func concurrentValue(writer, seq uint32) []byte {
+	n := 16 + int(writer*131+seq*17)%700
+	v := make([]byte, 8+n)
+	binary.BigEndian.PutUint32(v, writer)
+	binary.BigEndian.PutUint32(v[4:], seq)
+	fill := byte(writer*37 + seq*11 + 1)
+	for i := 8; i < len(v); i++ {
+		v[i] = fill
+	}
+	return v
+}
+
+func checkConcurrentValue(v []byte) error {
+	if len(v) < 8 {
+		return fmt.Errorf("%d-byte value is shorter than its header", len(v))
+	}
+	want := concurrentValue(binary.BigEndian.Uint32(v), binary.BigEndian.Uint32(v[4:]))
+	if !bytes.Equal(v, want) {
+		return fmt.Errorf("torn value: %s is not what writer %d wrote as its write %d",
+			describe(v), binary.BigEndian.Uint32(v), binary.BigEndian.Uint32(v[4:]))
+	}
+	return nil
+}
+
+func (r *runner) testConcurrent(t *testing.T) {
+	s := r.open(t)
+	ctx := t.Context()
+	var wg sync.WaitGroup
+	errs := make(chan error, writers*opsPerWriter)
+	for w := range uint32(writers) {
+		wg.Go(func() {
+			rng := rand.New(rand.NewPCG(uint64(w), 1))
+			for seq := range uint32(opsPerWriter) {
+				key := fmt.Sprintf("shared-%d", rng.IntN(sharedKeys))
+				switch op := rng.IntN(10); {
+				case op < 5:
+					if err := s.Set(ctx, key, concurrentValue(w, seq), time.Hour); err != nil {
+						errs <- fmt.Errorf("Set(%q): %w", key, err)
+					}
+				case op < 9:
+					v, err := s.Get(ctx, key)
+					switch {
+					case errors.Is(err, store.ErrNotFound):
+					case err != nil:
+						errs <- fmt.Errorf("Get(%q): %w", key, err)
+					default:
+						if err := checkConcurrentValue(v); err != nil {
+							errs <- fmt.Errorf("Get(%q): %w", key, err)
+						}
+					}
+				default:
+					if err := s.Delete(ctx, key); err != nil {
+						errs <- fmt.Errorf("Delete(%q): %w", key, err)
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	n := 0
+	for err := range errs {
+		if n++; n <= 10 {
+			t.Error(err)
+		}
+	}
+	if n > 10 {
+		t.Errorf("... and %d more errors", n-10)
+	}
+
+	// What is left must be whole values too.
+	for i := range sharedKeys {
+		key := fmt.Sprintf("shared-%d", i)
+		v, err := s.Get(ctx, key)
+		if errors.Is(err, store.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			t.Errorf("Get(%q) after the writers finished: %v", key, err)
+		} else if err := checkConcurrentValue(v); err != nil {
+			t.Errorf("Get(%q) after the writers finished: %v", key, err)
+		}
+	}
+}
+
+func (r *runner) testToucher(t *testing.T) {
+	s := r.open(t)
+	x, ok := s.(store.Toucher)
+	if !ok {
+		t.Skip("store does not implement store.Toucher")
+	}
+	ctx := t.Context()
+	wantErr(t, "Touch of a missing key", x.Touch(ctx, "missing", time.Hour), store.ErrNotFound)
+	wantMissing(t, s, "missing") // Touch must not create the key
+
+	value := randomBytes(300)
+	mustSet(t, s, "k", value, time.Hour)
+	for _, ttl := range []time.Duration{time.Minute, 0, 2 * time.Hour} {
+		if err := x.Touch(ctx, "k", ttl); err != nil {
+			t.Fatalf("Touch(%v): %v", ttl, err)
+		}
+		wantValue(t, s, "k", value)
+	}
+
+	mustSet(t, s, "gone", []byte("v"), 0)
+	if err := s.Delete(ctx, "gone"); err != nil {
+		t.Fatalf("Delete: %v", err)
+	}
+	wantErr(t, "Touch of a deleted key", x.Touch(ctx, "gone", time.Hour), store.ErrNotFound)
+}
+
+func (r *runner) testExister(t *testing.T) {
+	s := r.open(t)
+	x, ok := s.(store.Exister)
+	if !ok {
+		t.Skip("store does not implement store.Exister")
+	}
+	ctx := t.Context()
+	wantExists := func(key string, want bool) {
+		t.Helper()
+		got, err := x.Exists(ctx, key)
+		if err != nil || got != want {
+			t.Errorf("Exists(%q) = %v, %v; want %v, nil", key, got, err, want)
+		}
+	}
+	wantExists("k", false)
+	mustSet(t, s, "k", []byte("v"), time.Hour)
+	mustSet(t, s, "empty", nil, 0)
+	wantExists("k", true)
+	wantExists("empty", true) // an empty value is still an entry
+	wantExists("k2", false)
+	if err := s.Delete(ctx, "k"); err != nil {
+		t.Fatalf("Delete: %v", err)
+	}
+	wantExists("k", false)
+}
+
+func (r *runner) testExpirer(t *testing.T) {
+	s := r.open(t)
+	x, ok := s.(store.Expirer)
+	if !ok {
+		t.Skip("store does not implement store.Expirer")
+	}
+	ctx := t.Context()
+	if d, err := x.ExpiresIn(ctx, "missing"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("ExpiresIn of a missing key = %v, %v; want ErrNotFound", d, err)
+	}
+
+	mustSet(t, s, "forever", []byte("v"), 0)
+	if d, err := x.ExpiresIn(ctx, "forever"); err != nil || d != store.NoExpiry {
+		t.Errorf("ExpiresIn after Set with TTL 0 = %v, %v; want NoExpiry", d, err)
+	}
+
+	r.wantExpiresIn(t, x, "hour", func() { mustSet(t, s, "hour", []byte("v"), time.Hour) }, time.Hour)
+
+	// Set replaces the expiry along with the value, both ways.
+	mustSet(t, s, "forever", []byte("v"), time.Hour)
+	if d, err := x.ExpiresIn(ctx, "forever"); err != nil || d == store.NoExpiry {
+		t.Errorf("ExpiresIn after Set with TTL 1h over TTL 0 = %v, %v; want about 1h", d, err)
+	}
+	mustSet(t, s, "hour", []byte("v"), 0)
+	if d, err := x.ExpiresIn(ctx, "hour"); err != nil || d != store.NoExpiry {
+		t.Errorf("ExpiresIn after Set with TTL 0 over TTL 1h = %v, %v; want NoExpiry", d, err)
+	}
+
+	if tx, ok := s.(store.Toucher); ok {
+		r.wantExpiresIn(t, x, "hour", func() {
+			if err := tx.Touch(ctx, "hour", 2*time.Hour); err != nil {
+				t.Fatalf("Touch: %v", err)
+			}
+		}, 2*time.Hour)
+		if err := tx.Touch(ctx, "hour", 0); err != nil {
+			t.Fatalf("Touch: %v", err)
+		}
+		if d, err := x.ExpiresIn(ctx, "hour"); err != nil || d != store.NoExpiry {
+			t.Errorf("ExpiresIn after Touch with TTL 0 = %v, %v; want NoExpiry", d, err)
+		}
+	}
+
+	if err := s.Delete(ctx, "hour"); err != nil {
+		t.Fatalf("Delete: %v", err)
+	}
+	if d, err := x.ExpiresIn(ctx, "hour"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("ExpiresIn of a deleted key = %v, %v; want ErrNotFound", d, err)
+	}
+}
+
+// wantExpiresIn runs set, which gives key a TTL of ttl, and checks what
+// ExpiresIn reports. With a fake clock that is exactly ttl. With a real one
+// it may be less by the time the calls took, or more by up to a second for a
+// store that rounds expiry up to whole seconds.
+func (r *runner) wantExpiresIn(t *testing.T, x store.Expirer, key string, set func(), ttl time.Duration) {
+	t.Helper()
+	start := time.Now()
+	set()
+	d, err := x.ExpiresIn(t.Context(), key)
+	elapsed := time.Since(start)
+	if err != nil {
+		t.Errorf("ExpiresIn(%q): %v", key, err)
+		return
+	}
+	lo, hi := ttl, ttl
+	if r.h.Advance == nil {
+		lo, hi = ttl-elapsed-time.Second, ttl+time.Second
+	}
+	if d < lo || d > hi {
+		t.Errorf("ExpiresIn(%q) with TTL %v = %v, want between %v and %v", key, ttl, d, lo, hi)
+	}
+}
+
+func (r *runner) testClearer(t *testing.T) {
+	s := r.open(t)
+	x, ok := s.(store.Clearer)
+	if !ok {
+		t.Skip("store does not implement store.Clearer")
+	}
+	ctx := t.Context()
+	if err := x.DeleteAll(ctx); err != nil {
+		t.Errorf("DeleteAll of an empty store: %v", err)
+	}
+	for i := range 50 {
+		mustSet(t, s, fmt.Sprint("k", i), []byte("v"), time.Duration(i%2)*time.Hour)
+	}
+	if err := x.DeleteAll(ctx); err != nil {
+		t.Fatalf("DeleteAll: %v", err)
+	}
+	for i := range 50 {
+		wantMissing(t, s, fmt.Sprint("k", i))
+	}
+	// The store stays usable.
+	mustSet(t, s, "k1", []byte("after"), 0)
+	wantValue(t, s, "k1", []byte("after"))
+}
+
+func (r *runner) testClosed(t *testing.T) {
+	s := r.open(t) // also closed at the end, which must be harmless
+	mustSet(t, s, "k", []byte("v"), 0)
+	if err := s.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	ctx := t.Context()
+	for _, key := range []string{"k", "missing"} {
+		for _, c := range calls(s, key, time.Hour) {
+			wantErr(t, fmt.Sprintf("%s(%q) after Close", c.name, key), c.fn(ctx), store.ErrClosed)
+		}
+	}
+	if x, ok := s.(store.Clearer); ok {
+		wantErr(t, "DeleteAll after Close", x.DeleteAll(ctx), store.ErrClosed)
+	}
+	if err := s.Close(); err != nil && !errors.Is(err, store.ErrClosed) {
+		t.Errorf("second Close: %v, want nil or ErrClosed", err)
+	}
+}
+
+// testCloseWhileBusy closes the store while goroutines use it. Nothing may
+// panic, and every call must either work or report ErrClosed.
+func (r *runner) testCloseWhileBusy(t *testing.T) {
+	s := r.open(t) // also closed at the end, which must be harmless
+	ctx := t.Context()
+	mustSet(t, s, "k", []byte("v"), 0)
+
+	var (
+		wg      sync.WaitGroup
+		closed  atomic.Bool // set once Close has returned
+		started = make(chan struct{}, 4)
+		errs    = make(chan error, 4)
+	)
+	for g := range 4 {
+		wg.Go(func() {
+			cs := calls(s, fmt.Sprint("k", g%2), time.Hour)
+			for i := 0; ; i++ {
+				c := cs[i%len(cs)]
+				after := closed.Load()
+				err := c.fn(ctx)
+				if i == 0 {
+					started <- struct{}{}
+				}
+				switch {
+				case errors.Is(err, store.ErrClosed):
+					return
+				case after:
+					errs <- fmt.Errorf("%s after Close: %v, want ErrClosed", c.name, err)
+					return
+				case err != nil && !errors.Is(err, store.ErrNotFound):
+					errs <- fmt.Errorf("%s while closing: %w", c.name, err)
+					return
+				}
+			}
+		})
+	}
+	for range 4 {
+		<-started
+	}
+	if err := s.Close(); err != nil {
+		t.Errorf("Close: %v", err)
+	}
+	closed.Store(true)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}
+
+func (r *runner) testPersistence(t *testing.T) {
+	if r.h.Reopen == nil {
+		t.Skip("Harness.Reopen is nil: store does not persist")
+	}
+	s := r.open(t)
+	ctx := t.Context()
+	big := randomBytes(64 << 10)
+	mustSet(t, s, "forever", []byte("v1"), 0)
+	mustSet(t, s, "hour", []byte("v2"), time.Hour)
+	mustSet(t, s, "big", big, 0)
+	mustSet(t, s, "overwritten", []byte("old"), 0)
+	mustSet(t, s, "overwritten", []byte("new"), 0)
+	mustSet(t, s, "deleted", []byte("v"), 0)
+	if err := s.Delete(ctx, "deleted"); err != nil {
+		t.Fatalf("Delete: %v", err)
+	}
+
+	s2 := r.h.Reopen(t, s)
+	if s2 == nil {
+		t.Fatal("Harness.Reopen returned nil")
+	}
+	closeAtEnd(t, s2)
+	wantValue(t, s2, "forever", []byte("v1"))
+	wantValue(t, s2, "hour", []byte("v2"))
+	wantValue(t, s2, "big", big)
+	wantValue(t, s2, "overwritten", []byte("new"))
+	wantMissing(t, s2, "deleted")
+	if x, ok := s2.(store.Expirer); ok {
+		d, err := x.ExpiresIn(ctx, "hour")
+		if err != nil || d <= 0 || d > time.Hour+time.Second {
+			t.Errorf("ExpiresIn after reopening = %v, %v; want a little under 1h", d, err)
+		}
+	}
+	// The reopened store takes writes.
+	mustSet(t, s2, "later", []byte("v3"), 0)
+	wantValue(t, s2, "later", []byte("v3"))
+}
