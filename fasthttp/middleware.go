@@ -19,6 +19,7 @@ package fasthttp
 
 import (
 	"log/slog"
+	"time"
 
 	"github.com/valyala/fasthttp"
 
@@ -79,7 +80,7 @@ func (m *Middleware) Handler(next fasthttp.RequestHandler) fasthttp.RequestHandl
 			next(ctx)
 			return
 		}
-		s := b.LoadFromCookie(ctx, ctx.Request.Header.Cookie(name))
+		s := b.LoadFromCookie(requestContext{ctx}, ctx.Request.Header.Cookie(name))
 		ctx.SetUserValue(sessionKey{}, s)
 		next(ctx)
 		err := b.StoreInResponse(s, responseSink{&ctx.Response.Header})
@@ -90,6 +91,17 @@ func (m *Middleware) Handler(next fasthttp.RequestHandler) fasthttp.RequestHandl
 		}
 	}
 }
+
+// requestContext is the context store calls run under: the request's
+// values, without the cancellation fasthttp signals on RequestCtx when the
+// server starts shutting down. A request that is allowed to finish during a
+// graceful shutdown must also be allowed to save its session. It is a
+// single pointer, so converting it to context.Context does not allocate.
+type requestContext struct{ *fasthttp.RequestCtx }
+
+func (requestContext) Deadline() (time.Time, bool) { return time.Time{}, false }
+func (requestContext) Done() <-chan struct{}       { return nil }
+func (requestContext) Err() error                  { return nil }
 
 // responseSink writes the backend's cookie and headers into a fasthttp
 // response.

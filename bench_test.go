@@ -1,0 +1,124 @@
+package kvsession
+
+import (
+	"context"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/kvsession/kvsession/store"
+	"github.com/kvsession/kvsession/store/badger"
+	"github.com/kvsession/kvsession/store/memory"
+)
+
+// nopSink discards the response headers, so benchmarks measure the session
+// work alone.
+type nopSink struct{}
+
+func (nopSink) SetCookie(string, []byte) {}
+func (nopSink) AddHeader(string, string) {}
+
+// benchStores are the stores the session benchmarks run on.
+func benchStores(b *testing.B) map[string]func() store.Store {
+	return map[string]func() store.Store{
+		"memory": func() store.Store { return memory.New(memory.Options{}) },
+		"badger": func() store.Store {
+			s, err := badger.Open(badger.Options{Dir: b.TempDir()})
+			if err != nil {
+				b.Fatal(err)
+			}
+			return s
+		},
+	}
+}
+
+// seed creates n sessions holding the given values and returns their ids.
+func seed(b *testing.B, be *Backend, n int, values map[string]any) [][]byte {
+	ids := make([][]byte, n)
+	for i := range ids {
+		id, err := be.GenerateID()
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := be.Set(context.Background(), id, values); err != nil {
+			b.Fatal(err)
+		}
+		ids[i] = []byte(id)
+	}
+	return ids
+}
+
+// runRequests runs fn as the session work of one request per iteration,
+// cycling through ids, the way the middleware drives the backend.
+func runRequests(b *testing.B, be *Backend, ids [][]byte, fn func(*Session)) {
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		s := be.LoadFromCookie(ctx, ids[i%len(ids)])
+		fn(s)
+		if err := be.StoreInResponse(s, nopSink{}); err != nil {
+			b.Fatal(err)
+		}
+		be.Release(s)
+	}
+}
+
+func increment(s *Session) {
+	n, _ := s.GetInt("counter")
+	s.Set("counter", n+1)
+}
+
+// BenchmarkIncrement is one /counter request: load, read an int, set it,
+// save, set the cookie.
+func BenchmarkIncrement(b *testing.B) {
+	for _, name := range []string{"memory", "badger"} {
+		b.Run(name, func(b *testing.B) {
+			st := benchStores(b)[name]()
+			defer st.Close()
+			be := newBackend(b, Config{}, st)
+			ids := seed(b, be, 1000, map[string]any{"counter": 1000, "user": "ada"})
+			runRequests(b, be, ids, increment)
+		})
+	}
+}
+
+// BenchmarkReadOnly is a request that reads the session and changes
+// nothing: no store write, no cookie.
+func BenchmarkReadOnly(b *testing.B) {
+	for _, name := range []string{"memory", "badger"} {
+		b.Run(name, func(b *testing.B) {
+			st := benchStores(b)[name]()
+			defer st.Close()
+			be := newBackend(b, Config{}, st)
+			ids := seed(b, be, 1000, map[string]any{"counter": 1000, "user": "ada"})
+			runRequests(b, be, ids, func(s *Session) { s.GetInt("counter") })
+		})
+	}
+}
+
+// BenchmarkSessionSize loads a session carrying a blob of the given size,
+// changes a small value beside it and saves it.
+func BenchmarkSessionSize(b *testing.B) {
+	for _, size := range []int{1 << 10, 16 << 10} {
+		for _, name := range []string{"memory", "badger"} {
+			b.Run(strconv.Itoa(size>>10)+"KB/"+name, func(b *testing.B) {
+				st := benchStores(b)[name]()
+				defer st.Close()
+				be := newBackend(b, Config{}, st)
+				ids := seed(b, be, 200, map[string]any{"counter": 1, "blob": strings.Repeat("x", size)})
+				b.SetBytes(int64(size))
+				runRequests(b, be, ids, increment)
+			})
+		}
+	}
+}
+
+// BenchmarkNewSession creates a session: a fresh id from crypto/rand,
+// encode, save.
+func BenchmarkNewSession(b *testing.B) {
+	st := memory.New(memory.Options{})
+	defer st.Close()
+	be := newBackend(b, Config{}, st)
+	runRequests(b, be, [][]byte{nil}, func(s *Session) { s.Set("user", "ada") })
+}
