@@ -58,9 +58,10 @@ type ResponseSink interface {
 type Backend struct {
 	cfg       compiled
 	store     store.Store
-	toucher   store.Toucher // nil when the store cannot refresh a TTL alone
-	fastCodec bool          // cfg.Codec is Msgpack: typed getters skip the interface
-	idLen     int           // length of an encoded id
+	toucher   store.Toucher  // nil when the store cannot refresh a TTL alone
+	appender  store.Appender // nil when the store cannot read into our buffer
+	fastCodec bool           // cfg.Codec is Msgpack: typed getters skip the interface
+	idLen     int            // length of an encoded id
 	ttl       time.Duration
 	maxAge    string // MaxAge in whole seconds, as the cookie carries it
 	rand      io.Reader
@@ -93,6 +94,7 @@ func New(cfg Config, stores *store.Registry) (*Backend, error) {
 		now:    time.Now,
 	}
 	b.toucher, _ = st.(store.Toucher)
+	b.appender, _ = st.(store.Appender)
 	_, b.fastCodec = c.Codec.(Msgpack)
 	b.pool.New = func() any { return new(Session) }
 	return b, nil

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/kvsession/kvsession/store"
+	"github.com/kvsession/kvsession/store/memory"
 )
 
 func TestUntouchedSessionCostsNothing(t *testing.T) {
@@ -526,5 +527,32 @@ func TestNewRejectsUnknownStore(t *testing.T) {
 	reg := store.NewRegistry(func(string) (store.Store, error) { return newFakeStore(), nil })
 	if _, err := New(Config{Store: "anything"}, reg); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestNamesOutliveTheRequest: the loaded record's buffer is reused by the
+// next request on an Appender store, so keys handed to the application must
+// be copies.
+func TestNamesOutliveTheRequest(t *testing.T) {
+	st := memory.New(memory.Options{})
+	defer st.Close()
+	b := newBackend(t, Config{}, st)
+	ctx := t.Context()
+	first, _ := b.GenerateID()
+	second, _ := b.GenerateID()
+	b.Set(ctx, first, map[string]any{"alpha": 1})
+	b.Set(ctx, second, map[string]any{"omega": 2})
+
+	var keys []string
+	var values map[string]any
+	request(t, b, first, func(s *Session) { keys, values = s.Keys(), s.Values() })
+	for i := 0; i < 10; i++ {
+		request(t, b, second, func(s *Session) { s.Keys() })
+	}
+	if len(keys) != 1 || keys[0] != "alpha" {
+		t.Fatalf("keys changed after the request: %q", keys)
+	}
+	if _, ok := values["alpha"]; !ok {
+		t.Fatalf("values changed after the request: %v", values)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 	"unsafe"
@@ -18,8 +19,11 @@ var ErrKeyNotFound = errors.New("kvsession: no value under that key")
 // session rather than misreading it.
 const recordVersion = 1
 
-// entry is one key and its encoded value. raw points into the record loaded
-// from the store or into the session's arena; it is never written through.
+// entry is one key and its encoded value. name and raw point into the record
+// loaded from the store or into the session's arena; neither is written
+// through. Both buffers are reused by the next request once the session is
+// released, so nothing derived from them without a copy may reach the
+// application: Keys and Values clone names, and every getter copies.
 type entry struct {
 	name string
 	raw  []byte
@@ -51,6 +55,7 @@ type Session struct {
 	created  int64  // unix nanoseconds; 0 until first saved
 	modified bool
 	record   []byte // the record as loaded, re-stored verbatim by renewals
+	recBuf   []byte // reused for record when the store is a store.Appender
 
 	entries []entry
 	arena   []byte // encoded values set during this request
@@ -66,6 +71,7 @@ func (s *Session) reset() {
 	s.key, s.oldKey = "", ""
 	s.created = 0
 	s.record = nil
+	s.recBuf = s.recBuf[:0]
 	clear(s.entries)
 	s.entries = s.entries[:0]
 	s.arena = s.arena[:0]
@@ -73,6 +79,9 @@ func (s *Session) reset() {
 	// A session that once held a huge value should not pin it in the pool.
 	if cap(s.arena) > 64<<10 {
 		s.arena = nil
+	}
+	if cap(s.recBuf) > 64<<10 {
+		s.recBuf = nil
 	}
 	if cap(s.entries) > 1024 {
 		s.entries = nil
@@ -92,7 +101,14 @@ func (s *Session) load() error {
 		return nil
 	}
 	key := b.cfg.Prefix + string(s.cookieID)
-	rec, err := b.store.Get(s.ctx, key)
+	var rec []byte
+	var err error
+	if b.appender != nil {
+		rec, err = b.appender.GetAppend(s.ctx, key, s.recBuf[:0])
+		s.recBuf = rec
+	} else {
+		rec, err = b.store.Get(s.ctx, key)
+	}
 	if err != nil {
 		if isNotFound(err) {
 			return nil
@@ -165,8 +181,8 @@ func (s *Session) decode(rec []byte) error {
 
 var errBadRecord = errors.New("kvsession: not a session record of a known version")
 
-// bytesToString views b as a string without copying. Only used on records
-// returned by the store, which are ours alone and never written to.
+// bytesToString views b as a string without copying. Only used on the
+// loaded record, which is not written to while the session is in use.
 func bytesToString(b []byte) string {
 	if len(b) == 0 {
 		return ""
@@ -375,7 +391,7 @@ func (s *Session) Keys() []string {
 	}
 	keys := make([]string, len(s.entries))
 	for i, e := range s.entries {
-		keys[i] = e.name
+		keys[i] = strings.Clone(e.name)
 	}
 	return keys
 }
@@ -390,7 +406,7 @@ func (s *Session) Values() map[string]any {
 	}
 	for _, e := range s.entries {
 		if v, err := s.b.cfg.Codec.DecodeAny(e.raw); err == nil {
-			out[e.name] = v
+			out[strings.Clone(e.name)] = v
 		}
 	}
 	return out

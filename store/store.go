@@ -58,6 +58,14 @@ type Toucher interface {
 	Touch(ctx context.Context, key string, ttl time.Duration) error
 }
 
+// Appender is implemented by stores that can copy a value into a buffer the
+// caller supplies. GetAppend appends the value under key to dst and returns
+// the extended slice, or ErrNotFound. The backend reuses one buffer per
+// pooled session this way, saving an allocation on every load.
+type Appender interface {
+	GetAppend(ctx context.Context, key string, dst []byte) ([]byte, error)
+}
+
 // Exister is implemented by stores that can tell whether a key is present
 // without copying its value.
 type Exister interface {

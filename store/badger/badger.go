@@ -238,32 +238,40 @@ func expiresAt(now time.Time, ttl time.Duration) uint64 {
 
 // Get returns a copy of the value stored under key.
 func (s *Store) Get(ctx context.Context, key string) ([]byte, error) {
+	v, err := s.GetAppend(ctx, key, nil)
+	if err == nil && v == nil {
+		// An empty value round-trips as empty, not as "no value".
+		v = []byte{}
+	}
+	return v, err
+}
+
+// GetAppend appends the value stored under key to dst.
+func (s *Store) GetAppend(ctx context.Context, key string, dst []byte) ([]byte, error) {
 	if err := check(ctx, key); err != nil {
-		return nil, err
+		return dst, err
 	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if s.closed {
-		return nil, store.ErrClosed
+		return dst, store.ErrClosed
 	}
-	var v []byte
+	out := dst
 	err := s.db.View(func(txn *bdg.Txn) error {
 		item, err := txn.Get([]byte(key))
 		if err != nil {
 			return err
 		}
 		// The value Badger hands out is only valid inside the transaction.
-		v, err = item.ValueCopy(nil)
-		return err
+		return item.Value(func(v []byte) error {
+			out = append(dst, v...)
+			return nil
+		})
 	})
 	if err != nil {
-		return nil, mapErr(err)
+		return dst, mapErr(err)
 	}
-	if v == nil {
-		// An empty value round-trips as empty, not as "no value".
-		v = []byte{}
-	}
-	return v, nil
+	return out, nil
 }
 
 // Set stores value under key. A zero ttl means no expiry; a positive one is

@@ -54,8 +54,8 @@ type Store struct {
 	shards []shard
 	mask   uint64
 	seed   maphash.Seed
-	now    func() time.Time
-	epoch  time.Time // expiry times are kept as nanoseconds since epoch
+	now    func() time.Time // nil: the real clock
+	epoch  time.Time        // expiry times are kept as nanoseconds since epoch
 
 	closeOnce sync.Once
 	stop      chan struct{} // closed by Close to stop the sweeper
@@ -95,6 +95,7 @@ type entry struct {
 var _ interface {
 	store.Store
 	store.Toucher
+	store.Appender
 	store.Exister
 	store.Expirer
 	store.Clearer
@@ -113,16 +114,16 @@ func New(opts Options) *Store {
 	if interval <= 0 {
 		interval = defaultSweepInterval
 	}
-	now := opts.Now
-	if now == nil {
-		now = time.Now
+	epoch := time.Now()
+	if opts.Now != nil {
+		epoch = opts.Now()
 	}
 	s := &Store{
 		shards: make([]shard, n),
 		mask:   uint64(n - 1),
 		seed:   maphash.MakeSeed(),
-		now:    now,
-		epoch:  now(),
+		now:    opts.Now,
+		epoch:  epoch,
 		stop:   make(chan struct{}),
 		done:   make(chan struct{}),
 	}
@@ -141,7 +142,12 @@ func (s *Store) shard(key string) *shard {
 // time.Now reading, rather than taking Unix nanoseconds, uses the monotonic
 // clock: stepping the wall clock (NTP, a VM resumed) neither expires
 // sessions early nor keeps them alive.
-func (s *Store) nowNano() int64 { return int64(s.now().Sub(s.epoch)) }
+func (s *Store) nowNano() int64 {
+	if s.now == nil {
+		return int64(time.Since(s.epoch)) // reads only the monotonic clock
+	}
+	return int64(s.now().Sub(s.epoch))
+}
 
 // live reports whether e has not expired at now.
 func (e *entry) live(now int64) bool {
@@ -173,26 +179,32 @@ func check(ctx context.Context, key string) error {
 
 // Get returns a copy of the value stored under key.
 func (s *Store) Get(ctx context.Context, key string) ([]byte, error) {
+	return s.GetAppend(ctx, key, nil)
+}
+
+// GetAppend appends the value stored under key to dst.
+func (s *Store) GetAppend(ctx context.Context, key string, dst []byte) ([]byte, error) {
 	if err := check(ctx, key); err != nil {
-		return nil, err
+		return dst, err
 	}
 	now := s.nowNano()
 	sh := s.shard(key)
 	sh.mu.RLock()
 	if sh.m == nil {
 		sh.mu.RUnlock()
-		return nil, store.ErrClosed
+		return dst, store.ErrClosed
 	}
 	e, ok := sh.m[key]
 	sh.mu.RUnlock()
 	if !ok || !e.live(now) {
-		return nil, store.ErrNotFound
+		return dst, store.ErrNotFound
 	}
 	// Copying outside the lock is safe because a stored slice is never
 	// written to: Set and Touch replace entries, they do not modify values.
-	v := make([]byte, len(e.value))
-	copy(v, e.value)
-	return v, nil
+	if dst == nil {
+		dst = make([]byte, 0, len(e.value))
+	}
+	return append(dst, e.value...), nil
 }
 
 // Set stores a copy of value under key. A zero ttl means no expiry.

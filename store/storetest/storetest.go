@@ -90,6 +90,7 @@ func Run(t *testing.T, h Harness) {
 		{"NoAliasing", r.testNoAliasing},
 		{"Concurrent", r.testConcurrent},
 		{"Toucher", r.testToucher},
+		{"Appender", r.testAppender},
 		{"Exister", r.testExister},
 		{"Expirer", r.testExpirer},
 		{"Clearer", r.testClearer},
@@ -361,6 +362,43 @@ func (r *runner) testNoAliasing(t *testing.T) {
 	}
 	_ = append(out[:1], "XXXX"...)
 	wantValue(t, s, "k", []byte("original"))
+}
+
+func (r *runner) testAppender(t *testing.T) {
+	s := r.open(t)
+	x, ok := s.(store.Appender)
+	if !ok {
+		t.Skip("store does not implement store.Appender")
+	}
+	ctx := t.Context()
+	value := randomBytes(300)
+	mustSet(t, s, "k", value, time.Hour)
+
+	// The value lands after what dst held, in dst's array when it fits.
+	dst := make([]byte, 3, 1024)
+	copy(dst, "pre")
+	out, err := x.GetAppend(ctx, "k", dst)
+	if err != nil {
+		t.Fatalf("GetAppend: %v", err)
+	}
+	if string(out[:3]) != "pre" || !bytes.Equal(out[3:], value) {
+		t.Fatalf("GetAppend = %q..., want the prefix then the value", out[:min(len(out), 8)])
+	}
+	if &out[0] != &dst[0] {
+		t.Error("GetAppend did not reuse a buffer with room to spare")
+	}
+	// The buffer is the caller's: writing to it must not reach the store.
+	copy(out[3:], "MUTATED!")
+	wantValue(t, s, "k", value)
+
+	out, err = x.GetAppend(ctx, "missing", dst[:0])
+	wantErr(t, "GetAppend of a missing key", err, store.ErrNotFound)
+	if len(out) != 0 {
+		t.Errorf("GetAppend of a missing key returned %d bytes", len(out))
+	}
+	if out, err = x.GetAppend(ctx, "k", nil); err != nil || !bytes.Equal(out, value) {
+		t.Errorf("GetAppend(nil dst) = %d bytes, %v", len(out), err)
+	}
 }
 
 // Concurrent writers put self-describing values: a header naming the writer
