@@ -70,7 +70,7 @@ const (
 var ErrValueTooLarge = errors.New("badger store: value too large for an in-memory database")
 
 // Store is a store.Store backed by a Badger database. Create it with Open; it
-// is safe for concurrent use. It also implements store.Toucher,
+// is safe for concurrent use. It also implements store.Toucher, store.Appender,
 // store.Exister, store.Expirer and store.Clearer.
 type Store struct {
 	db       *bdg.DB

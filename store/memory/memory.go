@@ -48,8 +48,8 @@ const (
 )
 
 // Store is an in-memory store.Store. Create it with New; it is safe for
-// concurrent use. It also implements store.Toucher, store.Exister,
-// store.Expirer and store.Clearer.
+// concurrent use. It also implements store.Toucher, store.Appender,
+// store.Exister, store.Expirer and store.Clearer.
 type Store struct {
 	shards []shard
 	mask   uint64
