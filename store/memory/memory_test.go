@@ -269,52 +269,6 @@ func TestAllocations(t *testing.T) {
 	}
 }
 
-func BenchmarkGet(b *testing.B) {
-	s := New(Options{})
-	defer s.Close()
-	ctx := context.Background()
-	keys := benchKeys(1024)
-	for _, k := range keys {
-		if err := s.Set(ctx, k, make([]byte, 1024), time.Hour); err != nil {
-			b.Fatal(err)
-		}
-	}
-	b.ReportAllocs()
-	b.RunParallel(func(pb *testing.PB) {
-		i := 0
-		for pb.Next() {
-			if _, err := s.Get(ctx, keys[i&1023]); err != nil {
-				b.Error(err)
-				return
-			}
-			i++
-		}
-	})
-}
-
-func BenchmarkSet(b *testing.B) {
-	s := New(Options{})
-	defer s.Close()
-	ctx := context.Background()
-	keys := benchKeys(1024)
-	value := make([]byte, 1024)
-	b.ReportAllocs()
-	b.RunParallel(func(pb *testing.PB) {
-		i := 0
-		for pb.Next() {
-			if err := s.Set(ctx, keys[i&1023], value, time.Hour); err != nil {
-				b.Error(err)
-				return
-			}
-			i++
-		}
-	})
-}
-
-func benchKeys(n int) []string {
-	keys := make([]string, n)
-	for i := range keys {
-		keys[i] = fmt.Sprintf("session-%016x", i*7919)
-	}
-	return keys
+func BenchmarkStore(b *testing.B) {
+	storetest.Benchmark(b, func(*testing.B) store.Store { return New(Options{}) })
 }
