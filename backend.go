@@ -46,7 +46,8 @@ func isNotFound(err error) bool {
 // framework.
 type ResponseSink interface {
 	// SetCookie replaces any cookie named name on the response with the
-	// complete Set-Cookie header value line.
+	// complete Set-Cookie header value line. line is only valid during the
+	// call: copy it.
 	SetCookie(name string, line []byte)
 	// AddHeader adds a header, keeping those already present.
 	AddHeader(name, value string)
@@ -95,6 +96,11 @@ func New(cfg Config, stores *store.Registry) (*Backend, error) {
 	}
 	b.toucher, _ = st.(store.Toucher)
 	b.appender, _ = st.(store.Appender)
+	if c.RenewOnAccess && b.toucher == nil {
+		// Renewing by writing the loaded record back would resurrect a
+		// session that another request destroyed in the meantime.
+		return nil, &ConfigError{Field: "RenewOnAccess", Reason: fmt.Sprintf("store %q (%T) cannot refresh a TTL without rewriting the value (store.Toucher)", c.Store, st)}
+	}
 	_, b.fastCodec = c.Codec.(Msgpack)
 	b.pool.New = func() any { return new(Session) }
 	return b, nil
@@ -199,7 +205,8 @@ func (b *Backend) Release(s *Session) {
 //   - a modified session: saved with MaxAge as TTL under its id (a new one if
 //     it had none) and the cookie set;
 //   - an unmodified one: nothing, unless RenewOnAccess is on, in which case
-//     its TTL and cookie are refreshed without re-encoding it.
+//     its TTL and cookie are refreshed without re-encoding it (and its
+//     cookie expired if another request destroyed it meanwhile).
 //
 // Every Set-Cookie is accompanied by Vary: Cookie and
 // Cache-Control: no-cache="Set-Cookie", so shared caches never replay one
@@ -229,8 +236,13 @@ func (b *Backend) StoreInResponse(s *Session, sink ResponseSink) error {
 			return err
 		}
 	case b.cfg.RenewOnAccess && s.exists:
-		if err := b.renew(s); err != nil {
+		live, err := b.renew(s)
+		if err != nil {
 			return err
+		}
+		if !live {
+			b.writeCookie(s, sink, "", cookieExpired)
+			return nil
 		}
 	default:
 		return nil
@@ -273,27 +285,31 @@ func (b *Backend) save(s *Session) error {
 	}
 	s.exists = true
 	if s.oldKey != "" {
+		// The old record holds only what the session had before RenewID:
+		// whatever the request added (a login, say) went under the new id.
+		// So a failure here leaves nothing an old cookie could exploit, and
+		// failing the request would strand the saved new record instead.
 		if err := s.b.store.Delete(s.ctx, s.oldKey); err != nil {
-			return &StoreError{Op: "delete", Err: err}
+			b.cfg.Logger.Warn("kvsession: could not delete the record of a renewed session id; it expires with its TTL", "error", err)
 		}
 		s.oldKey = ""
 	}
 	return nil
 }
 
-// renew resets the TTL of an unmodified session: through Toucher where the
-// store has it, else by storing the loaded record again unchanged.
-func (b *Backend) renew(s *Session) error {
-	var err error
-	if b.toucher != nil {
-		err = b.toucher.Touch(s.ctx, s.key, b.ttl)
-	} else {
-		err = b.store.Set(s.ctx, s.key, s.record, b.ttl)
+// renew resets the TTL of an unmodified session without rewriting it. It
+// reports false if the record is gone: another request destroyed or renewed
+// the session since this one loaded it, and a renewal must not bring it back.
+func (b *Backend) renew(s *Session) (bool, error) {
+	err := b.toucher.Touch(s.ctx, s.key, b.ttl)
+	if err == nil {
+		return true, nil
 	}
-	if err != nil {
-		return &StoreError{Op: "renew", Err: err}
+	if isNotFound(err) {
+		s.exists = false
+		return false, nil
 	}
-	return nil
+	return false, &StoreError{Op: "renew", Err: err}
 }
 
 type cookieLifetime uint8

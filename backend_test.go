@@ -219,6 +219,7 @@ func TestUnreadableRecordStartsFreshSession(t *testing.T) {
 		"huge map count": {0x93, 1, 0, mpMap32, 0xff, 0xff, 0xff, 0xff},
 		"other version":  {0x93, 2, 0, 0x80},
 		"trailing bytes": {0x93, 1, 0, 0x80, 0x00},
+		"duplicate key":  {0x93, 1, 0, 0x82, 0xa1, 'k', mpBin8, 1, 1, 0xa1, 'k', mpBin8, 1, 2},
 		"over the cap":   big,
 	}
 	for name, rec := range cases {
@@ -272,38 +273,68 @@ func TestModifiedSessionSavedUnderSameID(t *testing.T) {
 }
 
 func TestRenewOnAccess(t *testing.T) {
-	for _, touch := range []bool{true, false} {
-		name := map[bool]string{true: "store with Touch", false: "store without Touch"}[touch]
-		t.Run(name, func(t *testing.T) {
-			fs := newFakeStore()
-			var st store.Store = fs
-			if touch {
-				st = touchingStore{fs}
-			}
-			b := newBackend(t, Config{RenewOnAccess: true, MaxAge: time.Minute}, st)
-			out, _ := request(t, b, "", func(s *Session) { s.Set("a", "b") })
-			id := out.cookieValue(t, "session")
-			before := append([]byte(nil), fs.data[id]...)
-			fs.ttl[id] = 0
-			fs.calls = map[string]int{}
+	fs := newFakeStore()
+	b := newBackend(t, Config{RenewOnAccess: true, MaxAge: time.Minute}, touchingStore{fs})
+	out, _ := request(t, b, "", func(s *Session) { s.Set("a", "b") })
+	id := out.cookieValue(t, "session")
+	before := append([]byte(nil), fs.data[id]...)
+	fs.ttl[id] = 0
+	fs.calls = map[string]int{}
 
-			out, err := request(t, b, id, func(s *Session) { s.Get("a") })
-			if err != nil {
-				t.Fatal(err)
-			}
-			if fs.ttl[id] != time.Minute {
-				t.Fatalf("TTL not refreshed: %v", fs.ttl[id])
-			}
-			if touch && (fs.count("touch") != 1 || fs.count("set") != 0) {
-				t.Fatalf("calls %v, want one Touch and no Set", fs.calls)
-			}
-			if !bytes.Equal(fs.data[id], before) {
-				t.Fatal("record changed by a renewal")
-			}
-			if !strings.Contains(out.cookies["session"], "Max-Age=60;") || len(out.headers) != 2 {
-				t.Fatalf("cookie not refreshed: %+v", out)
-			}
-		})
+	out, err := request(t, b, id, func(s *Session) { s.Get("a") })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fs.ttl[id] != time.Minute {
+		t.Fatalf("TTL not refreshed: %v", fs.ttl[id])
+	}
+	if fs.count("touch") != 1 || fs.count("set") != 0 {
+		t.Fatalf("calls %v, want one Touch and no Set", fs.calls)
+	}
+	if !bytes.Equal(fs.data[id], before) {
+		t.Fatal("record changed by a renewal")
+	}
+	if !strings.Contains(out.cookies["session"], "Max-Age=60;") || len(out.headers) != 2 {
+		t.Fatalf("cookie not refreshed: %+v", out)
+	}
+
+	// A session untouched by the handler is not renewed: no store call.
+	fs.calls = map[string]int{}
+	if out, _ := request(t, b, id, nil); fs.count("touch") != 0 || len(out.cookies) != 0 {
+		t.Fatalf("untouched session renewed: %v %+v", fs.calls, out)
+	}
+}
+
+// TestRenewOnAccessAfterConcurrentDestroy: the session was destroyed by
+// another request between this one's load and its renewal. The renewal
+// must not bring it back, and is not an error.
+func TestRenewOnAccessAfterConcurrentDestroy(t *testing.T) {
+	fs := newFakeStore()
+	b := newBackend(t, Config{RenewOnAccess: true}, touchingStore{fs})
+	out, _ := request(t, b, "", func(s *Session) { s.Set("a", "b") })
+	id := out.cookieValue(t, "session")
+	out, err := request(t, b, id, func(s *Session) {
+		s.Get("a")
+		delete(fs.data, id) // the other request's logout
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(fs.data) != 0 {
+		t.Fatalf("destroyed session resurrected: %v", fs.keys())
+	}
+	if !strings.Contains(out.cookies["session"], "Max-Age=0") {
+		t.Fatalf("cookie of a destroyed session not expired: %v", out.cookies)
+	}
+}
+
+func TestRenewOnAccessNeedsToucher(t *testing.T) {
+	reg := store.NewRegistry(nil)
+	reg.Register("sessions", newFakeStore())
+	_, err := New(Config{RenewOnAccess: true}, reg)
+	var ce *ConfigError
+	if !errors.As(err, &ce) || ce.Field != "RenewOnAccess" {
+		t.Fatalf("err = %v", err)
 	}
 }
 
@@ -350,6 +381,36 @@ func TestRenewIDKeepsOldRecordWhenSaveFails(t *testing.T) {
 	delete(st.fail, "set")
 	if vals, err := b.Get(t.Context(), oldID); err != nil || vals["cart"] != int64(1) {
 		t.Fatalf("old session lost: %v %v", vals, err)
+	}
+}
+
+// TestRenewIDWhenOldRecordCannotBeDeleted: the new record is saved and its
+// cookie sent; the old record, holding only the pre-renewal data, is left
+// to its TTL with a warning rather than failing the request.
+func TestRenewIDWhenOldRecordCannotBeDeleted(t *testing.T) {
+	st := newFakeStore()
+	var logs bytes.Buffer
+	b := newBackend(t, Config{Logger: slog.New(slog.NewTextHandler(&logs, nil))}, st)
+	out, _ := request(t, b, "", func(s *Session) { s.Set("cart", 1) })
+	oldID := out.cookieValue(t, "session")
+	st.fail["delete"] = errBoom
+	out, err := request(t, b, oldID, func(s *Session) {
+		s.RenewID()
+		s.Set("user", "ada")
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	newID := out.cookieValue(t, "session")
+	delete(st.fail, "delete")
+	if vals, _ := b.Get(t.Context(), newID); vals["user"] != "ada" || vals["cart"] != int64(1) {
+		t.Fatalf("new record: %v", vals)
+	}
+	if vals, _ := b.Get(t.Context(), oldID); vals["user"] != nil {
+		t.Fatalf("old record gained the login: %v", vals)
+	}
+	if !strings.Contains(logs.String(), "renewed session id") {
+		t.Fatalf("no warning: %q", logs.String())
 	}
 }
 

@@ -17,6 +17,8 @@ import (
 // Decode and DecodeAny receive data that came from the store and may be
 // corrupt or hostile: they must return an error rather than panic or
 // allocate in proportion to a length the data claims but does not hold.
+// What they return must not alias data, whose buffer is reused once the
+// request ends.
 type Codec interface {
 	// AppendEncode appends the encoding of v to dst.
 	AppendEncode(dst []byte, v any) ([]byte, error)
@@ -157,19 +159,54 @@ func (Msgpack) Decode(data []byte, dst any) error {
 			return nil
 		}
 		return errNotScalar
+	case *any:
+		v, err := Msgpack{}.DecodeAny(data)
+		*p = v
+		return err
+	case *map[string]any:
+		// Decoded by our own bounded walker, like Get, rather than by
+		// msgpack's DecodeMap, which sizes the map from the header alone.
+		v, err := Msgpack{}.DecodeAny(data)
+		if err != nil {
+			return err
+		}
+		switch m := v.(type) {
+		case map[string]any:
+			*p = m
+			return nil
+		case nil:
+			*p = nil
+			return nil
+		}
+		return fmt.Errorf("kvsession: cannot decode %T into map[string]any", v)
 	}
-	if err := validate(data); err != nil {
+	data, err := validated(data)
+	if err != nil {
 		return err
 	}
+	return decodeReflect(data, dst)
+}
+
+// decodeReflect runs msgpack's reflection decoder on validated data. It
+// panics on some inputs no validation can rule out without knowing dst (a
+// []byte key for a map[any]any, say); that is an error like any other here.
+func decodeReflect(data []byte, dst any) (err error) {
 	st := decoderPool.Get().(*decoderState)
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("kvsession: decoding into %T: %v", dst, r)
+			// The decoder may be mid-value; let it go rather than reuse it.
+			return
+		}
+		st.r.Reset(nil)
+		decoderPool.Put(st)
+	}()
 	st.r.Reset(data)
 	st.dec.ResetReader(&st.r)
-	err := st.dec.Decode(dst)
+	err = st.dec.Decode(dst)
 	if err == nil && st.r.Len() != 0 {
 		err = errTrailing
 	}
-	st.r.Reset(nil)
-	decoderPool.Put(st)
 	return err
 }
 

@@ -5,6 +5,7 @@ import (
 	"math"
 	"reflect"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 )
@@ -211,6 +212,101 @@ func TestValidateAcceptsWhatMsgpackWrites(t *testing.T) {
 		}
 		if _, err := (Msgpack{}).DecodeAny(enc); err != nil {
 			t.Errorf("DecodeAny(%T): %v", v, err)
+		}
+	}
+}
+
+// TestDecodeIntoTypedDestinationsIsBounded covers inputs found by fuzzing:
+// msgpack's reflection decoder reads an extension's payload as a container
+// header when the destination is a map, and panics on map keys Go cannot
+// hash. Each must be a plain error, with memory flat.
+func TestDecodeIntoTypedDestinationsIsBounded(t *testing.T) {
+	type withMap struct{ M map[string]any }
+	dests := func() []any {
+		return []any{new(map[string]any), new(map[any]any), new(map[string]int), new(map[int]int),
+			new([]any), new([]int), new(withMap), new(any)}
+	}
+	cases := map[string][]byte{
+		"timestamp read as map32":     []byte("\xd7\xff\xdf\xdf\xdf00000"),
+		"timestamp read as array32":   []byte("\xd6\xff\xdd\xff\xff\xff"),
+		"extension read as map32":     []byte("\xd7\x05\xdf\xff\xff\xff\xff000"),
+		"ext8 read as array32":        []byte("\xc7\x05\x07\xdd\xff\xff\xff\xff"),
+		"array as map key":            {0x81, 0x91, 1, 1},
+		"map as map key":              {0x81, 0x80, 1},
+		"bytes as map key":            {0x81, mpBin8, 1, 'x', 1},
+		"nested timestamp as map32":   []byte("\x81\xa1M\xd7\xff\xdf\xdf\xdf00000"),
+		"nested extension as array32": []byte("\x81\xa1M\xd6\x01\xdd\xff\xff\xff"),
+	}
+	for name, data := range cases {
+		t.Run(name, func(t *testing.T) {
+			for _, dst := range dests() {
+				var before, after runtime.MemStats
+				runtime.ReadMemStats(&before)
+				err := func() (err error) {
+					defer func() {
+						if r := recover(); r != nil {
+							t.Fatalf("Decode into %T panicked: %v", dst, r)
+						}
+					}()
+					return Msgpack{}.Decode(data, dst)
+				}()
+				runtime.ReadMemStats(&after)
+				if grew := after.TotalAlloc - before.TotalAlloc; grew > 8<<20 {
+					t.Errorf("Decode into %T allocated %d bytes for %d", dst, grew, len(data))
+				}
+				// A timestamp is valid data (a time for *any, a map holding
+				// one for a map of any); the rest is not valid for any
+				// destination, but bytes keys fit a map[any]any's
+				// reflection path only to be refused there.
+				if err == nil && !strings.Contains(name, "timestamp") && name != "bytes as map key" {
+					t.Errorf("Decode into %T succeeded", dst)
+				}
+			}
+		})
+	}
+}
+
+// TestTimestampsThatLookLikeContainers: a timestamp whose first payload byte
+// happens to be an array32 or map32 code must still decode as a time.
+func TestTimestampsThatLookLikeContainers(t *testing.T) {
+	type event struct {
+		At   time.Time
+		Tags map[string]any
+	}
+	times := []time.Time{
+		time.Unix(1700000000, 936_000_000), // fixext8, payload starts 0xdf
+		time.Unix(1700000000, 922_000_000), // fixext8, payload starts 0xdd
+		time.Unix(0xdf000000+5, 0),         // fixext4 in 2088, payload starts 0xdf
+		time.Unix(1700000000, 1),           // ordinary
+	}
+	for _, when := range times {
+		for _, v := range []any{when, event{At: when, Tags: map[string]any{"a": "b"}}, []time.Time{when, when}} {
+			enc, err := Msgpack{}.AppendEncode(nil, v)
+			if err != nil {
+				t.Fatal(err)
+			}
+			switch v.(type) {
+			case time.Time:
+				var got time.Time
+				if err := (Msgpack{}).Decode(enc, &got); err != nil || !got.Equal(when) {
+					t.Errorf("%v: got %v, %v", when, got, err)
+				}
+			case event:
+				var got event
+				if err := (Msgpack{}).Decode(enc, &got); err != nil || !got.At.Equal(when) || got.Tags["a"] != "b" {
+					t.Errorf("%v in a struct: got %+v, %v", when, got, err)
+				}
+			default:
+				var got []time.Time
+				if err := (Msgpack{}).Decode(enc, &got); err != nil || len(got) != 2 || !got[1].Equal(when) {
+					t.Errorf("%v in a slice: got %v, %v", when, got, err)
+				}
+			}
+			if got, err := (Msgpack{}).DecodeAny(enc); err != nil {
+				t.Errorf("DecodeAny(%T at %v): %v", v, when, err)
+			} else if tm, ok := got.(time.Time); ok && !tm.Equal(when) {
+				t.Errorf("DecodeAny = %v, want %v", tm, when)
+			}
 		}
 	}
 }

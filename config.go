@@ -179,11 +179,11 @@ func (c Config) compile() (*compiled, error) {
 	if c.MaxAge < time.Second {
 		return bad("MaxAge", "%v is below one second (cookies count Max-Age in seconds)", c.MaxAge)
 	}
-	if strings.ContainsAny(c.Path, ";\r\n\x00") || c.Path[0] != '/' {
-		return bad("Path", "%q must start with / and contain no ; CR LF or NUL", c.Path)
+	if !validAttribute(c.Path) || c.Path[0] != '/' {
+		return bad("Path", "%q must start with / and contain no ; or control characters", c.Path)
 	}
-	if strings.ContainsAny(c.Domain, ";\r\n\x00 ") {
-		return bad("Domain", "%q contains ; space CR LF or NUL", c.Domain)
+	if !validAttribute(c.Domain) || strings.ContainsRune(c.Domain, ' ') {
+		return bad("Domain", "%q contains ; a space or a control character", c.Domain)
 	}
 	switch c.SameSite {
 	case SameSiteLax, SameSiteStrict:
@@ -212,6 +212,17 @@ func (c Config) compile() (*compiled, error) {
 		out.exclude = append(out.exclude, re)
 	}
 	return out, nil
+}
+
+// validAttribute reports whether v may stand as a cookie attribute value:
+// RFC 6265 forbids control characters and ';' there.
+func validAttribute(v string) bool {
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; c < 0x20 || c == 0x7f || c == ';' {
+			return false
+		}
+	}
+	return true
 }
 
 // validCookieName reports whether name is an RFC 6265 token: visible ASCII

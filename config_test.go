@@ -28,6 +28,8 @@ func TestConfigValidate(t *testing.T) {
 		{"relative path", Config{Path: "app"}, "Path"},
 		{"path with ;", Config{Path: "/a;b"}, "Path"},
 		{"domain with CRLF", Config{Domain: "a.com\r\nX: y"}, "Domain"},
+		{"path with a tab", Config{Path: "/a\tb"}, "Path"},
+		{"domain with DEL", Config{Domain: "a.com\x7f"}, "Domain"},
 		{"bad exclude pattern", Config{Exclude: []string{"^/ok", "("}}, "Exclude[1]"},
 		{"negative record cap", Config{MaxRecordBytes: -1}, "MaxRecordBytes"},
 	}

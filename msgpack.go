@@ -122,6 +122,10 @@ func appendMapHeader(b []byte, n int) []byte {
 type reader struct {
 	b   []byte
 	pos int
+
+	// stamps lists the offsets of timestamps skip found whose payload
+	// begins like a 32-bit array or map header; see checkExt.
+	stamps []int
 }
 
 func (r *reader) byte() (byte, error) {
@@ -291,8 +295,10 @@ func (r *reader) skip(depth int) error {
 		case mpBin32, mpStr32:
 			n, err = r.length(4, 1)
 		case 0xc7, 0xc8, 0xc9: // ext 8/16/32: length, type byte, data
-			n, err = r.length(1<<(c-0xc7), 1)
-			n++
+			if n, err = r.length(1<<(c-0xc7), 1); err != nil {
+				return err
+			}
+			return r.checkExt(r.pos-1-1<<(c-0xc7), n, false)
 		case mpFloat32:
 			n = 4
 		case mpFloat64:
@@ -301,8 +307,8 @@ func (r *reader) skip(depth int) error {
 			n = 1 << (c - mpUint8)
 		case mpInt8, mpInt16, mpInt32, mpInt64:
 			n = 1 << (c - mpInt8)
-		case 0xd4, 0xd5, 0xd6, 0xd7, 0xd8: // fixext 1..16 plus type byte
-			n = 1 + 1<<(c-0xd4)
+		case 0xd4, 0xd5, 0xd6, 0xd7, 0xd8: // fixext 1..16: type byte, data
+			return r.checkExt(r.pos-1, 1<<(c-0xd4), true)
 		case mpArray16:
 			elems, err = r.length(2, 1)
 		case mpArray32:
@@ -327,7 +333,13 @@ func (r *reader) skip(depth int) error {
 	if elems > len(r.b)-r.pos {
 		return errTooLong
 	}
+	isMap := (c >= 0x80 && c <= 0x8f) || c == mpMap16 || c == mpMap32
 	for i := 0; i < elems; i++ {
+		// A container as a map key decodes into nothing Go can hash, and
+		// msgpack's reflection panics on it; refuse it here.
+		if isMap && i%2 == 0 && r.pos < len(r.b) && isContainer(r.b[r.pos]) {
+			return errBadMapKey
+		}
 		if err := r.skip(depth + 1); err != nil {
 			return err
 		}
@@ -335,16 +347,82 @@ func (r *reader) skip(depth int) error {
 	return nil
 }
 
-// validate checks that b holds exactly one well-formed value.
-func validate(b []byte) error {
-	r := reader{b: b}
-	if err := r.skip(0); err != nil {
+func isContainer(c byte) bool {
+	return (c >= 0x80 && c <= 0x9f) || (c >= mpArray16 && c <= mpMap32)
+}
+
+// checkExt skips an extension's type byte and n bytes of payload; start is
+// the offset of its code, fixed whether it is a fixext. msgpack's decoder, asked for a map or an array
+// where an extension stands, steps over the extension header and reads the
+// payload as the container's header, and then allocates for a count no
+// bounds check here has seen. Only a 32-bit count can make that harmful, so
+// a payload beginning like an array32 or map32 header is refused, except in
+// a well-formed timestamp, which is noted in r.stamps for rewriting.
+func (r *reader) checkExt(start, n int, fixed bool) error {
+	typ, err := r.byte()
+	if err != nil {
 		return err
 	}
-	if r.pos != len(b) {
-		return errTrailing
+	payload, err := r.next(n)
+	if err != nil || n == 0 || (payload[0] != mpArray32 && payload[0] != mpMap32) {
+		return err
 	}
-	return nil
+	if int8(typ) == -1 && fixed && (n == 4 || n == 8) {
+		r.stamps = append(r.stamps, start)
+		return nil
+	}
+	return errBadExt
+}
+
+var errBadExt = errors.New("kvsession: msgpack extension whose data reads as an oversized container")
+
+// rewriteStamps returns a copy of b with the timestamps at the given
+// offsets re-encoded in the 12-byte form, whose payload starts with the
+// nanoseconds (always below 0x3c) and so can never be misread as a
+// container header.
+func rewriteStamps(b []byte, stamps []int) []byte {
+	out := make([]byte, 0, len(b)+10*len(stamps))
+	last := 0
+	for _, at := range stamps {
+		out = append(out, b[last:at]...)
+		var sec int64
+		var nsec uint32
+		if b[at] == 0xd6 { // fixext4: seconds
+			sec = int64(binary.BigEndian.Uint32(b[at+2:]))
+			last = at + 6
+		} else { // fixext8: nanoseconds<<34 | seconds
+			v := binary.BigEndian.Uint64(b[at+2:])
+			sec, nsec = int64(v&(1<<34-1)), uint32(v>>34)
+			last = at + 10
+		}
+		out = append(out, 0xc7, 12, 0xff)
+		out = binary.BigEndian.AppendUint32(out, nsec)
+		out = binary.BigEndian.AppendUint64(out, uint64(sec))
+	}
+	return append(out, b[last:]...)
+}
+
+// validate checks that b holds exactly one well-formed value.
+func validate(b []byte) error {
+	_, err := validated(b)
+	return err
+}
+
+// validated checks b like validate and returns it ready for msgpack's
+// decoder: b itself, or a rewritten copy if it holds timestamps that
+// decoder could misread (see checkExt).
+func validated(b []byte) ([]byte, error) {
+	r := reader{b: b}
+	if err := r.skip(0); err != nil {
+		return nil, err
+	}
+	if r.pos != len(b) {
+		return nil, errTrailing
+	}
+	if r.stamps != nil {
+		b = rewriteStamps(b, r.stamps)
+	}
+	return b, nil
 }
 
 // anyValue decodes one value generically. Integers that fit come back as

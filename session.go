@@ -54,8 +54,7 @@ type Session struct {
 	oldKey   string // a key RenewID retired, deleted once the new one is saved
 	created  int64  // unix nanoseconds; 0 until first saved
 	modified bool
-	record   []byte // the record as loaded, re-stored verbatim by renewals
-	recBuf   []byte // reused for record when the store is a store.Appender
+	recBuf   []byte // reused for the loaded record when the store is a store.Appender
 
 	entries []entry
 	arena   []byte // encoded values set during this request
@@ -70,7 +69,6 @@ func (s *Session) reset() {
 	s.loadErr = nil
 	s.key, s.oldKey = "", ""
 	s.created = 0
-	s.record = nil
 	s.recBuf = s.recBuf[:0]
 	clear(s.entries)
 	s.entries = s.entries[:0]
@@ -123,7 +121,7 @@ func (s *Session) load() error {
 		b.cfg.Logger.Warn("kvsession: unreadable session record; starting a fresh session", "error", err, "bytes", len(rec))
 		return nil
 	}
-	s.key, s.exists, s.record = key, true, rec
+	s.key, s.exists = key, true
 	return nil
 }
 
@@ -168,6 +166,9 @@ func (s *Session) decode(rec []byte) error {
 		}
 		s.entries = append(s.entries, entry{name: bytesToString(name), raw: raw})
 	}
+	if hasDuplicateNames(s.entries) {
+		return errDuplicateName
+	}
 	for i := 3; i < fields; i++ {
 		if err := r.skip(0); err != nil {
 			return err
@@ -179,7 +180,34 @@ func (s *Session) decode(rec []byte) error {
 	return nil
 }
 
-var errBadRecord = errors.New("kvsession: not a session record of a known version")
+var (
+	errBadRecord     = errors.New("kvsession: not a session record of a known version")
+	errDuplicateName = errors.New("kvsession: session record holds a key twice")
+)
+
+// hasDuplicateNames reports whether two entries share a name. We never write
+// such a record; one that has it was tampered with, and would make Get and
+// Delete disagree about which value a key means.
+func hasDuplicateNames(entries []entry) bool {
+	if len(entries) <= 16 {
+		for i := 1; i < len(entries); i++ {
+			for j := 0; j < i; j++ {
+				if entries[i].name == entries[j].name {
+					return true
+				}
+			}
+		}
+		return false
+	}
+	seen := make(map[string]struct{}, len(entries))
+	for _, e := range entries {
+		if _, dup := seen[e.name]; dup {
+			return true
+		}
+		seen[e.name] = struct{}{}
+	}
+	return false
+}
 
 // bytesToString views b as a string without copying. Only used on the
 // loaded record, which is not written to while the session is in use.
@@ -486,7 +514,7 @@ func (s *Session) Destroy() error {
 	}
 	clear(s.entries)
 	s.entries = s.entries[:0]
-	s.key, s.created, s.record = "", 0, nil
+	s.key, s.created = "", 0
 	s.modified = true
 	return nil
 }
