@@ -227,15 +227,16 @@ func TestDecodeIntoTypedDestinationsIsBounded(t *testing.T) {
 			new([]any), new([]int), new(withMap), new(any)}
 	}
 	cases := map[string][]byte{
-		"timestamp read as map32":     []byte("\xd7\xff\xdf\xdf\xdf00000"),
-		"timestamp read as array32":   []byte("\xd6\xff\xdd\xff\xff\xff"),
-		"extension read as map32":     []byte("\xd7\x05\xdf\xff\xff\xff\xff000"),
-		"ext8 read as array32":        []byte("\xc7\x05\x07\xdd\xff\xff\xff\xff"),
-		"array as map key":            {0x81, 0x91, 1, 1},
-		"map as map key":              {0x81, 0x80, 1},
-		"bytes as map key":            {0x81, mpBin8, 1, 'x', 1},
-		"nested timestamp as map32":   []byte("\x81\xa1M\xd7\xff\xdf\xdf\xdf00000"),
-		"nested extension as array32": []byte("\x81\xa1M\xd6\x01\xdd\xff\xff\xff"),
+		"timestamp read as map32":   []byte("\xd7\xff\xdf\xdf\xdf00000"),
+		"extension read as map32":   []byte("\xd7\x05\xdf\xff\xff\xff\xff000"),
+		"ext8 read as map32":        []byte("\xc7\x05\x07\xdf\xff\xff\xff\xff"),
+		"array as map key":          {0x81, 0x91, 1, 1},
+		"map as map key":            {0x81, 0x80, 1},
+		"bytes as map key":          {0x81, mpBin8, 1, 'x', 1},
+		"nested timestamp as map32": []byte("\x81\xa1M\xd7\xff\xdf\xdf\xdf00000"),
+		"nested extension as map32": []byte("\x81\xa1M\xd6\x01\xdf\xff\xff\xff"),
+		"timestamp as fixmap":       []byte("\xd7\xff\x8a\xdd~~~g00"),
+		"extension as fixmap":       []byte("\xd7\x05\x8a\xdd~~~g00"),
 	}
 	for name, data := range cases {
 		t.Run(name, func(t *testing.T) {

@@ -298,7 +298,7 @@ func (r *reader) skip(depth int) error {
 			if n, err = r.length(1<<(c-0xc7), 1); err != nil {
 				return err
 			}
-			return r.checkExt(r.pos-1-1<<(c-0xc7), n, false)
+			return r.checkExt(r.pos-1-1<<(c-0xc7), n, false, depth)
 		case mpFloat32:
 			n = 4
 		case mpFloat64:
@@ -308,7 +308,7 @@ func (r *reader) skip(depth int) error {
 		case mpInt8, mpInt16, mpInt32, mpInt64:
 			n = 1 << (c - mpInt8)
 		case 0xd4, 0xd5, 0xd6, 0xd7, 0xd8: // fixext 1..16: type byte, data
-			return r.checkExt(r.pos-1, 1<<(c-0xd4), true)
+			return r.checkExt(r.pos-1, 1<<(c-0xd4), true, depth)
 		case mpArray16:
 			elems, err = r.length(2, 1)
 		case mpArray32:
@@ -352,34 +352,43 @@ func isContainer(c byte) bool {
 }
 
 // checkExt skips an extension's type byte and n bytes of payload; start is
-// the offset of its code, fixed whether it is a fixext. msgpack's decoder, asked for a map or an array
-// where an extension stands, steps over the extension header and reads the
-// payload as the container's header, and then allocates for a count no
-// bounds check here has seen. Only a 32-bit count can make that harmful, so
-// a payload beginning like an array32 or map32 header is refused, except in
-// a well-formed timestamp, which is noted in r.stamps for rewriting.
-func (r *reader) checkExt(start, n int, fixed bool) error {
+// the offset of its code, fixed whether it is a fixext.
+//
+// msgpack's decoder, asked for a map where an extension stands, steps over
+// the extension header and reads the payload as the map, and whatever
+// follows as its entries, none of which this walk has checked as such. So a
+// payload that begins like a map must be exactly one well-formed value, or
+// be a timestamp, which is noted in r.stamps for rewriting into a form that
+// cannot begin like a map.
+func (r *reader) checkExt(start, n int, fixed bool, depth int) error {
 	typ, err := r.byte()
 	if err != nil {
 		return err
 	}
 	payload, err := r.next(n)
-	if err != nil || n == 0 || (payload[0] != mpArray32 && payload[0] != mpMap32) {
+	if err != nil || n == 0 || !isMapCode(payload[0]) {
 		return err
 	}
 	if int8(typ) == -1 && fixed && (n == 4 || n == 8) {
 		r.stamps = append(r.stamps, start)
 		return nil
 	}
-	return errBadExt
+	inner := reader{b: payload}
+	// Timestamps inside would need rewriting, which would change this
+	// extension's length: refuse them too.
+	if inner.skip(depth+1) != nil || inner.pos != n || inner.stamps != nil {
+		return errBadExt
+	}
+	return nil
 }
 
-var errBadExt = errors.New("kvsession: msgpack extension whose data reads as an oversized container")
+func isMapCode(c byte) bool { return (c >= 0x80 && c <= 0x8f) || c == mpMap16 || c == mpMap32 }
+
+var errBadExt = errors.New("kvsession: msgpack extension whose data begins like a map but is not one")
 
 // rewriteStamps returns a copy of b with the timestamps at the given
 // offsets re-encoded in the 12-byte form, whose payload starts with the
-// nanoseconds (always below 0x3c) and so can never be misread as a
-// container header.
+// nanoseconds' top byte (always below 0x3c) and so never begins like a map.
 func rewriteStamps(b []byte, stamps []int) []byte {
 	out := make([]byte, 0, len(b)+10*len(stamps))
 	last := 0
