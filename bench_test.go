@@ -18,9 +18,11 @@ type nopSink struct{}
 func (nopSink) SetCookie(string, []byte) {}
 func (nopSink) AddHeader(string, string) {}
 
-// benchStores are the stores the session benchmarks run on.
-func benchStores(b *testing.B) map[string]func() store.Store {
-	return map[string]func() store.Store{
+// onEachStore runs a session benchmark on the memory and Badger stores:
+// sessions sessions holding values, and work as the handler of one request
+// per iteration.
+func onEachStore(b *testing.B, sessions int, values map[string]any, bytesPerOp int64, work func(*Session)) {
+	stores := map[string]func() store.Store{
 		"memory": func() store.Store { return memory.New(memory.Options{}) },
 		"badger": func() store.Store {
 			s, err := badger.Open(badger.Options{Dir: b.TempDir()})
@@ -29,6 +31,16 @@ func benchStores(b *testing.B) map[string]func() store.Store {
 			}
 			return s
 		},
+	}
+	for _, name := range []string{"memory", "badger"} {
+		b.Run(name, func(b *testing.B) {
+			st := stores[name]()
+			defer st.Close()
+			be := newBackend(b, Config{}, st)
+			ids := seed(b, be, sessions, values)
+			b.SetBytes(bytesPerOp)
+			runRequests(b, be, ids, work)
+		})
 	}
 }
 
@@ -69,48 +81,28 @@ func increment(s *Session) {
 	s.Set("counter", n+1)
 }
 
+var small = map[string]any{"counter": 1000, "user": "ada"}
+
 // BenchmarkIncrement is one /counter request: load, read an int, set it,
 // save, set the cookie.
 func BenchmarkIncrement(b *testing.B) {
-	for _, name := range []string{"memory", "badger"} {
-		b.Run(name, func(b *testing.B) {
-			st := benchStores(b)[name]()
-			defer st.Close()
-			be := newBackend(b, Config{}, st)
-			ids := seed(b, be, 1000, map[string]any{"counter": 1000, "user": "ada"})
-			runRequests(b, be, ids, increment)
-		})
-	}
+	onEachStore(b, 1000, small, 0, increment)
 }
 
 // BenchmarkReadOnly is a request that reads the session and changes
 // nothing: no store write, no cookie.
 func BenchmarkReadOnly(b *testing.B) {
-	for _, name := range []string{"memory", "badger"} {
-		b.Run(name, func(b *testing.B) {
-			st := benchStores(b)[name]()
-			defer st.Close()
-			be := newBackend(b, Config{}, st)
-			ids := seed(b, be, 1000, map[string]any{"counter": 1000, "user": "ada"})
-			runRequests(b, be, ids, func(s *Session) { s.GetInt("counter") })
-		})
-	}
+	onEachStore(b, 1000, small, 0, func(s *Session) { s.GetInt("counter") })
 }
 
 // BenchmarkSessionSize loads a session carrying a blob of the given size,
 // changes a small value beside it and saves it.
 func BenchmarkSessionSize(b *testing.B) {
 	for _, size := range []int{1 << 10, 16 << 10} {
-		for _, name := range []string{"memory", "badger"} {
-			b.Run(strconv.Itoa(size>>10)+"KB/"+name, func(b *testing.B) {
-				st := benchStores(b)[name]()
-				defer st.Close()
-				be := newBackend(b, Config{}, st)
-				ids := seed(b, be, 200, map[string]any{"counter": 1, "blob": strings.Repeat("x", size)})
-				b.SetBytes(int64(size))
-				runRequests(b, be, ids, increment)
-			})
-		}
+		b.Run(strconv.Itoa(size>>10)+"KB", func(b *testing.B) {
+			values := map[string]any{"counter": 1, "blob": strings.Repeat("x", size)}
+			onEachStore(b, 200, values, int64(size), increment)
+		})
 	}
 }
 
