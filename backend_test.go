@@ -617,3 +617,32 @@ func TestNamesOutliveTheRequest(t *testing.T) {
 		t.Fatalf("values changed after the request: %v", values)
 	}
 }
+
+// TestSetAfterDestroyStartsNewSession: logging out and leaving a flash
+// message in the same request gives the message a new id, never the old one.
+func TestSetAfterDestroyStartsNewSession(t *testing.T) {
+	st := newFakeStore()
+	b := newBackend(t, Config{}, st)
+	out, _ := request(t, b, "", func(s *Session) { s.Set("user", "ada") })
+	oldID := out.cookieValue(t, "session")
+	out, err := request(t, b, oldID, func(s *Session) {
+		if err := s.Destroy(); err != nil {
+			t.Fatal(err)
+		}
+		s.Set("flash", "bye")
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	newID := out.cookieValue(t, "session")
+	if newID == oldID {
+		t.Fatal("destroyed id reused")
+	}
+	vals, err := b.Get(t.Context(), newID)
+	if err != nil || len(vals) != 1 || vals["flash"] != "bye" {
+		t.Fatalf("new session %v %v", vals, err)
+	}
+	if _, err := b.Get(t.Context(), oldID); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("old session: %v", err)
+	}
+}
