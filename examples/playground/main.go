@@ -40,6 +40,9 @@ const shutdownTimeout = 10 * time.Second
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// After the first signal starts the graceful shutdown, restore the
+	// default handling so that a second Ctrl-C kills at once.
+	context.AfterFunc(ctx, stop)
 	err := run(ctx, os.Args[1:], os.Stderr, nil)
 	if errors.Is(err, flag.ErrHelp) {
 		return // -h: the flag package has already printed the usage

@@ -84,6 +84,10 @@ type Store struct {
 	mu     sync.RWMutex
 	closed bool
 
+	// gcMu keeps DeleteAll and value-log GC apart: DropAll deletes value
+	// log files without waiting for a GC pass that may be reading them.
+	gcMu sync.Mutex
+
 	closeOnce sync.Once
 	stopGC    chan struct{} // closed by Close to stop the GC loop
 	gcDone    chan struct{} // closed by the GC loop when it has returned
@@ -421,6 +425,8 @@ func (s *Store) DeleteAll(ctx context.Context) error {
 	if s.closed {
 		return store.ErrClosed
 	}
+	s.gcMu.Lock()
+	defer s.gcMu.Unlock()
 	return s.db.DropAll()
 }
 
@@ -469,7 +475,10 @@ func (s *Store) collect() {
 			return
 		default:
 		}
-		if err := s.db.RunValueLogGC(s.ratio); err != nil {
+		s.gcMu.Lock()
+		err := s.db.RunValueLogGC(s.ratio)
+		s.gcMu.Unlock()
+		if err != nil {
 			return
 		}
 	}

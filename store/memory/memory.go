@@ -161,7 +161,9 @@ func (s *Store) expiry(ttl time.Duration) int64 {
 	now := s.nowNano()
 	// Saturate rather than wrap: a huge TTL must mean "practically never",
 	// not an expiry in the past.
-	if int64(ttl) > math.MaxInt64-now {
+	// (now is negative only with a test clock moved before the store's
+	// creation; MaxInt64-now would itself overflow then.)
+	if now > 0 && int64(ttl) > math.MaxInt64-now {
 		return math.MaxInt64
 	}
 	return now + int64(ttl)

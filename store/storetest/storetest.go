@@ -75,6 +75,8 @@ func Run(t *testing.T, h Harness) {
 	t.Run("Expiry", r.testExpiry)
 	if h.Advance != nil {
 		t.Run("ExpiryEdges", r.testExpiryEdges)
+	} else {
+		t.Run("NeverEarly", r.testNeverEarly)
 	}
 
 	tests := []struct {
