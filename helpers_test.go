@@ -14,12 +14,11 @@ import (
 // fakeStore is a map store that counts calls and fails on demand, so tests
 // can see exactly which store operations a request caused.
 type fakeStore struct {
-	mu      sync.Mutex
-	data    map[string][]byte
-	ttl     map[string]time.Duration
-	calls   map[string]int
-	fail    map[string]error // op → error to return
-	noTouch bool
+	mu    sync.Mutex
+	data  map[string][]byte
+	ttl   map[string]time.Duration
+	calls map[string]int
+	fail  map[string]error // op → error to return
 }
 
 func newFakeStore() *fakeStore {

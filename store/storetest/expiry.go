@@ -23,7 +23,6 @@ const expiryWait = shortTTL + 1100*time.Millisecond
 // clock.
 type expiryCase struct {
 	name   string
-	key    string
 	needs  func(store.Store) bool // nil: every store
 	before func(t *testing.T, s store.Store)
 	after  func(t *testing.T, s store.Store)
