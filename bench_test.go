@@ -44,8 +44,9 @@ func onEachStore(b *testing.B, sessions int, values map[string]any, bytesPerOp i
 	}
 }
 
-// seed creates n sessions holding the given values and returns their ids.
-func seed(b *testing.B, be *Backend, n int, values map[string]any) [][]byte {
+// seed creates n sessions holding the given values and returns Cookie
+// headers carrying their ids.
+func seed(b *testing.B, be *ServerBackend, n int, values map[string]any) [][]byte {
 	ids := make([][]byte, n)
 	for i := range ids {
 		id, err := be.GenerateID()
@@ -55,19 +56,19 @@ func seed(b *testing.B, be *Backend, n int, values map[string]any) [][]byte {
 		if err := be.Set(context.Background(), id, values); err != nil {
 			b.Fatal(err)
 		}
-		ids[i] = []byte(id)
+		ids[i] = []byte(be.CookieName() + "=" + id)
 	}
 	return ids
 }
 
 // runRequests runs fn as the session work of one request per iteration,
-// cycling through ids, the way the middleware drives the backend.
-func runRequests(b *testing.B, be *Backend, ids [][]byte, fn func(*Session)) {
+// cycling through Cookie headers, the way the middleware drives the backend.
+func runRequests(b *testing.B, be Backend, ids [][]byte, fn func(*Session)) {
 	ctx := context.Background()
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		s := be.LoadFromCookie(ctx, ids[i%len(ids)])
+		s := be.LoadFromRequest(ctx, ids[i%len(ids)])
 		fn(s)
 		if err := be.StoreInResponse(s, nopSink{}); err != nil {
 			b.Fatal(err)

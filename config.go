@@ -37,6 +37,20 @@ const (
 	DefaultSessionIDBytes = 32
 	DefaultStore          = "sessions"
 	DefaultMaxRecordBytes = 1 << 20
+
+	// DefaultMaxCookieSegments lets a cookie session take four browser
+	// cookies, about 11 KB of encoded values.
+	DefaultMaxCookieSegments = 4
+)
+
+// SecretBytes is the length of each of Config.Secrets: a 256-bit key.
+const SecretBytes = 32
+
+// Browsers drop cookies whose attributes are longer than 1024 bytes, and
+// every byte of name, Path and Domain is repeated in each cookie segment.
+const (
+	maxKeyBytes       = 256
+	maxAttributeBytes = 1024
 )
 
 // MinSessionIDBytes is the smallest SessionIDBytes accepted: 128 bits, the
@@ -113,6 +127,25 @@ type Config struct {
 	// Logger receives warnings (corrupt records) and the errors the
 	// default error handlers report. Default slog.Default().
 	Logger *slog.Logger
+
+	// MaxCookieSegments is how many browser cookies the session cookie may
+	// be split into (see cookie_split.go for the rule). With the cookie
+	// backend a session that would need more fails to save with
+	// ErrSessionTooLarge. Default 4; at most 32. Every segment is up to
+	// 4 KB of request header: HTTP adapters check that their server reads
+	// headers that large.
+	MaxCookieSegments int
+
+	// Secrets are the cookie backend's keys, each SecretBytes random bytes.
+	// The first encrypts; all of them decrypt, so a new key is rotated in
+	// by putting it first and an old one retired by removing it once the
+	// cookies it sealed have expired. The server-side backend ignores them.
+	Secrets [][]byte
+
+	// RevocationStore names a store in the registry where the cookie
+	// backend keeps per-user revocations (CookieBackend.RevokeUser). Empty:
+	// no revocation, and no store call per request.
+	RevocationStore string
 }
 
 // ConfigError reports an invalid Config field.
@@ -151,6 +184,9 @@ func (c Config) withDefaults() Config {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
+	if c.MaxCookieSegments == 0 {
+		c.MaxCookieSegments = DefaultMaxCookieSegments
+	}
 	return c
 }
 
@@ -175,6 +211,15 @@ func (c Config) compile() (*compiled, error) {
 	}
 	if !validCookieName(c.Key) {
 		return bad("Key", "%q is not a valid cookie name (RFC 6265 token)", c.Key)
+	}
+	if len(c.Key) > maxKeyBytes {
+		return bad("Key", "%d bytes is longer than %d", len(c.Key), maxKeyBytes)
+	}
+	if len(c.Path) > maxAttributeBytes {
+		return bad("Path", "%d bytes is longer than %d (browsers drop such cookies)", len(c.Path), maxAttributeBytes)
+	}
+	if len(c.Domain) > maxAttributeBytes {
+		return bad("Domain", "%d bytes is longer than %d (browsers drop such cookies)", len(c.Domain), maxAttributeBytes)
 	}
 	if c.MaxAge < time.Second {
 		return bad("MaxAge", "%v is below one second (cookies count Max-Age in seconds)", c.MaxAge)
@@ -202,6 +247,14 @@ func (c Config) compile() (*compiled, error) {
 	}
 	if c.MaxRecordBytes < 0 {
 		return bad("MaxRecordBytes", "%d is negative", c.MaxRecordBytes)
+	}
+	if c.MaxCookieSegments < 1 || c.MaxCookieSegments > maxCookieSegmentsLimit {
+		return bad("MaxCookieSegments", "%d is outside 1 to %d", c.MaxCookieSegments, maxCookieSegmentsLimit)
+	}
+	for i, k := range c.Secrets {
+		if len(k) != SecretBytes {
+			return bad(fmt.Sprintf("Secrets[%d]", i), "%d bytes; each secret must be exactly %d random bytes (AES-256-GCM)", len(k), SecretBytes)
+		}
 	}
 	out := &compiled{Config: c}
 	for i, p := range c.Exclude {

@@ -41,7 +41,7 @@ func FuzzMsgpackDecode(f *testing.F) {
 
 func FuzzRecord(f *testing.F) {
 	b := newBackend(f, Config{}, newFakeStore())
-	s := b.LoadFromCookie(context.Background(), nil)
+	s := b.LoadFromRequest(context.Background(), nil)
 	s.Set("counter", 7)
 	s.Set("user", "ada")
 	s.Set("when", time.Unix(5, 6))

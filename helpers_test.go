@@ -126,7 +126,7 @@ func (s *sink) cookieValue(t *testing.T, name string) string {
 	return v
 }
 
-func newBackend(t testing.TB, cfg Config, st store.Store) *Backend {
+func newBackend(t testing.TB, cfg Config, st store.Store) *ServerBackend {
 	t.Helper()
 	reg := store.NewRegistry(nil)
 	if err := reg.Register(DefaultStore, st); err != nil {
@@ -142,15 +142,22 @@ func newBackend(t testing.TB, cfg Config, st store.Store) *Backend {
 	return b
 }
 
-// request runs one request's session work: load from cookie, let fn use
-// the session, store into a fresh sink.
-func request(t *testing.T, b *Backend, cookie string, fn func(s *Session)) (*sink, error) {
+// request runs one request's session work: load from a Cookie header
+// carrying cookie as the session cookie's value, let fn use the session,
+// store into a fresh sink.
+func request(t *testing.T, b *ServerBackend, cookie string, fn func(s *Session)) (*sink, error) {
 	t.Helper()
-	var c []byte
+	var header []byte
 	if cookie != "" {
-		c = []byte(cookie)
+		header = []byte(b.CookieName() + "=" + cookie)
 	}
-	s := b.LoadFromCookie(context.Background(), c)
+	return requestHeader(t, b, header, fn)
+}
+
+// requestHeader is request with the whole Cookie header given.
+func requestHeader(t *testing.T, b Backend, header []byte, fn func(s *Session)) (*sink, error) {
+	t.Helper()
+	s := b.LoadFromRequest(context.Background(), header)
 	if fn != nil {
 		fn(s)
 	}

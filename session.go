@@ -3,6 +3,7 @@ package kvsession
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -41,11 +42,13 @@ type entry struct {
 // not a copy, beyond the handler.
 type Session struct {
 	mu  sync.Mutex
-	b   *Backend
+	c   *core  // set once when the pool makes the session
+	e   engine // likewise
 	ctx context.Context
 
-	cookieID  []byte // the id the request's cookie carried (copied)
-	hadCookie bool   // the request carried a session cookie, valid or not
+	cookie    []byte    // the session cookie's value, segments joined (copied)
+	carried   cookieSet // the session cookies the request carried
+	cookieErr error     // why they could not be read, if they could not
 
 	loaded   bool
 	loadErr  error
@@ -54,21 +57,29 @@ type Session struct {
 	oldKey   string // a key RenewID retired, deleted once the new one is saved
 	created  int64  // unix nanoseconds; 0 until first saved
 	modified bool
-	recBuf   []byte // reused for the loaded record when the store is a store.Appender
+	recBuf   []byte // the loaded record, when the backend can read it into our buffer
+	user     string // the user the session is bound to; "" if none
+
+	// The cookie backend's state.
+	sealedKey int   // which of Config.Secrets opened the cookie
+	issued    int64 // unix nanoseconds the loaded cookie was sealed
+	sealBuf   []byte
 
 	entries []entry
 	arena   []byte // encoded values set during this request
 	idRaw   [maxSessionIDBytes]byte
 	line    []byte // Set-Cookie scratch
+	attrs   []byte // cookie attributes scratch
 }
 
 func (s *Session) reset() {
-	s.b, s.ctx = nil, nil
-	s.cookieID = s.cookieID[:0]
-	s.hadCookie, s.loaded, s.exists, s.modified = false, false, false, false
+	s.ctx = nil
+	s.cookie = s.cookie[:0]
+	s.carried, s.cookieErr = cookieSet{}, nil
+	s.loaded, s.exists, s.modified = false, false, false
 	s.loadErr = nil
-	s.key, s.oldKey = "", ""
-	s.created = 0
+	s.key, s.oldKey, s.user = "", "", ""
+	s.created, s.sealedKey, s.issued = 0, 0, 0
 	s.recBuf = s.recBuf[:0]
 	clear(s.entries)
 	s.entries = s.entries[:0]
@@ -81,55 +92,57 @@ func (s *Session) reset() {
 	if cap(s.recBuf) > 64<<10 {
 		s.recBuf = nil
 	}
+	if cap(s.cookie) > 64<<10 {
+		s.cookie = nil
+	}
+	if cap(s.sealBuf) > 64<<10 {
+		s.sealBuf = nil
+	}
 	if cap(s.entries) > 1024 {
 		s.entries = nil
 	}
 }
 
-// load fetches the session from the store once per request. An id that is
-// malformed, unknown, expired or whose record is unreadable yields a fresh
-// empty session; only a store failure is an error.
+// load reads the session once per request. A cookie that is broken,
+// unknown, expired or whose record is unreadable yields a fresh empty
+// session; only a store failure is an error.
 func (s *Session) load() error {
 	if s.loaded {
 		return s.loadErr
 	}
 	s.loaded = true
-	b := s.b
-	if !b.validID(s.cookieID) {
+	if s.cookieErr != nil {
+		s.c.cfg.Logger.Debug("kvsession: broken session cookie; starting a fresh session", "error", s.cookieErr)
 		return nil
 	}
-	key := b.cfg.Prefix + string(s.cookieID)
-	var rec []byte
-	var err error
-	if b.appender != nil {
-		rec, err = b.appender.GetAppend(s.ctx, key, s.recBuf[:0])
-		s.recBuf = rec
-	} else {
-		rec, err = b.store.Get(s.ctx, key)
-	}
-	if err != nil {
-		if isNotFound(err) {
-			return nil
-		}
-		s.loadErr = &StoreError{Op: "load", Err: err}
-		return s.loadErr
-	}
-	if err := s.decode(rec); err != nil {
-		clear(s.entries)
-		s.entries = s.entries[:0]
-		s.created = 0
-		b.cfg.Logger.Warn("kvsession: unreadable session record; starting a fresh session", "error", err, "bytes", len(rec))
-		return nil
-	}
-	s.key, s.exists = key, true
-	return nil
+	s.loadErr = s.e.load(s)
+	return s.loadErr
 }
 
-// decode parses a record: [version, created, {name: bin, ...}, ...]. Fields
-// after the third are skipped so that a later version can add bookkeeping
-// without breaking an older reader.
+// decodeOrForget decodes a loaded record into the session. An unreadable
+// one is logged and leaves the session fresh and empty.
+func (s *Session) decodeOrForget(rec []byte) bool {
+	if err := s.decode(rec); err != nil {
+		s.forget()
+		s.c.cfg.Logger.Warn("kvsession: unreadable session record; starting a fresh session", "error", err, "bytes", len(rec))
+		return false
+	}
+	return true
+}
+
+// forget empties the session's data, keeping what the request carried.
+func (s *Session) forget() {
+	clear(s.entries)
+	s.entries = s.entries[:0]
+	s.created, s.user = 0, ""
+}
+
+// decode parses a record: [version, created, {name: bin, ...}, user, ...].
+// The user is there only when the session is bound to one. Fields after it
+// are skipped so that a later version can add bookkeeping without breaking
+// an older reader.
 func (s *Session) decode(rec []byte) error {
-	if len(rec) > s.b.cfg.MaxRecordBytes {
+	if len(rec) > s.c.cfg.MaxRecordBytes {
 		return ErrSessionTooLarge
 	}
 	r := reader{b: rec}
@@ -169,7 +182,17 @@ func (s *Session) decode(rec []byte) error {
 	if hasDuplicateNames(s.entries) {
 		return errDuplicateName
 	}
-	for i := 3; i < fields; i++ {
+	if fields >= 4 {
+		user, err := r.strLike(true)
+		if err != nil {
+			return err
+		}
+		if len(user) > maxUserBytes {
+			return errBadRecord
+		}
+		s.user = bytesToString(user)
+	}
+	for i := 4; i < fields; i++ {
 		if err := r.skip(0); err != nil {
 			return err
 		}
@@ -219,13 +242,20 @@ func bytesToString(b []byte) string {
 }
 
 func (s *Session) encode(dst []byte) []byte {
-	dst = append(dst, 0x93, recordVersion)
+	fields := byte(3)
+	if s.user != "" {
+		fields = 4
+	}
+	dst = append(dst, 0x90|fields, recordVersion)
 	dst = appendInt(dst, s.created)
 	dst = appendMapHeader(dst, len(s.entries))
 	for _, e := range s.entries {
 		dst = appendString(dst, e.name)
 		dst = appendBinHeader(dst, len(e.raw))
 		dst = append(dst, e.raw...)
+	}
+	if fields == 4 {
+		dst = appendString(dst, s.user)
 	}
 	return dst
 }
@@ -266,15 +296,49 @@ func (s *Session) Err() error {
 }
 
 // ID returns the session id, or "" for a new session that has not been
-// saved yet (it gets its id when the response is written).
+// saved yet (it gets its id when the response is written). Sessions of the
+// cookie backend have no id: ID returns "".
 func (s *Session) ID() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.load() != nil || s.key == "" {
+	if s.load() != nil {
 		return ""
 	}
-	return s.key[len(s.b.cfg.Prefix):]
+	return s.e.id(s)
 }
+
+// User returns the user the session is bound to by SetUser, or "".
+func (s *Session) User() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.load() != nil {
+		return ""
+	}
+	return strings.Clone(s.user)
+}
+
+// SetUser binds the session to a user id, or unbinds it with "". With the
+// cookie backend and Config.RevocationStore, CookieBackend.RevokeUser then
+// logs the user out of every session bound before it. Call RenewID along
+// with it at login.
+func (s *Session) SetUser(user string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.load(); err != nil {
+		return err
+	}
+	if len(user) > maxUserBytes {
+		return fmt.Errorf("kvsession: user id of %d bytes is longer than %d", len(user), maxUserBytes)
+	}
+	if user != s.user {
+		s.user = user
+		s.modified = true
+	}
+	return nil
+}
+
+// maxUserBytes bounds a user id: it travels in every record or cookie.
+const maxUserBytes = 256
 
 // Created reports when the session was first saved; zero for a new one.
 func (s *Session) Created() time.Time {
@@ -295,7 +359,7 @@ func (s *Session) Get(key string) (any, bool) {
 	if !ok {
 		return nil, false
 	}
-	v, err := s.b.cfg.Codec.DecodeAny(raw)
+	v, err := s.c.cfg.Codec.DecodeAny(raw)
 	if err != nil {
 		return nil, false
 	}
@@ -315,7 +379,7 @@ func (s *Session) Decode(key string, dst any) error {
 	if !ok {
 		return ErrKeyNotFound
 	}
-	return s.b.cfg.Codec.Decode(raw, dst)
+	return s.c.cfg.Codec.Decode(raw, dst)
 }
 
 // GetString returns the string under key; false if absent or not a string.
@@ -326,7 +390,7 @@ func (s *Session) GetString(key string) (string, bool) {
 	if !ok {
 		return "", false
 	}
-	if s.b.fastCodec {
+	if s.c.fastCodec {
 		r := reader{b: raw}
 		p, err := r.strLike(true)
 		if err != nil || r.pos != len(raw) {
@@ -335,7 +399,7 @@ func (s *Session) GetString(key string) (string, bool) {
 		return string(p), true
 	}
 	var v string
-	return v, s.b.cfg.Codec.Decode(raw, &v) == nil
+	return v, s.c.cfg.Codec.Decode(raw, &v) == nil
 }
 
 // GetInt64 returns the integer under key; false if absent, not an integer,
@@ -347,12 +411,12 @@ func (s *Session) GetInt64(key string) (int64, bool) {
 	if !ok {
 		return 0, false
 	}
-	if s.b.fastCodec {
+	if s.c.fastCodec {
 		n, err := readInt(raw)
 		return n, err == nil
 	}
 	var v int64
-	return v, s.b.cfg.Codec.Decode(raw, &v) == nil
+	return v, s.c.cfg.Codec.Decode(raw, &v) == nil
 }
 
 // GetInt is GetInt64 for int.
@@ -433,7 +497,7 @@ func (s *Session) Values() map[string]any {
 		return out
 	}
 	for _, e := range s.entries {
-		if v, err := s.b.cfg.Codec.DecodeAny(e.raw); err == nil {
+		if v, err := s.c.cfg.Codec.DecodeAny(e.raw); err == nil {
 			out[strings.Clone(e.name)] = v
 		}
 	}
@@ -450,7 +514,7 @@ func (s *Session) Set(key string, v any) error {
 		return err
 	}
 	start := len(s.arena)
-	arena, err := s.b.cfg.Codec.AppendEncode(s.arena, v)
+	arena, err := s.c.cfg.Codec.AppendEncode(s.arena, v)
 	if err != nil {
 		s.arena = arena[:start]
 		return err
@@ -503,37 +567,22 @@ func (s *Session) Modified() bool {
 // response expires the cookie. If the store fails, the session is left as
 // it was and the error returned. Values set after Destroy start a new
 // session with a new id.
+//
+// With the cookie backend there is no store: Destroy empties the session
+// and the response expires its cookies, but a copy of the cookie taken
+// earlier stays valid until its sealed expiry (see CookieBackend).
 func (s *Session) Destroy() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := s.load(); err != nil {
 		return err
 	}
-	if err := s.deleteStored(); err != nil {
+	if err := s.e.discard(s); err != nil {
 		return err
 	}
-	clear(s.entries)
-	s.entries = s.entries[:0]
-	s.key, s.created = "", 0
+	s.forget()
+	s.key = ""
 	s.modified = true
-	return nil
-}
-
-// deleteStored deletes the session's record and any record RenewID retired.
-func (s *Session) deleteStored() error {
-	st := s.b.store
-	if s.exists {
-		if err := st.Delete(s.ctx, s.key); err != nil {
-			return &StoreError{Op: "delete", Err: err}
-		}
-		s.exists = false
-	}
-	if s.oldKey != "" {
-		if err := st.Delete(s.ctx, s.oldKey); err != nil {
-			return &StoreError{Op: "delete", Err: err}
-		}
-		s.oldKey = ""
-	}
 	return nil
 }
 
@@ -543,22 +592,18 @@ func (s *Session) deleteStored() error {
 //
 // The data is saved under the new id when the response is written; the old
 // record is deleted only after that save succeeds, so a store failure never
-// loses the session.
+// loses the session. With the cookie backend, which has no ids, RenewID
+// re-seals the cookie; what was added after it (a login) is in the new
+// cookie only.
 func (s *Session) RenewID() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := s.load(); err != nil {
 		return err
 	}
-	key, err := s.b.newKey(s)
-	if err != nil {
+	if err := s.e.renewID(s); err != nil {
 		return err
 	}
-	if s.exists {
-		s.oldKey = s.key
-		s.exists = false
-	}
-	s.key = key
 	s.modified = true
 	return nil
 }

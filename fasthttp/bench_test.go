@@ -44,7 +44,11 @@ func BenchmarkMiddleware(b *testing.B) {
 			if err := be.Set(b.Context(), id, map[string]any{"n": 1000}); err != nil {
 				b.Fatal(err)
 			}
-			h := kvfasthttp.New(be, kvfasthttp.Options{}).Handler(routes[name])
+			mw, err := kvfasthttp.New(be, kvfasthttp.Options{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			h := mw.Handler(routes[name])
 			var ctx fasthttp.RequestCtx
 			ctx.Request.Header.SetCookie("session", id)
 			b.ReportAllocs()

@@ -3,8 +3,9 @@
 // Wrap a handler with a Middleware; inside it, Session(ctx) returns the
 // request's session:
 //
-//	mw := kvfasthttp.New(backend, kvfasthttp.Options{})
-//	server := &fasthttp.Server{Handler: mw.Handler(app)}
+//	mw, err := kvfasthttp.New(backend, kvfasthttp.Options{})
+//	...
+//	server := mw.NewServer(app)
 //
 //	func app(ctx *fasthttp.RequestCtx) {
 //		sess := kvfasthttp.Session(ctx)
@@ -12,12 +13,21 @@
 //		sess.Set("visits", n+1)
 //	}
 //
-// The session is loaded from the store on first use and saved after the
-// handler returns. A store failure (or a session too large to save) replaces
-// the handler's response with the error handler's.
+// The session is loaded on first use and saved after the handler returns. A
+// store failure (or a session too large to save) replaces the handler's
+// response with the error handler's.
+//
+// Request header size: fasthttp reads a request's whole header into its
+// read buffer (Server.ReadBufferSize, 4096 bytes by default) and answers 431
+// to a request whose header does not fit, before any handler runs. Cookie
+// sessions split over several 4 KB cookies need a larger buffer. New
+// refuses a backend whose cookies, plus HeaderRoom for the rest of the
+// header, cannot fit Options.ReadBufferSize; NewServer sets the server's
+// buffer to match.
 package fasthttp
 
 import (
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -41,23 +51,70 @@ type Options struct {
 	// handler without a session (Session returns nil), like a path matching
 	// Config.Exclude. Use it for per-route opt-outs.
 	Skip func(ctx *fasthttp.RequestCtx) bool
+
+	// ReadBufferSize is the ReadBufferSize of the fasthttp.Server this
+	// middleware runs in; 0 means fasthttp's default, 4096. NewServer uses
+	// it for the server it makes.
+	ReadBufferSize int
+
+	// HeaderRoom is how much of ReadBufferSize a request needs besides the
+	// session cookies: request line, Host, User-Agent, other cookies.
+	// Default 2048.
+	HeaderRoom int
 }
+
+// Defaults of Options.
+const (
+	DefaultReadBufferSize = 4096 // fasthttp's
+	DefaultHeaderRoom     = 2048
+)
 
 // Middleware attaches sessions from one Backend to fasthttp handlers.
 type Middleware struct {
-	backend *kvsession.Backend
-	onError ErrorHandler
-	skip    func(ctx *fasthttp.RequestCtx) bool
+	backend    kvsession.Backend
+	onError    ErrorHandler
+	skip       func(ctx *fasthttp.RequestCtx) bool
+	readBuffer int
 }
 
-// New returns a Middleware over backend.
-func New(backend *kvsession.Backend, opts Options) *Middleware {
-	m := &Middleware{backend: backend, onError: opts.ErrorHandler, skip: opts.Skip}
+// New returns a Middleware over backend: a *kvsession.ServerBackend or a
+// *kvsession.CookieBackend. It fails if the largest Cookie header the
+// backend's cookies can make, plus Options.HeaderRoom, exceeds
+// Options.ReadBufferSize: such requests would be refused with 431.
+func New(backend kvsession.Backend, opts Options) (*Middleware, error) {
+	if opts.ReadBufferSize == 0 {
+		opts.ReadBufferSize = DefaultReadBufferSize
+	}
+	if opts.HeaderRoom == 0 {
+		opts.HeaderRoom = DefaultHeaderRoom
+	}
+	if opts.ReadBufferSize < 0 || opts.HeaderRoom < 0 {
+		return nil, fmt.Errorf("kvfasthttp: Options.ReadBufferSize (%d) and Options.HeaderRoom (%d) must not be negative", opts.ReadBufferSize, opts.HeaderRoom)
+	}
+	if need := RequiredReadBufferSize(backend, opts.HeaderRoom); need > opts.ReadBufferSize {
+		return nil, fmt.Errorf("kvfasthttp: Options.ReadBufferSize: %d bytes cannot hold a request whose session cookies take up to %d bytes (Config.MaxCookieSegments %d) plus Options.HeaderRoom %d; set it and the fasthttp.Server's ReadBufferSize to at least %d, or use Middleware.NewServer",
+			opts.ReadBufferSize, backend.MaxCookieHeaderBytes(), backend.Config().MaxCookieSegments, opts.HeaderRoom, need)
+	}
+	m := &Middleware{backend: backend, onError: opts.ErrorHandler, skip: opts.Skip, readBuffer: opts.ReadBufferSize}
 	if m.onError == nil {
 		logger := backend.Config().Logger
 		m.onError = func(ctx *fasthttp.RequestCtx, err error) { defaultErrorHandler(ctx, err, logger) }
 	}
-	return m
+	return m, nil
+}
+
+// RequiredReadBufferSize returns the smallest fasthttp.Server
+// ReadBufferSize that reads every request carrying the backend's largest
+// session cookies and headerRoom bytes of everything else.
+func RequiredReadBufferSize(backend kvsession.Backend, headerRoom int) int {
+	return len("Cookie: \r\n") + backend.MaxCookieHeaderBytes() + headerRoom
+}
+
+// NewServer returns a fasthttp.Server that serves next behind the
+// middleware, with the ReadBufferSize the middleware was checked against.
+// Set its other fields before serving.
+func (m *Middleware) NewServer(next fasthttp.RequestHandler) *fasthttp.Server {
+	return &fasthttp.Server{Handler: m.Handler(next), ReadBufferSize: m.readBuffer}
 }
 
 // sessionKey is the user-value key the session is kept under. An
@@ -74,13 +131,14 @@ func Session(ctx *fasthttp.RequestCtx) *kvsession.Session {
 // Handler wraps next so that it runs with a session.
 func (m *Middleware) Handler(next fasthttp.RequestHandler) fasthttp.RequestHandler {
 	b := m.backend
-	name := b.CookieName()
 	return func(ctx *fasthttp.RequestCtx) {
 		if (m.skip != nil && m.skip(ctx)) || b.Excluded(ctx.Path()) {
 			next(ctx)
 			return
 		}
-		s := b.LoadFromCookie(requestContext{ctx}, ctx.Request.Header.Cookie(name))
+		// The raw header, not fasthttp's parsed cookies: the backend reads
+		// its (possibly split) cookies itself and must see duplicates.
+		s := b.LoadFromRequest(requestContext{ctx}, ctx.Request.Header.Peek(fasthttp.HeaderCookie))
 		ctx.SetUserValue(sessionKey{}, s)
 		next(ctx)
 		err := b.StoreInResponse(s, responseSink{&ctx.Response.Header})

@@ -117,7 +117,11 @@ func start(t *testing.T, cfg kvsession.Config, opts kvfasthttp.Options) *server 
 		opts.ErrorHandler = func(ctx *fasthttp.RequestCtx, err error) { srv.errs.Add(1); h(ctx, err) }
 	}
 	ln := fasthttputil.NewInmemoryListener()
-	fs := &fasthttp.Server{Handler: kvfasthttp.New(b, opts).Handler(app)}
+	mw, err := kvfasthttp.New(b, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fs := mw.NewServer(app)
 	srv.fs = fs
 	go fs.Serve(ln)
 	t.Cleanup(func() { fs.Shutdown(); ln.Close() })

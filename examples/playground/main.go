@@ -139,11 +139,14 @@ func run(ctx context.Context, args []string, logOut io.Writer, ready func(addr s
 	if err != nil {
 		return err
 	}
-	mw := kvfasthttp.New(backend, kvfasthttp.Options{
+	mw, err := kvfasthttp.New(backend, kvfasthttp.Options{
 		// Health checks run often and carry no cookie worth reading;
 		// skipping them keeps them off the store entirely.
 		Skip: func(ctx *fasthttp.RequestCtx) bool { return string(ctx.Path()) == "/healthz" },
 	})
+	if err != nil {
+		return err
+	}
 	server := &fasthttp.Server{
 		Handler:      mw.Handler((&app{logger: logger}).handle),
 		Name:         "kvsession-playground",

@@ -1,0 +1,315 @@
+package kvsession
+
+import (
+	"bytes"
+	"math/rand/v2"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// newCore returns the shared part of a backend for cfg, with a fixed clock.
+func newCore(t testing.TB, cfg Config) *core {
+	t.Helper()
+	c, err := cfg.compile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var co core
+	co.init(c, nil)
+	co.now = func() time.Time { return time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC) }
+	return &co
+}
+
+// writeValue sets value as the session cookie over a request that carried
+// the cookies in carried, and returns what the response holds.
+func writeValue(t *testing.T, c *core, value []byte, carried cookieSet) (*sink, error) {
+	t.Helper()
+	s := &Session{c: c, carried: carried}
+	out := &sink{}
+	err := c.setCookie(s, out, value, cookiePersistent)
+	return out, err
+}
+
+// live returns the cookies a browser would keep from a response, as
+// name → value, and checks every line against the 4096-byte rule.
+func (s *sink) live(t *testing.T) map[string]string {
+	t.Helper()
+	kept := map[string]string{}
+	for name, line := range s.cookies {
+		if len(line) > MaxCookieLineBytes {
+			t.Errorf("Set-Cookie for %s is %d bytes, over %d", name, len(line), MaxCookieLineBytes)
+		}
+		if strings.Contains(line, "; Max-Age=0;") {
+			continue
+		}
+		pair, _, _ := strings.Cut(line, ";")
+		n, v, _ := strings.Cut(pair, "=")
+		if n != name {
+			t.Errorf("line for %q names %q", name, n)
+		}
+		kept[name] = v
+	}
+	return kept
+}
+
+// expired returns the names the response deletes, sorted.
+func (s *sink) expired() []string {
+	var names []string
+	for name, line := range s.cookies {
+		if strings.Contains(line, "; Max-Age=0;") {
+			names = append(names, name)
+		}
+	}
+	slices.Sort(names)
+	return names
+}
+
+// header builds a Cookie header from name → value pairs in the given order.
+func header(order []string, values map[string]string) []byte {
+	var h []string
+	for _, n := range order {
+		h = append(h, n+"="+values[n])
+	}
+	return []byte(strings.Join(h, "; "))
+}
+
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+func TestSplitBoundaries(t *testing.T) {
+	// Secure, a Domain and a long Path make every line longer: the
+	// boundary must account for all of them.
+	cfg := Config{Key: "sid", Secure: true, Domain: "accounts.example.com", Path: "/" + strings.Repeat("p", 300), MaxCookieSegments: 8}
+	c := newCore(t, cfg)
+	attrs := len(c.appendAttrs(nil, cookiePersistent))
+	bareMax := MaxCookieLineBytes - len("sid=") - attrs
+	// Two segments carry "0.2." and "1.2." before their halves.
+	twoMax := 2 * (MaxCookieLineBytes - len("sid-0=0.2.") - attrs)
+	tests := []struct {
+		name     string
+		size     int
+		segments int // 1: the bare cookie
+	}{
+		{"empty", 0, 1},
+		{"just fits one cookie", bareMax, 1},
+		{"one byte over", bareMax + 1, 2},
+		{"just fits two segments", twoMax, 2},
+		{"one byte over two segments", twoMax + 1, 3},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			value := bytes.Repeat([]byte("v"), tt.size)
+			out, err := writeValue(t, c, value, cookieSet{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			kept := out.live(t)
+			if len(kept) != tt.segments {
+				t.Fatalf("%d cookies %v, want %d", len(kept), sortedKeys(kept), tt.segments)
+			}
+			if tt.segments == 1 {
+				if _, ok := kept["sid"]; !ok {
+					t.Fatalf("value that fits is not under the bare name: %v", sortedKeys(kept))
+				}
+			}
+			for name, line := range out.cookies {
+				if !strings.Contains(line, "; Path="+cfg.Path+"; Domain=accounts.example.com;") || !strings.Contains(line, "; Secure") {
+					t.Errorf("%s lost its attributes: %.80s…", name, line)
+				}
+				if tt.size == bareMax && len(line) != MaxCookieLineBytes {
+					t.Errorf("just-fitting line is %d bytes, want exactly %d", len(line), MaxCookieLineBytes)
+				}
+			}
+			got, _, err := c.split.read(nil, header(sortedKeys(kept), kept))
+			if err != nil || !bytes.Equal(got, value) {
+				t.Fatalf("read back %d bytes, err %v; want %d bytes", len(got), err, len(value))
+			}
+		})
+	}
+}
+
+func TestSplitManySegmentsJoinInNumericOrder(t *testing.T) {
+	c := newCore(t, Config{MaxCookieSegments: 16})
+	value := make([]byte, 11*4000+123)
+	for i := range value {
+		value[i] = "abcdefghijklmnopqrstuvwxyz0123456789"[i%36]
+	}
+	out, err := writeValue(t, c, value, cookieSet{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	kept := out.live(t)
+	if len(kept) < 12 {
+		t.Fatalf("%d segments, want at least 12", len(kept))
+	}
+	// Sorted as strings, "session-10" comes before "session-2": reading
+	// must go by number whatever order the header lists the segments in.
+	orders := map[string][]string{"string order": sortedKeys(kept)}
+	shuffled := sortedKeys(kept)
+	rand.New(rand.NewPCG(1, 2)).Shuffle(len(shuffled), func(i, j int) { shuffled[i], shuffled[j] = shuffled[j], shuffled[i] })
+	orders["shuffled"] = shuffled
+	for name, order := range orders {
+		got, carried, err := c.split.read(nil, header(order, kept))
+		if err != nil || !bytes.Equal(got, value) {
+			t.Fatalf("%s: read back %d bytes, err %v; want the %d written", name, len(got), err, len(value))
+		}
+		if carried.segs != 1<<len(kept)-1 || carried.bare {
+			t.Fatalf("%s: carried %+v", name, carried)
+		}
+	}
+}
+
+func TestSplitExpiresCookiesNoLongerUsed(t *testing.T) {
+	c := newCore(t, Config{Domain: "example.com", Path: "/app"})
+	bare := MaxCookieLineBytes - 200
+	tests := []struct {
+		name    string
+		carried cookieSet
+		size    int
+		live    []string
+		expired []string
+	}{
+		{"three segments to one cookie", cookieSet{segs: 0b111}, 100, []string{"session"}, []string{"session-0", "session-1", "session-2"}},
+		{"three segments to two", cookieSet{segs: 0b111}, bare + 500, []string{"session-0", "session-1"}, []string{"session-2"}},
+		{"one cookie to segments", cookieSet{bare: true}, bare + 500, []string{"session-0", "session-1"}, []string{"session"}},
+		{"same shape", cookieSet{segs: 0b11}, bare + 500, []string{"session-0", "session-1"}, nil},
+		{"nothing carried", cookieSet{}, 100, []string{"session"}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			out, err := writeValue(t, c, bytes.Repeat([]byte("x"), tt.size), tt.carried)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := sortedKeys(out.live(t)); !slices.Equal(got, tt.live) {
+				t.Errorf("live %v, want %v", got, tt.live)
+			}
+			if got := out.expired(); !slices.Equal(got, tt.expired) {
+				t.Errorf("expired %v, want %v", got, tt.expired)
+			}
+			for _, name := range tt.expired {
+				// The browser only deletes the cookie with the same scope.
+				if line := out.cookies[name]; !strings.HasPrefix(line, name+"=; Path=/app; Domain=example.com; Max-Age=0;") {
+					t.Errorf("expiry of %s: %s", name, line)
+				}
+			}
+		})
+	}
+}
+
+func TestSplitTooLargeWritesNothing(t *testing.T) {
+	c := newCore(t, Config{MaxCookieSegments: 2})
+	out, err := writeValue(t, c, bytes.Repeat([]byte("x"), 2*MaxCookieLineBytes), cookieSet{bare: true})
+	if err == nil || !strings.Contains(err.Error(), "MaxCookieSegments") {
+		t.Fatalf("err %v, want one naming MaxCookieSegments", err)
+	}
+	if len(out.cookies)+len(out.headers) != 0 {
+		t.Fatalf("wrote %v %v", out.cookies, out.headers)
+	}
+}
+
+func TestSplitBrokenCookies(t *testing.T) {
+	sp := newCookieSplitter("s", 4)
+	tests := []struct {
+		name   string
+		header string
+		want   error
+	}{
+		{"missing segment", "s-0=0.3.aa; s-2=2.3.cc", errCookieSegmentSet},
+		{"missing first segment", "s-1=1.2.bb", errCookieSegmentSet},
+		{"extra segment", "s-0=0.2.aa; s-1=1.2.bb; s-2=2.2.cc", errCookieSegmentSet},
+		{"duplicated segment", "s-0=0.2.aa; s-1=1.2.bb; s-1=1.2.bb", errCookieDuplicate},
+		{"duplicated bare cookie", "s=aa; s=bb", errCookieDuplicate},
+		{"segments swapped", "s-0=1.2.bb; s-1=0.2.aa", errCookieSegmentHeader},
+		{"counts disagree", "s-0=0.2.aa; s-1=1.3.bb", errCookieSegmentHeader},
+		{"count beyond bound", "s-0=0.9.aa; s-1=1.9.bb", errCookieSegmentHeader},
+		{"index beyond bound", "s-0=0.2.aa; s-1=1.2.bb; s-4=4.5.ee", errCookieSegmentBound},
+		{"huge index", "s-0=0.2.aa; s-99999999999999999999=x", errCookieSegmentName},
+		{"leading zero", "s-0=0.2.aa; s-01=1.2.bb", errCookieSegmentName},
+		{"single segment", "s-0=0.1.aa", errCookieSegmentHeader},
+		{"no header", "s-0=aa; s-1=bb", errCookieSegmentHeader},
+		{"header without payload separator", "s-0=0.2; s-1=1.2", errCookieSegmentHeader},
+		{"zero-padded count", "s-0=0.02.aa; s-1=1.02.bb", errCookieSegmentHeader},
+		{"bare and segments", "s=zz; s-0=0.2.aa; s-1=1.2.bb", errCookieBareAndSplit},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, _, err := sp.read(nil, []byte(tt.header))
+			if err != tt.want {
+				t.Fatalf("err %v, want %v", err, tt.want)
+			}
+			if len(got) != 0 {
+				t.Fatalf("broken cookie still yields %q", got)
+			}
+		})
+	}
+}
+
+func TestSplitReadsOnlyItsOwnCookies(t *testing.T) {
+	sp := newCookieSplitter("s", 4)
+	tests := []struct {
+		header string
+		want   string
+	}{
+		{"", ""},
+		{"other=1; s-id=7; ss=2; s-x=3", ""},
+		{"a=1;s=val;b=2", "val"},
+		{"  s = val  ; junk; =x; s-1x=9", "val"},
+		{"s-1=1.2.def; other=1; s-0=0.2.abc", "abcdef"},
+		{"s-0=0.2.a.b; s-1=1.2..c", "a.b.c"}, // dots inside the payload stay
+	}
+	for _, tt := range tests {
+		got, _, err := sp.read(nil, []byte(tt.header))
+		if err != nil || string(got) != tt.want {
+			t.Errorf("read(%q) = %q, %v; want %q", tt.header, got, err, tt.want)
+		}
+	}
+}
+
+func TestServerBackendExpiresSegmentsLeftByCookieBackend(t *testing.T) {
+	// A service that moves from cookie sessions to server-side ones: the
+	// id cookie goes through the same code, so the old segments go.
+	st := newFakeStore()
+	b := newBackend(t, Config{}, st)
+	out, err := requestHeader(t, b, []byte("session-0=0.2.aa; session-1=1.2.bb"), func(s *Session) { s.Set("n", 1) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := out.expired(); !slices.Equal(got, []string{"session-0", "session-1"}) {
+		t.Fatalf("expired %v", got)
+	}
+	if _, ok := out.live(t)["session"]; !ok {
+		t.Fatal("no id cookie")
+	}
+}
+
+func BenchmarkSplitRead(b *testing.B) {
+	sp := newCookieSplitter("session", 4)
+	for _, segs := range []int{1, 3} {
+		b.Run(strconv.Itoa(segs), func(b *testing.B) {
+			var h []string
+			if segs == 1 {
+				h = append(h, "session="+strings.Repeat("x", 43))
+			} else {
+				for i := 0; i < segs; i++ {
+					h = append(h, "session-"+strconv.Itoa(i)+"="+strconv.Itoa(i)+"."+strconv.Itoa(segs)+"."+strings.Repeat("x", 4000))
+				}
+			}
+			hdr := []byte("_ga=GA1.2.3; theme=dark; " + strings.Join(h, "; "))
+			var dst []byte
+			b.ReportAllocs()
+			for b.Loop() {
+				dst, _, _ = sp.read(dst, hdr)
+			}
+		})
+	}
+}
