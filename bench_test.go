@@ -1,6 +1,7 @@
 package kvsession
 
 import (
+	"bytes"
 	"context"
 	"strconv"
 	"strings"
@@ -114,4 +115,43 @@ func BenchmarkNewSession(b *testing.B) {
 	defer st.Close()
 	be := newBackend(b, Config{}, st)
 	runRequests(b, be, [][]byte{nil}, func(s *Session) { s.Set("user", "ada") })
+}
+
+// BenchmarkCookie measures the cookie backend's two halves for sessions
+// holding a blob of the given size beside a counter: Seal is
+// encode + encrypt + split (a request that changed the session), Open is
+// join + decrypt + decode (a request that reads it).
+func BenchmarkCookie(b *testing.B) {
+	for _, size := range []int{1 << 10, 8 << 10} {
+		be, err := NewCookie(Config{Secrets: [][]byte{bytes.Repeat([]byte{1}, SecretBytes)}}, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		values := map[string]any{"counter": 1, "blob": strings.Repeat("x", size)}
+		s := be.LoadFromRequest(context.Background(), nil)
+		for k, v := range values {
+			s.Set(k, v)
+		}
+		out := &sink{}
+		if err := be.StoreInResponse(s, out); err != nil {
+			b.Fatal(err)
+		}
+		be.Release(s)
+		kept := map[string]string{}
+		for name, line := range out.cookies {
+			pair, _, _ := strings.Cut(line, ";")
+			_, v, _ := strings.Cut(pair, "=")
+			kept[name] = v
+		}
+		header := [][]byte{header(sortedKeys(kept), kept)}
+		name := strconv.Itoa(size>>10) + "KB"
+		b.Run("Seal/"+name, func(b *testing.B) {
+			b.SetBytes(int64(size))
+			runRequests(b, be, header, func(s *Session) { s.Set("counter", 2) })
+		})
+		b.Run("Open/"+name, func(b *testing.B) {
+			b.SetBytes(int64(size))
+			runRequests(b, be, header, func(s *Session) { s.GetInt("counter") })
+		})
+	}
 }

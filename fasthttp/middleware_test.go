@@ -80,6 +80,15 @@ func app(ctx *fasthttp.RequestCtx) {
 	case "/read":
 		n, _ := sess.GetInt("n")
 		ctx.WriteString(itoa(n))
+	case "/blob":
+		if ctx.IsPut() {
+			if err := sess.Set("blob", string(ctx.PostBody())); err != nil {
+				ctx.Error(err.Error(), 500)
+			}
+			return
+		}
+		v, _ := sess.GetString("blob")
+		ctx.WriteString(v)
 	case "/logout":
 		if err := sess.Destroy(); err != nil {
 			ctx.Error(err.Error(), 500)
@@ -102,9 +111,9 @@ type server struct {
 
 func start(t *testing.T, cfg kvsession.Config, opts kvfasthttp.Options) *server {
 	t.Helper()
-	srv := &server{store: &countingStore{Store: memory.New(memory.Options{})}}
+	st := &countingStore{Store: memory.New(memory.Options{})}
 	reg := store.NewRegistry(nil)
-	if err := reg.Register("sessions", srv.store); err != nil {
+	if err := reg.Register("sessions", st); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { reg.Close() })
@@ -112,6 +121,16 @@ func start(t *testing.T, cfg kvsession.Config, opts kvfasthttp.Options) *server 
 	if err != nil {
 		t.Fatal(err)
 	}
+	srv := serve(t, b, opts)
+	srv.store = st
+	return srv
+}
+
+// serve runs app behind the middleware over backend on an in-memory
+// listener, with a client that keeps cookies in a jar.
+func serve(t *testing.T, b kvsession.Backend, opts kvfasthttp.Options) *server {
+	t.Helper()
+	srv := &server{}
 	if opts.ErrorHandler != nil {
 		h := opts.ErrorHandler
 		opts.ErrorHandler = func(ctx *fasthttp.RequestCtx, err error) { srv.errs.Add(1); h(ctx, err) }

@@ -1,0 +1,324 @@
+package kvsession
+
+import (
+	"context"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/hkdf"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/kvsession/kvsession/store"
+)
+
+// CookieBackend keeps the whole session in the client's cookie, so the
+// server holds no state. The cookie is sealed with AES-256-GCM:
+//
+//	base64url( format | key id | nonce | AES-GCM(issued | expires | record) )
+//
+// with a random 96-bit nonce per write, and the cookie name, the format and
+// the key id as associated data, so a cookie cannot be moved to another
+// name or key. issued and expires are sealed inside: a cookie replayed after
+// its expiry is refused even if a browser kept it. The record is the same
+// msgpack record the server-side backend stores. A cookie that does not
+// open — tampered, truncated, sealed with an unknown key, expired, of
+// another format — gives the request a fresh empty session.
+//
+// Logging out: a copy of a cookie, taken before the session was destroyed,
+// stays valid until its sealed expiry, because nothing on the server
+// remembers the destroy. Keep MaxAge short, and for "log out everywhere"
+// bind sessions to users (Session.SetUser) and set Config.RevocationStore:
+// RevokeUser then refuses every cookie of that user sealed before it.
+//
+// Keys: AES-GCM with random nonces is safe for about 2^32 cookies written
+// under one key (NIST SP 800-38D). Put a new key first in Config.Secrets
+// well before that; sessions sealed with an older key are re-sealed with the
+// first on their next request.
+type CookieBackend struct {
+	core
+	keys        []cookieKey // Config.Secrets, in order; keys[0] seals
+	revocations store.Store // nil without Config.RevocationStore
+}
+
+var _ Backend = (*CookieBackend)(nil)
+
+type cookieKey struct {
+	id   [cookieKeyIDBytes]byte
+	aead cipher.AEAD
+	aad  []byte // cookie name, 0, format, key id
+}
+
+const (
+	cookieFormat      = 1
+	cookieKeyIDBytes  = 4
+	cookieNonceBytes  = 12
+	cookieSealHeader  = 1 + cookieKeyIDBytes + cookieNonceBytes
+	cookieTimesBytes  = 16 // issued and expires, unix nanoseconds
+	cookieSealedExtra = cookieSealHeader + 16
+)
+
+// strictBase64 refuses the non-canonical encodings that would let a cookie
+// be altered without changing the bytes it decodes to.
+var strictBase64 = base64.RawURLEncoding.Strict()
+
+// NewCookie validates cfg and returns a CookieBackend. cfg.Secrets must hold
+// at least one key. stores is needed only for Config.RevocationStore and
+// may be nil otherwise. Fields of Config that concern the store (Store,
+// SessionIDBytes) are ignored.
+func NewCookie(cfg Config, stores *store.Registry) (*CookieBackend, error) {
+	c, err := cfg.compile()
+	if err != nil {
+		return nil, err
+	}
+	if len(c.Secrets) == 0 {
+		return nil, &ConfigError{Field: "Secrets", Reason: fmt.Sprintf("the cookie backend needs at least one key of %d random bytes", SecretBytes)}
+	}
+	b := &CookieBackend{}
+	for i, secret := range c.Secrets {
+		k, err := newCookieKey(c.Key, secret)
+		if err != nil {
+			return nil, &ConfigError{Field: fmt.Sprintf("Secrets[%d]", i), Reason: err.Error()}
+		}
+		for j, other := range b.keys {
+			if other.id == k.id {
+				return nil, &ConfigError{Field: fmt.Sprintf("Secrets[%d]", i), Reason: fmt.Sprintf("the same key as Secrets[%d]", j)}
+			}
+		}
+		b.keys = append(b.keys, k)
+	}
+	if c.RevocationStore != "" {
+		if stores == nil {
+			return nil, &ConfigError{Field: "RevocationStore", Reason: "no store registry given to NewCookie"}
+		}
+		if b.revocations, err = stores.Get(c.RevocationStore); err != nil {
+			return nil, &ConfigError{Field: "RevocationStore", Reason: err.Error()}
+		}
+	}
+	b.init(c, cookieEngine{b})
+	return b, nil
+}
+
+// newCookieKey derives the key's id and its AES key from the secret with
+// HKDF, so neither reveals the other and the secret itself is never used
+// directly.
+func newCookieKey(cookieName string, secret []byte) (cookieKey, error) {
+	var k cookieKey
+	id, err := hkdf.Key(sha256.New, secret, nil, "kvsession cookie key id", cookieKeyIDBytes)
+	if err != nil {
+		return k, err
+	}
+	enc, err := hkdf.Key(sha256.New, secret, nil, "kvsession cookie encryption", 32)
+	if err != nil {
+		return k, err
+	}
+	block, err := aes.NewCipher(enc)
+	if err != nil {
+		return k, err
+	}
+	if k.aead, err = cipher.NewGCM(block); err != nil {
+		return k, err
+	}
+	copy(k.id[:], id)
+	k.aad = append([]byte(cookieName), 0, cookieFormat)
+	k.aad = append(k.aad, k.id[:]...)
+	return k, nil
+}
+
+// MaxCookieHeaderBytes is what Config.MaxCookieSegments full cookies take in
+// a Cookie header.
+func (b *CookieBackend) MaxCookieHeaderBytes() int {
+	return b.cfg.MaxCookieSegments * (MaxCookieLineBytes + 2)
+}
+
+// LoadFromRequest starts the session of one request from its Cookie header
+// value (nil when it had none). The cookie is opened on the session's first
+// use. Pass the session to StoreInResponse when the handler is done, then to
+// Release.
+func (b *CookieBackend) LoadFromRequest(ctx context.Context, cookieHeader []byte) *Session {
+	return b.open(ctx, cookieHeader)
+}
+
+// StoreInResponse writes the session into the response's cookies:
+//
+//   - a session never used during the request: nothing;
+//   - a session empty after the handler: the cookies the request carried
+//     expired;
+//   - a modified session, or any used session with RenewOnAccess, or one
+//     whose cookie was sealed with an older key: sealed anew with a fresh
+//     expiry, split over as many cookies as it needs, and every cookie it
+//     no longer uses expired;
+//   - otherwise nothing.
+//
+// A session too large for Config.MaxCookieSegments cookies is a
+// *CookieTooLargeError and nothing is written.
+func (b *CookieBackend) StoreInResponse(s *Session, sink ResponseSink) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.loaded {
+		return nil
+	}
+	if s.loadErr != nil {
+		return s.loadErr
+	}
+	if len(s.entries) == 0 {
+		b.expireCookies(s, sink)
+		return nil
+	}
+	if !s.modified && !b.cfg.RenewOnAccess && s.sealedKey == 0 {
+		return nil
+	}
+	return b.seal(s, sink)
+}
+
+var errCookieUnopened = errors.New("kvsession: session cookie does not open")
+
+// load opens the request's cookie. A cookie that does not open or has
+// expired leaves the session fresh; only a failing revocation check is an
+// error.
+func (b *CookieBackend) load(s *Session) error {
+	if len(s.cookie) == 0 {
+		return nil
+	}
+	plain, key, ok := b.unseal(s)
+	if !ok {
+		s.c.cfg.Logger.Debug("kvsession: session cookie does not open; starting a fresh session", "error", errCookieUnopened)
+		return nil
+	}
+	issued := int64(binary.BigEndian.Uint64(plain))
+	expires := int64(binary.BigEndian.Uint64(plain[8:]))
+	if b.now().UnixNano() >= expires {
+		return nil
+	}
+	if !s.decodeOrForget(plain[cookieTimesBytes:]) {
+		return nil
+	}
+	if s.user != "" && b.revocations != nil {
+		revoked, err := b.revoked(s.ctx, s.user, issued)
+		if err != nil || revoked {
+			s.forget()
+			return err
+		}
+	}
+	s.sealedKey, s.issued, s.exists = key, issued, true
+	return nil
+}
+
+// unseal decodes and decrypts the cookie value into s.sealBuf and returns
+// the plaintext and the index of the key that opened it.
+func (b *CookieBackend) unseal(s *Session) ([]byte, int, bool) {
+	buf, err := strictBase64.AppendDecode(s.sealBuf[:0], s.cookie)
+	s.sealBuf = buf
+	if err != nil || len(buf) < cookieSealedExtra+cookieTimesBytes || buf[0] != cookieFormat {
+		return nil, 0, false
+	}
+	for i := range b.keys {
+		k := &b.keys[i]
+		if string(k.id[:]) != string(buf[1:1+cookieKeyIDBytes]) {
+			continue
+		}
+		nonce := buf[1+cookieKeyIDBytes : cookieSealHeader]
+		sealed := buf[cookieSealHeader:]
+		plain, err := k.aead.Open(sealed[:0], nonce, sealed, k.aad)
+		if err != nil {
+			return nil, 0, false
+		}
+		return plain, i, true
+	}
+	return nil, 0, false
+}
+
+// seal encrypts the session with the first key and sets it as the cookie.
+func (b *CookieBackend) seal(s *Session, sink ResponseSink) error {
+	now := b.now()
+	if s.created == 0 {
+		s.created = now.UnixNano()
+	}
+	pp, sp := getRecordBuf(), getRecordBuf()
+	defer putRecordBuf(pp)
+	defer putRecordBuf(sp)
+	plain := binary.BigEndian.AppendUint64((*pp)[:0], uint64(now.UnixNano()))
+	plain = binary.BigEndian.AppendUint64(plain, uint64(now.Add(b.cfg.MaxAge).UnixNano()))
+	plain = s.encode(plain)
+	*pp = plain
+	if len(plain)-cookieTimesBytes > b.cfg.MaxRecordBytes {
+		return ErrSessionTooLarge
+	}
+	k := &b.keys[0]
+	sealed := append((*sp)[:0], cookieFormat)
+	sealed = append(sealed, k.id[:]...)
+	sealed = append(sealed, make([]byte, cookieNonceBytes)...)
+	nonce := sealed[1+cookieKeyIDBytes:]
+	if _, err := io.ReadFull(b.rand, nonce); err != nil {
+		return fmt.Errorf("kvsession: drawing a cookie nonce: %w", err)
+	}
+	sealed = k.aead.Seal(sealed, nonce, plain, k.aad)
+	*sp = sealed
+	s.recBuf = strictBase64.AppendEncode(s.recBuf[:0], sealed)
+	return b.setCookie(s, sink, s.recBuf, b.lifetime())
+}
+
+// RevokeUser makes every cookie session bound to user (Session.SetUser) and
+// sealed until now invalid: the next request carrying one gets a fresh
+// session. Sessions bound afterwards are unaffected. It needs
+// Config.RevocationStore.
+//
+// The check compares the cookie's sealing time with the revocation's, both
+// from the servers' clocks: a cookie sealed, on a server whose clock runs
+// ahead, within that lead before the revocation survives it.
+func (b *CookieBackend) RevokeUser(ctx context.Context, user string) error {
+	if b.revocations == nil {
+		return errors.New("kvsession: RevokeUser needs Config.RevocationStore")
+	}
+	if user == "" {
+		return errors.New("kvsession: RevokeUser of the empty user")
+	}
+	var notBefore [8]byte
+	binary.BigEndian.PutUint64(notBefore[:], uint64(b.now().UnixNano()))
+	// Every cookie sealed before now expires, by its sealed expiry, within
+	// MaxAge: the revocation need not outlive that.
+	if err := b.revocations.Set(ctx, b.revocationKey(user), notBefore[:], b.cfg.MaxAge+time.Second); err != nil {
+		return &StoreError{Op: "revoke", Err: err}
+	}
+	return nil
+}
+
+// revoked reports whether a cookie of user sealed at issued was revoked.
+func (b *CookieBackend) revoked(ctx context.Context, user string, issued int64) (bool, error) {
+	rec, err := b.revocations.Get(ctx, b.revocationKey(user))
+	if err != nil {
+		if isNotFound(err) {
+			return false, nil
+		}
+		return false, &StoreError{Op: "revocation check", Err: err}
+	}
+	if len(rec) != 8 {
+		// Someone else's data under our key: refusing the session is the
+		// safe reading.
+		b.cfg.Logger.Warn("kvsession: unreadable revocation record; refusing the session", "bytes", len(rec))
+		return true, nil
+	}
+	return issued <= int64(binary.BigEndian.Uint64(rec)), nil
+}
+
+func (b *CookieBackend) revocationKey(user string) string {
+	return b.cfg.Prefix + "revoked:" + user
+}
+
+// cookieEngine is the CookieBackend side of a Session.
+type cookieEngine struct{ b *CookieBackend }
+
+func (e cookieEngine) load(s *Session) error { return e.b.load(s) }
+
+// discard has nothing to delete: the response expires the cookies.
+func (cookieEngine) discard(*Session) error { return nil }
+
+// renewID has no id to change: the session is sealed anew (fresh nonce and
+// sealing time) when the response is written.
+func (cookieEngine) renewID(*Session) error { return nil }
+
+func (cookieEngine) id(*Session) string { return "" }

@@ -1,0 +1,460 @@
+package kvsession
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"errors"
+	"io"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kvsession/kvsession/store"
+)
+
+var (
+	keyA = bytes.Repeat([]byte{0xA1}, SecretBytes)
+	keyB = bytes.Repeat([]byte{0xB2}, SecretBytes)
+	keyC = bytes.Repeat([]byte{0xC3}, SecretBytes)
+)
+
+// clock is a settable time source for a backend.
+type clock struct{ t time.Time }
+
+func (c *clock) now() time.Time          { return c.t }
+func (c *clock) advance(d time.Duration) { c.t = c.t.Add(d) }
+func newClock() *clock                   { return &clock{t: time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)} }
+func (c *clock) attach(b *CookieBackend) { b.now = c.now }
+func cookieCfg(keys ...[]byte) Config    { return Config{Secrets: keys} }
+func (s *sink) header(t *testing.T) []byte {
+	t.Helper()
+	l := s.live(t)
+	return header(sortedKeys(l), l)
+}
+
+func newCookieBackend(t testing.TB, cfg Config, clk *clock) *CookieBackend {
+	t.Helper()
+	if cfg.Secrets == nil {
+		cfg.Secrets = [][]byte{keyA}
+	}
+	b, err := NewCookie(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if clk != nil {
+		clk.attach(b)
+	}
+	return b
+}
+
+// roundTrip stores values in a new cookie session and returns the Cookie
+// header a browser would send back.
+func roundTrip(t *testing.T, b *CookieBackend, values map[string]any) []byte {
+	t.Helper()
+	out, err := requestHeader(t, b, nil, func(s *Session) {
+		for k, v := range values {
+			if err := s.Set(k, v); err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out.header(t)
+}
+
+// readBlob returns the "blob" value the session under header holds.
+func readBlob(t *testing.T, b *CookieBackend, header []byte) (string, bool) {
+	t.Helper()
+	var v string
+	var ok bool
+	if _, err := requestHeader(t, b, header, func(s *Session) { v, ok = s.GetString("blob") }); err != nil {
+		t.Fatal(err)
+	}
+	return v, ok
+}
+
+func TestCookieBackendRoundTrip(t *testing.T) {
+	for _, size := range []int{0, 100, 5 << 10, 11 << 10} {
+		b := newCookieBackend(t, Config{}, newClock())
+		blob := strings.Repeat("é", size/2)
+		h := roundTrip(t, b, map[string]any{"blob": blob, "n": 7})
+		got, ok := readBlob(t, b, h)
+		if !ok || got != blob {
+			t.Fatalf("%d bytes: read back %d bytes, ok %v", size, len(got), ok)
+		}
+	}
+}
+
+func TestCookieBackendSessionAPI(t *testing.T) {
+	clk := newClock()
+	b := newCookieBackend(t, Config{}, clk)
+	h := roundTrip(t, b, map[string]any{"user": "ada"})
+	clk.advance(time.Minute)
+	out, err := requestHeader(t, b, h, func(s *Session) {
+		if s.ID() != "" {
+			t.Errorf("cookie session has id %q", s.ID())
+		}
+		if want := clk.t.Add(-time.Minute); !s.Created().Equal(want) {
+			t.Errorf("Created %v, want %v", s.Created(), want)
+		}
+		if v, _ := s.GetString("user"); v != "ada" {
+			t.Errorf("user %q", v)
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Reading changes nothing, so nothing is written.
+	if len(out.cookies)+len(out.headers) != 0 {
+		t.Fatalf("read-only request wrote %v %v", out.cookies, out.headers)
+	}
+}
+
+func TestCookieBackendWritesCookieLikeServerBackend(t *testing.T) {
+	b := newCookieBackend(t, Config{Domain: "example.com", Secure: true}, newClock())
+	out, err := requestHeader(t, b, nil, func(s *Session) { s.Set("n", 1) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	line := out.cookies["session"]
+	if !strings.HasSuffix(line, "; Path=/; Domain=example.com; Max-Age=1209600; Expires=Mon, 07 Dec 2026 12:00:00 GMT; Secure; HttpOnly; SameSite=Lax") {
+		t.Fatalf("Set-Cookie %s", line)
+	}
+	wantHeaders := []string{"Vary: Cookie", `Cache-Control: no-cache="Set-Cookie"`}
+	if !slices.Equal(out.headers, wantHeaders) {
+		t.Fatalf("headers %q", out.headers)
+	}
+	// The value is unpadded base64url.
+	v := out.cookieValue(t, "session")
+	if _, err := base64.RawURLEncoding.Strict().DecodeString(v); err != nil || strings.ContainsAny(v, "=+/") {
+		t.Fatalf("value %q is not unpadded base64url: %v", v, err)
+	}
+}
+
+func TestCookieBackendFreshNonceEveryWrite(t *testing.T) {
+	b := newCookieBackend(t, Config{}, newClock())
+	a := roundTrip(t, b, map[string]any{"n": 1})
+	c := roundTrip(t, b, map[string]any{"n": 1})
+	if bytes.Equal(a, c) {
+		t.Fatal("the same session sealed twice gave the same cookie")
+	}
+}
+
+func TestCookieBackendTamperingGivesFreshSession(t *testing.T) {
+	b := newCookieBackend(t, Config{}, newClock())
+	blob := strings.Repeat("z", 5<<10)
+	out, err := requestHeader(t, b, nil, func(s *Session) { s.Set("blob", blob) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	kept := out.live(t)
+	if len(kept) < 2 {
+		t.Fatalf("5 KB session in %d cookie(s), want segments", len(kept))
+	}
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+	for _, name := range sortedKeys(kept) {
+		orig := kept[name]
+		for i := 0; i < len(orig); i++ {
+			// Swap the byte for another of the alphabet, so the damage is
+			// in the sealed bytes and not just a decoding error.
+			c := alphabet[(strings.IndexByte(alphabet, orig[i])+1+i%60)%64]
+			if strings.IndexByte(alphabet, orig[i]) < 0 {
+				c = '9' // the segment header's dots and digits
+				if orig[i] == '9' {
+					c = '8'
+				}
+			}
+			kept[name] = orig[:i] + string(c) + orig[i+1:]
+			if got, ok := readBlob(t, b, header(sortedKeys(kept), kept)); ok {
+				t.Fatalf("%s byte %d changed: session still read (%d bytes)", name, i, len(got))
+			}
+		}
+		// The last characters of a base64 text carry padding bits: every
+		// other character there must be refused too.
+		if name == sortedKeys(kept)[len(kept)-1] {
+			for i := len(orig) - 3; i < len(orig); i++ {
+				for _, c := range []byte(alphabet) {
+					if c == orig[i] {
+						continue
+					}
+					kept[name] = orig[:i] + string(c) + orig[i+1:]
+					if _, ok := readBlob(t, b, header(sortedKeys(kept), kept)); ok {
+						t.Fatalf("%s last byte %d changed to %c: session still read", name, i, c)
+					}
+				}
+			}
+		}
+		for _, cut := range []int{1, len(orig) / 2, len(orig) - 1} {
+			kept[name] = orig[:cut]
+			if _, ok := readBlob(t, b, header(sortedKeys(kept), kept)); ok {
+				t.Fatalf("%s truncated to %d: session still read", name, cut)
+			}
+		}
+		kept[name] = orig
+	}
+	if got, ok := readBlob(t, b, header(sortedKeys(kept), kept)); !ok || got != blob {
+		t.Fatal("the untouched cookies no longer read")
+	}
+}
+
+func TestCookieBackendRefusesForeignCookies(t *testing.T) {
+	b := newCookieBackend(t, Config{}, newClock())
+	h := roundTrip(t, b, map[string]any{"blob": "x"})
+	value := strings.TrimPrefix(string(h), "session=")
+	tests := []struct {
+		name   string
+		reader *CookieBackend
+		header string
+	}{
+		{"unknown key", newCookieBackend(t, Config{Secrets: [][]byte{keyC}}, newClock()), string(h)},
+		{"moved to another cookie name", newCookieBackend(t, Config{Key: "other"}, newClock()), "other=" + value},
+		{"not base64", b, "session=" + value[:10] + "*" + value[11:]},
+		{"padded base64", b, "session=" + value + "=="},
+		{"empty", b, "session="},
+		{"short", b, "session=AQID"},
+		{"random bytes", b, "session=" + base64.RawURLEncoding.EncodeToString(bytes.Repeat([]byte{1}, 80))},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, ok := readBlob(t, tt.reader, []byte(tt.header)); ok {
+				t.Fatal("foreign cookie read as a session")
+			}
+		})
+	}
+}
+
+func TestCookieBackendExpiredCookieReplayed(t *testing.T) {
+	clk := newClock()
+	b := newCookieBackend(t, Config{MaxAge: time.Hour, BrowserSession: true}, clk)
+	h := roundTrip(t, b, map[string]any{"blob": "x"})
+	clk.advance(time.Hour - time.Second)
+	if _, ok := readBlob(t, b, h); !ok {
+		t.Fatal("session gone before its expiry")
+	}
+	// A browser-session cookie has no Max-Age, and a client can keep any
+	// cookie: the expiry sealed inside is what counts.
+	clk.advance(time.Second)
+	if _, ok := readBlob(t, b, h); ok {
+		t.Fatal("expired cookie replayed and accepted")
+	}
+}
+
+func TestCookieBackendRenewOnAccess(t *testing.T) {
+	clk := newClock()
+	b := newCookieBackend(t, Config{MaxAge: time.Hour, RenewOnAccess: true}, clk)
+	h := roundTrip(t, b, map[string]any{"blob": "x"})
+	for i := 0; i < 3; i++ {
+		clk.advance(50 * time.Minute)
+		out, err := requestHeader(t, b, h, func(s *Session) { s.GetString("blob") })
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(out.cookies["session"], "; Max-Age=3600; Expires="+clk.t.Add(time.Hour).Format(http1123)) {
+			t.Fatalf("read %d: cookie not re-issued with a fresh expiry: %q", i, out.cookies["session"])
+		}
+		h = out.header(t)
+	}
+	if _, ok := readBlob(t, b, h); !ok {
+		t.Fatal("renewed session lost")
+	}
+}
+
+const http1123 = "Mon, 02 Jan 2006 15:04:05 GMT"
+
+func TestCookieBackendKeyRotation(t *testing.T) {
+	clk := newClock()
+	old := newCookieBackend(t, Config{Secrets: [][]byte{keyA}}, clk)
+	h := roundTrip(t, old, map[string]any{"blob": "kept"})
+
+	// keyB goes first: cookies sealed with keyA still open, and the first
+	// request re-seals them with keyB even though it changes nothing.
+	rotated := newCookieBackend(t, Config{Secrets: [][]byte{keyB, keyA}}, clk)
+	out, err := requestHeader(t, rotated, h, func(s *Session) {
+		if v, _ := s.GetString("blob"); v != "kept" {
+			t.Errorf("blob %q after rotation", v)
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resealed := out.header(t)
+	if keyIDOf(t, resealed) != rotated.keys[0].id || keyIDOf(t, h) != old.keys[0].id {
+		t.Fatal("the re-written cookie is not sealed with the new first key")
+	}
+	// Once keyA is retired, only the re-sealed cookie opens.
+	retired := newCookieBackend(t, Config{Secrets: [][]byte{keyB}}, clk)
+	if v, ok := readBlob(t, retired, resealed); !ok || v != "kept" {
+		t.Fatal("re-sealed cookie does not open with the new key alone")
+	}
+	if _, ok := readBlob(t, retired, h); ok {
+		t.Fatal("cookie sealed with a retired key still opens")
+	}
+	// A cookie already under the first key is not re-written.
+	out, _ = requestHeader(t, rotated, resealed, func(s *Session) { s.GetString("blob") })
+	if len(out.cookies) != 0 {
+		t.Fatal("cookie under the current key re-written")
+	}
+}
+
+func keyIDOf(t *testing.T, header []byte) (id [cookieKeyIDBytes]byte) {
+	t.Helper()
+	raw, err := base64.RawURLEncoding.DecodeString(strings.TrimPrefix(string(header), "session="))
+	if err != nil {
+		t.Fatal(err)
+	}
+	copy(id[:], raw[1:])
+	return id
+}
+
+func TestCookieBackendTooLarge(t *testing.T) {
+	b := newCookieBackend(t, Config{MaxCookieSegments: 2}, newClock())
+	h := roundTrip(t, b, map[string]any{"blob": "small"})
+	out, err := requestHeader(t, b, h, func(s *Session) { s.Set("blob", strings.Repeat("x", 8<<10)) })
+	var tooLarge *CookieTooLargeError
+	if !errors.As(err, &tooLarge) || !errors.Is(err, ErrSessionTooLarge) || !strings.Contains(err.Error(), "MaxCookieSegments (2)") {
+		t.Fatalf("err %v, want a CookieTooLargeError naming MaxCookieSegments", err)
+	}
+	if len(out.cookies)+len(out.headers) != 0 {
+		t.Fatal("a session too large still wrote cookies")
+	}
+	if v, _ := readBlob(t, b, h); v != "small" {
+		t.Fatal("the cookie the browser kept no longer reads")
+	}
+}
+
+func TestCookieBackendDestroyAndEmpty(t *testing.T) {
+	b := newCookieBackend(t, Config{}, newClock())
+	h := roundTrip(t, b, map[string]any{"blob": strings.Repeat("y", 6<<10)})
+	for name, fn := range map[string]func(s *Session){
+		"destroy": func(s *Session) {
+			if err := s.Destroy(); err != nil {
+				t.Fatal(err)
+			}
+		},
+		"clear": func(s *Session) { s.Clear() },
+	} {
+		out, err := requestHeader(t, b, h, fn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := out.expired(); !slices.Equal(got, []string{"session-0", "session-1", "session-2"}) || len(out.live(t)) != 0 {
+			t.Fatalf("%s: expired %v, live %v", name, got, out.live(t))
+		}
+	}
+}
+
+func TestCookieBackendConfigErrors(t *testing.T) {
+	tests := []struct {
+		name  string
+		cfg   Config
+		field string
+	}{
+		{"no secrets", Config{}, "Secrets"},
+		{"short secret", Config{Secrets: [][]byte{keyA, keyB[:16]}}, "Secrets[1]"},
+		{"long secret", Config{Secrets: [][]byte{append(keyA, 0)}}, "Secrets[0]"},
+		{"same secret twice", Config{Secrets: [][]byte{keyA, keyB, keyA}}, "Secrets[2]"},
+		{"revocation store without registry", Config{Secrets: [][]byte{keyA}, RevocationStore: "r"}, "RevocationStore"},
+		{"segments", Config{Secrets: [][]byte{keyA}, MaxCookieSegments: 33}, "MaxCookieSegments"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := NewCookie(tt.cfg, nil)
+			var ce *ConfigError
+			if !errors.As(err, &ce) || ce.Field != tt.field {
+				t.Fatalf("err %v, want a ConfigError on %s", err, tt.field)
+			}
+		})
+	}
+}
+
+func TestCookieBackendRevokeUser(t *testing.T) {
+	clk := newClock()
+	st := newFakeStore()
+	reg := store.NewRegistry(nil)
+	if err := reg.Register("revocations", st); err != nil {
+		t.Fatal(err)
+	}
+	b, err := NewCookie(Config{Secrets: [][]byte{keyA}, RevocationStore: "revocations", MaxAge: time.Hour}, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clk.attach(b)
+	login := func(user string) []byte {
+		out, err := requestHeader(t, b, nil, func(s *Session) {
+			s.Set("blob", "of "+user)
+			if err := s.SetUser(user); err != nil {
+				t.Fatal(err)
+			}
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out.header(t)
+	}
+	laptop, phone, other := login("ada"), login("ada"), login("bob")
+	anonymous := roundTrip(t, b, map[string]any{"blob": "anon"})
+	gets := st.count("get")
+	if _, ok := readBlob(t, b, anonymous); !ok || st.count("get") != gets {
+		t.Fatal("a session bound to no user should cost no revocation lookup")
+	}
+	if _, err := requestHeader(t, b, laptop, func(s *Session) {
+		if s.User() != "ada" {
+			t.Errorf("User() = %q", s.User())
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+
+	clk.advance(time.Millisecond)
+	if err := b.RevokeUser(context.Background(), "ada"); err != nil {
+		t.Fatal(err)
+	}
+	if ttl := st.ttl["revoked:ada"]; ttl < time.Hour {
+		t.Fatalf("revocation kept %v, less than MaxAge", ttl)
+	}
+	clk.advance(time.Millisecond)
+	for name, h := range map[string][]byte{"laptop": laptop, "phone": phone} {
+		if _, ok := readBlob(t, b, h); ok {
+			t.Errorf("%s: revoked session still read", name)
+		}
+	}
+	if _, ok := readBlob(t, b, other); !ok {
+		t.Error("another user's session was revoked")
+	}
+	if v, ok := readBlob(t, b, login("ada")); !ok || v != "of ada" {
+		t.Error("a login after the revocation does not work")
+	}
+
+	// A revocation store that fails must not wave sessions through.
+	st.fail["get"] = errBoom
+	s := b.LoadFromRequest(context.Background(), other)
+	err = s.Load()
+	if !errors.Is(err, errBoom) {
+		t.Fatalf("load with a failing revocation store: %v", err)
+	}
+	if s.Len() != 0 {
+		t.Fatal("session data visible although its revocation could not be checked")
+	}
+	if err := b.StoreInResponse(s, &sink{}); !errors.Is(err, errBoom) {
+		t.Fatalf("StoreInResponse: %v", err)
+	}
+	b.Release(s)
+
+	plain := newCookieBackend(t, Config{}, clk)
+	if err := plain.RevokeUser(context.Background(), "ada"); err == nil || !strings.Contains(err.Error(), "RevocationStore") {
+		t.Fatalf("RevokeUser without a store: %v", err)
+	}
+}
+
+func TestCookieBackendNonceSourceFailure(t *testing.T) {
+	b := newCookieBackend(t, Config{}, newClock())
+	b.rand = io.LimitReader(nil, 0)
+	out, err := requestHeader(t, b, nil, func(s *Session) { s.Set("n", 1) })
+	if err == nil || len(out.cookies) != 0 {
+		t.Fatalf("err %v, cookies %v: a failing random source must fail the save", err, out.cookies)
+	}
+}
