@@ -184,7 +184,7 @@ func (b *ServerBackend) StoreInResponse(s *Session, sink ResponseSink) error {
 	if s.loadErr != nil {
 		return s.loadErr
 	}
-	if len(s.entries) == 0 {
+	if s.empty() {
 		if err := b.deleteStored(s); err != nil {
 			return err
 		}

@@ -39,9 +39,13 @@ const (
 	DefaultMaxRecordBytes = 1 << 20
 
 	// DefaultMaxCookieSegments lets a cookie session take four browser
-	// cookies, about 11 KB of encoded values.
+	// cookies: about 16 KB of cookie, 11.9 KB of encoded session.
 	DefaultMaxCookieSegments = 4
 )
+
+// MaxMaxAge is the longest MaxAge accepted: browsers cap cookie lifetimes
+// at 400 days (RFC 6265bis), so a longer one would only outlive its cookie.
+const MaxMaxAge = 400 * 24 * time.Hour
 
 // SecretBytes is the length of each of Config.Secrets: a 256-bit key.
 const SecretBytes = 32
@@ -69,7 +73,7 @@ type Config struct {
 
 	// MaxAge is how long a session lives after it was last saved (or, with
 	// RenewOnAccess, last used): the store TTL and the cookie's Max-Age.
-	// Default 14 days; at least one second.
+	// Default 14 days; at least one second, at most 400 days.
 	MaxAge time.Duration
 
 	// Path and Domain scope the cookie. Path defaults to "/"; Domain is
@@ -131,9 +135,10 @@ type Config struct {
 	// MaxCookieSegments is how many browser cookies the session cookie may
 	// be split into (see cookie_split.go for the rule). With the cookie
 	// backend a session that would need more fails to save with
-	// ErrSessionTooLarge. Default 4; at most 32. Every segment is up to
-	// 4 KB of request header: HTTP adapters check that their server reads
-	// headers that large.
+	// ErrSessionTooLarge. Default 4: about 16 KB of cookie, 11.9 KB of
+	// encoded session. At most 32. Every segment is up to 4 KB of request
+	// header: HTTP adapters check that their server reads headers that
+	// large.
 	MaxCookieSegments int
 
 	// Secrets are the cookie backend's keys, each SecretBytes random bytes.
@@ -223,6 +228,9 @@ func (c Config) compile() (*compiled, error) {
 	}
 	if c.MaxAge < time.Second {
 		return bad("MaxAge", "%v is below one second (cookies count Max-Age in seconds)", c.MaxAge)
+	}
+	if c.MaxAge > MaxMaxAge {
+		return bad("MaxAge", "%v is above %v, the longest cookie lifetime browsers keep", c.MaxAge, MaxMaxAge)
 	}
 	if !validAttribute(c.Path) || c.Path[0] != '/' {
 		return bad("Path", "%q must start with / and contain no ; or control characters", c.Path)

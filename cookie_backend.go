@@ -19,12 +19,13 @@ import (
 // CookieBackend keeps the whole session in the client's cookie, so the
 // server holds no state. The cookie is sealed with AES-256-GCM:
 //
-//	base64url( format | key id | nonce | AES-GCM(issued | expires | record) )
+//	base64url( format | key id | nonce | AES-GCM(bound | expires | record) )
 //
 // with a random 96-bit nonce per write, and the cookie name, the format and
 // the key id as associated data, so a cookie cannot be moved to another
-// name or key. issued and expires are sealed inside: a cookie replayed after
-// its expiry is refused even if a browser kept it. The record is the same
+// name or key. expires is sealed inside: a cookie replayed after its expiry
+// is refused even if a browser kept it; bound is when Session.SetUser bound
+// the session's user, for revocation. The record is the same
 // msgpack record the server-side backend stores. A cookie that does not
 // open — tampered, truncated, sealed with an unknown key, expired, of
 // another format — gives the request a fresh empty session.
@@ -58,7 +59,7 @@ const (
 	cookieKeyIDBytes  = 4
 	cookieNonceBytes  = 12
 	cookieSealHeader  = 1 + cookieKeyIDBytes + cookieNonceBytes
-	cookieTimesBytes  = 16 // issued and expires, unix nanoseconds
+	cookieTimesBytes  = 16 // bound and expires, unix nanoseconds
 	cookieSealedExtra = cookieSealHeader + 16
 )
 
@@ -86,7 +87,7 @@ func NewCookie(cfg Config, stores *store.Registry) (*CookieBackend, error) {
 		}
 		for j, other := range b.keys {
 			if other.id == k.id {
-				return nil, &ConfigError{Field: fmt.Sprintf("Secrets[%d]", i), Reason: fmt.Sprintf("the same key as Secrets[%d]", j)}
+				return nil, &ConfigError{Field: fmt.Sprintf("Secrets[%d]", i), Reason: fmt.Sprintf("the same key as Secrets[%d] (or one whose 4-byte key id collides with it: draw another)", j)}
 			}
 		}
 		b.keys = append(b.keys, k)
@@ -165,7 +166,7 @@ func (b *CookieBackend) StoreInResponse(s *Session, sink ResponseSink) error {
 	if s.loadErr != nil {
 		return s.loadErr
 	}
-	if len(s.entries) == 0 {
+	if s.empty() {
 		b.expireCookies(s, sink)
 		return nil
 	}
@@ -189,7 +190,7 @@ func (b *CookieBackend) load(s *Session) error {
 		s.c.cfg.Logger.Debug("kvsession: session cookie does not open; starting a fresh session", "error", errCookieUnopened)
 		return nil
 	}
-	issued := int64(binary.BigEndian.Uint64(plain))
+	bound := int64(binary.BigEndian.Uint64(plain))
 	expires := int64(binary.BigEndian.Uint64(plain[8:]))
 	if b.now().UnixNano() >= expires {
 		return nil
@@ -197,14 +198,15 @@ func (b *CookieBackend) load(s *Session) error {
 	if !s.decodeOrForget(plain[cookieTimesBytes:]) {
 		return nil
 	}
+	s.bound = bound
 	if s.user != "" && b.revocations != nil {
-		revoked, err := b.revoked(s.ctx, s.user, issued)
+		revoked, err := b.revoked(s.ctx, s.user, bound)
 		if err != nil || revoked {
 			s.forget()
 			return err
 		}
 	}
-	s.sealedKey, s.issued, s.exists = key, issued, true
+	s.sealedKey, s.exists = key, true
 	return nil
 }
 
@@ -241,7 +243,7 @@ func (b *CookieBackend) seal(s *Session, sink ResponseSink) error {
 	pp, sp := getRecordBuf(), getRecordBuf()
 	defer putRecordBuf(pp)
 	defer putRecordBuf(sp)
-	plain := binary.BigEndian.AppendUint64((*pp)[:0], uint64(now.UnixNano()))
+	plain := binary.BigEndian.AppendUint64((*pp)[:0], uint64(s.bound))
 	plain = binary.BigEndian.AppendUint64(plain, uint64(now.Add(b.cfg.MaxAge).UnixNano()))
 	plain = s.encode(plain)
 	*pp = plain
@@ -262,14 +264,15 @@ func (b *CookieBackend) seal(s *Session, sink ResponseSink) error {
 	return b.setCookie(s, sink, s.recBuf, b.lifetime())
 }
 
-// RevokeUser makes every cookie session bound to user (Session.SetUser) and
-// sealed until now invalid: the next request carrying one gets a fresh
-// session. Sessions bound afterwards are unaffected. It needs
-// Config.RevocationStore.
+// RevokeUser makes every cookie session bound to user (Session.SetUser)
+// until now invalid: the next request carrying one gets a fresh session,
+// and re-sealing one (a write, a renewal) does not launder it, since the
+// time of binding is kept across writes. Sessions bound afterwards are
+// unaffected. It needs Config.RevocationStore.
 //
-// The check compares the cookie's sealing time with the revocation's, both
-// from the servers' clocks: a cookie sealed, on a server whose clock runs
-// ahead, within that lead before the revocation survives it.
+// The check compares the time of binding with the revocation's, both from
+// the servers' clocks: a session bound, on a server whose clock runs ahead,
+// within that lead before the revocation survives it.
 func (b *CookieBackend) RevokeUser(ctx context.Context, user string) error {
 	if b.revocations == nil {
 		return errors.New("kvsession: RevokeUser needs Config.RevocationStore")
@@ -287,8 +290,8 @@ func (b *CookieBackend) RevokeUser(ctx context.Context, user string) error {
 	return nil
 }
 
-// revoked reports whether a cookie of user sealed at issued was revoked.
-func (b *CookieBackend) revoked(ctx context.Context, user string, issued int64) (bool, error) {
+// revoked reports whether a session bound to user at bound was revoked.
+func (b *CookieBackend) revoked(ctx context.Context, user string, bound int64) (bool, error) {
 	rec, err := b.revocations.Get(ctx, b.revocationKey(user))
 	if err != nil {
 		if isNotFound(err) {
@@ -302,7 +305,7 @@ func (b *CookieBackend) revoked(ctx context.Context, user string, issued int64) 
 		b.cfg.Logger.Warn("kvsession: unreadable revocation record; refusing the session", "bytes", len(rec))
 		return true, nil
 	}
-	return issued <= int64(binary.BigEndian.Uint64(rec)), nil
+	return bound <= int64(binary.BigEndian.Uint64(rec)), nil
 }
 
 func (b *CookieBackend) revocationKey(user string) string {
@@ -318,7 +321,7 @@ func (e cookieEngine) load(s *Session) error { return e.b.load(s) }
 func (cookieEngine) discard(*Session) error { return nil }
 
 // renewID has no id to change: the session is sealed anew (fresh nonce and
-// sealing time) when the response is written.
+// expiry) when the response is written.
 func (cookieEngine) renewID(*Session) error { return nil }
 
 func (cookieEngine) id(*Session) string { return "" }

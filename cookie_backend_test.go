@@ -27,7 +27,6 @@ func (c *clock) now() time.Time          { return c.t }
 func (c *clock) advance(d time.Duration) { c.t = c.t.Add(d) }
 func newClock() *clock                   { return &clock{t: time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)} }
 func (c *clock) attach(b *CookieBackend) { b.now = c.now }
-func cookieCfg(keys ...[]byte) Config    { return Config{Secrets: keys} }
 func (s *sink) header(t *testing.T) []byte {
 	t.Helper()
 	l := s.live(t)
@@ -456,5 +455,127 @@ func TestCookieBackendNonceSourceFailure(t *testing.T) {
 	out, err := requestHeader(t, b, nil, func(s *Session) { s.Set("n", 1) })
 	if err == nil || len(out.cookies) != 0 {
 		t.Fatalf("err %v, cookies %v: a failing random source must fail the save", err, out.cookies)
+	}
+}
+
+func TestSessionHoldingOnlyAUserIsKept(t *testing.T) {
+	clk := newClock()
+	backends := map[string]Backend{
+		"cookie": newCookieBackend(t, Config{}, clk),
+		"server": newBackend(t, Config{}, newFakeStore()),
+	}
+	for name, b := range backends {
+		t.Run(name, func(t *testing.T) {
+			out, err := requestHeader(t, b, nil, func(s *Session) {
+				if err := s.SetUser("ada"); err != nil {
+					t.Fatal(err)
+				}
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			h := out.header(t)
+			if len(h) == 0 {
+				t.Fatal("a session bound to a user and holding no values was dropped")
+			}
+			out, err = requestHeader(t, b, h, func(s *Session) {
+				if s.User() != "ada" {
+					t.Fatalf("User() = %q", s.User())
+				}
+				s.Clear() // logs out: values and user
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(out.live(t)) != 0 || len(out.expired()) == 0 {
+				t.Fatalf("Clear kept the session: live %v", out.live(t))
+			}
+		})
+	}
+}
+
+// TestRevocationCannotBeLaundered: a request that loaded a session before
+// the revocation and saves it after must not give the client a cookie
+// that outlives the revocation.
+func TestRevocationCannotBeLaundered(t *testing.T) {
+	clk := newClock()
+	reg := store.NewRegistry(nil)
+	if err := reg.Register("revocations", newFakeStore()); err != nil {
+		t.Fatal(err)
+	}
+	b, err := NewCookie(Config{Secrets: [][]byte{keyA}, RevocationStore: "revocations", RenewOnAccess: true}, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clk.attach(b)
+	out, err := requestHeader(t, b, nil, func(s *Session) { s.SetUser("ada"); s.Set("blob", "x") })
+	if err != nil {
+		t.Fatal(err)
+	}
+	stolen := out.header(t)
+	clk.advance(time.Minute)
+	out, err = requestHeader(t, b, stolen, func(s *Session) {
+		s.GetString("blob") // loaded before the revocation...
+		clk.advance(time.Millisecond)
+		if err := b.RevokeUser(context.Background(), "ada"); err != nil {
+			t.Fatal(err)
+		}
+		clk.advance(time.Millisecond)
+		s.Set("blob", "y") // ...and saved after it
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := readBlob(t, b, out.header(t)); ok {
+		t.Fatal("a cookie re-sealed after the revocation escaped it")
+	}
+}
+
+func TestBrokenCookiesLeftAloneUntilWritten(t *testing.T) {
+	// The name twice: one may be another app's on a parent domain. A
+	// read-only request must not delete ours.
+	b := newCookieBackend(t, Config{}, newClock())
+	h := roundTrip(t, b, map[string]any{"blob": "x"})
+	dup := append(append([]byte{}, h...), "; session=other"...)
+	out, err := requestHeader(t, b, dup, func(s *Session) {
+		if s.Len() != 0 {
+			t.Error("an ambiguous cookie was read")
+		}
+	})
+	if err != nil || len(out.cookies) != 0 {
+		t.Fatalf("read-only request over a duplicated cookie wrote %v (err %v)", out.cookies, err)
+	}
+}
+
+func TestSegmentsBeyondALoweredMaximumAreExpired(t *testing.T) {
+	// An earlier deployment allowed 8 segments; this one allows 4.
+	b := newCookieBackend(t, Config{MaxCookieSegments: 4}, newClock())
+	old := []byte("session-0=0.6.a; session-1=1.6.b; session-2=2.6.c; session-3=3.6.d; session-4=4.6.e; session-5=5.6.f")
+	out, err := requestHeader(t, b, old, func(s *Session) { s.Set("blob", "new") })
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"session-0", "session-1", "session-2", "session-3", "session-4", "session-5"}
+	if got := out.expired(); !slices.Equal(got, want) {
+		t.Fatalf("expired %v, want %v", got, want)
+	}
+	if v, ok := readBlob(t, b, out.header(t)); !ok || v != "new" {
+		t.Fatal("new session unreadable")
+	}
+}
+
+func TestQuotedCookieValue(t *testing.T) {
+	b := newCookieBackend(t, Config{}, newClock())
+	h := roundTrip(t, b, map[string]any{"blob": "q"})
+	quoted := "session=\"" + strings.TrimPrefix(string(h), "session=") + "\""
+	if v, ok := readBlob(t, b, []byte(quoted)); !ok || v != "q" {
+		t.Fatal("a cookie value in double quotes (RFC 6265) was not read")
+	}
+}
+
+func TestConfigLeavesOutSecrets(t *testing.T) {
+	b := newCookieBackend(t, Config{}, nil)
+	if b.Config().Secrets != nil {
+		t.Fatal("Config() hands out the keys")
 	}
 }

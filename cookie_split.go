@@ -56,12 +56,14 @@ func (c cookieSet) has(i int) bool { return c.segs&(1<<i) != 0 }
 // segments.
 type cookieSplitter struct {
 	key   string
-	names []string // "<key>-0" … "<key>-(max-1)", built once
+	names []string // "<key>-0" … "<key>-31", built once
 	max   int      // most segments a value may take
 }
 
 func newCookieSplitter(key string, max int) cookieSplitter {
-	sp := cookieSplitter{key: key, max: max, names: make([]string, max)}
+	// Names up to the limit, not just max: segments a deployment with a
+	// larger maximum left behind must be expired too.
+	sp := cookieSplitter{key: key, max: max, names: make([]string, maxCookieSegmentsLimit)}
 	for i := range sp.names {
 		sp.names[i] = key + "-" + strconv.Itoa(i)
 	}
@@ -76,7 +78,6 @@ func (sp *cookieSplitter) read(dst, header []byte) ([]byte, cookieSet, error) {
 	var (
 		carried cookieSet
 		bare    []byte
-		segs    [maxCookieSegmentsLimit][]byte
 		err     error
 	)
 	fail := func(e error) {
@@ -84,75 +85,114 @@ func (sp *cookieSplitter) read(dst, header []byte) ([]byte, cookieSet, error) {
 			err = e
 		}
 	}
-	key := sp.key
-	for len(header) > 0 {
+	for h := header; len(h) > 0; {
 		var name, value []byte
-		name, value, header = nextCookie(header)
-		if len(name) < len(key) || string(name[:len(key)]) != key {
-			continue
-		}
-		if len(name) == len(key) {
+		name, value, h = nextCookie(h)
+		i, ours := sp.match(name)
+		switch {
+		case !ours:
+		case i == bareCookie:
 			if carried.bare {
 				fail(errCookieDuplicate)
 			}
 			carried.bare, bare = true, value
-			continue
-		}
-		i, ours, ok := segmentIndex(name[len(key):])
-		switch {
-		case !ours:
-			continue // another cookie, such as "<key>-id"
-		case !ok:
+		case i == badSegment || i >= maxCookieSegmentsLimit:
 			fail(errCookieSegmentName)
-		case i >= sp.max:
-			fail(errCookieSegmentBound)
 		case carried.has(i):
 			fail(errCookieDuplicate)
 		default:
 			carried.segs |= 1 << i
-			segs[i] = value
+			if i >= sp.max {
+				fail(errCookieSegmentBound)
+			}
 		}
 	}
 	dst = dst[:0]
-	if err != nil {
+	switch {
+	case err != nil:
 		return dst, carried, err
-	}
-	if carried.segs == 0 {
+	case carried.segs == 0:
 		return append(dst, bare...), carried, nil
-	}
-	if carried.bare {
+	case carried.bare:
 		return dst, carried, errCookieBareAndSplit
 	}
-	if !carried.has(0) {
-		return dst, carried, errCookieSegmentSet
+	dst, err = sp.join(dst, header, carried)
+	return dst, carried, err
+}
+
+const (
+	bareCookie = -1 // match: the cookie has the bare name
+	badSegment = -2 // match: a segment name we never write
+)
+
+// match reports whether a cookie name is the splitter's, and which: the
+// bare name, a segment index, or a malformed segment name. "<key>-id" and
+// the like belong to someone else.
+func (sp *cookieSplitter) match(name []byte) (int, bool) {
+	key := sp.key
+	if len(name) < len(key) || string(name[:len(key)]) != key {
+		return 0, false
 	}
+	if len(name) == len(key) {
+		return bareCookie, true
+	}
+	i, ours, ok := segmentIndex(name[len(key):])
+	if !ours {
+		return 0, false
+	}
+	if !ok {
+		return badSegment, true
+	}
+	return i, true
+}
+
+// join checks and concatenates the segments of a header whose names read
+// already found to be exactly a set of distinct indexes below the maximum.
+func (sp *cookieSplitter) join(dst, header []byte, carried cookieSet) ([]byte, error) {
+	var segs [maxCookieSegmentsLimit][]byte
+	for h := header; len(h) > 0; {
+		var name, value []byte
+		name, value, h = nextCookie(h)
+		if i, ours := sp.match(name); ours && i >= 0 && i < len(segs) {
+			segs[i] = value
+		}
+	}
+	if !carried.has(0) {
+		return dst, errCookieSegmentSet
+	}
+	// read refused any index at or over max, so every segment fits segs.
 	n, payload, ok := segmentPayload(segs[0], 0)
 	if !ok || n < 2 || n > sp.max {
-		return dst, carried, errCookieSegmentHeader
+		return dst, errCookieSegmentHeader
 	}
 	if carried.segs != 1<<n-1 {
-		return dst, carried, errCookieSegmentSet
+		return dst, errCookieSegmentSet
 	}
 	dst = append(dst, payload...)
 	for i := 1; i < n; i++ {
 		m, payload, ok := segmentPayload(segs[i], i)
 		if !ok || m != n {
-			return dst[:0], carried, errCookieSegmentHeader
+			return dst[:0], errCookieSegmentHeader
 		}
 		dst = append(dst, payload...)
 	}
-	return dst, carried, nil
+	return dst, nil
 }
 
-// nextCookie splits the first name=value pair off a Cookie header value. A
-// pair without "=" comes back with a nil name.
+// nextCookie splits the first name=value pair off a Cookie header value,
+// unquoting the value. A pair without "=" comes back with a nil name.
 func nextCookie(header []byte) (name, value, rest []byte) {
 	pair := header
 	if i := bytes.IndexByte(header, ';'); i >= 0 {
 		pair, rest = header[:i], header[i+1:]
 	}
 	if i := bytes.IndexByte(pair, '='); i >= 0 {
-		return trimSpace(pair[:i]), trimSpace(pair[i+1:]), rest
+		name, value = trimSpace(pair[:i]), trimSpace(pair[i+1:])
+		// RFC 6265 allows the value in double quotes.
+		if len(value) >= 2 && value[0] == '"' && value[len(value)-1] == '"' {
+			value = value[1 : len(value)-1]
+		}
+		return name, value, rest
 	}
 	return nil, nil, rest
 }
@@ -297,7 +337,7 @@ func (sp *cookieSplitter) expire(sink ResponseSink, line, expiredAttrs []byte, c
 }
 
 func (sp *cookieSplitter) expireSegments(sink ResponseSink, line []byte, from int, expiredAttrs []byte, carried cookieSet) []byte {
-	for i := from; i < sp.max; i++ {
+	for i := from; i < len(sp.names); i++ {
 		if carried.has(i) {
 			line = appendCookieLine(line[:0], sp.names[i], nil, expiredAttrs)
 			sink.SetCookie(sp.names[i], line)

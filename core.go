@@ -20,9 +20,10 @@ import (
 // of constructor.
 type Backend interface {
 	// LoadFromRequest starts the session of one request from its Cookie
-	// header value (nil when it had none). The session is read on first
-	// use. ctx bounds the store calls the session makes; it must stay
-	// valid until StoreInResponse returns.
+	// header value (nil when it had none). The header and the session are
+	// read on first use: both ctx, which bounds the store calls the session
+	// makes, and cookieHeader must stay valid and unchanged until
+	// StoreInResponse returns.
 	LoadFromRequest(ctx context.Context, cookieHeader []byte) *Session
 
 	// StoreInResponse saves what the request did to the session and
@@ -36,7 +37,8 @@ type Backend interface {
 	// Excluded reports whether a request path matches Config.Exclude.
 	Excluded(path []byte) bool
 
-	// Config returns the configuration in effect, defaults applied.
+	// Config returns the configuration in effect, defaults applied, with
+	// Secrets left out.
 	Config() Config
 
 	// MaxCookieHeaderBytes bounds how much of a request's Cookie header
@@ -92,8 +94,13 @@ func (c *core) init(cfg *compiled, e engine) {
 	c.pool.New = func() any { return &Session{c: c, e: e} }
 }
 
-// Config returns the configuration in effect, defaults applied.
-func (c *core) Config() Config { return c.cfg.Config }
+// Config returns the configuration in effect, defaults applied, without
+// Secrets, so that logging it leaks no key.
+func (c *core) Config() Config {
+	cfg := c.cfg.Config
+	cfg.Secrets = nil
+	return cfg
+}
 
 // CookieName returns the name of the session cookie (segments add "-<n>").
 func (c *core) CookieName() string { return c.cfg.Key }
@@ -108,14 +115,13 @@ func (c *core) Excluded(path []byte) bool {
 	return false
 }
 
-// open takes a session from the pool and reads the request's session
-// cookies into it. A broken set of cookies is remembered, not an error: the
-// request gets a fresh session, and the cookies are expired if the response
-// writes the session.
+// open takes a session from the pool for one request. The Cookie header is
+// read when the session is first used, so that a handler that never uses
+// it does not pay for parsing; it is the request's own header, which lives
+// as long as the request.
 func (c *core) open(ctx context.Context, cookieHeader []byte) *Session {
 	s := c.pool.Get().(*Session)
-	s.ctx = ctx
-	s.cookie, s.carried, s.cookieErr = c.split.read(s.cookie, cookieHeader)
+	s.ctx, s.header = ctx, cookieHeader
 	return s
 }
 
@@ -157,9 +163,12 @@ func (c *core) setCookie(s *Session, sink ResponseSink, value []byte, lifetime c
 }
 
 // expireCookies expires every cookie of the session's name the request
-// carried; it writes nothing if there were none.
+// carried; it writes nothing if there were none, or if they were broken.
+// Broken cookies are left alone until the session is written: when the
+// name came twice, one of the two may be another site's on a parent domain
+// or path, and expiring ours would only make matters worse.
 func (c *core) expireCookies(s *Session, sink ResponseSink) {
-	if !s.carried.any() {
+	if !s.carried.any() || s.cookieErr != nil {
 		return
 	}
 	s.attrs = c.appendExpiredAttrs(s.attrs[:0])

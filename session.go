@@ -46,6 +46,7 @@ type Session struct {
 	e   engine // likewise
 	ctx context.Context
 
+	header    []byte    // the request's Cookie header, until load reads it
 	cookie    []byte    // the session cookie's value, segments joined (copied)
 	carried   cookieSet // the session cookies the request carried
 	cookieErr error     // why they could not be read, if they could not
@@ -62,7 +63,7 @@ type Session struct {
 
 	// The cookie backend's state.
 	sealedKey int   // which of Config.Secrets opened the cookie
-	issued    int64 // unix nanoseconds the loaded cookie was sealed
+	bound     int64 // unix nanoseconds the user was bound; kept across re-seals
 	sealBuf   []byte
 
 	entries []entry
@@ -73,14 +74,18 @@ type Session struct {
 }
 
 func (s *Session) reset() {
-	s.ctx = nil
+	s.ctx, s.header = nil, nil
 	s.cookie = s.cookie[:0]
 	s.carried, s.cookieErr = cookieSet{}, nil
 	s.loaded, s.exists, s.modified = false, false, false
 	s.loadErr = nil
 	s.key, s.oldKey, s.user = "", "", ""
-	s.created, s.sealedKey, s.issued = 0, 0, 0
+	s.created, s.sealedKey, s.bound = 0, 0, 0
 	s.recBuf = s.recBuf[:0]
+	// The last cookie's plaintext: never shown to the next request, but
+	// no reason to leave it in memory either.
+	clear(s.sealBuf)
+	s.sealBuf = s.sealBuf[:0]
 	clear(s.entries)
 	s.entries = s.entries[:0]
 	s.arena = s.arena[:0]
@@ -111,6 +116,12 @@ func (s *Session) load() error {
 		return s.loadErr
 	}
 	s.loaded = true
+	if s.header != nil {
+		// A broken set of cookies is no error: the request gets a fresh
+		// session, and the response expires them if it writes the session.
+		s.cookie, s.carried, s.cookieErr = s.c.split.read(s.cookie, s.header)
+		s.header = nil
+	}
 	if s.cookieErr != nil {
 		s.c.cfg.Logger.Debug("kvsession: broken session cookie; starting a fresh session", "error", s.cookieErr)
 		return nil
@@ -134,7 +145,7 @@ func (s *Session) decodeOrForget(rec []byte) bool {
 func (s *Session) forget() {
 	clear(s.entries)
 	s.entries = s.entries[:0]
-	s.created, s.user = 0, ""
+	s.created, s.user, s.bound = 0, "", 0
 }
 
 // decode parses a record: [version, created, {name: bin, ...}, user, ...].
@@ -332,6 +343,7 @@ func (s *Session) SetUser(user string) error {
 	}
 	if user != s.user {
 		s.user = user
+		s.bound = s.c.now().UnixNano()
 		s.modified = true
 	}
 	return nil
@@ -543,18 +555,21 @@ func (s *Session) Delete(key string) {
 	}
 }
 
-// Clear removes every value. A session left empty is deleted from the store
+// Clear removes every value and unbinds the user. A session left empty is deleted from the store
 // when the response is written, and its cookie expired.
 func (s *Session) Clear() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.load() != nil || len(s.entries) == 0 {
+	if s.load() != nil || s.empty() {
 		return
 	}
-	clear(s.entries)
-	s.entries = s.entries[:0]
+	s.forget()
 	s.modified = true
 }
+
+// empty reports whether the session holds nothing worth keeping: no values
+// and no user.
+func (s *Session) empty() bool { return len(s.entries) == 0 && s.user == "" }
 
 // Modified reports whether the session was changed during this request.
 func (s *Session) Modified() bool {

@@ -3,6 +3,7 @@ package fasthttp_test
 import (
 	"bufio"
 	"bytes"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -180,5 +181,29 @@ func TestFullCookieHeaderIsServed(t *testing.T) {
 	// the request reached the handler.
 	if resp.StatusCode() != 200 || string(resp.Body()) != "1" {
 		t.Fatalf("%d %q", resp.StatusCode(), resp.Body())
+	}
+}
+
+func TestCookieHeaderOverSeveralLines(t *testing.T) {
+	s := start(t, kvsession.Config{}, kvfasthttp.Options{})
+	s.get(t, "/counter")
+	var id string
+	for _, c := range s.jar.Cookies(site) {
+		if c.Name == "session" {
+			id = c.Value
+		}
+	}
+	// Without the jar, so that the request carries exactly our headers.
+	client := &http.Client{Transport: s.client.Transport}
+	req, _ := http.NewRequest("GET", "http://example.test/counter", nil)
+	req.Header["Cookie"] = []string{"theme=dark", "session=" + id}
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(body) != "2" {
+		t.Fatalf("counter %q: the session cookie on a second Cookie line was missed", body)
 	}
 }

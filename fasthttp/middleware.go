@@ -103,11 +103,16 @@ func New(backend kvsession.Backend, opts Options) (*Middleware, error) {
 	return m, nil
 }
 
-// RequiredReadBufferSize returns the smallest fasthttp.Server
-// ReadBufferSize that reads every request carrying the backend's largest
-// session cookies and headerRoom bytes of everything else.
+// RequiredReadBufferSize returns the fasthttp.Server ReadBufferSize that
+// reads every request carrying the backend's largest session cookies and
+// headerRoom bytes of everything else (0 means DefaultHeaderRoom, as in
+// Options), and never less than fasthttp's default: sizing a server with it
+// must not shrink what it accepted before.
 func RequiredReadBufferSize(backend kvsession.Backend, headerRoom int) int {
-	return len("Cookie: \r\n") + backend.MaxCookieHeaderBytes() + headerRoom
+	if headerRoom == 0 {
+		headerRoom = DefaultHeaderRoom
+	}
+	return max(DefaultReadBufferSize, len("Cookie: \r\n")+backend.MaxCookieHeaderBytes()+headerRoom)
 }
 
 // NewServer returns a fasthttp.Server that serves next behind the
@@ -136,9 +141,7 @@ func (m *Middleware) Handler(next fasthttp.RequestHandler) fasthttp.RequestHandl
 			next(ctx)
 			return
 		}
-		// The raw header, not fasthttp's parsed cookies: the backend reads
-		// its (possibly split) cookies itself and must see duplicates.
-		s := b.LoadFromRequest(requestContext{ctx}, ctx.Request.Header.Peek(fasthttp.HeaderCookie))
+		s := b.LoadFromRequest(requestContext{ctx}, cookieHeader(&ctx.Request.Header))
 		ctx.SetUserValue(sessionKey{}, s)
 		next(ctx)
 		err := b.StoreInResponse(s, responseSink{&ctx.Response.Header})
@@ -148,6 +151,30 @@ func (m *Middleware) Handler(next fasthttp.RequestHandler) fasthttp.RequestHandl
 			m.onError(ctx, err)
 		}
 	}
+}
+
+// cookieHeader returns the request's Cookie header as fasthttp read it: the
+// backend reads its (possibly split) cookies itself and must see every one,
+// duplicates included. Clients send one Cookie header; several are joined
+// as RFC 9113 §8.2.3 prescribes. If something before the middleware made
+// fasthttp parse the cookies, fasthttp rebuilds the header, at the cost of
+// an allocation.
+func cookieHeader(h *fasthttp.RequestHeader) []byte {
+	all := h.PeekAll(fasthttp.HeaderCookie)
+	switch len(all) {
+	case 0:
+		return nil
+	case 1:
+		return all[0]
+	}
+	var joined []byte
+	for i, v := range all {
+		if i > 0 {
+			joined = append(joined, "; "...)
+		}
+		joined = append(joined, v...)
+	}
+	return joined
 }
 
 // requestContext is the context store calls run under: the request's
