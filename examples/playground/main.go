@@ -1,17 +1,51 @@
 // Command playground is a small fasthttp server for trying kvsession by hand
 // (with curl or a browser) and for exercising the library end to end in
-// tests. Sessions live in Badger under ./data/sessions by default, so they
-// survive restarts; -store memory keeps them in the process instead.
+// tests.
+//
+// With -backend server (the default) sessions live in a store and the
+// cookie carries only their id: Badger under ./data/sessions by default, so
+// they survive restarts, or the process's memory with -store memory.
+//
+// With -backend cookie the whole session is sealed with AES-256-GCM into
+// the cookie, split over cookies session-0, session-1, … when it outgrows
+// one; no store is opened (-store and -dir are ignored). The keys come from
+// -secret or the KVSESSION_SECRET environment variable (the flag wins): a
+// comma-separated list of 32-byte keys written as 64 hex characters each.
+// The first key seals; every key opens, so a key is rotated by putting a new
+// one first and keeping the old one after it until its cookies have expired.
+// Without either, the playground makes a random key at each start, and
+// cookie sessions do not survive a restart.
 //
 //	go run ./examples/playground
 //	curl -c jar -b jar -X PUT --data alice localhost:8080/session/name
 //	curl -c jar -b jar localhost:8080/session
 //
+//	export KVSESSION_SECRET=$(openssl rand -hex 32)
+//	go run ./examples/playground -backend cookie
+//
+// Beware that curl sends at most 8190 bytes of cookies per request: with
+// -backend cookie, a session of more than about 5 KB takes three or more
+// segments, curl leaves some out, and the server starts a fresh session.
+// Browsers (and Go's net/http) send them all.
+//
+// Flags:
+//
+//	-addr host:port         listen address; port 0 picks a free one (127.0.0.1:8080)
+//	-backend server|cookie  where sessions live (server)
+//	-store badger|memory    the server backend's store (badger)
+//	-dir path               Badger directory (./data/sessions)
+//	-secret KEY[,KEY...]    the cookie backend's keys, 64 hex characters each
+//	-max-age duration       session lifetime: store TTL or sealed expiry, and cookie Max-Age (336h)
+//	-renew-on-access        refresh a session's expiry on every request that reads it
+//
 // See routes.go for the routes.
 package main
 
 import (
+	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -20,6 +54,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -37,13 +72,18 @@ import (
 // being flushed.
 const shutdownTimeout = 10 * time.Second
 
+// secretEnv is the environment variable that holds the cookie backend's
+// keys when -secret is not given. Unlike the flag, it keeps the keys out of
+// the process list.
+const secretEnv = "KVSESSION_SECRET"
+
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	// After the first signal starts the graceful shutdown, restore the
 	// default handling so that a second Ctrl-C kills at once.
 	context.AfterFunc(ctx, stop)
-	err := run(ctx, os.Args[1:], os.Stderr, nil)
+	err := run(ctx, os.Args[1:], os.Getenv, os.Stderr, nil)
 	if errors.Is(err, flag.ErrHelp) {
 		return // -h: the flag package has already printed the usage
 	}
@@ -56,20 +96,41 @@ func main() {
 // options are the parsed command-line flags.
 type options struct {
 	addr          string
+	backend       string
 	store         string
 	dir           string
+	secret        string
 	maxAge        time.Duration
 	renewOnAccess bool
+	set           map[string]bool // the flags given on the command line
 }
 
 func parseFlags(args []string, out io.Writer) (options, error) {
 	var o options
 	fs := flag.NewFlagSet("playground", flag.ContinueOnError)
 	fs.SetOutput(out)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), `Usage: playground [flags]
+
+Serves the kvsession playground routes (see routes.go) until interrupted.
+
+Environment:
+  %s
+    	the cookie backend's keys when -secret is not given, in the same form
+
+Flags:
+`, secretEnv)
+		fs.PrintDefaults()
+	}
 	fs.StringVar(&o.addr, "addr", "127.0.0.1:8080", "listen address (port 0 picks a free port)")
-	fs.StringVar(&o.store, "store", "badger", "session store: badger or memory")
-	fs.StringVar(&o.dir, "dir", "./data/sessions", "Badger directory (with -store badger)")
-	fs.DurationVar(&o.maxAge, "max-age", kvsession.DefaultMaxAge, "session lifetime: store TTL and cookie Max-Age")
+	fs.StringVar(&o.backend, "backend", "server", "where sessions live: server (in -store; the cookie holds an id)\n"+
+		"or cookie (sealed into the cookie with AES-256-GCM; no store)")
+	fs.StringVar(&o.store, "store", "badger", "session store of -backend server: badger or memory")
+	fs.StringVar(&o.dir, "dir", "./data/sessions", "Badger directory (with -backend server -store badger)")
+	fs.StringVar(&o.secret, "secret", "", "keys of -backend cookie, `KEY[,KEY...]`: each 32 bytes written as 64 hex characters\n"+
+		"(openssl rand -hex 32). The first seals, all open: put a new key first to rotate.\n"+
+		"Overrides $"+secretEnv+"; with neither, a random key per start")
+	fs.DurationVar(&o.maxAge, "max-age", kvsession.DefaultMaxAge, "session lifetime: store TTL (server) or sealed expiry (cookie), and cookie Max-Age")
 	fs.BoolVar(&o.renewOnAccess, "renew-on-access", false, "refresh a session's expiry on every request that reads it")
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -77,12 +138,73 @@ func parseFlags(args []string, out io.Writer) (options, error) {
 	if fs.NArg() > 0 {
 		return o, fmt.Errorf("unexpected arguments: %q", fs.Args())
 	}
+	o.set = map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { o.set[f.Name] = true })
+	switch o.backend {
+	case "server", "cookie":
+	default:
+		return o, fmt.Errorf("unknown -backend %q: want server or cookie", o.backend)
+	}
 	switch o.store {
 	case "badger", "memory":
 	default:
 		return o, fmt.Errorf("unknown -store %q: want badger or memory", o.store)
 	}
 	return o, nil
+}
+
+// parseSecrets parses a comma-separated list of hex keys, as -secret and
+// KVSESSION_SECRET take them. source names where the list came from, for
+// the errors; they give the key's position but never its text.
+func parseSecrets(list, source string) ([][]byte, error) {
+	items := strings.Split(list, ",")
+	keys := make([][]byte, 0, len(items))
+	for i, item := range items {
+		item = strings.TrimSpace(item)
+		where := fmt.Sprintf("%s: key %d of %d", source, i+1, len(items))
+		if item == "" {
+			return nil, fmt.Errorf("%s is empty (separate keys with single commas)", where)
+		}
+		if len(item) != 2*kvsession.SecretBytes {
+			return nil, fmt.Errorf("%s is %d characters long, want %d hex characters (a %d-byte key, e.g. from openssl rand -hex %d)",
+				where, len(item), 2*kvsession.SecretBytes, kvsession.SecretBytes, kvsession.SecretBytes)
+		}
+		k, err := hex.DecodeString(item)
+		if err != nil {
+			// The position, not the character: the error must not leak
+			// the key.
+			bad := strings.IndexFunc(item, func(r rune) bool { return !strings.ContainsRune("0123456789abcdefABCDEF", r) })
+			return nil, fmt.Errorf("%s is not hexadecimal (character %d)", where, bad+1)
+		}
+		for j, prev := range keys {
+			if bytes.Equal(prev, k) {
+				return nil, fmt.Errorf("%s is the same as key %d", where, j+1)
+			}
+		}
+		keys = append(keys, k)
+	}
+	return keys, nil
+}
+
+// cookieSecrets returns the cookie backend's keys and where they came
+// from: -secret if given, else KVSESSION_SECRET if not empty, else one
+// random key for this run only.
+func cookieSecrets(o options, getenv func(string) string) (keys [][]byte, source string, err error) {
+	if o.set["secret"] {
+		keys, err = parseSecrets(o.secret, "-secret")
+		return keys, "flag", err
+	}
+	if getenv != nil {
+		if env := getenv(secretEnv); env != "" {
+			keys, err = parseSecrets(env, secretEnv)
+			return keys, "env", err
+		}
+	}
+	k := make([]byte, kvsession.SecretBytes)
+	if _, err := rand.Read(k); err != nil {
+		return nil, "", fmt.Errorf("drawing a random cookie key: %w", err)
+	}
+	return [][]byte{k}, "random", nil
 }
 
 // openStore opens the store the flags chose.
@@ -102,59 +224,109 @@ func openStore(o options) (store.Store, error) {
 	return st, nil
 }
 
+// openBackend builds the backend the flags chose. closeFn, never nil, closes
+// what it opened (the store of the server backend) and must be called once
+// the server has stopped. attrs describe the backend for the start log.
+func openBackend(o options, getenv func(string) string, logger *slog.Logger) (b kvsession.Backend, closeFn func() error, attrs []any, err error) {
+	cfg := kvsession.Config{
+		MaxAge:        o.maxAge,
+		RenewOnAccess: o.renewOnAccess,
+		Logger:        logger,
+	}
+	noClose := func() error { return nil }
+	if o.backend == "cookie" {
+		secrets, source, err := cookieSecrets(o, getenv)
+		if err != nil {
+			return nil, noClose, nil, err
+		}
+		cfg.Secrets = secrets
+		// The registry is only for Config.RevocationStore, unused here.
+		cb, err := kvsession.NewCookie(cfg, nil)
+		if err != nil {
+			return nil, noClose, nil, err
+		}
+		for _, name := range []string{"store", "dir"} {
+			if o.set[name] {
+				logger.Warn("playground: -" + name + " is ignored with -backend cookie")
+			}
+		}
+		logger.Info("playground: cookie backend: sessions are sealed into the client's cookies; no store is opened")
+		if source == "random" {
+			logger.Warn("playground: no -secret or " + secretEnv + ": cookies are sealed with a random key made for this run, " +
+				"so cookie sessions will not survive a restart; to keep them, pass -secret or set " + secretEnv +
+				" to a key of 64 hex characters (openssl rand -hex 32)")
+		}
+		return cb, noClose, []any{"store", "none", "keys", len(secrets), "key_source", source,
+			"max_cookie_segments", cb.Config().MaxCookieSegments}, nil
+	}
+
+	if o.set["secret"] {
+		logger.Warn("playground: -secret is ignored with -backend server")
+	}
+	st, err := openStore(o)
+	if err != nil {
+		return nil, noClose, nil, err
+	}
+	reg := store.NewRegistry(nil)
+	if err := reg.Register(kvsession.DefaultStore, st); err != nil {
+		st.Close()
+		return nil, noClose, nil, err
+	}
+	// From here on the registry owns the store: closing it on every path
+	// is what makes Badger flush its memtable and release its lock file.
+	cfg.Store = kvsession.DefaultStore
+	sb, err := kvsession.New(cfg, reg)
+	if err != nil {
+		return nil, noClose, nil, errors.Join(err, reg.Close())
+	}
+	attrs = []any{"store", o.store}
+	if o.store == "badger" {
+		attrs = append(attrs, "dir", o.dir)
+	}
+	return sb, reg.Close, attrs, nil
+}
+
 // run starts the server described by args and serves until ctx is done,
-// then shuts it down and closes the store. It logs to logOut and, once the
+// then shuts it down and closes the store. It reads the environment through
+// getenv (nil: an empty environment) and logs to logOut and, once the
 // listener is open, calls ready (if not nil) with its real address, which is
 // how a caller learns the port chosen for ":0".
-func run(ctx context.Context, args []string, logOut io.Writer, ready func(addr string)) (err error) {
+func run(ctx context.Context, args []string, getenv func(string) string, logOut io.Writer, ready func(addr string)) (err error) {
 	o, err := parseFlags(args, logOut)
 	if err != nil {
 		return err
 	}
 	logger := slog.New(slog.NewTextHandler(logOut, nil))
 
-	st, err := openStore(o)
+	backend, closeBackend, backendAttrs, err := openBackend(o, getenv, logger)
 	if err != nil {
 		return err
 	}
-	reg := store.NewRegistry(nil)
-	if err := reg.Register(kvsession.DefaultStore, st); err != nil {
-		st.Close()
-		return err
-	}
-	// From here on the registry owns the store: closing it on every path
-	// is what makes Badger flush its memtable and release its lock file.
 	defer func() {
-		if cerr := reg.Close(); cerr != nil {
+		if cerr := closeBackend(); cerr != nil {
 			err = errors.Join(err, cerr)
 		}
 	}()
 
-	backend, err := kvsession.New(kvsession.Config{
-		MaxAge:        o.maxAge,
-		RenewOnAccess: o.renewOnAccess,
-		Store:         kvsession.DefaultStore,
-		Logger:        logger,
-	}, reg)
-	if err != nil {
-		return err
-	}
+	// A cookie session split over several cookies makes request headers
+	// larger than fasthttp reads by default; the server backend keeps
+	// fasthttp's default.
+	readBuffer := kvfasthttp.RequiredReadBufferSize(backend, kvfasthttp.DefaultHeaderRoom)
 	mw, err := kvfasthttp.New(backend, kvfasthttp.Options{
 		// Health checks run often and carry no cookie worth reading;
 		// skipping them keeps them off the store entirely.
-		Skip: func(ctx *fasthttp.RequestCtx) bool { return string(ctx.Path()) == "/healthz" },
+		Skip:           func(ctx *fasthttp.RequestCtx) bool { return string(ctx.Path()) == "/healthz" },
+		ReadBufferSize: readBuffer,
 	})
 	if err != nil {
 		return err
 	}
-	server := &fasthttp.Server{
-		Handler:      mw.Handler((&app{logger: logger}).handle),
-		Name:         "kvsession-playground",
-		ReadTimeout:  10 * time.Second,
-		WriteTimeout: 10 * time.Second,
-		IdleTimeout:  time.Minute,
-		Logger:       fasthttpLogger{logger},
-	}
+	server := mw.NewServer((&app{logger: logger}).handle)
+	server.Name = "kvsession-playground"
+	server.ReadTimeout = 10 * time.Second
+	server.WriteTimeout = 10 * time.Second
+	server.IdleTimeout = time.Minute
+	server.Logger = fasthttpLogger{logger}
 
 	// Listening ourselves, rather than ListenAndServe, lets ":0" work and
 	// lets us report the real address before serving.
@@ -162,10 +334,9 @@ func run(ctx context.Context, args []string, logOut io.Writer, ready func(addr s
 	if err != nil {
 		return err
 	}
-	attrs := []any{"addr", ln.Addr().String(), "store", o.store, "max_age", o.maxAge, "renew_on_access", o.renewOnAccess}
-	if o.store == "badger" {
-		attrs = append(attrs, "dir", o.dir)
-	}
+	attrs := []any{"addr", ln.Addr().String(), "backend", o.backend}
+	attrs = append(attrs, backendAttrs...)
+	attrs = append(attrs, "max_age", o.maxAge, "renew_on_access", o.renewOnAccess, "read_buffer_size", server.ReadBufferSize)
 	logger.Info("playground listening", attrs...)
 	if ready != nil {
 		ready(ln.Addr().String())
