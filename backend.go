@@ -2,12 +2,13 @@ package kvsession
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"sync"
-	"time"
 	"unsafe"
 
 	"github.com/kvsession/kvsession/store"
@@ -45,7 +46,6 @@ type ServerBackend struct {
 	toucher  store.Toucher  // nil when the store cannot refresh a TTL alone
 	appender store.Appender // nil when the store cannot read into our buffer
 	idLen    int            // length of an encoded id
-	ttl      time.Duration
 }
 
 var _ Backend = (*ServerBackend)(nil)
@@ -56,12 +56,7 @@ type serverEngine struct{ b *ServerBackend }
 func (e serverEngine) load(s *Session) error    { return e.b.load(s) }
 func (e serverEngine) discard(s *Session) error { return e.b.deleteStored(s) }
 func (e serverEngine) renewID(s *Session) error { return e.b.renewID(s) }
-func (e serverEngine) id(s *Session) string {
-	if s.key == "" {
-		return ""
-	}
-	return s.key[len(e.b.cfg.Prefix):]
-}
+func (e serverEngine) id(s *Session) string     { return strings.Clone(s.id) }
 
 // New validates cfg and returns a Backend on the store the registry holds
 // under cfg.Store. Every misconfiguration is a *ConfigError naming the field.
@@ -80,7 +75,6 @@ func New(cfg Config, stores *store.Registry) (*ServerBackend, error) {
 	b := &ServerBackend{
 		store: st,
 		idLen: base64.RawURLEncoding.EncodedLen(c.SessionIDBytes),
-		ttl:   c.MaxAge,
 	}
 	b.init(c, serverEngine{b})
 	b.toucher, _ = st.(store.Toucher)
@@ -122,17 +116,15 @@ func (b *ServerBackend) validID(id []byte) bool {
 	return true
 }
 
-// newKey draws a fresh id from crypto/rand and returns its store key. A
-// failing random source is an error, never a weaker id.
-func (b *ServerBackend) newKey(s *Session) (string, error) {
+// newID draws a fresh id from crypto/rand. A failing random source is an
+// error, never a weaker id.
+func (b *ServerBackend) newID(s *Session) (string, error) {
 	raw := s.idRaw[:b.cfg.SessionIDBytes]
 	if _, err := io.ReadFull(b.rand, raw); err != nil {
 		return "", fmt.Errorf("kvsession: generating a session id: %w", err)
 	}
-	p := len(b.cfg.Prefix)
-	buf := make([]byte, p+b.idLen)
-	copy(buf, b.cfg.Prefix)
-	base64.RawURLEncoding.Encode(buf[p:], raw)
+	buf := make([]byte, b.idLen)
+	base64.RawURLEncoding.Encode(buf, raw)
 	clear(raw)
 	return unsafe.String(&buf[0], len(buf)), nil
 }
@@ -141,12 +133,28 @@ func (b *ServerBackend) newKey(s *Session) (string, error) {
 func (b *ServerBackend) GenerateID() (string, error) {
 	s := b.pool.Get().(*Session)
 	defer b.pool.Put(s)
-	key, err := b.newKey(s)
-	if err != nil {
-		return "", err
-	}
-	return key[len(b.cfg.Prefix):], nil
+	return b.newID(s)
 }
+
+// storeKey returns the key a session id is stored under: Prefix and a hash
+// of the id (keyed with Config.IDHashKey if set), so that a leaked store
+// dump or backup holds no id a cookie could carry.
+func (b *ServerBackend) storeKey(id []byte) string {
+	if b.cfg.PlainStoreKeys {
+		return b.cfg.Prefix + string(id)
+	}
+	var in [64 + 2*maxSessionIDBytes]byte
+	n := copy(in[:], b.cfg.IDHashKey)
+	n += copy(in[n:], id)
+	sum := sha256.Sum256(in[:n])
+	p := len(b.cfg.Prefix)
+	buf := make([]byte, p+hashedKeyLen)
+	copy(buf, b.cfg.Prefix)
+	base64.RawURLEncoding.Encode(buf[p:], sum[:])
+	return unsafe.String(&buf[0], len(buf))
+}
+
+var hashedKeyLen = base64.RawURLEncoding.EncodedLen(sha256.Size)
 
 // LoadFromRequest starts the session of one request from its Cookie header
 // value (nil when it had none). Nothing is read from the store until the
@@ -191,13 +199,18 @@ func (b *ServerBackend) StoreInResponse(s *Session, sink ResponseSink) error {
 		b.expireCookies(s, sink)
 		return nil
 	}
+	now := s.nowNano()
 	switch {
-	case s.modified:
-		if err := b.save(s); err != nil {
+	case s.modified || b.extensionDue(s, now):
+		if err := b.save(s, now); err != nil {
+			return err
+		}
+	case b.rotationDue(s, now):
+		if err := b.rotate(s, now); err != nil {
 			return err
 		}
 	case b.cfg.RenewOnAccess && s.exists:
-		live, err := b.renew(s)
+		live, err := b.renew(s, now)
 		if err != nil {
 			return err
 		}
@@ -205,12 +218,15 @@ func (b *ServerBackend) StoreInResponse(s *Session, sink ResponseSink) error {
 			b.expireCookies(s, sink)
 			return nil
 		}
+	case s.forwarded:
+		// The request came with an id rotated out during its grace window:
+		// give the client the current one.
 	default:
 		return nil
 	}
-	// The key's id part as bytes, without a copy: setCookie only reads it.
-	id := unsafe.Slice(unsafe.StringData(s.key[len(b.cfg.Prefix):]), b.idLen)
-	return b.setCookie(s, sink, id, b.lifetime())
+	// The id as bytes, without a copy: setCookie only reads it.
+	id := unsafe.Slice(unsafe.StringData(s.id), len(s.id))
+	return b.setCookie(s, sink, id, b.lifetimeOf(s), b.ttl(s, now))
 }
 
 var recordPool = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
@@ -224,28 +240,32 @@ func putRecordBuf(p *[]byte) {
 	}
 }
 
-func (b *ServerBackend) save(s *Session) error {
-	if s.key == "" {
-		key, err := b.newKey(s)
-		if err != nil {
+// save writes the session under its id (a new one if it has none), with
+// its idle clock restarted, then retires the record of an id RenewID
+// replaced.
+func (b *ServerBackend) save(s *Session, now int64) error {
+	if s.id == "" {
+		if err := b.assignID(s); err != nil {
 			return err
 		}
-		s.key = key
 	}
 	if s.created == 0 {
-		s.created = b.now().UnixNano()
+		s.created = now
 	}
+	prevExtended := s.extended
+	s.extended = now
 	bp := getRecordBuf()
 	rec := s.encode((*bp)[:0])
 	var err error
 	if len(rec) > b.cfg.MaxRecordBytes {
 		err = ErrSessionTooLarge
-	} else if err = b.store.Set(s.ctx, s.key, rec, b.ttl); err != nil {
+	} else if err = b.store.Set(s.ctx, s.key, rec, b.ttl(s, now)); err != nil {
 		err = &StoreError{Op: "save", Err: err}
 	}
 	*bp = rec
 	putRecordBuf(bp)
 	if err != nil {
+		s.extended = prevExtended
 		return err
 	}
 	s.exists = true
@@ -262,30 +282,122 @@ func (b *ServerBackend) save(s *Session) error {
 	return nil
 }
 
-// load fetches the session's record from the store.
+// assignID gives the session a fresh id and its store key.
+func (b *ServerBackend) assignID(s *Session) error {
+	id, err := b.newID(s)
+	if err != nil {
+		return err
+	}
+	s.id, s.key = id, b.storeKey(unsafe.Slice(unsafe.StringData(id), len(id)))
+	return nil
+}
+
+// rotate moves a session due for renewal to a fresh id. The old key then
+// holds, for RenewalGrace, a forward to the new id, so that requests already
+// in flight with the old cookie still reach the session (and are given the
+// new cookie). The forward is sealed with a pad derived from the old id,
+// which the store does not hold: a store dump yields no usable id from it.
+func (b *ServerBackend) rotate(s *Session, now int64) error {
+	oldID, oldKey := s.id, s.key
+	if err := b.assignID(s); err != nil {
+		return err
+	}
+	s.rotated = now
+	s.exists = false
+	if err := b.save(s, now); err != nil {
+		s.id, s.key, s.exists = oldID, oldKey, true
+		return err
+	}
+	grace := b.cfg.RenewalGrace
+	var err error
+	if grace <= 0 {
+		err = b.store.Delete(s.ctx, oldKey)
+	} else {
+		fwd := make([]byte, 1, 1+len(s.id))
+		fwd[0] = forwardMarker
+		fwd = append(fwd, s.id...)
+		xorPad(fwd[1:], oldID)
+		err = b.store.Set(s.ctx, oldKey, fwd, grace)
+	}
+	if err != nil {
+		// The old record keeps working until its own TTL: the session is
+		// safe under the new id, and failing now would lose the cookie.
+		b.cfg.Logger.Warn("kvsession: could not retire a rotated session id; it works until its TTL", "error", err)
+	}
+	return nil
+}
+
+// forwardMarker starts a forward record. 0xc1 is never used by msgpack, so
+// no session record starts with it.
+const forwardMarker = 0xc1
+
+// xorPad XORs p with a pad drawn from id by SHA-256 in counter mode.
+func xorPad(p []byte, id string) {
+	var in [2*maxSessionIDBytes + 32]byte
+	n := copy(in[:], "kvsession forward\x00")
+	n += copy(in[n:], id)
+	for block := 0; len(p) > 0; block++ {
+		in[n] = byte(block)
+		pad := sha256.Sum256(in[:n+1])
+		k := min(len(pad), len(p))
+		for i := range k {
+			p[i] ^= pad[i]
+		}
+		p = p[k:]
+	}
+}
+
+// load fetches the session's record from the store, following the
+// forward an id rotated out within its grace window left.
 func (b *ServerBackend) load(s *Session) error {
 	if !b.validID(s.cookie) {
 		return nil
 	}
-	key := b.cfg.Prefix + string(s.cookie)
-	var rec []byte
-	var err error
-	if b.appender != nil {
-		rec, err = b.appender.GetAppend(s.ctx, key, s.recBuf[:0])
-		s.recBuf = rec
-	} else {
-		rec, err = b.store.Get(s.ctx, key)
-	}
-	if err != nil {
-		if isNotFound(err) {
+	id := s.cookie
+	for hops := 0; ; hops++ {
+		key := b.storeKey(id)
+		rec, err := b.get(s, key)
+		if err != nil {
+			if isNotFound(err) {
+				return nil
+			}
+			return &StoreError{Op: "load", Err: err}
+		}
+		if len(rec) > 0 && rec[0] == forwardMarker {
+			// At most one hop: a session rotates once per RenewalTimeout,
+			// far longer than the grace window.
+			if hops > 0 || len(rec) != 1+b.idLen {
+				return nil
+			}
+			xorPad(rec[1:], string(id))
+			if !b.validID(rec[1:]) {
+				return nil
+			}
+			id = append(s.idBuf[:0], rec[1:]...)
+			s.idBuf = id
+			s.forwarded = true
+			continue
+		}
+		if !s.decodeOrForget(rec) {
 			return nil
 		}
-		return &StoreError{Op: "load", Err: err}
+		if b.expired(s, s.nowNano()) {
+			s.forget()
+			return nil
+		}
+		// A view of the session's own copy: ID() clones it for the caller.
+		s.id, s.key, s.exists = bytesToString(id), key, true
+		return nil
 	}
-	if s.decodeOrForget(rec) {
-		s.key, s.exists = key, true
+}
+
+func (b *ServerBackend) get(s *Session, key string) ([]byte, error) {
+	if b.appender != nil {
+		rec, err := b.appender.GetAppend(s.ctx, key, s.recBuf[:0])
+		s.recBuf = rec
+		return rec, err
 	}
-	return nil
+	return b.store.Get(s.ctx, key)
 }
 
 // deleteStored deletes the session's record and any record RenewID retired.
@@ -306,25 +418,26 @@ func (b *ServerBackend) deleteStored(s *Session) error {
 }
 
 // renewID moves the session to a fresh id. The record under the old one is
-// deleted once the session is saved under the new one.
+// deleted once the session is saved under the new one: unlike a periodic
+// rotation, there is no grace window, since the point is that the old id
+// stops working.
 func (b *ServerBackend) renewID(s *Session) error {
-	key, err := b.newKey(s)
-	if err != nil {
+	oldKey, existed := s.key, s.exists
+	if err := b.assignID(s); err != nil {
 		return err
 	}
-	if s.exists {
-		s.oldKey = s.key
+	if existed {
+		s.oldKey = oldKey
 		s.exists = false
 	}
-	s.key = key
 	return nil
 }
 
 // renew resets the TTL of an unmodified session without rewriting it. It
 // reports false if the record is gone: another request destroyed or renewed
 // the session since this one loaded it, and a renewal must not bring it back.
-func (b *ServerBackend) renew(s *Session) (bool, error) {
-	err := b.toucher.Touch(s.ctx, s.key, b.ttl)
+func (b *ServerBackend) renew(s *Session, now int64) (bool, error) {
+	err := b.toucher.Touch(s.ctx, s.key, b.ttl(s, now))
 	if err == nil {
 		return true, nil
 	}
@@ -369,8 +482,8 @@ func (b *ServerBackend) Set(ctx context.Context, id string, values map[string]an
 			return err
 		}
 	}
-	s.key, s.created = b.cfg.Prefix+id, created
-	return b.save(s)
+	s.id, s.key, s.created = id, b.storeKey([]byte(id)), created
+	return b.save(s, s.nowNano())
 }
 
 // Delete deletes the session with the given id. Deleting an unknown id is
@@ -379,7 +492,7 @@ func (b *ServerBackend) Delete(ctx context.Context, id string) error {
 	if !b.validID([]byte(id)) {
 		return ErrInvalidID
 	}
-	if err := b.store.Delete(ctx, b.cfg.Prefix+id); err != nil {
+	if err := b.store.Delete(ctx, b.storeKey([]byte(id))); err != nil {
 		return &StoreError{Op: "delete", Err: err}
 	}
 	return nil

@@ -61,7 +61,7 @@ func TestNewSessionSavedWithSecureCookie(t *testing.T) {
 	if strings.Join(out.headers, "\n") != strings.Join(wantHeaders, "\n") {
 		t.Fatalf("headers %q, want %q", out.headers, wantHeaders)
 	}
-	if ttl := st.ttl[id]; ttl != DefaultMaxAge {
+	if ttl := st.ttl[b.storeKey([]byte(id))]; ttl != DefaultMaxAge {
 		t.Fatalf("store TTL %v, want %v", ttl, DefaultMaxAge)
 	}
 	// The next request with that cookie sees the data and writes nothing.
@@ -228,7 +228,7 @@ func TestUnreadableRecordStartsFreshSession(t *testing.T) {
 			var logs bytes.Buffer
 			b := newBackend(t, Config{Logger: slog.New(slog.NewTextHandler(&logs, nil))}, st)
 			id, _ := b.GenerateID()
-			st.data[id] = rec
+			st.data[b.storeKey([]byte(id))] = rec
 			out, err := request(t, b, id, func(s *Session) {
 				if s.Len() != 0 || s.Err() != nil {
 					t.Errorf("len %d err %v", s.Len(), s.Err())
@@ -267,8 +267,8 @@ func TestModifiedSessionSavedUnderSameID(t *testing.T) {
 	if err != nil || vals["n"] != int64(2) {
 		t.Fatalf("stored %v, %v", vals, err)
 	}
-	if st.ttl[id] != time.Hour {
-		t.Fatalf("ttl %v", st.ttl[id])
+	if st.ttl[b.storeKey([]byte(id))] != time.Hour {
+		t.Fatalf("ttl %v", st.ttl[b.storeKey([]byte(id))])
 	}
 }
 
@@ -277,21 +277,21 @@ func TestRenewOnAccess(t *testing.T) {
 	b := newBackend(t, Config{RenewOnAccess: true, MaxAge: time.Minute}, touchingStore{fs})
 	out, _ := request(t, b, "", func(s *Session) { s.Set("a", "b") })
 	id := out.cookieValue(t, "session")
-	before := append([]byte(nil), fs.data[id]...)
-	fs.ttl[id] = 0
+	before := append([]byte(nil), fs.data[b.storeKey([]byte(id))]...)
+	fs.ttl[b.storeKey([]byte(id))] = 0
 	fs.calls = map[string]int{}
 
 	out, err := request(t, b, id, func(s *Session) { s.Get("a") })
 	if err != nil {
 		t.Fatal(err)
 	}
-	if fs.ttl[id] != time.Minute {
-		t.Fatalf("TTL not refreshed: %v", fs.ttl[id])
+	if fs.ttl[b.storeKey([]byte(id))] != time.Minute {
+		t.Fatalf("TTL not refreshed: %v", fs.ttl[b.storeKey([]byte(id))])
 	}
 	if fs.count("touch") != 1 || fs.count("set") != 0 {
 		t.Fatalf("calls %v, want one Touch and no Set", fs.calls)
 	}
-	if !bytes.Equal(fs.data[id], before) {
+	if !bytes.Equal(fs.data[b.storeKey([]byte(id))], before) {
 		t.Fatal("record changed by a renewal")
 	}
 	if !strings.Contains(out.cookies["session"], "Max-Age=60;") || len(out.headers) != 2 {
@@ -315,7 +315,7 @@ func TestRenewOnAccessAfterConcurrentDestroy(t *testing.T) {
 	id := out.cookieValue(t, "session")
 	out, err := request(t, b, id, func(s *Session) {
 		s.Get("a")
-		delete(fs.data, id) // the other request's logout
+		delete(fs.data, b.storeKey([]byte(id))) // the other request's logout
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -537,7 +537,7 @@ func TestPrefixSeparatesConfigsSharingAStore(t *testing.T) {
 	}
 	out, _ := request(t, admin, "", func(s *Session) { s.Set("role", "root") })
 	id := out.cookieValue(t, "admin")
-	if _, ok := st.data["admin:"+id]; !ok {
+	if k := admin.storeKey([]byte(id)); !strings.HasPrefix(k, "admin:") || st.data[k] == nil {
 		t.Fatalf("keys %v, want admin:%s", st.keys(), id)
 	}
 	// The same id presented to the other configuration finds nothing.

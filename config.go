@@ -38,6 +38,8 @@ const (
 	DefaultStore          = "sessions"
 	DefaultMaxRecordBytes = 1 << 20
 
+	DefaultRenewalGrace = 15 * time.Second
+
 	// DefaultMaxCookieSegments lets a cookie session take four browser
 	// cookies: about 16 KB of cookie, 11.9 KB of encoded session.
 	DefaultMaxCookieSegments = 4
@@ -151,6 +153,54 @@ type Config struct {
 	// backend keeps per-user revocations (CookieBackend.RevokeUser). Empty:
 	// no revocation, and no store call per request.
 	RevocationStore string
+
+	// IdleTimeout ends a session unused for that long (0: off). Use
+	// refreshes it, but at most once per ExtensionDelay, so that read-only
+	// requests do not each cost a store write. Cannot be combined with
+	// RenewOnAccess, which it generalises.
+	IdleTimeout time.Duration
+
+	// ExtensionDelay is how long after its last save or extension a
+	// session's idle deadline is pushed back again. The trade-off: a
+	// session may end up to ExtensionDelay before IdleTimeout of true
+	// inactivity, and a session used continuously costs one write per
+	// ExtensionDelay. Default IdleTimeout/10; 0 < ExtensionDelay <
+	// IdleTimeout.
+	ExtensionDelay time.Duration
+
+	// AbsoluteTimeout ends a session that long after it was created,
+	// however active (0: off).
+	AbsoluteTimeout time.Duration
+
+	// RenewalTimeout rotates a server-side session's id that long after it
+	// was created or last rotated (0: off), keeping its data. The old id
+	// keeps leading to the session for RenewalGrace, so requests already
+	// in flight with the old cookie still find it.
+	RenewalTimeout time.Duration
+
+	// RenewalGrace is how long a rotated-out id still works. Default 15
+	// seconds; at most a minute, since a stolen old id works that long.
+	RenewalGrace time.Duration
+
+	// MaxAgeLimit is the longest lifetime Session.SetMaxAge may give one
+	// session ("remember me"). Default MaxAge: no session outlives the
+	// configured one unless this is raised.
+	MaxAgeLimit time.Duration
+
+	// Partitioned adds the Partitioned attribute (CHIPS): in a third-party
+	// context the cookie is kept per top-level site. Requires Secure.
+	Partitioned bool
+
+	// IDHashKey, if set (16 to 64 bytes), keys the hash that turns a
+	// session id into its store key. Without it the hash is plain SHA-256,
+	// which already makes a store dump useless for forging cookies: ids
+	// are 256 random bits. Changing it orphans every stored session.
+	IDHashKey []byte
+
+	// PlainStoreKeys stores sessions under their ids themselves rather than
+	// a hash of them, as kvsession did before. Only for stores whose keys
+	// must stay readable; a leaked dump then yields working cookies.
+	PlainStoreKeys bool
 }
 
 // ConfigError reports an invalid Config field.
@@ -191,6 +241,15 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxCookieSegments == 0 {
 		c.MaxCookieSegments = DefaultMaxCookieSegments
+	}
+	if c.ExtensionDelay == 0 && c.IdleTimeout > 0 {
+		c.ExtensionDelay = c.IdleTimeout / 10
+	}
+	if c.RenewalGrace == 0 {
+		c.RenewalGrace = DefaultRenewalGrace
+	}
+	if c.MaxAgeLimit == 0 {
+		c.MaxAgeLimit = c.MaxAge
 	}
 	return c
 }
@@ -259,6 +318,15 @@ func (c Config) compile() (*compiled, error) {
 	if c.MaxCookieSegments < 1 || c.MaxCookieSegments > maxCookieSegmentsLimit {
 		return bad("MaxCookieSegments", "%d is outside 1 to %d", c.MaxCookieSegments, maxCookieSegmentsLimit)
 	}
+	if err := c.checkLifecycle(); err != nil {
+		return nil, err
+	}
+	if err := c.checkCookiePrefix(); err != nil {
+		return nil, err
+	}
+	if n := len(c.IDHashKey); n != 0 && (n < 16 || n > 64) {
+		return bad("IDHashKey", "%d bytes; use 16 to 64 random bytes", n)
+	}
 	for i, k := range c.Secrets {
 		if len(k) != SecretBytes {
 			return bad(fmt.Sprintf("Secrets[%d]", i), "%d bytes; each secret must be exactly %d random bytes (AES-256-GCM)", len(k), SecretBytes)
@@ -299,4 +367,66 @@ func validCookieName(name string) bool {
 		}
 	}
 	return true
+}
+
+// checkLifecycle validates the timeouts against each other.
+func (c *Config) checkLifecycle() error {
+	bad := func(field, format string, args ...any) error {
+		return &ConfigError{Field: field, Reason: fmt.Sprintf(format, args...)}
+	}
+	for _, d := range []struct {
+		field string
+		v     time.Duration
+	}{{"IdleTimeout", c.IdleTimeout}, {"AbsoluteTimeout", c.AbsoluteTimeout}, {"RenewalTimeout", c.RenewalTimeout}} {
+		if d.v < 0 || (d.v > 0 && d.v < time.Second) {
+			return bad(d.field, "%v: use 0 (off) or at least a second", d.v)
+		}
+	}
+	if c.IdleTimeout > 0 {
+		if c.RenewOnAccess {
+			return bad("RenewOnAccess", "cannot be combined with IdleTimeout, which extends sessions on use every ExtensionDelay")
+		}
+		if c.ExtensionDelay <= 0 || c.ExtensionDelay >= c.IdleTimeout {
+			return bad("ExtensionDelay", "%v must be above 0 and below IdleTimeout (%v)", c.ExtensionDelay, c.IdleTimeout)
+		}
+	} else if c.ExtensionDelay != 0 {
+		return bad("ExtensionDelay", "is set but IdleTimeout is not")
+	}
+	if c.RenewalGrace < 0 || c.RenewalGrace > time.Minute {
+		return bad("RenewalGrace", "%v is outside 0 to 1m", c.RenewalGrace)
+	}
+	if c.MaxAgeLimit < c.MaxAge || c.MaxAgeLimit > MaxMaxAge {
+		return bad("MaxAgeLimit", "%v must be between MaxAge (%v) and %v", c.MaxAgeLimit, c.MaxAge, MaxMaxAge)
+	}
+	return nil
+}
+
+// checkCookiePrefix enforces what browsers require of cookies whose names
+// start with __Host- or __Secure- (RFC 6265bis §4.1.3): they would drop the
+// cookie otherwise, and every session would silently start fresh.
+func (c *Config) checkCookiePrefix() error {
+	bad := func(field, format string, args ...any) error {
+		return &ConfigError{Field: field, Reason: fmt.Sprintf(format, args...)}
+	}
+	lower := strings.ToLower(c.Key)
+	switch {
+	case strings.HasPrefix(lower, "__host-"):
+		if !c.Secure {
+			return bad("Secure", "a %q cookie requires Secure", c.Key)
+		}
+		if c.Path != "/" {
+			return bad("Path", "a %q cookie requires Path \"/\", not %q", c.Key, c.Path)
+		}
+		if c.Domain != "" {
+			return bad("Domain", "a %q cookie must not have a Domain (%q)", c.Key, c.Domain)
+		}
+	case strings.HasPrefix(lower, "__secure-"):
+		if !c.Secure {
+			return bad("Secure", "a %q cookie requires Secure", c.Key)
+		}
+	}
+	if c.Partitioned && !c.Secure {
+		return bad("Partitioned", "requires Secure: browsers reject Partitioned cookies without it")
+	}
+	return nil
 }

@@ -76,6 +76,9 @@ func NewCookie(cfg Config, stores *store.Registry) (*CookieBackend, error) {
 	if err != nil {
 		return nil, err
 	}
+	if c.RenewalTimeout > 0 {
+		return nil, &ConfigError{Field: "RenewalTimeout", Reason: "cookie sessions have no id to rotate"}
+	}
 	if len(c.Secrets) == 0 {
 		return nil, &ConfigError{Field: "Secrets", Reason: fmt.Sprintf("the cookie backend needs at least one key of %d random bytes", SecretBytes)}
 	}
@@ -170,7 +173,7 @@ func (b *CookieBackend) StoreInResponse(s *Session, sink ResponseSink) error {
 		b.expireCookies(s, sink)
 		return nil
 	}
-	if !s.modified && !b.cfg.RenewOnAccess && s.sealedKey == 0 {
+	if !s.modified && !b.cfg.RenewOnAccess && s.sealedKey == 0 && !b.extensionDue(s, s.nowNano()) {
 		return nil
 	}
 	return b.seal(s, sink)
@@ -192,10 +195,15 @@ func (b *CookieBackend) load(s *Session) error {
 	}
 	bound := int64(binary.BigEndian.Uint64(plain))
 	expires := int64(binary.BigEndian.Uint64(plain[8:]))
-	if b.now().UnixNano() >= expires {
+	now := s.nowNano()
+	if now >= expires {
 		return nil
 	}
 	if !s.decodeOrForget(plain[cookieTimesBytes:]) {
+		return nil
+	}
+	if b.expired(s, now) {
+		s.forget()
 		return nil
 	}
 	s.bound = bound
@@ -236,15 +244,17 @@ func (b *CookieBackend) unseal(s *Session) ([]byte, int, bool) {
 
 // seal encrypts the session with the first key and sets it as the cookie.
 func (b *CookieBackend) seal(s *Session, sink ResponseSink) error {
-	now := b.now()
+	now := s.nowNano()
 	if s.created == 0 {
-		s.created = now.UnixNano()
+		s.created = now
 	}
+	s.extended = now
+	ttl := b.ttl(s, now)
 	pp, sp := getRecordBuf(), getRecordBuf()
 	defer putRecordBuf(pp)
 	defer putRecordBuf(sp)
 	plain := binary.BigEndian.AppendUint64((*pp)[:0], uint64(s.bound))
-	plain = binary.BigEndian.AppendUint64(plain, uint64(now.Add(b.cfg.MaxAge).UnixNano()))
+	plain = binary.BigEndian.AppendUint64(plain, uint64(now+int64(ttl)))
 	plain = s.encode(plain)
 	*pp = plain
 	if len(plain)-cookieTimesBytes > b.cfg.MaxRecordBytes {
@@ -261,7 +271,7 @@ func (b *CookieBackend) seal(s *Session, sink ResponseSink) error {
 	sealed = k.aead.Seal(sealed, nonce, plain, k.aad)
 	*sp = sealed
 	s.recBuf = strictBase64.AppendEncode(s.recBuf[:0], sealed)
-	return b.setCookie(s, sink, s.recBuf, b.lifetime())
+	return b.setCookie(s, sink, s.recBuf, b.lifetimeOf(s), ttl)
 }
 
 // RevokeUser makes every cookie session bound to user (Session.SetUser)

@@ -29,7 +29,7 @@ func writeValue(t *testing.T, c *core, value []byte, carried cookieSet) (*sink, 
 	t.Helper()
 	s := &Session{c: c, carried: carried}
 	out := &sink{}
-	err := c.setCookie(s, out, value, cookiePersistent)
+	err := c.setCookie(s, out, value, cookiePersistent, c.cfg.MaxAge)
 	return out, err
 }
 
@@ -90,7 +90,7 @@ func TestSplitBoundaries(t *testing.T) {
 	// boundary must account for all of them.
 	cfg := Config{Key: "sid", Secure: true, Domain: "accounts.example.com", Path: "/" + strings.Repeat("p", 300), MaxCookieSegments: 8}
 	c := newCore(t, cfg)
-	attrs := len(c.appendAttrs(nil, cookiePersistent))
+	attrs := len(c.appendAttrs(nil, cookiePersistent, c.cfg.MaxAge))
 	bareMax := MaxCookieLineBytes - len("sid=") - attrs
 	// Two segments carry "0.2." and "1.2." before their halves.
 	twoMax := 2 * (MaxCookieLineBytes - len("sid-0=0.2.") - attrs)

@@ -149,8 +149,8 @@ func (c *core) lifetime() cookieLifetime {
 // expires every other cookie of the session's name the request carried. It
 // returns a *CookieTooLargeError, writing nothing, if the value would need
 // more than Config.MaxCookieSegments cookies.
-func (c *core) setCookie(s *Session, sink ResponseSink, value []byte, lifetime cookieLifetime) error {
-	s.attrs = c.appendAttrs(s.attrs[:0], lifetime)
+func (c *core) setCookie(s *Session, sink ResponseSink, value []byte, lifetime cookieLifetime, ttl time.Duration) error {
+	s.attrs = c.appendAttrs(s.attrs[:0], lifetime, ttl)
 	attrs := s.attrs
 	n := c.split.count(len(value), len(attrs))
 	if n == 0 {
@@ -184,13 +184,21 @@ func addCacheHeaders(sink ResponseSink) {
 }
 
 // appendAttrs appends the attributes of a live session cookie, from "; Path".
-func (c *core) appendAttrs(l []byte, lifetime cookieLifetime) []byte {
+// A persistent cookie lives ttl.
+func (c *core) appendAttrs(l []byte, lifetime cookieLifetime, ttl time.Duration) []byte {
 	l = c.appendScope(l)
 	if lifetime == cookiePersistent {
 		l = append(l, "; Max-Age="...)
-		l = append(l, c.maxAge...)
-		l = append(l, "; Expires="...)
-		l = append(l, c.expiresAt()...)
+		if ttl == c.cfg.MaxAge {
+			l = append(l, c.maxAge...)
+			l = append(l, "; Expires="...)
+			l = append(l, c.expiresAt()...)
+		} else {
+			secs := int64((ttl + time.Second - 1) / time.Second)
+			l = strconv.AppendInt(l, secs, 10)
+			l = append(l, "; Expires="...)
+			l = time.Unix(c.now().Unix()+secs, 0).UTC().AppendFormat(l, http.TimeFormat)
+		}
 	}
 	return c.appendFlags(l)
 }
@@ -221,7 +229,11 @@ func (c *core) appendFlags(l []byte) []byte {
 		l = append(l, "; HttpOnly"...)
 	}
 	l = append(l, "; SameSite="...)
-	return append(l, c.cfg.SameSite.String()...)
+	l = append(l, c.cfg.SameSite.String()...)
+	if c.cfg.Partitioned {
+		l = append(l, "; Partitioned"...)
+	}
+	return l
 }
 
 // expiresCache holds the Expires date for cookies set during one second, so

@@ -55,7 +55,7 @@ func FuzzRecord(f *testing.F) {
 		st := newFakeStore()
 		be := newBackend(t, Config{}, st)
 		id, _ := be.GenerateID()
-		st.data[id] = rec
+		st.data[be.storeKey([]byte(id))] = rec
 		out, err := request(t, be, id, func(s *Session) {
 			for _, k := range s.Keys() {
 				s.Get(k)
@@ -102,7 +102,7 @@ func FuzzCookieSplit(f *testing.F) {
 		text := []byte(base64.RawURLEncoding.EncodeToString(value))
 		out, err := writeValue(t, c, text, carried)
 		if err != nil {
-			if c.split.count(len(text), len(c.appendAttrs(nil, cookiePersistent))) != 0 {
+			if c.split.count(len(text), len(c.appendAttrs(nil, cookiePersistent, c.cfg.MaxAge))) != 0 {
 				t.Fatalf("write failed although the value fits: %v", err)
 			}
 			return

@@ -51,17 +51,27 @@ type Session struct {
 	carried   cookieSet // the session cookies the request carried
 	cookieErr error     // why they could not be read, if they could not
 
-	loaded   bool
-	loadErr  error
-	exists   bool   // the store holds a record under key
-	key      string // store key (Prefix + id); "" until the session has an id
-	oldKey   string // a key RenewID retired, deleted once the new one is saved
-	created  int64  // unix nanoseconds; 0 until first saved
-	modified bool
-	recBuf   []byte // the loaded record, when the backend can read it into our buffer
-	user     string // the user the session is bound to; "" if none
+	loaded    bool
+	loadErr   error
+	exists    bool   // the store holds a record under key
+	id        string // the session id; "" until it has one
+	key       string // its store key (Prefix and a hash of the id)
+	idBuf     []byte // the id a forward led to
+	forwarded bool   // the request's id was rotated out; the cookie must be updated
+	oldKey    string // a key RenewID retired, deleted once the new one is saved
+	created   int64  // unix nanoseconds; 0 until first saved
+	modified  bool
+	recBuf    []byte // the loaded record, when the backend can read it into our buffer
+	user      string // the user the session is bound to; "" if none
 
 	// The cookie backend's state.
+	// Lifecycle metadata, kept in the record beside the values.
+	extended   int64      // unix ns of the last save or extension: the idle clock starts there
+	rotated    int64      // unix ns the id was last rotated by RenewalTimeout; 0: never
+	maxAge     int64      // this session's own MaxAge (SetMaxAge); 0: Config.MaxAge
+	cookieMode cookieMode // this session's cookie lifetime (SetBrowserSession)
+	now        int64      // unix ns, read once per request (nowNano)
+
 	sealedKey int   // which of Config.Secrets opened the cookie
 	bound     int64 // unix nanoseconds the user was bound; kept across re-seals
 	sealBuf   []byte
@@ -79,8 +89,10 @@ func (s *Session) reset() {
 	s.carried, s.cookieErr = cookieSet{}, nil
 	s.loaded, s.exists, s.modified = false, false, false
 	s.loadErr = nil
-	s.key, s.oldKey, s.user = "", "", ""
+	s.id, s.key, s.oldKey, s.user = "", "", "", ""
+	s.idBuf, s.forwarded = s.idBuf[:0], false
 	s.created, s.sealedKey, s.bound = 0, 0, 0
+	s.extended, s.rotated, s.maxAge, s.cookieMode, s.now = 0, 0, 0, cookieDefault, 0
 	s.recBuf = s.recBuf[:0]
 	// The last cookie's plaintext: never shown to the next request, but
 	// no reason to leave it in memory either.
@@ -146,12 +158,17 @@ func (s *Session) forget() {
 	clear(s.entries)
 	s.entries = s.entries[:0]
 	s.created, s.user, s.bound = 0, "", 0
+	s.extended, s.rotated, s.maxAge, s.cookieMode = 0, 0, 0, cookieDefault
 }
 
-// decode parses a record: [version, created, {name: bin, ...}, user, ...].
-// The user is there only when the session is bound to one. Fields after it
-// are skipped so that a later version can add bookkeeping without breaking
-// an older reader.
+// decode parses a record:
+//
+//	[version, created, {name: bin, ...}, user, extended, rotated, maxAge, cookieMode, ...]
+//
+// Records with only the first three or four fields (as kvsession wrote
+// them before) read with the others zero. Fields after the eighth are
+// skipped so that a later version can add bookkeeping without breaking an
+// older reader.
 func (s *Session) decode(rec []byte) error {
 	if len(rec) > s.c.cfg.MaxRecordBytes {
 		return ErrSessionTooLarge
@@ -203,7 +220,22 @@ func (s *Session) decode(rec []byte) error {
 		}
 		s.user = bytesToString(user)
 	}
-	for i := 4; i < fields; i++ {
+	if fields >= recordFields {
+		for _, f := range []*int64{&s.extended, &s.rotated, &s.maxAge} {
+			if *f, err = r.int(); err != nil {
+				return err
+			}
+		}
+		mode, err := r.int()
+		if err != nil {
+			return err
+		}
+		if mode < 0 || mode > int64(cookieBrowserOnly) || s.maxAge < 0 || s.maxAge > int64(MaxMaxAge) {
+			return errBadRecord
+		}
+		s.cookieMode = cookieMode(mode)
+	}
+	for i := recordFields; i < fields; i++ {
 		if err := r.skip(0); err != nil {
 			return err
 		}
@@ -252,12 +284,11 @@ func bytesToString(b []byte) string {
 	return unsafe.String(&b[0], len(b))
 }
 
+// recordFields is how many fields encode writes.
+const recordFields = 8
+
 func (s *Session) encode(dst []byte) []byte {
-	fields := byte(3)
-	if s.user != "" {
-		fields = 4
-	}
-	dst = append(dst, 0x90|fields, recordVersion)
+	dst = append(dst, 0x90|recordFields, recordVersion)
 	dst = appendInt(dst, s.created)
 	dst = appendMapHeader(dst, len(s.entries))
 	for _, e := range s.entries {
@@ -265,10 +296,11 @@ func (s *Session) encode(dst []byte) []byte {
 		dst = appendBinHeader(dst, len(e.raw))
 		dst = append(dst, e.raw...)
 	}
-	if fields == 4 {
-		dst = appendString(dst, s.user)
-	}
-	return dst
+	dst = appendString(dst, s.user)
+	dst = appendInt(dst, s.extended)
+	dst = appendInt(dst, s.rotated)
+	dst = appendInt(dst, s.maxAge)
+	return appendInt(dst, int64(s.cookieMode))
 }
 
 func (s *Session) find(key string) int {
@@ -596,7 +628,7 @@ func (s *Session) Destroy() error {
 		return err
 	}
 	s.forget()
-	s.key = ""
+	s.id, s.key = "", ""
 	s.modified = true
 	return nil
 }

@@ -1,0 +1,131 @@
+package kvsession
+
+import (
+	"fmt"
+	"time"
+)
+
+// cookieMode is a session's own choice of cookie lifetime, kept in its
+// record (Session.SetBrowserSession).
+type cookieMode uint8
+
+const (
+	cookieDefault     cookieMode = iota // as Config.BrowserSession says
+	cookieKeep                          // persistent: Max-Age and Expires
+	cookieBrowserOnly                   // no Max-Age: gone when the browser closes
+)
+
+// lifetimeOf returns the kind of cookie the session gets.
+func (c *core) lifetimeOf(s *Session) cookieLifetime {
+	switch s.cookieMode {
+	case cookieKeep:
+		return cookiePersistent
+	case cookieBrowserOnly:
+		return cookieBrowserSession
+	}
+	return c.lifetime()
+}
+
+// maxAgeOf returns the session's own MaxAge, or the configured one.
+func (c *core) maxAgeOf(s *Session) time.Duration {
+	if s.maxAge > 0 {
+		return time.Duration(s.maxAge)
+	}
+	return c.cfg.MaxAge
+}
+
+// ttl is how long, from now, the session lives if saved now: its MaxAge,
+// cut to IdleTimeout and to what AbsoluteTimeout leaves. Never below a
+// millisecond, since a store reads 0 as "no expiry".
+func (c *core) ttl(s *Session, now int64) time.Duration {
+	d := c.maxAgeOf(s)
+	if idle := c.cfg.IdleTimeout; idle > 0 && idle < d {
+		d = idle
+	}
+	if abs := c.cfg.AbsoluteTimeout; abs > 0 && s.created != 0 {
+		if left := time.Duration(s.created + int64(abs) - now); left < d {
+			d = left
+		}
+	}
+	return max(d, time.Millisecond)
+}
+
+// expired reports whether a loaded session is past its absolute or idle
+// deadline. Store TTLs enforce both too, but only to the store's precision
+// (Badger's is a second), and a cookie can be replayed: this check is
+// exact.
+func (c *core) expired(s *Session, now int64) bool {
+	if abs := c.cfg.AbsoluteTimeout; abs > 0 && s.created != 0 && now >= s.created+int64(abs) {
+		return true
+	}
+	if idle := c.cfg.IdleTimeout; idle > 0 && s.extended != 0 && now >= s.extended+int64(idle) {
+		return true
+	}
+	return false
+}
+
+// extensionDue reports whether a session used now should have its idle
+// deadline pushed back, which costs a write.
+func (c *core) extensionDue(s *Session, now int64) bool {
+	return c.cfg.IdleTimeout > 0 && now-s.extended >= int64(c.cfg.ExtensionDelay)
+}
+
+// rotationDue reports whether a stored session's id is due for rotation.
+func (c *core) rotationDue(s *Session, now int64) bool {
+	if c.cfg.RenewalTimeout <= 0 || !s.exists {
+		return false
+	}
+	since := max(s.created, s.rotated)
+	return now-since >= int64(c.cfg.RenewalTimeout)
+}
+
+// nowNano reads the clock once per request.
+func (s *Session) nowNano() int64 {
+	if s.now == 0 {
+		s.now = s.c.now().UnixNano()
+	}
+	return s.now
+}
+
+// SetMaxAge gives this session a lifetime of its own, such as a longer one
+// for "remember me": its store TTL (or sealed expiry) and its cookie's
+// Max-Age, with a persistent cookie. 0 returns to Config.MaxAge. Values
+// above Config.MaxAgeLimit, or below a second, are errors. IdleTimeout and
+// AbsoluteTimeout still apply.
+func (s *Session) SetMaxAge(d time.Duration) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.load(); err != nil {
+		return err
+	}
+	if d != 0 && (d < time.Second || d > s.c.cfg.MaxAgeLimit) {
+		return fmt.Errorf("kvsession: SetMaxAge(%v): outside 1s to Config.MaxAgeLimit (%v)", d, s.c.cfg.MaxAgeLimit)
+	}
+	s.maxAge = int64(d)
+	if d != 0 {
+		s.cookieMode = cookieKeep
+	} else {
+		s.cookieMode = cookieDefault
+	}
+	s.modified = true
+	return nil
+}
+
+// SetBrowserSession gives this session a browser-session cookie (true: no
+// Max-Age, gone when the browser closes) or a persistent one (false),
+// whatever Config.BrowserSession says. The data still expires on the
+// server after the session's MaxAge.
+func (s *Session) SetBrowserSession(on bool) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.load(); err != nil {
+		return err
+	}
+	if on {
+		s.cookieMode = cookieBrowserOnly
+	} else {
+		s.cookieMode = cookieKeep
+	}
+	s.modified = true
+	return nil
+}
