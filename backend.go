@@ -46,6 +46,7 @@ type ServerBackend struct {
 	toucher  store.Toucher  // nil when the store cannot refresh a TTL alone
 	appender store.Appender // nil when the store cannot read into our buffer
 	idLen    int            // length of an encoded id
+	locks    *sessionLock   // nil unless Config.Lock
 }
 
 var _ Backend = (*ServerBackend)(nil)
@@ -77,6 +78,9 @@ func New(cfg Config, stores *store.Registry) (*ServerBackend, error) {
 		idLen: base64.RawURLEncoding.EncodedLen(c.SessionIDBytes),
 	}
 	b.init(c, serverEngine{b})
+	if c.Lock {
+		b.locks = newSessionLock(c, st)
+	}
 	b.toucher, _ = st.(store.Toucher)
 	b.appender, _ = st.(store.Appender)
 	if c.RenewOnAccess && b.toucher == nil {
@@ -156,6 +160,13 @@ func (b *ServerBackend) storeKey(id []byte) string {
 
 var hashedKeyLen = base64.RawURLEncoding.EncodedLen(sha256.Size)
 
+// Release returns s to the backend's pool, releasing its session lock if
+// StoreInResponse did not. s must not be used afterwards.
+func (b *ServerBackend) Release(s *Session) {
+	b.unlock(s)
+	b.core.Release(s)
+}
+
 // LoadFromRequest starts the session of one request from its Cookie header
 // value (nil when it had none). Nothing is read from the store until the
 // session is first used. Pass the session to StoreInResponse when the
@@ -186,6 +197,7 @@ func (b *ServerBackend) LoadFromRequest(ctx context.Context, cookieHeader []byte
 func (b *ServerBackend) StoreInResponse(s *Session, sink ResponseSink) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	defer b.unlock(s)
 	if !s.loaded {
 		return nil
 	}
@@ -356,6 +368,10 @@ func (b *ServerBackend) load(s *Session) error {
 	id := s.cookie
 	for hops := 0; ; hops++ {
 		key := b.storeKey(id)
+		// Locked before the read, so the read sees the last holder's save.
+		if err := b.lockFor(s, key); err != nil {
+			return err
+		}
 		rec, err := b.get(s, key)
 		if err != nil {
 			if isNotFound(err) {

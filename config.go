@@ -39,6 +39,8 @@ const (
 	DefaultMaxRecordBytes = 1 << 20
 
 	DefaultRenewalGrace = 15 * time.Second
+	DefaultLockLease    = 30 * time.Second
+	DefaultLockWait     = 5 * time.Second
 
 	// DefaultMaxCookieSegments lets a cookie session take four browser
 	// cookies: about 16 KB of cookie, 11.9 KB of encoded session.
@@ -201,6 +203,22 @@ type Config struct {
 	// a hash of them, as kvsession did before. Only for stores whose keys
 	// must stay readable; a leaked dump then yields working cookies.
 	PlainStoreKeys bool
+
+	// Lock holds a per-session lock from a request's first use of its
+	// session until its save, so that concurrent requests on one session
+	// never lose each other's writes. Requests on one session then run
+	// their session work one at a time; one that only reads can opt out
+	// with Session.ReadOnly before first use. Server-side sessions only.
+	Lock bool
+
+	// LockLease bounds how long one request may hold a session's lock: a
+	// crashed or stuck holder loses it after that. Make it longer than
+	// your longest request. Default 30 seconds.
+	LockLease time.Duration
+
+	// LockWait bounds how long a request waits for a session's lock before
+	// its session fails with ErrLockTimeout. Default 5 seconds.
+	LockWait time.Duration
 }
 
 // ConfigError reports an invalid Config field.
@@ -250,6 +268,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxAgeLimit == 0 {
 		c.MaxAgeLimit = c.MaxAge
+	}
+	if c.LockLease == 0 {
+		c.LockLease = DefaultLockLease
+	}
+	if c.LockWait == 0 {
+		c.LockWait = DefaultLockWait
 	}
 	return c
 }
@@ -394,6 +418,9 @@ func (c *Config) checkLifecycle() error {
 	}
 	if c.RenewalGrace < 0 || c.RenewalGrace > time.Minute {
 		return bad("RenewalGrace", "%v is outside 0 to 1m", c.RenewalGrace)
+	}
+	if c.LockLease < 0 || c.LockWait < 0 {
+		return bad("LockLease", "LockLease (%v) and LockWait (%v) must not be negative", c.LockLease, c.LockWait)
 	}
 	if c.MaxAgeLimit < c.MaxAge || c.MaxAgeLimit > MaxMaxAge {
 		return bad("MaxAgeLimit", "%v must be between MaxAge (%v) and %v", c.MaxAgeLimit, c.MaxAge, MaxMaxAge)

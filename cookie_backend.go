@@ -76,6 +76,9 @@ func NewCookie(cfg Config, stores *store.Registry) (*CookieBackend, error) {
 	if err != nil {
 		return nil, err
 	}
+	if c.Lock {
+		return nil, &ConfigError{Field: "Lock", Reason: "cookie sessions have no server state to lock: each request carries its own copy"}
+	}
 	if c.RenewalTimeout > 0 {
 		return nil, &ConfigError{Field: "RenewalTimeout", Reason: "cookie sessions have no id to rotate"}
 	}

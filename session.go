@@ -58,6 +58,8 @@ type Session struct {
 	key       string // its store key (Prefix and a hash of the id)
 	idBuf     []byte // the id a forward led to
 	forwarded bool   // the request's id was rotated out; the cookie must be updated
+	readOnly  bool   // ReadOnly: load without the session lock
+	lock      held   // the session lock this request holds (Config.Lock)
 	oldKey    string // a key RenewID retired, deleted once the new one is saved
 	created   int64  // unix nanoseconds; 0 until first saved
 	modified  bool
@@ -90,7 +92,7 @@ func (s *Session) reset() {
 	s.loaded, s.exists, s.modified = false, false, false
 	s.loadErr = nil
 	s.id, s.key, s.oldKey, s.user = "", "", "", ""
-	s.idBuf, s.forwarded = s.idBuf[:0], false
+	s.idBuf, s.forwarded, s.readOnly = s.idBuf[:0], false, false
 	s.created, s.sealedKey, s.bound = 0, 0, 0
 	s.extended, s.rotated, s.maxAge, s.cookieMode, s.now = 0, 0, 0, cookieDefault, 0
 	s.recBuf = s.recBuf[:0]

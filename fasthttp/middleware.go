@@ -52,6 +52,12 @@ type Options struct {
 	// Config.Exclude. Use it for per-route opt-outs.
 	Skip func(ctx *fasthttp.RequestCtx) bool
 
+	// ReadOnly, when set, is asked before each request; returning true
+	// marks the session read-only (Session.ReadOnly), so that with
+	// Config.Lock it is loaded without the session lock. GET and HEAD
+	// requests are the usual candidates.
+	ReadOnly func(ctx *fasthttp.RequestCtx) bool
+
 	// ReadBufferSize is the ReadBufferSize of the fasthttp.Server this
 	// middleware runs in; 0 means fasthttp's default, 4096. NewServer uses
 	// it for the server it makes.
@@ -74,6 +80,7 @@ type Middleware struct {
 	backend    kvsession.Backend
 	onError    ErrorHandler
 	skip       func(ctx *fasthttp.RequestCtx) bool
+	readOnly   func(ctx *fasthttp.RequestCtx) bool
 	readBuffer int
 }
 
@@ -95,7 +102,7 @@ func New(backend kvsession.Backend, opts Options) (*Middleware, error) {
 		return nil, fmt.Errorf("kvfasthttp: Options.ReadBufferSize: %d bytes cannot hold a request whose session cookies take up to %d bytes (Config.MaxCookieSegments %d) plus Options.HeaderRoom %d; set it and the fasthttp.Server's ReadBufferSize to at least %d, or use Middleware.NewServer",
 			opts.ReadBufferSize, backend.MaxCookieHeaderBytes(), backend.Config().MaxCookieSegments, opts.HeaderRoom, need)
 	}
-	m := &Middleware{backend: backend, onError: opts.ErrorHandler, skip: opts.Skip, readBuffer: opts.ReadBufferSize}
+	m := &Middleware{backend: backend, onError: opts.ErrorHandler, skip: opts.Skip, readOnly: opts.ReadOnly, readBuffer: opts.ReadBufferSize}
 	if m.onError == nil {
 		logger := backend.Config().Logger
 		m.onError = func(ctx *fasthttp.RequestCtx, err error) { defaultErrorHandler(ctx, err, logger) }
@@ -142,6 +149,9 @@ func (m *Middleware) Handler(next fasthttp.RequestHandler) fasthttp.RequestHandl
 			return
 		}
 		s := b.LoadFromRequest(requestContext{ctx}, cookieHeader(&ctx.Request.Header))
+		if m.readOnly != nil && m.readOnly(ctx) {
+			s.ReadOnly()
+		}
 		ctx.SetUserValue(sessionKey{}, s)
 		next(ctx)
 		err := b.StoreInResponse(s, responseSink{&ctx.Response.Header})

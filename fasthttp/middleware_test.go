@@ -362,3 +362,32 @@ func TestSaveDuringGracefulShutdown(t *testing.T) {
 		t.Fatalf("session not saved")
 	}
 }
+
+func TestParallelIncrementsWithLock(t *testing.T) {
+	// GETs are read-only: they must not queue behind the writers.
+	readOnly := func(ctx *fasthttp.RequestCtx) bool { return ctx.IsGet() && string(ctx.Path()) == "/read" }
+	s := start(t, kvsession.Config{Lock: true}, kvfasthttp.Options{ReadOnly: readOnly})
+	s.get(t, "/counter")
+	const n = 30
+	var wg sync.WaitGroup
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			req, _ := http.NewRequest("POST", "http://example.test/counter", nil)
+			resp, err := s.client.Do(req)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			resp.Body.Close()
+			if resp.StatusCode != 200 {
+				t.Errorf("status %d", resp.StatusCode)
+			}
+		}()
+	}
+	wg.Wait()
+	if _, body := s.get(t, "/read"); body != itoa(n+1) {
+		t.Fatalf("counter %s after %d parallel increments, want %d", body, n, n+1)
+	}
+}

@@ -86,3 +86,18 @@ const NoExpiry time.Duration = -1
 type Clearer interface {
 	DeleteAll(ctx context.Context) error
 }
+
+// Locker is implemented by stores that several processes share and that
+// can hold a lease-bounded lock on a key themselves, as Redis can with
+// SET NX PX. With the backend's session lock on, such a store's lock is
+// used so that it holds across processes; otherwise the lock is taken in
+// process. Locks must not collide with values: keep them under keys of
+// their own (a suffix or a separate keyspace).
+type Locker interface {
+	// TryLock takes the lock on key for lease if nobody holds it, and
+	// returns a token for Unlock. ok is false when another holder has it.
+	TryLock(ctx context.Context, key string, lease time.Duration) (token string, ok bool, err error)
+	// Unlock releases the lock if token still holds it; otherwise it does
+	// nothing.
+	Unlock(ctx context.Context, key, token string) error
+}

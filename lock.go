@@ -1,0 +1,113 @@
+package kvsession
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/kvsession/kvsession/internal/lock"
+	"github.com/kvsession/kvsession/store"
+)
+
+// ErrLockTimeout is returned (wrapped) when a session's lock (Config.Lock)
+// could not be taken within Config.LockWait. The request's session fails
+// like on a store error: the middleware answers with its error handler.
+var ErrLockTimeout = lock.ErrTimeout
+
+// sessionLock is the lock Config.Lock holds on each session from its load
+// to its save: in the store, when the store is a store.Locker shared by
+// several processes, in process otherwise.
+type sessionLock struct {
+	table  *lock.Table
+	locker store.Locker
+	lease  time.Duration
+	wait   time.Duration
+}
+
+// held is one request's hold on a session lock.
+type held struct {
+	key        string
+	token      lock.Token
+	storeToken string
+}
+
+func newSessionLock(cfg *compiled, st store.Store) *sessionLock {
+	l := &sessionLock{lease: cfg.LockLease, wait: cfg.LockWait}
+	if lk, ok := st.(store.Locker); ok {
+		l.locker = lk
+	} else {
+		l.table = lock.New()
+	}
+	return l
+}
+
+func (l *sessionLock) acquire(ctx context.Context, key string) (held, error) {
+	if l.table != nil {
+		tok, err := l.table.Acquire(ctx, key, l.lease, l.wait)
+		return held{key: key, token: tok}, err
+	}
+	// A shared store's lock cannot notify waiters: poll it, backing off
+	// from a millisecond to 20.
+	deadline := time.Now().Add(l.wait)
+	for pause := time.Millisecond; ; pause = min(2*pause, 20*time.Millisecond) {
+		tok, ok, err := l.locker.TryLock(ctx, key, l.lease)
+		if err != nil {
+			return held{}, &StoreError{Op: "lock", Err: err}
+		}
+		if ok {
+			return held{key: key, storeToken: tok}, nil
+		}
+		if time.Now().Add(pause).After(deadline) {
+			return held{}, fmt.Errorf("kvsession: session lock not acquired within %v: %w", l.wait, ErrLockTimeout)
+		}
+		t := time.NewTimer(pause)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return held{}, fmt.Errorf("kvsession: waiting for the session lock: %w", ctx.Err())
+		case <-t.C:
+		}
+	}
+}
+
+func (l *sessionLock) release(ctx context.Context, h held) {
+	if l.table != nil {
+		l.table.Release(h.key, h.token)
+		return
+	}
+	// A failed unlock leaves the lock to expire with its lease.
+	_ = l.locker.Unlock(ctx, h.key, h.storeToken)
+}
+
+// lockFor takes the session's lock on key, unless the session is read-only
+// or already holds it.
+func (b *ServerBackend) lockFor(s *Session, key string) error {
+	if b.locks == nil || s.readOnly || s.lock.key == key {
+		return nil
+	}
+	b.unlock(s)
+	h, err := b.locks.acquire(s.ctx, key)
+	if err != nil {
+		return err
+	}
+	s.lock = h
+	return nil
+}
+
+// unlock releases the lock the session holds, if any.
+func (b *ServerBackend) unlock(s *Session) {
+	if s.lock.key != "" {
+		b.locks.release(s.ctx, s.lock)
+		s.lock = held{}
+	}
+}
+
+// ReadOnly declares that this request only reads the session: with
+// Config.Lock it is loaded without waiting for, or taking, the session's
+// lock. Call it before the session's first use. A read-only session that is
+// changed anyway is still saved, without the lock's protection.
+func (s *Session) ReadOnly() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.readOnly = true
+}

@@ -1,0 +1,158 @@
+package kvsession
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/kvsession/kvsession/store"
+	"github.com/kvsession/kvsession/store/badger"
+	"github.com/kvsession/kvsession/store/memory"
+)
+
+// lockingStore adds a store.Locker to a store, the way a store shared by
+// several processes would, so the backend's polling path is exercised.
+type lockingStore struct {
+	store.Store
+	mu    sync.Mutex
+	locks map[string]string
+	n     int
+}
+
+func (l *lockingStore) TryLock(_ context.Context, key string, _ time.Duration) (string, bool, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if _, held := l.locks[key]; held {
+		return "", false, nil
+	}
+	l.n++
+	tok := strconv.Itoa(l.n)
+	l.locks[key] = tok
+	return tok, true, nil
+}
+
+func (l *lockingStore) Unlock(_ context.Context, key, token string) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.locks[key] == token {
+		delete(l.locks, key)
+	}
+	return nil
+}
+
+// TestLockLosesNoIncrement is the proof: N requests increment one
+// session's counter at once, and it ends at exactly N.
+func TestLockLosesNoIncrement(t *testing.T) {
+	stores := map[string]func(t *testing.T) store.Store{
+		"memory": func(t *testing.T) store.Store { return memory.New(memory.Options{}) },
+		"badger": func(t *testing.T) store.Store {
+			st, err := badger.Open(badger.Options{Dir: t.TempDir()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return st
+		},
+		"store lock": func(t *testing.T) store.Store {
+			return &lockingStore{Store: memory.New(memory.Options{}), locks: map[string]string{}}
+		},
+	}
+	const n = 40
+	for name, open := range stores {
+		t.Run(name, func(t *testing.T) {
+			st := open(t)
+			defer st.Close()
+			b := newBackend(t, Config{Lock: true}, st)
+			out, _ := request(t, b, "", func(s *Session) { s.Set("n", 0) })
+			id := out.cookieValue(t, "session")
+			var wg sync.WaitGroup
+			errs := make(chan error, n)
+			for range n {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					s := b.LoadFromRequest(context.Background(), []byte("session="+id))
+					v, _ := s.GetInt("n")
+					if err := s.Set("n", v+1); err != nil {
+						errs <- err
+					}
+					if err := b.StoreInResponse(s, &sink{}); err != nil {
+						errs <- err
+					}
+					b.Release(s)
+				}()
+			}
+			wg.Wait()
+			close(errs)
+			for err := range errs {
+				t.Fatal(err)
+			}
+			request(t, b, id, func(s *Session) {
+				if v, _ := s.GetInt("n"); v != n {
+					t.Fatalf("counter %d after %d parallel increments", v, n)
+				}
+			})
+		})
+	}
+}
+
+func TestLockWaitAndReadOnly(t *testing.T) {
+	st := memory.New(memory.Options{})
+	defer st.Close()
+	b := newBackend(t, Config{Lock: true, LockWait: 20 * time.Millisecond}, st)
+	out, _ := request(t, b, "", func(s *Session) { s.Set("n", 1) })
+	h := []byte("session=" + out.cookieValue(t, "session"))
+
+	holder := b.LoadFromRequest(context.Background(), h)
+	if err := holder.Load(); err != nil {
+		t.Fatal(err)
+	}
+	// A second writer waits LockWait, then fails with a clear error.
+	s := b.LoadFromRequest(context.Background(), h)
+	err := s.Load()
+	if !errors.Is(err, ErrLockTimeout) || !errors.Is(b.StoreInResponse(s, &sink{}), ErrLockTimeout) {
+		t.Fatalf("load while locked: %v", err)
+	}
+	b.Release(s)
+	// A read-only request does not wait.
+	r := b.LoadFromRequest(context.Background(), h)
+	r.ReadOnly()
+	if v, _ := r.GetInt("n"); v != 1 || r.Err() != nil {
+		t.Fatalf("read-only load: %d, %v", v, r.Err())
+	}
+	b.Release(r)
+	// Release without StoreInResponse frees the lock too.
+	b.Release(holder)
+	s = b.LoadFromRequest(context.Background(), h)
+	if err := s.Load(); err != nil {
+		t.Fatalf("after release: %v", err)
+	}
+	b.Release(s)
+}
+
+func TestLockLeaseFreesACrashedHolder(t *testing.T) {
+	st := memory.New(memory.Options{})
+	defer st.Close()
+	b := newBackend(t, Config{Lock: true, LockLease: 30 * time.Millisecond, LockWait: time.Second}, st)
+	out, _ := request(t, b, "", func(s *Session) { s.Set("n", 1) })
+	h := []byte("session=" + out.cookieValue(t, "session"))
+	crashed := b.LoadFromRequest(context.Background(), h)
+	if err := crashed.Load(); err != nil {
+		t.Fatal(err)
+	}
+	// crashed is never stored nor released.
+	s := b.LoadFromRequest(context.Background(), h)
+	if err := s.Load(); err != nil {
+		t.Fatalf("lock of a crashed holder not taken over after its lease: %v", err)
+	}
+	b.Release(s)
+}
+
+func TestCookieBackendRefusesLock(t *testing.T) {
+	var ce *ConfigError
+	if _, err := NewCookie(Config{Secrets: [][]byte{keyA}, Lock: true}, nil); !errors.As(err, &ce) || ce.Field != "Lock" {
+		t.Fatalf("err %v", err)
+	}
+}
