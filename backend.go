@@ -11,6 +11,7 @@ import (
 	"sync"
 	"unsafe"
 
+	"github.com/kvsession/kvsession/internal/userindex"
 	"github.com/kvsession/kvsession/store"
 )
 
@@ -47,6 +48,7 @@ type ServerBackend struct {
 	appender store.Appender // nil when the store cannot read into our buffer
 	idLen    int            // length of an encoded id
 	locks    *sessionLock   // nil unless Config.Lock
+	users    *userindex.Index
 }
 
 var _ Backend = (*ServerBackend)(nil)
@@ -81,6 +83,7 @@ func New(cfg Config, stores *store.Registry) (*ServerBackend, error) {
 	if c.Lock {
 		b.locks = newSessionLock(c, st)
 	}
+	b.users = newUserIndex(b)
 	b.toucher, _ = st.(store.Toucher)
 	b.appender, _ = st.(store.Appender)
 	if c.RenewOnAccess && b.toucher == nil {
@@ -264,20 +267,25 @@ func (b *ServerBackend) save(s *Session, now int64) error {
 	if s.created == 0 {
 		s.created = now
 	}
-	prevExtended := s.extended
+	prevExtended, prevIndexed := s.extended, s.indexed
 	s.extended = now
+	ttl := b.ttl(s, now)
+	if err := b.indexUser(s, now, ttl); err != nil {
+		s.extended = prevExtended
+		return err
+	}
 	bp := getRecordBuf()
 	rec := s.encode((*bp)[:0])
 	var err error
 	if len(rec) > b.cfg.MaxRecordBytes {
 		err = ErrSessionTooLarge
-	} else if err = b.store.Set(s.ctx, s.key, rec, b.ttl(s, now)); err != nil {
+	} else if err = b.store.Set(s.ctx, s.key, rec, ttl); err != nil {
 		err = &StoreError{Op: "save", Err: err}
 	}
 	*bp = rec
 	putRecordBuf(bp)
 	if err != nil {
-		s.extended = prevExtended
+		s.extended, s.indexed = prevExtended, prevIndexed
 		return err
 	}
 	s.exists = true
@@ -301,6 +309,7 @@ func (b *ServerBackend) assignID(s *Session) error {
 		return err
 	}
 	s.id, s.key = id, b.storeKey(unsafe.Slice(unsafe.StringData(id), len(id)))
+	s.indexed = 0 // the index knows the old key, not this one
 	return nil
 }
 
@@ -403,6 +412,7 @@ func (b *ServerBackend) load(s *Session) error {
 		}
 		// A view of the session's own copy: ID() clones it for the caller.
 		s.id, s.key, s.exists = bytesToString(id), key, true
+		s.loadedUser = s.user
 		return nil
 	}
 }
@@ -423,6 +433,9 @@ func (b *ServerBackend) deleteStored(s *Session) error {
 			return &StoreError{Op: "delete", Err: err}
 		}
 		s.exists = false
+		if s.loadedUser != "" {
+			b.unindex(s, s.loadedUser)
+		}
 	}
 	if s.oldKey != "" {
 		if err := b.store.Delete(s.ctx, s.oldKey); err != nil {
@@ -453,7 +466,11 @@ func (b *ServerBackend) renewID(s *Session) error {
 // reports false if the record is gone: another request destroyed or renewed
 // the session since this one loaded it, and a renewal must not bring it back.
 func (b *ServerBackend) renew(s *Session, now int64) (bool, error) {
-	err := b.toucher.Touch(s.ctx, s.key, b.ttl(s, now))
+	ttl := b.ttl(s, now)
+	if err := b.indexUser(s, now, ttl); err != nil {
+		return false, err
+	}
+	err := b.toucher.Touch(s.ctx, s.key, ttl)
 	if err == nil {
 		return true, nil
 	}

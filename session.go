@@ -73,6 +73,8 @@ type Session struct {
 	maxAge     int64      // this session's own MaxAge (SetMaxAge); 0: Config.MaxAge
 	cookieMode cookieMode // this session's cookie lifetime (SetBrowserSession)
 	now        int64      // unix ns, read once per request (nowNano)
+	indexed    int64      // unix ns until which the user index covers this session\'s key
+	loadedUser string     // the user the stored record was bound to
 
 	sealedKey int   // which of Config.Secrets opened the cookie
 	bound     int64 // unix nanoseconds the user was bound; kept across re-seals
@@ -95,6 +97,7 @@ func (s *Session) reset() {
 	s.idBuf, s.forwarded, s.readOnly = s.idBuf[:0], false, false
 	s.created, s.sealedKey, s.bound = 0, 0, 0
 	s.extended, s.rotated, s.maxAge, s.cookieMode, s.now = 0, 0, 0, cookieDefault, 0
+	s.indexed, s.loadedUser = 0, ""
 	s.recBuf = s.recBuf[:0]
 	// The last cookie's plaintext: never shown to the next request, but
 	// no reason to leave it in memory either.
@@ -160,12 +163,12 @@ func (s *Session) forget() {
 	clear(s.entries)
 	s.entries = s.entries[:0]
 	s.created, s.user, s.bound = 0, "", 0
-	s.extended, s.rotated, s.maxAge, s.cookieMode = 0, 0, 0, cookieDefault
+	s.extended, s.rotated, s.maxAge, s.cookieMode, s.indexed = 0, 0, 0, cookieDefault, 0
 }
 
 // decode parses a record:
 //
-//	[version, created, {name: bin, ...}, user, extended, rotated, maxAge, cookieMode, ...]
+//	[version, created, {name: bin, ...}, user, extended, rotated, maxAge, cookieMode, indexed, ...]
 //
 // Records with only the first three or four fields (as kvsession wrote
 // them before) read with the others zero. Fields after the eighth are
@@ -222,7 +225,7 @@ func (s *Session) decode(rec []byte) error {
 		}
 		s.user = bytesToString(user)
 	}
-	if fields >= recordFields {
+	if fields >= 8 {
 		for _, f := range []*int64{&s.extended, &s.rotated, &s.maxAge} {
 			if *f, err = r.int(); err != nil {
 				return err
@@ -236,6 +239,11 @@ func (s *Session) decode(rec []byte) error {
 			return errBadRecord
 		}
 		s.cookieMode = cookieMode(mode)
+	}
+	if fields >= 9 {
+		if s.indexed, err = r.int(); err != nil {
+			return err
+		}
 	}
 	for i := recordFields; i < fields; i++ {
 		if err := r.skip(0); err != nil {
@@ -287,7 +295,7 @@ func bytesToString(b []byte) string {
 }
 
 // recordFields is how many fields encode writes.
-const recordFields = 8
+const recordFields = 9
 
 func (s *Session) encode(dst []byte) []byte {
 	dst = append(dst, 0x90|recordFields, recordVersion)
@@ -302,7 +310,8 @@ func (s *Session) encode(dst []byte) []byte {
 	dst = appendInt(dst, s.extended)
 	dst = appendInt(dst, s.rotated)
 	dst = appendInt(dst, s.maxAge)
-	return appendInt(dst, int64(s.cookieMode))
+	dst = appendInt(dst, int64(s.cookieMode))
+	return appendInt(dst, s.indexed)
 }
 
 func (s *Session) find(key string) int {
