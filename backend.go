@@ -150,10 +150,14 @@ func (b *ServerBackend) storeKey(id []byte) string {
 	if b.cfg.PlainStoreKeys {
 		return b.cfg.Prefix + string(id)
 	}
-	var in [64 + 2*maxSessionIDBytes]byte
-	n := copy(in[:], b.cfg.IDHashKey)
-	n += copy(in[n:], id)
-	sum := sha256.Sum256(in[:n])
+	var sum [sha256.Size]byte
+	if len(b.cfg.IDHashKey) == 0 {
+		sum = sha256.Sum256(id)
+	} else {
+		var small [128]byte
+		in := append(append(small[:0], b.cfg.IDHashKey...), id...)
+		sum = sha256.Sum256(in)
+	}
 	p := len(b.cfg.Prefix)
 	buf := make([]byte, p+hashedKeyLen)
 	copy(buf, b.cfg.Prefix)
@@ -213,6 +217,9 @@ func (b *ServerBackend) StoreInResponse(s *Session, sink ResponseSink) error {
 		}
 		b.expireCookies(s, sink)
 		return nil
+	}
+	if !s.modified && !s.forwarded && !b.cfg.RenewOnAccess && b.cfg.IdleTimeout <= 0 && b.cfg.RenewalTimeout <= 0 {
+		return nil // a read: nothing to write, no need to read the clock
 	}
 	now := s.nowNano()
 	switch {
@@ -406,7 +413,7 @@ func (b *ServerBackend) load(s *Session) error {
 		if !s.decodeOrForget(rec) {
 			return nil
 		}
-		if b.expired(s, s.nowNano()) {
+		if b.expired(s) {
 			s.forget()
 			return nil
 		}

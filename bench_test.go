@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/kvsession/kvsession/store"
 	"github.com/kvsession/kvsession/store/badger"
@@ -153,5 +154,49 @@ func BenchmarkCookie(b *testing.B) {
 			b.SetBytes(int64(size))
 			runRequests(b, be, header, func(s *Session) { s.GetInt("counter") })
 		})
+	}
+}
+
+// BenchmarkFeatureCost measures what each lifecycle feature adds to one
+// request on the memory store, against stored-under-the-id keys:
+// compare each sub-benchmark with "plain keys".
+func BenchmarkFeatureCost(b *testing.B) {
+	features := []struct {
+		name string
+		cfg  Config
+	}{
+		{"plain keys", Config{PlainStoreKeys: true}},
+		{"hashed keys (default)", Config{}},
+		{"keyed hash", Config{IDHashKey: bytes.Repeat([]byte{1}, 32)}},
+		{"lock", Config{Lock: true}},
+		{"idle timeout", Config{IdleTimeout: time.Hour, ExtensionDelay: 30 * time.Minute}},
+		{"absolute timeout", Config{AbsoluteTimeout: time.Hour}},
+		{"renewal timeout", Config{RenewalTimeout: time.Hour}},
+		{"bound to a user", Config{}},
+	}
+	for _, f := range features {
+		for _, op := range []struct {
+			name string
+			work func(*Session)
+		}{{"increment", increment}, {"read", func(s *Session) { s.GetInt("counter") }}} {
+			b.Run(f.name+"/"+op.name, func(b *testing.B) {
+				st := memory.New(memory.Options{})
+				defer st.Close()
+				be := newBackend(b, f.cfg, st)
+				values := map[string]any{"counter": 1000, "user": "ada"}
+				ids := seed(b, be, 1000, values)
+				if f.name == "bound to a user" {
+					for _, h := range ids {
+						s := be.LoadFromRequest(context.Background(), h)
+						s.SetUser("ada")
+						if err := be.StoreInResponse(s, nopSink{}); err != nil {
+							b.Fatal(err)
+						}
+						be.Release(s)
+					}
+				}
+				runRequests(b, be, ids, op.work)
+			})
+		}
 	}
 }

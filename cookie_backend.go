@@ -205,7 +205,7 @@ func (b *CookieBackend) load(s *Session) error {
 	if !s.decodeOrForget(plain[cookieTimesBytes:]) {
 		return nil
 	}
-	if b.expired(s, now) {
+	if b.expired(s) {
 		s.forget()
 		return nil
 	}

@@ -90,7 +90,7 @@ func TestSplitBoundaries(t *testing.T) {
 	// boundary must account for all of them.
 	cfg := Config{Key: "sid", Secure: true, Domain: "accounts.example.com", Path: "/" + strings.Repeat("p", 300), MaxCookieSegments: 8}
 	c := newCore(t, cfg)
-	attrs := len(c.appendAttrs(nil, cookiePersistent, c.cfg.MaxAge))
+	attrs := len(c.appendAttrs(nil, cookiePersistent, c.cfg.MaxAge, c.now().UnixNano()))
 	bareMax := MaxCookieLineBytes - len("sid=") - attrs
 	// Two segments carry "0.2." and "1.2." before their halves.
 	twoMax := 2 * (MaxCookieLineBytes - len("sid-0=0.2.") - attrs)

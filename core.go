@@ -150,7 +150,7 @@ func (c *core) lifetime() cookieLifetime {
 // returns a *CookieTooLargeError, writing nothing, if the value would need
 // more than Config.MaxCookieSegments cookies.
 func (c *core) setCookie(s *Session, sink ResponseSink, value []byte, lifetime cookieLifetime, ttl time.Duration) error {
-	s.attrs = c.appendAttrs(s.attrs[:0], lifetime, ttl)
+	s.attrs = c.appendAttrs(s.attrs[:0], lifetime, ttl, s.nowNano())
 	attrs := s.attrs
 	n := c.split.count(len(value), len(attrs))
 	if n == 0 {
@@ -184,20 +184,20 @@ func addCacheHeaders(sink ResponseSink) {
 }
 
 // appendAttrs appends the attributes of a live session cookie, from "; Path".
-// A persistent cookie lives ttl.
-func (c *core) appendAttrs(l []byte, lifetime cookieLifetime, ttl time.Duration) []byte {
+// A persistent cookie lives ttl from now (unix nanoseconds).
+func (c *core) appendAttrs(l []byte, lifetime cookieLifetime, ttl time.Duration, now int64) []byte {
 	l = c.appendScope(l)
 	if lifetime == cookiePersistent {
 		l = append(l, "; Max-Age="...)
 		if ttl == c.cfg.MaxAge {
 			l = append(l, c.maxAge...)
 			l = append(l, "; Expires="...)
-			l = append(l, c.expiresAt()...)
+			l = append(l, c.expiresAt(now)...)
 		} else {
 			secs := int64((ttl + time.Second - 1) / time.Second)
 			l = strconv.AppendInt(l, secs, 10)
 			l = append(l, "; Expires="...)
-			l = time.Unix(c.now().Unix()+secs, 0).UTC().AppendFormat(l, http.TimeFormat)
+			l = time.Unix(now/int64(time.Second)+secs, 0).UTC().AppendFormat(l, http.TimeFormat)
 		}
 	}
 	return c.appendFlags(l)
@@ -243,8 +243,8 @@ type expiresCache struct {
 	text []byte
 }
 
-func (c *core) expiresAt() []byte {
-	now := c.now().Unix()
+func (c *core) expiresAt(nowNano int64) []byte {
+	now := nowNano / int64(time.Second)
 	if e := c.expires.Load(); e != nil && e.unix == now {
 		return e.text
 	}

@@ -102,7 +102,7 @@ func FuzzCookieSplit(f *testing.F) {
 		text := []byte(base64.RawURLEncoding.EncodeToString(value))
 		out, err := writeValue(t, c, text, carried)
 		if err != nil {
-			if c.split.count(len(text), len(c.appendAttrs(nil, cookiePersistent, c.cfg.MaxAge))) != 0 {
+			if c.split.count(len(text), len(c.appendAttrs(nil, cookiePersistent, c.cfg.MaxAge, c.now().UnixNano()))) != 0 {
 				t.Fatalf("write failed although the value fits: %v", err)
 			}
 			return

@@ -53,8 +53,12 @@ func (c *core) ttl(s *Session, now int64) time.Duration {
 // expired reports whether a loaded session is past its absolute or idle
 // deadline. Store TTLs enforce both too, but only to the store's precision
 // (Badger's is a second), and a cookie can be replayed: this check is
-// exact.
-func (c *core) expired(s *Session, now int64) bool {
+// exact. It reads the clock only if a deadline is configured.
+func (c *core) expired(s *Session) bool {
+	if c.cfg.AbsoluteTimeout <= 0 && c.cfg.IdleTimeout <= 0 {
+		return false
+	}
+	now := s.nowNano()
 	if abs := c.cfg.AbsoluteTimeout; abs > 0 && s.created != 0 && now >= s.created+int64(abs) {
 		return true
 	}

@@ -129,7 +129,7 @@ func (b *ServerBackend) withSession(ctx context.Context, key string, fn func(s *
 		}
 		return &StoreError{Op: "load", Err: err}
 	}
-	if len(rec) == 0 || rec[0] == forwardMarker || s.decode(rec) != nil || b.expired(s, s.nowNano()) {
+	if len(rec) == 0 || rec[0] == forwardMarker || s.decode(rec) != nil || b.expired(s) {
 		return nil
 	}
 	s.key, s.exists = key, true
