@@ -222,6 +222,9 @@ func (b *ServerBackend) StoreInResponse(s *Session, sink ResponseSink) error {
 		return nil // a read: nothing to write, no need to read the clock
 	}
 	now := s.nowNano()
+	if s.readOnly && b.locks != nil && !s.modified && (b.extensionDue(s, now) || b.rotationDue(s, now)) {
+		return b.refreshLocked(s, sink, now)
+	}
 	switch {
 	case s.modified || b.extensionDue(s, now):
 		if err := b.save(s, now); err != nil {
@@ -307,6 +310,29 @@ func (b *ServerBackend) save(s *Session, now int64) error {
 		s.oldKey = ""
 	}
 	return nil
+}
+
+// refreshLocked extends or rotates a session that was read without the lock
+// (Session.ReadOnly). Writing back what it read could undo a save a locked
+// request made since, so the record is read again under the lock and only
+// its bookkeeping changes.
+func (b *ServerBackend) refreshLocked(s *Session, sink ResponseSink, now int64) error {
+	return b.withSession(s.ctx, s.key, true, func(fresh *Session) error {
+		fresh.id, fresh.now, fresh.carried = s.id, now, s.carried
+		var err error
+		if b.rotationDue(fresh, now) {
+			err = b.rotate(fresh, now)
+		} else {
+			err = b.save(fresh, now)
+		}
+		if err != nil {
+			return err
+		}
+		id := unsafe.Slice(unsafe.StringData(fresh.id), len(fresh.id))
+		err = b.setCookie(fresh, sink, id, b.lifetimeOf(fresh), b.ttl(fresh, now))
+		fresh.id = "" // s's cookie bytes, not fresh's: gone with this request
+		return err
+	})
 }
 
 // assignID gives the session a fresh id and its store key.

@@ -156,3 +156,60 @@ func TestCookieBackendRefusesLock(t *testing.T) {
 		t.Fatalf("err %v", err)
 	}
 }
+
+// TestReadOnlyExtensionKeepsLockedWrites: read-only requests read without
+// the lock, so when one must extend the session (here: every time) it must
+// not write back a stale copy over a locked writer's save.
+func TestReadOnlyExtensionKeepsLockedWrites(t *testing.T) {
+	st := memory.New(memory.Options{})
+	defer st.Close()
+	b := newBackend(t, Config{Lock: true, IdleTimeout: time.Hour, ExtensionDelay: time.Nanosecond}, st)
+	out, _ := request(t, b, "", func(s *Session) { s.Set("n", 0) })
+	h := []byte("session=" + out.cookieValue(t, "session"))
+	const n = 30
+	var wg sync.WaitGroup
+	for i := range 2 * n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s := b.LoadFromRequest(context.Background(), h)
+			if i%2 == 0 {
+				s.ReadOnly()
+				s.GetInt("n")
+			} else {
+				v, _ := s.GetInt("n")
+				s.Set("n", v+1)
+			}
+			if err := b.StoreInResponse(s, &sink{}); err != nil {
+				t.Error(err)
+			}
+			b.Release(s)
+		}()
+	}
+	wg.Wait()
+	request(t, b, string(h[len("session="):]), func(s *Session) {
+		if v, _ := s.GetInt("n"); v != n {
+			t.Fatalf("counter %d after %d locked increments beside read-only extensions", v, n)
+		}
+	})
+}
+
+// TestDestroyUserSessionsFromOwnSession: logging out everywhere from a
+// request that holds one of the user's sessions must not wait for itself.
+func TestDestroyUserSessionsFromOwnSession(t *testing.T) {
+	st := memory.New(memory.Options{})
+	defer st.Close()
+	b := newBackend(t, Config{Lock: true, LockWait: 50 * time.Millisecond}, st)
+	out, _ := request(t, b, "", func(s *Session) { s.SetUser("ada") })
+	request(t, b, "", func(s *Session) { s.SetUser("ada") })
+	request(t, b, out.cookieValue(t, "session"), func(s *Session) {
+		if s.User() != "ada" {
+			t.Fatal("not logged in")
+		}
+		n, err := b.DestroyUserSessions(context.Background(), "ada")
+		if err != nil || n != 2 {
+			t.Fatalf("DestroyUserSessions = %d, %v", n, err)
+		}
+		s.Destroy()
+	})
+}

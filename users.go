@@ -100,7 +100,9 @@ func (b *ServerBackend) eachUserSession(ctx context.Context, user string, fn fun
 		return &StoreError{Op: "index", Err: err}
 	}
 	for _, key := range keys {
-		if err := b.withSession(ctx, key, func(s *Session) error {
+		// Without the sessions' locks: the request calling this may well
+		// hold one of them itself.
+		if err := b.withSession(ctx, key, false, func(s *Session) error {
 			if s.user != user {
 				return nil
 			}
@@ -113,14 +115,16 @@ func (b *ServerBackend) eachUserSession(ctx context.Context, user string, fn fun
 }
 
 // withSession loads the record under key into a pooled session, holding
-// the session's lock when Config.Lock is on, and calls fn if it is a live
-// session.
-func (b *ServerBackend) withSession(ctx context.Context, key string, fn func(s *Session) error) error {
+// the session's lock if lock is set and Config.Lock is on, and calls fn if
+// it is a live session.
+func (b *ServerBackend) withSession(ctx context.Context, key string, lock bool, fn func(s *Session) error) error {
 	s := b.open(ctx, nil)
 	defer b.Release(s)
 	s.loaded = true
-	if err := b.lockFor(s, key); err != nil {
-		return err
+	if lock {
+		if err := b.lockFor(s, key); err != nil {
+			return err
+		}
 	}
 	rec, err := b.get(s, key)
 	if err != nil {
@@ -132,6 +136,6 @@ func (b *ServerBackend) withSession(ctx context.Context, key string, fn func(s *
 	if len(rec) == 0 || rec[0] == forwardMarker || s.decode(rec) != nil || b.expired(s) {
 		return nil
 	}
-	s.key, s.exists = key, true
+	s.key, s.exists, s.loadedUser = key, true, s.user
 	return fn(s)
 }
