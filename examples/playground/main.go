@@ -28,15 +28,39 @@
 // segments, curl leaves some out, and the server starts a fresh session.
 // Browsers (and Go's net/http) send them all.
 //
+// Sessions can be bound to a user (POST /login?user=U) and a user logged out
+// of all of them at once (POST /logout-all?user=U). The server backend finds
+// a user's sessions in its store. The cookie backend cannot reach cookies
+// already handed out, so it records a revocation that refuses them: the
+// playground keeps revocations in the process's memory, so they are
+// forgotten at restart, and a cookie revoked before then opens again after.
+//
+// With -lock (on by default) the server backend lets one request at a time
+// work on a session, so concurrent requests on one session never lose each
+// other's writes; requests that only read (see readOnly in routes.go) skip
+// the lock. Cookie sessions have no server state to lock: with -backend
+// cookie the playground leaves the lock off and says so at start.
+//
 // Flags:
 //
-//	-addr host:port         listen address; port 0 picks a free one (127.0.0.1:8080)
-//	-backend server|cookie  where sessions live (server)
-//	-store badger|memory    the server backend's store (badger)
-//	-dir path               Badger directory (./data/sessions)
-//	-secret KEY[,KEY...]    the cookie backend's keys, 64 hex characters each
-//	-max-age duration       session lifetime: store TTL or sealed expiry, and cookie Max-Age (336h)
-//	-renew-on-access        refresh a session's expiry on every request that reads it
+//	-addr host:port          listen address; port 0 picks a free one (127.0.0.1:8080)
+//	-backend server|cookie   where sessions live (server)
+//	-store badger|memory     the server backend's store (badger)
+//	-dir path                Badger directory (./data/sessions)
+//	-secret KEY[,KEY...]     the cookie backend's keys, 64 hex characters each
+//	-max-age duration        session lifetime: store TTL or sealed expiry, and cookie Max-Age (336h)
+//	-renew-on-access         refresh a session's expiry on every request that reads it
+//	-idle-timeout duration   end a session unused for that long (0: off; else at least 1s);
+//	                         not with -renew-on-access, which it generalises
+//	-absolute-timeout d      end a session that long after it was created, however active (0: off)
+//	-renewal-timeout d       give a session a new id that long after its last one (0: off);
+//	                         server backend only
+//	-lock                    one request at a time per session (true); -lock=false turns it off.
+//	                         Server backend only: ignored, with a note in the log, by -backend cookie
+//
+// Each flag sets the kvsession.Config field of the same name; a combination
+// the library refuses stops the playground with the library's message,
+// which names the field, after the flag that set it.
 //
 // See routes.go for the routes.
 package main
@@ -95,14 +119,18 @@ func main() {
 
 // options are the parsed command-line flags.
 type options struct {
-	addr          string
-	backend       string
-	store         string
-	dir           string
-	secret        string
-	maxAge        time.Duration
-	renewOnAccess bool
-	set           map[string]bool // the flags given on the command line
+	addr            string
+	backend         string
+	store           string
+	dir             string
+	secret          string
+	maxAge          time.Duration
+	renewOnAccess   bool
+	idleTimeout     time.Duration
+	absoluteTimeout time.Duration
+	renewalTimeout  time.Duration
+	lock            bool
+	set             map[string]bool // the flags given on the command line
 }
 
 func parseFlags(args []string, out io.Writer) (options, error) {
@@ -132,6 +160,13 @@ Flags:
 		"Overrides $"+secretEnv+"; with neither, a random key per start")
 	fs.DurationVar(&o.maxAge, "max-age", kvsession.DefaultMaxAge, "session lifetime: store TTL (server) or sealed expiry (cookie), and cookie Max-Age")
 	fs.BoolVar(&o.renewOnAccess, "renew-on-access", false, "refresh a session's expiry on every request that reads it")
+	fs.DurationVar(&o.idleTimeout, "idle-timeout", 0, "end a session unused for that long (0: off; else at least 1s).\n"+
+		"Cannot be combined with -renew-on-access, which it generalises")
+	fs.DurationVar(&o.absoluteTimeout, "absolute-timeout", 0, "end a session that long after it was created, however active (0: off)")
+	fs.DurationVar(&o.renewalTimeout, "renewal-timeout", 0, "give a session a new id that long after it was created or last renewed (0: off).\n"+
+		"Server backend only")
+	fs.BoolVar(&o.lock, "lock", true, "let one request at a time work on a session, so that concurrent requests\n"+
+		"lose no writes (-lock=false: off). Server backend only; -backend cookie ignores it")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -224,44 +259,105 @@ func openStore(o options) (store.Store, error) {
 	return st, nil
 }
 
+// revocationStore is the registry name of the memory store where the cookie
+// backend keeps its per-user revocations (POST /logout-all).
+const revocationStore = "revocations"
+
+// configFlags names the flag that sets each Config field the playground
+// sets, so that a ConfigError can say which flag to change.
+var configFlags = map[string]string{
+	"MaxAge":          "-max-age",
+	"RenewOnAccess":   "-renew-on-access",
+	"IdleTimeout":     "-idle-timeout",
+	"AbsoluteTimeout": "-absolute-timeout",
+	"RenewalTimeout":  "-renewal-timeout",
+	"Lock":            "-lock",
+}
+
+// flagError puts the flag that set the field a *kvsession.ConfigError
+// names in front of the library's message, which stays whole (and the
+// ConfigError reachable with errors.As). Other errors pass unchanged.
+func flagError(err error) error {
+	var ce *kvsession.ConfigError
+	if !errors.As(err, &ce) {
+		return err
+	}
+	if name, ok := configFlags[ce.Field]; ok {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	return err
+}
+
 // openBackend builds the backend the flags chose. closeFn, never nil, closes
-// what it opened (the store of the server backend) and must be called once
-// the server has stopped. attrs describe the backend for the start log.
+// what it opened (the session store of the server backend, the revocation
+// store of the cookie backend) and must be called once the server has
+// stopped. attrs describe the backend for the start log.
 func openBackend(o options, getenv func(string) string, logger *slog.Logger) (b kvsession.Backend, closeFn func() error, attrs []any, err error) {
 	cfg := kvsession.Config{
-		MaxAge:        o.maxAge,
-		RenewOnAccess: o.renewOnAccess,
-		Logger:        logger,
+		MaxAge:          o.maxAge,
+		RenewOnAccess:   o.renewOnAccess,
+		IdleTimeout:     o.idleTimeout,
+		AbsoluteTimeout: o.absoluteTimeout,
+		RenewalTimeout:  o.renewalTimeout,
+		Logger:          logger,
 	}
 	noClose := func() error { return nil }
 	if o.backend == "cookie" {
+		// Checked here, not left to NewCookie, so that the error names the
+		// flag. -lock, by contrast, is on by default and so cannot be an
+		// error here: it is left out of the Config below.
+		if o.renewalTimeout != 0 {
+			return nil, noClose, nil, errors.New("-renewal-timeout does not apply to -backend cookie: cookie sessions have no id to rotate (leave it 0)")
+		}
 		secrets, source, err := cookieSecrets(o, getenv)
 		if err != nil {
 			return nil, noClose, nil, err
 		}
 		cfg.Secrets = secrets
-		// The registry is only for Config.RevocationStore, unused here.
-		cb, err := kvsession.NewCookie(cfg, nil)
+		// cfg.Lock stays false whatever -lock says: the cookie backend
+		// refuses it, having no server state to lock.
+		//
+		// Revocations (POST /logout-all) live in the process's memory: one
+		// playground honours them until it stops. Several servers, or a
+		// restart, would need a shared, persistent store here.
+		reg := store.NewRegistry(nil)
+		if err := reg.Register(revocationStore, memory.New(memory.Options{})); err != nil {
+			return nil, noClose, nil, errors.Join(err, reg.Close())
+		}
+		cfg.RevocationStore = revocationStore
+		cb, err := kvsession.NewCookie(cfg, reg)
 		if err != nil {
-			return nil, noClose, nil, err
+			return nil, noClose, nil, errors.Join(err, reg.Close())
 		}
 		for _, name := range []string{"store", "dir"} {
 			if o.set[name] {
 				logger.Warn("playground: -" + name + " is ignored with -backend cookie")
 			}
 		}
-		logger.Info("playground: cookie backend: sessions are sealed into the client's cookies; no store is opened")
+		logger.Info("playground: cookie backend: sessions are sealed into the client's cookies; no session store is opened. " +
+			"User revocations (POST /logout-all) are kept in memory and forgotten at restart")
+		if o.lock {
+			logger.Info("playground: -lock does not apply to -backend cookie: each request carries its own copy of the session, " +
+				"so there is no server state to lock, and concurrent requests on one session may overwrite each other's changes")
+		}
 		if source == "random" {
 			logger.Warn("playground: no -secret or " + secretEnv + ": cookies are sealed with a random key made for this run, " +
 				"so cookie sessions will not survive a restart; to keep them, pass -secret or set " + secretEnv +
 				" to a key of 64 hex characters (openssl rand -hex 32)")
 		}
-		return cb, noClose, []any{"store", "none", "keys", len(secrets), "key_source", source,
+		return cb, reg.Close, []any{"store", "none", "revocations", "memory", "keys", len(secrets), "key_source", source,
 			"max_cookie_segments", cb.Config().MaxCookieSegments}, nil
 	}
 
 	if o.set["secret"] {
 		logger.Warn("playground: -secret is ignored with -backend server")
+	}
+	cfg.Lock = o.lock
+	cfg.Store = kvsession.DefaultStore
+	// Validated before the store opens, so that bad flags do not create
+	// the Badger directory.
+	if err := cfg.Validate(); err != nil {
+		return nil, noClose, nil, err
 	}
 	st, err := openStore(o)
 	if err != nil {
@@ -274,7 +370,6 @@ func openBackend(o options, getenv func(string) string, logger *slog.Logger) (b 
 	}
 	// From here on the registry owns the store: closing it on every path
 	// is what makes Badger flush its memtable and release its lock file.
-	cfg.Store = kvsession.DefaultStore
 	sb, err := kvsession.New(cfg, reg)
 	if err != nil {
 		return nil, noClose, nil, errors.Join(err, reg.Close())
@@ -284,6 +379,25 @@ func openBackend(o options, getenv func(string) string, logger *slog.Logger) (b 
 		attrs = append(attrs, "dir", o.dir)
 	}
 	return sb, reg.Close, attrs, nil
+}
+
+// lifecycleAttrs describe, for the start log, the session lifecycle in
+// effect: the backend's own Config, defaults applied, not the flags.
+func lifecycleAttrs(cfg kvsession.Config) []any {
+	attrs := []any{"max_age", cfg.MaxAge, "renew_on_access", cfg.RenewOnAccess,
+		"idle_timeout", cfg.IdleTimeout}
+	if cfg.IdleTimeout > 0 {
+		attrs = append(attrs, "extension_delay", cfg.ExtensionDelay)
+	}
+	attrs = append(attrs, "absolute_timeout", cfg.AbsoluteTimeout, "renewal_timeout", cfg.RenewalTimeout)
+	if cfg.RenewalTimeout > 0 {
+		attrs = append(attrs, "renewal_grace", cfg.RenewalGrace)
+	}
+	attrs = append(attrs, "lock", cfg.Lock)
+	if cfg.Lock {
+		attrs = append(attrs, "lock_wait", cfg.LockWait, "lock_lease", cfg.LockLease)
+	}
+	return attrs
 }
 
 // run starts the server described by args and serves until ctx is done,
@@ -300,8 +414,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, logOut 
 
 	backend, closeBackend, backendAttrs, err := openBackend(o, getenv, logger)
 	if err != nil {
-		return err
+		return flagError(err)
 	}
+	cfg := backend.Config()
 	defer func() {
 		if cerr := closeBackend(); cerr != nil {
 			err = errors.Join(err, cerr)
@@ -312,16 +427,22 @@ func run(ctx context.Context, args []string, getenv func(string) string, logOut 
 	// larger than fasthttp reads by default; the server backend keeps
 	// fasthttp's default.
 	readBuffer := kvfasthttp.RequiredReadBufferSize(backend, kvfasthttp.DefaultHeaderRoom)
-	mw, err := kvfasthttp.New(backend, kvfasthttp.Options{
+	opts := kvfasthttp.Options{
 		// Health checks run often and carry no cookie worth reading;
 		// skipping them keeps them off the store entirely.
 		Skip:           func(ctx *fasthttp.RequestCtx) bool { return string(ctx.Path()) == "/healthz" },
 		ReadBufferSize: readBuffer,
-	})
+	}
+	// Reads skip the lock; the library re-reads a read-only session under
+	// the lock when an idle extension or id rotation has to save it.
+	if cfg.Lock {
+		opts.ReadOnly = readOnly
+	}
+	mw, err := kvfasthttp.New(backend, opts)
 	if err != nil {
 		return err
 	}
-	server := mw.NewServer((&app{logger: logger}).handle)
+	server := mw.NewServer(newApp(logger, backend).handle)
 	server.Name = "kvsession-playground"
 	server.ReadTimeout = 10 * time.Second
 	server.WriteTimeout = 10 * time.Second
@@ -336,7 +457,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, logOut 
 	}
 	attrs := []any{"addr", ln.Addr().String(), "backend", o.backend}
 	attrs = append(attrs, backendAttrs...)
-	attrs = append(attrs, "max_age", o.maxAge, "renew_on_access", o.renewOnAccess, "read_buffer_size", server.ReadBufferSize)
+	attrs = append(attrs, lifecycleAttrs(cfg)...)
+	attrs = append(attrs, "read_only_reads", opts.ReadOnly != nil, "read_buffer_size", server.ReadBufferSize)
 	logger.Info("playground listening", attrs...)
 	if ready != nil {
 		ready(ln.Addr().String())

@@ -20,6 +20,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/valyala/fasthttp"
+
 	"github.com/kvsession/kvsession"
 	kvfasthttp "github.com/kvsession/kvsession/fasthttp"
 )
@@ -296,6 +298,14 @@ func testRoutes(t *testing.T, _ string, args []string) {
 	c.expect("GET", "/counter", "", 200, "2")
 	c.expect("GET", "/counter", "", 200, "3")
 	c.expect("GET", "/session/counter", "", 200, "3") // an integer, in decimal
+	c.expect("GET", "/counter?pause=1ms", "", 200, "4")
+	for _, bad := range []string{"soon", "-1ms", "2s"} {
+		c.expect("GET", "/counter?pause="+bad, "", 400, "?pause= wants a duration from 0 to 1s\n")
+	}
+	c.expect("DELETE", "/session/counter", "", 204, "")
+	c.expect("GET", "/counter", "", 200, "1")
+	c.expect("GET", "/counter", "", 200, "2")
+	c.expect("GET", "/counter", "", 200, "3")
 
 	// Keys are everything after /session/, and values are stored verbatim.
 	c.expect("PUT", "/session/a/b", "x y\nz", 204, "")
@@ -323,7 +333,7 @@ func testRoutes(t *testing.T, _ string, args []string) {
 
 	// Unknown paths and empty keys are 404; known paths with the wrong
 	// method are 405 and say which methods they take.
-	for _, path := range []string{"/", "/nope", "/session/", "/healthz/x", "/counter/1"} {
+	for _, path := range []string{"/", "/nope", "/session/", "/healthz/x", "/counter/1", "/whoami/x", "/login/x"} {
 		c.expect("GET", path, "", 404, "not found\n")
 	}
 	for _, tc := range []struct{ method, path, allow string }{
@@ -335,6 +345,9 @@ func testRoutes(t *testing.T, _ string, args []string) {
 		{"POST", "/session/name", "GET, PUT, DELETE"},
 		{"PATCH", "/session/name", "GET, PUT, DELETE"},
 		{"PATCH", "/session/renew", "GET, PUT, DELETE, POST"},
+		{"GET", "/login?user=u", "POST"},
+		{"POST", "/whoami", "GET"},
+		{"GET", "/logout-all?user=u", "POST"},
 	} {
 		r := c.do(tc.method, tc.path, "")
 		if r.status != 405 || r.header.Get("Allow") != tc.allow {
@@ -523,6 +536,23 @@ func TestBadArgs(t *testing.T) {
 		{[]string{"-nope"}, nil, "flag provided but not defined"},
 		{[]string{"-backend", "bogus"}, nil, `unknown -backend "bogus": want server or cookie`},
 		{[]string{"-backend", ""}, nil, `unknown -backend "": want server or cookie`},
+		{[]string{"-idle-timeout", "soon"}, nil, `invalid value "soon" for flag -idle-timeout`},
+		{[]string{"-lock=maybe"}, nil, `invalid boolean value "maybe" for -lock`},
+
+		// Combinations the library refuses: its message, naming the field,
+		// after the flag that set it. The Badger directory is not created.
+		{[]string{"-idle-timeout", "1h", "-renew-on-access"}, nil,
+			"-renew-on-access: kvsession: Config.RenewOnAccess: cannot be combined with IdleTimeout"},
+		{withCookie("-secret", keyA, "-idle-timeout", "1h", "-renew-on-access"), nil,
+			"-renew-on-access: kvsession: Config.RenewOnAccess: cannot be combined with IdleTimeout"},
+		{[]string{"-idle-timeout", "500ms"}, nil, "-idle-timeout: kvsession: Config.IdleTimeout: 500ms: use 0 (off) or at least a second"},
+		{[]string{"-absolute-timeout", "-1s"}, nil, "-absolute-timeout: kvsession: Config.AbsoluteTimeout: -1s"},
+		{withCookie("-secret", keyA, "-absolute-timeout", "10ms"), nil, "-absolute-timeout: kvsession: Config.AbsoluteTimeout: 10ms"},
+		{[]string{"-renewal-timeout", "10ms"}, nil, "-renewal-timeout: kvsession: Config.RenewalTimeout: 10ms"},
+		{[]string{"-max-age", "10ms"}, nil, "-max-age: kvsession: Config.MaxAge"},
+		// The cookie backend has no id to rotate; the playground says so
+		// before the library would.
+		{withCookie("-secret", keyA, "-renewal-timeout", "1h"), nil, "-renewal-timeout does not apply to -backend cookie"},
 
 		// Malformed keys name their source and position, never their text.
 		{withCookie("-secret", ""), nil, "-secret: key 1 of 1 is empty"},
@@ -573,7 +603,8 @@ func TestHelp(t *testing.T) {
 	if !errors.Is(err, flag.ErrHelp) {
 		t.Fatalf("run(-h) = %v, want flag.ErrHelp", err)
 	}
-	for _, want := range []string{"-backend string", "server", "cookie", "-secret KEY[,KEY...]", "64 hex characters", secretEnv, "-max-age", "-renew-on-access", "-store", "-dir"} {
+	for _, want := range []string{"-backend string", "server", "cookie", "-secret KEY[,KEY...]", "64 hex characters", secretEnv, "-max-age", "-renew-on-access", "-store", "-dir",
+		"-idle-timeout duration", "-absolute-timeout duration", "-renewal-timeout duration", "-lock", "(default true)"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("usage lacks %q:\n%s", want, out.String())
 		}
@@ -617,7 +648,7 @@ func TestStartLog(t *testing.T) {
 		{
 			name: "cookie with -secret",
 			args: []string{"-backend", "cookie", "-secret", keyA + "," + keyB},
-			want: []string{"backend=cookie", "store=none", "no store is opened", "keys=2", "key_source=flag",
+			want: []string{"backend=cookie", "store=none", "no session store is opened", "revocations=memory", "forgotten at restart", "keys=2", "key_source=flag",
 				"read_buffer_size=" + strconv.Itoa(cookieBuffer), "max_cookie_segments=4"},
 			notWant: []string{randomKeyWarning, "-store is ignored", keyA, keyB},
 			noDir:   true,
@@ -900,5 +931,393 @@ func TestCookieKeyRotation(t *testing.T) {
 	r = newClient(t, p.base).do("GET", "/session/user", "", sealedWithA)
 	if r.status != 404 {
 		t.Errorf("GET /session/user with the cookie sealed by the retired key = %d %q, want 404", r.status, r.body)
+	}
+}
+
+// login logs c in as user.
+func (c *client) login(user string) {
+	c.t.Helper()
+	c.expect("POST", "/login?user="+user, "", 204, "")
+}
+
+// TestLogin binds sessions to users: a login gives the session a new
+// cookie and keeps its data, and the cookie from before the login does not
+// carry it.
+func TestLogin(t *testing.T) { forEachBackend(t, testLogin) }
+
+func testLogin(t *testing.T, backend string, args []string) {
+	p := start(t, args...)
+	c := newClient(t, p.base)
+	c.expect("GET", "/whoami", "", 404, "not logged in\n")
+	c.expect("GET", "/counter", "", 200, "1")
+	c.expect("GET", "/counter", "", 200, "2")
+	before := c.sessionCookie()
+	if before == nil {
+		t.Fatal("no session cookie before the login")
+	}
+
+	r := c.expect("POST", "/login?user=alice", "", 204, "")
+	after := parseSetCookie(t, onlySessionCookie(t, "POST /login", r))
+	if after.Value == before.Value {
+		t.Fatalf("POST /login kept the session cookie %q", before.Value)
+	}
+	c.expect("GET", "/whoami", "", 200, "alice")
+	c.expect("GET", "/counter", "", 200, "3") // the data came along
+
+	// The pre-login cookie never leads to the logged-in session. On the
+	// server backend its id is gone altogether; a cookie session's old
+	// copy still opens, as before the login: unbound, with its counter.
+	stranger := newClient(t, p.base)
+	if r := stranger.do("GET", "/whoami", "", before); r.status != 404 {
+		t.Errorf("GET /whoami with the pre-login cookie = %d %q, want 404", r.status, r.body)
+	}
+	wantOld := "not found\n"
+	if backend == "cookie" {
+		wantOld = "2"
+	}
+	if r := stranger.do("GET", "/session/counter", "", before); r.body != wantOld {
+		t.Errorf("GET /session/counter with the pre-login cookie = %d %q, want %q", r.status, r.body, wantOld)
+	}
+
+	// Logging in again, as someone else, re-binds the same session.
+	c.login("bob")
+	c.expect("GET", "/whoami", "", 200, "bob")
+	c.expect("GET", "/session/counter", "", 200, "3")
+
+	// No user, no login; a user id the library refuses is the client's
+	// mistake too. Neither changes the session.
+	for _, path := range []string{"/login", "/login?user=", "/login?who=carol"} {
+		r := c.expect("POST", path, "", 400, "missing ?user=\n")
+		noCookie(t, "POST "+path, r)
+	}
+	r = c.do("POST", "/login?user="+strings.Repeat("x", 300), "")
+	if r.status != 400 || !strings.Contains(r.body, "longer than") {
+		t.Errorf("POST /login with a 300-byte user = %d %q, want 400 saying it is too long", r.status, r.body)
+	}
+	noCookie(t, "POST /login with a 300-byte user", r)
+	c.expect("GET", "/whoami", "", 200, "bob")
+}
+
+// TestLogoutAll logs a user out of every session at once, from one of that
+// user's own clients, and leaves other users alone.
+func TestLogoutAll(t *testing.T) { forEachBackend(t, testLogoutAll) }
+
+func testLogoutAll(t *testing.T, backend string, args []string) {
+	p := start(t, args...)
+	var us []*client
+	for range 3 {
+		c := newClient(t, p.base)
+		c.expect("GET", "/counter", "", 200, "1")
+		c.login("u")
+		c.expect("GET", "/whoami", "", 200, "u")
+		us = append(us, c)
+	}
+	v := newClient(t, p.base)
+	v.login("v")
+	// A copy of a logged-in cookie, as a thief would keep it.
+	stolen := us[1].sessionCookie()
+
+	// Asked by one of u's own clients: with -lock, the handler must not
+	// hold that session's lock while ending it (it would wait LockWait,
+	// 5s, and fail).
+	startedAt := time.Now()
+	r := us[0].do("POST", "/logout-all?user=u", "")
+	wantBody, wantKind := "3", "count"
+	if backend == "cookie" {
+		wantBody, wantKind = "revoked", "revoked"
+	}
+	if r.status != 200 || r.body != wantBody || r.header.Get("X-Sessions-Ended") != wantKind {
+		t.Fatalf("POST /logout-all?user=u = %d %q X-Sessions-Ended %q, want 200 %q %q",
+			r.status, r.body, r.header.Get("X-Sessions-Ended"), wantBody, wantKind)
+	}
+	if d := time.Since(startedAt); d > time.Second {
+		t.Errorf("POST /logout-all took %v", d)
+	}
+
+	for i, c := range us {
+		if r := c.do("GET", "/whoami", ""); r.status != 404 {
+			t.Errorf("client %d of u: GET /whoami after logout-all = %d %q, want 404", i, r.status, r.body)
+		}
+		// The session is gone with its data, not merely unbound.
+		c.expect("GET", "/session/counter", "", 404, "not found\n")
+	}
+	if r := newClient(t, p.base).do("GET", "/whoami", "", stolen); r.status != 404 {
+		t.Errorf("GET /whoami with a copy of u's cookie = %d %q, want 404", r.status, r.body)
+	}
+	v.expect("GET", "/whoami", "", 200, "v")
+
+	// u can log in again, and that new session is not revoked.
+	us[0].login("u")
+	us[0].expect("GET", "/whoami", "", 200, "u")
+	us[0].expect("GET", "/counter", "", 200, "1")
+	us[0].expect("GET", "/whoami", "", 200, "u")
+
+	// Ending the sessions of a user who has none.
+	wantNone := "0"
+	if backend == "cookie" {
+		wantNone = "revoked"
+	}
+	v.expect("POST", "/logout-all?user=nobody", "", 200, wantNone)
+	v.expect("GET", "/whoami", "", 200, "v")
+	for _, path := range []string{"/logout-all", "/logout-all?user="} {
+		v.expect("POST", path, "", 400, "missing ?user=\n")
+	}
+}
+
+// counterAfter sends n concurrent GET /counter?pause=25ms with cookie and
+// returns the counter that follows them. The pause, between reading the
+// counter and writing it back, makes the requests overlap.
+func counterAfter(t *testing.T, base string, cookie *http.Cookie, n int) int {
+	t.Helper()
+	// A transport of its own, whose connections are closed afterwards:
+	// left idle, connections dialled for the burst but never used delay
+	// the server's graceful shutdown by seconds.
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	defer tr.CloseIdleConnections()
+	hc := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+	var wg sync.WaitGroup
+	errs := make(chan string, n)
+	for range n {
+		wg.Go(func() {
+			req, _ := http.NewRequest("GET", base+"/counter?pause=25ms", nil)
+			req.AddCookie(cookie)
+			resp, err := hc.Do(req)
+			if err != nil {
+				errs <- err.Error()
+				return
+			}
+			defer resp.Body.Close()
+			b, _ := io.ReadAll(resp.Body)
+			if resp.StatusCode != 200 {
+				errs <- fmt.Sprintf("%d %q", resp.StatusCode, b)
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Errorf("concurrent GET /counter: %s", e)
+	}
+	r := newClient(t, base).do("GET", "/session/counter", "", cookie)
+	got, err := strconv.Atoi(r.body)
+	if r.status != 200 || err != nil {
+		t.Fatalf("GET /session/counter = %d %q", r.status, r.body)
+	}
+	return got
+}
+
+// TestLock checks that -lock, on by default, makes concurrent requests on
+// one session lose no increment, and that -lock=false starts.
+func TestLock(t *testing.T) {
+	const n = 20
+	p := start(t, "-store", "memory", "-addr", "127.0.0.1:0")
+	c := newClient(t, p.base)
+	c.expect("GET", "/counter", "", 200, "1")
+	if got := counterAfter(t, p.base, c.sessionCookie(), n); got != n+1 {
+		t.Errorf("after %d concurrent increments of 1: counter = %d, want %d", n, got, n+1)
+	}
+	if log := p.log.String(); !strings.Contains(log, " lock=true ") || !strings.Contains(log, "read_only_reads=true") {
+		t.Errorf("start log does not show lock=true and read_only_reads=true:\n%s", log)
+	}
+
+	p = start(t, "-store", "memory", "-addr", "127.0.0.1:0", "-lock=false")
+	c = newClient(t, p.base)
+	c.expect("GET", "/counter", "", 200, "1")
+	// Without the lock, requests that overlap read the same counter and
+	// write the same increment: how many are lost is up to the scheduler,
+	// but with 25ms between read and write, some are.
+	got := counterAfter(t, p.base, c.sessionCookie(), n)
+	t.Logf("-lock=false: after %d concurrent increments of 1: counter = %d", n, got)
+	if got < 2 || got >= n+1 {
+		t.Errorf("-lock=false: counter = %d after %d concurrent increments of 1, want some lost: from 2 to %d", got, n, n)
+	}
+	if log := p.log.String(); !strings.Contains(log, " lock=false ") {
+		t.Errorf("start log does not show lock=false:\n%s", log)
+	}
+}
+
+// TestReadOnlyRoutes lists which requests skip the session lock.
+func TestReadOnlyRoutes(t *testing.T) {
+	for _, tc := range []struct {
+		method, uri string
+		want        bool
+	}{
+		{"GET", "/session", true},
+		{"GET", "/session/name", true},
+		{"GET", "/session/a/b", true},
+		{"GET", "/session/renew", true},
+		{"GET", "/whoami", true},
+		{"HEAD", "/whoami", true},
+		{"GET", "/counter", false}, // increments
+		{"GET", "/session/", false},
+		{"GET", "/sessions", false},
+		{"GET", "/nope", false},
+		{"PUT", "/session/name", false},
+		{"DELETE", "/session", false},
+		{"POST", "/session/renew", false},
+		{"POST", "/login?user=u", false},
+		{"POST", "/logout-all?user=u", false},
+		{"POST", "/whoami", false},
+	} {
+		var ctx fasthttp.RequestCtx
+		ctx.Request.Header.SetMethod(tc.method)
+		ctx.Request.SetRequestURI(tc.uri)
+		if got := readOnly(&ctx); got != tc.want {
+			t.Errorf("readOnly(%s %s) = %v, want %v", tc.method, tc.uri, got, tc.want)
+		}
+	}
+}
+
+// TestLifecycleStartLog checks, without waiting for anything to expire,
+// that the lifecycle flags reach the backend's Config: the start log shows
+// the Config in effect, defaults applied.
+func TestLifecycleStartLog(t *testing.T) {
+	lockNote := "-lock does not apply to -backend cookie"
+	for _, tc := range []struct {
+		name          string
+		args          []string
+		want, notWant []string
+	}{
+		{
+			name:    "server defaults",
+			args:    []string{"-store", "memory"},
+			want:    []string{"idle_timeout=0s", "absolute_timeout=0s", "renewal_timeout=0s", "lock=true", "lock_wait=5s", "lock_lease=30s", "read_only_reads=true"},
+			notWant: []string{"extension_delay", "renewal_grace", lockNote},
+		},
+		{
+			name: "server with every timeout",
+			args: []string{"-store", "memory", "-idle-timeout", "1m", "-absolute-timeout", "2h", "-renewal-timeout", "15m", "-max-age", "3h"},
+			want: []string{"max_age=3h0m0s", "idle_timeout=1m0s", "extension_delay=6s", "absolute_timeout=2h0m0s",
+				"renewal_timeout=15m0s", "renewal_grace=15s", "lock=true", "read_only_reads=true"},
+		},
+		{
+			name:    "server without the lock",
+			args:    []string{"-store", "memory", "-lock=false", "-idle-timeout", "1m"},
+			want:    []string{"lock=false", "read_only_reads=false"},
+			notWant: []string{"lock_wait"},
+		},
+		{
+			name:    "cookie: -lock by default",
+			args:    []string{"-backend", "cookie", "-secret", keyA, "-idle-timeout", "10s", "-absolute-timeout", "1h"},
+			want:    []string{"level=INFO msg=\"playground: " + lockNote, "lock=false", "idle_timeout=10s", "extension_delay=1s", "absolute_timeout=1h0m0s", "renewal_timeout=0s"},
+			notWant: []string{"level=WARN", "lock_wait"},
+		},
+		{
+			name: "cookie: -lock given",
+			args: []string{"-backend", "cookie", "-secret", keyA, "-lock"},
+			want: []string{"level=INFO msg=\"playground: " + lockNote, "lock=false"},
+		},
+		{
+			name:    "cookie: -lock=false",
+			args:    []string{"-backend", "cookie", "-secret", keyA, "-lock=false", "-renewal-timeout", "0"},
+			want:    []string{"lock=false"},
+			notWant: []string{lockNote, "level=WARN"},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := start(t, append(tc.args, "-addr", "127.0.0.1:0")...)
+			c := newClient(t, p.base)
+			c.login("u")
+			c.expect("GET", "/whoami", "", 200, "u")
+			log := p.log.String()
+			for _, w := range tc.want {
+				if !strings.Contains(log, w) {
+					t.Errorf("log lacks %q:\n%s", w, log)
+				}
+			}
+			for _, w := range tc.notWant {
+				if strings.Contains(log, w) {
+					t.Errorf("log has %q:\n%s", w, log)
+				}
+			}
+		})
+	}
+}
+
+// TestTimeouts lets sessions expire, the only test that waits for the
+// clock: 1.2s, shared by its four cases, which run side by side on four
+// playgrounds. An idle session used halfway lives on, one left alone dies;
+// an absolute timeout counts from creation, use or not. Cookies are sent by
+// hand, since the jar would drop them at their Max-Age on its own: the
+// server must refuse them.
+func TestTimeouts(t *testing.T) {
+	type tcase struct {
+		name        string
+		args        []string
+		usedLives   bool // does the session used halfway survive?
+		base        string
+		used, alone *http.Cookie
+	}
+	cases := []*tcase{
+		{name: "idle/server", args: []string{"-store", "memory", "-idle-timeout", "1s"}, usedLives: true},
+		{name: "idle/cookie", args: []string{"-backend", "cookie", "-secret", keyA, "-idle-timeout", "1s"}, usedLives: true},
+		{name: "absolute/server", args: []string{"-store", "memory", "-absolute-timeout", "1s"}},
+		{name: "absolute/cookie", args: []string{"-backend", "cookie", "-secret", keyA, "-absolute-timeout", "1s"}},
+	}
+	for _, tc := range cases {
+		tc.base = start(t, append(tc.args, "-addr", "127.0.0.1:0")...).base
+	}
+	// whoami asks, with cookie alone, who tc's session is.
+	whoami := func(tc *tcase, cookie *http.Cookie) response {
+		return newClient(t, tc.base).do("GET", "/whoami", "", cookie)
+	}
+	for _, tc := range cases {
+		used, alone := newClient(t, tc.base), newClient(t, tc.base)
+		used.login("used")
+		alone.login("alone")
+		tc.used, tc.alone = used.sessionCookie(), alone.sessionCookie()
+	}
+
+	time.Sleep(500 * time.Millisecond)
+	for _, tc := range cases {
+		r := whoami(tc, tc.used)
+		if r.status != 200 || r.body != "used" {
+			t.Fatalf("%s: GET /whoami after 0.5s = %d %q, want 200 used", tc.name, r.status, r.body)
+		}
+		if tc.usedLives {
+			// The idle deadline moved: the response says so with a fresh
+			// cookie (a new seal, for the cookie backend).
+			tc.used = parseSetCookie(t, onlySessionCookie(t, tc.name+": GET /whoami halfway", r))
+		} else {
+			noCookie(t, tc.name+": GET /whoami halfway", r)
+		}
+	}
+
+	time.Sleep(700 * time.Millisecond)
+	for _, tc := range cases {
+		r := whoami(tc, tc.used)
+		if tc.usedLives && (r.status != 200 || r.body != "used") {
+			t.Errorf("%s: GET /whoami 0.7s after the last use, 1.2s after login = %d %q, want 200 used", tc.name, r.status, r.body)
+		}
+		if !tc.usedLives && r.status != 404 {
+			t.Errorf("%s: GET /whoami of the session used halfway, 1.2s after login = %d %q, want 404", tc.name, r.status, r.body)
+		}
+		if r := whoami(tc, tc.alone); r.status != 404 {
+			t.Errorf("%s: GET /whoami of the session left alone, 1.2s after login = %d %q, want 404", tc.name, r.status, r.body)
+		}
+	}
+}
+
+// TestConfigErrors checks that the library's ConfigError survives the
+// flag's name put in front of it.
+func TestConfigErrors(t *testing.T) {
+	for _, tc := range []struct {
+		args  []string
+		field string
+	}{
+		{[]string{"-store", "memory", "-idle-timeout", "1h", "-renew-on-access"}, "RenewOnAccess"},
+		{[]string{"-backend", "cookie", "-secret", keyA, "-idle-timeout", "1h", "-renew-on-access"}, "RenewOnAccess"},
+		{[]string{"-store", "memory", "-renewal-timeout", "1ms"}, "RenewalTimeout"},
+	} {
+		ctx, cancel := context.WithCancel(context.Background())
+		err := run(ctx, append(tc.args, "-addr", "127.0.0.1:0"), nil, io.Discard, func(string) {
+			t.Errorf("run(%q) started", tc.args)
+			cancel()
+		})
+		cancel()
+		var ce *kvsession.ConfigError
+		if !errors.As(err, &ce) || ce.Field != tc.field {
+			t.Errorf("run(%q) = %v, want a ConfigError on %s", tc.args, err, tc.field)
+		}
 	}
 }

@@ -1,14 +1,17 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"log/slog"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/kvsession/kvsession"
 	kvfasthttp "github.com/kvsession/kvsession/fasthttp"
 )
 
@@ -21,13 +24,79 @@ import (
 //	GET    /session/{key}   the value under key, 404 if absent
 //	PUT    /session/{key}   store the request body under key (as a string)
 //	DELETE /session/{key}   remove key
-//	GET    /counter         increment "counter" and return it
+//	GET    /counter         increment "counter" and return it; ?pause=50ms waits that long
+//	                        (at most 1s) between reading and writing it, so that
+//	                        concurrent requests overlap: with -lock=false a burst of
+//	                        them loses increments, with -lock none
+//	POST   /login?user=U    bind the session to user U and give it a new id (204);
+//	                        400 without a user
+//	GET    /whoami          the user the session is bound to, 404 if none
+//	POST   /logout-all?user=U
+//	                        end every session bound to U, this client's included;
+//	                        400 without a user. The server backend deletes them and
+//	                        answers the number it deleted ("3"). The cookie backend
+//	                        cannot count cookies it handed out: it revokes them all
+//	                        (see kvsession.CookieBackend.RevokeUser) and answers
+//	                        "revoked". Either way the answer is 200 text/plain, and
+//	                        X-Sessions-Ended says "count" or "revoked" to tell them
+//	                        apart without parsing the body.
 //
 // {key} is everything after "/session/", slashes included. "renew" is an
 // ordinary key for GET, PUT and DELETE, the way a method-aware router would
 // resolve the overlap, so every key stays addressable.
+//
+// /login and /logout-all trust the user named in the query: the playground
+// has no passwords, and anyone may log anyone out. A real login checks
+// credentials before SetUser; a real "log out everywhere" takes the user
+// from the caller's own session, or checks that the caller may act for them.
+// Taking it from the caller's session needs care with Config.Lock: the
+// request then holds its session's lock, which DestroyUserSessions waits
+// for in vain (see logoutAll).
+//
+// GET /session, GET /session/{key} and GET /whoami only read the session,
+// and say so (readOnly) so that with -lock they neither wait for nor take the
+// session's lock. GET /counter writes: it takes the lock like PUT and POST.
 type app struct {
 	logger *slog.Logger
+	// endUserSessions ends every session bound to user and returns the
+	// body and X-Sessions-Ended header of the /logout-all answer.
+	endUserSessions func(ctx context.Context, user string) (body, kind string, err error)
+}
+
+// newApp returns the routes over backend, which must be one of the two
+// the playground makes.
+func newApp(logger *slog.Logger, backend kvsession.Backend) *app {
+	a := &app{logger: logger}
+	switch b := backend.(type) {
+	case *kvsession.ServerBackend:
+		a.endUserSessions = func(ctx context.Context, user string) (string, string, error) {
+			n, err := b.DestroyUserSessions(ctx, user)
+			return strconv.Itoa(n), "count", err
+		}
+	case *kvsession.CookieBackend:
+		a.endUserSessions = func(ctx context.Context, user string) (string, string, error) {
+			return "revoked", "revoked", b.RevokeUser(ctx, user)
+		}
+	default:
+		panic(fmt.Sprintf("playground: unexpected backend %T", backend))
+	}
+	return a
+}
+
+// readOnly reports whether a request only reads its session (see the
+// routes above), for kvfasthttp.Options.ReadOnly. It lists the reading
+// routes rather than excluding the writing ones, so that a route added
+// later takes the lock until it is known not to need it: a read-only
+// session that is changed is still saved, but without the lock's
+// protection. HEAD is answered 405 without touching the session, so it
+// does not matter either way.
+func readOnly(ctx *fasthttp.RequestCtx) bool {
+	if !ctx.IsGet() && !ctx.IsHead() {
+		return false
+	}
+	path := string(ctx.Path())
+	return path == "/session" || path == "/whoami" ||
+		(strings.HasPrefix(path, sessionPrefix) && len(path) > len(sessionPrefix))
 }
 
 // route is one method a path answers to; handlers get the {key} segment
@@ -52,6 +121,12 @@ func (a *app) handle(ctx *fasthttp.RequestCtx) {
 			route{fasthttp.MethodDelete, a.destroySession})
 	case path == "/counter":
 		dispatch(ctx, "", route{fasthttp.MethodGet, a.counter})
+	case path == "/login":
+		dispatch(ctx, "", route{fasthttp.MethodPost, a.login})
+	case path == "/whoami":
+		dispatch(ctx, "", route{fasthttp.MethodGet, a.whoami})
+	case path == "/logout-all":
+		dispatch(ctx, "", route{fasthttp.MethodPost, a.logoutAll})
 	case strings.HasPrefix(path, sessionPrefix) && len(path) > len(sessionPrefix):
 		key := path[len(sessionPrefix):]
 		routes := []route{
@@ -165,15 +240,95 @@ func (a *app) deleteKey(ctx *fasthttp.RequestCtx, key string) {
 	ctx.SetStatusCode(fasthttp.StatusNoContent)
 }
 
+// maxPause bounds GET /counter?pause=, so that a request cannot hold a
+// session's lock for long.
+const maxPause = time.Second
+
 func (a *app) counter(ctx *fasthttp.RequestCtx, _ string) {
+	var pause time.Duration
+	if arg := ctx.QueryArgs().Peek("pause"); arg != nil {
+		d, err := time.ParseDuration(string(arg))
+		if err != nil || d < 0 || d > maxPause {
+			text(ctx, fasthttp.StatusBadRequest, fmt.Sprintf("?pause= wants a duration from 0 to %v\n", maxPause))
+			return
+		}
+		pause = d
+	}
 	sess := kvfasthttp.Session(ctx)
 	// A missing counter, or one overwritten with a non-integer through
 	// PUT /session/counter, starts again from zero.
 	n, _ := sess.GetInt("counter")
+	// With -lock, this request holds the session's lock from GetInt to the
+	// save after the handler: others wait, and then read what it wrote.
+	time.Sleep(pause)
 	n++
 	if err := sess.Set("counter", n); err != nil {
 		a.serverError(ctx, "cannot set value", err)
 		return
 	}
 	text(ctx, fasthttp.StatusOK, strconv.Itoa(n))
+}
+
+// userArg returns the user query argument, or answers 400 and returns "".
+func userArg(ctx *fasthttp.RequestCtx) string {
+	user := string(ctx.QueryArgs().Peek("user"))
+	if user == "" {
+		text(ctx, fasthttp.StatusBadRequest, "missing ?user=\n")
+	}
+	return user
+}
+
+func (a *app) login(ctx *fasthttp.RequestCtx, _ string) {
+	user := userArg(ctx)
+	if user == "" {
+		return
+	}
+	sess := kvfasthttp.Session(ctx)
+	// Loading first separates a store failure (500) from a user id that
+	// SetUser refuses (400): SetUser reports both as plain errors.
+	if err := sess.Load(); err != nil {
+		a.serverError(ctx, "cannot load session", err)
+		return
+	}
+	if err := sess.SetUser(user); err != nil {
+		text(ctx, fasthttp.StatusBadRequest, err.Error()+"\n")
+		return
+	}
+	// A new id at every login, so that an id planted on the client before
+	// it logged in (session fixation) does not lead to the logged-in
+	// session. The data stays.
+	if err := sess.RenewID(); err != nil {
+		a.serverError(ctx, "cannot renew session", err)
+		return
+	}
+	ctx.SetStatusCode(fasthttp.StatusNoContent)
+}
+
+func (a *app) whoami(ctx *fasthttp.RequestCtx, _ string) {
+	if user := kvfasthttp.Session(ctx).User(); user != "" {
+		text(ctx, fasthttp.StatusOK, user)
+		return
+	}
+	text(ctx, fasthttp.StatusNotFound, "not logged in\n")
+}
+
+func (a *app) logoutAll(ctx *fasthttp.RequestCtx, _ string) {
+	user := userArg(ctx)
+	if user == "" {
+		return
+	}
+	// This handler must not use its own session before ending the user's:
+	// with -lock it would hold its session's lock, and DestroyUserSessions,
+	// which takes each session's lock, would wait for it in vain until
+	// LockWait if this client is one of the user's sessions.
+	//
+	// Not canceled by a graceful shutdown, like the middleware's own store
+	// calls: a logout everywhere that has started should finish.
+	body, kind, err := a.endUserSessions(context.WithoutCancel(ctx), user)
+	if err != nil {
+		a.serverError(ctx, "cannot end the user's sessions", err)
+		return
+	}
+	ctx.Response.Header.Set("X-Sessions-Ended", kind)
+	text(ctx, fasthttp.StatusOK, body)
 }
