@@ -72,9 +72,11 @@ func (b *ServerBackend) UserSessions(ctx context.Context, user string) ([]Sessio
 }
 
 // DestroyUserSessions deletes every session bound to user ("log out
-// everywhere") and returns how many it deleted. Requests already holding
-// one of them loaded may still save it afterwards; with Config.Lock, those
-// in flight finish first, since deleting takes each session's lock.
+// everywhere") and returns how many it deleted. It takes no session locks,
+// so it can be called from a request holding one of the user's sessions
+// (which should then Destroy its own). A request that loaded one of them
+// before and saves it after, which is a change the user made in that
+// moment, writes it back: as with any concurrent destroy.
 func (b *ServerBackend) DestroyUserSessions(ctx context.Context, user string) (int, error) {
 	n := 0
 	err := b.eachUserSession(ctx, user, func(s *Session, key string) error {
