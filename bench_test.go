@@ -3,6 +3,7 @@ package kvsession
 import (
 	"bytes"
 	"context"
+	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -11,6 +12,7 @@ import (
 	"github.com/kvsession/kvsession/store"
 	"github.com/kvsession/kvsession/store/badger"
 	"github.com/kvsession/kvsession/store/memory"
+	"github.com/kvsession/kvsession/store/redis"
 )
 
 // nopSink discards the response headers, so benchmarks measure the session
@@ -20,7 +22,8 @@ type nopSink struct{}
 func (nopSink) SetCookie(string, []byte) {}
 func (nopSink) AddHeader(string, string) {}
 
-// onEachStore runs a session benchmark on the memory and Badger stores:
+// onEachStore runs a session benchmark on the memory and Badger stores, and
+// on Redis when KVSESSION_REDIS_ADDR names a server:
 // sessions sessions holding values, and work as the handler of one request
 // per iteration.
 func onEachStore(b *testing.B, sessions int, values map[string]any, bytesPerOp int64, work func(*Session)) {
@@ -34,10 +37,27 @@ func onEachStore(b *testing.B, sessions int, values map[string]any, bytesPerOp i
 			return s
 		},
 	}
-	for _, name := range []string{"memory", "badger"} {
+	names := []string{"memory", "badger"}
+	// Redis runs when there is one to run against: .ci/run starts one.
+	if addr := os.Getenv("KVSESSION_REDIS_ADDR"); addr != "" {
+		names = append(names, "redis")
+		stores["redis"] = func() store.Store {
+			s, err := redis.Open(context.Background(), redis.Options{Addr: addr, Prefix: "kvsession-bench:" + strconv.FormatInt(time.Now().UnixNano(), 36) + ":"})
+			if err != nil {
+				b.Fatal(err)
+			}
+			return s
+		}
+	}
+	for _, name := range names {
 		b.Run(name, func(b *testing.B) {
 			st := stores[name]()
-			defer st.Close()
+			defer func() {
+				if c, ok := st.(store.Clearer); ok && name == "redis" {
+					c.DeleteAll(context.Background()) // a shared server: leave it as found
+				}
+				st.Close()
+			}()
 			be := newBackend(b, Config{}, st)
 			ids := seed(b, be, sessions, values)
 			b.SetBytes(bytesPerOp)

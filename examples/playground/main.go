@@ -45,8 +45,11 @@
 //
 //	-addr host:port          listen address; port 0 picks a free one (127.0.0.1:8080)
 //	-backend server|cookie   where sessions live (server)
-//	-store badger|memory     the server backend's store (badger)
+//	-store badger|memory|redis  the server backend's store (badger)
 //	-dir path                Badger directory (./data/sessions)
+//	-redis-addr host:port    Redis server or Cluster node, with -store redis (127.0.0.1:6379);
+//	                         playgrounds sharing one Redis share their sessions
+//	-redis-prefix p          prefix of the store's Redis keys (kvsession:)
 //	-secret KEY[,KEY...]     the cookie backend's keys, 64 hex characters each
 //	-max-age duration        session lifetime: store TTL or sealed expiry, and cookie Max-Age (336h)
 //	-renew-on-access         refresh a session's expiry on every request that reads it
@@ -89,6 +92,7 @@ import (
 	"github.com/kvsession/kvsession/store"
 	"github.com/kvsession/kvsession/store/badger"
 	"github.com/kvsession/kvsession/store/memory"
+	"github.com/kvsession/kvsession/store/redis"
 )
 
 // shutdownTimeout bounds how long in-flight requests may delay exit; after
@@ -123,6 +127,8 @@ type options struct {
 	backend         string
 	store           string
 	dir             string
+	redisAddr       string
+	redisPrefix     string
 	secret          string
 	maxAge          time.Duration
 	renewOnAccess   bool
@@ -153,7 +159,10 @@ Flags:
 	fs.StringVar(&o.addr, "addr", "127.0.0.1:8080", "listen address (port 0 picks a free port)")
 	fs.StringVar(&o.backend, "backend", "server", "where sessions live: server (in -store; the cookie holds an id)\n"+
 		"or cookie (sealed into the cookie with AES-256-GCM; no store)")
-	fs.StringVar(&o.store, "store", "badger", "session store of -backend server: badger or memory")
+	fs.StringVar(&o.store, "store", "badger", "session store of -backend server: badger, memory or redis")
+	fs.StringVar(&o.redisAddr, "redis-addr", "127.0.0.1:6379", "Redis server, or any node of a Redis Cluster (with -store redis).\n"+
+		"Several playgrounds on one Redis share their sessions")
+	fs.StringVar(&o.redisPrefix, "redis-prefix", "kvsession:", "prefix of every Redis key the store writes (with -store redis)")
 	fs.StringVar(&o.dir, "dir", "./data/sessions", "Badger directory (with -backend server -store badger)")
 	fs.StringVar(&o.secret, "secret", "", "keys of -backend cookie, `KEY[,KEY...]`: each 32 bytes written as 64 hex characters\n"+
 		"(openssl rand -hex 32). The first seals, all open: put a new key first to rotate.\n"+
@@ -181,9 +190,9 @@ Flags:
 		return o, fmt.Errorf("unknown -backend %q: want server or cookie", o.backend)
 	}
 	switch o.store {
-	case "badger", "memory":
+	case "badger", "memory", "redis":
 	default:
-		return o, fmt.Errorf("unknown -store %q: want badger or memory", o.store)
+		return o, fmt.Errorf("unknown -store %q: want badger, memory or redis", o.store)
 	}
 	return o, nil
 }
@@ -244,8 +253,14 @@ func cookieSecrets(o options, getenv func(string) string) (keys [][]byte, source
 
 // openStore opens the store the flags chose.
 func openStore(o options) (store.Store, error) {
-	if o.store == "memory" {
+	switch o.store {
+	case "memory":
 		return memory.New(memory.Options{}), nil
+	case "redis":
+		// Open pings: a Redis that is down fails the start, clearly.
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		return redis.Open(ctx, redis.Options{Addr: o.redisAddr, Prefix: o.redisPrefix})
 	}
 	// Badger creates the directory too; doing it here, 0700, turns a bad
 	// -dir into an error that names the directory, before Badger starts.
@@ -375,8 +390,11 @@ func openBackend(o options, getenv func(string) string, logger *slog.Logger) (b 
 		return nil, noClose, nil, errors.Join(err, reg.Close())
 	}
 	attrs = []any{"store", o.store}
-	if o.store == "badger" {
+	switch o.store {
+	case "badger":
 		attrs = append(attrs, "dir", o.dir)
+	case "redis":
+		attrs = append(attrs, "redis_addr", o.redisAddr, "redis_prefix", o.redisPrefix)
 	}
 	return sb, reg.Close, attrs, nil
 }

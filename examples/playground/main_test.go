@@ -529,7 +529,7 @@ func TestBadArgs(t *testing.T) {
 		env  map[string]string
 		want string
 	}{
-		{[]string{"-store", "redis"}, nil, `unknown -store "redis"`},
+		{[]string{"-store", "etcd"}, nil, `unknown -store "etcd": want badger, memory or redis`},
 		{[]string{"-store", "memory", "-max-age", "10ms"}, nil, "MaxAge"},
 		{withCookie("-secret", keyA, "-max-age", "10ms"), nil, "MaxAge"},
 		{[]string{"-store", "memory", "extra"}, nil, "unexpected arguments"},

@@ -1,0 +1,203 @@
+package main
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// redisServer is a redis-server this test started, so that it can stop and
+// restart it.
+type redisServer struct {
+	t    *testing.T
+	addr string
+	dir  string
+	cmd  *exec.Cmd
+}
+
+// needRedisServer returns the redis-server binary, or skips: without one
+// these tests cannot run, unless KVSESSION_REQUIRE_REDIS says they must
+// (CI sets it, and installs Redis).
+func needRedisServer(t *testing.T) string {
+	t.Helper()
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		if os.Getenv("KVSESSION_REQUIRE_REDIS") != "" {
+			t.Fatal("KVSESSION_REQUIRE_REDIS is set but redis-server is not on PATH")
+		}
+		t.Skip("no redis-server on PATH: install Redis (apt-get install redis-server) to run the Redis tests")
+	}
+	return bin
+}
+
+// startRedis starts a redis-server on a free loopback port, persisting
+// every write (appendfsync always), in a directory of its own.
+func startRedis(t *testing.T) *redisServer {
+	t.Helper()
+	bin := needRedisServer(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	r := &redisServer{t: t, addr: addr, dir: t.TempDir()}
+	r.start(bin)
+	t.Cleanup(r.stop)
+	return r
+}
+
+func (r *redisServer) start(bin string) {
+	r.t.Helper()
+	_, port, _ := net.SplitHostPort(r.addr)
+	r.cmd = exec.Command(bin, "--bind", "127.0.0.1", "--port", port, "--dir", r.dir,
+		"--appendonly", "yes", "--appendfsync", "always", "--save", "", "--loglevel", "warning")
+	r.cmd.Stdout, r.cmd.Stderr = nil, nil
+	if err := r.cmd.Start(); err != nil {
+		r.t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", r.addr, 100*time.Millisecond)
+		if err == nil {
+			fmt.Fprint(c, "PING\r\n")
+			buf := make([]byte, 7)
+			c.SetReadDeadline(time.Now().Add(time.Second))
+			n, _ := c.Read(buf)
+			c.Close()
+			if strings.HasPrefix(string(buf[:n]), "+PONG") {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			r.t.Fatalf("redis-server on %s did not answer within 5s", r.addr)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// stop shuts the server down gracefully (SIGTERM) and waits for it.
+func (r *redisServer) stop() {
+	if r.cmd == nil || r.cmd.Process == nil {
+		return
+	}
+	r.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { r.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		r.cmd.Process.Kill()
+		<-done
+	}
+	r.cmd = nil
+}
+
+func (r *redisServer) restart() {
+	r.t.Helper()
+	r.stop()
+	r.start(needRedisServer(r.t))
+}
+
+// sharedRedis returns the Redis CI provides (KVSESSION_REDIS_ADDR), or one
+// of this test's own.
+func sharedRedis(t *testing.T) string {
+	t.Helper()
+	if addr := os.Getenv("KVSESSION_REDIS_ADDR"); addr != "" {
+		return addr
+	}
+	return startRedis(t).addr
+}
+
+// uniquePrefix keeps this run's keys apart from any other user of the server.
+func uniquePrefix() string {
+	b := make([]byte, 6)
+	rand.Read(b)
+	return "kvsession-test-" + hex.EncodeToString(b) + ":"
+}
+
+// TestPlaygroundsShareRedis: two playgrounds on one Redis are one service
+// behind a load balancer: a cookie from either works on the other.
+func TestPlaygroundsShareRedis(t *testing.T) {
+	addr, prefix := sharedRedis(t), uniquePrefix()
+	args := []string{"-addr", "127.0.0.1:0", "-store", "redis", "-redis-addr", addr, "-redis-prefix", prefix}
+	a, b := start(t, args...), start(t, args...)
+	c := newClient(t, a.base)
+	c.expect("GET", "/counter", "", 200, "1")
+	c.base = b.base // the jar ignores ports: the same cookie goes to b
+	c.expect("GET", "/counter", "", 200, "2")
+	c.do("POST", "/login?user=ada", "")
+	c.base = a.base
+	c.expect("GET", "/whoami", "", 200, "ada")
+	c.expect("GET", "/counter", "", 200, "3")
+
+	other := newClient(t, b.base)
+	other.do("POST", "/login?user=ada", "")
+	other.base = a.base
+	other.expect("POST", "/logout-all?user=ada", "", 200, "2")
+	c.base = b.base
+	c.expect("GET", "/whoami", "", 404, "not logged in\n")
+}
+
+// TestRedisDownAtStart: a Redis that cannot be reached fails the start
+// with an error naming it, rather than every request later.
+func TestRedisDownAtStart(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	begin := time.Now()
+	err = run(t.Context(), []string{"-addr", "127.0.0.1:0", "-store", "redis", "-redis-addr", addr}, nil, &testLog{t: t}, nil)
+	if err == nil || !strings.Contains(err.Error(), addr) {
+		t.Fatalf("run with Redis down: %v; want an error naming %s", err, addr)
+	}
+	if d := time.Since(begin); d > 6*time.Second {
+		t.Fatalf("took %v to notice", d)
+	}
+}
+
+// TestRedisOutage stops the real server mid-run: requests during the outage
+// get the error handler's answer, requests after it work again without
+// restarting the playground, and nothing written before it is lost.
+func TestRedisOutage(t *testing.T) {
+	r := startRedis(t)
+	p := start(t, "-addr", "127.0.0.1:0", "-store", "redis", "-redis-addr", r.addr, "-redis-prefix", uniquePrefix())
+	c := newClient(t, p.base)
+	c.expect("GET", "/counter", "", 200, "1")
+	c.expect("GET", "/counter", "", 200, "2")
+	c.expect("PUT", "/session/name", "alice", 204, "")
+
+	r.stop()
+	down := c.do("GET", "/counter", "")
+	if down.status != 500 || down.body != "session unavailable\n" {
+		t.Fatalf("during the outage: %d %q, want the error handler's 500", down.status, down.body)
+	}
+	if len(down.setCookies()) != 0 {
+		t.Fatal("the failed request set a cookie")
+	}
+
+	r.restart()
+	// The client reconnects by itself; allow it a moment.
+	var r1 response
+	for i := 0; i < 50; i++ {
+		if r1 = c.do("GET", "/counter", ""); r1.status == 200 {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if r1.status != 200 || r1.body != "3" {
+		t.Fatalf("after the outage: %d %q, want 200 \"3\" (the counter kept)", r1.status, r1.body)
+	}
+	if got := c.sessionJSON()["name"]; got != "alice" {
+		t.Fatalf("name after the outage: %v", got)
+	}
+}
