@@ -1,0 +1,179 @@
+package main
+
+import (
+	"context"
+	"net/http"
+	"testing"
+
+	"github.com/alexedwards/scs/v2"
+	"github.com/gofiber/fiber/v2"
+	fibersession "github.com/gofiber/fiber/v2/middleware/session"
+	"github.com/valyala/fasthttp"
+
+	"github.com/kvsession/kvsession"
+	"github.com/kvsession/kvsession/store"
+	"github.com/kvsession/kvsession/store/badger"
+	"github.com/kvsession/kvsession/store/memory"
+)
+
+// An in-process contender runs one request's session work through its own
+// API: load the session the request's cookie names, read a counter, write
+// it back incremented (or not, for a read), save. Each is given 1,000
+// existing sessions and cycles through them.
+type contender struct {
+	name string
+	// setup returns the work of request i, read-only or not, and a cleanup.
+	setup func(b *testing.B, sessions int) (work func(i int, write bool), cleanup func())
+}
+
+func inProcessContenders() []contender {
+	return []contender{
+		{"kvsession/memory", kvsessionSetup(func(b *testing.B) store.Store { return memory.New(memory.Options{}) })},
+		{"kvsession/badger", kvsessionSetup(func(b *testing.B) store.Store {
+			st, err := badger.Open(badger.Options{Dir: b.TempDir()})
+			if err != nil {
+				b.Fatal(err)
+			}
+			return st
+		})},
+		{"fiber/session memory", fiberSetup},
+		{"scs/memstore", scsSetup},
+	}
+}
+
+// nopSink discards what kvsession writes to a response.
+type nopSink struct{}
+
+func (nopSink) SetCookie(string, []byte) {}
+func (nopSink) AddHeader(string, string) {}
+
+func kvsessionSetup(open func(b *testing.B) store.Store) func(b *testing.B, n int) (func(int, bool), func()) {
+	return func(b *testing.B, n int) (func(int, bool), func()) {
+		st := open(b)
+		reg := store.NewRegistry(nil)
+		reg.Register(kvsession.DefaultStore, st)
+		be, err := kvsession.New(kvsession.Config{}, reg)
+		if err != nil {
+			b.Fatal(err)
+		}
+		ctx := context.Background()
+		headers := make([][]byte, n)
+		for i := range headers {
+			id, _ := be.GenerateID()
+			if err := be.Set(ctx, id, map[string]any{"counter": 1000}); err != nil {
+				b.Fatal(err)
+			}
+			headers[i] = []byte("session=" + id)
+		}
+		return func(i int, write bool) {
+				s := be.LoadFromRequest(ctx, headers[i%n])
+				v, _ := s.GetInt("counter")
+				if write {
+					s.Set("counter", v+1)
+				}
+				if err := be.StoreInResponse(s, nopSink{}); err != nil {
+					b.Fatal(err)
+				}
+				be.Release(s)
+			}, func() {
+				reg.Close()
+			}
+	}
+}
+
+func fiberSetup(b *testing.B, n int) (func(int, bool), func()) {
+	app := fiber.New()
+	st := fibersession.New() // memory storage
+	ids := make([]string, n)
+	for i := range ids {
+		c := app.AcquireCtx(&fasthttp.RequestCtx{})
+		sess, err := st.Get(c)
+		if err != nil {
+			b.Fatal(err)
+		}
+		sess.Set("counter", 1000)
+		ids[i] = sess.ID()
+		if err := sess.Save(); err != nil {
+			b.Fatal(err)
+		}
+		app.ReleaseCtx(c)
+	}
+	var rc fasthttp.RequestCtx
+	return func(i int, write bool) {
+		rc.Request.Reset()
+		rc.Response.Reset()
+		rc.Request.Header.SetCookie("session_id", ids[i%n])
+		c := app.AcquireCtx(&rc)
+		sess, err := st.Get(c)
+		if err != nil {
+			b.Fatal(err)
+		}
+		v, _ := sess.Get("counter").(int)
+		if write {
+			sess.Set("counter", v+1)
+			if err := sess.Save(); err != nil {
+				b.Fatal(err)
+			}
+		}
+		app.ReleaseCtx(c)
+	}, func() {}
+}
+
+func scsSetup(b *testing.B, n int) (func(int, bool), func()) {
+	sm := scs.New() // memstore
+	tokens := make([]string, n)
+	for i := range tokens {
+		ctx, err := sm.Load(context.Background(), "")
+		if err != nil {
+			b.Fatal(err)
+		}
+		sm.Put(ctx, "counter", 1000)
+		tokens[i], _, err = sm.Commit(ctx)
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	// scs works through a request's context: build it as LoadAndSave does.
+	req, _ := http.NewRequest("GET", "/", nil)
+	return func(i int, write bool) {
+		ctx, err := sm.Load(req.Context(), tokens[i%n])
+		if err != nil {
+			b.Fatal(err)
+		}
+		v := sm.GetInt(ctx, "counter")
+		if write {
+			sm.Put(ctx, "counter", v+1)
+			if _, _, err := sm.Commit(ctx); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}, func() {}
+}
+
+// inProcessResult is one contender's figures for one operation.
+type inProcessResult struct {
+	contender, op string
+	r             testing.BenchmarkResult
+}
+
+// runInProcess benchmarks every contender's increment and read.
+func runInProcess(progress func(string)) []inProcessResult {
+	var out []inProcessResult
+	for _, c := range inProcessContenders() {
+		for _, op := range []string{"increment", "read"} {
+			progress(c.name + " " + op)
+			r := testing.Benchmark(func(b *testing.B) {
+				work, cleanup := c.setup(b, 1000)
+				defer cleanup()
+				b.ReportAllocs()
+				b.ResetTimer()
+				for i := 0; i < b.N; i++ {
+					work(i, op == "increment")
+				}
+			})
+			out = append(out, inProcessResult{c.name, op, r})
+		}
+	}
+	return out
+}
+
