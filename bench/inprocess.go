@@ -176,4 +176,3 @@ func runInProcess(progress func(string)) []inProcessResult {
 	}
 	return out
 }
-
