@@ -222,8 +222,8 @@ func (b *ServerBackend) StoreInResponse(s *Session, sink ResponseSink) error {
 		return nil // a read: nothing to write, no need to read the clock
 	}
 	now := s.nowNano()
-	if s.readOnly && b.locks != nil && !s.modified && (b.extensionDue(s, now) || b.rotationDue(s, now)) {
-		return b.refreshLocked(s, sink, now)
+	if !s.modified && (b.extensionDue(s, now) || b.rotationDue(s, now)) {
+		return b.refresh(s, sink, now)
 	}
 	switch {
 	case s.modified || b.extensionDue(s, now):
@@ -280,9 +280,20 @@ func (b *ServerBackend) save(s *Session, now int64) error {
 	prevExtended, prevIndexed := s.extended, s.indexed
 	s.extended = now
 	ttl := b.ttl(s, now)
-	if err := b.indexUser(s, now, ttl); err != nil {
-		s.extended = prevExtended
+	add := b.indexPlan(s, now, ttl)
+	restore := func(err error) error {
+		s.extended, s.indexed = prevExtended, prevIndexed
 		return err
+	}
+	// A record that exists is indexed before it is rewritten, so that the
+	// index never misses a session its record says is bound. A new one is
+	// indexed after it is written: a listing in between would otherwise
+	// find no record and prune the entry for good.
+	fresh := !s.exists
+	if add && !fresh {
+		if err := b.index(s, ttl); err != nil {
+			return restore(err)
+		}
 	}
 	bp := getRecordBuf()
 	rec := s.encode((*bp)[:0])
@@ -295,9 +306,24 @@ func (b *ServerBackend) save(s *Session, now int64) error {
 	*bp = rec
 	putRecordBuf(bp)
 	if err != nil {
-		s.extended, s.indexed = prevExtended, prevIndexed
-		return err
+		return restore(err)
 	}
+	if add && fresh {
+		if err := b.index(s, ttl); err != nil {
+			// Unindexed, the session would escape DestroyUserSessions:
+			// take it back. It is new, so nothing it held is lost.
+			if derr := b.store.Delete(s.ctx, s.key); derr != nil {
+				b.cfg.Logger.Warn("kvsession: could not delete a session its user index missed", "error", derr)
+			}
+			return restore(err)
+		}
+	}
+	if s.loadedUser != "" && s.loadedUser != s.user {
+		// Only now: had the save failed, the record would still be bound
+		// to the old user, and must stay in that user's index.
+		b.unindex(s, s.loadedUser)
+	}
+	s.loadedUser = s.user
 	s.exists = true
 	if s.oldKey != "" {
 		// The old record holds only what the session had before RenewID:
@@ -312,12 +338,16 @@ func (b *ServerBackend) save(s *Session, now int64) error {
 	return nil
 }
 
-// refreshLocked extends or rotates a session that was read without the lock
-// (Session.ReadOnly). Writing back what it read could undo a save a locked
-// request made since, so the record is read again under the lock and only
-// its bookkeeping changes.
-func (b *ServerBackend) refreshLocked(s *Session, sink ResponseSink, now int64) error {
-	return b.withSession(s.ctx, s.key, true, func(fresh *Session) error {
+// refresh extends or rotates a session the request did not change. What
+// the request loaded may be stale: another request may have saved the
+// session since (a read-only one reads without the lock), or destroyed it
+// (a logout everywhere). So the record is read again, under the lock
+// unless this request holds it already, and only its bookkeeping changes;
+// a session gone in the meantime stays gone and its cookie is expired.
+func (b *ServerBackend) refresh(s *Session, sink ResponseSink, now int64) error {
+	found := false
+	err := b.withSession(s.ctx, s.key, b.locks != nil && s.lock.key == "", func(fresh *Session) error {
+		found = true
 		fresh.id, fresh.now, fresh.carried = s.id, now, s.carried
 		var err error
 		if b.rotationDue(fresh, now) {
@@ -333,6 +363,11 @@ func (b *ServerBackend) refreshLocked(s *Session, sink ResponseSink, now int64) 
 		fresh.id = "" // s's cookie bytes, not fresh's: gone with this request
 		return err
 	})
+	if err == nil && !found {
+		s.exists = false
+		b.expireCookies(s, sink)
+	}
+	return err
 }
 
 // assignID gives the session a fresh id and its store key.
@@ -500,8 +535,14 @@ func (b *ServerBackend) renewID(s *Session) error {
 // the session since this one loaded it, and a renewal must not bring it back.
 func (b *ServerBackend) renew(s *Session, now int64) (bool, error) {
 	ttl := b.ttl(s, now)
-	if err := b.indexUser(s, now, ttl); err != nil {
-		return false, err
+	// The record exists and stays bound to its user: index before the
+	// TTL grows past what the index covers. (s.indexed is not written
+	// back: a Touch does not rewrite the record, so a session renewed
+	// beyond twice its TTL re-indexes on each renewal.)
+	if b.indexPlan(s, now, ttl) {
+		if err := b.index(s, ttl); err != nil {
+			return false, err
+		}
 	}
 	err := b.toucher.Touch(s.ctx, s.key, ttl)
 	if err == nil {
@@ -531,6 +572,9 @@ func (b *ServerBackend) Get(ctx context.Context, id string) (map[string]any, err
 
 // Set replaces the values of the session with the given id and resets its
 // expiry, creating it if it does not exist.
+//
+// With Config.Lock, Get and Set take the session's lock: do not call them
+// from a request for its own session, which holds it already.
 func (b *ServerBackend) Set(ctx context.Context, id string, values map[string]any) error {
 	s, err := b.byID(ctx, id)
 	if err != nil {
@@ -548,7 +592,13 @@ func (b *ServerBackend) Set(ctx context.Context, id string, values map[string]an
 			return err
 		}
 	}
-	s.id, s.key, s.created = id, b.storeKey([]byte(id)), created
+	if !s.exists {
+		// A session that does not exist is created under the id given; one
+		// that does keeps the id and key its load resolved (a rotated-out
+		// id leads to the current one: writing under the old would fork it).
+		s.id, s.key = id, b.storeKey([]byte(id))
+	}
+	s.created = created
 	return b.save(s, s.nowNano())
 }
 

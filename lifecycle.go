@@ -62,8 +62,14 @@ func (c *core) expired(s *Session) bool {
 	if abs := c.cfg.AbsoluteTimeout; abs > 0 && s.created != 0 && now >= s.created+int64(abs) {
 		return true
 	}
-	if idle := c.cfg.IdleTimeout; idle > 0 && s.extended != 0 && now >= s.extended+int64(idle) {
-		return true
+	if idle := c.cfg.IdleTimeout; idle > 0 {
+		last := s.extended
+		if last == 0 {
+			last = s.created // a record written before extensions were kept
+		}
+		if last != 0 && now >= last+int64(idle) {
+			return true
+		}
 	}
 	return false
 }

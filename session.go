@@ -606,7 +606,11 @@ func (s *Session) Clear() {
 	if s.load() != nil || s.empty() {
 		return
 	}
-	s.forget()
+	// The session keeps its id, so it keeps its creation time: clearing
+	// must not restart AbsoluteTimeout.
+	clear(s.entries)
+	s.entries = s.entries[:0]
+	s.user, s.bound = "", 0
 	s.modified = true
 }
 

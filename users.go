@@ -26,29 +26,27 @@ func newUserIndex(b *ServerBackend) *userindex.Index {
 	return x
 }
 
-// indexUser keeps the user index in step with a session about to be saved
-// to live ttl from now. It runs before the record is written, so that the
-// index never misses a session its record says is bound; the index
-// records a key for twice its TTL, so that renewals rarely need to
-// update it.
-func (b *ServerBackend) indexUser(s *Session, now int64, ttl time.Duration) error {
-	if s.loadedUser != "" && s.loadedUser != s.user {
-		b.unindex(s, s.loadedUser)
-		s.indexed = 0
-	}
+// indexPlan reports whether saving the session to live ttl from now needs
+// an index entry, and sets s.indexed to what the entry will cover: twice
+// the TTL, so that saves and renewals rarely need to update it.
+func (b *ServerBackend) indexPlan(s *Session, now int64, ttl time.Duration) bool {
 	if s.user == "" {
 		s.indexed = 0
-		return nil
+		return false
 	}
-	if now+int64(ttl) <= s.indexed {
-		return nil
+	if s.loadedUser == s.user && now+int64(ttl) <= s.indexed {
+		return false
 	}
-	cover := 2 * ttl
-	if err := b.users.Add(s.ctx, s.user, s.key, cover); err != nil {
+	s.indexed = now + int64(2*ttl)
+	return true
+}
+
+// index adds the session's key to its user's index, covering it until
+// s.indexed.
+func (b *ServerBackend) index(s *Session, ttl time.Duration) error {
+	if err := b.users.Add(s.ctx, s.user, s.key, 2*ttl); err != nil {
 		return &StoreError{Op: "index", Err: err}
 	}
-	s.indexed = now + int64(cover)
-	s.loadedUser = s.user
 	return nil
 }
 
