@@ -445,16 +445,9 @@ func (b *ServerBackend) load(s *Session) error {
 	id := s.cookie
 	for hops := 0; ; hops++ {
 		key := b.storeKey(id)
-		// Locked before the read, so the read sees the last holder's save.
-		if err := b.lockFor(s, key); err != nil {
+		rec, found, err := b.fetch(s, key, true)
+		if err != nil || !found {
 			return err
-		}
-		rec, err := b.get(s, key)
-		if err != nil {
-			if isNotFound(err) {
-				return nil
-			}
-			return &StoreError{Op: "load", Err: err}
 		}
 		if len(rec) > 0 && rec[0] == forwardMarker {
 			// At most one hop: a session rotates once per RenewalTimeout,
@@ -483,6 +476,25 @@ func (b *ServerBackend) load(s *Session) error {
 		s.loadedUser = s.user
 		return nil
 	}
+}
+
+// fetch reads the record under key, taking the session's lock first if
+// lock is set (so that the read sees the last holder's save). A missing
+// record is no error: found is false.
+func (b *ServerBackend) fetch(s *Session, key string, lock bool) (rec []byte, found bool, err error) {
+	if lock {
+		if err := b.lockFor(s, key); err != nil {
+			return nil, false, err
+		}
+	}
+	rec, err = b.get(s, key)
+	if err != nil {
+		if isNotFound(err) {
+			return nil, false, nil
+		}
+		return nil, false, &StoreError{Op: "load", Err: err}
+	}
+	return rec, true, nil
 }
 
 func (b *ServerBackend) get(s *Session, key string) ([]byte, error) {

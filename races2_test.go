@@ -15,7 +15,7 @@ type hookStore struct {
 }
 
 func (h *hookStore) Set(ctx context.Context, k string, v []byte, ttl time.Duration) error {
-	if h.hook != nil && len(k) == 43 {
+	if h.hook != nil && len(k) == hashedKeyLen {
 		f := h.hook
 		h.hook = nil
 		f(k)

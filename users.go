@@ -121,17 +121,9 @@ func (b *ServerBackend) withSession(ctx context.Context, key string, lock bool, 
 	s := b.open(ctx, nil)
 	defer b.Release(s)
 	s.loaded = true
-	if lock {
-		if err := b.lockFor(s, key); err != nil {
-			return err
-		}
-	}
-	rec, err := b.get(s, key)
-	if err != nil {
-		if isNotFound(err) {
-			return nil
-		}
-		return &StoreError{Op: "load", Err: err}
+	rec, found, err := b.fetch(s, key, lock)
+	if err != nil || !found {
+		return err
 	}
 	if len(rec) == 0 || rec[0] == forwardMarker || s.decode(rec) != nil || b.expired(s) {
 		return nil
