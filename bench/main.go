@@ -1,32 +1,120 @@
 // Command bench compares kvsession with the Go session libraries people use
-// today. This first part runs in process: one request's session work
-// (load, modify, save) through each library's own API.
+// today, each as a real HTTP server on 127.0.0.1 driven by the same load,
+// and in process through each library's own API.
 //
-//	cd bench && go run .
+//	cd bench && go run .          # full run, a few minutes; writes results/
+//	cd bench && go run . -short   # CI: seconds, checks correctness only
+//
+// With two or more CPUs the load generator runs on CPU 0 and each server,
+// in a child process of its own, on CPU 1 (taskset), so that a server's
+// throughput is what one core gives it. Every child listens on loopback
+// only and is stopped by its PID when its turn ends, or when this program
+// exits or is interrupted.
 package main
 
 import (
+	"flag"
 	"fmt"
 	"os"
+	"os/exec"
+	"runtime"
+	"strings"
+	"syscall"
 	"time"
 )
 
+type options struct {
+	sessions    int
+	conns       int
+	duration    time.Duration
+	contendFor  time.Duration
+	scale       []int
+	scaleFor    time.Duration
+	inProcess   bool
+	short       bool
+	out         string
+	only        string
+	redisAddr   string
+	noRedis     bool
+	pinned      bool
+	verifyCount int
+}
+
 func main() {
-	start := time.Now()
-	progress := func(step string) {
-		fmt.Fprintf(os.Stderr, "[%5.1fs] %s\n", time.Since(start).Seconds(), step)
+	var (
+		o       options
+		serve   = flag.String("serve", "", "internal: serve this implementation in a child process")
+		dir     = flag.String("dir", "", "internal: the child's store directory")
+		lock    = flag.Bool("lock", false, "internal: the child turns kvsession's session lock on")
+		scale   = flag.String("scale", "10000,100000,1000000", "session counts for the scaling runs of kvsession/memory and kvsession/badger (empty: none)")
+		million = flag.Bool("million", false, "use 1,000,000 sessions in the comparison instead of -sessions")
+	)
+	flag.IntVar(&o.sessions, "sessions", 10000, "sessions (simulated clients, each with its own cookie) per server")
+	flag.IntVar(&o.conns, "conns", 32, "keep-alive connections")
+	flag.DurationVar(&o.duration, "duration", 3*time.Second, "how long each route is driven per server")
+	flag.DurationVar(&o.contendFor, "contend", 2*time.Second, "how long every connection drives one shared session")
+	flag.DurationVar(&o.scaleFor, "scale-duration", 3*time.Second, "how long each scaling run drives each route")
+	flag.BoolVar(&o.inProcess, "inprocess", true, "also run the in-process benchmarks")
+	flag.BoolVar(&o.short, "short", false, "CI mode: few sessions, short runs, no scaling or in-process runs; exit 1 on any error or lost update of kvsession's")
+	flag.StringVar(&o.out, "out", "results", "directory for results.md and throughput.svg (empty: none)")
+	flag.StringVar(&o.only, "only", "", "comma-separated implementations to run (default: all)")
+	flag.StringVar(&o.redisAddr, "redis", os.Getenv("KVSESSION_REDIS_ADDR"), "Redis for kvsession/redis (default $KVSESSION_REDIS_ADDR, else a redis-server from PATH on a free loopback port)")
+	flag.BoolVar(&o.noRedis, "no-redis", false, "skip kvsession/redis")
+	flag.Parse()
+
+	if *serve != "" {
+		serveChild(*serve, serveOptions{dir: *dir, redisAddr: o.redisAddr, lock: *lock})
+		return
 	}
-	results := runInProcess(progress)
-	base := map[string]float64{}
-	for _, r := range results {
-		if r.contender == "kvsession/memory" {
-			base[r.op] = float64(r.r.NsPerOp())
+	pinSelf()
+	o.pinned = os.Getenv(pinnedEnv) == "1"
+	if *million {
+		o.sessions = 1_000_000
+	}
+	for _, f := range strings.Split(*scale, ",") {
+		var n int
+		if _, err := fmt.Sscan(strings.TrimSpace(f), &n); err == nil && n > 0 {
+			o.scale = append(o.scale, n)
 		}
 	}
-	fmt.Println("| in process | op | ns/op | B/op | allocs/op | × kvsession/memory |")
-	fmt.Println("|---|---|---|---|---|---|")
-	for _, r := range results {
-		fmt.Printf("| %s | %s | %d | %d | %d | %.1f |\n", r.contender, r.op, r.r.NsPerOp(), r.r.AllocedBytesPerOp(), r.r.AllocsPerOp(),
-			float64(r.r.NsPerOp())/base[r.op])
+	o.verifyCount = 1000
+	if o.short {
+		o.sessions, o.duration, o.contendFor = 1000, 300*time.Millisecond, 300*time.Millisecond
+		o.scale, o.inProcess = nil, false
+		if !flagSet("out") {
+			o.out = ""
+		}
 	}
+	os.Exit(run(o))
+}
+
+func flagSet(name string) bool {
+	set := false
+	flag.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
+}
+
+const pinnedEnv = "KVSESSION_BENCH_PINNED"
+
+// pinSelf re-executes this program on CPU 0 so that CPU 1 is the servers'
+// alone. It does nothing with fewer than two CPUs or without taskset.
+func pinSelf() {
+	if os.Getenv(pinnedEnv) != "" || runtime.NumCPU() < 2 {
+		return
+	}
+	taskset, err := exec.LookPath("taskset")
+	if err != nil {
+		os.Setenv(pinnedEnv, "0")
+		return
+	}
+	self, err := os.Executable()
+	if err != nil {
+		os.Setenv(pinnedEnv, "0")
+		return
+	}
+	os.Setenv(pinnedEnv, "1")
+	err = syscall.Exec(taskset, append([]string{"taskset", "-c", "0", self}, os.Args[1:]...), os.Environ())
+	// Exec returned: run unpinned.
+	fmt.Fprintln(os.Stderr, "bench: cannot pin to CPU 0:", err)
+	os.Setenv(pinnedEnv, "0")
 }

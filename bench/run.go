@@ -1,0 +1,486 @@
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// httpResult is one implementation's figures for one route.
+type httpResult struct {
+	impl, route      string
+	rps              float64
+	p50, p99         time.Duration
+	requests, errors uint64
+	wrong            uint64 // replies that were not the previous value + 1 (or the current value, for reads)
+	lost             int64  // increments acknowledged and later missing, per implementation (on its first row)
+	rssMiB           float64
+	firstErr         string
+	bare             bool
+}
+
+type contentionResult struct {
+	impl        string
+	acked, lost int64
+	rps         float64
+	errors      uint64
+	firstErr    string
+}
+
+type scaleResult struct {
+	impl            string
+	sessions        int
+	create          time.Duration
+	incrRPS         float64
+	readRPS         float64
+	rssMiB          float64
+	errors, wrong   uint64
+	lost            int64
+	firstErr        string
+	createFailedErr string
+}
+
+type report struct {
+	opts       options
+	started    time.Time
+	http       []httpResult
+	contention []contentionResult
+	scaling    []scaleResult
+	inProcess  []inProcessResult
+	notes      []string
+}
+
+var progressStart = time.Now()
+
+func progress(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "[%6.1fs] %s\n", time.Since(progressStart).Seconds(), fmt.Sprintf(format, args...))
+}
+
+// children are the server processes running now, stopped however the run
+// ends.
+var children struct {
+	sync.Mutex
+	m map[int]*exec.Cmd
+}
+
+func killChildren() {
+	children.Lock()
+	defer children.Unlock()
+	for pid, cmd := range children.m {
+		cmd.Process.Kill()
+		delete(children.m, pid)
+	}
+}
+
+func run(o options) int {
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		s := <-sig
+		progress("%v: stopping servers", s)
+		killChildren()
+		os.Exit(130)
+	}()
+	defer killChildren()
+
+	rep := &report{opts: o, started: time.Now()}
+	if !o.pinned {
+		rep.note("Not pinned: taskset or a second CPU is missing, so servers and the load generator share CPUs.")
+	}
+	rep.note("github.com/fasthttp/session is not measured: the Go module proxy refuses it (403), as it does gofiber/storage/badger and scs/badgerstore.")
+	rep.note("fiber/badger* and scs/badger* run on kvsession's Badger store through small adapters to their storage interfaces (server.go), so all three libraries share one identically tuned Badger.")
+
+	only := map[string]bool{}
+	for _, n := range strings.Split(o.only, ",") {
+		if n = strings.TrimSpace(n); n != "" {
+			only[n] = true
+		}
+	}
+	want := func(name string) bool { return len(only) == 0 || only[name] }
+
+	redisAddr := ""
+	if want("kvsession/redis") && !o.noRedis {
+		addr, stop, err := findRedis(o.redisAddr)
+		if err != nil {
+			rep.note("kvsession/redis is not measured: " + err.Error())
+		} else {
+			defer stop()
+			redisAddr = addr
+		}
+	}
+
+	var kinds []serverKind
+	for _, k := range serverKinds {
+		if !want(k.name) || (k.needsRedis && redisAddr == "") {
+			continue
+		}
+		kinds = append(kinds, k)
+	}
+
+	progress("comparison: %d implementations × %d routes, %d sessions, %d connections, %v per route",
+		len(kinds), len(routes), o.sessions, o.conns, o.duration)
+	for _, k := range kinds {
+		rep.http = append(rep.http, runHTTP(k, o, redisAddr)...)
+	}
+
+	progress("contention: %d connections on one session, %v each", o.conns, o.contendFor)
+	for _, k := range kinds {
+		if k.bare {
+			continue
+		}
+		if k.lockable {
+			rep.contention = append(rep.contention, runContention(k, true, o, redisAddr))
+		}
+		if !k.needsRedis {
+			rep.contention = append(rep.contention, runContention(k, false, o, redisAddr))
+		}
+	}
+
+	for _, name := range []string{"kvsession/memory", "kvsession/badger"} {
+		k, _ := kindByName(name)
+		if !want(name) {
+			continue
+		}
+		for _, n := range o.scale {
+			rep.scaling = append(rep.scaling, runScale(k, n, o))
+		}
+	}
+
+	if o.inProcess {
+		rep.inProcess = runInProcess(func(step string) { progress("in process: %s", step) })
+	}
+
+	md := rep.markdown()
+	fmt.Println(md)
+	if o.out != "" {
+		if err := rep.write(o.out, md); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			return 1
+		}
+		progress("wrote %s and %s", filepath.Join(o.out, "results.md"), filepath.Join(o.out, "throughput.svg"))
+	}
+	if failures := rep.failures(); len(failures) > 0 {
+		fmt.Fprintln(os.Stderr, "bench: FAILED:")
+		for _, f := range failures {
+			fmt.Fprintln(os.Stderr, "  -", f)
+		}
+		return 1
+	}
+	progress("done")
+	return 0
+}
+
+func (r *report) note(s string) { r.notes = append(r.notes, s) }
+
+// failures lists what must never happen: errors or wrong answers from
+// kvsession or from the bare servers (those would be the load generator's
+// bugs), lost updates of kvsession's, or any update lost with its lock on.
+// Peers' errors and losses are reported, not failed on.
+func (r *report) failures() []string {
+	var out []string
+	ours := func(impl string) bool { return strings.HasPrefix(impl, "kvsession/") || strings.HasPrefix(impl, "bare ") }
+	for _, h := range r.http {
+		if ours(h.impl) && (h.errors > 0 || h.wrong > 0 || h.lost > 0) {
+			out = append(out, fmt.Sprintf("%s %s: %d errors, %d wrong replies, %d lost updates (%s)", h.impl, h.route, h.errors, h.wrong, h.lost, h.firstErr))
+		}
+	}
+	for _, c := range r.contention {
+		if strings.HasPrefix(c.impl, "kvsession/") && (c.errors > 0 || (strings.HasSuffix(c.impl, "+lock") && c.lost != 0)) {
+			out = append(out, fmt.Sprintf("contention %s: %d errors, %d lost updates (%s)", c.impl, c.errors, c.lost, c.firstErr))
+		}
+	}
+	for _, s := range r.scaling {
+		if s.errors > 0 || s.wrong > 0 || s.lost > 0 || s.createFailedErr != "" {
+			out = append(out, fmt.Sprintf("scaling %s at %d sessions: %d errors, %d wrong, %d lost (%s%s)", s.impl, s.sessions, s.errors, s.wrong, s.lost, s.firstErr, s.createFailedErr))
+		}
+	}
+	return out
+}
+
+// child is one server process.
+type child struct {
+	cmd   *exec.Cmd
+	stdin io.WriteCloser
+	addr  string
+	dir   string
+}
+
+func startServer(k serverKind, lock bool, redisAddr string, pinned bool) (*child, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "kvsession-bench-")
+	if err != nil {
+		return nil, err
+	}
+	args := []string{self, "-serve", k.name, "-dir", dir, "-lock=" + strconv.FormatBool(lock)}
+	if k.needsRedis {
+		args = append(args, "-redis", redisAddr)
+	}
+	if pinned {
+		args = append([]string{"taskset", "-c", "1"}, args...)
+	}
+	cmd := exec.Command(args[0], args[1:]...)
+	cmd.Stderr = os.Stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	children.Lock()
+	if children.m == nil {
+		children.m = map[int]*exec.Cmd{}
+	}
+	children.m[cmd.Process.Pid] = cmd
+	children.Unlock()
+	c := &child{cmd: cmd, stdin: stdin, dir: dir}
+
+	line := make(chan string, 1)
+	go func() {
+		s, _ := bufio.NewReader(stdout).ReadString('\n')
+		line <- s
+		io.Copy(io.Discard, stdout)
+	}()
+	select {
+	case s := <-line:
+		if addr, ok := strings.CutPrefix(strings.TrimSpace(s), "ADDR "); ok {
+			c.addr = addr
+			return c, nil
+		}
+		c.stop()
+		return nil, fmt.Errorf("%s did not start (said %q)", k.name, s)
+	case <-time.After(30 * time.Second):
+		c.stop()
+		return nil, fmt.Errorf("%s did not start within 30s", k.name)
+	}
+}
+
+// rssMiB reads the child's resident set size.
+func (c *child) rssMiB() float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", c.cmd.Process.Pid))
+	if err != nil {
+		return 0
+	}
+	m := regexp.MustCompile(`VmRSS:\s+(\d+) kB`).FindSubmatch(b)
+	if m == nil {
+		return 0
+	}
+	kb, _ := strconv.Atoi(string(m[1]))
+	return float64(kb) / 1024
+}
+
+// stop asks the child to finish (closing its stdin), and kills it by PID if
+// it has not within five seconds.
+func (c *child) stop() {
+	c.stdin.Close()
+	done := make(chan struct{})
+	go func() { c.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		c.cmd.Process.Kill()
+		<-done
+	}
+	children.Lock()
+	delete(children.m, c.cmd.Process.Pid)
+	children.Unlock()
+	os.RemoveAll(c.dir)
+}
+
+func runHTTP(k serverKind, o options, redisAddr string) []httpResult {
+	fail := func(err error) []httpResult {
+		progress("%s: %v", k.name, err)
+		return []httpResult{{impl: k.name, route: "-", errors: 1, firstErr: err.Error(), bare: k.bare}}
+	}
+	srv, err := startServer(k, false, redisAddr, o.pinned)
+	if err != nil {
+		return fail(err)
+	}
+	defer srv.stop()
+	var clients []client
+	if !k.bare {
+		clients = make([]client, o.sessions)
+		t0 := time.Now()
+		if err := createSessions(srv.addr, o.conns, clients); err != nil {
+			return fail(err)
+		}
+		progress("%-18s %d sessions created in %v", k.name, len(clients), time.Since(t0).Round(time.Millisecond))
+	}
+	var out []httpResult
+	for _, rt := range routes {
+		r := runLoad(srv.addr, o.conns, clients, rt, o.duration, !k.bare)
+		h := httpResult{impl: k.name, route: rt.name, rps: r.rps(), p50: r.hist.quantile(0.50), p99: r.hist.quantile(0.99),
+			requests: r.requests, errors: r.errors, wrong: r.wrong, rssMiB: srv.rssMiB(), bare: k.bare}
+		if r.firstErr != nil {
+			h.firstErr = r.firstErr.Error()
+		}
+		progress("%-18s /%-4s %8.0f req/s  p50 %6.1fµs  p99 %7.1fµs  errors %d  wrong %d  RSS %.0f MiB",
+			k.name, rt.name, h.rps, us(h.p50), us(h.p99), h.errors, h.wrong, h.rssMiB)
+		out = append(out, h)
+	}
+	if !k.bare {
+		lost, err := verify(srv.addr, clients, o.verifyCount)
+		if err != nil {
+			out[0].errors++
+			out[0].firstErr = "verifying: " + err.Error()
+		}
+		out[0].lost = lost
+		progress("%-18s read back %d sessions' counters: %d lost updates", k.name, min(o.verifyCount, len(clients)), lost)
+	}
+	return out
+}
+
+func runContention(k serverKind, lock bool, o options, redisAddr string) contentionResult {
+	name := k.name
+	if lock {
+		name += " +lock"
+	}
+	res := contentionResult{impl: name}
+	srv, err := startServer(k, lock, redisAddr, o.pinned)
+	if err != nil {
+		res.errors, res.firstErr = 1, err.Error()
+		progress("%s: %v", name, err)
+		return res
+	}
+	defer srv.stop()
+	acked, lost, r, err := contention(srv.addr, o.conns, o.contendFor)
+	res.acked, res.lost = acked, lost
+	if r != nil {
+		res.rps, res.errors = r.rps(), r.errors
+		if r.firstErr != nil {
+			res.firstErr = r.firstErr.Error()
+		}
+	}
+	if err != nil {
+		res.errors++
+		res.firstErr = err.Error()
+	}
+	progress("%-24s one session, %d conns: %6.0f req/s, %d increments acknowledged, %d lost, %d errors",
+		name, o.conns, res.rps, res.acked, res.lost, res.errors)
+	return res
+}
+
+func runScale(k serverKind, n int, o options) scaleResult {
+	res := scaleResult{impl: k.name, sessions: n}
+	srv, err := startServer(k, false, "", o.pinned)
+	if err != nil {
+		res.createFailedErr = err.Error()
+		return res
+	}
+	defer srv.stop()
+	clients := make([]client, n)
+	t0 := time.Now()
+	progress("scaling %s: creating %d sessions", k.name, n)
+	if err := createSessions(srv.addr, o.conns, clients); err != nil {
+		res.createFailedErr = err.Error()
+		progress("scaling %s: %v", k.name, err)
+		return res
+	}
+	res.create = time.Since(t0)
+	for _, rt := range []route{routeIncr, routeRead} {
+		r := runLoad(srv.addr, o.conns, clients, rt, o.scaleFor, true)
+		res.errors += r.errors
+		res.wrong += r.wrong
+		if r.firstErr != nil && res.firstErr == "" {
+			res.firstErr = r.firstErr.Error()
+		}
+		if rt.name == "incr" {
+			res.incrRPS = r.rps()
+		} else {
+			res.readRPS = r.rps()
+		}
+	}
+	res.rssMiB = srv.rssMiB()
+	lost, err := verify(srv.addr, clients, o.verifyCount)
+	res.lost = lost
+	if err != nil {
+		res.errors++
+		res.firstErr = err.Error()
+	}
+	progress("scaling %-16s %8d sessions (created in %v): incr %6.0f req/s, read %6.0f req/s, RSS %.0f MiB",
+		k.name, n, res.create.Round(time.Millisecond), res.incrRPS, res.readRPS, res.rssMiB)
+	return res
+}
+
+// findRedis returns the Redis to use: addr if set and reachable, else a
+// redis-server from PATH started on a free loopback port (stopped by stop).
+func findRedis(addr string) (string, func(), error) {
+	if addr != "" {
+		c, err := net.DialTimeout("tcp", addr, 2*time.Second)
+		if err != nil {
+			return "", nil, fmt.Errorf("Redis at %s is unreachable: %v", addr, err)
+		}
+		c.Close()
+		return addr, func() {}, nil
+	}
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		return "", nil, fmt.Errorf("no Redis: set KVSESSION_REDIS_ADDR or put redis-server on PATH")
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", nil, err
+	}
+	addr = ln.Addr().String()
+	ln.Close()
+	_, port, _ := net.SplitHostPort(addr)
+	dir, err := os.MkdirTemp("", "kvsession-bench-redis-")
+	if err != nil {
+		return "", nil, err
+	}
+	args := []string{bin, "--bind", "127.0.0.1", "--port", port, "--save", "", "--appendonly", "no", "--dir", dir, "--loglevel", "warning"}
+	if os.Getenv(pinnedEnv) == "1" {
+		// With the load generator, away from the measured server's core.
+		args = append([]string{"taskset", "-c", "0"}, args...)
+	}
+	cmd := exec.Command(args[0], args[1:]...)
+	if err := cmd.Start(); err != nil {
+		os.RemoveAll(dir)
+		return "", nil, err
+	}
+	children.Lock()
+	if children.m == nil {
+		children.m = map[int]*exec.Cmd{}
+	}
+	children.m[cmd.Process.Pid] = cmd
+	children.Unlock()
+	stop := func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+		children.Lock()
+		delete(children.m, cmd.Process.Pid)
+		children.Unlock()
+		os.RemoveAll(dir)
+	}
+	for i := 0; i < 100; i++ {
+		if c, err := net.DialTimeout("tcp", addr, 100*time.Millisecond); err == nil {
+			c.Close()
+			progress("redis-server on %s (pid %d)", addr, cmd.Process.Pid)
+			return addr, stop, nil
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	stop()
+	return "", nil, fmt.Errorf("redis-server did not start on %s", addr)
+}
+
+func us(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }

@@ -1,0 +1,333 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/alexedwards/scs/v2"
+	"github.com/gofiber/fiber/v2"
+	fibersession "github.com/gofiber/fiber/v2/middleware/session"
+	"github.com/valyala/fasthttp"
+
+	"github.com/kvsession/kvsession"
+	kvfasthttp "github.com/kvsession/kvsession/fasthttp"
+	"github.com/kvsession/kvsession/store"
+	"github.com/kvsession/kvsession/store/badger"
+	"github.com/kvsession/kvsession/store/memory"
+	"github.com/kvsession/kvsession/store/redis"
+)
+
+// Every server answers the same three routes:
+//
+//	POST /incr  adds one to the session's counter and answers the new value
+//	GET  /read  answers the counter without changing the session
+//	POST /big   stores a 4 KB blob in the session and answers its length
+//
+// Each runs in a child process of its own (see serveChild), so that its
+// heap, goroutines and resident memory are its own, and it can be pinned to
+// one core away from the load generator.
+
+// blob is what /big stores: 4 KB that do not compress to nothing.
+var blob = func() []byte {
+	b := make([]byte, 4096)
+	x := uint32(2463534242)
+	for i := range b {
+		x ^= x << 13
+		x ^= x >> 17
+		x ^= x << 5
+		b[i] = byte(x)
+	}
+	return b
+}()
+
+// serverKind names what a child serves.
+type serverKind struct {
+	name string
+	// serve runs until ln is closed. dir is a fresh directory for stores
+	// that need one; redisAddr is the Redis to use, if any.
+	serve func(ln net.Listener, opts serveOptions) error
+	// bare servers keep no sessions: their replies are not checked.
+	bare bool
+	// lockable kinds take -lock, to serialise requests to one session.
+	lockable bool
+	// needsRedis kinds run only when a Redis server is reachable.
+	needsRedis bool
+}
+
+type serveOptions struct {
+	dir, redisAddr string
+	lock           bool
+}
+
+var serverKinds = []serverKind{
+	{name: "bare fasthttp", serve: serveBareFasthttp, bare: true},
+	{name: "bare net/http", serve: serveBareNetHTTP, bare: true},
+	{name: "kvsession/memory", serve: serveKvsession(openMemory), lockable: true},
+	{name: "kvsession/badger", serve: serveKvsession(openBadger), lockable: true},
+	{name: "kvsession/redis", serve: serveKvsession(openRedis), lockable: true, needsRedis: true},
+	{name: "fiber/memory", serve: serveFiber(nil)},
+	{name: "fiber/badger*", serve: serveFiber(openBadger)},
+	{name: "scs/memstore", serve: serveScs(nil)},
+	{name: "scs/badger*", serve: serveScs(openBadger)},
+}
+
+func kindByName(name string) (serverKind, bool) {
+	for _, k := range serverKinds {
+		if k.name == name {
+			return k, true
+		}
+	}
+	return serverKind{}, false
+}
+
+func openMemory(serveOptions) (store.Store, error) { return memory.New(memory.Options{}), nil }
+
+func openBadger(o serveOptions) (store.Store, error) { return badger.Open(badger.Options{Dir: o.dir}) }
+
+func openRedis(o serveOptions) (store.Store, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	// A prefix of this process's own, cleared when it stops, so that a
+	// shared Redis keeps nothing of the run.
+	return redis.Open(ctx, redis.Options{Addr: o.redisAddr, Prefix: fmt.Sprintf("kvsession-bench:%d:", os.Getpid())})
+}
+
+// appendCounter writes n as the response body without allocating.
+func appendCounter(ctx *fasthttp.RequestCtx, n int) {
+	var a [20]byte
+	ctx.Response.AppendBody(strconv.AppendInt(a[:0], int64(n), 10))
+}
+
+func serveBareFasthttp(ln net.Listener, _ serveOptions) error {
+	return (&fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) {
+		switch string(ctx.Path()) {
+		case "/big":
+			appendCounter(ctx, len(blob))
+		default:
+			appendCounter(ctx, 1)
+		}
+	}}).Serve(ln)
+}
+
+func serveBareNetHTTP(ln net.Listener, _ serveOptions) error {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/incr", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "1") })
+	mux.HandleFunc("/read", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "1") })
+	mux.HandleFunc("/big", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "4096") })
+	return (&http.Server{Handler: mux}).Serve(ln)
+}
+
+func serveKvsession(open func(serveOptions) (store.Store, error)) func(net.Listener, serveOptions) error {
+	return func(ln net.Listener, o serveOptions) error {
+		st, err := open(o)
+		if err != nil {
+			return err
+		}
+		reg := store.NewRegistry(nil)
+		reg.Register(kvsession.DefaultStore, st)
+		defer reg.Close()
+		if c, ok := st.(store.Clearer); ok && o.redisAddr != "" {
+			defer c.DeleteAll(context.Background())
+		}
+		be, err := kvsession.New(kvsession.Config{Lock: o.lock}, reg)
+		if err != nil {
+			return err
+		}
+		mw, err := kvfasthttp.New(be, kvfasthttp.Options{
+			// GET requests only read: with the lock on they need not wait.
+			ReadOnly: func(ctx *fasthttp.RequestCtx) bool { return ctx.IsGet() },
+		})
+		if err != nil {
+			return err
+		}
+		return mw.NewServer(func(ctx *fasthttp.RequestCtx) {
+			s := kvfasthttp.Session(ctx)
+			switch string(ctx.Path()) {
+			case "/incr":
+				n, _ := s.GetInt("n")
+				s.Set("n", n+1)
+				appendCounter(ctx, n+1)
+			case "/read":
+				n, _ := s.GetInt("n")
+				appendCounter(ctx, n)
+			case "/big":
+				s.Set("blob", blob)
+				appendCounter(ctx, len(blob))
+			default:
+				ctx.NotFound()
+			}
+		}).Serve(ln)
+	}
+}
+
+func serveFiber(open func(serveOptions) (store.Store, error)) func(net.Listener, serveOptions) error {
+	return func(ln net.Listener, o serveOptions) error {
+		cfg := fibersession.Config{}
+		if open != nil {
+			st, err := open(o)
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			cfg.Storage = fiberStorage{st}
+		}
+		sessions := fibersession.New(cfg)
+		app := fiber.New(fiber.Config{DisableStartupMessage: true})
+		app.Post("/incr", func(c *fiber.Ctx) error {
+			sess, err := sessions.Get(c)
+			if err != nil {
+				return err
+			}
+			n, _ := sess.Get("n").(int)
+			sess.Set("n", n+1)
+			if err := sess.Save(); err != nil {
+				return err
+			}
+			appendCounter(c.Context(), n+1)
+			return nil
+		})
+		app.Get("/read", func(c *fiber.Ctx) error {
+			sess, err := sessions.Get(c)
+			if err != nil {
+				return err
+			}
+			n, _ := sess.Get("n").(int)
+			appendCounter(c.Context(), n)
+			return nil
+		})
+		app.Post("/big", func(c *fiber.Ctx) error {
+			sess, err := sessions.Get(c)
+			if err != nil {
+				return err
+			}
+			sess.Set("blob", blob)
+			if err := sess.Save(); err != nil {
+				return err
+			}
+			appendCounter(c.Context(), len(blob))
+			return nil
+		})
+		return app.Listener(ln)
+	}
+}
+
+func serveScs(open func(serveOptions) (store.Store, error)) func(net.Listener, serveOptions) error {
+	return func(ln net.Listener, o serveOptions) error {
+		sm := scs.New() // memstore
+		if open != nil {
+			st, err := open(o)
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			sm.Store = scsStore{st}
+		}
+		mux := http.NewServeMux()
+		mux.HandleFunc("POST /incr", func(w http.ResponseWriter, r *http.Request) {
+			n := sm.GetInt(r.Context(), "n") + 1
+			sm.Put(r.Context(), "n", n)
+			io.WriteString(w, strconv.Itoa(n))
+		})
+		mux.HandleFunc("GET /read", func(w http.ResponseWriter, r *http.Request) {
+			io.WriteString(w, strconv.Itoa(sm.GetInt(r.Context(), "n")))
+		})
+		mux.HandleFunc("POST /big", func(w http.ResponseWriter, r *http.Request) {
+			sm.Put(r.Context(), "blob", blob)
+			io.WriteString(w, strconv.Itoa(len(blob)))
+		})
+		return (&http.Server{Handler: sm.LoadAndSave(mux)}).Serve(ln)
+	}
+}
+
+// The module proxy refuses fiber's and scs's own Badger adapters
+// (github.com/gofiber/storage/badger, github.com/alexedwards/scs/badgerstore),
+// so these two adapt kvsession's Badger store to their interfaces. That also
+// puts all three libraries on the same, identically tuned Badger, so the
+// comparison is of the session layers.
+
+type fiberStorage struct{ st store.Store }
+
+func (f fiberStorage) Get(key string) ([]byte, error) {
+	v, err := f.st.Get(context.Background(), key)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil
+	}
+	return v, err
+}
+
+func (f fiberStorage) Set(key string, val []byte, exp time.Duration) error {
+	if key == "" || len(val) == 0 {
+		return nil
+	}
+	return f.st.Set(context.Background(), key, val, exp)
+}
+
+func (f fiberStorage) Delete(key string) error { return f.st.Delete(context.Background(), key) }
+func (f fiberStorage) Reset() error {
+	return f.st.(store.Clearer).DeleteAll(context.Background())
+}
+func (f fiberStorage) Close() error { return f.st.Close() }
+
+type scsStore struct{ st store.Store }
+
+func (s scsStore) Find(token string) ([]byte, bool, error) {
+	v, err := s.st.Get(context.Background(), token)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, false, nil
+	}
+	return v, err == nil, err
+}
+
+func (s scsStore) Commit(token string, b []byte, expiry time.Time) error {
+	ttl := time.Until(expiry)
+	if ttl <= 0 {
+		return s.st.Delete(context.Background(), token)
+	}
+	return s.st.Set(context.Background(), token, b, ttl)
+}
+
+func (s scsStore) Delete(token string) error { return s.st.Delete(context.Background(), token) }
+
+// serveChild is the child process's main: listen on a loopback port, tell
+// the parent which on stdout, serve until the parent closes stdin (or dies)
+// or sends SIGTERM.
+func serveChild(kindName string, o serveOptions) {
+	kind, ok := kindByName(kindName)
+	if !ok {
+		fmt.Fprintf(os.Stderr, "bench: unknown server %q\n", kindName)
+		os.Exit(2)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+	done := make(chan error, 1)
+	go func() { done <- kind.serve(ln, o) }()
+	fmt.Printf("ADDR %s\n", ln.Addr())
+	go func() {
+		io.Copy(io.Discard, bufio.NewReader(os.Stdin))
+		ln.Close()
+	}()
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM, os.Interrupt)
+	go func() {
+		<-sig
+		ln.Close()
+	}()
+	if err := <-done; err != nil && !errors.Is(err, net.ErrClosed) {
+		fmt.Fprintln(os.Stderr, "bench: serve:", err)
+	}
+	// Deferred closes in serve have run: stores are flushed and closed.
+	os.Exit(0)
+}
