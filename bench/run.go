@@ -189,7 +189,9 @@ func (r *report) note(s string) { r.notes = append(r.notes, s) }
 // Peers' errors and losses are reported, not failed on.
 func (r *report) failures() []string {
 	var out []string
-	ours := func(impl string) bool { return strings.HasPrefix(impl, "kvsession/") || strings.HasPrefix(impl, "bare ") }
+	ours := func(impl string) bool {
+		return strings.HasPrefix(impl, "kvsession/") || strings.HasPrefix(impl, "bare ")
+	}
 	for _, h := range r.http {
 		if ours(h.impl) && (h.errors > 0 || h.wrong > 0 || h.lost > 0) {
 			out = append(out, fmt.Sprintf("%s %s: %d errors, %d wrong replies, %d lost updates (%s)", h.impl, h.route, h.errors, h.wrong, h.lost, h.firstErr))
