@@ -101,7 +101,7 @@ func runRequests(b *testing.B, be Backend, ids [][]byte, fn func(*Session)) {
 
 func increment(s *Session) {
 	n, _ := s.GetInt("counter")
-	s.Set("counter", n+1)
+	s.SetInt("counter", n+1)
 }
 
 var small = map[string]any{"counter": 1000, "user": "ada"}

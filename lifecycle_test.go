@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kvsession/kvsession/store"
 	"github.com/kvsession/kvsession/store/memory"
 )
 
@@ -331,5 +332,55 @@ func TestLifecycleConfigErrors(t *testing.T) {
 	}
 	if c, _ := (Config{IdleTimeout: time.Hour}).compile(); c.ExtensionDelay != 6*time.Minute {
 		t.Fatalf("default ExtensionDelay %v, want IdleTimeout/10", c.ExtensionDelay)
+	}
+}
+
+// inProcessStore is the fake store declaring, as the memory store does,
+// that its entries never leave the process.
+type inProcessStore struct{ *fakeStore }
+
+func (inProcessStore) InProcess() {}
+
+// TestWhichStoresHashIDs: ids are hashed into store keys unless the store
+// is in-process (nothing to dump) and no IDHashKey asks for the hash, or
+// PlainStoreKeys opts out.
+func TestWhichStoresHashIDs(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		inProcess bool
+		cfg       Config
+		hashed    bool
+	}{
+		{"shared store", false, Config{}, true},
+		{"shared store, PlainStoreKeys", false, Config{PlainStoreKeys: true}, false},
+		{"in-process store", true, Config{}, false},
+		{"in-process store, IDHashKey", true, Config{IDHashKey: bytes.Repeat([]byte{7}, 32)}, true},
+		{"in-process store, IDHashKey and PlainStoreKeys", true, Config{IDHashKey: bytes.Repeat([]byte{7}, 32), PlainStoreKeys: true}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fs := newFakeStore()
+			var st store.Store = fs
+			if tc.inProcess {
+				st = inProcessStore{fs}
+			}
+			tc.cfg.Prefix = "p:"
+			b := newBackend(t, tc.cfg, st)
+			out, _ := request(t, b, "", func(s *Session) { s.Set("n", 1) })
+			id := out.cookieValue(t, "session")
+			if len(fs.data) != 1 {
+				t.Fatalf("store holds %d records, want 1", len(fs.data))
+			}
+			for k := range fs.data {
+				if plain := k == "p:"+id; plain == tc.hashed {
+					t.Fatalf("store key %q for id %q: hashed=%v, want %v", k, id, !plain, tc.hashed)
+				}
+			}
+			// Whichever key it is, the session reads back.
+			request(t, b, id, func(s *Session) {
+				if n, _ := s.GetInt("n"); n != 1 {
+					t.Fatalf("n = %d after reload", n)
+				}
+			})
+		})
 	}
 }

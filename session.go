@@ -575,13 +575,78 @@ func (s *Session) Set(key string, v any) error {
 		return err
 	}
 	s.arena = arena
-	raw := arena[start:len(arena):len(arena)]
+	s.put(key, start)
+	return nil
+}
+
+// put makes the value encoded at s.arena[start:] the one under key.
+func (s *Session) put(key string, start int) {
+	raw := s.arena[start:len(s.arena):len(s.arena)]
 	if i := s.find(key); i >= 0 {
 		s.entries[i].raw = raw
 	} else {
 		s.entries = append(s.entries, entry{name: key, raw: raw})
 	}
 	s.modified = true
+}
+
+// The typed setters store what Set would, without converting the value to
+// an interface first: Set(key, n) allocates for most ints (and for every
+// string or slice) just to box it, these do not with the default codec.
+
+// SetInt64 stores n under key, as Set does.
+func (s *Session) SetInt64(key string, n int64) error {
+	if !s.c.fastCodec {
+		return s.Set(key, n)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.load(); err != nil {
+		return err
+	}
+	start := len(s.arena)
+	s.arena = appendInt(s.arena, n)
+	s.put(key, start)
+	return nil
+}
+
+// SetInt stores n under key, as Set does.
+func (s *Session) SetInt(key string, n int) error {
+	if !s.c.fastCodec {
+		return s.Set(key, n)
+	}
+	return s.SetInt64(key, int64(n))
+}
+
+// SetString stores v under key, as Set does.
+func (s *Session) SetString(key, v string) error {
+	if !s.c.fastCodec {
+		return s.Set(key, v)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.load(); err != nil {
+		return err
+	}
+	start := len(s.arena)
+	s.arena = appendString(s.arena, v)
+	s.put(key, start)
+	return nil
+}
+
+// SetBytes stores a copy of v under key, as Set does.
+func (s *Session) SetBytes(key string, v []byte) error {
+	if !s.c.fastCodec {
+		return s.Set(key, v)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.load(); err != nil {
+		return err
+	}
+	start := len(s.arena)
+	s.arena = append(appendBinHeader(s.arena, len(v)), v...)
+	s.put(key, start)
 	return nil
 }
 

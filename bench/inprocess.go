@@ -69,7 +69,7 @@ func kvsessionSetup(open func(b *testing.B) store.Store) func(b *testing.B, n in
 				s := be.LoadFromRequest(ctx, headers[i%n])
 				v, _ := s.GetInt("counter")
 				if write {
-					s.Set("counter", v+1)
+					s.SetInt("counter", v+1)
 				}
 				if err := be.StoreInResponse(s, nopSink{}); err != nil {
 					b.Fatal(err)

@@ -155,13 +155,13 @@ func serveKvsession(open func(serveOptions) (store.Store, error)) func(net.Liste
 			switch string(ctx.Path()) {
 			case "/incr":
 				n, _ := s.GetInt("n")
-				s.Set("n", n+1)
+				s.SetInt("n", n+1)
 				appendCounter(ctx, n+1)
 			case "/read":
 				n, _ := s.GetInt("n")
 				appendCounter(ctx, n)
 			case "/big":
-				s.Set("blob", blob)
+				s.SetBytes("blob", blob)
 				appendCounter(ctx, len(blob))
 			default:
 				ctx.NotFound()

@@ -82,6 +82,17 @@ type Expirer interface {
 // NoExpiry is what Expirer.ExpiresIn reports for an entry that never expires.
 const NoExpiry time.Duration = -1
 
+// InProcess is implemented by stores whose entries never leave the memory
+// of the process using them: no disk, no network, no snapshot, as with the
+// memory store. kvsession hashes session ids into store keys so that a
+// dump, backup or replica of the store yields no working cookie; a store
+// with none of those gains nothing from the hash, so kvsession skips it
+// unless Config.IDHashKey is set. A store that persists or shares its
+// entries must not implement it.
+type InProcess interface {
+	InProcess()
+}
+
 // Clearer is implemented by stores that can delete every entry they hold.
 type Clearer interface {
 	DeleteAll(ctx context.Context) error

@@ -99,7 +99,12 @@ var _ interface {
 	store.Exister
 	store.Expirer
 	store.Clearer
+	store.InProcess
 } = (*Store)(nil)
+
+// InProcess marks the store as keeping its entries in this process's
+// memory only (store.InProcess): nothing to dump, back up or replicate.
+func (*Store) InProcess() {}
 
 // New returns a Store and starts its sweeper. Call Close to stop it.
 func New(opts Options) *Store {
