@@ -1,14 +1,11 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"math/bits"
 	"net"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -62,28 +59,25 @@ func appendCookie(dst, kv []byte) []byte {
 	return append(dst, kv...)
 }
 
-// conn is one keep-alive connection and its reusable buffers.
+// conn is one keep-alive connection driven one blocking request at a time:
+// for setting up sessions and reading them back, not for timed load (see
+// runLoad).
 type conn struct {
 	addr string
 	nc   net.Conn
-	r    *bufio.Reader
+	in   inbuf
 	req  []byte
-	body []byte
 }
 
-func newConn(addr string) *conn {
-	return &conn{addr: addr, req: make([]byte, 0, 512), body: make([]byte, 0, 64)}
-}
+func newConn(addr string) *conn { return &conn{addr: addr, req: make([]byte, 0, 512)} }
 
 func (c *conn) close() {
 	if c.nc != nil {
 		c.nc.Close()
 		c.nc = nil
 	}
+	c.in.reset()
 }
-
-// errBadResponse marks a response the generator could not make sense of.
-var errBadResponse = errors.New("malformed response")
 
 // do sends one request and reads the response. Set-Cookie headers go to
 // cl; the body is returned (valid until the next call).
@@ -94,13 +88,37 @@ func (c *conn) do(method, path string, cl *client) (status int, body []byte, err
 			return 0, nil, err
 		}
 		c.nc = nc
-		if c.r == nil {
-			c.r = bufio.NewReaderSize(nc, 64<<10)
-		} else {
-			c.r.Reset(nc)
+	}
+	c.req = appendRequest(c.req[:0], method, path, cl)
+	c.nc.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := c.nc.Write(c.req); err != nil {
+		c.close()
+		return 0, nil, err
+	}
+	for {
+		r, err := c.in.next(cl)
+		if err != nil {
+			c.close()
+			return 0, nil, err
+		}
+		if r.complete {
+			if !r.keepAlive {
+				defer c.close()
+			}
+			return r.status, r.body, nil
+		}
+		n, err := c.nc.Read(c.in.space())
+		c.in.end += n
+		if err != nil && n == 0 {
+			c.close()
+			return 0, nil, err
 		}
 	}
-	req := append(c.req[:0], method...)
+}
+
+// appendRequest writes a request with the client's cookies.
+func appendRequest(req []byte, method, path string, cl *client) []byte {
+	req = append(req, method...)
 	req = append(req, ' ')
 	req = append(req, path...)
 	req = append(req, " HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n"...)
@@ -109,76 +127,109 @@ func (c *conn) do(method, path string, cl *client) (status int, body []byte, err
 		req = append(req, cl.cookie...)
 		req = append(req, "\r\n"...)
 	}
-	req = append(req, "\r\n"...)
-	c.req = req
-	c.nc.SetDeadline(time.Now().Add(10 * time.Second))
-	if _, err := c.nc.Write(req); err != nil {
-		c.close()
-		return 0, nil, err
-	}
-	status, body, keep, err := c.readResponse(cl)
-	if err != nil || !keep {
-		c.close()
-	}
-	return status, body, err
+	return append(req, "\r\n"...)
 }
 
-func (c *conn) readResponse(cl *client) (status int, body []byte, keepAlive bool, err error) {
-	line, err := c.r.ReadSlice('\n')
-	if err != nil {
-		return 0, nil, false, err
+// inbuf holds the bytes read from a connection and not yet parsed.
+type inbuf struct {
+	buf        []byte
+	start, end int
+}
+
+func (b *inbuf) reset() { b.start, b.end = 0, 0 }
+
+// space returns room to read into, compacting or growing the buffer.
+func (b *inbuf) space() []byte {
+	if b.buf == nil {
+		b.buf = make([]byte, 16<<10)
 	}
+	if b.end == len(b.buf) {
+		if b.start > 0 {
+			b.end = copy(b.buf, b.buf[b.start:b.end])
+			b.start = 0
+		} else {
+			b.buf = append(b.buf, make([]byte, len(b.buf))...)
+		}
+	}
+	return b.buf[b.end:]
+}
+
+// response is one parsed response; body points into the connection's
+// buffer and is valid until the next read.
+type response struct {
+	complete  bool
+	status    int
+	body      []byte
+	keepAlive bool
+}
+
+// next parses the response at the head of the buffer if all of it has
+// arrived, applying its Set-Cookie headers to cl.
+func (b *inbuf) next(cl *client) (response, error) {
+	data := b.buf[b.start:b.end]
+	headEnd := bytes.Index(data, []byte("\r\n\r\n"))
+	if headEnd < 0 {
+		return response{}, nil
+	}
+	head := data[:headEnd+2]
 	// "HTTP/1.1 200 OK"
-	if len(line) < 12 || !bytes.HasPrefix(line, []byte("HTTP/1.")) {
-		return 0, nil, false, errBadResponse
+	if len(head) < 12 || !bytes.HasPrefix(head, []byte("HTTP/1.")) {
+		return response{}, errBadResponse
 	}
-	status = int(line[9]-'0')*100 + int(line[10]-'0')*10 + int(line[11]-'0')
+	r := response{status: int(head[9]-'0')*100 + int(head[10]-'0')*10 + int(head[11]-'0'), keepAlive: true}
 	length := -1
-	keepAlive = true
-	for {
-		line, err = c.r.ReadSlice('\n')
-		if err != nil {
-			return 0, nil, false, err
-		}
-		if len(line) <= 2 {
-			break
-		}
+	var cookies [8][]byte
+	nCookies := 0
+	lines := head[bytes.IndexByte(head, '\n')+1:]
+	for len(lines) > 0 {
+		eol := bytes.IndexByte(lines, '\n')
+		line := lines[:eol]
+		lines = lines[eol+1:]
 		colon := bytes.IndexByte(line, ':')
 		if colon < 0 {
-			return 0, nil, false, errBadResponse
+			return response{}, errBadResponse
 		}
 		name, value := line[:colon], bytes.TrimSpace(line[colon+1:])
 		switch {
 		case asciiEqualFold(name, "content-length"):
-			n, perr := strconv.Atoi(string(value))
-			if perr != nil || n < 0 {
-				return 0, nil, false, errBadResponse
+			n, ok := parseInt(value)
+			if !ok {
+				return response{}, errBadResponse
 			}
-			length = n
+			length = int(n)
 		case asciiEqualFold(name, "set-cookie"):
-			if cl != nil {
-				cl.setCookie(value)
+			if nCookies < len(cookies) {
+				cookies[nCookies] = value
+				nCookies++
 			}
 		case asciiEqualFold(name, "connection"):
-			if asciiEqualFold(value, "close") {
-				keepAlive = false
-			}
+			r.keepAlive = !asciiEqualFold(value, "close")
 		case asciiEqualFold(name, "transfer-encoding"):
-			return 0, nil, false, fmt.Errorf("%w: chunked body", errBadResponse)
+			return response{}, fmt.Errorf("%w: chunked body", errBadResponse)
 		}
 	}
 	if length < 0 {
-		return 0, nil, false, fmt.Errorf("%w: no Content-Length", errBadResponse)
+		return response{}, fmt.Errorf("%w: no Content-Length", errBadResponse)
 	}
-	if cap(c.body) < length {
-		c.body = make([]byte, length)
+	total := headEnd + 4 + length
+	if len(data) < total {
+		return response{}, nil
 	}
-	c.body = c.body[:length]
-	if _, err := io.ReadFull(c.r, c.body); err != nil {
-		return 0, nil, false, err
+	if cl != nil {
+		for _, c := range cookies[:nCookies] {
+			cl.setCookie(c)
+		}
 	}
-	return status, c.body, keepAlive, nil
+	r.complete, r.body = true, data[headEnd+4:total]
+	b.start += total
+	if b.start == b.end {
+		b.reset()
+	}
+	return r, nil
 }
+
+// errBadResponse marks a response the generator could not make sense of.
+var errBadResponse = errors.New("malformed response")
 
 // asciiEqualFold reports whether b equals the lower-case ASCII s, ignoring case.
 func asciiEqualFold(b []byte, s string) bool {
@@ -301,75 +352,6 @@ type loadResult struct {
 }
 
 func (r *loadResult) rps() float64 { return float64(r.requests) / r.elapsed.Seconds() }
-
-// runLoad sends rt's request from conns connections for d, each connection
-// cycling through its own slice of clients, so that no two requests for one
-// session are ever in flight at once. With check unset (bare servers) the
-// body is not inspected.
-func runLoad(addr string, conns int, clients []client, rt route, d time.Duration, check bool) *loadResult {
-	var (
-		mu    sync.Mutex
-		total loadResult
-		wg    sync.WaitGroup
-		stop  atomic.Bool
-	)
-	start := time.Now()
-	for w := 0; w < conns; w++ {
-		wg.Add(1)
-		go func(w int) {
-			defer wg.Done()
-			local := new(loadResult)
-			c := newConn(addr)
-			defer c.close()
-			var mine []client
-			if len(clients) > 0 {
-				lo, hi := w*len(clients)/conns, (w+1)*len(clients)/conns
-				mine = clients[lo:hi]
-			}
-			for i := 0; !stop.Load(); i++ {
-				var cl *client
-				if len(mine) > 0 {
-					cl = &mine[i%len(mine)]
-				}
-				t0 := time.Now()
-				status, body, err := c.do(rt.method, rt.path, cl)
-				local.hist.add(time.Since(t0))
-				local.requests++
-				switch {
-				case err != nil:
-					local.errors++
-					if local.firstErr == nil {
-						local.firstErr = err
-					}
-				case status != 200:
-					local.errors++
-					if local.firstErr == nil {
-						local.firstErr = fmt.Errorf("status %d: %.80q", status, body)
-					}
-				case check && !rt.check(cl, body):
-					local.wrong++
-					if local.firstErr == nil {
-						local.firstErr = fmt.Errorf("wrong %s reply %.40q, want %d", rt.name, body, cl.want)
-					}
-				}
-			}
-			mu.Lock()
-			total.requests += local.requests
-			total.errors += local.errors
-			total.wrong += local.wrong
-			total.hist.merge(&local.hist)
-			if total.firstErr == nil {
-				total.firstErr = local.firstErr
-			}
-			mu.Unlock()
-		}(w)
-	}
-	time.Sleep(d)
-	stop.Store(true)
-	wg.Wait()
-	total.elapsed = time.Since(start)
-	return &total
-}
 
 // createSessions gives every client a session: one increment each, spread
 // over conns connections, so each counter starts at 1.

@@ -26,6 +26,8 @@ type httpResult struct {
 	wrong            uint64 // replies that were not the previous value + 1 (or the current value, for reads)
 	lost             int64  // increments acknowledged and later missing, per implementation (on its first row)
 	rssMiB           float64
+	serverCPU        time.Duration // the server's CPU time per request
+	loadCPU          time.Duration // the load generator's, to show it is not the limit
 	firstErr         string
 	bare             bool
 }
@@ -290,6 +292,32 @@ func (c *child) rssMiB() float64 {
 	return float64(kb) / 1024
 }
 
+// cpu returns the child's CPU time so far (user + system).
+func (c *child) cpu() time.Duration { return procCPU(c.cmd.Process.Pid) }
+
+// procCPU reads a process's user + system time from /proc.
+func procCPU(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// Fields after the command name, which is in parentheses and may hold spaces.
+	i := strings.LastIndexByte(string(b), ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(ut+st) * time.Second / clockTicks
+}
+
+// clockTicks is USER_HZ, 100 on every Linux this runs on.
+const clockTicks = 100
+
 // stop asks the child to finish (closing its stdin), and kills it by PID if
 // it has not within five seconds.
 func (c *child) stop() {
@@ -329,14 +357,19 @@ func runHTTP(k serverKind, o options, redisAddr string) []httpResult {
 	}
 	var out []httpResult
 	for _, rt := range routes {
+		serverCPU, selfCPU := srv.cpu(), procCPU(os.Getpid())
 		r := runLoad(srv.addr, o.conns, clients, rt, o.duration, !k.bare)
 		h := httpResult{impl: k.name, route: rt.name, rps: r.rps(), p50: r.hist.quantile(0.50), p99: r.hist.quantile(0.99),
 			requests: r.requests, errors: r.errors, wrong: r.wrong, rssMiB: srv.rssMiB(), bare: k.bare}
+		if r.requests > 0 {
+			h.serverCPU = (srv.cpu() - serverCPU) / time.Duration(r.requests)
+			h.loadCPU = (procCPU(os.Getpid()) - selfCPU) / time.Duration(r.requests)
+		}
 		if r.firstErr != nil {
 			h.firstErr = r.firstErr.Error()
 		}
-		progress("%-18s /%-4s %8.0f req/s  p50 %6.1fµs  p99 %7.1fµs  errors %d  wrong %d  RSS %.0f MiB",
-			k.name, rt.name, h.rps, us(h.p50), us(h.p99), h.errors, h.wrong, h.rssMiB)
+		progress("%-18s /%-4s %8.0f req/s  p50 %6.1fµs  p99 %7.1fµs  errors %d  wrong %d  RSS %.0f MiB  CPU/req server %.2fµs, load generator %.2fµs",
+			k.name, rt.name, h.rps, us(h.p50), us(h.p99), h.errors, h.wrong, h.rssMiB, us(h.serverCPU), us(h.loadCPU))
 		out = append(out, h)
 	}
 	if !k.bare {
