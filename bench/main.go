@@ -38,6 +38,7 @@ type options struct {
 	noRedis     bool
 	pinned      bool
 	verifyCount int
+	profile     string
 }
 
 func main() {
@@ -46,6 +47,7 @@ func main() {
 		serve   = flag.String("serve", "", "internal: serve this implementation in a child process")
 		dir     = flag.String("dir", "", "internal: the child's store directory")
 		lock    = flag.Bool("lock", false, "internal: the child turns kvsession's session lock on")
+		profile = flag.String("server-cpuprofile", "", "write each server's CPU profile to this path plus its name (for finding where a server spends its time)")
 		scale   = flag.String("scale", "10000,100000,1000000", "session counts for the scaling runs of kvsession/memory and kvsession/badger (empty: none)")
 		million = flag.Bool("million", false, "use 1,000,000 sessions in the comparison instead of -sessions")
 	)
@@ -63,7 +65,7 @@ func main() {
 	flag.Parse()
 
 	if *serve != "" {
-		serveChild(*serve, serveOptions{dir: *dir, redisAddr: o.redisAddr, lock: *lock})
+		serveChild(*serve, serveOptions{dir: *dir, redisAddr: o.redisAddr, lock: *lock, profile: *profile})
 		return
 	}
 	pinSelf()
@@ -78,6 +80,7 @@ func main() {
 		}
 	}
 	o.verifyCount = 1000
+	o.profile = *profile
 	if o.short {
 		o.sessions, o.duration, o.contendFor = 1000, 300*time.Millisecond, 300*time.Millisecond
 		o.scale, o.inProcess = nil, false

@@ -220,7 +220,7 @@ type child struct {
 	dir   string
 }
 
-func startServer(k serverKind, lock bool, redisAddr string, pinned bool) (*child, error) {
+func startServer(k serverKind, lock bool, redisAddr string, pinned bool, profile string) (*child, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, err
@@ -230,6 +230,9 @@ func startServer(k serverKind, lock bool, redisAddr string, pinned bool) (*child
 		return nil, err
 	}
 	args := []string{self, "-serve", k.name, "-dir", dir, "-lock=" + strconv.FormatBool(lock)}
+	if profile != "" {
+		args = append(args, "-server-cpuprofile", profile)
+	}
 	if k.needsRedis {
 		args = append(args, "-redis", redisAddr)
 	}
@@ -341,7 +344,7 @@ func runHTTP(k serverKind, o options, redisAddr string) []httpResult {
 		progress("%s: %v", k.name, err)
 		return []httpResult{{impl: k.name, route: "-", errors: 1, firstErr: err.Error(), bare: k.bare}}
 	}
-	srv, err := startServer(k, false, redisAddr, o.pinned)
+	srv, err := startServer(k, false, redisAddr, o.pinned, o.profile)
 	if err != nil {
 		return fail(err)
 	}
@@ -390,7 +393,7 @@ func runContention(k serverKind, lock bool, o options, redisAddr string) content
 		name += " +lock"
 	}
 	res := contentionResult{impl: name}
-	srv, err := startServer(k, lock, redisAddr, o.pinned)
+	srv, err := startServer(k, lock, redisAddr, o.pinned, "")
 	if err != nil {
 		res.errors, res.firstErr = 1, err.Error()
 		progress("%s: %v", name, err)
@@ -416,7 +419,7 @@ func runContention(k serverKind, lock bool, o options, redisAddr string) content
 
 func runScale(k serverKind, n int, o options) scaleResult {
 	res := scaleResult{impl: k.name, sessions: n}
-	srv, err := startServer(k, false, "", o.pinned)
+	srv, err := startServer(k, false, "", o.pinned, "")
 	if err != nil {
 		res.createFailedErr = err.Error()
 		return res

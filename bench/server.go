@@ -10,7 +10,9 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -67,6 +69,7 @@ type serverKind struct {
 type serveOptions struct {
 	dir, redisAddr string
 	lock           bool
+	profile        string // CPU profile path, if any
 }
 
 var serverKinds = []serverKind{
@@ -312,6 +315,13 @@ func serveChild(kindName string, o serveOptions) {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
+	if o.profile != "" {
+		name := strings.NewReplacer("/", "-", " ", "-", "*", "").Replace(kindName)
+		f, err := os.Create(o.profile + name)
+		if err == nil && pprof.StartCPUProfile(f) == nil {
+			defer func() { pprof.StopCPUProfile(); f.Close() }()
+		}
+	}
 	done := make(chan error, 1)
 	go func() { done <- kind.serve(ln, o) }()
 	fmt.Printf("ADDR %s\n", ln.Addr())
@@ -329,5 +339,4 @@ func serveChild(kindName string, o serveOptions) {
 		fmt.Fprintln(os.Stderr, "bench: serve:", err)
 	}
 	// Deferred closes in serve have run: stores are flushed and closed.
-	os.Exit(0)
 }

@@ -23,7 +23,7 @@ func BenchmarkMiddleware(b *testing.B) {
 		"increment": func(ctx *fasthttp.RequestCtx) {
 			s := kvfasthttp.Session(ctx)
 			n, _ := s.GetInt("n")
-			s.Set("n", n+1)
+			s.SetInt("n", n+1)
 			ctx.Response.SetBodyRaw(strconv.AppendInt(ctx.Response.Body()[:0], int64(n+1), 10))
 		},
 		"read": func(ctx *fasthttp.RequestCtx) {
