@@ -26,6 +26,8 @@ type client struct {
 
 // setCookie applies one Set-Cookie header value to the client's cookies:
 // an empty value or Max-Age=0 deletes the cookie, anything else replaces it.
+// A server that re-sends the cookie it already set, as most do on every
+// write, costs a comparison and no allocation.
 func (c *client) setCookie(line []byte) {
 	pair := line
 	if i := bytes.IndexByte(pair, ';'); i >= 0 {
@@ -36,11 +38,19 @@ func (c *client) setCookie(line []byte) {
 	if eq <= 0 {
 		return
 	}
+	deleted := eq == len(pair)-1 || containsFold(line, "max-age=0") || containsFold(line, "max-age=-")
+	if !deleted && bytes.Equal(c.cookie, pair) {
+		return
+	}
 	name := pair[:eq]
-	deleted := eq == len(pair)-1 || bytes.Contains(bytes.ToLower(line), []byte("max-age=0")) ||
-		bytes.Contains(bytes.ToLower(line), []byte("max-age=-1"))
 	var out []byte
-	for _, kv := range bytes.Split(c.cookie, []byte("; ")) {
+	for rest := c.cookie; len(rest) > 0; {
+		kv := rest
+		if i := bytes.Index(rest, []byte("; ")); i >= 0 {
+			kv, rest = rest[:i], rest[i+2:]
+		} else {
+			rest = nil
+		}
 		if len(kv) == 0 || (bytes.HasPrefix(kv, name) && len(kv) > len(name) && kv[len(name)] == '=') {
 			continue
 		}
@@ -50,6 +60,16 @@ func (c *client) setCookie(line []byte) {
 		out = appendCookie(out, pair)
 	}
 	c.cookie = out
+}
+
+// containsFold reports whether b contains the lower-case ASCII s, ignoring case.
+func containsFold(b []byte, s string) bool {
+	for i := 0; i+len(s) <= len(b); i++ {
+		if asciiEqualFold(b[i:i+len(s)], s) {
+			return true
+		}
+	}
+	return false
 }
 
 func appendCookie(dst, kv []byte) []byte {

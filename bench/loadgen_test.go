@@ -1,0 +1,164 @@
+package main
+
+import (
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+)
+
+func TestSetCookie(t *testing.T) {
+	for _, tc := range []struct {
+		name, before, line, after string
+	}{
+		{"first cookie", "", "session=abc; Path=/; HttpOnly", "session=abc"},
+		{"same again", "session=abc", "session=abc; Max-Age=60", "session=abc"},
+		{"replaced", "session=abc", "session=xyz; Path=/", "session=xyz"},
+		{"second name kept", "theme=dark; session=abc", "session=xyz", "theme=dark; session=xyz"},
+		{"deleted by Max-Age=0", "theme=dark; session=abc", "session=abc; MAX-AGE=0", "theme=dark"},
+		{"deleted by empty value", "session=abc; theme=dark", "session=; Path=/", "theme=dark"},
+		{"prefix of another name untouched", "sessionx=1; session=abc", "session=z", "sessionx=1; session=z"},
+		{"nameless ignored", "session=abc", "=oops", "session=abc"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := client{cookie: []byte(tc.before)}
+			c.setCookie([]byte(tc.line))
+			if string(c.cookie) != tc.after {
+				t.Fatalf("cookie %q, want %q", c.cookie, tc.after)
+			}
+		})
+	}
+}
+
+// TestParseResponse feeds a response byte by byte: nothing is reported
+// until all of it has arrived, then the status, body and cookie are right
+// and the next response in the buffer is parsed too.
+func TestParseResponse(t *testing.T) {
+	one := "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nSet-Cookie: session=abc; Path=/\r\n\r\n42"
+	two := "HTTP/1.1 500 Internal Server Error\r\ncontent-length: 0\r\nConnection: close\r\n\r\n"
+	wire := one + two
+	var in inbuf
+	var cl client
+	var got []response
+	for i := 0; i < len(wire); i++ {
+		space := in.space()
+		space[0] = wire[i]
+		in.end++
+		for {
+			r, err := in.next(&cl)
+			if err != nil {
+				t.Fatalf("after %d bytes: %v", i+1, err)
+			}
+			if !r.complete {
+				break
+			}
+			r.body = []byte(string(r.body))
+			got = append(got, r)
+		}
+		if want := 0; i+1 < len(one) && len(got) != want {
+			t.Fatalf("response reported after %d of %d bytes", i+1, len(one))
+		}
+	}
+	if len(got) != 2 {
+		t.Fatalf("%d responses, want 2", len(got))
+	}
+	if got[0].status != 200 || string(got[0].body) != "42" || !got[0].keepAlive || string(cl.cookie) != "session=abc" {
+		t.Fatalf("first response %+v, cookie %q", got[0], cl.cookie)
+	}
+	if got[1].status != 500 || len(got[1].body) != 0 || got[1].keepAlive {
+		t.Fatalf("second response %+v", got[1])
+	}
+	for _, bad := range []string{
+		"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nNo-Length: 1\r\n\r\n",
+		"SMTP ready\r\n\r\n",
+	} {
+		var in inbuf
+		in.end = copy(in.space(), bad)
+		if _, err := in.next(nil); err == nil {
+			t.Errorf("%q parsed without error", bad)
+		}
+	}
+}
+
+func TestHistogramQuantiles(t *testing.T) {
+	var h histogram
+	for i := 1; i <= 1000; i++ {
+		h.add(time.Duration(i) * time.Microsecond)
+	}
+	for _, tc := range []struct {
+		q    float64
+		want time.Duration
+	}{{0.5, 500 * time.Microsecond}, {0.99, 990 * time.Microsecond}} {
+		got := h.quantile(tc.q)
+		if diff := got - tc.want; diff < -tc.want/50 || diff > tc.want/50 {
+			t.Errorf("p%v = %v, want %v ± 2%%", tc.q*100, got, tc.want)
+		}
+	}
+}
+
+// TestRunLoadChecksReplies drives a server that drops some increments
+// while acknowledging them: the generator must count wrong replies, and
+// reading counters back must find a loss the server hid from replies.
+func TestRunLoadChecksReplies(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var (
+		mu       sync.Mutex
+		counters = map[string]int{}
+		calls    int
+	)
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		id := ""
+		if c, err := r.Cookie("s"); err == nil {
+			id = c.Value
+		} else {
+			id = strconv.Itoa(len(counters) + 1)
+			counters[id] = 0
+			http.SetCookie(w, &http.Cookie{Name: "s", Value: id})
+		}
+		if r.URL.Path == "/incr" {
+			calls++
+			if calls > 10 && calls%3 == 0 {
+				io.WriteString(w, strconv.Itoa(counters[id]+1)) // acknowledged, not kept
+				return
+			}
+			counters[id]++
+		}
+		io.WriteString(w, strconv.Itoa(counters[id]))
+	})}
+	go srv.Serve(ln)
+	defer srv.Close()
+	addr := ln.Addr().String()
+	clients := make([]client, 4)
+	if err := createSessions(addr, 1, clients); err != nil {
+		t.Fatal(err)
+	}
+	r := runLoad(addr, 2, clients, routeIncr, 200*time.Millisecond, true)
+	if r.errors != 0 || r.requests == 0 {
+		t.Fatalf("%d requests, %d errors: %v", r.requests, r.errors, r.firstErr)
+	}
+	if r.wrong == 0 {
+		t.Fatalf("%d requests and no wrong reply from a server that drops every third", r.requests)
+	}
+	// Now the server loses one increment of every session silently.
+	mu.Lock()
+	for id := range counters {
+		counters[id]--
+	}
+	mu.Unlock()
+	lost, err := verify(addr, clients, len(clients))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lost < int64(len(clients)) {
+		t.Fatalf("read-back found %d lost updates, want at least %d", lost, len(clients))
+	}
+}
