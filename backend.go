@@ -49,9 +49,9 @@ type ServerBackend struct {
 	// plainKeys stores sessions under their ids rather than a hash of
 	// them: Config.PlainStoreKeys, or an in-process store (see storeKey).
 	plainKeys bool
-	idLen    int            // length of an encoded id
-	locks    *sessionLock   // nil unless Config.Lock
-	users    *userindex.Index
+	idLen     int          // length of an encoded id
+	locks     *sessionLock // nil unless Config.Lock
+	users     *userindex.Index
 }
 
 var _ Backend = (*ServerBackend)(nil)
