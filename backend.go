@@ -432,6 +432,8 @@ func (b *ServerBackend) rotate(s *Session, now int64) error {
 	return nil
 }
 
+var errBadForward = errors.New("kvsession: malformed forward record")
+
 // forwardMarker starts a forward record. 0xc1 is never used by msgpack, so
 // no session record starts with it.
 const forwardMarker = 0xc1
@@ -468,11 +470,15 @@ func (b *ServerBackend) load(s *Session) error {
 		if len(rec) > 0 && rec[0] == forwardMarker {
 			// At most one hop: a session rotates once per RenewalTimeout,
 			// far longer than the grace window.
-			if hops > 0 || len(rec) != 1+b.idLen {
+			if hops > 0 {
 				return nil
 			}
-			xorPad(rec[1:], string(id))
-			if !b.validID(rec[1:]) {
+			if len(rec) == 1+b.idLen {
+				xorPad(rec[1:], string(id))
+			}
+			if len(rec) != 1+b.idLen || !b.validID(rec[1:]) {
+				// Damaged like any unreadable record, and logged like one.
+				b.cfg.Logger.Warn("kvsession: unreadable session record; starting a fresh session", "error", errBadForward, "bytes", len(rec))
 				return nil
 			}
 			id = append(s.idBuf[:0], rec[1:]...)
