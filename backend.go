@@ -96,11 +96,12 @@ func New(cfg Config, stores *store.Registry) (*ServerBackend, error) {
 		// session that another request destroyed in the meantime.
 		return nil, &ConfigError{Field: "RenewOnAccess", Reason: fmt.Sprintf("store %q (%T) cannot refresh a TTL without rewriting the value (store.Toucher)", c.Store, st)}
 	}
+	b.boundStoreCalls() // Config.StoreTimeout (timeout.go)
 	return b, nil
 }
 
 // Store returns the store sessions are kept in.
-func (b *ServerBackend) Store() store.Store { return b.store }
+func (b *ServerBackend) Store() store.Store { return unbounded(b.store) }
 
 // MaxCookieHeaderBytes is the length of "<Key>=<id>; ": the id cookie
 // never needs splitting.
@@ -226,6 +227,9 @@ func (b *ServerBackend) storeInResponse(s *Session, sink ResponseSink) error {
 	}
 	if s.loadErr != nil {
 		return s.loadErr
+	}
+	if s.failed != nil {
+		return s.failed // a failed Destroy: nothing is saved
 	}
 	if s.empty() {
 		if err := b.deleteStored(s); err != nil {

@@ -219,6 +219,19 @@ type Config struct {
 	// LockWait bounds how long a request waits for a session's lock before
 	// its session fails with ErrLockTimeout. Default 5 seconds.
 	LockWait time.Duration
+
+	// StoreTimeout bounds each store call (load, save, renewal, delete,
+	// the store's session lock, the user index, revocation lookups): one
+	// that takes longer fails with an error wrapping
+	// context.DeadlineExceeded, which the middleware hands to its error
+	// handler, so that a hung store fails requests instead of holding them
+	// forever. The store must honour its context (the shipped ones do).
+	// Default 0: no timeout, and no cost. The memory and Badger stores
+	// never wait on a network, and a networked store's client has its own
+	// timeouts; a default here would also fail requests to a store that is
+	// merely slow for a moment. Set it for a store that can hang, above
+	// the store's worst healthy latency.
+	StoreTimeout time.Duration
 }
 
 // ConfigError reports an invalid Config field.
@@ -341,6 +354,9 @@ func (c Config) compile() (*compiled, error) {
 	}
 	if c.MaxCookieSegments < 1 || c.MaxCookieSegments > maxCookieSegmentsLimit {
 		return bad("MaxCookieSegments", "%d is outside 1 to %d", c.MaxCookieSegments, maxCookieSegmentsLimit)
+	}
+	if c.StoreTimeout < 0 {
+		return bad("StoreTimeout", "%v is negative; use 0 for no timeout", c.StoreTimeout)
 	}
 	if err := c.checkLifecycle(); err != nil {
 		return nil, err

@@ -107,6 +107,7 @@ func NewCookie(cfg Config, stores *store.Registry) (*CookieBackend, error) {
 		}
 	}
 	b.init(c, cookieEngine{b})
+	b.boundStoreCalls() // Config.StoreTimeout (timeout.go)
 	return b, nil
 }
 

@@ -53,6 +53,7 @@ type Session struct {
 
 	loaded    bool
 	loadErr   error
+	failed    error  // a failed Destroy, reported by StoreInResponse
 	exists    bool   // the store holds a record under key
 	id        string // the session id; "" until it has one
 	key       string // its store key (Prefix and a hash of the id)
@@ -92,7 +93,7 @@ func (s *Session) reset() {
 	s.cookie = s.cookie[:0]
 	s.carried, s.cookieErr = cookieSet{}, nil
 	s.loaded, s.exists, s.modified = false, false, false
-	s.loadErr = nil
+	s.loadErr, s.failed = nil, nil
 	s.id, s.key, s.oldKey, s.user = "", "", "", ""
 	s.idBuf, s.forwarded, s.readOnly = s.idBuf[:0], false, false
 	s.created, s.sealedKey, s.bound = 0, 0, 0
@@ -692,8 +693,10 @@ func (s *Session) Modified() bool {
 
 // Destroy deletes the session from the store now and empties it; the
 // response expires the cookie. If the store fails, the session is left as
-// it was and the error returned. Values set after Destroy start a new
-// session with a new id.
+// it was and the error returned; the response then fails with it too (the
+// middleware answers with its error handler, nothing is saved), even if the
+// handler ignored it: a logout that did not happen is never answered as
+// one. Values set after Destroy start a new session with a new id.
 //
 // With the cookie backend there is no store: Destroy empties the session
 // and the response expires its cookies, but a copy of the cookie taken
@@ -705,8 +708,10 @@ func (s *Session) Destroy() error {
 		return err
 	}
 	if err := s.e.discard(s); err != nil {
+		s.failed = err // fail closed: see above
 		return err
 	}
+	s.failed = nil // a retry that worked
 	s.forget()
 	s.id, s.key = "", ""
 	s.modified = true

@@ -190,8 +190,10 @@ func cookieHeader(h *fasthttp.RequestHeader) []byte {
 // requestContext is the context store calls run under: the request's
 // values, without the cancellation fasthttp signals on RequestCtx when the
 // server starts shutting down. A request that is allowed to finish during a
-// graceful shutdown must also be allowed to save its session. It is a
-// single pointer, so converting it to context.Context does not allocate.
+// graceful shutdown must also be allowed to save its session. It carries
+// no deadline: a hung store is bounded by Config.StoreTimeout, per store
+// call, which the backend applies. It is a single pointer, so converting it
+// to context.Context does not allocate.
 type requestContext struct{ *fasthttp.RequestCtx }
 
 func (requestContext) Deadline() (time.Time, bool) { return time.Time{}, false }

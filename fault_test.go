@@ -1,0 +1,413 @@
+package kvsession
+
+// Fault injection at the backend: what needs the backend's clock or its
+// store keys (rotation, forwards), the by-id API, and the StoreTimeout
+// plumbing. The middleware-level proofs are in fasthttp/fault_test.go.
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"maps"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/kvsession/kvsession/store"
+	"github.com/kvsession/kvsession/store/memory"
+	"github.com/kvsession/kvsession/store/storetest/faultstore"
+)
+
+var errFault = errors.New("injected store fault")
+
+// faultSnapshot returns what the store holds under every key a call named
+// (since the last ResetCalls) or before holds.
+func faultSnapshot(t *testing.T, fs *faultstore.Store, before map[string]string) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	keys := fs.Keys()
+	for k := range before {
+		keys = append(keys, k)
+	}
+	for _, k := range keys {
+		v, err := fs.Inner().Get(context.Background(), k)
+		switch {
+		case err == nil:
+			out[k] = string(v)
+		case !errors.Is(err, store.ErrNotFound):
+			t.Fatalf("snapshot of %q: %v", k, err)
+		}
+	}
+	return out
+}
+
+// faultLocker adds a store.Locker and the user index's Updater to the
+// memory store, like a store several processes share.
+type faultLocker struct {
+	*memory.Store
+	mu    sync.Mutex
+	locks map[string]bool
+}
+
+func (l *faultLocker) TryLock(ctx context.Context, key string, _ time.Duration) (string, bool, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.locks[key] {
+		return "", false, nil
+	}
+	l.locks[key] = true
+	return "t", true, nil
+}
+
+func (l *faultLocker) Unlock(_ context.Context, key, _ string) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	delete(l.locks, key)
+	return nil
+}
+
+func (l *faultLocker) Update(ctx context.Context, key string, fn func([]byte) ([]byte, time.Duration, bool)) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	old, err := l.Get(ctx, key)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return err
+	}
+	v, ttl, write := fn(old)
+	switch {
+	case !write:
+		return nil
+	case v == nil:
+		return l.Delete(ctx, key)
+	}
+	return l.Set(ctx, key, v, ttl)
+}
+
+// TestRotationFaultsLoseNothing injects faults into the periodic id
+// rotation (RenewalTimeout) and into following its forward record.
+func TestRotationFaultsLoseNothing(t *testing.T) {
+	type ids struct{ old, new string } // new: "" until rotated
+	tests := []struct {
+		name string
+		// rotated: run the fault after a successful rotation, with the
+		// old cookie (following the forward); else during the rotation.
+		rotated bool
+		rule    func(b *ServerBackend, id ids) faultstore.Rule
+		// failed: the request must fail; otherwise it must succeed, with
+		// a warning logged.
+		failed bool
+	}{
+		{
+			name: "new record not written",
+			rule: func(b *ServerBackend, id ids) faultstore.Rule {
+				oldKey := b.storeKey([]byte(id.old))
+				return faultstore.Rule{Methods: faultstore.Set, Key: func(k string) bool { return k != oldKey }}
+			},
+			failed: true,
+		},
+		{
+			// By design the request succeeds: the session is safe under
+			// its new id, and the old record keeps working until its TTL.
+			name: "forward record not written",
+			rule: func(b *ServerBackend, id ids) faultstore.Rule {
+				return faultstore.Rule{Methods: faultstore.Set, Prefix: b.storeKey([]byte(id.old))}
+			},
+		},
+		{
+			name:    "forward followed, new record unreadable",
+			rotated: true,
+			rule: func(b *ServerBackend, id ids) faultstore.Rule {
+				return faultstore.Rule{Methods: faultstore.Reads, Prefix: b.storeKey([]byte(id.new))}
+			},
+			failed: true,
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			clk := newClock()
+			fs := faultstore.New(memory.New(memory.Options{Now: clk.now}))
+			defer fs.Store().Close()
+			var logs bytes.Buffer
+			b := newBackend(t, Config{RenewalTimeout: time.Hour, Logger: slog.New(slog.NewTextHandler(&logs, nil))}, fs.Store())
+			b.now = clk.now
+			out, err := request(t, b, "", func(s *Session) { s.Set("v", "orig"); s.SetUser("ada") })
+			if err != nil {
+				t.Fatal(err)
+			}
+			id := ids{old: out.cookieValue(t, "session")}
+			clk.advance(time.Hour) // rotation due
+			if tc.rotated {
+				out, err := request(t, b, id.old, func(s *Session) { s.GetString("v") })
+				if err != nil {
+					t.Fatal(err)
+				}
+				id.new = out.cookieValue(t, "session")
+			}
+			before := faultSnapshot(t, fs, nil)
+			fs.ResetCalls()
+			r := tc.rule(b, id)
+			r.Err = errFault
+			rule := fs.Add(r)
+
+			out, err = request(t, b, id.old, func(s *Session) { s.GetString("v") })
+			if rule.Hits() == 0 {
+				t.Fatal("the fault was never met")
+			}
+			if !tc.failed {
+				if err != nil || len(out.cookies) == 0 || !strings.Contains(logs.String(), "rotated session id") {
+					t.Fatalf("err %v, cookies %v, logs %q: want the new cookie and a warning", err, out.cookies, logs.String())
+				}
+				id.new = out.cookieValue(t, "session")
+			} else {
+				if !errors.Is(err, errFault) || len(out.cookies) != 0 {
+					t.Fatalf("err %v, cookies %v: want the fault and no cookie", err, out.cookies)
+				}
+				after := faultSnapshot(t, fs, before)
+				for k, v := range before {
+					if after[k] != v {
+						t.Errorf("record %q changed by a failed request", k)
+					}
+				}
+				if tc.rotated {
+					if !maps.Equal(before, after) || fs.Calls(faultstore.Set|faultstore.Delete) != 0 {
+						t.Errorf("a failed load wrote: %d writes", fs.Calls(faultstore.Set|faultstore.Delete))
+					}
+				} else if len(after) != len(before) {
+					// The new record, if written, was taken back.
+					t.Errorf("records before %d, after %d", len(before), len(after))
+				}
+			}
+			rule.Remove()
+
+			// Nothing lost: every cookie the client may hold still reaches
+			// the data.
+			for _, cookie := range []string{id.old, id.new} {
+				if cookie == "" {
+					continue
+				}
+				request(t, b, cookie, func(s *Session) {
+					if v, _ := s.GetString("v"); v != "orig" || s.User() != "ada" {
+						t.Errorf("cookie %.6s…: v=%q user=%q", cookie, v, s.User())
+					}
+				})
+			}
+		})
+	}
+}
+
+// TestFailedDestroyFailsTheResponse: a handler that ignores Destroy's
+// error must not get a response that looks like a logout.
+func TestFailedDestroyFailsTheResponse(t *testing.T) {
+	fs := faultstore.New(memory.New(memory.Options{}))
+	defer fs.Store().Close()
+	b := newBackend(t, Config{}, fs.Store())
+	out, _ := request(t, b, "", func(s *Session) { s.Set("v", "orig") })
+	id := out.cookieValue(t, "session")
+
+	rule := fs.Fail(faultstore.Delete, errFault)
+	out, err := request(t, b, id, func(s *Session) {
+		s.Destroy()                  // error ignored
+		s.Set("flash", "logged out") // and the handler carries on
+	})
+	if !errors.Is(err, errFault) || len(out.cookies) != 0 || fs.Calls(faultstore.Set) != 1 {
+		t.Fatalf("err %v, cookies %v, %d Sets: want the delete's error, nothing written", err, out.cookies, fs.Calls(faultstore.Set))
+	}
+	// A retry within the request that works is a logout after all.
+	out, err = request(t, b, id, func(s *Session) {
+		if s.Destroy() == nil {
+			t.Fatal("rule removed too early")
+		}
+		rule.Remove()
+		if err := s.Destroy(); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if err != nil || !strings.Contains(out.cookies["session"], "Max-Age=0") {
+		t.Fatalf("retried Destroy: %v, cookies %v", err, out.cookies)
+	}
+}
+
+func TestStoreTimeoutValidation(t *testing.T) {
+	secrets := [][]byte{bytes.Repeat([]byte{7}, SecretBytes)}
+	for _, d := range []time.Duration{-time.Nanosecond, -time.Second} {
+		var ce *ConfigError
+		if err := (Config{StoreTimeout: d}).Validate(); !errors.As(err, &ce) || ce.Field != "StoreTimeout" {
+			t.Errorf("Validate with StoreTimeout %v: %v", d, err)
+		}
+		if _, err := NewCookie(Config{StoreTimeout: d, Secrets: secrets}, nil); !errors.As(err, &ce) || ce.Field != "StoreTimeout" {
+			t.Errorf("NewCookie with StoreTimeout %v: %v", d, err)
+		}
+	}
+	for _, d := range []time.Duration{0, time.Nanosecond, time.Hour} {
+		if err := (Config{StoreTimeout: d}).Validate(); err != nil {
+			t.Errorf("StoreTimeout %v: %v", d, err)
+		}
+	}
+}
+
+// Without a timeout nothing is wrapped: the request path is the one it
+// was before StoreTimeout existed.
+func TestStoreTimeoutUnsetWrapsNothing(t *testing.T) {
+	st := memory.New(memory.Options{})
+	defer st.Close()
+	b := newBackend(t, Config{RenewOnAccess: true}, st)
+	if b.store != store.Store(st) || b.toucher != store.Toucher(st) || b.appender != store.Appender(st) {
+		t.Errorf("store wrapped without a timeout: %T %T %T", b.store, b.toucher, b.appender)
+	}
+}
+
+// With a timeout, every ability the store has is kept, and none added: the
+// backend takes the same code paths, each call bounded.
+func TestStoreTimeoutKeepsStoreAbilities(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		shared bool
+	}{{"memory", false}, {"locker and updater", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			var inner store.Store = memory.New(memory.Options{})
+			if tc.shared {
+				inner = &faultLocker{Store: inner.(*memory.Store), locks: map[string]bool{}}
+			}
+			fs := faultstore.New(inner)
+			defer fs.Store().Close()
+			b := newBackend(t, Config{StoreTimeout: time.Minute, RenewOnAccess: !tc.shared, Lock: true}, fs.Store())
+			if b.Store() != fs.Store() {
+				t.Errorf("Store() = %T, want the registered store", b.Store())
+			}
+			if (b.locks.locker != nil) != tc.shared {
+				t.Errorf("store lock used: %v, want %v", b.locks.locker != nil, tc.shared)
+			}
+			out, err := request(t, b, "", func(s *Session) { s.Set("v", 1); s.SetUser("ada") })
+			if err != nil {
+				t.Fatal(err)
+			}
+			id := out.cookieValue(t, "session")
+			if _, err := request(t, b, id, func(s *Session) { s.GetInt("v") }); err != nil {
+				t.Fatal(err)
+			}
+			if list, err := b.UserSessions(context.Background(), "ada"); err != nil || len(list) != 1 {
+				t.Fatalf("UserSessions = %v, %v", list, err)
+			}
+			want := map[faultstore.Method]bool{
+				faultstore.GetAppend: true,       // loads read into the session's buffer
+				faultstore.Exists:    true,       // the index checks members with Exists
+				faultstore.Touch:     !tc.shared, // RenewOnAccess
+				faultstore.TryLock:   tc.shared,  // the store's lock, not the in-process one
+				faultstore.Update:    tc.shared,  // the index's read-modify-write
+				faultstore.Get:       true,       // List reads the index record, Updater or not
+			}
+			for m, called := range want {
+				if got := fs.Calls(m) > 0; got != called {
+					t.Errorf("%v called: %v, want %v", m, got, called)
+				}
+			}
+		})
+	}
+	t.Run("plain store still refused for RenewOnAccess", func(t *testing.T) {
+		reg := store.NewRegistry(nil)
+		reg.Register(DefaultStore, struct{ store.Store }{memory.New(memory.Options{})})
+		defer reg.Close()
+		var ce *ConfigError
+		if _, err := New(Config{RenewOnAccess: true, StoreTimeout: time.Second}, reg); !errors.As(err, &ce) || ce.Field != "RenewOnAccess" {
+			t.Errorf("New: %v", err)
+		}
+	})
+}
+
+// The by-id API and the user-wide calls are bounded too, and a hung call
+// leaves the data alone.
+func TestStoreTimeoutBoundsBackendCalls(t *testing.T) {
+	const timeout = 100 * time.Millisecond
+	ctx := context.Background()
+	tests := []struct {
+		name string
+		m    faultstore.Method
+		call func(b *ServerBackend, id string) error
+	}{
+		{"Get", faultstore.Reads, func(b *ServerBackend, id string) error { _, err := b.Get(ctx, id); return err }},
+		{"Set", faultstore.Set, func(b *ServerBackend, id string) error { return b.Set(ctx, id, map[string]any{"v": "new"}) }},
+		{"Delete", faultstore.Delete, func(b *ServerBackend, id string) error { return b.Delete(ctx, id) }},
+		{"UserSessions", faultstore.Exists, func(b *ServerBackend, _ string) error { _, err := b.UserSessions(ctx, "ada"); return err }},
+		{"DestroyUserSessions", faultstore.Delete, func(b *ServerBackend, _ string) error {
+			n, err := b.DestroyUserSessions(ctx, "ada")
+			if n != 0 {
+				t.Errorf("DestroyUserSessions reported %d destroyed", n)
+			}
+			return err
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			fs := faultstore.New(memory.New(memory.Options{}))
+			defer fs.Store().Close()
+			b := newBackend(t, Config{StoreTimeout: timeout}, fs.Store())
+			out, _ := request(t, b, "", func(s *Session) { s.Set("v", "orig"); s.SetUser("ada") })
+			id := out.cookieValue(t, "session")
+			before := faultSnapshot(t, fs, nil)
+			rule := fs.Add(faultstore.Rule{Methods: tc.m, Hang: true})
+			err := faultWithin(t, 10*timeout, fs, func() error { return tc.call(b, id) })
+			if !errors.Is(err, context.DeadlineExceeded) || rule.Hits() == 0 {
+				t.Fatalf("err %v (%d hangs met), want context.DeadlineExceeded", err, rule.Hits())
+			}
+			rule.Remove()
+			if after := faultSnapshot(t, fs, before); !maps.Equal(before, after) {
+				t.Errorf("a call that timed out changed the store")
+			}
+			if vals, err := b.Get(ctx, id); err != nil || vals["v"] != "orig" {
+				t.Errorf("after: %v, %v", vals, err)
+			}
+		})
+	}
+}
+
+// The error names StoreTimeout only when that is what ran out: a deadline
+// of the caller's own is reported as it is.
+func TestStoreTimeoutErrorSaysWhichDeadline(t *testing.T) {
+	fs := faultstore.New(memory.New(memory.Options{}))
+	defer fs.Store().Close()
+	fs.Add(faultstore.Rule{Methods: faultstore.Reads, Hang: true})
+	id := strings.Repeat("A", 43)
+	for _, tc := range []struct {
+		name     string
+		timeout  time.Duration
+		deadline time.Duration
+		named    bool
+	}{
+		{"StoreTimeout", 50 * time.Millisecond, time.Hour, true},
+		{"caller's deadline", time.Hour, 50 * time.Millisecond, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := newBackend(t, Config{StoreTimeout: tc.timeout}, fs.Store())
+			ctx, cancel := context.WithTimeout(context.Background(), tc.deadline)
+			defer cancel()
+			err := faultWithin(t, 10*min(tc.timeout, tc.deadline), fs, func() error { _, err := b.Get(ctx, id); return err })
+			if !errors.Is(err, context.DeadlineExceeded) {
+				t.Fatalf("err %v", err)
+			}
+			if got := strings.Contains(err.Error(), "StoreTimeout"); got != tc.named {
+				t.Errorf("%q names StoreTimeout: %v, want %v", err, got, tc.named)
+			}
+		})
+	}
+}
+
+// faultWithin runs fn, which a hang in fs may block, and fails the test if
+// it has not returned within limit (a generous bound, not a timing
+// check), closing fs then to release it: a test must end even when the
+// timeout it tests does not work.
+func faultWithin(t *testing.T, limit time.Duration, fs *faultstore.Store, fn func() error) error {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- fn() }()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(limit):
+		fs.Store().Close()
+		<-done
+		t.Fatalf("still running after %v", limit)
+		return nil
+	}
+}

@@ -1,0 +1,590 @@
+// Package faultstore wraps a store.Store so that tests can make chosen
+// calls fail, slow down or hang, and can count every call, to prove how the
+// code using the store behaves when it misbehaves.
+//
+//	fs := faultstore.New(memory.New(memory.Options{}))
+//	reg.Register("sessions", fs.Store()) // what the code under test uses
+//	down := fs.Add(faultstore.Rule{Methods: faultstore.Set, Err: errDown})
+//	... // every Set now fails with errDown, nothing is written
+//	down.Remove()
+//	fs.Calls(faultstore.Set) // how many Sets were attempted
+//
+// Rules are added and removed at run time, from any goroutine. Each rule
+// picks calls by method and key (Methods, Prefix, Key) and by position
+// (Skip, Times), and acts on them: Latency, Hang, Err (before the call, or
+// after it with ErrAfterCall). Of the rules matching a call, the first one
+// added that is due acts; every matching rule counts the call towards its
+// Skip and Times.
+//
+// # Optional interfaces
+//
+// Callers discover what a store can do with type assertions (store.Toucher,
+// store.Appender, store.Exister, store.Expirer, store.Clearer, store.Locker,
+// the user index's Updater, the InProcess marker), and kvsession changes
+// strategy on the answer: RenewOnAccess needs a Toucher, the session lock
+// polls a Locker instead of its in-process table, the user index hands its
+// read-modify-writes to an Updater, an in-process store gets unhashed keys. A wrapper that lost one of these, or claimed one the
+// store lacks, would test another code path than production runs. So the
+// store Store returns implements exactly the optional interfaces of the
+// store it wraps, each call forwarded through the rules: it is one of 256
+// generated types (views.go, one per combination; Go cannot add methods at
+// run time).
+//
+// Emulating a missing ability was rejected: a Touch made of Get and Set
+// could resurrect a session deleted in between, and a Locker or Updater
+// emulated in process would replace the very code (the in-process lock
+// table, the index's striped locks) a test of a plain store exercises. For
+// the same reason *Store itself is not a store.Store: registering it by
+// mistake instead of Store() would not compile.
+package faultstore
+
+//go:generate go run gen.go
+
+import (
+	"context"
+	"fmt"
+	"math/bits"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/kvsession/kvsession/store"
+)
+
+// Method names the store methods rules apply to and calls are counted for.
+// Methods combine with |.
+type Method uint16
+
+const (
+	Get Method = 1 << iota
+	Set
+	Delete
+	Touch     // store.Toucher
+	GetAppend // store.Appender
+	Exists    // store.Exister
+	ExpiresIn // store.Expirer
+	DeleteAll // store.Clearer
+	TryLock   // store.Locker
+	Unlock    // store.Locker
+	Update    // the user index's Updater
+
+	numMethods = iota
+
+	// Reads is every method that returns a stored value. kvsession loads
+	// sessions with GetAppend when the store has it, Get otherwise: a rule
+	// meant to break loads should name both.
+	Reads = Get | GetAppend
+
+	// All is every method; a Rule with Methods zero means the same.
+	All Method = 1<<numMethods - 1
+)
+
+var methodNames = [numMethods]string{"Get", "Set", "Delete", "Touch", "GetAppend", "Exists", "ExpiresIn", "DeleteAll", "TryLock", "Unlock", "Update"}
+
+func (m Method) String() string {
+	if m == 0 {
+		return "none"
+	}
+	var parts []string
+	for i, name := range methodNames {
+		if m&(1<<i) != 0 {
+			parts = append(parts, name)
+		}
+	}
+	if m&^All != 0 {
+		parts = append(parts, fmt.Sprintf("Method(%#x)", uint16(m&^All)))
+	}
+	return strings.Join(parts, "|")
+}
+
+// Rule says which calls to disturb and how.
+type Rule struct {
+	// Methods is the method or methods (or'ed) the rule applies to. Zero
+	// means every method.
+	Methods Method
+
+	// Prefix, if not empty, limits the rule to keys that start with it.
+	Prefix string
+
+	// Key, if set, limits the rule to keys it returns true for. It runs
+	// under the Store's lock: keep it quick and do not call the Store.
+	// DeleteAll has no key, so a rule with Prefix or Key never matches it.
+	Key func(key string) bool
+
+	// Skip lets the first Skip matching calls through untouched. Then the
+	// rule acts on the next Times calls, or on every one if Times is zero.
+	// The Nth matching call alone: Skip N-1, Times 1.
+	Skip, Times int
+
+	// Latency delays the call by that long before it goes on. If the
+	// call's context ends first, the call returns ctx.Err() without
+	// reaching the wrapped store.
+	Latency time.Duration
+
+	// Hang blocks the call until its context is done, and then returns
+	// ctx.Err() without reaching the wrapped store: a store that stopped
+	// answering. Closing the Store releases it with store.ErrClosed;
+	// removing the rule releases it to go on as if the rule had not
+	// matched (a store that recovered).
+	Hang bool
+
+	// Err, if set, is returned instead of calling the wrapped store, after
+	// any Latency.
+	Err error
+
+	// ErrAfterCall calls the wrapped store anyway and then returns Err in
+	// place of its result: the operation took effect but the caller sees it
+	// fail, as when a reply is lost. It requires Err.
+	ErrAfterCall bool
+}
+
+// Handle is a rule added to a Store.
+type Handle struct {
+	s       *Store
+	rule    Rule
+	seen    int           // matching calls, under s.mu
+	hits    atomic.Int64  // calls acted on
+	removed chan struct{} // closed by Remove: releases hung and delayed calls
+	once    sync.Once
+}
+
+// Remove takes the rule out: it matches no further call, and calls it is
+// delaying or hanging go on as if it had never matched.
+func (h *Handle) Remove() {
+	h.once.Do(func() {
+		h.s.mu.Lock()
+		for i, r := range h.s.rules {
+			if r == h {
+				h.s.rules = append(h.s.rules[:i:i], h.s.rules[i+1:]...)
+				break
+			}
+		}
+		h.s.mu.Unlock()
+		close(h.removed)
+	})
+}
+
+// Hits returns how many calls the rule has acted on so far: a test that
+// injected a fault can check that its fault was actually met.
+func (h *Handle) Hits() int { return int(h.hits.Load()) }
+
+// Store holds the rules and call counts of one wrapped store. Create it with
+// New; it is safe for concurrent use. The store itself is Store().
+type Store struct {
+	inner store.Store
+	view  store.Store
+
+	// The wrapped store's optional interfaces; nil when it lacks one (and
+	// then the view has no method that would reach it).
+	toucher  store.Toucher
+	appender store.Appender
+	exister  store.Exister
+	expirer  store.Expirer
+	clearer  store.Clearer
+	locker   store.Locker
+	updater  indexUpdater
+	marker   inProcessMarker
+
+	mu    sync.Mutex
+	rules []*Handle
+	keys  map[string]struct{} // every key a call named, under mu
+	calls [numMethods]atomic.Int64
+
+	closeOnce sync.Once
+	closed    chan struct{}
+}
+
+// indexUpdater is internal/userindex.Updater, spelled out so that this
+// package need not import the index.
+type indexUpdater interface {
+	Update(ctx context.Context, key string, fn func(old []byte) (value []byte, ttl time.Duration, write bool)) error
+}
+
+// inProcessMarker is store.InProcess: a method that only marks the store,
+// forwarded as it is. It is spelled out so that this package does not
+// depend on the marker's declaration.
+type inProcessMarker interface{ InProcess() }
+
+// Ability bits of a view mask, in the order gen.go enumerates them.
+const (
+	abToucher = 1 << iota
+	abAppender
+	abExister
+	abExpirer
+	abClearer
+	abLocker
+	abUpdater
+	abInProcess
+	numAbilities = iota
+)
+
+// New wraps inner. With no rules added, the store Store returns behaves
+// exactly as inner does (it passes the storetest conformance suite when
+// inner does) and only counts calls.
+func New(inner store.Store) *Store {
+	s := &Store{inner: inner, closed: make(chan struct{}), keys: map[string]struct{}{}}
+	mask := 0
+	if x, ok := inner.(store.Toucher); ok {
+		s.toucher, mask = x, mask|abToucher
+	}
+	if x, ok := inner.(store.Appender); ok {
+		s.appender, mask = x, mask|abAppender
+	}
+	if x, ok := inner.(store.Exister); ok {
+		s.exister, mask = x, mask|abExister
+	}
+	if x, ok := inner.(store.Expirer); ok {
+		s.expirer, mask = x, mask|abExpirer
+	}
+	if x, ok := inner.(store.Clearer); ok {
+		s.clearer, mask = x, mask|abClearer
+	}
+	if x, ok := inner.(store.Locker); ok {
+		s.locker, mask = x, mask|abLocker
+	}
+	if x, ok := inner.(indexUpdater); ok {
+		s.updater, mask = x, mask|abUpdater
+	}
+	if x, ok := inner.(inProcessMarker); ok {
+		s.marker, mask = x, mask|abInProcess
+	}
+	s.view = views[mask](s)
+	return s
+}
+
+// Store returns the faulty store to give the code under test. It
+// implements store.Store and exactly the optional interfaces of the
+// wrapped store.
+func (s *Store) Store() store.Store { return s.view }
+
+// Inner returns the wrapped store, to inspect or prepare data without
+// rules or counting.
+func (s *Store) Inner() store.Store { return s.inner }
+
+// Add adds a rule, after those already there. It panics on a rule that
+// cannot be meant (an unknown method, a negative count or duration,
+// ErrAfterCall without Err): this is a test helper.
+func (s *Store) Add(r Rule) *Handle {
+	switch {
+	case r.Methods&^All != 0:
+		panic(fmt.Sprintf("faultstore: unknown methods %v", r.Methods))
+	case r.Skip < 0 || r.Times < 0 || r.Latency < 0:
+		panic("faultstore: negative Skip, Times or Latency")
+	case r.ErrAfterCall && r.Err == nil:
+		panic("faultstore: ErrAfterCall without Err")
+	}
+	if r.Methods == 0 {
+		r.Methods = All
+	}
+	h := &Handle{s: s, rule: r, removed: make(chan struct{})}
+	s.mu.Lock()
+	s.rules = append(s.rules, h)
+	s.mu.Unlock()
+	return h
+}
+
+// Fail is shorthand for Add(Rule{Methods: m, Err: err}).
+func (s *Store) Fail(m Method, err error) *Handle { return s.Add(Rule{Methods: m, Err: err}) }
+
+// Clear removes every rule, releasing the calls they hold.
+func (s *Store) Clear() {
+	s.mu.Lock()
+	rules := append([]*Handle(nil), s.rules...)
+	s.mu.Unlock()
+	for _, h := range rules {
+		h.Remove()
+	}
+}
+
+// Calls returns how many calls of the given methods (or'ed) the store has
+// received since New or ResetCalls, faulted ones included.
+func (s *Store) Calls(m Method) int {
+	n := int64(0)
+	for i := range numMethods {
+		if m&(1<<i) != 0 {
+			n += s.calls[i].Load()
+		}
+	}
+	return int(n)
+}
+
+// Keys returns, sorted, every key a call has named since New or
+// ResetCalls: a test can snapshot what the code under test stored (session
+// records, index records) without knowing how it names its keys.
+func (s *Store) Keys() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]string, 0, len(s.keys))
+	for k := range s.keys {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// ResetCalls sets every call count back to zero and forgets the keys.
+func (s *Store) ResetCalls() {
+	s.mu.Lock()
+	clear(s.keys)
+	s.mu.Unlock()
+	for i := range s.calls {
+		s.calls[i].Store(0)
+	}
+}
+
+// due picks the rule acting on a call, counting the call for every rule it
+// matches. keyed is false for DeleteAll.
+func (s *Store) due(m Method, key string, keyed bool) *Handle {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, seen := s.keys[key]; keyed && !seen {
+		// A copy: a caller may build keys over buffers it reuses.
+		s.keys[strings.Clone(key)] = struct{}{}
+	}
+	var acting *Handle
+	for _, h := range s.rules {
+		r := &h.rule
+		if r.Methods&m == 0 {
+			continue
+		}
+		if r.Prefix != "" || r.Key != nil {
+			if !keyed || !strings.HasPrefix(key, r.Prefix) || (r.Key != nil && !r.Key(key)) {
+				continue
+			}
+		}
+		h.seen++
+		if acting == nil && h.seen > r.Skip && (r.Times == 0 || h.seen <= r.Skip+r.Times) {
+			acting = h
+		}
+	}
+	if acting != nil {
+		acting.hits.Add(1)
+	}
+	return acting
+}
+
+// enter counts a call and applies the rule due for it. A non-nil error
+// is the call's result: the wrapped store is not called. Otherwise the
+// call goes on, and after(h, err) gives its result.
+func (s *Store) enter(ctx context.Context, m Method, key string, keyed bool) (*Handle, error) {
+	s.calls[bits.TrailingZeros16(uint16(m))].Add(1)
+	h := s.due(m, key, keyed)
+	if h == nil {
+		return nil, nil
+	}
+	r := &h.rule
+	if r.Latency > 0 {
+		t := time.NewTimer(r.Latency)
+		select {
+		case <-t.C:
+		case <-h.removed:
+			t.Stop()
+			return nil, nil
+		case <-ctx.Done():
+			t.Stop()
+			return h, ctx.Err()
+		case <-s.closed:
+			t.Stop()
+			return h, store.ErrClosed
+		}
+	}
+	if r.Hang {
+		select {
+		case <-h.removed:
+			return nil, nil
+		case <-ctx.Done():
+			return h, ctx.Err()
+		case <-s.closed:
+			return h, store.ErrClosed
+		}
+	}
+	if r.Err != nil && !r.ErrAfterCall {
+		return h, r.Err
+	}
+	return h, nil
+}
+
+// after returns the result of a call that reached the wrapped store.
+func after(h *Handle, err error) error {
+	if h != nil && h.rule.ErrAfterCall {
+		return h.rule.Err
+	}
+	return err
+}
+
+func (s *Store) get(ctx context.Context, key string) ([]byte, error) {
+	h, err := s.enter(ctx, Get, key, true)
+	if err != nil {
+		return nil, err
+	}
+	v, err := s.inner.Get(ctx, key)
+	if err = after(h, err); err != nil {
+		return nil, err
+	}
+	return v, nil
+}
+
+func (s *Store) set(ctx context.Context, key string, value []byte, ttl time.Duration) error {
+	h, err := s.enter(ctx, Set, key, true)
+	if err != nil {
+		return err
+	}
+	return after(h, s.inner.Set(ctx, key, value, ttl))
+}
+
+func (s *Store) delete(ctx context.Context, key string) error {
+	h, err := s.enter(ctx, Delete, key, true)
+	if err != nil {
+		return err
+	}
+	return after(h, s.inner.Delete(ctx, key))
+}
+
+// close releases every hung call with store.ErrClosed, then closes the
+// wrapped store.
+func (s *Store) close() error {
+	s.closeOnce.Do(func() { close(s.closed) })
+	return s.inner.Close()
+}
+
+func (s *Store) touch(ctx context.Context, key string, ttl time.Duration) error {
+	h, err := s.enter(ctx, Touch, key, true)
+	if err != nil {
+		return err
+	}
+	return after(h, s.toucher.Touch(ctx, key, ttl))
+}
+
+func (s *Store) getAppend(ctx context.Context, key string, dst []byte) ([]byte, error) {
+	h, err := s.enter(ctx, GetAppend, key, true)
+	if err != nil {
+		return dst, err
+	}
+	n := len(dst)
+	out, err := s.appender.GetAppend(ctx, key, dst)
+	if err = after(h, err); err != nil {
+		// As a failed GetAppend does: nothing appended.
+		return out[:min(n, len(out))], err
+	}
+	return out, nil
+}
+
+func (s *Store) exists(ctx context.Context, key string) (bool, error) {
+	h, err := s.enter(ctx, Exists, key, true)
+	if err != nil {
+		return false, err
+	}
+	ok, err := s.exister.Exists(ctx, key)
+	if err = after(h, err); err != nil {
+		return false, err
+	}
+	return ok, nil
+}
+
+func (s *Store) expiresIn(ctx context.Context, key string) (time.Duration, error) {
+	h, err := s.enter(ctx, ExpiresIn, key, true)
+	if err != nil {
+		return 0, err
+	}
+	d, err := s.expirer.ExpiresIn(ctx, key)
+	if err = after(h, err); err != nil {
+		return 0, err
+	}
+	return d, nil
+}
+
+func (s *Store) deleteAll(ctx context.Context) error {
+	h, err := s.enter(ctx, DeleteAll, "", false)
+	if err != nil {
+		return err
+	}
+	return after(h, s.clearer.DeleteAll(ctx))
+}
+
+func (s *Store) tryLock(ctx context.Context, key string, lease time.Duration) (string, bool, error) {
+	h, err := s.enter(ctx, TryLock, key, true)
+	if err != nil {
+		return "", false, err
+	}
+	tok, ok, err := s.locker.TryLock(ctx, key, lease)
+	if err = after(h, err); err != nil {
+		return "", false, err
+	}
+	return tok, ok, nil
+}
+
+func (s *Store) unlock(ctx context.Context, key, token string) error {
+	h, err := s.enter(ctx, Unlock, key, true)
+	if err != nil {
+		return err
+	}
+	return after(h, s.locker.Unlock(ctx, key, token))
+}
+
+func (s *Store) update(ctx context.Context, key string, fn func(old []byte) ([]byte, time.Duration, bool)) error {
+	h, err := s.enter(ctx, Update, key, true)
+	if err != nil {
+		return err
+	}
+	return after(h, s.updater.Update(ctx, key, fn))
+}
+
+// The parts views are made of: base is every view's store.Store, and each
+// other part one optional interface. Each holds the *Store its calls go
+// through.
+
+type base struct{ s *Store }
+
+func (b base) Get(ctx context.Context, key string) ([]byte, error) { return b.s.get(ctx, key) }
+func (b base) Set(ctx context.Context, key string, value []byte, ttl time.Duration) error {
+	return b.s.set(ctx, key, value, ttl)
+}
+func (b base) Delete(ctx context.Context, key string) error { return b.s.delete(ctx, key) }
+func (b base) Close() error                                 { return b.s.close() }
+
+type toucher struct{ s *Store }
+
+func (t toucher) Touch(ctx context.Context, key string, ttl time.Duration) error {
+	return t.s.touch(ctx, key, ttl)
+}
+
+type appender struct{ s *Store }
+
+func (a appender) GetAppend(ctx context.Context, key string, dst []byte) ([]byte, error) {
+	return a.s.getAppend(ctx, key, dst)
+}
+
+type exister struct{ s *Store }
+
+func (e exister) Exists(ctx context.Context, key string) (bool, error) { return e.s.exists(ctx, key) }
+
+type expirer struct{ s *Store }
+
+func (e expirer) ExpiresIn(ctx context.Context, key string) (time.Duration, error) {
+	return e.s.expiresIn(ctx, key)
+}
+
+type clearer struct{ s *Store }
+
+func (c clearer) DeleteAll(ctx context.Context) error { return c.s.deleteAll(ctx) }
+
+type locker struct{ s *Store }
+
+func (l locker) TryLock(ctx context.Context, key string, lease time.Duration) (string, bool, error) {
+	return l.s.tryLock(ctx, key, lease)
+}
+func (l locker) Unlock(ctx context.Context, key, token string) error {
+	return l.s.unlock(ctx, key, token)
+}
+
+type inProcess struct{ s *Store }
+
+func (p inProcess) InProcess() { p.s.marker.InProcess() }
+
+type updater struct{ s *Store }
+
+func (u updater) Update(ctx context.Context, key string, fn func(old []byte) ([]byte, time.Duration, bool)) error {
+	return u.s.update(ctx, key, fn)
+}

@@ -1,0 +1,422 @@
+package faultstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/kvsession/kvsession/store"
+	"github.com/kvsession/kvsession/store/memory"
+	"github.com/kvsession/kvsession/store/storetest"
+)
+
+type clock struct{ ns atomic.Int64 }
+
+func (c *clock) Now() time.Time          { return time.Unix(0, c.ns.Load()) }
+func (c *clock) Advance(d time.Duration) { c.ns.Add(int64(d)) }
+
+// With no rules the wrapper must be invisible: the whole conformance suite,
+// optional interfaces included, passes through it.
+func TestConformance(t *testing.T) {
+	c := &clock{}
+	c.ns.Store(time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
+	storetest.Run(t, storetest.Harness{
+		New:     func(t *testing.T) store.Store { return New(memory.New(memory.Options{Now: c.Now, Shards: 4})).Store() },
+		Advance: c.Advance,
+	})
+}
+
+// A rule that matches nothing must not disturb anything either.
+func TestConformanceWithIdleRule(t *testing.T) {
+	storetest.Run(t, storetest.Harness{
+		New: func(t *testing.T) store.Store {
+			fs := New(memory.New(memory.Options{}))
+			fs.Add(Rule{Prefix: "never-used:", Err: errors.New("must not fire")})
+			return fs.Store()
+		},
+	})
+}
+
+// abilities returns the optional interfaces v implements, as a view mask.
+func abilities(v any) int {
+	mask := 0
+	for bit, ok := range map[int]bool{
+		abToucher:   is[store.Toucher](v),
+		abAppender:  is[store.Appender](v),
+		abExister:   is[store.Exister](v),
+		abExpirer:   is[store.Expirer](v),
+		abClearer:   is[store.Clearer](v),
+		abLocker:    is[store.Locker](v),
+		abUpdater:   is[indexUpdater](v),
+		abInProcess: is[inProcessMarker](v),
+	} {
+		if ok {
+			mask |= bit
+		}
+	}
+	return mask
+}
+
+func is[I any](v any) bool { _, ok := v.(I); return ok }
+
+// Every one of the views has exactly the optional interfaces of its mask.
+func TestViewsHaveExactlyTheirAbilities(t *testing.T) {
+	if len(views) != 1<<numAbilities {
+		t.Fatalf("%d views for %d abilities", len(views), numAbilities)
+	}
+	s := &Store{closed: make(chan struct{})}
+	for mask := range len(views) {
+		if v := views[mask](s); abilities(v) != mask {
+			t.Errorf("view %T for mask %08b has abilities %08b", v, mask, abilities(v))
+		}
+	}
+}
+
+// plain has only the four store.Store methods.
+type plain struct{ store.Store }
+
+// shared adds a Locker and an Updater to a store, as a store shared by
+// several processes has them.
+type shared struct {
+	*memory.Store
+	mu sync.Mutex
+}
+
+func (s *shared) TryLock(context.Context, string, time.Duration) (string, bool, error) {
+	return "t", true, nil
+}
+func (s *shared) Unlock(context.Context, string, string) error { return nil }
+func (s *shared) Update(ctx context.Context, key string, fn func([]byte) ([]byte, time.Duration, bool)) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	old, err := s.Get(ctx, key)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return err
+	}
+	v, ttl, write := fn(old)
+	switch {
+	case !write:
+		return nil
+	case v == nil:
+		return s.Delete(ctx, key)
+	}
+	return s.Set(ctx, key, v, ttl)
+}
+
+func TestWrapsRealStoresFaithfully(t *testing.T) {
+	tests := []struct {
+		name  string
+		inner store.Store
+		min   int // abilities it must have, lest the test prove little
+	}{
+		{"plain", plain{memory.New(memory.Options{})}, 0},
+		{"memory", memory.New(memory.Options{}), abToucher | abAppender | abExister | abExpirer | abClearer},
+		{"shared", &shared{Store: memory.New(memory.Options{})}, abToucher | abAppender | abExister | abExpirer | abClearer | abLocker | abUpdater},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			fs := New(tc.inner)
+			defer fs.Store().Close()
+			want := abilities(tc.inner)
+			if want&tc.min != tc.min {
+				t.Fatalf("inner %T has abilities %08b, expected at least %08b", tc.inner, want, tc.min)
+			}
+			if got := abilities(fs.Store()); got != want {
+				t.Errorf("view %T has abilities %08b, the store it wraps %08b", fs.Store(), got, want)
+			}
+		})
+	}
+}
+
+var errInjected = errors.New("injected")
+
+// Each method goes through the rules: a rule on it fails it, and the call
+// is counted under it alone.
+func TestEveryMethodObeysRules(t *testing.T) {
+	ctx := context.Background()
+	calls := []struct {
+		m  Method
+		fn func(v store.Store) error
+	}{
+		{Get, func(v store.Store) error { _, err := v.Get(ctx, "k"); return err }},
+		{Set, func(v store.Store) error { return v.Set(ctx, "k", []byte("v"), 0) }},
+		{Delete, func(v store.Store) error { return v.Delete(ctx, "k") }},
+		{Touch, func(v store.Store) error { return v.(store.Toucher).Touch(ctx, "k", time.Hour) }},
+		{GetAppend, func(v store.Store) error { _, err := v.(store.Appender).GetAppend(ctx, "k", nil); return err }},
+		{Exists, func(v store.Store) error { _, err := v.(store.Exister).Exists(ctx, "k"); return err }},
+		{ExpiresIn, func(v store.Store) error { _, err := v.(store.Expirer).ExpiresIn(ctx, "k"); return err }},
+		{DeleteAll, func(v store.Store) error { return v.(store.Clearer).DeleteAll(ctx) }},
+		{TryLock, func(v store.Store) error { _, _, err := v.(store.Locker).TryLock(ctx, "k", time.Second); return err }},
+		{Unlock, func(v store.Store) error { return v.(store.Locker).Unlock(ctx, "k", "t") }},
+		{Update, func(v store.Store) error {
+			return v.(indexUpdater).Update(ctx, "k", func([]byte) ([]byte, time.Duration, bool) { return []byte("u"), 0, true })
+		}},
+	}
+	if len(calls) != numMethods {
+		t.Fatalf("%d methods tested, %d exist", len(calls), numMethods)
+	}
+	for _, c := range calls {
+		t.Run(c.m.String(), func(t *testing.T) {
+			fs := New(&shared{Store: memory.New(memory.Options{})})
+			defer fs.Store().Close()
+			fs.Inner().Set(ctx, "k", []byte("v"), 0)
+			if err := c.fn(fs.Store()); err != nil {
+				t.Fatalf("without a rule: %v", err)
+			}
+			other := fs.Fail(All&^c.m, errors.New("rule for other methods"))
+			if err := c.fn(fs.Store()); err != nil || other.Hits() != 0 {
+				t.Fatalf("a rule for the other methods acted: %v, %d hits", err, other.Hits())
+			}
+			h := fs.Fail(c.m, errInjected)
+			if err := c.fn(fs.Store()); !errors.Is(err, errInjected) || h.Hits() != 1 {
+				t.Fatalf("with a rule: %v, %d hits", err, h.Hits())
+			}
+			if got := fs.Calls(c.m); got != 3 {
+				t.Errorf("Calls(%v) = %d, want 3", c.m, got)
+			}
+			if got := fs.Calls(All &^ c.m); got != 0 {
+				t.Errorf("calls counted under other methods: %d", got)
+			}
+		})
+	}
+}
+
+func TestRuleSelection(t *testing.T) {
+	ctx := context.Background()
+	tests := []struct {
+		name string
+		rule Rule
+		keys []string
+		want []bool // whether each call fails
+	}{
+		{"every call", Rule{}, []string{"a", "b", "c"}, []bool{true, true, true}},
+		{"prefix", Rule{Prefix: "user:"}, []string{"user:1", "sess", "user:2"}, []bool{true, false, true}},
+		{"key predicate", Rule{Key: func(k string) bool { return k == "b" }}, []string{"a", "b", "c"}, []bool{false, true, false}},
+		{"third call only", Rule{Skip: 2, Times: 1}, []string{"a", "a", "a", "a"}, []bool{false, false, true, false}},
+		{"twice", Rule{Times: 2}, []string{"a", "a", "a"}, []bool{true, true, false}},
+		{"skip counts matching calls only", Rule{Prefix: "x", Skip: 1, Times: 1}, []string{"a", "x1", "a", "x2", "x3"}, []bool{false, false, false, true, false}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			fs := New(memory.New(memory.Options{}))
+			defer fs.Store().Close()
+			tc.rule.Methods, tc.rule.Err = Set, errInjected
+			h := fs.Add(tc.rule)
+			hits := 0
+			for i, k := range tc.keys {
+				err := fs.Store().Set(ctx, k, []byte("v"), 0)
+				if failed := errors.Is(err, errInjected); failed != tc.want[i] {
+					t.Errorf("call %d (%q): err %v, want failure %v", i+1, k, err, tc.want[i])
+				}
+				if tc.want[i] {
+					hits++
+				} else if _, err := fs.Inner().Get(ctx, k); err != nil {
+					t.Errorf("call %d (%q) let through but not written: %v", i+1, k, err)
+				}
+			}
+			if h.Hits() != hits {
+				t.Errorf("Hits = %d, want %d", h.Hits(), hits)
+			}
+		})
+	}
+}
+
+// The first rule due acts; a later one only when the first is spent.
+func TestFirstDueRuleActs(t *testing.T) {
+	fs := New(memory.New(memory.Options{}))
+	defer fs.Store().Close()
+	errA, errB := errors.New("a"), errors.New("b")
+	a := fs.Add(Rule{Methods: Get, Err: errA, Times: 1})
+	b := fs.Add(Rule{Methods: Get, Err: errB})
+	for i, want := range []error{errA, errB, errB} {
+		if _, err := fs.Store().Get(context.Background(), "k"); !errors.Is(err, want) {
+			t.Errorf("call %d: %v, want %v", i+1, err, want)
+		}
+	}
+	if a.Hits() != 1 || b.Hits() != 2 {
+		t.Errorf("hits %d, %d", a.Hits(), b.Hits())
+	}
+	b.Remove()
+	if _, err := fs.Store().Get(context.Background(), "k"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("after Remove: %v", err)
+	}
+}
+
+func TestErrAfterCallTakesEffect(t *testing.T) {
+	ctx := context.Background()
+	fs := New(memory.New(memory.Options{}))
+	defer fs.Store().Close()
+	fs.Add(Rule{Methods: Set, Err: errInjected, ErrAfterCall: true})
+	if err := fs.Store().Set(ctx, "k", []byte("written"), 0); !errors.Is(err, errInjected) {
+		t.Fatalf("Set: %v", err)
+	}
+	if v, err := fs.Inner().Get(ctx, "k"); err != nil || string(v) != "written" {
+		t.Fatalf("the write did not happen: %q, %v", v, err)
+	}
+}
+
+func TestLatency(t *testing.T) {
+	ctx := context.Background()
+	fs := New(memory.New(memory.Options{}))
+	defer fs.Store().Close()
+	fs.Inner().Set(ctx, "k", []byte("v"), 0)
+	const d = 30 * time.Millisecond
+	fs.Add(Rule{Methods: Reads, Latency: d})
+	start := time.Now()
+	v, err := fs.Store().Get(ctx, "k")
+	if err != nil || string(v) != "v" {
+		t.Fatalf("slow Get = %q, %v", v, err)
+	}
+	if el := time.Since(start); el < d {
+		t.Errorf("Get took %v, less than the latency %v", el, d)
+	}
+
+	// A context that ends during the delay ends the call, which then never
+	// reaches the store.
+	fs.Add(Rule{Methods: Set, Latency: time.Hour})
+	short, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+	defer cancel()
+	if err := fs.Store().Set(short, "k", []byte("late"), 0); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Set past its deadline: %v", err)
+	}
+	if v, _ := fs.Inner().Get(ctx, "k"); string(v) != "v" {
+		t.Fatalf("a call cut short by its context wrote %q", v)
+	}
+}
+
+// A hung call ends with its context, with Close, or (going on) with the
+// removal of its rule; never on its own.
+func TestHang(t *testing.T) {
+	ctx := context.Background()
+	type release func(fs *Store, h *Handle, cancel context.CancelFunc)
+	tests := []struct {
+		name    string
+		release release
+		want    error // nil: the call goes on and succeeds
+	}{
+		{"context", func(_ *Store, _ *Handle, cancel context.CancelFunc) { cancel() }, context.Canceled},
+		{"close", func(fs *Store, _ *Handle, _ context.CancelFunc) { fs.Store().Close() }, store.ErrClosed},
+		{"remove", func(_ *Store, h *Handle, _ context.CancelFunc) { h.Remove() }, nil},
+		{"clear", func(fs *Store, _ *Handle, _ context.CancelFunc) { fs.Clear() }, nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			fs := New(memory.New(memory.Options{}))
+			defer fs.Store().Close()
+			h := fs.Add(Rule{Methods: Set, Hang: true})
+			cctx, cancel := context.WithCancel(ctx)
+			defer cancel()
+			done := make(chan error, 1)
+			go func() { done <- fs.Store().Set(cctx, "k", []byte("v"), 0) }()
+			waitFor(t, func() bool { return h.Hits() == 1 })
+			select {
+			case err := <-done:
+				t.Fatalf("hung call returned on its own: %v", err)
+			case <-time.After(20 * time.Millisecond):
+			}
+			tc.release(fs, h, cancel)
+			select {
+			case err := <-done:
+				if !errors.Is(err, tc.want) && !(tc.want == nil && err == nil) {
+					t.Fatalf("released call: %v, want %v", err, tc.want)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("hung call not released")
+			}
+			_, err := fs.Inner().Get(ctx, "k")
+			if wrote := err == nil; wrote != (tc.want == nil) {
+				t.Errorf("store written: %v, want %v (%v)", wrote, tc.want == nil, err)
+			}
+		})
+	}
+}
+
+func TestConcurrentRulesAndCalls(t *testing.T) {
+	ctx := context.Background()
+	fs := New(memory.New(memory.Options{}))
+	defer fs.Store().Close()
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Go(func() {
+			for i := range 200 {
+				k := strconv.Itoa(g*1000 + i)
+				h := fs.Add(Rule{Methods: Set, Key: func(key string) bool { return key == k }, Err: errInjected})
+				if err := fs.Store().Set(ctx, k, []byte("v"), 0); !errors.Is(err, errInjected) {
+					t.Errorf("Set(%s): %v", k, err)
+				}
+				h.Remove()
+				if err := fs.Store().Set(ctx, k, []byte("v"), 0); err != nil {
+					t.Errorf("Set(%s) after Remove: %v", k, err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if got := fs.Calls(Set); got != 4*200*2 {
+		t.Errorf("Calls(Set) = %d", got)
+	}
+	fs.ResetCalls()
+	if got := fs.Calls(All); got != 0 {
+		t.Errorf("after ResetCalls: %d", got)
+	}
+}
+
+func TestAddRejectsNonsense(t *testing.T) {
+	for name, r := range map[string]Rule{
+		"unknown method":           {Methods: 1 << 15},
+		"negative skip":            {Skip: -1},
+		"negative latency":         {Latency: -time.Second},
+		"ErrAfterCall without Err": {ErrAfterCall: true},
+	} {
+		t.Run(name, func(t *testing.T) {
+			defer func() {
+				if recover() == nil {
+					t.Error("Add accepted it")
+				}
+			}()
+			New(plain{}).Add(r)
+		})
+	}
+}
+
+func TestMethodString(t *testing.T) {
+	if got := (Get | Update).String(); got != "Get|Update" {
+		t.Errorf("%q", got)
+	}
+	if got := Reads.String(); got != "Get|GetAppend" {
+		t.Errorf("%q", got)
+	}
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met within 10s")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func TestKeys(t *testing.T) {
+	ctx := context.Background()
+	fs := New(memory.New(memory.Options{}))
+	defer fs.Store().Close()
+	fs.Store().Set(ctx, "b", []byte("v"), 0)
+	fs.Store().Get(ctx, "a")
+	fs.Store().(store.Clearer).DeleteAll(ctx) // no key
+	fs.Store().Delete(ctx, "b")
+	if got := fmt.Sprint(fs.Keys()); got != "[a b]" {
+		t.Errorf("Keys = %s", got)
+	}
+	fs.ResetCalls()
+	if len(fs.Keys()) != 0 || fs.Calls(All) != 0 {
+		t.Errorf("after ResetCalls: %v, %d calls", fs.Keys(), fs.Calls(All))
+	}
+}
