@@ -27,7 +27,7 @@ var ErrInvalidID = errors.New("kvsession: malformed session id")
 // StoreError wraps a failure of the session store. The middleware hands it
 // to its error handler; errors.Is sees through it to the store's error.
 type StoreError struct {
-	Op  string // "load", "save", "renew" or "delete"
+	Op  string // "load", "save", "renew", "delete", "index" or "rotate"
 	Err error
 }
 
@@ -429,9 +429,19 @@ func (b *ServerBackend) rotate(s *Session, now int64) error {
 		err = b.store.Set(s.ctx, oldKey, fwd, grace)
 	}
 	if err != nil {
-		// The old record keeps working until its own TTL: the session is
-		// safe under the new id, and failing now would lose the cookie.
-		b.cfg.Logger.Warn("kvsession: could not retire a rotated session id; it works until its TTL", "error", err)
+		// Left alone, the old record would keep the old id working until
+		// its TTL, with a copy of the session that drifts from the new
+		// one: rotation would have weakened the session. Take the new
+		// record back and fail the request; the client keeps the old id
+		// and the rotation is tried again on its next request.
+		if derr := b.store.Delete(s.ctx, s.key); derr != nil {
+			b.cfg.Logger.Warn("kvsession: could not delete the record of a failed rotation; it expires with its TTL", "error", derr)
+		}
+		if s.user != "" {
+			b.unindex(s, s.user)
+		}
+		s.id, s.key, s.exists = oldID, oldKey, true
+		return &StoreError{Op: "rotate", Err: err}
 	}
 	return nil
 }

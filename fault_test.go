@@ -108,12 +108,13 @@ func TestRotationFaultsLoseNothing(t *testing.T) {
 			failed: true,
 		},
 		{
-			// By design the request succeeds: the session is safe under
-			// its new id, and the old record keeps working until its TTL.
+			// The request fails and the new record is taken back: the old
+			// id must not stay fully valid beside the new one.
 			name: "forward record not written",
 			rule: func(b *ServerBackend, id ids) faultstore.Rule {
 				return faultstore.Rule{Methods: faultstore.Set, Prefix: b.storeKey([]byte(id.old))}
 			},
+			failed: true,
 		},
 		{
 			name:    "forward followed, new record unreadable",
