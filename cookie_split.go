@@ -3,6 +3,7 @@ package kvsession
 import (
 	"bytes"
 	"errors"
+	"math/bits"
 	"strconv"
 )
 
@@ -336,14 +337,25 @@ func (sp *cookieSplitter) expire(sink ResponseSink, line, expiredAttrs []byte, c
 	return sp.expireSegments(sink, line, 0, expiredAttrs, carried)
 }
 
+// expireSegments expires the segments from index from on that the request
+// carried. It walks the set bits, not the 32 names: nearly every request
+// carries none.
 func (sp *cookieSplitter) expireSegments(sink ResponseSink, line []byte, from int, expiredAttrs []byte, carried cookieSet) []byte {
-	for i := from; i < len(sp.names); i++ {
-		if carried.has(i) {
-			line = appendCookieLine(line[:0], sp.names[i], nil, expiredAttrs)
-			sink.SetCookie(sp.names[i], line)
-		}
+	for segs := carried.segs >> from << from; segs != 0; segs &= segs - 1 {
+		i := bits.TrailingZeros32(segs)
+		line = appendCookieLine(line[:0], sp.names[i], nil, expiredAttrs)
+		sink.SetCookie(sp.names[i], line)
 	}
 	return line
+}
+
+// expiresAny reports whether writing the value as n cookies leaves any
+// carried cookie to expire.
+func (sp *cookieSplitter) expiresAny(n int, carried cookieSet) bool {
+	if n == 1 {
+		return carried.segs != 0
+	}
+	return carried.bare || carried.segs>>n != 0
 }
 
 func appendCookieLine(line []byte, name string, value, attrs []byte) []byte {

@@ -90,7 +90,7 @@ func (c *core) init(cfg *compiled, e engine) {
 	_, c.fastCodec = cfg.Codec.(Msgpack)
 	c.maxAge = strconv.FormatInt(int64((cfg.MaxAge+time.Second-1)/time.Second), 10)
 	c.split = newCookieSplitter(cfg.Key, cfg.MaxCookieSegments)
-	c.rand, c.now = rand.Reader, time.Now
+	c.rand, c.now = rand.Reader, newWallClock().now
 	c.pool.New = func() any { return &Session{c: c, e: e} }
 }
 
@@ -156,7 +156,9 @@ func (c *core) setCookie(s *Session, sink ResponseSink, value []byte, lifetime c
 	if n == 0 {
 		return &CookieTooLargeError{Bytes: len(value), MaxSegments: c.cfg.MaxCookieSegments}
 	}
-	s.attrs = c.appendExpiredAttrs(s.attrs)
+	if c.split.expiresAny(n, s.carried) {
+		s.attrs = c.appendExpiredAttrs(s.attrs)
+	}
 	s.line = c.split.write(sink, s.line, value, n, attrs, s.attrs[len(attrs):], s.carried)
 	addCacheHeaders(sink)
 	return nil
