@@ -1,0 +1,642 @@
+//go:build unix
+
+package main
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	bdg "github.com/dgraph-io/badger/v4"
+
+	"github.com/kvsession/kvsession/store"
+	"github.com/kvsession/kvsession/store/badger"
+)
+
+// childEnv, set to 1, makes the test binary run the playground's main
+// instead of the tests (see TestMain).
+const childEnv = "KVSESSION_PLAYGROUND_CHILD"
+
+// TestMain lets the tests run the playground as a real process, to kill it:
+// re-executed with childEnv set, the test binary is the playground. This is
+// cheaper than `go build` of the command into a temporary directory: the
+// binary already exists and links the same package, there is no compile or
+// link step (seconds, more for a -race build) and no need for the go
+// command at test time. And under `go test -race` the child is
+// race-instrumented too, so the server under load is checked as well.
+func TestMain(m *testing.M) {
+	if os.Getenv(childEnv) == "1" {
+		// The playground's own main: its flags, signals and exit codes.
+		main()
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// child is one playground process.
+type child struct {
+	t    *testing.T
+	cmd  *exec.Cmd
+	base string // http://127.0.0.1:port
+	log  *childLog
+	done chan struct{} // closed when the process has exited
+	err  error         // what Wait returned; read after done
+	http *http.Client
+}
+
+// childLog keeps the child's standard error, where it logs, and reports the
+// address from its "playground listening" line.
+type childLog struct {
+	mu      sync.Mutex
+	buf     bytes.Buffer
+	partial []byte
+	addr    chan string
+	sent    bool
+}
+
+func (l *childLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.buf.Write(p)
+	l.partial = append(l.partial, p...)
+	for {
+		i := bytes.IndexByte(l.partial, '\n')
+		if i < 0 {
+			break
+		}
+		line := string(l.partial[:i])
+		l.partial = l.partial[i+1:]
+		if l.sent || !strings.Contains(line, `msg="playground listening"`) {
+			continue
+		}
+		for _, field := range strings.Fields(line) {
+			if addr, ok := strings.CutPrefix(field, "addr="); ok {
+				l.addr <- addr
+				l.sent = true
+			}
+		}
+	}
+	return len(p), nil
+}
+
+func (l *childLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
+}
+
+// startChild runs the playground with args in a process of its own and
+// waits until it listens. Whatever happens, the process is killed and
+// reaped when the test ends.
+func startChild(t *testing.T, args ...string) *child {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &child{t: t, log: &childLog{addr: make(chan string, 1)}, done: make(chan struct{})}
+	c.cmd = exec.Command(exe, args...)
+	c.cmd.Env = append(os.Environ(), childEnv+"=1")
+	c.cmd.Stderr = c.log
+	// Should the test binary itself die (a -timeout panic), the child
+	// must not outlive it.
+	dieWithParent(c.cmd)
+	if err := c.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		c.err = c.cmd.Wait()
+		close(c.done)
+	}()
+	t.Cleanup(func() {
+		c.kill()
+		if t.Failed() {
+			t.Logf("playground pid %d log:\n%s", c.cmd.Process.Pid, c.log)
+		}
+	})
+	select {
+	case addr := <-c.log.addr:
+		c.base = "http://" + addr
+	case <-c.done:
+		t.Fatalf("playground %q exited before listening: %v\n%s", args, c.err, c.log)
+	case <-time.After(30 * time.Second):
+		t.Fatalf("playground %q did not listen within 30s\n%s", args, c.log)
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConnsPerHost = 64
+	c.http = &http.Client{Transport: tr, Timeout: 20 * time.Second}
+	t.Cleanup(tr.CloseIdleConnections)
+	return c
+}
+
+// kill sends SIGKILL, if the process still runs, and waits for it.
+func (c *child) kill() {
+	select {
+	case <-c.done:
+		return
+	default:
+	}
+	c.cmd.Process.Kill() // by PID: only this process
+	<-c.done
+	c.http.Transport.(*http.Transport).CloseIdleConnections()
+}
+
+// term stops the playground as a service manager would, with SIGTERM, and
+// fails the test unless it exits 0 after a graceful shutdown.
+func (c *child) term() {
+	c.t.Helper()
+	if err := c.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		c.t.Fatalf("SIGTERM: %v", err)
+	}
+	select {
+	case <-c.done:
+	case <-time.After(shutdownTimeout + 10*time.Second):
+		c.t.Fatalf("playground still running %v after SIGTERM", shutdownTimeout+10*time.Second)
+	}
+	c.http.Transport.(*http.Transport).CloseIdleConnections()
+	if c.err != nil {
+		c.t.Fatalf("playground exited with %v after SIGTERM, want 0\n%s", c.err, c.log)
+	}
+	if !strings.Contains(c.log.String(), `msg="server stopped"`) {
+		c.t.Fatalf("playground exited without logging a graceful stop:\n%s", c.log)
+	}
+}
+
+// reply is one response, read in full.
+type reply struct {
+	status int
+	body   string
+	cookie string // the session cookie it set; "" if none
+	expire bool   // it expired the session cookie
+}
+
+// do sends method path with the session cookie id ("" for none).
+func (c *child) do(method, path, id string) (reply, error) {
+	req, err := http.NewRequest(method, c.base+path, nil)
+	if err != nil {
+		return reply{}, err
+	}
+	if id != "" {
+		req.Header.Set("Cookie", "session="+id)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return reply{}, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return reply{}, err
+	}
+	r := reply{status: resp.StatusCode, body: string(body)}
+	for _, line := range resp.Header.Values("Set-Cookie") {
+		ck, err := http.ParseSetCookie(line)
+		if err != nil || ck.Name != "session" {
+			continue
+		}
+		if ck.MaxAge < 0 || ck.Value == "" {
+			r.expire = true
+		} else {
+			r.cookie = ck.Value
+		}
+	}
+	return r, nil
+}
+
+// must is do for requests that must get an answer.
+func (c *child) must(method, path, id string) reply {
+	c.t.Helper()
+	r, err := c.do(method, path, id)
+	if err != nil {
+		c.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	return r
+}
+
+// storedCounter reads a session's counter without changing it (GET
+// /session/counter is read-only), or fails the test.
+func (c *child) storedCounter(id string) int {
+	c.t.Helper()
+	r := c.must("GET", "/session/counter", id)
+	n, err := strconv.Atoi(r.body)
+	if r.status != http.StatusOK || err != nil {
+		c.t.Fatalf("GET /session/counter = %d %q", r.status, r.body)
+	}
+	return n
+}
+
+// crashClient is one browser in TestBadgerCrashKeepsAcknowledgedWrites.
+type crashClient struct {
+	id    string // its session cookie
+	acked int    // the last counter the server acknowledged with a 200
+	lost  bool   // a request was in flight when the server died
+}
+
+// TestBadgerCrashKeepsAcknowledgedWrites kills the playground with SIGKILL
+// while 16 clients increment their counters, restarts it on the same Badger
+// directory, and checks that no acknowledged write was lost: a write the
+// server answered 200 had returned from Badger's Set, which puts it in the
+// memory-mapped write-ahead log, and the kernel keeps that when the process
+// dies. Each client's counter after the restart is the last value it was
+// given, or one more if its request in flight at the kill was saved but not
+// answered. Counting goes on across rounds, over the same sessions.
+func TestBadgerCrashKeepsAcknowledgedWrites(t *testing.T) {
+	const clients = 16
+	const rounds = 5
+	perRound := 40 // acknowledged writes per client, on average, before the kill
+	if testing.Short() || raceEnabled {
+		perRound = 15
+	}
+	dir := t.TempDir()
+	args := []string{"-addr", "127.0.0.1:0", "-store", "badger", "-dir", dir}
+	cs := make([]*crashClient, clients)
+	for i := range cs {
+		cs[i] = &crashClient{}
+	}
+
+	for round := range rounds {
+		p := startChild(t, args...)
+		if round == 0 {
+			// Every client starts with a session, so that each has a
+			// cookie to come back with whenever the kill falls.
+			for _, c := range cs {
+				r := p.must("GET", "/counter", "")
+				if r.status != http.StatusOK || r.body != "1" || r.cookie == "" {
+					t.Fatalf("GET /counter = %d %q, cookie %q", r.status, r.body, r.cookie)
+				}
+				c.id, c.acked = r.cookie, 1
+			}
+		} else {
+			unanswered := 0
+			for i, c := range cs {
+				got := p.storedCounter(c.id)
+				lo, hi := c.acked, c.acked
+				if c.lost {
+					hi++
+				}
+				if got < lo || got > hi {
+					t.Fatalf("round %d, client %d: counter %d after the restart; the server had acknowledged %d (request in flight at the kill: %v)",
+						round, i, got, c.acked, c.lost)
+				}
+				if got > c.acked {
+					unanswered++
+				}
+				c.acked, c.lost = got, false
+			}
+			t.Logf("round %d: restarted; %d of %d writes in flight at the kill had been saved, unanswered", round, unanswered, clients)
+		}
+
+		var killed atomic.Bool
+		var acks atomic.Int64
+		failures := make(chan string, clients)
+		var wg sync.WaitGroup
+		for i, c := range cs {
+			wg.Go(func() {
+				for {
+					r, err := p.do("GET", "/counter", c.id)
+					if err != nil {
+						if killed.Load() {
+							c.lost = true
+							return
+						}
+						failures <- fmt.Sprintf("client %d: %v", i, err)
+						return
+					}
+					n, aerr := strconv.Atoi(r.body)
+					switch {
+					case r.status != http.StatusOK || aerr != nil:
+						failures <- fmt.Sprintf("client %d: GET /counter = %d %q", i, r.status, r.body)
+						return
+					case r.cookie != c.id:
+						failures <- fmt.Sprintf("client %d: session cookie %q changed to %q", i, c.id, r.cookie)
+						return
+					case n != c.acked+1:
+						// One client per session, one request at a time:
+						// every increment is the previous one plus one.
+						failures <- fmt.Sprintf("client %d: counter %d after %d", i, n, c.acked)
+						return
+					}
+					c.acked = n
+					acks.Add(1)
+				}
+			})
+		}
+		// Kill once every client has had its share acknowledged on
+		// average: by then all of them are in the middle of requests.
+		deadline := time.Now().Add(60 * time.Second)
+		for acks.Load() < clients*int64(perRound) && len(failures) == 0 && time.Now().Before(deadline) {
+			time.Sleep(5 * time.Millisecond)
+		}
+		killed.Store(true)
+		p.kill()
+		wg.Wait()
+		close(failures)
+		for f := range failures {
+			t.Errorf("round %d: %s", round, f)
+		}
+		if t.Failed() {
+			t.FailNow()
+		}
+		if n := acks.Load(); n < clients*int64(perRound) {
+			t.Fatalf("round %d: only %d writes acknowledged in 60s", round, n)
+		}
+		inFlight := 0
+		for _, c := range cs {
+			if c.lost {
+				inFlight++
+			}
+		}
+		t.Logf("round %d: killed after %d acknowledged writes, %d requests in flight", round, acks.Load(), inFlight)
+	}
+
+	// A last restart to check the last kill, then a graceful stop.
+	p := startChild(t, args...)
+	for i, c := range cs {
+		got := p.storedCounter(c.id)
+		if got < c.acked || got > c.acked+1 || (!c.lost && got != c.acked) {
+			t.Fatalf("after the last kill, client %d: counter %d, acknowledged %d (in flight: %v)", i, got, c.acked, c.lost)
+		}
+	}
+	p.term()
+}
+
+// storeKey is the key the playground's backend keeps a session under: as
+// the README's "Ids at rest" says, SHA-256 of the id in unpadded base64url,
+// after Config.Prefix, which the playground leaves empty.
+func storeKey(id string) string {
+	sum := sha256.Sum256([]byte(id))
+	return base64.RawURLEncoding.EncodeToString(sum[:])
+}
+
+// openStopped opens the Badger directory of a playground that has exited,
+// for a look at what it left, and closes it when f returns.
+func openStopped(t *testing.T, dir string, f func(st *badger.Store)) {
+	t.Helper()
+	st, err := badger.Open(badger.Options{Dir: dir, GCInterval: -1})
+	if err != nil {
+		t.Fatalf("opening the playground's Badger directory: %v", err)
+	}
+	defer func() {
+		if err := st.Close(); err != nil {
+			t.Fatalf("closing the store: %v", err)
+		}
+	}()
+	f(st)
+}
+
+// expiresAt returns the expiry Badger holds for key, in Unix seconds.
+func expiresAt(t *testing.T, st *badger.Store, key string) uint64 {
+	t.Helper()
+	var exp uint64
+	err := st.DB().View(func(txn *bdg.Txn) error {
+		item, err := txn.Get([]byte(key))
+		if err != nil {
+			return err
+		}
+		exp = item.ExpiresAt()
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("reading %s: %v", key, err)
+	}
+	return exp
+}
+
+// ceilUnix is t in Unix seconds, rounded up, as the Badger store rounds
+// expiries.
+func ceilUnix(t time.Time) uint64 {
+	s := t.Unix()
+	if t.Nanosecond() > 0 {
+		s++
+	}
+	return uint64(s)
+}
+
+// TestBadgerGracefulRestartKeepsSessionsAndTTL stops the playground with
+// SIGTERM and restarts it: every session is back with its data, and its
+// expiry is the one its last write set, neither lost nor reset by the
+// restart. The expiry is read from the Badger directory itself between
+// runs, when no process holds it.
+func TestBadgerGracefulRestartKeepsSessionsAndTTL(t *testing.T) {
+	const (
+		clients = 16
+		maxAge  = time.Hour
+	)
+	dir := t.TempDir()
+	args := []string{"-addr", "127.0.0.1:0", "-store", "badger", "-dir", dir, "-max-age", maxAge.String()}
+	type session struct {
+		id                  string
+		counter             int
+		lastFrom, lastUntil time.Time // around its last write
+	}
+	ss := make([]*session, clients)
+
+	p := startChild(t, args...)
+	for i := range ss {
+		s := &session{}
+		ss[i] = s
+		r := p.must("GET", "/counter", "")
+		if r.status != http.StatusOK || r.body != "1" || r.cookie == "" {
+			t.Fatalf("GET /counter = %d %q, cookie %q", r.status, r.body, r.cookie)
+		}
+		s.id, s.counter = r.cookie, 1
+		if err := putName(p, s.id, fmt.Sprintf("client-%d", i)); err != nil {
+			t.Fatal(err)
+		}
+		// Different counters, and a counter write last: its time is the
+		// session's last save.
+		for range i + 1 {
+			s.lastFrom = time.Now()
+			r := p.must("GET", "/counter", s.id)
+			s.lastUntil = time.Now()
+			if r.status != http.StatusOK || r.cookie != s.id {
+				t.Fatalf("GET /counter = %d %q, cookie %q", r.status, r.body, r.cookie)
+			}
+			s.counter++
+		}
+	}
+	// A restart that reset TTLs to the full MaxAge would give expiries at
+	// least a second later than the writes did: wait that second.
+	time.Sleep(1100 * time.Millisecond)
+	p.term()
+
+	expiry := make([]uint64, clients)
+	openStopped(t, dir, func(st *badger.Store) {
+		for i, s := range ss {
+			key := storeKey(s.id)
+			expiry[i] = expiresAt(t, st, key)
+			lo, hi := ceilUnix(s.lastFrom.Add(maxAge)), ceilUnix(s.lastUntil.Add(maxAge))
+			if expiry[i] < lo || expiry[i] > hi {
+				t.Errorf("session %d after SIGTERM: expires at %d, want %d to %d (its last write plus -max-age)", i, expiry[i], lo, hi)
+			}
+			// What the store reports as left is MaxAge less the time since
+			// the write (rounded up to the second, as the store rounds).
+			before := time.Now()
+			left, err := st.ExpiresIn(t.Context(), key)
+			after := time.Now()
+			if err != nil {
+				t.Fatalf("ExpiresIn(session %d): %v", i, err)
+			}
+			least := time.Unix(int64(lo), 0).Sub(after)
+			most := time.Unix(int64(hi), 0).Sub(before)
+			if left < least || left > most {
+				t.Errorf("session %d after SIGTERM: %v left, want %v to %v: -max-age less the %v since its last write",
+					i, left, least, most, before.Sub(s.lastUntil).Round(time.Millisecond))
+			}
+		}
+	})
+
+	p = startChild(t, args...)
+	for i, s := range ss {
+		r := p.must("GET", "/session", s.id)
+		var got map[string]any
+		if err := json.Unmarshal([]byte(r.body), &got); r.status != http.StatusOK || err != nil {
+			t.Fatalf("GET /session after restart = %d %q", r.status, r.body)
+		}
+		want := map[string]any{"name": fmt.Sprintf("client-%d", i), "counter": float64(s.counter)}
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("session %d after restart: %v, want %v", i, got, want)
+		}
+		if r.cookie != "" || r.expire {
+			t.Errorf("session %d: a read after restart touched the cookie", i)
+		}
+	}
+	p.term()
+
+	// Neither the restart nor reading the sessions moved their expiry.
+	openStopped(t, dir, func(st *badger.Store) {
+		for i, s := range ss {
+			if got := expiresAt(t, st, storeKey(s.id)); got != expiry[i] {
+				t.Errorf("session %d: expires at %d after the second run, %d before it", i, got, expiry[i])
+			}
+		}
+		left, err := st.ExpiresIn(t.Context(), storeKey(ss[0].id))
+		t.Logf("after two graceful stops: session 0 has %v left, %v after its last write (%v)", left.Round(time.Millisecond),
+			time.Since(ss[0].lastUntil).Round(time.Millisecond), err)
+	})
+}
+
+// putName sets the session's "name" (the playground stores a PUT's body).
+func putName(p *child, id, name string) error {
+	req, err := http.NewRequest("PUT", p.base+"/session/name", strings.NewReader(name))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Cookie", "session="+id)
+	resp, err := p.http.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	io.Copy(io.Discard, resp.Body)
+	if resp.StatusCode != http.StatusNoContent {
+		return fmt.Errorf("PUT /session/name = %d", resp.StatusCode)
+	}
+	return nil
+}
+
+// TestBadgerExpiredSessionsStayGoneAfterRestart lets sessions expire while
+// the playground is down: after the restart their cookies lead to fresh,
+// empty sessions under new ids, and their records are gone from the store.
+func TestBadgerExpiredSessionsStayGoneAfterRestart(t *testing.T) {
+	const n = 4
+	dir := t.TempDir()
+	short := []string{"-addr", "127.0.0.1:0", "-store", "badger", "-dir", dir, "-max-age", "1s"}
+	// The second run keeps sessions for an hour, so that the new ones
+	// cannot expire while the test looks at them; expiry is in the records.
+	long := []string{"-addr", "127.0.0.1:0", "-store", "badger", "-dir", dir, "-max-age", "1h"}
+
+	p := startChild(t, short...)
+	old := make([]string, n)
+	var last time.Time
+	for i := range old {
+		r := p.must("GET", "/counter", "")
+		last = time.Now()
+		if r.status != http.StatusOK || r.cookie == "" {
+			t.Fatalf("GET /counter = %d %q, cookie %q", r.status, r.body, r.cookie)
+		}
+		old[i] = r.cookie
+	}
+	p.term()
+	// Gone by then: the store rounds a TTL up to the next whole second.
+	time.Sleep(time.Until(time.Unix(int64(ceilUnix(last.Add(time.Second))), 0)) + 100*time.Millisecond)
+
+	p = startChild(t, long...)
+	fresh := make([]string, n)
+	for i, id := range old {
+		if r := p.must("GET", "/session", id); r.status != http.StatusOK || r.body != "{}" || r.cookie != "" {
+			t.Fatalf("GET /session with expired cookie %d = %d %q, cookie %q; want an empty session", i, r.status, r.body, r.cookie)
+		}
+		r := p.must("GET", "/counter", id)
+		if r.status != http.StatusOK || r.body != "1" {
+			t.Fatalf("GET /counter with expired cookie %d = %d %q, want 1: a fresh session", i, r.status, r.body)
+		}
+		if r.cookie == "" || r.cookie == id {
+			t.Fatalf("expired cookie %d: new session cookie %q; want a new id", i, r.cookie)
+		}
+		fresh[i] = r.cookie
+	}
+	p.term()
+
+	openStopped(t, dir, func(st *badger.Store) {
+		ctx := t.Context()
+		for i := range old {
+			if _, err := st.Get(ctx, storeKey(old[i])); !errors.Is(err, store.ErrNotFound) {
+				t.Errorf("expired session %d: Get = %v, want ErrNotFound", i, err)
+			}
+			if _, err := st.Get(ctx, storeKey(fresh[i])); err != nil {
+				t.Errorf("its fresh session: Get = %v", err)
+			}
+		}
+		// No read path shows the expired records: the store's keys are the
+		// fresh sessions' and nothing else.
+		want := map[string]bool{}
+		for _, id := range fresh {
+			want[storeKey(id)] = true
+		}
+		keys := liveKeys(t, st)
+		if len(keys) != len(want) {
+			t.Errorf("the store holds %d keys, want the %d fresh sessions: %q", len(keys), len(want), keys)
+		}
+		for _, k := range keys {
+			if !want[k] {
+				t.Errorf("unexpected key %q in the store", k)
+			}
+		}
+	})
+}
+
+// liveKeys lists the keys Badger returns to an ordinary iteration, which
+// leaves out expired and deleted entries.
+func liveKeys(t *testing.T, st *badger.Store) []string {
+	t.Helper()
+	var keys []string
+	err := st.DB().View(func(txn *bdg.Txn) error {
+		opts := bdg.DefaultIteratorOptions
+		opts.PrefetchValues = false
+		it := txn.NewIterator(opts)
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			keys = append(keys, string(it.Item().Key()))
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return keys
+}

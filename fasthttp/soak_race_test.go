@@ -1,0 +1,5 @@
+//go:build race
+
+package fasthttp_test
+
+const raceEnabled = true
