@@ -10,7 +10,6 @@ import (
 	"hash/maphash"
 	"math"
 	"math/bits"
-	"strings"
 	"sync"
 	"time"
 	"unsafe"
@@ -81,15 +80,42 @@ type shardState struct {
 
 const cacheLine = 64
 
+// entry is one stored value. Its key and value share one allocation, and
+// the map's key is a view of it: one object per entry rather than three
+// (key, value, and the map's own copy of the key), 40 bytes per map slot
+// instead of 64. At a million sessions that is a fifth of the store's
+// memory, and one cache miss fewer per lookup.
+//
+// Values are never written once stored (Set and Touch replace entries), so
+// copies can be taken outside the lock. Assigning to a key already in a
+// map replaces the map's key with the one given: Set and Touch always
+// assign with a view of the entry's own buffer, so the map never keeps a
+// caller's string (a substring pinning a whole request header, or an
+// unsafe view of a reused buffer).
 type entry struct {
-	// key is the map's own copy of the key. Set and Touch write it back on
-	// overwrite because assigning to an existing string key replaces the
-	// stored key with the caller's: the map would then keep the caller's
-	// string (possibly a substring pinning a whole request header, or an
-	// unsafe view of a reused buffer) instead of its own copy.
-	key       string
-	value     []byte
-	expiresAt int64 // nanoseconds since Store.epoch; 0 means never
+	data       *byte // the key's bytes, then the value's
+	klen, vlen uint32
+	expiresAt  int64 // nanoseconds since Store.epoch; 0 means never
+}
+
+// newEntry copies key and value into one buffer and returns the map key
+// (a view of it) and the entry. key is never empty (check rejects it).
+func newEntry(key string, value []byte, expiresAt int64) (string, entry) {
+	buf := make([]byte, len(key)+len(value))
+	copy(buf, key)
+	copy(buf[len(key):], value)
+	return unsafe.String(&buf[0], len(key)), entry{data: &buf[0], klen: uint32(len(key)), vlen: uint32(len(value)), expiresAt: expiresAt}
+}
+
+// key is the entry's own copy of its key.
+func (e *entry) key() string { return unsafe.String(e.data, e.klen) }
+
+// value is the stored value; callers copy it, never write to it.
+func (e *entry) value() []byte {
+	if e.vlen == 0 {
+		return nil
+	}
+	return unsafe.Slice((*byte)(unsafe.Add(unsafe.Pointer(e.data), e.klen)), e.vlen)
 }
 
 var _ interface {
@@ -208,10 +234,11 @@ func (s *Store) GetAppend(ctx context.Context, key string, dst []byte) ([]byte, 
 	}
 	// Copying outside the lock is safe because a stored slice is never
 	// written to: Set and Touch replace entries, they do not modify values.
+	v := e.value()
 	if dst == nil {
-		dst = make([]byte, 0, len(e.value))
+		dst = make([]byte, 0, len(v))
 	}
-	return append(dst, e.value...), nil
+	return append(dst, v...), nil
 }
 
 // Set stores a copy of value under key. A zero ttl means no expiry.
@@ -224,22 +251,14 @@ func (s *Store) Set(ctx context.Context, key string, value []byte, ttl time.Dura
 	}
 	// Copy and read the clock before locking to keep the critical section to
 	// the map operation itself.
-	v := make([]byte, len(value))
-	copy(v, value)
-	exp := s.expiry(ttl)
-
+	k, e := newEntry(key, value, s.expiry(ttl))
 	sh := s.shard(key)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	if sh.m == nil {
 		return store.ErrClosed
 	}
-	if old, ok := sh.m[key]; ok {
-		sh.m[old.key] = entry{key: old.key, value: v, expiresAt: exp}
-		return nil
-	}
-	k := strings.Clone(key) // the map's own copy; see entry.key
-	sh.m[k] = entry{key: k, value: v, expiresAt: exp}
+	sh.m[k] = e
 	if len(sh.m) > sh.peak {
 		sh.peak = len(sh.m)
 	}
@@ -284,7 +303,7 @@ func (s *Store) Touch(ctx context.Context, key string, ttl time.Duration) error 
 		return store.ErrNotFound
 	}
 	e.expiresAt = exp
-	sh.m[e.key] = e
+	sh.m[e.key()] = e
 	return nil
 }
 
