@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -97,7 +98,19 @@ func flagSet(name string) bool {
 	return set
 }
 
-const pinnedEnv = "KVSESSION_BENCH_PINNED"
+const (
+	pinnedEnv = "KVSESSION_BENCH_PINNED"
+	cpusEnv   = "KVSESSION_BENCH_CPUS" // the machine's CPUs, before pinning hid one
+)
+
+// machineCPUs is how many CPUs the machine has, not how many this pinned
+// process may use.
+func machineCPUs() int {
+	if n, err := strconv.Atoi(os.Getenv(cpusEnv)); err == nil && n > 0 {
+		return n
+	}
+	return runtime.NumCPU()
+}
 
 // pinSelf re-executes this program on CPU 0 so that CPU 1 is the servers'
 // alone. It does nothing with fewer than two CPUs or without taskset.
@@ -116,6 +129,7 @@ func pinSelf() {
 		return
 	}
 	os.Setenv(pinnedEnv, "1")
+	os.Setenv(cpusEnv, strconv.Itoa(runtime.NumCPU()))
 	err = syscall.Exec(taskset, append([]string{"taskset", "-c", "0", self}, os.Args[1:]...), os.Environ())
 	// Exec returned: run unpinned.
 	fmt.Fprintln(os.Stderr, "bench: cannot pin to CPU 0:", err)
