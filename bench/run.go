@@ -55,6 +55,7 @@ type scaleResult struct {
 
 type report struct {
 	opts       options
+	paired     map[string]float64 // "impl route" → req/s, from runPaired
 	started    time.Time
 	http       []httpResult
 	contention []contentionResult
@@ -134,6 +135,9 @@ func run(o options) int {
 		len(kinds), len(routes), o.sessions, o.conns, o.duration)
 	for _, k := range kinds {
 		rep.http = append(rep.http, runHTTP(k, o, redisAddr)...)
+	}
+	if len(only) == 0 || (only["bare fasthttp"] && (only["kvsession/memory"] || only["kvsession/badger"])) {
+		rep.paired = runPaired(o)
 	}
 
 	progress("contention: %d connections on one session, %v each", o.conns, o.contendFor)
@@ -350,7 +354,9 @@ func runHTTP(k serverKind, o options, redisAddr string) []httpResult {
 	}
 	defer srv.stop()
 	var clients []client
-	if !k.bare {
+	if k.bare {
+		clients = bareClients(o.sessions)
+	} else {
 		clients = make([]client, o.sessions)
 		t0 := time.Now()
 		if err := createSessions(srv.addr, o.conns, clients); err != nil {
@@ -522,3 +528,81 @@ func findRedis(addr string) (string, func(), error) {
 }
 
 func us(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
+
+// runPaired measures the ratios the targets are about (kvsession against
+// bare fasthttp) with both servers up at once and the load alternating
+// between them in short slices, so that a shared machine's drift, which
+// easily moves a three-second run by a tenth, lands on both alike.
+func runPaired(o options) map[string]float64 {
+	out := map[string]float64{}
+	// Badger's background work (flushes, compaction) would run on the
+	// servers' core while the others are measured: one pair at a time.
+	for _, other := range []string{"kvsession/memory", "kvsession/badger"} {
+		if !runPair(o, []string{"bare fasthttp", other}, out) {
+			return nil
+		}
+	}
+	return out
+}
+
+// bareClients gives the bare servers' clients the Cookie header a session
+// client sends (an id of 43 characters), so that every server reads
+// requests of the same size and the difference is the session work alone.
+func bareClients(n int) []client {
+	clients := make([]client, n)
+	for i := range clients {
+		clients[i].cookie = fmt.Appendf(nil, "session=%043x", i)
+	}
+	return clients
+}
+
+func runPair(o options, names []string, out map[string]float64) bool {
+	slices, slice := 6, o.duration/3
+	if o.short {
+		slices, slice = 2, o.duration/2
+	}
+	progress("paired: %s alternating in %d slices of %v per route", strings.Join(names, " and "), slices, slice)
+	servers := map[string]*child{}
+	clients := map[string][]client{}
+	for _, name := range names {
+		k, _ := kindByName(name)
+		srv, err := startServer(k, false, "", o.pinned, "")
+		if err != nil {
+			progress("paired: %v", err)
+			return false
+		}
+		defer srv.stop()
+		servers[name] = srv
+		if k.bare {
+			clients[name] = bareClients(o.sessions)
+		} else {
+			clients[name] = make([]client, o.sessions)
+			if err := createSessions(srv.addr, o.conns, clients[name]); err != nil {
+				progress("paired: %v", err)
+				return false
+			}
+		}
+	}
+	for _, rt := range []route{routeIncr, routeRead} {
+		reqs, took := map[string]uint64{}, map[string]time.Duration{}
+		for i := 0; i < slices; i++ {
+			for _, name := range names {
+				k, _ := kindByName(name)
+				r := runLoad(servers[name].addr, o.conns, clients[name], rt, slice, !k.bare)
+				if r.errors+r.wrong > 0 {
+					progress("paired %s /%s: %d errors, %d wrong: %v", name, rt.name, r.errors, r.wrong, r.firstErr)
+				}
+				reqs[name] += r.requests
+				took[name] += r.elapsed
+			}
+		}
+		for _, name := range names {
+			out[name+" "+rt.name] = float64(reqs[name]) / took[name].Seconds()
+		}
+		progress("paired /%-4s %s %6.0f, %s %6.0f req/s (%.0f%%)", rt.name, names[0], float64(reqs[names[0]])/took[names[0]].Seconds(),
+			names[1], out[names[1]+" "+rt.name], 100*float64(reqs[names[1]])/took[names[1]].Seconds()/(float64(reqs[names[0]])/took[names[0]].Seconds()))
+		// The ceiling of each pair is kept under the other's name too.
+		out["bare fasthttp vs "+names[1]+" "+rt.name] = float64(reqs[names[0]]) / took[names[0]].Seconds()
+	}
+	return true
+}
