@@ -89,7 +89,7 @@ func (Msgpack) AppendEncode(dst []byte, v any) ([]byte, error) {
 	case string:
 		return appendString(dst, x), nil
 	case []byte:
-		return append(appendBinHeader(dst, len(x)), x...), nil
+		return appendBin(dst, x), nil
 	case int:
 		return appendInt(dst, int64(x)), nil
 	case int64:

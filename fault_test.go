@@ -11,7 +11,6 @@ import (
 	"log/slog"
 	"maps"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -41,48 +40,6 @@ func faultSnapshot(t *testing.T, fs *faultstore.Store, before map[string]string)
 		}
 	}
 	return out
-}
-
-// faultLocker adds a store.Locker and the user index's Updater to the
-// memory store, like a store several processes share.
-type faultLocker struct {
-	*memory.Store
-	mu    sync.Mutex
-	locks map[string]bool
-}
-
-func (l *faultLocker) TryLock(ctx context.Context, key string, _ time.Duration) (string, bool, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.locks[key] {
-		return "", false, nil
-	}
-	l.locks[key] = true
-	return "t", true, nil
-}
-
-func (l *faultLocker) Unlock(_ context.Context, key, _ string) error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	delete(l.locks, key)
-	return nil
-}
-
-func (l *faultLocker) Update(ctx context.Context, key string, fn func([]byte) ([]byte, time.Duration, bool)) error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	old, err := l.Get(ctx, key)
-	if err != nil && !errors.Is(err, store.ErrNotFound) {
-		return err
-	}
-	v, ttl, write := fn(old)
-	switch {
-	case !write:
-		return nil
-	case v == nil:
-		return l.Delete(ctx, key)
-	}
-	return l.Set(ctx, key, v, ttl)
 }
 
 // TestRotationFaultsLoseNothing injects faults into the periodic id
@@ -269,7 +226,7 @@ func TestStoreTimeoutKeepsStoreAbilities(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			var inner store.Store = memory.New(memory.Options{})
 			if tc.shared {
-				inner = &faultLocker{Store: inner.(*memory.Store), locks: map[string]bool{}}
+				inner = &faultstore.Shared{Store: inner.(*memory.Store)}
 			}
 			fs := faultstore.New(inner)
 			defer fs.Store().Close()

@@ -98,6 +98,9 @@ func appendString(b []byte, s string) []byte {
 	return append(appendStrHeader(b, len(s)), s...)
 }
 
+// appendBin writes v as a bin value.
+func appendBin(b, v []byte) []byte { return append(appendBinHeader(b, len(v)), v...) }
+
 func appendBinHeader(b []byte, n int) []byte {
 	switch {
 	case n <= math.MaxUint8:

@@ -600,15 +600,7 @@ func (s *Session) SetInt64(key string, n int64) error {
 	if !s.c.fastCodec {
 		return s.Set(key, n)
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if err := s.load(); err != nil {
-		return err
-	}
-	start := len(s.arena)
-	s.arena = appendInt(s.arena, n)
-	s.put(key, start)
-	return nil
+	return setEncoded(s, key, n, appendInt)
 }
 
 // SetInt stores n under key, as Set does.
@@ -616,7 +608,7 @@ func (s *Session) SetInt(key string, n int) error {
 	if !s.c.fastCodec {
 		return s.Set(key, n)
 	}
-	return s.SetInt64(key, int64(n))
+	return setEncoded(s, key, int64(n), appendInt)
 }
 
 // SetString stores v under key, as Set does.
@@ -624,15 +616,7 @@ func (s *Session) SetString(key, v string) error {
 	if !s.c.fastCodec {
 		return s.Set(key, v)
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if err := s.load(); err != nil {
-		return err
-	}
-	start := len(s.arena)
-	s.arena = appendString(s.arena, v)
-	s.put(key, start)
-	return nil
+	return setEncoded(s, key, v, appendString)
 }
 
 // SetBytes stores a copy of v under key, as Set does.
@@ -640,13 +624,19 @@ func (s *Session) SetBytes(key string, v []byte) error {
 	if !s.c.fastCodec {
 		return s.Set(key, v)
 	}
+	return setEncoded(s, key, v, appendBin)
+}
+
+// setEncoded is Set with the default codec's encoder for v's type: a
+// generic function rather than an interface, so that v is never boxed.
+func setEncoded[T any](s *Session, key string, v T, appendValue func([]byte, T) []byte) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := s.load(); err != nil {
 		return err
 	}
 	start := len(s.arena)
-	s.arena = append(appendBinHeader(s.arena, len(v)), v...)
+	s.arena = appendValue(s.arena, v)
 	s.put(key, start)
 	return nil
 }

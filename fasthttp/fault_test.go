@@ -87,7 +87,7 @@ type faultReply struct {
 func faultStore(shared bool) store.Store {
 	mem := memory.New(memory.Options{})
 	if shared {
-		return &sharedStore{Store: mem, locks: map[string]string{}}
+		return &faultstore.Shared{Store: mem}
 	}
 	return mem
 }
@@ -589,55 +589,4 @@ func waitUntil(t *testing.T, cond func() bool) {
 		}
 		time.Sleep(time.Millisecond)
 	}
-}
-
-// sharedStore gives the memory store a store.Locker and the user index's
-// Updater, as a store shared by several processes has (Redis does), so the
-// backend takes those code paths.
-type sharedStore struct {
-	*memory.Store
-	mu    sync.Mutex
-	locks map[string]string
-	n     int
-}
-
-func (s *sharedStore) TryLock(ctx context.Context, key string, _ time.Duration) (string, bool, error) {
-	if err := ctx.Err(); err != nil {
-		return "", false, err
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if _, held := s.locks[key]; held {
-		return "", false, nil
-	}
-	s.n++
-	tok := itoa(s.n)
-	s.locks[key] = tok
-	return tok, true, nil
-}
-
-func (s *sharedStore) Unlock(_ context.Context, key, token string) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.locks[key] == token {
-		delete(s.locks, key)
-	}
-	return nil
-}
-
-func (s *sharedStore) Update(ctx context.Context, key string, fn func(old []byte) ([]byte, time.Duration, bool)) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	old, err := s.Get(ctx, key)
-	if err != nil && !errors.Is(err, store.ErrNotFound) {
-		return err
-	}
-	v, ttl, write := fn(old)
-	switch {
-	case !write:
-		return nil
-	case v == nil:
-		return s.Delete(ctx, key)
-	}
-	return s.Set(ctx, key, v, ttl)
 }

@@ -80,34 +80,6 @@ func TestViewsHaveExactlyTheirAbilities(t *testing.T) {
 // plain has only the four store.Store methods.
 type plain struct{ store.Store }
 
-// shared adds a Locker and an Updater to a store, as a store shared by
-// several processes has them.
-type shared struct {
-	*memory.Store
-	mu sync.Mutex
-}
-
-func (s *shared) TryLock(context.Context, string, time.Duration) (string, bool, error) {
-	return "t", true, nil
-}
-func (s *shared) Unlock(context.Context, string, string) error { return nil }
-func (s *shared) Update(ctx context.Context, key string, fn func([]byte) ([]byte, time.Duration, bool)) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	old, err := s.Get(ctx, key)
-	if err != nil && !errors.Is(err, store.ErrNotFound) {
-		return err
-	}
-	v, ttl, write := fn(old)
-	switch {
-	case !write:
-		return nil
-	case v == nil:
-		return s.Delete(ctx, key)
-	}
-	return s.Set(ctx, key, v, ttl)
-}
-
 func TestWrapsRealStoresFaithfully(t *testing.T) {
 	tests := []struct {
 		name  string
@@ -116,7 +88,7 @@ func TestWrapsRealStoresFaithfully(t *testing.T) {
 	}{
 		{"plain", plain{memory.New(memory.Options{})}, 0},
 		{"memory", memory.New(memory.Options{}), abToucher | abAppender | abExister | abExpirer | abClearer},
-		{"shared", &shared{Store: memory.New(memory.Options{})}, abToucher | abAppender | abExister | abExpirer | abClearer | abLocker | abUpdater},
+		{"shared", NewShared(memory.Options{}), abToucher | abAppender | abExister | abExpirer | abClearer | abLocker | abUpdater},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -162,7 +134,7 @@ func TestEveryMethodObeysRules(t *testing.T) {
 	}
 	for _, c := range calls {
 		t.Run(c.m.String(), func(t *testing.T) {
-			fs := New(&shared{Store: memory.New(memory.Options{})})
+			fs := New(NewShared(memory.Options{}))
 			defer fs.Store().Close()
 			fs.Inner().Set(ctx, "k", []byte("v"), 0)
 			if err := c.fn(fs.Store()); err != nil {
