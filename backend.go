@@ -1,6 +1,7 @@
 package kvsession
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
@@ -422,32 +423,56 @@ func (b *ServerBackend) rotate(s *Session, now int64) error {
 		return err
 	}
 	grace := b.cfg.RenewalGrace
+	var fwd []byte
 	var err error
 	if grace <= 0 {
 		err = b.store.Delete(s.ctx, oldKey)
 	} else {
-		fwd := make([]byte, 1, 1+len(s.id))
+		fwd = make([]byte, 1, 1+len(s.id))
 		fwd[0] = forwardMarker
 		fwd = append(fwd, s.id...)
 		xorPad(fwd[1:], oldID)
 		err = b.store.Set(s.ctx, oldKey, fwd, grace)
 	}
-	if err != nil {
-		// Left alone, the old record would keep the old id working until
-		// its TTL, with a copy of the session that drifts from the new
-		// one: rotation would have weakened the session. Take the new
-		// record back and fail the request; the client keeps the old id
-		// and the rotation is tried again on its next request.
+	if err == nil {
+		return nil
+	}
+	// Left alone, the old record would keep the old id working until its
+	// TTL, with a copy of the session that drifts from the new one:
+	// rotation would have weakened the session. So the request fails and
+	// the client keeps the old id, to rotate again on its next request.
+	// But a write whose reply was lost (a timeout) may have landed: then
+	// the old key already leads to the new record, and taking that back
+	// would lose the session. Look before undoing.
+	switch landed, lerr := b.retired(s, oldKey, fwd); {
+	case lerr == nil && landed:
+		return nil
+	case lerr == nil:
+		// Nothing points at the new record: take it back.
 		if derr := b.store.Delete(s.ctx, s.key); derr != nil {
 			b.cfg.Logger.Warn("kvsession: could not delete the record of a failed rotation; it expires with its TTL", "error", derr)
-		}
-		if s.user != "" {
+		} else if s.user != "" {
 			b.unindex(s, s.user)
 		}
-		s.id, s.key, s.exists = oldID, oldKey, true
-		return &StoreError{Op: "rotate", Err: err}
+	default:
+		// Unknown: keep the new record, indexed, in case the old key
+		// leads to it. If it does not, nobody holds its id and it expires.
 	}
-	return nil
+	s.id, s.key, s.exists = oldID, oldKey, true
+	return &StoreError{Op: "rotate", Err: err}
+}
+
+// retired reports whether the old key of a rotation was retired after all:
+// deleted (fwd nil) or holding the forward record fwd.
+func (b *ServerBackend) retired(s *Session, oldKey string, fwd []byte) (bool, error) {
+	rec, err := b.store.Get(s.ctx, oldKey)
+	switch {
+	case isNotFound(err):
+		return fwd == nil, nil
+	case err != nil:
+		return false, err
+	}
+	return fwd != nil && bytes.Equal(rec, fwd), nil
 }
 
 var errBadForward = errors.New("kvsession: malformed forward record")
