@@ -23,6 +23,9 @@ import (
 func runLoad(addr string, conns int, clients []client, rt route, d time.Duration, check bool) *loadResult {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
+	if len(clients) > 0 && conns > len(clients) {
+		conns = len(clients) // every connection needs a client of its own
+	}
 	res := &loadResult{}
 	fail := func(err error) {
 		res.errors++
@@ -169,7 +172,9 @@ func runLoad(addr string, conns int, clients []client, rt route, d time.Duration
 				fail(err)
 			case r.status != 200:
 				fail(fmt.Errorf("status %d: %.80q", r.status, r.body))
-			case check && !rt.check(c.cl, r.body):
+			case !check || rt.check(c.cl, r.body):
+				res.ok++
+			default:
 				res.wrong++
 				if res.firstErr == nil {
 					res.firstErr = fmt.Errorf("wrong %s reply %.40q, want %d", rt.name, r.body, c.cl.want)

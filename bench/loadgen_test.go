@@ -1,10 +1,12 @@
 package main
 
 import (
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -160,5 +162,53 @@ func TestRunLoadChecksReplies(t *testing.T) {
 	}
 	if lost < int64(len(clients)) {
 		t.Fatalf("read-back found %d lost updates, want at least %d", lost, len(clients))
+	}
+}
+
+// TestRunLoadFewerClientsThanConns: connections beyond the clients are not
+// opened, rather than driven without a client.
+func TestRunLoadFewerClientsThanConns(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	var mu sync.Mutex
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		if _, err := r.Cookie("s"); err != nil {
+			http.SetCookie(w, &http.Cookie{Name: "s", Value: "1"})
+		}
+		if r.URL.Path == "/incr" {
+			n++
+		}
+		io.WriteString(w, strconv.Itoa(n))
+	})}
+	go srv.Serve(ln)
+	defer srv.Close()
+	clients := make([]client, 1)
+	if err := createSessions(ln.Addr().String(), 1, clients); err != nil {
+		t.Fatal(err)
+	}
+	r := runLoad(ln.Addr().String(), 8, clients, routeIncr, 100*time.Millisecond, true)
+	if r.errors+r.wrong != 0 || r.requests == 0 {
+		t.Fatalf("%d requests, %d errors, %d wrong: %v", r.requests, r.errors, r.wrong, r.firstErr)
+	}
+}
+
+// TestTooManySetCookies: a response setting more cookies than the jar
+// tracks is an error, not a silently partial jar.
+func TestTooManySetCookies(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n")
+	for i := range 41 {
+		fmt.Fprintf(&b, "Set-Cookie: s-%d=x\r\n", i)
+	}
+	b.WriteString("\r\n")
+	var in inbuf
+	in.end = copy(in.space(), b.String())
+	if _, err := in.next(&client{}); err == nil {
+		t.Fatal("41 Set-Cookie headers parsed without error")
 	}
 }

@@ -7,6 +7,7 @@ package memory
 
 import (
 	"context"
+	"errors"
 	"hash/maphash"
 	"math"
 	"math/bits"
@@ -79,6 +80,10 @@ type shardState struct {
 }
 
 const cacheLine = 64
+
+// ErrTooLarge is returned by Set for a key and value of 4 GiB or more
+// together.
+var ErrTooLarge = errors.New("memory store: key and value exceed 4 GiB")
 
 // entry is one stored value. Its key and value share one allocation, and
 // the map's key is a view of it: one object per entry rather than three
@@ -248,6 +253,9 @@ func (s *Store) Set(ctx context.Context, key string, value []byte, ttl time.Dura
 	}
 	if ttl < 0 {
 		return store.ErrInvalidTTL
+	}
+	if uint64(len(key))+uint64(len(value)) > math.MaxUint32 {
+		return ErrTooLarge // an entry's lengths are 32-bit
 	}
 	// Copy and read the clock before locking to keep the critical section to
 	// the map operation itself.
