@@ -14,9 +14,11 @@ import (
 // The load generator speaks just enough HTTP/1.1 to drive the servers here:
 // one request in flight per keep-alive connection, Content-Length bodies,
 // Set-Cookie tracked per simulated client. It allocates nothing per request
-// and parses nothing it does not need, so that it outruns a bare fasthttp
-// server (the ceiling every contender is measured against); net/http's or
-// fasthttp's clients do not, on a machine this small.
+// and parses nothing it does not need, so that a bare fasthttp server (the
+// ceiling every contender is measured against) runs out of CPU before the
+// generator does: here the server takes ~7.6 µs of CPU per request and the
+// generator ~7.0, and wrk drives the same server no faster. Goroutines per
+// connection, net/http's client or fasthttp's did not keep up.
 
 // client is one simulated browser: its cookies and what its counter should be.
 type client struct {
