@@ -295,13 +295,6 @@ func (h *histogram) add(d time.Duration) {
 	h.n++
 }
 
-func (h *histogram) merge(o *histogram) {
-	for i, c := range o.counts {
-		h.counts[i] += c
-	}
-	h.n += o.n
-}
-
 // quantile returns the latency below which the fraction q of samples fell.
 func (h *histogram) quantile(q float64) time.Duration {
 	if h.n == 0 {

@@ -471,7 +471,7 @@ func findRedis(addr string) (string, func(), error) {
 	if addr != "" {
 		c, err := net.DialTimeout("tcp", addr, 2*time.Second)
 		if err != nil {
-			return "", nil, fmt.Errorf("Redis at %s is unreachable: %v", addr, err)
+			return "", nil, fmt.Errorf("the Redis at %s is unreachable: %v", addr, err)
 		}
 		c.Close()
 		return addr, func() {}, nil

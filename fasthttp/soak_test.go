@@ -398,21 +398,21 @@ func (w *soakWorker) do(method, path, id string) (soakReply, bool) {
 	}
 	r := soakReply{status: resp.StatusCode(), body: string(resp.Body())}
 	var parseErr error
-	resp.Header.VisitAllCookie(func(key, value []byte) {
+	for key, value := range resp.Header.Cookies() {
 		if string(key) != "session" {
-			return
+			continue
 		}
 		var c fasthttp.Cookie
 		if err := c.ParseBytes(value); err != nil {
 			parseErr = err
-			return
+			continue
 		}
 		if len(c.Value()) == 0 || c.Expire().Before(time.Now()) {
 			r.expired = true
 		} else {
 			r.setID = string(c.Value())
 		}
-	})
+	}
 	if parseErr != nil {
 		w.errs.add("%s %s: Set-Cookie: %v", method, path, parseErr)
 		return r, false
