@@ -76,8 +76,19 @@ var decoderPool = sync.Pool{New: func() any {
 	return st
 }}
 
-// AppendEncode implements Codec.
+// AppendEncode implements Codec. It refuses a value nested deeper than
+// DecodeAny reads back, so what Set accepts, Get returns.
 func (Msgpack) AppendEncode(dst []byte, v any) ([]byte, error) {
+	return appendValue(dst, v, 0)
+}
+
+// appendValue encodes v, found depth containers down. Scalars and the
+// generic containers Get hands out are written here without reflection;
+// anything else goes to msgpack's encoder and is checked after.
+func appendValue(dst []byte, v any, depth int) ([]byte, error) {
+	if depth > maxDepth {
+		return dst, errTooDeep
+	}
 	switch x := v.(type) {
 	case nil:
 		return append(dst, mpNil), nil
@@ -114,7 +125,36 @@ func (Msgpack) AppendEncode(dst []byte, v any) ([]byte, error) {
 		return binary.BigEndian.AppendUint64(append(dst, mpFloat64), math.Float64bits(x)), nil
 	case float32:
 		return binary.BigEndian.AppendUint32(append(dst, mpFloat32), math.Float32bits(x)), nil
+	case []any:
+		// Ours rather than msgpack's: its reflection path widens a float32
+		// to float64 and back, which quiets a signalling NaN. Nil stays
+		// nil, as msgpack writes it.
+		if x == nil {
+			return append(dst, mpNil), nil
+		}
+		dst = appendArrayHeader(dst, len(x))
+		for _, e := range x {
+			var err error
+			if dst, err = appendValue(dst, e, depth+1); err != nil {
+				return dst, err
+			}
+		}
+		return dst, nil
+	case map[string]any:
+		if x == nil {
+			return append(dst, mpNil), nil
+		}
+		dst = appendMapHeader(dst, len(x))
+		for k, e := range x {
+			dst = appendString(dst, k)
+			var err error
+			if dst, err = appendValue(dst, e, depth+1); err != nil {
+				return dst, err
+			}
+		}
+		return dst, nil
 	}
+	start := len(dst)
 	st := encoderPool.Get().(*encoderState)
 	st.w.b = dst
 	err := st.enc.Encode(v)
@@ -122,6 +162,11 @@ func (Msgpack) AppendEncode(dst []byte, v any) ([]byte, error) {
 	st.w.b = nil
 	encoderPool.Put(st)
 	if err != nil {
+		return dst, fmt.Errorf("kvsession: encoding %T: %w", v, err)
+	}
+	// A struct nested past maxDepth encodes fine but would never decode.
+	r := reader{b: dst[start:]}
+	if err := r.skip(depth); err != nil {
 		return dst, fmt.Errorf("kvsession: encoding %T: %w", v, err)
 	}
 	return dst, nil

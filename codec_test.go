@@ -2,6 +2,7 @@ package kvsession
 
 import (
 	"bytes"
+	"errors"
 	"math"
 	"reflect"
 	"runtime"
@@ -132,6 +133,108 @@ func TestSetRejectsUnencodable(t *testing.T) {
 		}
 		if s.Has("ch") || s.Modified() {
 			t.Fatal("failed Set changed the session")
+		}
+	})
+}
+
+// TestSetRefusesWhatGetCannotRead: a value nested deeper than the decoder
+// reads used to be stored and then vanish (Get said absent). Set refuses
+// it now, through both the generic containers and msgpack's reflection.
+func TestSetRefusesWhatGetCannotRead(t *testing.T) {
+	type node struct{ Next *node }
+	nestList := func(n int) any {
+		var v any = int64(1)
+		for range n {
+			v = []any{v}
+		}
+		return v
+	}
+	nestMap := func(n int) any {
+		var v any = "x"
+		for range n {
+			v = map[string]any{"k": v}
+		}
+		return v
+	}
+	nestStruct := func(n int) any {
+		var p *node
+		for range n {
+			p = &node{Next: p}
+		}
+		return p
+	}
+	for _, tc := range []struct {
+		name  string
+		value any
+		ok    bool
+	}{
+		{"list at the limit", nestList(maxDepth), true},
+		{"list past it", nestList(maxDepth + 1), false},
+		{"map at the limit", nestMap(maxDepth), true},
+		{"map past it", nestMap(maxDepth + 1), false},
+		{"struct at the limit", nestStruct(maxDepth), true},
+		{"struct past it", nestStruct(maxDepth + 1), false},
+		{"struct inside a list past it", []any{nestStruct(maxDepth)}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := newBackend(t, Config{}, newFakeStore())
+			out, err := request(t, b, "", func(s *Session) {
+				s.SetInt("n", 1)
+				err := s.Set("v", tc.value)
+				if tc.ok != (err == nil) {
+					t.Fatalf("Set = %v, want ok=%v", err, tc.ok)
+				}
+				if err != nil && !errors.Is(err, errTooDeep) {
+					t.Fatalf("Set = %v, want errTooDeep", err)
+				}
+				if !tc.ok && s.Has("v") {
+					t.Fatal("a refused value was kept")
+				}
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			request(t, b, out.cookieValue(t, "session"), func(s *Session) {
+				if _, ok := s.Get("v"); ok != tc.ok {
+					t.Fatalf("Get after a load: ok=%v, want %v", ok, tc.ok)
+				}
+			})
+		})
+	}
+}
+
+// TestGenericContainersKeepExactValues: []any and map[string]any are
+// written without reflection, which keeps a float32's bits (msgpack's
+// reflection widens it and quiets a signalling NaN) and writes nil as nil.
+func TestGenericContainersKeepExactValues(t *testing.T) {
+	const snan32, snan64 = 0xff803000, 0x7ff0000000000001
+	in := map[string]any{
+		"list":     []any{math.Float32frombits(snan32), math.Float64frombits(snan64), int64(0)},
+		"map":      map[string]any{"f": math.Float32frombits(snan32), "l": []any{math.Float32frombits(snan32)}},
+		"nil list": []any(nil), "nil map": map[string]any(nil),
+	}
+	b := newBackend(t, Config{}, newFakeStore())
+	out, _ := request(t, b, "", func(s *Session) {
+		for k, v := range in {
+			if err := s.Set(k, v); err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
+	request(t, b, out.cookieValue(t, "session"), func(s *Session) {
+		for _, k := range []string{"list", "map"} {
+			if got, ok := s.Get(k); !ok || !sameValue(in[k], got) {
+				t.Errorf("Get(%q) = %#v, want %#v", k, got, in[k])
+			}
+		}
+		list, _ := s.Get("list")
+		if bits := math.Float32bits(list.([]any)[0].(float32)); bits != snan32 {
+			t.Errorf("float32 in a list came back as %#x, want %#x", bits, snan32)
+		}
+		for _, k := range []string{"nil list", "nil map"} {
+			if v, _ := s.Get(k); v != nil {
+				t.Errorf("Get(%q) = %#v, want nil", k, v)
+			}
 		}
 	})
 }

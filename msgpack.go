@@ -111,6 +111,16 @@ func appendBinHeader(b []byte, n int) []byte {
 	return binary.BigEndian.AppendUint32(append(b, mpBin32), uint32(n))
 }
 
+func appendArrayHeader(b []byte, n int) []byte {
+	switch {
+	case n < 16:
+		return append(b, 0x90|byte(n))
+	case n <= math.MaxUint16:
+		return binary.BigEndian.AppendUint16(append(b, mpArray16), uint16(n))
+	}
+	return binary.BigEndian.AppendUint32(append(b, mpArray32), uint32(n))
+}
+
 func appendMapHeader(b []byte, n int) []byte {
 	switch {
 	case n < 16:
