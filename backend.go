@@ -50,9 +50,12 @@ type ServerBackend struct {
 	// plainKeys stores sessions under their ids rather than a hash of
 	// them: Config.PlainStoreKeys, or an in-process store (see storeKey).
 	plainKeys bool
-	idLen     int          // length of an encoded id
-	locks     *sessionLock // nil unless Config.Lock
-	users     *userindex.Index
+	// borrowKeys builds a loaded session's store key in the session's own
+	// buffer: the store keeps no key (store.KeyBorrower).
+	borrowKeys bool
+	idLen      int          // length of an encoded id
+	locks      *sessionLock // nil unless Config.Lock
+	users      *userindex.Index
 }
 
 var _ Backend = (*ServerBackend)(nil)
@@ -92,6 +95,7 @@ func New(cfg Config, stores *store.Registry) (*ServerBackend, error) {
 	b.appender, _ = st.(store.Appender)
 	_, inProcess := st.(store.InProcess)
 	b.plainKeys = c.PlainStoreKeys || (inProcess && len(c.IDHashKey) == 0)
+	_, b.borrowKeys = st.(store.KeyBorrower)
 	if c.RenewOnAccess && b.toucher == nil {
 		// Renewing by writing the loaded record back would resurrect a
 		// session that another request destroyed in the meantime.
@@ -162,8 +166,32 @@ func (b *ServerBackend) GenerateID() (string, error) {
 // themselves, sparing every request the hash (about a third of an
 // in-memory read), unless IDHashKey asks for one.
 func (b *ServerBackend) storeKey(id []byte) string {
+	buf := b.appendStoreKey(make([]byte, 0, b.storeKeyLen(len(id))), id)
+	return unsafe.String(unsafe.SliceData(buf), len(buf))
+}
+
+// loadKey is storeKey for the load of session s: with a store that keeps
+// no keys it is built in the session's own buffer, which is left alone
+// until the session is released or loads again.
+func (b *ServerBackend) loadKey(s *Session, id []byte) string {
+	if !b.borrowKeys {
+		return b.storeKey(id)
+	}
+	s.keyBuf = b.appendStoreKey(s.keyBuf[:0], id)
+	return unsafe.String(unsafe.SliceData(s.keyBuf), len(s.keyBuf))
+}
+
+func (b *ServerBackend) storeKeyLen(idLen int) int {
 	if b.plainKeys {
-		return b.cfg.Prefix + string(id)
+		return len(b.cfg.Prefix) + idLen
+	}
+	return len(b.cfg.Prefix) + hashedKeyLen
+}
+
+func (b *ServerBackend) appendStoreKey(dst, id []byte) []byte {
+	dst = append(dst, b.cfg.Prefix...)
+	if b.plainKeys {
+		return append(dst, id...)
 	}
 	var sum [sha256.Size]byte
 	if len(b.cfg.IDHashKey) == 0 {
@@ -173,11 +201,7 @@ func (b *ServerBackend) storeKey(id []byte) string {
 		in := append(append(small[:0], b.cfg.IDHashKey...), id...)
 		sum = sha256.Sum256(in)
 	}
-	p := len(b.cfg.Prefix)
-	buf := make([]byte, p+hashedKeyLen)
-	copy(buf, b.cfg.Prefix)
-	base64.RawURLEncoding.Encode(buf[p:], sum[:])
-	return unsafe.String(&buf[0], len(buf))
+	return base64.RawURLEncoding.AppendEncode(dst, sum[:])
 }
 
 var hashedKeyLen = base64.RawURLEncoding.EncodedLen(sha256.Size)
@@ -505,7 +529,7 @@ func (b *ServerBackend) load(s *Session) error {
 	}
 	id := s.cookie
 	for hops := 0; ; hops++ {
-		key := b.storeKey(id)
+		key := b.loadKey(s, id)
 		rec, found, err := b.fetch(s, key, true)
 		if err != nil || !found {
 			return err

@@ -3,6 +3,7 @@ package kvsession
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/kvsession/kvsession/internal/lock"
@@ -86,6 +87,11 @@ func (b *ServerBackend) lockFor(s *Session, key string) error {
 		return nil
 	}
 	b.unlock(s)
+	if b.borrowKeys {
+		// The lock table keeps its key while the lock is held or awaited,
+		// which can outlast the session buffer key is a view of.
+		key = strings.Clone(key)
+	}
 	h, err := b.locks.acquire(s.ctx, key)
 	if err != nil {
 		return err

@@ -58,6 +58,7 @@ type Session struct {
 	id        string // the session id; "" until it has one
 	key       string // its store key (Prefix and a hash of the id)
 	idBuf     []byte // the id a forward led to
+	keyBuf    []byte // the store key load built, when the store borrows keys
 	forwarded bool   // the request's id was rotated out; the cookie must be updated
 	readOnly  bool   // ReadOnly: load without the session lock
 	lock      held   // the session lock this request holds (Config.Lock)

@@ -95,6 +95,18 @@ type InProcess interface {
 	InProcess()
 }
 
+// KeyBorrower is implemented by stores that keep no reference to a key
+// string once the call it was passed to has returned: whatever they store,
+// they copy. The backend then builds each request's store key in a buffer
+// the session reuses, sparing an allocation per request. A store that
+// keeps keys, as a map indexed by the caller's string does, or that may
+// still use one after returning (a write queued past a timeout) must not
+// implement it; nor may a wrapper that does either around a store that
+// does, so embed the store.Store interface there, not the store's type.
+type KeyBorrower interface {
+	BorrowsKeys()
+}
+
 // Clearer is implemented by stores that can delete every entry they hold.
 type Clearer interface {
 	DeleteAll(ctx context.Context) error

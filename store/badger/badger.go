@@ -99,7 +99,12 @@ var _ interface {
 	store.Exister
 	store.Expirer
 	store.Clearer
+	store.KeyBorrower
 } = (*Store)(nil)
+
+// BorrowsKeys marks the store as never keeping a caller's key string
+// (store.KeyBorrower): every call hands Badger a copy.
+func (*Store) BorrowsKeys() {}
 
 // Open opens (or creates) the database opts describes and starts its value
 // log garbage collector. Call Close to stop it and flush the database.

@@ -131,11 +131,17 @@ var _ interface {
 	store.Expirer
 	store.Clearer
 	store.InProcess
+	store.KeyBorrower
 } = (*Store)(nil)
 
 // InProcess marks the store as keeping its entries in this process's
 // memory only (store.InProcess): nothing to dump, back up or replicate.
 func (*Store) InProcess() {}
+
+// BorrowsKeys marks the store as never keeping a caller's key string
+// (store.KeyBorrower): entries hold their own copy, which the map's key
+// is a view of.
+func (*Store) BorrowsKeys() {}
 
 // New returns a Store and starts its sweeper. Call Close to stop it.
 func New(opts Options) *Store {
