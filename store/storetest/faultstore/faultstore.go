@@ -28,7 +28,9 @@
 // store Store returns implements exactly the optional interfaces of the
 // store it wraps, each call forwarded through the rules: it is one of 256
 // generated types (views.go, one per combination; Go cannot add methods at
-// run time).
+// run time). The one exception is store.KeyBorrower: a fault store records
+// the keys it is given, so it keeps them, and must not be lent a buffer the
+// caller reuses.
 //
 // Emulating a missing ability was rejected: a Touch made of Get and Set
 // could resurrect a session deleted in between, and a Locker or Updater
