@@ -74,12 +74,15 @@ func (r *report) markdown() string {
 	if len(r.paired) > 0 {
 		b.WriteString("### Paired with the ceiling\n\n")
 		b.WriteString("Bare fasthttp and one kvsession server up at once, the load alternating between them in short slices, so that drift on a shared machine hits both alike; the targets use these. The bare servers' clients send the same Cookie header as a session client, so the difference is the session work alone.\n\n")
-		b.WriteString("| pair | route | bare fasthttp req/s | kvsession req/s | kvsession ÷ bare |\n|---|---|---:|---:|---:|\n")
+		b.WriteString("Server CPU is per request, as in the table above; busy is each server's CPU time over its slices' wall time. Both near 100% means the servers, not the load generator, set the pace.\n\n")
+		b.WriteString("| pair | route | bare fasthttp req/s | kvsession req/s | kvsession ÷ bare | server CPU µs/req (bare, kvsession) | busy (bare, kvsession) |\n|---|---|---:|---:|---:|---:|---:|\n")
 		for _, impl := range []string{"kvsession/memory", "kvsession/badger"} {
 			for _, rt := range []string{"incr", "read"} {
-				bare, k := r.paired["bare fasthttp vs "+impl+" "+rt], r.paired[impl+" "+rt]
+				vs := "bare fasthttp vs " + impl
+				bare, k := r.paired[vs+" "+rt], r.paired[impl+" "+rt]
 				if bare > 0 {
-					fmt.Fprintf(&b, "| bare fasthttp, %s | /%s | %.0f | %.0f | %.0f%% |\n", impl, rt, bare, k, 100*k/bare)
+					fmt.Fprintf(&b, "| bare fasthttp, %s | /%s | %.0f | %.0f | %.0f%% | %.1f, %.1f | %.0f%%, %.0f%% |\n", impl, rt, bare, k, 100*k/bare,
+						r.paired["cpu "+vs+" "+rt], r.paired["cpu "+impl+" "+rt], 100*r.paired["busy "+vs+" "+rt], 100*r.paired["busy "+impl+" "+rt])
 				}
 			}
 		}

@@ -584,11 +584,13 @@ func runPair(o options, names []string, out map[string]float64) bool {
 		}
 	}
 	for _, rt := range []route{routeIncr, routeRead} {
-		reqs, took := map[string]uint64{}, map[string]time.Duration{}
+		reqs, took, cpu := map[string]uint64{}, map[string]time.Duration{}, map[string]time.Duration{}
 		for i := 0; i < slices; i++ {
 			for _, name := range names {
 				k, _ := kindByName(name)
+				before := servers[name].cpu()
 				r := runLoad(servers[name].addr, o.conns, clients[name], rt, slice, !k.bare)
+				cpu[name] += servers[name].cpu() - before
 				if r.errors+r.wrong > 0 {
 					progress("paired %s /%s: %d errors, %d wrong: %v", name, rt.name, r.errors, r.wrong, r.firstErr)
 				}
@@ -603,6 +605,15 @@ func runPair(o options, names []string, out map[string]float64) bool {
 			names[1], out[names[1]+" "+rt.name], 100*float64(reqs[names[1]])/took[names[1]].Seconds()/(float64(reqs[names[0]])/took[names[0]].Seconds()))
 		// The ceiling of each pair is kept under the other's name too.
 		out["bare fasthttp vs "+names[1]+" "+rt.name] = float64(reqs[names[0]]) / took[names[0]].Seconds()
+		// Server CPU per request, and how busy each server was: a server
+		// short of 100% busy was held back by the load generator, and the
+		// ratio would be the generator's.
+		for i, key := range []string{"bare fasthttp vs " + names[1], names[1]} {
+			if n := reqs[names[i]]; n > 0 {
+				out["cpu "+key+" "+rt.name] = float64(cpu[names[i]].Microseconds()) / float64(n)
+				out["busy "+key+" "+rt.name] = cpu[names[i]].Seconds() / took[names[i]].Seconds()
+			}
+		}
 	}
 	return true
 }
