@@ -89,6 +89,11 @@ func appendValue(dst []byte, v any, depth int) ([]byte, error) {
 	if depth > maxDepth {
 		return dst, errTooDeep
 	}
+	if depth > 0 {
+		if b, ok := appendNestedInt(dst, v); ok {
+			return b, nil
+		}
+	}
 	switch x := v.(type) {
 	case nil:
 		return append(dst, mpNil), nil
@@ -170,6 +175,71 @@ func appendValue(dst []byte, v any, depth int) ([]byte, error) {
 		return dst, fmt.Errorf("kvsession: encoding %T: %w", v, err)
 	}
 	return dst, nil
+}
+
+// appendNestedInt writes an integer inside a container with the code
+// msgpack's encoder gives it, which Decode into []any, or into a struct's
+// any field, turns back into a Go type by: fixed width for the sized
+// types, the smallest form for int and uint. (Top-level values are
+// written compactly; reading one always names its type.)
+func appendNestedInt(dst []byte, v any) ([]byte, bool) {
+	switch x := v.(type) {
+	case int:
+		return appendMsgpackInt(dst, int64(x)), true
+	case uint:
+		return appendMsgpackUint(dst, uint64(x)), true
+	case int64:
+		return binary.BigEndian.AppendUint64(append(dst, mpInt64), uint64(x)), true
+	case int32:
+		return binary.BigEndian.AppendUint32(append(dst, mpInt32), uint32(x)), true
+	case int16:
+		return binary.BigEndian.AppendUint16(append(dst, mpInt16), uint16(x)), true
+	case int8:
+		return append(dst, mpInt8, byte(x)), true
+	case uint64:
+		return binary.BigEndian.AppendUint64(append(dst, mpUint64), x), true
+	case uint32:
+		return binary.BigEndian.AppendUint32(append(dst, mpUint32), x), true
+	case uint16:
+		return binary.BigEndian.AppendUint16(append(dst, mpUint16), x), true
+	case uint8:
+		return append(dst, mpUint8, x), true
+	}
+	return dst, false
+}
+
+// appendMsgpackUint is msgpack's EncodeUint: a positive fixint, or the
+// narrowest unsigned code.
+func appendMsgpackUint(dst []byte, n uint64) []byte {
+	switch {
+	case n <= math.MaxInt8:
+		return append(dst, byte(n))
+	case n <= math.MaxUint8:
+		return append(dst, mpUint8, byte(n))
+	case n <= math.MaxUint16:
+		return binary.BigEndian.AppendUint16(append(dst, mpUint16), uint16(n))
+	case n <= math.MaxUint32:
+		return binary.BigEndian.AppendUint32(append(dst, mpUint32), uint32(n))
+	}
+	return binary.BigEndian.AppendUint64(append(dst, mpUint64), n)
+}
+
+// appendMsgpackInt is msgpack's EncodeInt: unsigned codes for n ≥ 0, else
+// a negative fixint or the narrowest signed code.
+func appendMsgpackInt(dst []byte, n int64) []byte {
+	switch {
+	case n >= 0:
+		return appendMsgpackUint(dst, uint64(n))
+	case n >= -32:
+		return append(dst, byte(n))
+	case n >= math.MinInt8:
+		return append(dst, mpInt8, byte(n))
+	case n >= math.MinInt16:
+		return binary.BigEndian.AppendUint16(append(dst, mpInt16), uint16(n))
+	case n >= math.MinInt32:
+		return binary.BigEndian.AppendUint32(append(dst, mpInt32), uint32(n))
+	}
+	return binary.BigEndian.AppendUint64(append(dst, mpInt64), uint64(n))
 }
 
 // Decode implements Codec. It checks data's structure before decoding, so a

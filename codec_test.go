@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/vmihailenco/msgpack/v5"
 )
 
 type profile struct {
@@ -414,4 +416,84 @@ func TestTimestampsThatLookLikeContainers(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestContainersEncodeAsMsgpackDoes: []any and map[string]any are written
+// by our own code, byte for byte as msgpack's encoder wrote them before,
+// so records from either version decode alike, and Decode into []any or a
+// struct's any field gives back the same Go types (int64 stays int64).
+func TestContainersEncodeAsMsgpackDoes(t *testing.T) {
+	when := time.Date(2026, 11, 24, 1, 2, 3, 4, time.UTC)
+	var elems []any
+	for _, n := range []int64{0, 1, 31, 32, 127, 128, 255, 256, 65535, 65536, math.MaxUint32, math.MaxUint32 + 1, math.MaxInt64,
+		-1, -32, -33, -128, -129, -32768, -32769, math.MinInt32, math.MinInt32 - 1, math.MinInt64} {
+		elems = append(elems, int(n), n, int32(n), int16(n), int8(n), uint(n), uint64(n), uint32(n), uint16(n), uint8(n))
+	}
+	for _, n := range []int{0, 31, 32, 255, 256, 65535, 65536} {
+		elems = append(elems, strings.Repeat("s", n), bytes.Repeat([]byte{'b'}, n))
+	}
+	elems = append(elems, nil, true, false, 1.5, math.Inf(-1), float32(2.5), float32(math.NaN()), when,
+		[]any(nil), []any{}, map[string]any(nil), map[string]any{}, []any{int64(7), []any{uint8(1)}},
+		map[string]any{"k": map[string]any{"n": int64(-5)}}, make([]any, 15), make([]any, 16))
+	for _, e := range elems {
+		for _, v := range []any{[]any{e}, map[string]any{"key": e}} {
+			want, err := msgpack.Marshal(v)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := Msgpack{}.AppendEncode(nil, v)
+			if err != nil || !bytes.Equal(got, want) {
+				t.Errorf("%T %#v:\n got % x, %v\nwant % x", e, v, got, err, want)
+			}
+		}
+	}
+
+	// And through a session: a Decode after a load gives msgpack's types.
+	b := newBackend(t, Config{}, newFakeStore())
+	out, _ := request(t, b, "", func(s *Session) {
+		s.Set("list", []any{int64(7), uint16(3), 300})
+		s.Set("map", map[string]any{"N": int64(7)})
+	})
+	request(t, b, out.cookieValue(t, "session"), func(s *Session) {
+		var list []any
+		if err := s.Decode("list", &list); err != nil || !reflect.DeepEqual(list, []any{int64(7), uint16(3), uint16(300)}) {
+			t.Errorf("Decode(list) = %#v, %v", list, err)
+		}
+		var st struct{ N any }
+		if err := s.Decode("map", &st); err != nil || st.N != int64(7) {
+			t.Errorf("Decode(map) into a struct = %#v, %v", st, err)
+		}
+	})
+}
+
+// nilOnError is a Codec that returns no buffer with its error, which the
+// Codec contract allows.
+type nilOnError struct{ Msgpack }
+
+func (nilOnError) AppendEncode(dst []byte, v any) ([]byte, error) {
+	if _, ok := v.(chan int); ok {
+		return nil, errBoom
+	}
+	return Msgpack{}.AppendEncode(dst, v)
+}
+
+func TestSetSurvivesACodecReturningNilOnError(t *testing.T) {
+	b := newBackend(t, Config{Codec: nilOnError{}}, newFakeStore())
+	out, err := request(t, b, "", func(s *Session) {
+		s.SetString("a", "kept")
+		if err := s.Set("bad", make(chan int)); !errors.Is(err, errBoom) {
+			t.Fatalf("Set = %v", err)
+		}
+		s.SetString("b", "also kept")
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	request(t, b, out.cookieValue(t, "session"), func(s *Session) {
+		a, _ := s.GetString("a")
+		bv, _ := s.GetString("b")
+		if a != "kept" || bv != "also kept" || s.Has("bad") {
+			t.Fatalf("a=%q b=%q bad=%v", a, bv, s.Has("bad"))
+		}
+	})
 }
