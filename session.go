@@ -573,7 +573,9 @@ func (s *Session) Set(key string, v any) error {
 	start := len(s.arena)
 	arena, err := s.c.cfg.Codec.AppendEncode(s.arena, v)
 	if err != nil {
-		s.arena = arena[:start]
+		if len(arena) >= start { // keep a buffer the codec grew; a codec may also return nil
+			s.arena = arena[:start]
+		}
 		return err
 	}
 	s.arena = arena

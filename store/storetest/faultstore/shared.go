@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -15,7 +16,8 @@ import (
 // has (Redis does): a store.Locker and the user index's Update, so that
 // tests can take the backend down those paths, and wrap them in faults,
 // without a server. Its locks and updates are atomic within this process
-// only. The zero value needs only Store set.
+// only. The zero value needs only Store set. It inherits the memory
+// store's store.KeyBorrower, so it keeps copies of the keys it locks.
 type Shared struct {
 	*memory.Store
 	mu    sync.Mutex
@@ -44,7 +46,7 @@ func (s *Shared) TryLock(ctx context.Context, key string, _ time.Duration) (stri
 	}
 	s.n++
 	token := strconv.Itoa(s.n)
-	s.locks[key] = token
+	s.locks[strings.Clone(key)] = token
 	return token, true, nil
 }
 
