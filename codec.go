@@ -169,9 +169,14 @@ func appendValue(dst []byte, v any, depth int) ([]byte, error) {
 	if err != nil {
 		return dst, fmt.Errorf("kvsession: encoding %T: %w", v, err)
 	}
-	// A struct nested past maxDepth encodes fine but would never decode.
+	// A struct nested past maxDepth encodes fine but would never decode;
+	// so would a custom encoder's output that is not exactly one value.
 	r := reader{b: dst[start:]}
-	if err := r.skip(depth); err != nil {
+	err = r.skip(depth)
+	if err == nil && r.pos != len(r.b) {
+		err = errTrailing
+	}
+	if err != nil {
 		return dst, fmt.Errorf("kvsession: encoding %T: %w", v, err)
 	}
 	return dst, nil

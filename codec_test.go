@@ -497,3 +497,24 @@ func TestSetSurvivesACodecReturningNilOnError(t *testing.T) {
 		}
 	})
 }
+
+// twoValues encodes itself as two msgpack values where one is expected.
+type twoValues struct{}
+
+func (twoValues) EncodeMsgpack(enc *msgpack.Encoder) error {
+	if err := enc.EncodeInt(1); err != nil {
+		return err
+	}
+	return enc.EncodeInt(2)
+}
+
+func TestSetRefusesAnEncoderWritingTwoValues(t *testing.T) {
+	b := newBackend(t, Config{}, newFakeStore())
+	request(t, b, "", func(s *Session) {
+		for _, v := range []any{twoValues{}, []any{twoValues{}}} {
+			if err := s.Set("v", v); !errors.Is(err, errTrailing) {
+				t.Errorf("Set(%#v) = %v, want errTrailing", v, err)
+			}
+		}
+	})
+}
