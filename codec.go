@@ -216,17 +216,10 @@ func appendNestedInt(dst []byte, v any) ([]byte, bool) {
 // appendMsgpackUint is msgpack's EncodeUint: a positive fixint, or the
 // narrowest unsigned code.
 func appendMsgpackUint(dst []byte, n uint64) []byte {
-	switch {
-	case n <= math.MaxInt8:
+	if n <= math.MaxInt8 {
 		return append(dst, byte(n))
-	case n <= math.MaxUint8:
-		return append(dst, mpUint8, byte(n))
-	case n <= math.MaxUint16:
-		return binary.BigEndian.AppendUint16(append(dst, mpUint16), uint16(n))
-	case n <= math.MaxUint32:
-		return binary.BigEndian.AppendUint32(append(dst, mpUint32), uint32(n))
 	}
-	return binary.BigEndian.AppendUint64(append(dst, mpUint64), n)
+	return appendUint(dst, n)
 }
 
 // appendMsgpackInt is msgpack's EncodeInt: unsigned codes for n ≥ 0, else

@@ -111,24 +111,20 @@ func appendBinHeader(b []byte, n int) []byte {
 	return binary.BigEndian.AppendUint32(append(b, mpBin32), uint32(n))
 }
 
-func appendArrayHeader(b []byte, n int) []byte {
-	switch {
-	case n < 16:
-		return append(b, 0x90|byte(n))
-	case n <= math.MaxUint16:
-		return binary.BigEndian.AppendUint16(append(b, mpArray16), uint16(n))
-	}
-	return binary.BigEndian.AppendUint32(append(b, mpArray32), uint32(n))
-}
+func appendArrayHeader(b []byte, n int) []byte { return appendContainerHeader(b, n, 0x90, mpArray16) }
 
-func appendMapHeader(b []byte, n int) []byte {
+func appendMapHeader(b []byte, n int) []byte { return appendContainerHeader(b, n, 0x80, mpMap16) }
+
+// appendContainerHeader writes an array's or a map's length: in the fix
+// code for fewer than 16, else in code16 or the 32-bit code after it.
+func appendContainerHeader(b []byte, n int, fix, code16 byte) []byte {
 	switch {
 	case n < 16:
-		return append(b, 0x80|byte(n))
+		return append(b, fix|byte(n))
 	case n <= math.MaxUint16:
-		return binary.BigEndian.AppendUint16(append(b, mpMap16), uint16(n))
+		return binary.BigEndian.AppendUint16(append(b, code16), uint16(n))
 	}
-	return binary.BigEndian.AppendUint32(append(b, mpMap32), uint32(n))
+	return binary.BigEndian.AppendUint32(append(b, code16+1), uint32(n))
 }
 
 // reader walks a byte slice; every read checks bounds and never allocates.
