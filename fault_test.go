@@ -10,6 +10,7 @@ import (
 	"errors"
 	"log/slog"
 	"maps"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -25,21 +26,11 @@ var errFault = errors.New("injected store fault")
 // (since the last ResetCalls) or before holds.
 func faultSnapshot(t *testing.T, fs *faultstore.Store, before map[string]string) map[string]string {
 	t.Helper()
-	out := map[string]string{}
-	keys := fs.Keys()
-	for k := range before {
-		keys = append(keys, k)
+	m, err := fs.Snapshot(context.Background(), slices.Collect(maps.Keys(before))...)
+	if err != nil {
+		t.Fatal(err)
 	}
-	for _, k := range keys {
-		v, err := fs.Inner().Get(context.Background(), k)
-		switch {
-		case err == nil:
-			out[k] = string(v)
-		case !errors.Is(err, store.ErrNotFound):
-			t.Fatalf("snapshot of %q: %v", k, err)
-		}
-	}
-	return out
+	return m
 }
 
 // TestRotationFaultsLoseNothing injects faults into the periodic id

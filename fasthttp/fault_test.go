@@ -13,6 +13,7 @@ import (
 	"maps"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -196,21 +197,11 @@ func (e *faultEnv) step(t *testing.T, path, cookie string) string {
 // records.
 func (e *faultEnv) snapshot(t *testing.T, before map[string]string) map[string]string {
 	t.Helper()
-	out := map[string]string{}
-	keys := e.fs.Keys()
-	for k := range before {
-		keys = append(keys, k)
+	m, err := e.fs.Snapshot(context.Background(), slices.Collect(maps.Keys(before))...)
+	if err != nil {
+		t.Fatal(err)
 	}
-	for _, k := range keys {
-		v, err := e.fs.Inner().Get(context.Background(), k)
-		switch {
-		case err == nil:
-			out[k] = string(v)
-		case !errors.Is(err, store.ErrNotFound):
-			t.Fatalf("snapshot of %q: %v", k, err)
-		}
-	}
-	return out
+	return m
 }
 
 // wantFailedClosed checks a request the fault should have failed: the

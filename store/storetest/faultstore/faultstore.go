@@ -44,6 +44,7 @@ package faultstore
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/bits"
 	"slices"
@@ -324,6 +325,24 @@ func (s *Store) Keys() []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// Snapshot returns what the wrapped store holds, without rules or
+// counting, under every key a call has named since ResetCalls and under
+// the keys in also: comparing two snapshots shows whether a failed request
+// changed anything.
+func (s *Store) Snapshot(ctx context.Context, also ...string) (map[string]string, error) {
+	out := map[string]string{}
+	for _, k := range append(s.Keys(), also...) {
+		v, err := s.inner.Get(ctx, k)
+		switch {
+		case err == nil:
+			out[k] = string(v)
+		case !errors.Is(err, store.ErrNotFound):
+			return nil, fmt.Errorf("snapshot of %q: %w", k, err)
+		}
+	}
+	return out, nil
 }
 
 // ResetCalls sets every call count back to zero and forgets the keys.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -390,5 +391,29 @@ func TestKeys(t *testing.T) {
 	fs.ResetCalls()
 	if len(fs.Keys()) != 0 || fs.Calls(All) != 0 {
 		t.Errorf("after ResetCalls: %v, %d calls", fs.Keys(), fs.Calls(All))
+	}
+}
+
+// TestSnapshot: the keys calls named plus the ones asked for, read past
+// the rules and without counting.
+func TestSnapshot(t *testing.T) {
+	ctx := context.Background()
+	fs := New(memory.New(memory.Options{}))
+	defer fs.Store().Close()
+	fs.Inner().Set(ctx, "untouched", []byte("u"), 0)
+	fs.Inner().Set(ctx, "other", []byte("o"), 0)
+	fs.Store().Set(ctx, "a", []byte("1"), 0)
+	fs.Store().Get(ctx, "missing")
+	fs.Add(Rule{Methods: Reads, Err: errInjected})
+	got, err := fs.Snapshot(ctx, "untouched", "gone")
+	if want := map[string]string{"a": "1", "untouched": "u"}; err != nil || !maps.Equal(got, want) {
+		t.Fatalf("Snapshot = %v, %v; want %v", got, err, want)
+	}
+	if n := fs.Calls(Reads); n != 1 {
+		t.Fatalf("Snapshot counted as calls: %d reads, want 1", n)
+	}
+	fs.Inner().Close()
+	if _, err := fs.Snapshot(ctx); !errors.Is(err, store.ErrClosed) {
+		t.Fatalf("Snapshot of a closed store: %v", err)
 	}
 }
