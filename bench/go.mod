@@ -6,6 +6,7 @@ replace github.com/kvsession/kvsession => ../
 
 require (
 	github.com/alexedwards/scs/v2 v2.9.0
+	github.com/dgraph-io/badger/v4 v4.9.6
 	github.com/gofiber/fiber/v2 v2.52.15
 	github.com/kvsession/kvsession v0.0.0
 	github.com/valyala/fasthttp v1.78.0
@@ -13,7 +14,6 @@ require (
 
 require (
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
-	github.com/dgraph-io/badger/v4 v4.9.6 // indirect
 	github.com/dgraph-io/ristretto/v2 v2.2.0 // indirect
 	github.com/dustin/go-humanize v1.0.1 // indirect
 	github.com/go-logr/logr v1.4.3 // indirect

@@ -2,10 +2,16 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/binary"
+	"errors"
 	"net/http"
 	"testing"
+	"time"
 
 	"github.com/alexedwards/scs/v2"
+	bdg "github.com/dgraph-io/badger/v4"
 	"github.com/gofiber/fiber/v2"
 	fibersession "github.com/gofiber/fiber/v2/middleware/session"
 	"github.com/valyala/fasthttp"
@@ -36,6 +42,7 @@ func inProcessContenders() []contender {
 			}
 			return st
 		})},
+		{"badger alone", badgerAloneSetup},
 		{"fiber/session memory", fiberSetup},
 		{"scs/memstore", scsSetup},
 	}
@@ -79,6 +86,61 @@ func kvsessionSetup(open func(b *testing.B) store.Store) func(b *testing.B, n in
 				reg.Close()
 			}
 	}
+}
+
+// badgerAloneSetup is the floor under any session library on Badger: one
+// raw Badger transaction per request, reading an 8-byte counter and, for an
+// increment, writing it back, with no session code around it.
+func badgerAloneSetup(b *testing.B, n int) (func(int, bool), func()) {
+	st, err := badger.Open(badger.Options{Dir: b.TempDir()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	db := st.DB()
+	keys := make([][]byte, n)
+	for i := range keys {
+		var id [32]byte
+		rand.Read(id[:])
+		keys[i] = base64.RawURLEncoding.AppendEncode([]byte("session:"), id[:])
+	}
+	var buf [8]byte
+	read := func(txn *bdg.Txn, key []byte) (uint64, error) {
+		item, err := txn.Get(key)
+		if err != nil && !errors.Is(err, bdg.ErrKeyNotFound) {
+			return 0, err
+		}
+		var v uint64
+		if err == nil {
+			err = item.Value(func(b []byte) error { v = binary.BigEndian.Uint64(b); return nil })
+		} else {
+			err = nil
+		}
+		return v, err
+	}
+	work := func(i int, write bool) {
+		key := keys[i%n]
+		var err error
+		if write {
+			err = db.Update(func(txn *bdg.Txn) error {
+				v, err := read(txn, key)
+				if err != nil {
+					return err
+				}
+				e := bdg.NewEntry(key, binary.BigEndian.AppendUint64(buf[:0], v+1))
+				e.ExpiresAt = uint64(time.Now().Add(kvsession.DefaultMaxAge).Unix())
+				return txn.SetEntry(e)
+			})
+		} else {
+			err = db.View(func(txn *bdg.Txn) error { _, err := read(txn, key); return err })
+		}
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	for i := range keys {
+		work(i, true)
+	}
+	return work, func() { st.Close() }
 }
 
 func fiberSetup(b *testing.B, n int) (func(int, bool), func()) {

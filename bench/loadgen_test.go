@@ -212,3 +212,38 @@ func TestTooManySetCookies(t *testing.T) {
 		t.Fatal("41 Set-Cookie headers parsed without error")
 	}
 }
+
+// TestBadgerAloneCounts: the Badger ceiling does the work it stands for,
+// a read and a durable write per increment on each client's own key, so
+// its replies pass the same checks as a session library's.
+func TestBadgerAloneCounts(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- serveBadgerAlone(ln, serveOptions{dir: t.TempDir()}) }()
+	defer func() {
+		ln.Close()
+		<-done // Badger closed before its directory goes
+	}()
+	addr := ln.Addr().String()
+	clients := bareClients(20)
+	for _, rt := range []route{routeIncr, routeRead} {
+		r := runLoad(addr, 4, clients, rt, 200*time.Millisecond, true)
+		if r.requests == 0 || r.errors+r.wrong != 0 {
+			t.Fatalf("/%s: %d requests, %d errors, %d wrong: %v", rt.name, r.requests, r.errors, r.wrong, r.firstErr)
+		}
+	}
+	lost, err := verify(addr, clients, len(clients))
+	if err != nil || lost != 0 {
+		t.Fatalf("read back: %d lost, %v", lost, err)
+	}
+	var sum int64
+	for _, c := range clients {
+		sum += c.want
+	}
+	if sum == 0 {
+		t.Fatal("no counter moved")
+	}
+}

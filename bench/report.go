@@ -73,15 +73,19 @@ func (r *report) markdown() string {
 
 	if len(r.paired) > 0 {
 		b.WriteString("### Paired with the ceiling\n\n")
-		b.WriteString("Bare fasthttp and one kvsession server up at once, the load alternating between them in short slices, so that drift on a shared machine hits both alike; the targets use these. The bare servers' clients send the same Cookie header as a session client, so the difference is the session work alone.\n\n")
-		b.WriteString("Server CPU is per request, as in the table above; busy is each server's CPU time over its slices' wall time. Both near 100% means the servers, not the load generator, set the pace.\n\n")
-		b.WriteString("| pair | route | bare fasthttp req/s | kvsession req/s | kvsession ÷ bare | server CPU µs/req (bare, kvsession) | busy (bare, kvsession) |\n|---|---|---:|---:|---:|---:|---:|\n")
-		for _, impl := range []string{"kvsession/memory", "kvsession/badger"} {
+		b.WriteString("Bare fasthttp and kvsession servers up at once, the load alternating between them in short slices, so that drift on a shared machine hits all alike; the targets use these. The bare servers' clients send the same Cookie header as a session client, so the difference is the session work alone. ")
+		b.WriteString("Badger alone is bare fasthttp doing one raw Badger transaction per request on the key the Cookie names, with no session code: the ceiling for any session library on this Badger, run beside kvsession/badger.\n\n")
+		b.WriteString("Server CPU is per request, as in the table above; busy is each server's CPU time over its slices' wall time. Near 100% means the servers, not the load generator, set the pace.\n\n")
+		b.WriteString("| server | route | its req/s | bare fasthttp req/s beside it | ÷ bare | server CPU µs/req (bare, it) | busy (bare, it) |\n|---|---|---:|---:|---:|---:|---:|\n")
+		for _, impl := range []string{"kvsession/memory", "kvsession/badger", "badger alone"} {
+			vs := "bare fasthttp vs " + impl
+			if impl == "badger alone" {
+				vs = "bare fasthttp vs kvsession/badger"
+			}
 			for _, rt := range []string{"incr", "read"} {
-				vs := "bare fasthttp vs " + impl
 				bare, k := r.paired[vs+" "+rt], r.paired[impl+" "+rt]
-				if bare > 0 {
-					fmt.Fprintf(&b, "| bare fasthttp, %s | /%s | %.0f | %.0f | %.0f%% | %.1f, %.1f | %.0f%%, %.0f%% |\n", impl, rt, bare, k, 100*k/bare,
+				if bare > 0 && k > 0 {
+					fmt.Fprintf(&b, "| %s | /%s | %.0f | %.0f | %.0f%% | %.1f, %.1f | %.0f%%, %.0f%% |\n", impl, rt, k, bare, 100*k/bare,
 						r.paired["cpu "+vs+" "+rt], r.paired["cpu "+impl+" "+rt], 100*r.paired["busy "+vs+" "+rt], 100*r.paired["busy "+impl+" "+rt])
 				}
 			}
@@ -188,11 +192,22 @@ func (r *report) targets() []string {
 			add("kvsession/memory /big ≥ 1.5× the fastest correct peer", fmt.Sprintf("%.1f× %s", k/best, bestName), k >= 1.5*best)
 		}
 	}
+	// Badger's targets are checked beside what Badger alone reaches: no
+	// session library on it can go faster.
+	alone := rps("badger alone", "incr")
 	if b, k := bareFor("kvsession/badger", "incr"), rps("kvsession/badger", "incr"); b > 0 && k > 0 {
-		add("kvsession/badger /incr ≥ 50% of bare fasthttp (paired)", fmt.Sprintf("%.0f%%", 100*k/b), k >= 0.5*b)
+		measured := fmt.Sprintf("%.0f%%", 100*k/b)
+		if alone > 0 {
+			measured += fmt.Sprintf("; Badger alone, no session code: %.0f%%, of which kvsession keeps %.0f%%", 100*alone/b, 100*k/alone)
+		}
+		add("kvsession/badger /incr ≥ 50% of bare fasthttp (paired)", measured, k >= 0.5*b)
 	}
 	if f, k := r.httpRPS("fiber/badger*", "incr"), r.httpRPS("kvsession/badger", "incr"); f > 0 && k > 0 {
-		add("kvsession/badger /incr ≥ 4× fiber's Badger", fmt.Sprintf("%.1f×", k/f), k >= 4*f)
+		measured := fmt.Sprintf("%.1f×", k/f)
+		if a := r.httpRPS("badger alone", "incr"); a > 0 {
+			measured += fmt.Sprintf("; Badger alone, no session code: %.1f×", a/f)
+		}
+		add("kvsession/badger /incr ≥ 4× fiber's Badger", measured, k >= 4*f)
 	}
 	for _, p := range r.inProcess {
 		if p.contender != "kvsession/memory" {

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -17,6 +18,7 @@ import (
 	"time"
 
 	"github.com/alexedwards/scs/v2"
+	bdg "github.com/dgraph-io/badger/v4"
 	"github.com/gofiber/fiber/v2"
 	fibersession "github.com/gofiber/fiber/v2/middleware/session"
 	"github.com/valyala/fasthttp"
@@ -77,6 +79,7 @@ var serverKinds = []serverKind{
 	{name: "bare net/http", serve: serveBareNetHTTP, bare: true},
 	{name: "kvsession/memory", serve: serveKvsession(openMemory), lockable: true},
 	{name: "kvsession/badger", serve: serveKvsession(openBadger), lockable: true},
+	{name: "badger alone", serve: serveBadgerAlone, bare: true},
 	{name: "kvsession/redis", serve: serveKvsession(openRedis), lockable: true, needsRedis: true},
 	{name: "fiber/memory", serve: serveFiber(nil)},
 	{name: "fiber/badger*", serve: serveFiber(openBadger)},
@@ -128,6 +131,77 @@ func serveBareNetHTTP(ln net.Listener, _ serveOptions) error {
 	mux.HandleFunc("/read", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "1") })
 	mux.HandleFunc("/big", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "4096") })
 	return (&http.Server{Handler: mux}).Serve(ln)
+}
+
+// serveBadgerAlone is the ceiling for any session library on Badger: bare
+// fasthttp and one raw Badger transaction per request, on the key the
+// Cookie header carries, with no session code at all: no id checks, no
+// encoding, no cookie to set. /incr and /big read the value and write a new
+// one, /read only reads. Badger is opened through kvsession's store, so its
+// tuning is the one kvsession runs on.
+func serveBadgerAlone(ln net.Listener, o serveOptions) error {
+	st, err := badger.Open(badger.Options{Dir: o.dir})
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	db := st.DB()
+	return (&fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) {
+		key := ctx.Request.Header.Cookie("session")
+		if len(key) == 0 {
+			ctx.Error("no session cookie", fasthttp.StatusBadRequest)
+			return
+		}
+		var n int
+		read := func(txn *bdg.Txn) error {
+			item, err := txn.Get(key)
+			if errors.Is(err, bdg.ErrKeyNotFound) {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			return item.Value(func(v []byte) error {
+				if len(v) == 8 {
+					n = int(binary.BigEndian.Uint64(v))
+				}
+				return nil
+			})
+		}
+		var err error
+		switch string(ctx.Path()) {
+		case "/incr", "/big":
+			big := string(ctx.Path()) == "/big"
+			err = db.Update(func(txn *bdg.Txn) error {
+				if err := read(txn); err != nil {
+					return err
+				}
+				var v []byte
+				if big {
+					v = blob
+				} else {
+					n++
+					v = binary.BigEndian.AppendUint64(make([]byte, 0, 8), uint64(n))
+				}
+				e := bdg.NewEntry(key, v)
+				e.ExpiresAt = uint64(time.Now().Add(kvsession.DefaultMaxAge).Unix())
+				return txn.SetEntry(e)
+			})
+			if big {
+				n = len(blob)
+			}
+		case "/read":
+			err = db.View(read)
+		default:
+			ctx.NotFound()
+			return
+		}
+		if err != nil {
+			ctx.Error(err.Error(), fasthttp.StatusInternalServerError)
+			return
+		}
+		appendCounter(ctx, n)
+	}}).Serve(ln)
 }
 
 func serveKvsession(open func(serveOptions) (store.Store, error)) func(net.Listener, serveOptions) error {
