@@ -68,7 +68,7 @@ func onEachStore(b *testing.B, sessions int, values map[string]any, bytesPerOp i
 
 // seed creates n sessions holding the given values and returns Cookie
 // headers carrying their ids.
-func seed(b *testing.B, be *ServerBackend, n int, values map[string]any) [][]byte {
+func seed(b testing.TB, be *ServerBackend, n int, values map[string]any) [][]byte {
 	ids := make([][]byte, n)
 	for i := range ids {
 		id, err := be.GenerateID()

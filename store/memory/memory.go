@@ -91,12 +91,15 @@ var ErrTooLarge = errors.New("memory store: key and value exceed 4 GiB")
 // instead of 64. At a million sessions that is a fifth of the store's
 // memory, and one cache miss fewer per lookup.
 //
-// Values are never written once stored (Set and Touch replace entries), so
-// copies can be taken outside the lock. Assigning to a key already in a
-// map replaces the map's key with the one given: Set and Touch always
-// assign with a view of the entry's own buffer, so the map never keeps a
-// caller's string (a substring pinning a whole request header, or an
-// unsafe view of a reused buffer).
+// Set writes a value as long as the one it replaces into the same buffer,
+// under the shard's write lock: a session saved again and again (the same
+// fields, new values) then allocates nothing, and a busy store gives the
+// garbage collector nothing to do. So readers copy values only while they
+// hold the read lock. Assigning to a key already in a map replaces the
+// map's key with the one given: Set and Touch always assign with a view of
+// the entry's own buffer, so the map never keeps a caller's string (a
+// substring pinning a whole request header, or an unsafe view of a reused
+// buffer).
 type entry struct {
 	data       *byte // the key's bytes, then the value's
 	klen, vlen uint32
@@ -239,17 +242,18 @@ func (s *Store) GetAppend(ctx context.Context, key string, dst []byte) ([]byte, 
 		return dst, store.ErrClosed
 	}
 	e, ok := sh.m[key]
-	sh.mu.RUnlock()
 	if !ok || !e.live(now) {
+		sh.mu.RUnlock()
 		return dst, store.ErrNotFound
 	}
-	// Copying outside the lock is safe because a stored slice is never
-	// written to: Set and Touch replace entries, they do not modify values.
+	// Copied under the lock: Set may rewrite the value in place.
 	v := e.value()
 	if dst == nil {
 		dst = make([]byte, 0, len(v))
 	}
-	return append(dst, v...), nil
+	dst = append(dst, v...)
+	sh.mu.RUnlock()
+	return dst, nil
 }
 
 // Set stores a copy of value under key. A zero ttl means no expiry.
@@ -263,15 +267,23 @@ func (s *Store) Set(ctx context.Context, key string, value []byte, ttl time.Dura
 	if uint64(len(key))+uint64(len(value)) > math.MaxUint32 {
 		return ErrTooLarge // an entry's lengths are 32-bit
 	}
-	// Copy and read the clock before locking to keep the critical section to
-	// the map operation itself.
-	k, e := newEntry(key, value, s.expiry(ttl))
+	exp := s.expiry(ttl) // the clock is read before locking
 	sh := s.shard(key)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	if sh.m == nil {
 		return store.ErrClosed
 	}
+	if e, ok := sh.m[key]; ok && len(value) == int(e.vlen) {
+		// Rewritten in place (see entry): readers copy under the read
+		// lock, which this write lock excludes. Only at the same length,
+		// so that no buffer outgrows its value.
+		copy(e.value(), value)
+		e.expiresAt = exp
+		sh.m[e.key()] = e
+		return nil
+	}
+	k, e := newEntry(key, value, exp)
 	sh.m[k] = e
 	if len(sh.m) > sh.peak {
 		sh.peak = len(sh.m)

@@ -1,0 +1,5 @@
+//go:build race
+
+package kvsession
+
+const raceEnabled = true
