@@ -175,8 +175,8 @@ func run(o options) int {
 		if !want(name) || (k.bare && !only[name]) {
 			continue
 		}
-		for _, n := range o.scale {
-			rep.scaling = append(rep.scaling, runScale(k, n, o))
+		if len(o.scale) > 0 {
+			rep.scaling = append(rep.scaling, runScale(k, o.scale, o, name == "kvsession/memory")...)
 		}
 	}
 
@@ -436,49 +436,101 @@ func runContention(k serverKind, lock bool, o options, redisAddr string) content
 	return res
 }
 
-func runScale(k serverKind, n int, o options) scaleResult {
-	res := scaleResult{impl: k.name, sessions: n}
+// scaled is one server of a scaling run, with its sessions created.
+type scaled struct {
+	srv     *child
+	clients []client
+	res     scaleResult
+	took    map[string]time.Duration
+	reqs    map[string]uint64
+}
+
+// runScale measures k at each session count in sizes. With alternate, the
+// servers are all up at once and the load alternates between them in short
+// slices, as in the paired run, so that the ratio between sizes is not the
+// machine's drift between two runs. Stores with background work (Badger's
+// compaction runs on the servers' core while the others are measured)
+// run one size at a time instead.
+func runScale(k serverKind, sizes []int, o options, alternate bool) []scaleResult {
+	groups, slices := [][]int{}, 1
+	if alternate {
+		groups, slices = [][]int{sizes}, 6
+	} else {
+		for _, n := range sizes {
+			groups = append(groups, []int{n})
+		}
+	}
+	var out []scaleResult
+	for _, group := range groups {
+		var up []*scaled
+		for _, n := range group {
+			sc := startScaled(k, n, o)
+			if sc.res.createFailedErr != "" {
+				if sc.srv != nil {
+					sc.srv.stop()
+				}
+				out = append(out, sc.res)
+				continue
+			}
+			up = append(up, sc)
+		}
+		for _, rt := range []route{routeIncr, routeRead} {
+			for i := 0; i < slices; i++ {
+				for _, sc := range up {
+					r := runLoad(sc.srv.addr, o.conns, sc.clients, rt, o.scaleFor/time.Duration(slices), true)
+					sc.res.errors += r.errors
+					sc.res.wrong += r.wrong
+					if r.firstErr != nil && sc.res.firstErr == "" {
+						sc.res.firstErr = r.firstErr.Error()
+					}
+					sc.reqs[rt.name] += r.requests
+					sc.took[rt.name] += r.elapsed
+				}
+			}
+		}
+		for _, sc := range up {
+			res := &sc.res
+			res.incrRPS = float64(sc.reqs["incr"]) / sc.took["incr"].Seconds()
+			res.readRPS = float64(sc.reqs["read"]) / sc.took["read"].Seconds()
+			res.rssMiB = sc.srv.rssMiB()
+			lost, err := verify(sc.srv.addr, sc.clients, o.verifyCount)
+			res.lost = lost
+			if err != nil {
+				res.errors++
+				res.firstErr = err.Error()
+			}
+			progress("scaling %-16s %8d sessions (created in %v): incr %6.0f req/s, read %6.0f req/s, RSS %.0f MiB",
+				k.name, res.sessions, res.create.Round(time.Millisecond), res.incrRPS, res.readRPS, res.rssMiB)
+			out = append(out, *res)
+			sc.srv.stop()
+		}
+	}
+	return out
+}
+
+// startScaled starts k and creates n sessions on it; on failure the result
+// says why.
+func startScaled(k serverKind, n int, o options) *scaled {
+	sc := &scaled{res: scaleResult{impl: k.name, sessions: n}, took: map[string]time.Duration{}, reqs: map[string]uint64{}}
 	srv, err := startServer(k, false, "", o.pinned, "")
 	if err != nil {
-		res.createFailedErr = err.Error()
-		return res
+		sc.res.createFailedErr = err.Error()
+		return sc
 	}
-	defer srv.stop()
-	clients := make([]client, n)
+	sc.srv = srv
+	sc.clients = make([]client, n)
 	if k.bare {
-		clients = bareClients(n)
+		sc.clients = bareClients(n)
 	}
 	t0 := time.Now()
 	progress("scaling %s: creating %d sessions", k.name, n)
-	if err := createSessions(srv.addr, o.conns, clients); err != nil {
-		res.createFailedErr = err.Error()
+	if err := createSessions(srv.addr, o.conns, sc.clients); err != nil {
+		sc.res.createFailedErr = err.Error()
 		progress("scaling %s: %v", k.name, err)
-		return res
+		return sc
 	}
-	res.create = time.Since(t0)
-	for _, rt := range []route{routeIncr, routeRead} {
-		r := runLoad(srv.addr, o.conns, clients, rt, o.scaleFor, true)
-		res.errors += r.errors
-		res.wrong += r.wrong
-		if r.firstErr != nil && res.firstErr == "" {
-			res.firstErr = r.firstErr.Error()
-		}
-		if rt.name == "incr" {
-			res.incrRPS = r.rps()
-		} else {
-			res.readRPS = r.rps()
-		}
-	}
-	res.rssMiB = srv.rssMiB()
-	lost, err := verify(srv.addr, clients, o.verifyCount)
-	res.lost = lost
-	if err != nil {
-		res.errors++
-		res.firstErr = err.Error()
-	}
-	progress("scaling %-16s %8d sessions (created in %v): incr %6.0f req/s, read %6.0f req/s, RSS %.0f MiB",
-		k.name, n, res.create.Round(time.Millisecond), res.incrRPS, res.readRPS, res.rssMiB)
-	return res
+	sc.res.create = time.Since(t0)
+	return sc
 }
 
 // findRedis returns the Redis to use: addr if set and reachable, else a
