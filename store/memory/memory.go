@@ -118,7 +118,8 @@ func newEntry(key string, value []byte, expiresAt int64) (string, entry) {
 // key is the entry's own copy of its key.
 func (e *entry) key() string { return unsafe.String(e.data, e.klen) }
 
-// value is the stored value; callers copy it, never write to it.
+// value is the stored value. Only Set writes to it, under the shard's write
+// lock; everyone else copies it under the read lock.
 func (e *entry) value() []byte {
 	if e.vlen == 0 {
 		return nil
@@ -270,8 +271,8 @@ func (s *Store) Set(ctx context.Context, key string, value []byte, ttl time.Dura
 	exp := s.expiry(ttl) // the clock is read before locking
 	sh := s.shard(key)
 	sh.mu.Lock()
-	defer sh.mu.Unlock()
 	if sh.m == nil {
+		sh.mu.Unlock()
 		return store.ErrClosed
 	}
 	if e, ok := sh.m[key]; ok && len(value) == int(e.vlen) {
@@ -281,9 +282,19 @@ func (s *Store) Set(ctx context.Context, key string, value []byte, ttl time.Dura
 		copy(e.value(), value)
 		e.expiresAt = exp
 		sh.m[e.key()] = e
+		sh.mu.Unlock()
 		return nil
 	}
+	sh.mu.Unlock()
+	// A new buffer is allocated and filled outside the lock, so that the
+	// shard's readers do not wait on the allocator. A Set landing in
+	// between is simply overwritten, as if it had come first.
 	k, e := newEntry(key, value, exp)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if sh.m == nil {
+		return store.ErrClosed
+	}
 	sh.m[k] = e
 	if len(sh.m) > sh.peak {
 		sh.peak = len(sh.m)

@@ -202,24 +202,39 @@ func TestNoShrinkBelowFloor(t *testing.T) {
 // when a Set overwrites the key, since assigning to an existing map key
 // replaces the stored string with the caller's.
 func TestKeyIsCopied(t *testing.T) {
-	s := New(Options{Shards: 1})
-	defer s.Close()
-	ctx := t.Context()
-	buf := []byte("session-1")
-	key := unsafe.String(&buf[0], len(buf))
-	if err := s.Set(ctx, key, []byte("v1"), 0); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Set(ctx, key, []byte("v2"), 0); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Touch(ctx, key, time.Hour); err != nil {
-		t.Fatal(err)
-	}
-	copy(buf, "XXXXXXXXX")
-	v, err := s.Get(ctx, "session-1")
-	if err != nil || string(v) != "v2" {
-		t.Errorf(`Get("session-1") after the caller's buffer changed = %q, %v; want "v2"`, v, err)
+	for _, tc := range []struct {
+		name   string
+		second string // the second value: "v2" is rewritten in place, "v22" is not
+		touch  bool
+	}{
+		{"in place", "v2", false},
+		{"in place, then Touch", "v2", true},
+		{"new buffer", "v22", false},
+		{"new buffer, then Touch", "v22", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := New(Options{Shards: 1})
+			defer s.Close()
+			ctx := t.Context()
+			buf := []byte("session-1")
+			key := unsafe.String(&buf[0], len(buf))
+			if err := s.Set(ctx, key, []byte("v1"), 0); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.Set(ctx, key, []byte(tc.second), 0); err != nil {
+				t.Fatal(err)
+			}
+			if tc.touch {
+				if err := s.Touch(ctx, key, time.Hour); err != nil {
+					t.Fatal(err)
+				}
+			}
+			copy(buf, "XXXXXXXXX")
+			v, err := s.Get(ctx, "session-1")
+			if err != nil || string(v) != tc.second {
+				t.Errorf(`Get("session-1") after the caller's buffer changed = %q, %v; want %q`, v, err, tc.second)
+			}
+		})
 	}
 }
 
@@ -291,8 +306,11 @@ func TestNoTornReads(t *testing.T) {
 	if err := s.Set(ctx, "k", a, 0); err != nil {
 		t.Fatal(err)
 	}
-	var stop atomic.Bool
-	var wg sync.WaitGroup
+	var (
+		stop  atomic.Bool
+		reads atomic.Int64
+		wg    sync.WaitGroup
+	)
 	errs := make(chan string, 4)
 	for range 4 {
 		wg.Add(1)
@@ -305,10 +323,13 @@ func TestNoTornReads(t *testing.T) {
 					errs <- fmt.Sprintf("read %d bytes, %d of them 'a', err %v", len(v), bytes.Count(v, []byte("a")), err)
 					return
 				}
+				reads.Add(1)
 			}
 		}()
 	}
-	for i := range 20000 {
+	// Writes go on until the readers have read plenty while they ran, so
+	// that a copy taken outside the lock has its chance to tear.
+	for i := 0; reads.Load() < 50000 && len(errs) == 0; i++ {
 		v := a
 		if i%2 == 1 {
 			v = b
