@@ -3,7 +3,6 @@ package kvsession
 import (
 	"context"
 	"errors"
-	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -11,37 +10,8 @@ import (
 	"github.com/kvsession/kvsession/store"
 	"github.com/kvsession/kvsession/store/badger"
 	"github.com/kvsession/kvsession/store/memory"
+	"github.com/kvsession/kvsession/store/storetest/faultstore"
 )
-
-// lockingStore adds a store.Locker to a store, the way a store shared by
-// several processes would, so the backend's polling path is exercised.
-type lockingStore struct {
-	store.Store
-	mu    sync.Mutex
-	locks map[string]string
-	n     int
-}
-
-func (l *lockingStore) TryLock(_ context.Context, key string, _ time.Duration) (string, bool, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if _, held := l.locks[key]; held {
-		return "", false, nil
-	}
-	l.n++
-	tok := strconv.Itoa(l.n)
-	l.locks[key] = tok
-	return tok, true, nil
-}
-
-func (l *lockingStore) Unlock(_ context.Context, key, token string) error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.locks[key] == token {
-		delete(l.locks, key)
-	}
-	return nil
-}
 
 // TestLockLosesNoIncrement is the proof: N requests increment one
 // session's counter at once, and it ends at exactly N.
@@ -56,7 +26,9 @@ func TestLockLosesNoIncrement(t *testing.T) {
 			return st
 		},
 		"store lock": func(t *testing.T) store.Store {
-			return &lockingStore{Store: memory.New(memory.Options{}), locks: map[string]string{}}
+			// A store.Locker, as a store shared by several processes
+			// has, so the backend's polling path is exercised.
+			return faultstore.NewShared(memory.Options{})
 		},
 	}
 	const n = 40
