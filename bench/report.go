@@ -232,7 +232,7 @@ func (r *report) targets() []string {
 		if s.sessions == 1_000_000 && small[s.impl].sessions < s.sessions && strings.HasPrefix(s.impl, "kvsession/") {
 			base := small[s.impl]
 			measured := fmt.Sprintf("%.1f%%", 100*s.incrRPS/base.incrRPS)
-			if a, ok := r.scaled("badger alone", base.sessions, s.sessions); ok && s.impl == "kvsession/badger" {
+			if a, ok := r.scaleRatio("badger alone", base.sessions, s.sessions); ok && s.impl == "kvsession/badger" {
 				measured += fmt.Sprintf("; Badger alone, no session code: %.1f%%", 100*a)
 			}
 			add(fmt.Sprintf("%s at 1M sessions: /incr ≥ 90%% of %d", s.impl, base.sessions), measured, s.incrRPS >= 0.9*base.incrRPS)
@@ -249,8 +249,8 @@ func (r *report) targets() []string {
 	return out
 }
 
-// scaled is impl's /incr req/s at to sessions over its figure at from.
-func (r *report) scaled(impl string, from, to int) (float64, bool) {
+// scaleRatio is impl's /incr req/s at to sessions over its figure at from.
+func (r *report) scaleRatio(impl string, from, to int) (float64, bool) {
 	var a, b float64
 	for _, s := range r.scaling {
 		if s.impl == impl && s.createFailedErr == "" {
