@@ -666,8 +666,13 @@ func runPair(o options, names []string, out map[string]float64) bool {
 	}
 	for _, rt := range []route{routeIncr, routeRead} {
 		reqs, took, cpu := map[string]uint64{}, map[string]time.Duration{}, map[string]time.Duration{}
+		// Each slice's ratio to the bare slice run just before it: their
+		// spread says how far apart two runs of the same code may land, and
+		// so whether a pooled ratio a point under a target is a miss.
+		lo, hi := map[string]float64{}, map[string]float64{}
 		for i := 0; i < slices; i++ {
-			for _, name := range names {
+			var bareRPS float64
+			for j, name := range names {
 				k, _ := kindByName(name)
 				before := servers[name].cpu()
 				r := runLoad(servers[name].addr, o.conns, clients[name], rt, slice, !k.bare)
@@ -677,6 +682,17 @@ func runPair(o options, names []string, out map[string]float64) bool {
 				}
 				reqs[name] += r.requests
 				took[name] += r.elapsed
+				if j == 0 {
+					bareRPS = r.rps()
+				} else if bareRPS > 0 {
+					ratio := r.rps() / bareRPS
+					if l, ok := lo[name]; !ok || ratio < l {
+						lo[name] = ratio
+					}
+					if ratio > hi[name] {
+						hi[name] = ratio
+					}
+				}
 			}
 		}
 		ceiling := "bare fasthttp vs " + names[1]
@@ -691,6 +707,10 @@ func runPair(o options, names []string, out map[string]float64) bool {
 			line += fmt.Sprintf(", %s %.0f", name, rps)
 			if i > 0 {
 				line += fmt.Sprintf(" (%.0f%%)", 100*rps/out[ceiling+" "+rt.name])
+				if l, ok := lo[name]; ok {
+					out["slices low "+key+" "+rt.name] = l
+					out["slices high "+key+" "+rt.name] = hi[name]
+				}
 			}
 			// Server CPU per request, and how busy each server was: a
 			// server short of 100% busy was held back by the load
