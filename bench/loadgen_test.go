@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"encoding/binary"
 	"fmt"
 	"io"
 	"net"
@@ -10,6 +12,10 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	bdg "github.com/dgraph-io/badger/v4"
+
+	"github.com/kvsession/kvsession/store/badger"
 )
 
 func TestSetCookie(t *testing.T) {
@@ -213,38 +219,60 @@ func TestTooManySetCookies(t *testing.T) {
 	}
 }
 
-// TestBadgerAloneCounts: the Badger ceiling does the work it stands for,
-// a read and a durable write per increment on each client's own key, so
-// its replies pass the same checks as a session library's.
+// TestBadgerAloneCounts: the Badger ceilings do the work they stand for,
+// a durable write per increment on each client's own key (and, but for
+// writes alone, a read from Badger), so their replies pass the same checks
+// as a session library's, and Badger holds every counter afterwards.
 func TestBadgerAloneCounts(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- serveBadgerAlone(ln, serveOptions{dir: t.TempDir()}) }()
-	defer func() {
-		ln.Close()
-		<-done // Badger closed before its directory goes
-	}()
-	addr := ln.Addr().String()
-	clients := bareClients(20)
-	for _, rt := range []route{routeIncr, routeRead} {
-		r := runLoad(addr, 4, clients, rt, 200*time.Millisecond, true)
-		if r.requests == 0 || r.errors+r.wrong != 0 {
-			t.Fatalf("/%s: %d requests, %d errors, %d wrong: %v", rt.name, r.requests, r.errors, r.wrong, r.firstErr)
-		}
-	}
-	lost, err := verify(addr, clients, len(clients))
-	if err != nil || lost != 0 {
-		t.Fatalf("read back: %d lost, %v", lost, err)
-	}
-	var sum int64
-	for _, c := range clients {
-		sum += c.want
-	}
-	if sum == 0 {
-		t.Fatal("no counter moved")
+	for _, writesOnly := range []bool{false, true} {
+		t.Run(fmt.Sprintf("writesOnly=%v", writesOnly), func(t *testing.T) {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			dir := t.TempDir()
+			done := make(chan error, 1)
+			go func() { done <- serveBadgerAlone(writesOnly)(ln, serveOptions{dir: dir}) }()
+			addr := ln.Addr().String()
+			clients := bareClients(20)
+			for _, rt := range []route{routeIncr, routeRead} {
+				r := runLoad(addr, 4, clients, rt, 200*time.Millisecond, true)
+				if r.requests == 0 || r.errors+r.wrong != 0 {
+					t.Fatalf("/%s: %d requests, %d errors, %d wrong: %v", rt.name, r.requests, r.errors, r.wrong, r.firstErr)
+				}
+			}
+			lost, err := verify(addr, clients, len(clients))
+			if err != nil || lost != 0 {
+				t.Fatalf("read back: %d lost, %v", lost, err)
+			}
+			ln.Close()
+			<-done // Badger closed: its files can be opened again
+
+			st, err := badger.Open(badger.Options{Dir: dir})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer st.Close()
+			var sum int64
+			for _, c := range clients {
+				key, _ := bytes.CutPrefix(c.cookie, []byte("session="))
+				var v []byte
+				err := st.DB().View(func(txn *bdg.Txn) error {
+					item, err := txn.Get(key)
+					if err == nil {
+						v, err = item.ValueCopy(nil)
+					}
+					return err
+				})
+				if err != nil || len(v) != 8 || int64(binary.BigEndian.Uint64(v)) != c.want {
+					t.Fatalf("Badger holds %x (%v) for a client at %d", v, err, c.want)
+				}
+				sum += c.want
+			}
+			if sum == 0 {
+				t.Fatal("no counter moved")
+			}
+		})
 	}
 }
 

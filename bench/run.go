@@ -130,7 +130,7 @@ func run(o options) int {
 
 	var kinds []serverKind
 	for _, k := range serverKinds {
-		if !want(k.name) || (k.needsRedis && redisAddr == "") {
+		if !want(k.name) || (k.needsRedis && redisAddr == "") || (k.onRequest && !only[k.name]) {
 			continue
 		}
 		kinds = append(kinds, k)
@@ -151,7 +151,7 @@ func run(o options) int {
 		rep.http = append(rep.http, runHTTP(k, o, redisAddr)...)
 	}
 	if len(only) == 0 || (only["bare fasthttp"] && (only["kvsession/memory"] || only["kvsession/badger"])) {
-		rep.paired = runPaired(o)
+		rep.paired = runPaired(o, only["badger writes alone"])
 	}
 
 	progress("contention: %d connections on one session, %v each", o.conns, o.contendFor)
@@ -601,15 +601,19 @@ func us(d time.Duration) float64 { return float64(d) / float64(time.Microsecond)
 // bare fasthttp) with both servers up at once and the load alternating
 // between them in short slices, so that a shared machine's drift, which
 // easily moves a three-second run by a tenth, lands on both alike.
-func runPaired(o options) map[string]float64 {
+func runPaired(o options, writesAlone bool) map[string]float64 {
 	out := map[string]float64{}
 	// Badger's background work (flushes, compaction) would run on the
 	// servers' core while the others are measured: one group at a time.
 	// Badger alone runs beside kvsession/badger, so that both carry the
 	// same share of each other's background work.
+	badgerGroup := []string{"bare fasthttp", "kvsession/badger", "badger alone"}
+	if writesAlone {
+		badgerGroup = append(badgerGroup, "badger writes alone")
+	}
 	for _, group := range [][]string{
 		{"bare fasthttp", "kvsession/memory"},
-		{"bare fasthttp", "kvsession/badger", "badger alone"},
+		badgerGroup,
 	} {
 		if !runPair(o, group, out) {
 			return nil

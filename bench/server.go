@@ -14,6 +14,7 @@ import (
 	"runtime/pprof"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -66,6 +67,9 @@ type serverKind struct {
 	lockable bool
 	// needsRedis kinds run only when a Redis server is reachable.
 	needsRedis bool
+	// onRequest kinds run only when -only names them: they answer a
+	// question about a target, not a user's choice of library.
+	onRequest bool
 }
 
 type serveOptions struct {
@@ -79,7 +83,8 @@ var serverKinds = []serverKind{
 	{name: "bare net/http", serve: serveBareNetHTTP, bare: true},
 	{name: "kvsession/memory", serve: serveKvsession(openMemory), lockable: true},
 	{name: "kvsession/badger", serve: serveKvsession(openBadger), lockable: true},
-	{name: "badger alone", serve: serveBadgerAlone, bare: true},
+	{name: "badger alone", serve: serveBadgerAlone(false), bare: true},
+	{name: "badger writes alone", serve: serveBadgerAlone(true), bare: true, onRequest: true},
 	{name: "kvsession/redis", serve: serveKvsession(openRedis), lockable: true, needsRedis: true},
 	{name: "fiber/memory", serve: serveFiber(nil)},
 	{name: "fiber/badger*", serve: serveFiber(openBadger)},
@@ -139,69 +144,90 @@ func serveBareNetHTTP(ln net.Listener, _ serveOptions) error {
 // encoding, no cookie to set. /incr and /big read the value and write a new
 // one, /read only reads. Badger is opened through kvsession's store, so its
 // tuning is the one kvsession runs on.
-func serveBadgerAlone(ln net.Listener, o serveOptions) error {
-	st, err := badger.Open(badger.Options{Dir: o.dir})
-	if err != nil {
-		return err
-	}
-	defer st.Close()
-	db := st.DB()
-	return (&fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) {
-		key := ctx.Request.Header.Cookie("session")
-		if len(key) == 0 {
-			ctx.Error("no session cookie", fasthttp.StatusBadRequest)
-			return
+//
+// With writesOnly, reads cost nothing: counters are kept in this process
+// as well, /incr takes its value from there and only writes to Badger, and
+// /read never touches Badger. That is the ceiling of a session store with
+// a perfect cache in front of Badger: what the commit alone allows.
+func serveBadgerAlone(writesOnly bool) func(net.Listener, serveOptions) error {
+	return func(ln net.Listener, o serveOptions) error {
+		st, err := badger.Open(badger.Options{Dir: o.dir})
+		if err != nil {
+			return err
 		}
-		var n int
-		read := func(txn *bdg.Txn) error {
-			item, err := txn.Get(key)
-			if errors.Is(err, bdg.ErrKeyNotFound) {
-				return nil
+		defer st.Close()
+		db := st.DB()
+		var (
+			mu     sync.Mutex
+			cached = map[string]int{}
+		)
+		return (&fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) {
+			key := ctx.Request.Header.Cookie("session")
+			if len(key) == 0 {
+				ctx.Error("no session cookie", fasthttp.StatusBadRequest)
+				return
 			}
-			if err != nil {
-				return err
-			}
-			return item.Value(func(v []byte) error {
-				if len(v) == 8 {
-					n = int(binary.BigEndian.Uint64(v))
+			var n int
+			read := func(txn *bdg.Txn) error {
+				if writesOnly {
+					mu.Lock()
+					n = cached[string(key)]
+					mu.Unlock()
+					return nil
 				}
-				return nil
-			})
-		}
-		var err error
-		switch string(ctx.Path()) {
-		case "/incr", "/big":
-			big := string(ctx.Path()) == "/big"
-			err = db.Update(func(txn *bdg.Txn) error {
-				if err := read(txn); err != nil {
+				item, err := txn.Get(key)
+				if errors.Is(err, bdg.ErrKeyNotFound) {
+					return nil
+				}
+				if err != nil {
 					return err
 				}
-				var v []byte
-				if big {
-					v = blob
-				} else {
-					n++
-					v = binary.BigEndian.AppendUint64(make([]byte, 0, 8), uint64(n))
-				}
-				e := bdg.NewEntry(key, v)
-				e.ExpiresAt = uint64(time.Now().Add(kvsession.DefaultMaxAge).Unix())
-				return txn.SetEntry(e)
-			})
-			if big {
-				n = len(blob)
+				return item.Value(func(v []byte) error {
+					if len(v) == 8 {
+						n = int(binary.BigEndian.Uint64(v))
+					}
+					return nil
+				})
 			}
-		case "/read":
-			err = db.View(read)
-		default:
-			ctx.NotFound()
-			return
-		}
-		if err != nil {
-			ctx.Error(err.Error(), fasthttp.StatusInternalServerError)
-			return
-		}
-		appendCounter(ctx, n)
-	}}).Serve(ln)
+			var err error
+			switch string(ctx.Path()) {
+			case "/incr", "/big":
+				big := string(ctx.Path()) == "/big"
+				err = db.Update(func(txn *bdg.Txn) error {
+					if err := read(txn); err != nil {
+						return err
+					}
+					var v []byte
+					if big {
+						v = blob
+					} else {
+						n++
+						v = binary.BigEndian.AppendUint64(make([]byte, 0, 8), uint64(n))
+					}
+					e := bdg.NewEntry(key, v)
+					e.ExpiresAt = uint64(time.Now().Add(kvsession.DefaultMaxAge).Unix())
+					return txn.SetEntry(e)
+				})
+				if big {
+					n = len(blob)
+				} else if err == nil && writesOnly {
+					mu.Lock()
+					cached[string(key)] = n
+					mu.Unlock()
+				}
+			case "/read":
+				err = db.View(read)
+			default:
+				ctx.NotFound()
+				return
+			}
+			if err != nil {
+				ctx.Error(err.Error(), fasthttp.StatusInternalServerError)
+				return
+			}
+			appendCounter(ctx, n)
+		}}).Serve(ln)
+	}
 }
 
 func serveKvsession(open func(serveOptions) (store.Store, error)) func(net.Listener, serveOptions) error {
