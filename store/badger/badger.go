@@ -46,6 +46,21 @@ type Options struct {
 	// dropped.
 	Logger bdg.Logger
 
+	// CacheSize is how many bytes of recently used sessions (keys and
+	// values, plus about a hundred bytes each) are kept in this process in
+	// front of Badger, so that reading one costs a map lookup instead of a
+	// search through Badger's tree. Only what Badger has committed is
+	// cached. Default 8 MiB, which holds every session of a server with
+	// tens of thousands of small ones; the process's resident memory grows
+	// by up to about twice the size, counting the garbage collector's
+	// headroom. Negative turns the cache off.
+	//
+	// With the cache on, write sessions only through the Store, or call
+	// ClearCache after writing through DB (a restore, say): the cache does
+	// not see such writes, and would go on serving the values they
+	// replaced.
+	CacheSize int
+
 	// Tune, if set, is called with the Badger options Open has settled on,
 	// just before opening the database, and may change any of them. It is the
 	// escape hatch for whatever this package does not expose.
@@ -55,6 +70,7 @@ type Options struct {
 const (
 	defaultGCInterval     = 5 * time.Minute
 	defaultGCDiscardRatio = 0.5
+	defaultCacheSize      = 8 << 20
 
 	// Touch reads and rewrites in one transaction, which Badger aborts with
 	// ErrConflict if another transaction wrote the key meanwhile. Retrying
@@ -74,6 +90,7 @@ var ErrValueTooLarge = errors.New("badger store: value too large for an in-memor
 // store.Exister, store.Expirer and store.Clearer.
 type Store struct {
 	db       *bdg.DB
+	cache    *cache // nil when Options.CacheSize turned it off
 	ratio    float64
 	maxValue int // values must be shorter than this; 0 means no limit of ours
 
@@ -153,8 +170,13 @@ func Open(opts Options) (*Store, error) {
 		return nil, fmt.Errorf("badger store: %w", err)
 	}
 
+	cacheSize := opts.CacheSize
+	if cacheSize == 0 {
+		cacheSize = defaultCacheSize
+	}
 	s := &Store{
 		db:     db,
+		cache:  newCache(cacheSize),
 		ratio:  ratio,
 		stopGC: make(chan struct{}),
 		gcDone: make(chan struct{}),
@@ -265,22 +287,31 @@ func (s *Store) GetAppend(ctx context.Context, key string, dst []byte) ([]byte, 
 	if s.closed {
 		return dst, store.ErrClosed
 	}
-	out := dst
+	out, hit, gen := s.cache.get(key, dst, uint64(time.Now().Unix()))
+	if hit {
+		return out, nil
+	}
+	var exp uint64
 	err := s.db.View(func(txn *bdg.Txn) error {
 		item, err := txn.Get([]byte(key))
 		if err != nil {
 			return err
 		}
+		exp = item.ExpiresAt()
 		// The value Badger hands out is only valid inside the transaction.
 		return item.Value(func(v []byte) error {
 			out = append(dst, v...)
 			return nil
 		})
 	})
-	if err != nil {
-		return dst, mapErr(err)
+	switch {
+	case err == nil:
+		s.cache.fill(key, gen, true, out[len(dst):], exp)
+		return out, nil
+	case errors.Is(err, bdg.ErrKeyNotFound):
+		s.cache.fill(key, gen, false, nil, 0)
 	}
-	return out, nil
+	return dst, mapErr(err)
 }
 
 // Set stores value under key. A zero ttl means no expiry; a positive one is
@@ -302,11 +333,18 @@ func (s *Store) Set(ctx context.Context, key string, value []byte, ttl time.Dura
 	}
 	// Update returns only once the write is committed, and Badger has copied
 	// the value into its log by then, so the caller may reuse value.
-	return s.db.Update(func(txn *bdg.Txn) error {
+	exp := expiresAt(time.Now(), ttl)
+	w := s.cache.beginWrite(key)
+	var err error
+	// Deferred so that a panic in Badger, recovered by the caller, does not
+	// leave the key marked as being written, never to be cached again.
+	defer func() { s.cache.endWrite(w, err == nil, true, value, exp) }()
+	err = s.db.Update(func(txn *bdg.Txn) error {
 		e := bdg.NewEntry([]byte(key), value)
-		e.ExpiresAt = expiresAt(time.Now(), ttl)
+		e.ExpiresAt = exp
 		return txn.SetEntry(e)
 	})
+	return err
 }
 
 // Delete removes key. Deleting a missing key is not an error.
@@ -319,9 +357,13 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 	if s.closed {
 		return store.ErrClosed
 	}
-	return s.db.Update(func(txn *bdg.Txn) error {
+	w := s.cache.beginWrite(key)
+	var err error
+	defer func() { s.cache.endWrite(w, err == nil, false, nil, 0) }()
+	err = s.db.Update(func(txn *bdg.Txn) error {
 		return txn.Delete([]byte(key))
 	})
+	return err
 }
 
 // Touch resets key's expiry to ttl from now (rounded up to whole seconds);
@@ -343,23 +385,30 @@ func (s *Store) Touch(ctx context.Context, key string, ttl time.Duration) error 
 		return store.ErrClosed
 	}
 	k := []byte(key)
-	var err error
+	var (
+		err   error
+		value []byte // what the key holds once a Touch commits
+		exp   uint64
+	)
+	w := s.cache.beginWrite(key)
+	defer func() { s.cache.endWrite(w, err == nil, true, value, exp) }()
 	for range touchAttempts {
 		err = s.db.Update(func(txn *bdg.Txn) error {
 			item, err := txn.Get(k)
 			if err != nil {
 				return err
 			}
-			v, err := item.ValueCopy(nil)
-			if err != nil {
+			if value, err = item.ValueCopy(nil); err != nil {
 				return err
 			}
-			e := bdg.NewEntry(k, v).WithMeta(item.UserMeta())
-			e.ExpiresAt = expiresAt(time.Now(), ttl)
+			e := bdg.NewEntry(k, value).WithMeta(item.UserMeta())
+			exp = expiresAt(time.Now(), ttl)
+			e.ExpiresAt = exp
 			return txn.SetEntry(e)
 		})
 		if !errors.Is(err, bdg.ErrConflict) {
-			return mapErr(err)
+			err = mapErr(err)
+			return err
 		}
 		if err := ctx.Err(); err != nil {
 			return err
@@ -432,12 +481,26 @@ func (s *Store) DeleteAll(ctx context.Context) error {
 	}
 	s.gcMu.Lock()
 	defer s.gcMu.Unlock()
+	s.cache.beginDrop()
+	defer s.cache.endDrop()
 	return s.db.DropAll()
 }
 
 // DB returns the underlying Badger database, for what this package does not
 // cover: backups, streaming, metrics. Do not close it; close the Store.
+// After writing through it, call ClearCache (see Options.CacheSize).
 func (s *Store) DB() *bdg.DB { return s.db }
+
+// ClearCache drops every session the Store keeps in memory in front of
+// Badger, so that the next read of each comes from Badger: call it after
+// writing through DB.
+func (s *Store) ClearCache() {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if !s.closed {
+		s.cache.clear()
+	}
+}
 
 // Close stops the garbage collector, waits for operations in flight, and
 // closes the database, flushing it to disk. Later calls to any method return
@@ -450,6 +513,7 @@ func (s *Store) Close() error {
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		s.closed = true
+		s.cache = nil // nothing reads it once closed: give its memory back
 		if cerr := s.db.Close(); cerr != nil {
 			err = fmt.Errorf("badger store: %w", cerr)
 		}

@@ -61,6 +61,20 @@ func TestConformanceInMemory(t *testing.T) {
 	})
 }
 
+// TestConformanceNoCache: with its cache off, every read goes to Badger.
+func TestConformanceNoCache(t *testing.T) {
+	t.Parallel()
+	storetest.Run(t, storetest.Harness{
+		New: func(t *testing.T) store.Store {
+			s, err := Open(Options{InMemory: true, CacheSize: -1})
+			if err != nil {
+				t.Fatalf("Open: %v", err)
+			}
+			return s
+		},
+	})
+}
+
 func TestOpenValidation(t *testing.T) {
 	tests := []struct {
 		name string
