@@ -88,9 +88,10 @@ func kvsessionSetup(open func(b *testing.B) store.Store) func(b *testing.B, n in
 	}
 }
 
-// badgerAloneSetup is the floor under any session library on Badger: one
-// raw Badger transaction per request, reading an 8-byte counter and, for an
-// increment, writing it back, with no session code around it.
+// badgerAloneSetup is what a session library gets from Badger with no
+// cache of its own: one raw Badger transaction per request, reading an
+// 8-byte counter and, for an increment, writing it back, with no session
+// code around it.
 func badgerAloneSetup(b *testing.B, n int) (func(int, bool), func()) {
 	st, err := badger.Open(badger.Options{Dir: b.TempDir()})
 	if err != nil {

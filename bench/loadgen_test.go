@@ -219,7 +219,7 @@ func TestTooManySetCookies(t *testing.T) {
 	}
 }
 
-// TestBadgerAloneCounts: the Badger ceilings do the work they stand for,
+// TestBadgerAloneCounts: the raw Badger servers do the work they stand for,
 // a durable write per increment on each client's own key (and, but for
 // writes alone, a read from Badger), so their replies pass the same checks
 // as a session library's, and Badger holds every counter afterwards.

@@ -74,7 +74,7 @@ func (r *report) markdown() string {
 	if len(r.paired) > 0 {
 		b.WriteString("### Paired with the ceiling\n\n")
 		b.WriteString("Bare fasthttp and kvsession servers up at once, the load alternating between them in short slices, so that drift on a shared machine hits all alike; the targets use these. The bare servers' clients send the same Cookie header as a session client, so the difference is the session work alone. ")
-		b.WriteString("Badger alone is bare fasthttp doing one raw Badger transaction per request on the key the Cookie names, with no session code: the ceiling for any session library on this Badger, run beside kvsession/badger.")
+		b.WriteString("Badger alone is bare fasthttp doing one raw Badger transaction per request on the key the Cookie names, with no session code and no cache: what a session library gets from this Badger unless it keeps sessions in memory too, as kvsession's Badger store does. It runs beside kvsession/badger.")
 		if _, ok := r.paired["badger writes alone incr"]; ok {
 			b.WriteString(" Badger writes alone also keeps every counter in its own memory and only writes to Badger, reading nothing from it: the ceiling of a store with a perfect cache in front of Badger, what the commit alone allows.")
 		}
@@ -197,23 +197,25 @@ func (r *report) targets() []string {
 			add("kvsession/memory /big ≥ 1.5× the fastest correct peer", fmt.Sprintf("%.1f× %s", k/best, bestName), k >= 1.5*best)
 		}
 	}
-	// Badger's targets are checked beside what Badger alone reaches: no
-	// session library on it can go faster.
+	// Badger's targets are checked beside what raw Badger reaches (Badger
+	// alone) and, when asked for, what its commit alone allows (Badger
+	// writes alone): no store that writes every change to Badger can beat
+	// the second.
 	alone := rps("badger alone", "incr")
 	if b, k := bareFor("kvsession/badger", "incr"), rps("kvsession/badger", "incr"); b > 0 && k > 0 {
 		measured := fmt.Sprintf("%.0f%%%s", 100*k/b, r.sliceNote("kvsession/badger", "incr"))
 		if alone > 0 {
-			measured += fmt.Sprintf("; Badger alone, no session code: %.0f%%, of which kvsession keeps %.0f%%", 100*alone/b, 100*k/alone)
+			measured += fmt.Sprintf("; Badger alone, raw transactions: %.0f%%", 100*alone/b)
 		}
 		if w := rps("badger writes alone", "incr"); w > 0 {
-			measured += fmt.Sprintf("; Badger's commit alone, reads free: %.0f%%%s", 100*w/b, r.sliceNote("badger writes alone", "incr"))
+			measured += fmt.Sprintf("; Badger's commit alone, reads free as with a perfect cache: %.0f%%%s", 100*w/b, r.sliceNote("badger writes alone", "incr"))
 		}
 		add("kvsession/badger /incr ≥ 50% of bare fasthttp (paired)", measured, k >= 0.5*b)
 	}
 	if f, k := r.httpRPS("fiber/badger*", "incr"), r.httpRPS("kvsession/badger", "incr"); f > 0 && k > 0 {
 		measured := fmt.Sprintf("%.1f×", k/f)
 		if a := r.httpRPS("badger alone", "incr"); a > 0 {
-			measured += fmt.Sprintf("; Badger alone, no session code: %.1f×", a/f)
+			measured += fmt.Sprintf("; Badger alone, raw transactions: %.1f×", a/f)
 		}
 		add("kvsession/badger /incr ≥ 4× fiber's Badger", measured, k >= 4*f)
 	}
@@ -241,7 +243,7 @@ func (r *report) targets() []string {
 			base := small[s.impl]
 			measured := fmt.Sprintf("%.1f%%", 100*s.incrRPS/base.incrRPS)
 			if a, ok := r.scaleRatio("badger alone", base.sessions, s.sessions); ok && s.impl == "kvsession/badger" {
-				measured += fmt.Sprintf("; Badger alone, no session code: %.1f%%", 100*a)
+				measured += fmt.Sprintf("; Badger alone, raw transactions: %.1f%%", 100*a)
 			}
 			add(fmt.Sprintf("%s at 1M sessions: /incr ≥ 90%% of %d", s.impl, base.sessions), measured, s.incrRPS >= 0.9*base.incrRPS)
 			if s.impl == "kvsession/memory" {

@@ -106,7 +106,7 @@ func run(o options) int {
 		rep.note("Not pinned: taskset or a second CPU is missing, so servers and the load generator share CPUs.")
 	}
 	rep.note("github.com/fasthttp/session is not measured: the Go module proxy refuses it (403), as it does gofiber/storage/badger and scs/badgerstore.")
-	rep.note("badger alone is bare fasthttp doing one raw Badger transaction per request on the key its Cookie names (a read, and for /incr and /big a write), on kvsession's tuned Badger, with no session code: what no session library on this Badger can beat.")
+	rep.note("badger alone is bare fasthttp doing one raw Badger transaction per request on the key its Cookie names (a read, and for /incr and /big a write), on kvsession's tuned Badger, with no session code and no cache. kvsession's Badger store keeps recently used sessions in memory as well (8 MiB by default), so it can serve more than Badger alone.")
 	rep.note("fiber/badger* and scs/badger* run on kvsession's Badger store through small adapters to their storage interfaces (server.go), so all three libraries share one identically tuned Badger.")
 
 	only := map[string]bool{}

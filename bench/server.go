@@ -138,10 +138,10 @@ func serveBareNetHTTP(ln net.Listener, _ serveOptions) error {
 	return (&http.Server{Handler: mux}).Serve(ln)
 }
 
-// serveBadgerAlone is the ceiling for any session library on Badger: bare
-// fasthttp and one raw Badger transaction per request, on the key the
-// Cookie header carries, with no session code at all: no id checks, no
-// encoding, no cookie to set. /incr and /big read the value and write a new
+// serveBadgerAlone is what a session library gets from Badger with no
+// cache of its own: bare fasthttp and one raw Badger transaction per
+// request, on the key the Cookie header carries, with no session code at
+// all: no id checks, no encoding, no cookie to set. /incr and /big read the value and write a new
 // one, /read only reads. Badger is opened through kvsession's store, so its
 // tuning is the one kvsession runs on.
 //
