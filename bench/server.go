@@ -87,9 +87,9 @@ var serverKinds = []serverKind{
 	{name: "badger writes alone", serve: serveBadgerAlone(true), bare: true, onRequest: true},
 	{name: "kvsession/redis", serve: serveKvsession(openRedis), lockable: true, needsRedis: true},
 	{name: "fiber/memory", serve: serveFiber(nil)},
-	{name: "fiber/badger*", serve: serveFiber(openBadger)},
+	{name: "fiber/badger*", serve: serveFiber(openBadgerUncached)},
 	{name: "scs/memstore", serve: serveScs(nil)},
-	{name: "scs/badger*", serve: serveScs(openBadger)},
+	{name: "scs/badger*", serve: serveScs(openBadgerUncached)},
 }
 
 func kindByName(name string) (serverKind, bool) {
@@ -104,6 +104,13 @@ func kindByName(name string) (serverKind, bool) {
 func openMemory(serveOptions) (store.Store, error) { return memory.New(memory.Options{}), nil }
 
 func openBadger(o serveOptions) (store.Store, error) { return badger.Open(badger.Options{Dir: o.dir}) }
+
+// openBadgerUncached stands in for fiber's and scs's own Badger adapters,
+// which run a raw Badger transaction per call: kvsession's Badger store
+// with its cache off.
+func openBadgerUncached(o serveOptions) (store.Store, error) {
+	return badger.Open(badger.Options{Dir: o.dir, CacheSize: -1})
+}
 
 func openRedis(o serveOptions) (store.Store, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -354,9 +361,10 @@ func serveScs(open func(serveOptions) (store.Store, error)) func(net.Listener, s
 
 // The module proxy refuses fiber's and scs's own Badger adapters
 // (github.com/gofiber/storage/badger, github.com/alexedwards/scs/badgerstore),
-// so these two adapt kvsession's Badger store to their interfaces. That also
-// puts all three libraries on the same, identically tuned Badger, so the
-// comparison is of the session layers.
+// so these two adapt kvsession's Badger store, with its cache off, to their
+// interfaces. That also puts all three libraries on the same, identically
+// tuned Badger: what separates fiber and scs from kvsession is their
+// session layers and kvsession's cache.
 
 type fiberStorage struct{ st store.Store }
 
