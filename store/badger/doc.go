@@ -19,7 +19,7 @@
 // key, and a session rewritten on every change has older versions on many
 // levels. Over HTTP on a 2-core machine, with 10,000 sessions, the cache
 // took a session read from about 35% of a bare fasthttp server's
-// throughput to about 88%, and an increment from about 32% to 40%, past
+// throughput to 85-88%, and an increment from about 32% to 40-42%, past
 // what raw Badger transactions reach without it. With a million sessions,
 // most of which it cannot hold, it neither helps nor harms much.
 //
