@@ -53,7 +53,9 @@ type Options struct {
 	// cached. Default 8 MiB, which holds every session of a server with
 	// tens of thousands of small ones; the process's resident memory grows
 	// by up to about twice the size, counting the garbage collector's
-	// headroom. Negative turns the cache off.
+	// headroom. Negative turns the cache off; a positive size must be at
+	// least 64 KiB, and no session over a quarter of a 64th of it is
+	// cached.
 	//
 	// With the cache on, write sessions only through the Store, or call
 	// ClearCache after writing through DB (a restore, say): the cache does
@@ -71,6 +73,10 @@ const (
 	defaultGCInterval     = 5 * time.Minute
 	defaultGCDiscardRatio = 0.5
 	defaultCacheSize      = 8 << 20
+	// minCacheSize lets each of the cache's 64 shards take a small session
+	// (key and value up to 128 bytes; see cache.fits). Half of it would
+	// take none.
+	minCacheSize = 64 << 10
 
 	// Touch reads and rewrites in one transaction, which Badger aborts with
 	// ErrConflict if another transaction wrote the key meanwhile. Retrying
@@ -131,6 +137,9 @@ func Open(opts Options) (*Store, error) {
 		return nil, errors.New("badger store: Dir must be empty with InMemory")
 	case !opts.InMemory && opts.Dir == "":
 		return nil, errors.New("badger store: Dir is required unless InMemory is set")
+	}
+	if opts.CacheSize > 0 && opts.CacheSize < minCacheSize {
+		return nil, fmt.Errorf("badger store: CacheSize %d is too small to hold a session: use at least %d, or a negative size for no cache", opts.CacheSize, minCacheSize)
 	}
 	ratio := opts.GCDiscardRatio
 	if ratio == 0 {

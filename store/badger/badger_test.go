@@ -87,6 +87,9 @@ func TestOpenValidation(t *testing.T) {
 		{"RatioNegative", Options{InMemory: true, GCDiscardRatio: -0.5}, "GCDiscardRatio"},
 		{"InMemory", Options{InMemory: true}, ""},
 		{"GCDisabled", Options{InMemory: true, GCInterval: -1}, ""},
+		{"CacheTooSmall", Options{InMemory: true, CacheSize: minCacheSize - 1}, "CacheSize"},
+		{"CacheSmallest", Options{InMemory: true, CacheSize: minCacheSize}, ""},
+		{"CacheOff", Options{InMemory: true, CacheSize: -1}, ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
