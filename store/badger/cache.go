@@ -67,13 +67,15 @@ const (
 )
 
 // cached is one key's entry. All fields are guarded by the shard's lock.
+// An entry in a shard's map with no write under way holds Badger's
+// committed value: one left without a value when its last write ends is
+// removed then.
 type cached struct {
 	key       string // the entry's own copy: the map's key is this string
-	value     []byte // Badger's committed value, when valid
+	value     []byte // Badger's committed value, when writers is 0
 	expiresAt uint64 // Badger's expiry for it: Unix seconds, 0 for never
-	valid     bool
-	// writers counts the writes to the key under way; overlapped records
-	// that two of them were under way at once.
+	// writers counts the writes to the key under way, which hide its
+	// value; overlapped records that two of them were under way at once.
 	writers    int
 	overlapped bool
 }
@@ -115,7 +117,7 @@ func (c *cache) get(key string, dst []byte, now uint64) (out []byte, hit bool, g
 		return dst, false, sh.gen
 	}
 	// Badger's rule for expiry: an entry is gone at its second, not after.
-	if e := sh.m[key]; e != nil && e.valid && (e.expiresAt == 0 || now < e.expiresAt) {
+	if e := sh.m[key]; e != nil && e.writers == 0 && (e.expiresAt == 0 || now < e.expiresAt) {
 		return append(dst, e.value...), true, 0
 	}
 	return dst, false, sh.gen
@@ -170,7 +172,6 @@ func (c *cache) beginWrite(key string) *cached {
 	if e.writers > 1 {
 		e.overlapped = true
 	}
-	e.valid = false
 	return e
 }
 
@@ -237,7 +238,6 @@ func (c *cache) clear() {
 		for _, e := range sh.m {
 			if e.writers > 0 {
 				e.overlapped = true
-				e.valid = false
 				continue
 			}
 			sh.remove(e)
@@ -257,7 +257,6 @@ func (sh *cacheShard) store(e *cached, value []byte, expiresAt uint64) {
 		e.value = append([]byte(nil), value...)
 	}
 	e.expiresAt = expiresAt
-	e.valid = true
 	sh.bytes += e.size() - before
 }
 
