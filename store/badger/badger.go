@@ -96,6 +96,7 @@ var ErrValueTooLarge = errors.New("badger store: value too large for an in-memor
 // store.Exister, store.Expirer and store.Clearer.
 type Store struct {
 	db       *bdg.DB
+	commits  committer
 	cache    *cache // nil when Options.CacheSize turned it off
 	ratio    float64
 	maxValue int // values must be shorter than this; 0 means no limit of ours
@@ -184,11 +185,12 @@ func Open(opts Options) (*Store, error) {
 		cacheSize = defaultCacheSize
 	}
 	s := &Store{
-		db:     db,
-		cache:  newCache(cacheSize),
-		ratio:  ratio,
-		stopGC: make(chan struct{}),
-		gcDone: make(chan struct{}),
+		db:      db,
+		commits: committer{db: db},
+		cache:   newCache(cacheSize),
+		ratio:   ratio,
+		stopGC:  make(chan struct{}),
+		gcDone:  make(chan struct{}),
 	}
 	if bo.InMemory {
 		s.maxValue = int(bo.ValueThreshold)
@@ -324,7 +326,9 @@ func (s *Store) GetAppend(ctx context.Context, key string, dst []byte) ([]byte, 
 }
 
 // Set stores value under key. A zero ttl means no expiry; a positive one is
-// rounded up to whole seconds.
+// rounded up to whole seconds. Concurrent Sets and Deletes are committed to
+// Badger together (see Batched commits in the package documentation); each
+// returns once its write is committed.
 func (s *Store) Set(ctx context.Context, key string, value []byte, ttl time.Duration) error {
 	if err := check(ctx, key); err != nil {
 		return err
@@ -340,19 +344,17 @@ func (s *Store) Set(ctx context.Context, key string, value []byte, ttl time.Dura
 	if s.closed {
 		return store.ErrClosed
 	}
-	// Update returns only once the write is committed, and Badger has copied
+	// The write returns only once it is committed, and Badger has copied
 	// the value into its log by then, so the caller may reuse value.
 	exp := expiresAt(time.Now(), ttl)
 	w := s.cache.beginWrite(key)
-	var err error
+	committed := false
 	// Deferred so that a panic in Badger, recovered by the caller, does not
-	// leave the key marked as being written, never to be cached again.
-	defer func() { s.cache.endWrite(w, err == nil, true, value, exp) }()
-	err = s.db.Update(func(txn *bdg.Txn) error {
-		e := bdg.NewEntry([]byte(key), value)
-		e.ExpiresAt = exp
-		return txn.SetEntry(e)
-	})
+	// leave the key marked as being written, never to be cached again; the
+	// flag, so that it does not cache a value Badger may not hold.
+	defer func() { s.cache.endWrite(w, committed, true, value, exp) }()
+	err := s.commits.write([]byte(key), value, exp, false)
+	committed = err == nil
 	return err
 }
 
@@ -367,11 +369,10 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 		return store.ErrClosed
 	}
 	w := s.cache.beginWrite(key)
-	var err error
-	defer func() { s.cache.endWrite(w, err == nil, false, nil, 0) }()
-	err = s.db.Update(func(txn *bdg.Txn) error {
-		return txn.Delete([]byte(key))
-	})
+	committed := false
+	defer func() { s.cache.endWrite(w, committed, false, nil, 0) }()
+	err := s.commits.write([]byte(key), nil, 0, true)
+	committed = err == nil
 	return err
 }
 
@@ -395,12 +396,13 @@ func (s *Store) Touch(ctx context.Context, key string, ttl time.Duration) error 
 	}
 	k := []byte(key)
 	var (
-		err   error
-		value []byte // what the key holds once a Touch commits
-		exp   uint64
+		err       error
+		committed bool
+		value     []byte // what the key holds once a Touch commits
+		exp       uint64
 	)
 	w := s.cache.beginWrite(key)
-	defer func() { s.cache.endWrite(w, err == nil, true, value, exp) }()
+	defer func() { s.cache.endWrite(w, committed, true, value, exp) }()
 	for range touchAttempts {
 		err = s.db.Update(func(txn *bdg.Txn) error {
 			item, err := txn.Get(k)
@@ -416,8 +418,8 @@ func (s *Store) Touch(ctx context.Context, key string, ttl time.Duration) error 
 			return txn.SetEntry(e)
 		})
 		if !errors.Is(err, bdg.ErrConflict) {
-			err = mapErr(err)
-			return err
+			committed = err == nil
+			return mapErr(err)
 		}
 		if err := ctx.Err(); err != nil {
 			return err

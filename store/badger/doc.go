@@ -20,8 +20,9 @@
 // levels. Over HTTP on a 2-core machine, with 10,000 sessions, the cache
 // took a session read from about 35% of a bare fasthttp server's
 // throughput to 85-88%, and an increment from about 32% to 40-42%, past
-// what raw Badger transactions reach without it. With a million sessions,
-// most of which it cannot hold, it neither helps nor harms much.
+// what raw Badger transactions reach without it (batched commits, below,
+// take an increment further). With a million sessions, most of which it
+// cannot hold, it neither helps nor harms much.
 //
 // The cache holds only what Badger has committed and is filled so that no
 // write can be overtaken: a write hides its key's cached value until its
@@ -30,6 +31,23 @@
 // is the truth; the cache never answers with a value older than a write
 // through the Store that returned before the read began. Writes made
 // through DB are not seen: call ClearCache after them.
+//
+// # Batched commits
+//
+// Concurrent Sets and Deletes are committed together. A write that arrives
+// while another is being committed queues, and when that commit returns,
+// everything queued goes to Badger in one transaction (or several, past
+// Badger's limits on a transaction's size). Badger's work per transaction,
+// a commit timestamp and a trip through its writer and back, costs more
+// than writing a session's entry, so on a busy server batching saves most
+// of it; a lone write commits at once, as it would without. Each write
+// still returns only once Badger has committed it, and writes to one key
+// take effect in the order they arrived. Over HTTP on a 2-core machine,
+// with 10,000 sessions and 32 connections, it took an increment from
+// 38-42% of a bare fasthttp server's throughput to 51-54%, and the
+// server's CPU time per increment from 20-21 to 14-16 microseconds: past
+// the 44-47% that one Badger transaction per write reaches even with reads
+// free.
 //
 // # Durability
 //

@@ -1,0 +1,307 @@
+package badger
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// batchGate holds the first batch a store commits until released, so that
+// a test can queue writes behind it, and records the size of every batch.
+type batchGate struct {
+	s        *Store
+	entered  chan struct{}
+	release  chan struct{}
+	mu       sync.Mutex
+	sizes    []int
+	panicAt  int // panic in the batch with this index (from 0), if positive
+	wg       sync.WaitGroup
+	gateOnce sync.Once
+}
+
+func newBatchGate(t *testing.T) *batchGate {
+	t.Helper()
+	s, err := Open(Options{InMemory: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := &batchGate{s: s, entered: make(chan struct{}), release: make(chan struct{})}
+	g.s.commits.commitBatch = func(batch []*pendingWrite) {
+		g.mu.Lock()
+		n := len(g.sizes)
+		g.sizes = append(g.sizes, len(batch))
+		g.mu.Unlock()
+		if n == 0 {
+			close(g.entered)
+			<-g.release
+		}
+		if g.panicAt > 0 && n == g.panicAt {
+			panic("commit test panic")
+		}
+		g.s.commits.commit(batch)
+	}
+	t.Cleanup(func() {
+		g.open()
+		// Writers stuck in a broken committer hold the store open: Close
+		// would wait for them for ever.
+		if !g.waitFor(10 * time.Second) {
+			t.Error("writes stuck; store left open")
+			return
+		}
+		if err := s.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	return g
+}
+
+func (g *batchGate) open() { g.gateOnce.Do(func() { close(g.release) }) }
+
+// start runs write in a goroutine and returns once it has queued: as the
+// leader of the held first batch (the first call), or behind it.
+func (g *batchGate) start(t *testing.T, write func() error, result *error) {
+	t.Helper()
+	g.s.commits.mu.Lock()
+	queued := len(g.s.commits.queue)
+	g.s.commits.mu.Unlock()
+	first := g.sizesLen() == 0 && queued == 0
+	g.wg.Add(1)
+	go func() {
+		defer g.wg.Done()
+		defer func() {
+			if p := recover(); p != nil {
+				*result = errors.New("panicked: " + p.(string))
+			}
+		}()
+		*result = write()
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if first {
+			select {
+			case <-g.entered:
+				return
+			default:
+			}
+		} else {
+			g.s.commits.mu.Lock()
+			n := len(g.s.commits.queue)
+			g.s.commits.mu.Unlock()
+			if n > queued {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("write never queued")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// wait waits for every started write to return.
+func (g *batchGate) wait(t *testing.T) {
+	t.Helper()
+	if !g.waitFor(10 * time.Second) {
+		t.Fatal("writes still waiting 10s after their batches were released")
+	}
+}
+
+func (g *batchGate) waitFor(d time.Duration) bool {
+	done := make(chan struct{})
+	go func() { g.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return true
+	case <-time.After(d):
+		return false
+	}
+}
+
+func (g *batchGate) sizesLen() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return len(g.sizes)
+}
+
+// TestCommitBatchesQueuedWrites: writes that arrive while a commit is under
+// way go to Badger together, in one batch, and each is acknowledged.
+func TestCommitBatchesQueuedWrites(t *testing.T) {
+	ctx := context.Background()
+	g := newBatchGate(t)
+	errs := make([]error, 9)
+	for i := range errs {
+		key := "k" + strconv.Itoa(i)
+		g.start(t, func() error { return g.s.Set(ctx, key, []byte("v"+key), 0) }, &errs[i])
+	}
+	g.open()
+	g.wait(t)
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("write %d: %v", i, err)
+		}
+	}
+	if want := []int{1, 8}; !equalInts(g.sizes, want) {
+		t.Errorf("batch sizes %v, want %v", g.sizes, want)
+	}
+	for i := range errs {
+		key := "k" + strconv.Itoa(i)
+		if v, ok := badgerHolds(t, g.s, key); !ok || v != "v"+key {
+			t.Errorf("Badger holds %q, %v for %s", v, ok, key)
+		}
+	}
+}
+
+// TestCommitOrderWithinBatch: writes to one key in one batch take effect in
+// the order they queued.
+func TestCommitOrderWithinBatch(t *testing.T) {
+	ctx := context.Background()
+	set := func(g *batchGate, v string) func() error {
+		return func() error { return g.s.Set(ctx, "k", []byte(v), 0) }
+	}
+	del := func(g *batchGate, _ string) func() error {
+		return func() error { return g.s.Delete(ctx, "k") }
+	}
+	type op func(*batchGate, string) func() error
+	for _, tc := range []struct {
+		name   string
+		ops    []op
+		want   string
+		exists bool
+	}{
+		{"set set", []op{set, set}, "1", true},
+		{"set delete", []op{set, del}, "", false},
+		{"delete set", []op{del, set}, "1", true},
+		{"set delete set", []op{set, del, set}, "2", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			g := newBatchGate(t)
+			var held error
+			g.start(t, func() error { return g.s.Set(ctx, "other", []byte("x"), 0) }, &held)
+			errs := make([]error, len(tc.ops))
+			for i, o := range tc.ops {
+				g.start(t, o(g, strconv.Itoa(i)), &errs[i])
+			}
+			g.open()
+			g.wait(t)
+			for i, err := range append(errs, held) {
+				if err != nil {
+					t.Errorf("write %d: %v", i, err)
+				}
+			}
+			if v, ok := badgerHolds(t, g.s, "k"); ok != tc.exists || v != tc.want {
+				t.Errorf("Badger holds %q, %v; want %q, %v", v, ok, tc.want, tc.exists)
+			}
+			// The cache saw the writes overlap and must not answer for them.
+			v, err := g.s.Get(ctx, "k")
+			if tc.exists && (err != nil || string(v) != tc.want) || !tc.exists && err == nil {
+				t.Errorf("Get = %q, %v; want %q", v, err, tc.want)
+			}
+		})
+	}
+}
+
+// TestCommitPanicReleasesWriters: if Badger panics while committing a
+// batch, the panic reaches the writer that led it, every other writer of
+// the batch gets an error instead of waiting forever, and later writes
+// commit as usual.
+func TestCommitPanicReleasesWriters(t *testing.T) {
+	ctx := context.Background()
+	g := newBatchGate(t)
+	g.panicAt = 1
+	var held error
+	g.start(t, func() error { return g.s.Set(ctx, "first", []byte("x"), 0) }, &held)
+	errs := make([]error, 4)
+	for i := range errs {
+		key := "k" + strconv.Itoa(i)
+		g.start(t, func() error { return g.s.Set(ctx, key, []byte("x"), 0) }, &errs[i])
+	}
+	g.open()
+	g.wait(t)
+	if held != nil {
+		t.Errorf("held write: %v", held)
+	}
+	panicked, failed := 0, 0
+	for _, err := range errs {
+		switch {
+		case err != nil && strings.HasPrefix(err.Error(), "panicked: "):
+			panicked++
+		case errors.Is(err, errCommitPanicked):
+			failed++
+		default:
+			t.Errorf("write in the panicking batch returned %v", err)
+		}
+	}
+	if panicked != 1 || failed != len(errs)-1 {
+		t.Errorf("%d writers panicked and %d failed; want 1 and %d", panicked, failed, len(errs)-1)
+	}
+	// Nothing of the batch reached Badger, and the cache must not claim
+	// otherwise: not even for the writer whose Set panicked.
+	for i := range errs {
+		key := "k" + strconv.Itoa(i)
+		if _, ok := badgerHolds(t, g.s, key); ok {
+			t.Errorf("Badger holds %s", key)
+		}
+		if v, err := g.s.Get(ctx, key); err == nil {
+			t.Errorf("Get(%s) = %q after its commit panicked", key, v)
+		}
+	}
+	if err := g.s.Set(ctx, "after", []byte("y"), 0); err != nil {
+		t.Fatalf("Set after the panic: %v", err)
+	}
+	if v, ok := badgerHolds(t, g.s, "after"); !ok || v != "y" {
+		t.Errorf("Badger holds %q, %v after the panic", v, ok)
+	}
+}
+
+// TestCommitSplitsLargeBatch: a batch too large for one Badger transaction
+// is committed in several, and a write Badger refuses fails alone.
+func TestCommitSplitsLargeBatch(t *testing.T) {
+	s := openT(t, Options{InMemory: true})
+	const n = 40000 // several times Badger's entry limit per transaction here
+	batch := make([]*pendingWrite, n)
+	for i := range batch {
+		batch[i] = &pendingWrite{key: []byte("key" + strconv.Itoa(i)), value: []byte(strconv.Itoa(i))}
+	}
+	bad := n / 2
+	batch[bad].key = make([]byte, 70000) // over Badger's key size limit
+	s.commits.commit(batch)
+	for i, w := range batch {
+		if i == bad {
+			if w.err == nil {
+				t.Errorf("write with an oversized key committed")
+			}
+			continue
+		}
+		if w.err != nil {
+			t.Fatalf("write %d: %v", i, w.err)
+		}
+	}
+	for i := 0; i < n; i += 997 {
+		if i == bad {
+			continue
+		}
+		key := "key" + strconv.Itoa(i)
+		if v, ok := badgerHolds(t, s, key); !ok || v != strconv.Itoa(i) {
+			t.Fatalf("Badger holds %q, %v for %s", v, ok, key)
+		}
+	}
+	if v, ok := badgerHolds(t, s, "key"+strconv.Itoa(n-1)); !ok || v != strconv.Itoa(n-1) {
+		t.Fatalf("the batch's last write: Badger holds %q, %v", v, ok)
+	}
+}
+
+func equalInts(a, b []int) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
