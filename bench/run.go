@@ -106,8 +106,8 @@ func run(o options) int {
 		rep.note("Not pinned: taskset or a second CPU is missing, so servers and the load generator share CPUs.")
 	}
 	rep.note("github.com/fasthttp/session is not measured: the Go module proxy refuses it (403), as it does gofiber/storage/badger and scs/badgerstore.")
-	rep.note("badger alone is bare fasthttp doing one raw Badger transaction per request on the key its Cookie names (a read, and for /incr and /big a write), on kvsession's tuned Badger, with no session code and no cache. kvsession's Badger store keeps recently used sessions in memory as well (8 MiB by default), so it can serve more than Badger alone.")
-	rep.note("fiber/badger* and scs/badger* run on kvsession's Badger store with its cache off, through small adapters to their storage interfaces (server.go): a raw Badger transaction per call, as their own adapters make, on the same tuned Badger as kvsession.")
+	rep.note("badger alone is bare fasthttp doing one raw Badger transaction per request on the key its Cookie names (a read, and for /incr and /big a write), on kvsession's tuned Badger, with no session code and no cache. kvsession's Badger store keeps recently used sessions in memory as well (8 MiB by default) and commits concurrent writes together, several to a transaction, so it can serve more than Badger alone.")
+	rep.note("fiber/badger* and scs/badger* run on raw Badger transactions, through small adapters to their storage interfaces (server.go): one transaction per call, as their own adapters make, with no cache, on the same tuned Badger as kvsession.")
 
 	only := map[string]bool{}
 	for _, n := range strings.Split(o.only, ",") {

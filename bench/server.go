@@ -87,9 +87,9 @@ var serverKinds = []serverKind{
 	{name: "badger writes alone", serve: serveBadgerAlone(true), bare: true, onRequest: true},
 	{name: "kvsession/redis", serve: serveKvsession(openRedis), lockable: true, needsRedis: true},
 	{name: "fiber/memory", serve: serveFiber(nil)},
-	{name: "fiber/badger*", serve: serveFiber(openBadgerUncached)},
+	{name: "fiber/badger*", serve: serveFiber(openBadgerRaw)},
 	{name: "scs/memstore", serve: serveScs(nil)},
-	{name: "scs/badger*", serve: serveScs(openBadgerUncached)},
+	{name: "scs/badger*", serve: serveScs(openBadgerRaw)},
 }
 
 func kindByName(name string) (serverKind, bool) {
@@ -105,12 +105,57 @@ func openMemory(serveOptions) (store.Store, error) { return memory.New(memory.Op
 
 func openBadger(o serveOptions) (store.Store, error) { return badger.Open(badger.Options{Dir: o.dir}) }
 
-// openBadgerUncached stands in for fiber's and scs's own Badger adapters,
-// which run a raw Badger transaction per call: kvsession's Badger store
-// with its cache off.
-func openBadgerUncached(o serveOptions) (store.Store, error) {
-	return badger.Open(badger.Options{Dir: o.dir, CacheSize: -1})
+// openBadgerRaw stands in for fiber's and scs's own Badger adapters, which
+// the module proxy refuses: like them, it runs one raw Badger transaction
+// per call, with neither the cache nor the batched commits of kvsession's
+// store, on the same tuned Badger kvsession runs on.
+func openBadgerRaw(o serveOptions) (store.Store, error) {
+	st, err := badger.Open(badger.Options{Dir: o.dir, CacheSize: -1})
+	if err != nil {
+		return nil, err
+	}
+	return rawBadger{st: st, db: st.DB()}, nil
 }
+
+// rawBadger is a store.Store (and store.Clearer) made of raw Badger
+// transactions; st opened the database and closes it.
+type rawBadger struct {
+	st *badger.Store
+	db *bdg.DB
+}
+
+func (r rawBadger) Get(_ context.Context, key string) ([]byte, error) {
+	var v []byte
+	err := r.db.View(func(txn *bdg.Txn) error {
+		item, err := txn.Get([]byte(key))
+		if err != nil {
+			return err
+		}
+		v, err = item.ValueCopy(nil)
+		return err
+	})
+	if errors.Is(err, bdg.ErrKeyNotFound) {
+		return nil, store.ErrNotFound
+	}
+	return v, err
+}
+
+func (r rawBadger) Set(_ context.Context, key string, value []byte, ttl time.Duration) error {
+	return r.db.Update(func(txn *bdg.Txn) error {
+		e := bdg.NewEntry([]byte(key), value)
+		if ttl > 0 {
+			e = e.WithTTL(ttl)
+		}
+		return txn.SetEntry(e)
+	})
+}
+
+func (r rawBadger) Delete(_ context.Context, key string) error {
+	return r.db.Update(func(txn *bdg.Txn) error { return txn.Delete([]byte(key)) })
+}
+
+func (r rawBadger) DeleteAll(ctx context.Context) error { return r.st.DeleteAll(ctx) }
+func (r rawBadger) Close() error                        { return r.st.Close() }
 
 func openRedis(o serveOptions) (store.Store, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -148,14 +193,15 @@ func serveBareNetHTTP(ln net.Listener, _ serveOptions) error {
 // serveBadgerAlone is what a session library gets from Badger with no
 // cache of its own: bare fasthttp and one raw Badger transaction per
 // request, on the key the Cookie header carries, with no session code at
-// all: no id checks, no encoding, no cookie to set. /incr and /big read the value and write a new
-// one, /read only reads. Badger is opened through kvsession's store, so its
-// tuning is the one kvsession runs on.
+// all: no id checks, no encoding, no cookie to set. /incr and /big read the
+// value and write a new one, /read only reads. Badger is opened through
+// kvsession's store, so its tuning is the one kvsession runs on.
 //
 // With writesOnly, reads cost nothing: counters are kept in this process
 // as well, /incr takes its value from there and only writes to Badger, and
-// /read never touches Badger. That is the ceiling of a session store with
-// a perfect cache in front of Badger: what the commit alone allows.
+// /read never touches Badger. That is the most a store with a perfect
+// cache gets from one Badger transaction per write; kvsession's store
+// commits concurrent writes together, several to a transaction.
 func serveBadgerAlone(writesOnly bool) func(net.Listener, serveOptions) error {
 	return func(ln net.Listener, o serveOptions) error {
 		st, err := badger.Open(badger.Options{Dir: o.dir})
@@ -361,10 +407,11 @@ func serveScs(open func(serveOptions) (store.Store, error)) func(net.Listener, s
 
 // The module proxy refuses fiber's and scs's own Badger adapters
 // (github.com/gofiber/storage/badger, github.com/alexedwards/scs/badgerstore),
-// so these two adapt kvsession's Badger store, with its cache off, to their
-// interfaces. That also puts all three libraries on the same, identically
-// tuned Badger: what separates fiber and scs from kvsession is their
-// session layers and kvsession's cache.
+// so these two adapt rawBadger (above) to their interfaces: a raw Badger
+// transaction per call, as their own adapters make, on the same,
+// identically tuned Badger as kvsession. What separates fiber and scs from
+// kvsession is their session layers and kvsession's cache and batched
+// commits.
 
 type fiberStorage struct{ st store.Store }
 
