@@ -47,6 +47,7 @@ type pendingWrite struct {
 	deleted bool
 
 	err  error
+	done bool // err is the write's outcome: Badger refused it, or its transaction's commit returned
 	lead bool
 	wake chan struct{}
 }
@@ -56,15 +57,21 @@ var pendingWrites = sync.Pool{New: func() any {
 }}
 
 // errCommitPanicked reaches the other writers of a batch whose commit
-// panicked inside Badger; the leader itself goes on panicking.
-var errCommitPanicked = errors.New("badger store: commit panicked")
+// panicked inside Badger, for the writes whose outcome was not yet known:
+// Badger may or may not have committed them. The leader itself goes on
+// panicking.
+var errCommitPanicked = errors.New("badger store: commit panicked; the write may or may not have been committed")
+
+// maxSpare bounds the queue array kept for reuse, so that one burst of
+// writers does not pin a large array for the life of the store.
+const maxSpare = 1024
 
 // write commits one Set (deleted false) or Delete and returns its outcome.
 // key and value must stay untouched until it returns.
 func (c *committer) write(key, value []byte, exp uint64, deleted bool) error {
 	w := pendingWrites.Get().(*pendingWrite)
 	w.key, w.value, w.exp, w.deleted = key, value, exp, deleted
-	w.err, w.lead = nil, false
+	w.err, w.done, w.lead = nil, false, false
 
 	c.mu.Lock()
 	c.queue = append(c.queue, w)
@@ -96,7 +103,9 @@ func (c *committer) lead(self *pendingWrite) {
 	defer func() {
 		if !committed {
 			for _, w := range batch {
-				w.err = errCommitPanicked
+				if !w.done {
+					w.err = errCommitPanicked
+				}
 			}
 		}
 		c.handOver(self, batch)
@@ -128,6 +137,9 @@ func (c *committer) handOver(self *pendingWrite, batch []*pendingWrite) {
 			w.wake <- struct{}{}
 		}
 	}
+	if cap(batch) > maxSpare {
+		return
+	}
 	c.mu.Lock()
 	if c.spare == nil {
 		c.spare = batch[:0]
@@ -139,6 +151,9 @@ func (c *committer) handOver(self *pendingWrite, batch []*pendingWrite) {
 // write's err.
 func (c *committer) commit(batch []*pendingWrite) {
 	txn := c.db.NewTransaction(true)
+	// Releases the transaction's read mark should Badger panic; after a
+	// Commit it does nothing.
+	defer func() { txn.Discard() }()
 	first := 0 // batch[first:i] are in txn, but for those with an error
 	for i, w := range batch {
 		err := w.addTo(txn)
@@ -148,7 +163,7 @@ func (c *committer) commit(batch []*pendingWrite) {
 			first = i
 			err = w.addTo(txn)
 		}
-		w.err = err
+		w.err, w.done = err, err != nil
 	}
 	finish(txn, batch[first:])
 }
@@ -162,13 +177,13 @@ func (w *pendingWrite) addTo(txn *bdg.Txn) error {
 	return txn.SetEntry(e)
 }
 
-// finish commits txn, which holds the writes of ws that have no error yet,
-// and gives them its outcome.
+// finish commits txn, which holds the writes of ws that Badger did not
+// refuse, and gives them its outcome.
 func finish(txn *bdg.Txn, ws []*pendingWrite) {
 	err := txn.Commit()
 	for _, w := range ws {
-		if w.err == nil {
-			w.err = err
+		if !w.done {
+			w.err, w.done = err, true
 		}
 	}
 }

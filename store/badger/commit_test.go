@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -17,14 +18,18 @@ import (
 // batchGate holds the first batch a store commits until released, so that
 // a test can queue writes behind it, and records the size of every batch.
 type batchGate struct {
-	s        *Store
-	entered  chan struct{}
-	release  chan struct{}
-	mu       sync.Mutex
-	sizes    []int
-	panicAt  int // panic in the batch with this index (from 0), if positive
-	wg       sync.WaitGroup
-	gateOnce sync.Once
+	s       *Store
+	entered chan struct{}
+	release chan struct{}
+	mu      sync.Mutex
+	sizes   []int
+	panicAt int // panic in the batch with this index (from 0), if positive
+	// commitBeforePanic is how many of the panicking batch's writes are
+	// committed first, as when a later transaction of a split batch panics.
+	commitBeforePanic int
+	maxBatch          int
+	wg                sync.WaitGroup
+	gateOnce          sync.Once
 }
 
 func newBatchGate(t *testing.T) *batchGate {
@@ -38,12 +43,14 @@ func newBatchGate(t *testing.T) *batchGate {
 		g.mu.Lock()
 		n := len(g.sizes)
 		g.sizes = append(g.sizes, len(batch))
+		g.maxBatch = max(g.maxBatch, len(batch))
 		g.mu.Unlock()
 		if n == 0 {
 			close(g.entered)
 			<-g.release
 		}
 		if g.panicAt > 0 && n == g.panicAt {
+			g.s.commits.commit(batch[:g.commitBeforePanic])
 			panic("commit test panic")
 		}
 		g.s.commits.commit(batch)
@@ -78,7 +85,7 @@ func (g *batchGate) start(t *testing.T, write func() error, result *error) {
 		defer g.wg.Done()
 		defer func() {
 			if p := recover(); p != nil {
-				*result = errors.New("panicked: " + p.(string))
+				*result = fmt.Errorf("panicked: %v", p)
 			}
 		}()
 		*result = write()
@@ -200,6 +207,9 @@ func TestCommitOrderWithinBatch(t *testing.T) {
 				t.Errorf("Badger holds %q, %v; want %q, %v", v, ok, tc.want, tc.exists)
 			}
 			// The cache saw the writes overlap and must not answer for them.
+			if cachedKey(g.s, "k") {
+				t.Error("the cache holds k after overlapping writes")
+			}
 			v, err := g.s.Get(ctx, "k")
 			if tc.exists && (err != nil || string(v) != tc.want) || !tc.exists && err == nil {
 				t.Errorf("Get = %q, %v; want %q", v, err, tc.want)
@@ -209,69 +219,91 @@ func TestCommitOrderWithinBatch(t *testing.T) {
 }
 
 // TestCommitPanicReleasesWriters: if Badger panics while committing a
-// batch, the panic reaches the writer that led it, every other writer of
-// the batch gets an error instead of waiting forever, and later writes
-// commit as usual.
+// batch, the panic reaches the writer that led it; every other writer of
+// the batch gets its outcome if it is known (a write committed before the
+// panic succeeded) and an error if not, instead of waiting for ever; the
+// cache holds nothing Badger may not hold; and later writes commit as
+// usual.
 func TestCommitPanicReleasesWriters(t *testing.T) {
 	ctx := context.Background()
-	g := newBatchGate(t)
-	g.panicAt = 1
-	var held error
-	g.start(t, func() error { return g.s.Set(ctx, "first", []byte("x"), 0) }, &held)
-	errs := make([]error, 4)
-	for i := range errs {
-		key := "k" + strconv.Itoa(i)
-		g.start(t, func() error { return g.s.Set(ctx, key, []byte("x"), 0) }, &errs[i])
+	const writers = 4 // k0 leads the panicking batch; all queue in order
+	for _, committedFirst := range []int{0, 2} {
+		t.Run(fmt.Sprintf("%d committed first", committedFirst), func(t *testing.T) {
+			g := newBatchGate(t)
+			g.panicAt, g.commitBeforePanic = 1, committedFirst
+			var held error
+			g.start(t, func() error { return g.s.Set(ctx, "first", []byte("x"), 0) }, &held)
+			errs := make([]error, writers)
+			for i := range errs {
+				key := "k" + strconv.Itoa(i)
+				g.start(t, func() error { return g.s.Set(ctx, key, []byte("x"), 0) }, &errs[i])
+			}
+			g.open()
+			g.wait(t)
+			if held != nil {
+				t.Errorf("held write: %v", held)
+			}
+			for i, err := range errs {
+				key := "k" + strconv.Itoa(i)
+				committed := i < committedFirst
+				switch {
+				case i == 0:
+					if err == nil || !strings.HasPrefix(err.Error(), "panicked: ") {
+						t.Errorf("%s led the batch and returned %v; want its panic", key, err)
+					}
+				case committed && err != nil:
+					t.Errorf("%s was committed before the panic but returned %v", key, err)
+				case !committed && !errors.Is(err, errCommitPanicked):
+					t.Errorf("%s was not committed but returned %v", key, err)
+				}
+				if _, ok := badgerHolds(t, g.s, key); ok != committed {
+					t.Errorf("Badger holds %s: %v, want %v", key, ok, committed)
+				}
+				// Only what Badger holds may be cached: the leader's
+				// write, committed or not, has no known outcome.
+				if cachedKey(g.s, key) && (!committed || i == 0) {
+					t.Errorf("the cache holds %s", key)
+				}
+				if v, err := g.s.Get(ctx, key); committed != (err == nil) || committed && string(v) != "x" {
+					t.Errorf("Get(%s) = %q, %v after the panic", key, v, err)
+				}
+			}
+			if err := g.s.Set(ctx, "after", []byte("y"), 0); err != nil {
+				t.Fatalf("Set after the panic: %v", err)
+			}
+			if v, ok := badgerHolds(t, g.s, "after"); !ok || v != "y" {
+				t.Errorf("Badger holds %q, %v after the panic", v, ok)
+			}
+		})
 	}
-	g.open()
-	g.wait(t)
-	if held != nil {
-		t.Errorf("held write: %v", held)
-	}
-	panicked, failed := 0, 0
-	for _, err := range errs {
-		switch {
-		case err != nil && strings.HasPrefix(err.Error(), "panicked: "):
-			panicked++
-		case errors.Is(err, errCommitPanicked):
-			failed++
-		default:
-			t.Errorf("write in the panicking batch returned %v", err)
-		}
-	}
-	if panicked != 1 || failed != len(errs)-1 {
-		t.Errorf("%d writers panicked and %d failed; want 1 and %d", panicked, failed, len(errs)-1)
-	}
-	// Nothing of the batch reached Badger, and the cache must not claim
-	// otherwise: not even for the writer whose Set panicked.
-	for i := range errs {
-		key := "k" + strconv.Itoa(i)
-		if _, ok := badgerHolds(t, g.s, key); ok {
-			t.Errorf("Badger holds %s", key)
-		}
-		if v, err := g.s.Get(ctx, key); err == nil {
-			t.Errorf("Get(%s) = %q after its commit panicked", key, v)
-		}
-	}
-	if err := g.s.Set(ctx, "after", []byte("y"), 0); err != nil {
-		t.Fatalf("Set after the panic: %v", err)
-	}
-	if v, ok := badgerHolds(t, g.s, "after"); !ok || v != "y" {
-		t.Errorf("Badger holds %q, %v after the panic", v, ok)
-	}
+}
+
+// cachedKey reports whether the store's cache has an entry for key.
+func cachedKey(s *Store, key string) bool {
+	sh := s.cache.shard(key)
+	sh.mu.RLock()
+	defer sh.mu.RUnlock()
+	_, ok := sh.m[key]
+	return ok
 }
 
 // TestCommitSplitsLargeBatch: a batch too large for one Badger transaction
 // is committed in several, and a write Badger refuses fails alone.
 func TestCommitSplitsLargeBatch(t *testing.T) {
 	s := openT(t, Options{InMemory: true})
-	const n = 40000 // several times Badger's entry limit per transaction here
+	const n = 40000
+	if limit := s.db.MaxBatchCount(); n < 2*limit {
+		t.Fatalf("%d writes would not need three transactions: Badger takes %d", n, limit)
+	}
 	batch := make([]*pendingWrite, n)
 	for i := range batch {
 		batch[i] = &pendingWrite{key: []byte("key" + strconv.Itoa(i)), value: []byte(strconv.Itoa(i))}
 	}
 	bad := n / 2
 	batch[bad].key = make([]byte, 70000) // over Badger's key size limit
+	// One key written first and last, in different transactions: the last
+	// write must win.
+	batch[n-1].key = []byte("key0")
 	s.commits.commit(batch)
 	for i, w := range batch {
 		if i == bad {
@@ -284,7 +316,7 @@ func TestCommitSplitsLargeBatch(t *testing.T) {
 			t.Fatalf("write %d: %v", i, w.err)
 		}
 	}
-	for i := 0; i < n; i += 997 {
+	for i := 1; i < n-1; i += 997 {
 		if i == bad {
 			continue
 		}
@@ -293,8 +325,8 @@ func TestCommitSplitsLargeBatch(t *testing.T) {
 			t.Fatalf("Badger holds %q, %v for %s", v, ok, key)
 		}
 	}
-	if v, ok := badgerHolds(t, s, "key"+strconv.Itoa(n-1)); !ok || v != strconv.Itoa(n-1) {
-		t.Fatalf("the batch's last write: Badger holds %q, %v", v, ok)
+	if v, ok := badgerHolds(t, s, "key0"); !ok || v != strconv.Itoa(n-1) {
+		t.Fatalf("key0, written first and last: Badger holds %q, %v", v, ok)
 	}
 }
 
@@ -317,6 +349,13 @@ func equalInts(a, b []int) bool {
 func TestCommitConcurrentWritersKeepTheirLastWrite(t *testing.T) {
 	ctx := context.Background()
 	s := openT(t, Options{InMemory: true})
+	var maxBatch atomic.Int64
+	s.commits.commitBatch = func(batch []*pendingWrite) {
+		if n := int64(len(batch)); n > maxBatch.Load() {
+			maxBatch.Store(n) // only one batch commits at a time
+		}
+		s.commits.commit(batch)
+	}
 	const writers, keysEach, rounds = 16, 4, 200
 	last := make([]map[string]string, writers) // "" for deleted
 	var wg sync.WaitGroup
@@ -346,6 +385,12 @@ func TestCommitConcurrentWritersKeepTheirLastWrite(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+	// 16 writers and 3,200 writes: some must have queued behind a commit,
+	// or this test would not have exercised batching.
+	if maxBatch.Load() < 2 {
+		t.Fatalf("every batch held one write")
+	}
+	t.Logf("largest batch: %d writes", maxBatch.Load())
 	for _, m := range last {
 		for key, want := range m {
 			got, ok := badgerHolds(t, s, key)
