@@ -346,16 +346,7 @@ func (s *Store) Set(ctx context.Context, key string, value []byte, ttl time.Dura
 	}
 	// The write returns only once it is committed, and Badger has copied
 	// the value into its log by then, so the caller may reuse value.
-	exp := expiresAt(time.Now(), ttl)
-	w := s.cache.beginWrite(key)
-	committed := false
-	// Deferred so that a panic in Badger, recovered by the caller, does not
-	// leave the key marked as being written, never to be cached again; the
-	// flag, so that it does not cache a value Badger may not hold.
-	defer func() { s.cache.endWrite(w, committed, true, value, exp) }()
-	err := s.commits.write([]byte(key), value, exp, false)
-	committed = err == nil
-	return err
+	return s.write(key, value, expiresAt(time.Now(), ttl), false)
 }
 
 // Delete removes key. Deleting a missing key is not an error.
@@ -368,10 +359,19 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 	if s.closed {
 		return store.ErrClosed
 	}
+	return s.write(key, nil, 0, true)
+}
+
+// write commits a Set (deleted false) or a Delete, with the cache told
+// before and after.
+func (s *Store) write(key string, value []byte, exp uint64, deleted bool) error {
 	w := s.cache.beginWrite(key)
 	committed := false
-	defer func() { s.cache.endWrite(w, committed, false, nil, 0) }()
-	err := s.commits.write([]byte(key), nil, 0, true)
+	// Deferred so that a panic in Badger, recovered by the caller, does not
+	// leave the key marked as being written, never to be cached again; the
+	// flag, so that it does not cache a value Badger may not hold.
+	defer func() { s.cache.endWrite(w, committed, !deleted, value, exp) }()
+	err := s.commits.write([]byte(key), value, exp, deleted)
 	committed = err == nil
 	return err
 }

@@ -292,7 +292,7 @@ func cachedKey(s *Store, key string) bool {
 func TestCommitSplitsLargeBatch(t *testing.T) {
 	s := openT(t, Options{InMemory: true})
 	const n = 40000
-	if limit := s.db.MaxBatchCount(); n < 2*limit {
+	if limit := s.db.MaxBatchCount(); n <= 2*limit {
 		t.Fatalf("%d writes would not need three transactions: Badger takes %d", n, limit)
 	}
 	batch := make([]*pendingWrite, n)
