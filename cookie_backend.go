@@ -34,7 +34,15 @@ import (
 // stays valid until its sealed expiry, because nothing on the server
 // remembers the destroy. Keep MaxAge short, and for "log out everywhere"
 // bind sessions to users (Session.SetUser) and set Config.RevocationStore:
-// RevokeUser then refuses every cookie of that user sealed before it.
+// RevokeUser then refuses every cookie of that user sealed before it, for
+// as long as any such cookie can open (see RevokeUser).
+//
+// Lifetime: no cookie opens longer after it was sealed than MaxAgeLimit
+// (the longest Session.SetMaxAge may ask for, MaxAge by default), nor past
+// IdleTimeout after that or past AbsoluteTimeout after the session was
+// created. This holds of cookies sealed under an earlier configuration too,
+// say before MaxAgeLimit was lowered: the bounds of the configuration that
+// reads a cookie apply, whatever expiry is sealed inside it.
 //
 // Keys: AES-GCM with random nonces is safe for about 2^32 cookies written
 // under one key (NIST SP 800-38D). Put a new key first in Config.Secrets
@@ -44,6 +52,9 @@ type CookieBackend struct {
 	core
 	keys        []cookieKey // Config.Secrets, in order; keys[0] seals
 	revocations store.Store // nil without Config.RevocationStore
+	// longestLife is the longest a cookie opens after it was sealed (see
+	// cookieLongestLife): how long a revocation must be remembered.
+	longestLife time.Duration
 }
 
 var _ Backend = (*CookieBackend)(nil)
@@ -106,10 +117,32 @@ func NewCookie(cfg Config, stores *store.Registry) (*CookieBackend, error) {
 			return nil, &ConfigError{Field: "RevocationStore", Reason: err.Error()}
 		}
 	}
+	b.longestLife = cookieLongestLife(&c.Config)
 	b.init(c, cookieEngine{b})
 	b.boundStoreCalls() // Config.StoreTimeout (timeout.go)
 	return b, nil
 }
+
+// cookieLongestLife is the longest a cookie can open after it was sealed
+// under cfg (defaults applied): MaxAgeLimit, the longest any session may
+// ask for (and never below MaxAge), cut to IdleTimeout, which every seal
+// restarts, and to AbsoluteTimeout, which started before the seal.
+func cookieLongestLife(cfg *Config) time.Duration {
+	d := max(cfg.MaxAgeLimit, cfg.MaxAge)
+	if cfg.IdleTimeout > 0 {
+		d = min(d, cfg.IdleTimeout)
+	}
+	if cfg.AbsoluteTimeout > 0 {
+		d = min(d, cfg.AbsoluteTimeout)
+	}
+	return d
+}
+
+// revocationMargin is how much longer than the longest cookie life a
+// revocation is remembered: the cookie's expiry is read on one server's
+// clock, the revocation's TTL counts on the store's, and stores round TTLs
+// (Badger to the second). A minute covers any skew that NTP leaves.
+const revocationMargin = time.Minute
 
 // newCookieKey derives the key's id and its AES key from the secret with
 // HKDF, so neither reveals the other and the secret itself is never used
@@ -206,7 +239,7 @@ func (b *CookieBackend) load(s *Session) error {
 	if !s.decodeOrForget(plain[cookieTimesBytes:]) {
 		return nil
 	}
-	if b.expired(s) {
+	if b.expired(s) || b.outlived(s, now) {
 		s.forget()
 		return nil
 	}
@@ -220,6 +253,19 @@ func (b *CookieBackend) load(s *Session) error {
 	}
 	s.sealedKey, s.exists = key, true
 	return nil
+}
+
+// outlived reports whether a cookie has been open longer than this
+// configuration lets any cookie live since it was sealed. A cookie sealed
+// here never has: its sealed expiry comes first. One sealed under a longer
+// MaxAgeLimit (or before a timeout was set) would otherwise outlive what
+// RevokeUser covers.
+func (b *CookieBackend) outlived(s *Session, now int64) bool {
+	sealed := s.extended // every seal sets it
+	if sealed == 0 {
+		sealed = s.created // a record from before extensions were kept
+	}
+	return sealed != 0 && now-sealed >= int64(b.longestLife)
 }
 
 // unseal decodes and decrypts the cookie value into s.sealBuf and returns
@@ -253,7 +299,10 @@ func (b *CookieBackend) seal(s *Session, sink ResponseSink) error {
 		s.created = now
 	}
 	s.extended = now
-	ttl := b.ttl(s, now)
+	// A session's own MaxAge (SetMaxAge) may come from a configuration
+	// with a higher MaxAgeLimit: the limit in force caps it, so that no
+	// cookie sealed here outlives what RevokeUser covers.
+	ttl := min(b.ttl(s, now), b.cfg.MaxAgeLimit)
 	pp, sp := getRecordBuf(), getRecordBuf()
 	defer putRecordBuf(pp)
 	defer putRecordBuf(sp)
@@ -284,6 +333,15 @@ func (b *CookieBackend) seal(s *Session, sink ResponseSink) error {
 // time of binding is kept across writes. Sessions bound afterwards are
 // unaffected. It needs Config.RevocationStore.
 //
+// The revocation is stored for the longest a cookie can open after its
+// seal (MaxAgeLimit, cut to IdleTimeout and AbsoluteTimeout when they are
+// shorter) plus a minute's margin for clocks: remember-me cookies
+// (Session.SetMaxAge) stay revoked to their last second. A request that
+// loaded a session before the revocation and saves it after seals an
+// expiry counted from when it loaded it, so its cookie is covered too. Lowering
+// MaxAgeLimit or a timeout shortens later revocations, and the cookies
+// they must cover along with them (see CookieBackend).
+//
 // The check compares the time of binding with the revocation's, both from
 // the servers' clocks: a session bound, on a server whose clock runs ahead,
 // within that lead before the revocation survives it.
@@ -296,9 +354,11 @@ func (b *CookieBackend) RevokeUser(ctx context.Context, user string) error {
 	}
 	var notBefore [8]byte
 	binary.BigEndian.PutUint64(notBefore[:], uint64(b.now().UnixNano()))
-	// Every cookie sealed before now expires, by its sealed expiry, within
-	// MaxAge: the revocation need not outlive that.
-	if err := b.revocations.Set(ctx, b.revocationKey(user), notBefore[:], b.cfg.MaxAge+time.Second); err != nil {
+	// Every cookie bound before now was sealed at or before now (a request
+	// in flight seals with the time it started), and opens at most
+	// longestLife after its seal: the revocation need not outlive that.
+	// MaxAge alone would not do: SetMaxAge lengthens cookies past it.
+	if err := b.revocations.Set(ctx, b.revocationKey(user), notBefore[:], b.longestLife+revocationMargin); err != nil {
 		return &StoreError{Op: "revoke", Err: err}
 	}
 	return nil

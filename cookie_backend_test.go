@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/kvsession/kvsession/store"
+	"github.com/kvsession/kvsession/store/memory"
 )
 
 var (
@@ -577,5 +578,220 @@ func TestConfigLeavesOutSecrets(t *testing.T) {
 	b := newCookieBackend(t, Config{}, nil)
 	if b.Config().Secrets != nil {
 		t.Fatal("Config() hands out the keys")
+	}
+}
+
+// revocableBackend returns a cookie backend over cfg whose revocations are
+// kept in a memory store on clk, so that moving clk ages the revocation
+// records exactly as it ages the cookies.
+func revocableBackend(t *testing.T, cfg Config, clk *clock) (*CookieBackend, store.Store) {
+	t.Helper()
+	// The sweeper would read clk from its own goroutine: keep it idle.
+	st := memory.New(memory.Options{Now: clk.now, SweepInterval: 24 * time.Hour})
+	t.Cleanup(func() { st.Close() })
+	reg := store.NewRegistry(nil)
+	if err := reg.Register("revocations", st); err != nil {
+		t.Fatal(err)
+	}
+	cfg.Secrets = [][]byte{keyA}
+	cfg.RevocationStore = "revocations"
+	b, err := NewCookie(cfg, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clk.attach(b)
+	return b, st
+}
+
+// TestRevokedCookieStaysRevokedForItsWholeLife: a revocation must be
+// remembered for as long as any cookie sealed before it can still open.
+// Session.SetMaxAge lengthens a cookie up to MaxAgeLimit; AbsoluteTimeout
+// and IdleTimeout shorten it. A copy taken before RevokeUser is tried at
+// every interesting moment up to the last instant its sealed expiry
+// allows, and must never open as the user.
+func TestRevokedCookieStaysRevokedForItsWholeLife(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		cfg      Config
+		remember time.Duration // SetMaxAge at login; 0: none
+		life     time.Duration // how long the cookie opens after login, unrevoked
+	}{
+		{"remember me beyond MaxAge", Config{MaxAge: 2 * time.Second, MaxAgeLimit: 30 * time.Second}, 30 * time.Second, 30 * time.Second},
+		{"MaxAge alone", Config{MaxAge: 2 * time.Second}, 0, 2 * time.Second},
+		{"AbsoluteTimeout cuts remember me", Config{MaxAge: 2 * time.Second, MaxAgeLimit: time.Minute, AbsoluteTimeout: 20 * time.Second}, time.Minute, 20 * time.Second},
+		{"IdleTimeout cuts remember me", Config{MaxAge: 2 * time.Second, MaxAgeLimit: time.Minute, IdleTimeout: 15 * time.Second}, time.Minute, 15 * time.Second},
+		{"long remember me", Config{MaxAge: time.Hour, MaxAgeLimit: 30 * 24 * time.Hour}, 30 * 24 * time.Hour, 30 * 24 * time.Hour},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			clk := newClock()
+			b, st := revocableBackend(t, tc.cfg, clk)
+			login := clk.t
+			out, err := requestHeader(t, b, nil, func(s *Session) {
+				if err := s.SetUser("alice"); err != nil {
+					t.Fatal(err)
+				}
+				if tc.remember != 0 {
+					if err := s.SetMaxAge(tc.remember); err != nil {
+						t.Fatal(err)
+					}
+				}
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			copied := out.header(t)
+			user := func() string {
+				var u string
+				if _, err := requestHeader(t, b, copied, func(s *Session) { u = s.User() }); err != nil {
+					t.Fatal(err)
+				}
+				return u
+			}
+			// The cookie really lives that long: the instants below test
+			// the revocation, not the cookie's own expiry.
+			clk.t = login.Add(tc.life - time.Millisecond)
+			if u := user(); u != "alice" {
+				t.Fatalf("unrevoked cookie at %v: user %q, want alice", tc.life-time.Millisecond, u)
+			}
+			clk.t = login.Add(tc.life)
+			if u := user(); u != "" {
+				t.Fatalf("cookie opens as %q at %v, past its life", u, tc.life)
+			}
+
+			revokedAt := login.Add(time.Millisecond)
+			clk.t = revokedAt
+			if err := b.RevokeUser(context.Background(), "alice"); err != nil {
+				t.Fatal(err)
+			}
+			for _, at := range []time.Duration{
+				2 * time.Millisecond, 2500 * time.Millisecond, 3500 * time.Millisecond, 10 * time.Second,
+				tc.life / 2, tc.life - time.Second, tc.life - time.Millisecond,
+			} {
+				if at >= tc.life {
+					continue
+				}
+				clk.t = login.Add(at)
+				if u := user(); u != "" {
+					t.Errorf("revoked cookie opens as %q %v after login (its life: %v)", u, at, tc.life)
+				}
+			}
+			// Nor is the revocation kept forever: a store of revocations
+			// must not grow with every user ever revoked.
+			clk.t = revokedAt.Add(tc.life + revocationMargin)
+			if _, err := st.Get(context.Background(), "revoked:alice"); !errors.Is(err, store.ErrNotFound) {
+				t.Errorf("revocation still stored %v after the cookie's life and the margin: %v", tc.life+revocationMargin, err)
+			}
+		})
+	}
+}
+
+// TestRevocationCoversRememberMeSetInFlight: a request that loaded the
+// session before RevokeUser and asks for "remember me" after it must not
+// hand out a cookie that outlives the revocation record.
+func TestRevocationCoversRememberMeSetInFlight(t *testing.T) {
+	clk := newClock()
+	b, _ := revocableBackend(t, Config{MaxAge: 2 * time.Second, MaxAgeLimit: 30 * time.Second}, clk)
+	out, err := requestHeader(t, b, nil, func(s *Session) { s.SetUser("alice") })
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := clk.t
+	out, err = requestHeader(t, b, out.header(t), func(s *Session) {
+		s.User() // loaded before the revocation...
+		clk.advance(time.Millisecond)
+		if err := b.RevokeUser(context.Background(), "alice"); err != nil {
+			t.Fatal(err)
+		}
+		clk.advance(time.Millisecond)
+		if err := s.SetMaxAge(30 * time.Second); err != nil { // ...remembered after it
+			t.Fatal(err)
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	laundered := out.header(t)
+	for _, at := range []time.Duration{time.Second, 3500 * time.Millisecond, 10 * time.Second, 30*time.Second - time.Millisecond} {
+		clk.t = start.Add(at)
+		if _, err := requestHeader(t, b, laundered, func(s *Session) {
+			if u := s.User(); u != "" {
+				t.Errorf("cookie sealed in flight opens as %q %v after the request", u, at)
+			}
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestLoweredMaxAgeLimitBoundsOlderCookies: cookies sealed while
+// MaxAgeLimit was higher carry a longer sealed expiry. The configuration
+// reading them must still bound them to its own limit, or they would
+// outlive its revocations.
+func TestLoweredMaxAgeLimitBoundsOlderCookies(t *testing.T) {
+	clk := newClock()
+	before, _ := revocableBackend(t, Config{MaxAge: 2 * time.Second, MaxAgeLimit: 30 * time.Second}, clk)
+	after, _ := revocableBackend(t, Config{MaxAge: 2 * time.Second, MaxAgeLimit: 5 * time.Second}, clk)
+	sealed := clk.t
+	out, err := requestHeader(t, before, nil, func(s *Session) {
+		s.SetUser("alice")
+		if err := s.SetMaxAge(30 * time.Second); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := out.header(t)
+	user := func(b *CookieBackend, h []byte) (u string, set *sink) {
+		set, err := requestHeader(t, b, h, func(s *Session) { u = s.User() })
+		if err != nil {
+			t.Fatal(err)
+		}
+		return u, set
+	}
+
+	for _, tc := range []struct {
+		at   time.Duration
+		want string
+	}{
+		{5*time.Second - time.Millisecond, "alice"},
+		{5 * time.Second, ""},
+		{29 * time.Second, ""},
+	} {
+		clk.t = sealed.Add(tc.at)
+		if u, _ := user(after, old); u != tc.want {
+			t.Errorf("old cookie read %v after its seal under the lowered limit: user %q, want %q", tc.at, u, tc.want)
+		}
+	}
+
+	// Re-sealed under the lowered limit, the session's own MaxAge is cut
+	// to it, in the sealed expiry and in the cookie's Max-Age.
+	clk.t = sealed.Add(time.Second)
+	out, err = requestHeader(t, after, old, func(s *Session) { s.Set("n", 1) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if line := out.cookies["session"]; !strings.Contains(line, "; Max-Age=5;") {
+		t.Errorf("re-sealed under MaxAgeLimit 5s: Set-Cookie %s", line)
+	}
+	resealed := out.header(t)
+	clk.t = sealed.Add(6*time.Second - time.Millisecond)
+	if u, _ := user(before, resealed); u != "alice" {
+		t.Errorf("re-sealed cookie before its capped expiry: user %q", u)
+	}
+	clk.t = sealed.Add(6 * time.Second)
+	if u, _ := user(before, resealed); u != "" {
+		t.Errorf("re-sealed cookie opens as %q past MaxAgeLimit 5s, even where the limit is higher", u)
+	}
+
+	// And a revocation under the lowered limit covers the old cookie for
+	// its whole sealed life.
+	clk.t = sealed.Add(time.Second)
+	if err := after.RevokeUser(context.Background(), "alice"); err != nil {
+		t.Fatal(err)
+	}
+	clk.t = sealed.Add(3 * time.Second)
+	if u, _ := user(after, old); u != "" {
+		t.Errorf("revoked old cookie opens as %q", u)
 	}
 }
