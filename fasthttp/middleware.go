@@ -24,6 +24,12 @@
 // refuses a backend whose cookies, plus HeaderRoom for the rest of the
 // header, cannot fit Options.ReadBufferSize; NewServer sets the server's
 // buffer to match.
+//
+// Logs: fasthttp logs the connections it fails to serve, quoting the
+// request it could not read, Cookie header included: session ids in a log
+// are sessions anyone reading it can take over. NewServer's server keeps
+// them out (see RedactLogger); a fasthttp.Server made by hand needs
+// SecureErrorLogMessage set and its Logger wrapped by Middleware.Logger.
 package fasthttp
 
 import (
@@ -123,10 +129,19 @@ func RequiredReadBufferSize(backend kvsession.Backend, headerRoom int) int {
 }
 
 // NewServer returns a fasthttp.Server that serves next behind the
-// middleware, with the ReadBufferSize the middleware was checked against.
-// Set its other fields before serving.
+// middleware, with the ReadBufferSize the middleware was checked against,
+// and with its log kept free of session cookies: SecureErrorLogMessage on,
+// and a Logger that redacts cookie values (RedactLogger) before handing
+// fasthttp's messages to Config.Logger as warnings. Set its other fields
+// before serving; to log elsewhere, set Logger to m.Logger(yours), never
+// to a bare logger.
 func (m *Middleware) NewServer(next fasthttp.RequestHandler) *fasthttp.Server {
-	return &fasthttp.Server{Handler: m.Handler(next), ReadBufferSize: m.readBuffer}
+	return &fasthttp.Server{
+		Handler:               m.Handler(next),
+		ReadBufferSize:        m.readBuffer,
+		SecureErrorLogMessage: true,
+		Logger:                m.Logger(slogLogger{m.backend.Config().Logger}),
+	}
 }
 
 // sessionKey is the user-value key the session is kept under. An
