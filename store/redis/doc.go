@@ -32,13 +32,15 @@
 //
 // Every Redis key the store writes starts with Options.Prefix (default
 // "kvsession:"), which keeps one application's sessions apart from other
-// data on the same server and bounds DeleteAll. Under it there are two
+// data on the same server and bounds DeleteAll. Under it there are three
 // keyspaces:
 //
 //	Prefix + "v:" + key   the value stored under key (ValueKey)
 //	Prefix + "l:" + key   TryLock's lock on key, holding its token (LockKey)
+//	Prefix + "s:" + set   the set named set, a sorted set (SetKey)
 //
-// so no key a caller picks can make a value and a lock meet. Records of
+// so no key or set name a caller picks can make a value, a lock and a set
+// meet. Records of
 // kvsession's user index are values like any other, under the keys the
 // index chooses (the backend's key prefix + "user:" + user), hence at
 // Prefix + "v:" + that. Two stores on one server must not have one Prefix
@@ -52,6 +54,22 @@
 // its TTL has passed since Set was called; ExpiresIn reports PTTL. Touch
 // changes only the TTL: the value is neither read nor rewritten.
 //
+// A set (AddMember) is a sorted set whose members are scored with their
+// expiry in Unix milliseconds by Redis's own clock (TIME), +inf for none,
+// so that processes whose clocks differ agree. Adding is ZADD GT, which
+// never lowers an expiry, in a script that also keeps the key's own TTL no
+// earlier than its latest member's (none while a member never expires):
+// a set whose members have all expired goes by itself. Members drops the
+// expired members it skips. Each of the three is one script, one round
+// trip, O(log n) in the set's size for an add or a removal.
+//
+// # Swap
+//
+// Swap is one script: GET, compare, then SET (with PX) or UNLINK. An old
+// value of up to 40 bytes is sent and compared as it is; a longer one is
+// not sent, but compared by SHA-1 (computed by the store, and by Redis
+// with redis.sha1hex), which spares a session's save from sending the
+// session twice.//
 // Redis's maxmemory policy decides what happens when memory runs out. With
 // an evicting policy Redis may drop sessions, and locks, before they expire;
 // noeviction makes writes fail instead.
@@ -64,6 +82,18 @@
 // lives on one Redis node: if that node fails over to a replica that had
 // not yet received it, the lock is lost, as with any lock kept in one Redis.
 // DeleteAll leaves locks alone; they go when their leases end.
+//
+// A TryLock or Unlock that gets no answer (CallTimeout, its context, a
+// broken connection) may have taken effect, or may yet: a stalled Redis
+// runs the SET NX waiting in its socket when it resumes, after its caller
+// was told the call failed and dropped the token. The store keeps such
+// tokens and releases their locks itself, with Unlock's script, as soon as
+// Redis answers again, from one goroutine that runs only while some are
+// queued (at most 10,000, each for at most two minutes or its lease, if
+// longer). Sessions locked during a stall are therefore free again within
+// about a second of Redis coming back, not a whole lease later. An Unlock
+// called with a context that has already ended is queued the same way, so
+// that a request whose client went away still frees its session.
 //
 // # Update
 //
@@ -84,11 +114,17 @@
 // for more seeds): the client discovers the rest and follows the cluster
 // when slots move.
 //
-// # Contexts
+// # Contexts and timeouts
 //
 // Every call checks its context before sending anything, and stops waiting
 // when the context ends, returning an error that errors.Is the context's
-// error. A command already sent is not withdrawn: Redis may still carry out
+// error. A call whose context allows more than Options.CallTimeout (two
+// seconds by default) runs under that timeout instead: without it a call
+// whose context never ends would wait for as long as Redis does not
+// answer, while the client retries reads and reconnects. A stalled or
+// unreachable Redis thus fails every call within CallTimeout, with an
+// error that errors.Is context.DeadlineExceeded and names CallTimeout. A
+// negative CallTimeout turns this off. A command already sent is not withdrawn: Redis may still carry out
 // a Set whose call returned context.Canceled. Open's client sends every
 // command through its pipeline (rueidis's AlwaysPipelining), so a call that
 // gives up leaves its connection open and its late reply is discarded. With

@@ -20,6 +20,10 @@ const DefaultPrefix = "kvsession:"
 // defaultDialTimeout is Options.DialTimeout's default.
 const defaultDialTimeout = 5 * time.Second
 
+// DefaultCallTimeout is Options.CallTimeout's default: how long a call
+// waits for Redis when its context allows longer.
+const DefaultCallTimeout = 2 * time.Second
+
 // Options configures a Store. New uses only Prefix; Open uses every field.
 type Options struct {
 	// Addr is the host:port of a standalone server, or of any node of a
@@ -54,6 +58,19 @@ type Options struct {
 	// sharing a server must not have one Prefix that starts another.
 	Prefix string
 
+	// CallTimeout bounds each call to the store (each round trip, for
+	// DeleteAll) whose context has no earlier deadline: a call that gets no
+	// reply within it fails with an error wrapping
+	// context.DeadlineExceeded, so that a stalled or unreachable Redis
+	// fails requests within a bound instead of holding them until it
+	// returns. Without it a call whose context never ends would wait, and
+	// the client would retry reads, for as long as Redis is away. Zero
+	// means DefaultCallTimeout (two seconds); a negative value turns the
+	// bound off, leaving each call to its context alone. Set it above the
+	// slowest reply a healthy Redis gives (the size of the largest value
+	// over the network matters). New uses it too.
+	CallTimeout time.Duration
+
 	// Tune, if set, is called with the client options Open has settled on,
 	// just before creating the client, and may change any of them. It is the
 	// escape hatch for whatever this package does not expose.
@@ -71,6 +88,14 @@ type Store struct {
 	prefix string // Options.Prefix, or DefaultPrefix
 	vals   string // prefix + "v:": where values live
 	locks  string // prefix + "l:": where locks live
+	sets   string // prefix + "s:": where sets live
+
+	// timeout is Options.CallTimeout, resolved: 0 for no bound.
+	timeout time.Duration
+
+	// rel releases, in the background, locks whose TryLock or Unlock
+	// failed with an unknown outcome (see release.go).
+	rel releaser
 
 	// closed is set by Close. Every method checks it first; a call already
 	// in flight when Close closes an owned client fails inside the client
@@ -90,7 +115,7 @@ var _ interface {
 // New returns a Store on client, which the application created and keeps
 // owning: several Stores, and the application itself, can share one
 // client's connections. Close does not close client. New uses only
-// opts.Prefix.
+// opts.Prefix and opts.CallTimeout.
 func New(client rueidis.Client, opts Options) *Store {
 	if client == nil {
 		panic("redis store: New with a nil client")
@@ -99,7 +124,15 @@ func New(client rueidis.Client, opts Options) *Store {
 	if p == "" {
 		p = DefaultPrefix
 	}
-	return &Store{c: client, prefix: p, vals: p + "v:", locks: p + "l:"}
+	s := &Store{c: client, prefix: p, vals: p + "v:", locks: p + "l:", sets: p + "s:"}
+	switch {
+	case opts.CallTimeout == 0:
+		s.timeout = DefaultCallTimeout
+	case opts.CallTimeout > 0:
+		s.timeout = opts.CallTimeout
+	}
+	s.rel.init(s)
+	return s
 }
 
 // Open connects to the server or cluster opts describes, checks that it
@@ -207,6 +240,7 @@ func (s *Store) Close() error {
 	if !s.closed.CompareAndSwap(false, true) {
 		return nil
 	}
+	s.rel.stop()
 	if s.owned {
 		s.c.Close()
 	}
@@ -229,16 +263,42 @@ func (s *Store) check(ctx context.Context, key string) error {
 	return nil
 }
 
+// nop is the cancel function of a call that needs no deadline of its own.
+func nop() {}
+
+// bound returns the context one call runs under: ctx itself if it ends
+// within CallTimeout anyway (a deadline of the caller's, such as
+// kvsession's Config.StoreTimeout, spares the cost of a second one), and
+// otherwise ctx with a deadline CallTimeout from now.
+func (s *Store) bound(ctx context.Context) (context.Context, context.CancelFunc) {
+	if s.timeout <= 0 {
+		return ctx, nop
+	}
+	if d, ok := ctx.Deadline(); ok && time.Until(d) <= s.timeout {
+		return ctx, nop
+	}
+	return context.WithTimeout(ctx, s.timeout)
+}
+
 // fail wraps an error from the client with the command that failed. An
 // error caused by Close, or by the context ending, says so in a way
 // errors.Is sees, whatever the client made of it (a 1ms deadline surfaces
-// as a network timeout, not as context.DeadlineExceeded).
-func (s *Store) fail(ctx context.Context, op string, err error) error {
+// as a network timeout, not as context.DeadlineExceeded). parent is the
+// caller's context and ctx the one the call ran under, from bound: when it
+// is CallTimeout that ran out, not a deadline of the caller's, the error
+// says so.
+func (s *Store) fail(parent, ctx context.Context, op string, err error) error {
 	if s.closed.Load() {
 		return fmt.Errorf("redis store: %s: %w (%w)", op, store.ErrClosed, err)
 	}
 	if cerr := ctx.Err(); cerr != nil && !errors.Is(err, cerr) {
+		if ctx != parent && parent.Err() == nil {
+			return fmt.Errorf("redis store: %s: no reply within CallTimeout (%v): %w (%w)", op, s.timeout, cerr, err)
+		}
 		return fmt.Errorf("redis store: %s: %w (%w)", op, cerr, err)
+	}
+	if ctx != parent && parent.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("redis store: %s: no reply within CallTimeout (%v): %w", op, s.timeout, err)
 	}
 	return fmt.Errorf("redis store: %s: %w", op, err)
 }
@@ -268,10 +328,12 @@ func millis(d time.Duration) int64 {
 }
 
 // Get returns the value under key, or store.ErrNotFound.
-func (s *Store) Get(ctx context.Context, key string) ([]byte, error) {
-	if err := s.check(ctx, key); err != nil {
+func (s *Store) Get(parent context.Context, key string) ([]byte, error) {
+	if err := s.check(parent, key); err != nil {
 		return nil, err
 	}
+	ctx, cancel := s.bound(parent)
+	defer cancel()
 	// AsBytes hands out the reply's own memory, which nothing else refers
 	// to: the caller owns it.
 	v, err := s.c.Do(ctx, s.c.B().Get().Key(s.vals+key).Build()).AsBytes()
@@ -281,19 +343,21 @@ func (s *Store) Get(ctx context.Context, key string) ([]byte, error) {
 	case rueidis.IsRedisNil(err):
 		return nil, store.ErrNotFound
 	default:
-		return nil, s.fail(ctx, "GET", err)
+		return nil, s.fail(parent, ctx, "GET", err)
 	}
 }
 
 // Set stores value under key with SET, and its TTL with PX, rounded up to
 // whole milliseconds; a zero TTL removes any previous expiry.
-func (s *Store) Set(ctx context.Context, key string, value []byte, ttl time.Duration) error {
-	if err := s.check(ctx, key); err != nil {
+func (s *Store) Set(parent context.Context, key string, value []byte, ttl time.Duration) error {
+	if err := s.check(parent, key); err != nil {
 		return err
 	}
 	if ttl < 0 {
 		return store.ErrInvalidTTL
 	}
+	ctx, cancel := s.bound(parent)
+	defer cancel()
 	cmd := s.c.B().Set().Key(s.vals + key).Value(arg(ctx, value))
 	var err error
 	if ttl > 0 {
@@ -302,19 +366,21 @@ func (s *Store) Set(ctx context.Context, key string, value []byte, ttl time.Dura
 		err = s.c.Do(ctx, cmd.Build()).Error()
 	}
 	if err != nil {
-		return s.fail(ctx, "SET", err)
+		return s.fail(parent, ctx, "SET", err)
 	}
 	return nil
 }
 
 // Delete removes key with UNLINK, which frees a large value off Redis's
 // main thread.
-func (s *Store) Delete(ctx context.Context, key string) error {
-	if err := s.check(ctx, key); err != nil {
+func (s *Store) Delete(parent context.Context, key string) error {
+	if err := s.check(parent, key); err != nil {
 		return err
 	}
+	ctx, cancel := s.bound(parent)
+	defer cancel()
 	if err := s.c.Do(ctx, s.c.B().Unlink().Key(s.vals+key).Build()).Error(); err != nil {
-		return s.fail(ctx, "UNLINK", err)
+		return s.fail(parent, ctx, "UNLINK", err)
 	}
 	return nil
 }
@@ -329,13 +395,15 @@ return redis.call('EXISTS', KEYS[1])`)
 // Touch sets key's TTL without rewriting or reading its value: PEXPIRE, or
 // for a zero TTL a script around PERSIST. A missing key is
 // store.ErrNotFound and stays missing.
-func (s *Store) Touch(ctx context.Context, key string, ttl time.Duration) error {
-	if err := s.check(ctx, key); err != nil {
+func (s *Store) Touch(parent context.Context, key string, ttl time.Duration) error {
+	if err := s.check(parent, key); err != nil {
 		return err
 	}
 	if ttl < 0 {
 		return store.ErrInvalidTTL
 	}
+	ctx, cancel := s.bound(parent)
+	defer cancel()
 	var (
 		n   int64
 		err error
@@ -349,7 +417,7 @@ func (s *Store) Touch(ctx context.Context, key string, ttl time.Duration) error 
 	}
 	switch {
 	case err != nil:
-		return s.fail(ctx, op, err)
+		return s.fail(parent, ctx, op, err)
 	case n == 0:
 		return store.ErrNotFound
 	}
@@ -357,27 +425,31 @@ func (s *Store) Touch(ctx context.Context, key string, ttl time.Duration) error 
 }
 
 // Exists reports whether key holds a value, with EXISTS.
-func (s *Store) Exists(ctx context.Context, key string) (bool, error) {
-	if err := s.check(ctx, key); err != nil {
+func (s *Store) Exists(parent context.Context, key string) (bool, error) {
+	if err := s.check(parent, key); err != nil {
 		return false, err
 	}
+	ctx, cancel := s.bound(parent)
+	defer cancel()
 	n, err := s.c.Do(ctx, s.c.B().Exists().Key(s.vals+key).Build()).AsInt64()
 	if err != nil {
-		return false, s.fail(ctx, "EXISTS", err)
+		return false, s.fail(parent, ctx, "EXISTS", err)
 	}
 	return n > 0, nil
 }
 
 // ExpiresIn returns how long key has left, from PTTL: store.NoExpiry for a
 // key without a TTL, store.ErrNotFound for a missing one.
-func (s *Store) ExpiresIn(ctx context.Context, key string) (time.Duration, error) {
-	if err := s.check(ctx, key); err != nil {
+func (s *Store) ExpiresIn(parent context.Context, key string) (time.Duration, error) {
+	if err := s.check(parent, key); err != nil {
 		return 0, err
 	}
+	ctx, cancel := s.bound(parent)
+	defer cancel()
 	ms, err := s.c.Do(ctx, s.c.B().Pttl().Key(s.vals+key).Build()).AsInt64()
 	switch {
 	case err != nil:
-		return 0, s.fail(ctx, "PTTL", err)
+		return 0, s.fail(parent, ctx, "PTTL", err)
 	case ms == -2:
 		return 0, store.ErrNotFound
 	case ms < 0:
@@ -390,12 +462,14 @@ func (s *Store) ExpiresIn(ctx context.Context, key string) (time.Duration, error
 // looks at per call, and so about the most each batch deletes.
 const scanCount = 1000
 
-// DeleteAll deletes every value under this store's Prefix (sessions, and
-// the user index's records), walking the keyspace with SCAN and deleting
-// each batch with UNLINK: it never blocks Redis the way KEYS or FLUSHDB
-// would, and leaves every other key alone. On a cluster it walks every
-// master. Locks are left to expire with their leases, so that a request
-// holding one keeps it. Values written while DeleteAll runs may survive it.
+// DeleteAll deletes every value and every set under this store's Prefix
+// (sessions, the user index's records, the sets of AddMember), walking the
+// keyspace with SCAN and deleting each batch with UNLINK: it never blocks
+// Redis the way KEYS or FLUSHDB would, and leaves every other key alone. On
+// a cluster it walks every master. Locks are left to expire with their
+// leases, so that a request holding one keeps it. Entries written while
+// DeleteAll runs may survive it. CallTimeout bounds each round trip, not
+// the whole walk, which takes as long as the keyspace is large.
 func (s *Store) DeleteAll(ctx context.Context) error {
 	if s.closed.Load() {
 		return store.ErrClosed
@@ -403,27 +477,47 @@ func (s *Store) DeleteAll(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("redis store: %w", err)
 	}
-	pattern := globEscape(s.vals) + "*"
+	patterns := [...]string{globEscape(s.vals) + "*", globEscape(s.sets) + "*"}
 	if s.c.Mode() != rueidis.ClientModeCluster {
-		return s.clear(ctx, s.c, pattern, false)
+		for _, p := range patterns {
+			if err := s.clear(ctx, s.c, p, false); err != nil {
+				return err
+			}
+		}
+		return nil
 	}
 	for _, node := range s.c.Nodes() {
 		// Replicas hold the same keys as their masters; skip them.
-		role, err := node.Do(ctx, node.B().Role().Build()).ToArray()
+		r, err := s.call(ctx, node, "ROLE", node.B().Role().Build())
 		if err != nil {
-			return s.fail(ctx, "ROLE", err)
+			return err
 		}
+		role, _ := r.ToArray()
 		if len(role) == 0 {
 			continue
 		}
 		if r, _ := role[0].ToString(); r != "master" {
 			continue
 		}
-		if err := s.clear(ctx, node, pattern, true); err != nil {
-			return err
+		for _, p := range patterns {
+			if err := s.clear(ctx, node, p, true); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
+}
+
+// call sends one command on c under CallTimeout, and wraps its error as
+// fail does.
+func (s *Store) call(parent context.Context, c rueidis.Client, op string, cmd rueidis.Completed) (rueidis.RedisResult, error) {
+	ctx, cancel := s.bound(parent)
+	defer cancel()
+	r := c.Do(ctx, cmd)
+	if err := r.Error(); err != nil {
+		return r, s.fail(parent, ctx, op, err)
+	}
+	return r, nil
 }
 
 // clear deletes the keys matching pattern on one node. In a cluster the
@@ -433,29 +527,44 @@ func (s *Store) DeleteAll(ctx context.Context) error {
 func (s *Store) clear(ctx context.Context, node rueidis.Client, pattern string, cluster bool) error {
 	var cursor uint64
 	for {
-		e, err := node.Do(ctx, node.B().Scan().Cursor(cursor).Match(pattern).Count(scanCount).Build()).AsScanEntry()
+		r, err := s.call(ctx, node, "SCAN", node.B().Scan().Cursor(cursor).Match(pattern).Count(scanCount).Build())
 		if err != nil {
-			return s.fail(ctx, "SCAN", err)
+			return err
+		}
+		e, err := r.AsScanEntry()
+		if err != nil {
+			return s.fail(ctx, ctx, "SCAN", err)
 		}
 		if len(e.Elements) > 0 {
 			if cluster {
-				cmds := make(rueidis.Commands, len(e.Elements))
-				for i, k := range e.Elements {
-					cmds[i] = s.c.B().Unlink().Key(k).Build()
+				if err := s.unlinkEach(ctx, e.Elements); err != nil {
+					return err
 				}
-				for _, r := range s.c.DoMulti(ctx, cmds...) {
-					if err := r.Error(); err != nil {
-						return s.fail(ctx, "UNLINK", err)
-					}
-				}
-			} else if err := s.c.Do(ctx, s.c.B().Unlink().Key(e.Elements...).Build()).Error(); err != nil {
-				return s.fail(ctx, "UNLINK", err)
+			} else if _, err := s.call(ctx, s.c, "UNLINK", s.c.B().Unlink().Key(e.Elements...).Build()); err != nil {
+				return err
 			}
 		}
 		if cursor = e.Cursor; cursor == 0 {
 			return nil
 		}
 	}
+}
+
+// unlinkEach deletes keys with one UNLINK each, pipelined, under one
+// CallTimeout.
+func (s *Store) unlinkEach(parent context.Context, keys []string) error {
+	ctx, cancel := s.bound(parent)
+	defer cancel()
+	cmds := make(rueidis.Commands, len(keys))
+	for i, k := range keys {
+		cmds[i] = s.c.B().Unlink().Key(k).Build()
+	}
+	for _, r := range s.c.DoMulti(ctx, cmds...) {
+		if err := r.Error(); err != nil {
+			return s.fail(parent, ctx, "UNLINK", err)
+		}
+	}
+	return nil
 }
 
 // globEscape quotes the characters SCAN's MATCH treats as special, so that

@@ -586,6 +586,10 @@ func TestContextDeadline(t *testing.T) {
 		{"Update", func(ctx context.Context) error {
 			return s.Update(ctx, "k", func(old []byte) ([]byte, time.Duration, bool) { return old, 0, true })
 		}},
+		{"Swap", func(ctx context.Context) error { _, err := s.Swap(ctx, "k", []byte("v"), []byte("w"), 0); return err }},
+		{"AddMember", func(ctx context.Context) error { return s.AddMember(ctx, "set", "m", time.Hour) }},
+		{"RemoveMember", func(ctx context.Context) error { return s.RemoveMember(ctx, "set", "m") }},
+		{"Members", func(ctx context.Context) error { _, err := s.Members(ctx, "set"); return err }},
 	}
 	// How long a call may take past its deadline or cancellation: generous
 	// for a loaded machine.

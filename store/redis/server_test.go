@@ -188,6 +188,12 @@ func startServerOnce(args ...string) (*server, error) {
 	if err != nil {
 		return nil, err
 	}
+	return startServerAt(port, args...)
+}
+
+// startServerAt starts a redis-server on the given loopback port: a
+// restart of one the tests killed, on the address its clients know.
+func startServerAt(port int, args ...string) (*server, error) {
 	dir, err := os.MkdirTemp("", "kvsession-redis-")
 	if err != nil {
 		return nil, err

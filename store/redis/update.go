@@ -64,7 +64,8 @@ return 1`)
 // the value with GET, calls fn, and writes the result with a script that
 // first checks the value is still the one read. If it is not, Update starts
 // again (after a short random pause), so fn may run several times; after
-// 100 conflicts it gives up with ErrConflict. It implements the user
+// 100 conflicts it gives up with ErrConflict. CallTimeout bounds the whole
+// of it, retries included. It implements the user
 // index's Updater:
 //
 // fn gets the current value, nil if there is none. If fn returns write ==
@@ -73,16 +74,20 @@ return 1`)
 // Comparing whole values rather than versions means an A→B→A change in
 // between goes unnoticed, which is harmless: fn's result depends only on
 // the value it was given.
-func (s *Store) Update(ctx context.Context, key string, fn func(old []byte) (value []byte, ttl time.Duration, write bool)) error {
-	if err := s.check(ctx, key); err != nil {
+func (s *Store) Update(parent context.Context, key string, fn func(old []byte) (value []byte, ttl time.Duration, write bool)) error {
+	if err := s.check(parent, key); err != nil {
 		return err
 	}
+	// One CallTimeout for the whole update, retries included: its caller
+	// waits on it as on one call.
+	ctx, cancel := s.bound(parent)
+	defer cancel()
 	k := s.vals + key
 	keys := []string{k}
 	for attempt := range updateAttempts {
 		if attempt > 0 {
 			if err := pause(ctx, attempt); err != nil {
-				return fmt.Errorf("redis store: update: %w", err)
+				return s.fail(parent, ctx, "update", err)
 			}
 		}
 		old, err := s.c.Do(ctx, s.c.B().Get().Key(k).Build()).AsBytes()
@@ -91,7 +96,7 @@ func (s *Store) Update(ctx context.Context, key string, fn func(old []byte) (val
 		case rueidis.IsRedisNil(err):
 			old, existed = nil, "0"
 		case err != nil:
-			return s.fail(ctx, "GET", err)
+			return s.fail(parent, ctx, "GET", err)
 		case old == nil:
 			old = []byte{} // present but empty: not the same as missing
 		}
@@ -113,7 +118,7 @@ func (s *Store) Update(ctx context.Context, key string, fn func(old []byte) (val
 		args := []string{existed, rueidis.BinaryString(old), op, arg(ctx, value), px}
 		n, err := updateScript.Exec(ctx, s.c, keys, args).AsInt64()
 		if err != nil {
-			return s.fail(ctx, "update script", err)
+			return s.fail(parent, ctx, "update script", err)
 		}
 		if n == 1 {
 			return nil
