@@ -22,6 +22,12 @@ type fakeStore struct {
 func (f *fakeStore) Get(context.Context, string) ([]byte, error)              { return nil, store.ErrNotFound }
 func (f *fakeStore) Set(context.Context, string, []byte, time.Duration) error { return nil }
 func (f *fakeStore) Delete(context.Context, string) error                     { return nil }
+func (f *fakeStore) Swap(context.Context, string, []byte, []byte, time.Duration) (bool, error) {
+	return false, nil
+}
+func (f *fakeStore) AddMember(context.Context, string, string, time.Duration) error { return nil }
+func (f *fakeStore) RemoveMember(context.Context, string, string) error             { return nil }
+func (f *fakeStore) Members(context.Context, string) ([]string, error)              { return nil, nil }
 func (f *fakeStore) Close() error {
 	f.closed.Add(1)
 	if f.onClose != nil {

@@ -1,9 +1,14 @@
 // Package store defines the key-value contract kvsession keeps sessions in,
 // and a registry that hands out stores by name.
 //
-// A Store needs only four methods. Abilities that some stores have and others
-// lack are separate optional interfaces (Toucher, Exister, Expirer, Clearer);
-// callers discover them with a type assertion and fall back when absent.
+// A Store keeps values under keys (Get, Set, Swap, Delete) and sets of
+// members (AddMember, RemoveMember, Members), each with an expiry. Swap and
+// the sets are what every end of a session relies on: Swap keeps a request
+// from writing back a session another request ended, and a set per user
+// lets "log out everywhere" reach every one of a user's sessions. Abilities
+// that some stores have and others lack are separate optional interfaces
+// (Toucher, Appender, Exister, Expirer, Clearer, Locker); callers discover
+// them with a type assertion and fall back when absent.
 //
 // Every store shipped with kvsession lives in its own sub-package, so that a
 // program linking the memory store does not link Badger.
@@ -44,8 +49,39 @@ type Store interface {
 	// expiry. A ttl of zero means no expiry; a negative ttl is ErrInvalidTTL.
 	Set(ctx context.Context, key string, value []byte, ttl time.Duration) error
 
+	// Swap stores value under key with ttl, as Set does, but only if the
+	// value stored under key is still old, byte for byte; a nil old means
+	// "only if key holds nothing" (missing or expired), and a nil value
+	// deletes key instead of storing. It reports whether it wrote. The
+	// comparison and the write are one atomic step with respect to every
+	// other call on key, in every process that shares the store: this is
+	// what keeps a request that loaded a session from writing it back
+	// after another request ended it (see the README's guarantees).
+	Swap(ctx context.Context, key string, old, value []byte, ttl time.Duration) (swapped bool, err error)
+
 	// Delete removes key. Deleting a missing key is not an error.
 	Delete(ctx context.Context, key string) error
+
+	// AddMember adds member to the set named set, to be listed by Members
+	// until at least ttl from now (0: for as long as it is not removed).
+	// Adding a member again extends its expiry to the later of the two;
+	// it never shortens it. Sets are a namespace of their own: a set may
+	// share its name with a key without either seeing the other. Adding
+	// one member must cost the same however many the set holds: a set is
+	// a user's sessions, and a user can have very many.
+	AddMember(ctx context.Context, set, member string, ttl time.Duration) error
+
+	// An empty set or member is ErrEmptyKey, a negative ttl ErrInvalidTTL.
+	//
+	// RemoveMember removes member from set. Removing a member that is not
+	// there is not an error.
+	RemoveMember(ctx context.Context, set, member string) error
+
+	// Members returns every member of set whose expiry has not passed, in
+	// no particular order; an empty or missing set gives none and no
+	// error. A set whose members have all expired takes no space once its
+	// last member expires (or, at the latest, once it is next listed).
+	Members(ctx context.Context, set string) ([]string, error)
 
 	// Close releases the store's resources and stops its background work.
 	// Calls after Close return ErrClosed.

@@ -6,11 +6,13 @@
 package memory
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"hash/maphash"
 	"math"
 	"math/bits"
+	"strings"
 	"sync"
 	"time"
 	"unsafe"
@@ -77,6 +79,10 @@ type shardState struct {
 	mu   sync.RWMutex
 	m    map[string]entry
 	peak int // most entries m has held since it was last rebuilt
+	// sets holds the sets whose names hash to this shard: each maps a
+	// member to its expiry (as entry.expiresAt). Nil until the shard's
+	// first set, and after Close (when m is nil too).
+	sets map[string]map[string]int64
 }
 
 const cacheLine = 64
@@ -302,6 +308,76 @@ func (s *Store) Set(ctx context.Context, key string, value []byte, ttl time.Dura
 	return nil
 }
 
+// Swap stores value under key if the value there is still old (nil: if
+// there is none), or deletes key if value is nil. See store.Store.
+func (s *Store) Swap(ctx context.Context, key string, old, value []byte, ttl time.Duration) (bool, error) {
+	if err := check(ctx, key); err != nil {
+		return false, err
+	}
+	if ttl < 0 {
+		return false, store.ErrInvalidTTL
+	}
+	if uint64(len(key))+uint64(len(value)) > math.MaxUint32 {
+		return false, ErrTooLarge
+	}
+	now := s.nowNano()
+	exp := s.expiry(ttl)
+	sh := s.shard(key)
+	sh.mu.Lock()
+	if sh.m == nil {
+		sh.mu.Unlock()
+		return false, store.ErrClosed
+	}
+	e, ok := sh.m[key]
+	switch {
+	case !holds(e, ok, now, old):
+		sh.mu.Unlock()
+		return false, nil
+	case value == nil:
+		delete(sh.m, key)
+		sh.maybeShrink()
+		sh.mu.Unlock()
+		return true, nil
+	case ok && len(value) == int(e.vlen):
+		// In place, as Set does: the common case of a session saved
+		// again allocates nothing.
+		copy(e.value(), value)
+		e.expiresAt = exp
+		sh.m[e.key()] = e
+		sh.mu.Unlock()
+		return true, nil
+	}
+	sh.mu.Unlock()
+	// As in Set, the new buffer is filled outside the lock; the condition
+	// is checked again once the lock is back, since anything may have
+	// happened to key meanwhile.
+	k, ne := newEntry(key, value, exp)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if sh.m == nil {
+		return false, store.ErrClosed
+	}
+	if e, ok := sh.m[key]; !holds(e, ok, now, old) {
+		return false, nil
+	}
+	sh.m[k] = ne
+	if len(sh.m) > sh.peak {
+		sh.peak = len(sh.m)
+	}
+	return true, nil
+}
+
+// holds reports whether the entry found under a key (ok: there was one) is
+// old at now: a live entry with exactly that value, or, for a nil old, no
+// live entry at all.
+func holds(e entry, ok bool, now int64, old []byte) bool {
+	live := ok && e.live(now)
+	if old == nil {
+		return !live
+	}
+	return live && bytes.Equal(e.value(), old)
+}
+
 // Delete removes key. Deleting a missing key is not an error.
 func (s *Store) Delete(ctx context.Context, key string) error {
 	if err := check(ctx, key); err != nil {
@@ -383,6 +459,94 @@ func (s *Store) ExpiresIn(ctx context.Context, key string) (time.Duration, error
 	return time.Duration(e.expiresAt - now), nil
 }
 
+// AddMember adds member to set until ttl from now (0: no expiry), keeping
+// a later expiry it already had. See store.Store.
+func (s *Store) AddMember(ctx context.Context, set, member string, ttl time.Duration) error {
+	if err := checkMember(ctx, set, member); err != nil {
+		return err
+	}
+	if ttl < 0 {
+		return store.ErrInvalidTTL
+	}
+	exp := s.expiry(ttl)
+	sh := s.shard(set)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if sh.m == nil {
+		return store.ErrClosed
+	}
+	if sh.sets == nil {
+		sh.sets = make(map[string]map[string]int64)
+	}
+	members := sh.sets[set]
+	if members == nil {
+		// Cloned: the caller's strings may be views of buffers it reuses.
+		members = make(map[string]int64)
+		sh.sets[strings.Clone(set)] = members
+	}
+	if cur, ok := members[member]; ok {
+		if cur == 0 || (exp != 0 && exp <= cur) {
+			return nil // it lives as long already
+		}
+		members[member] = exp
+		return nil
+	}
+	members[strings.Clone(member)] = exp
+	return nil
+}
+
+// RemoveMember removes member from set.
+func (s *Store) RemoveMember(ctx context.Context, set, member string) error {
+	if err := checkMember(ctx, set, member); err != nil {
+		return err
+	}
+	sh := s.shard(set)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if sh.m == nil {
+		return store.ErrClosed
+	}
+	if members := sh.sets[set]; members != nil {
+		delete(members, member)
+		if len(members) == 0 {
+			delete(sh.sets, set)
+		}
+	}
+	return nil
+}
+
+// Members returns the live members of set.
+func (s *Store) Members(ctx context.Context, set string) ([]string, error) {
+	if err := check(ctx, set); err != nil {
+		return nil, err
+	}
+	now := s.nowNano()
+	sh := s.shard(set)
+	sh.mu.RLock()
+	defer sh.mu.RUnlock()
+	if sh.m == nil {
+		return nil, store.ErrClosed
+	}
+	members := sh.sets[set]
+	out := make([]string, 0, len(members))
+	for m, exp := range members {
+		if exp == 0 || now < exp {
+			out = append(out, m) // the store's own copy, never written
+		}
+	}
+	return out, nil
+}
+
+func checkMember(ctx context.Context, set, member string) error {
+	if err := check(ctx, set); err != nil {
+		return err
+	}
+	if member == "" {
+		return store.ErrEmptyKey
+	}
+	return nil
+}
+
 // DeleteAll removes every entry. It clears one shard at a time, so entries
 // set concurrently in shards already cleared survive.
 func (s *Store) DeleteAll(ctx context.Context) error {
@@ -400,6 +564,7 @@ func (s *Store) DeleteAll(ctx context.Context) error {
 		// DeleteAll is how a caller asks for the memory back.
 		sh.m = make(map[string]entry)
 		sh.peak = 0
+		sh.sets = nil
 		sh.mu.Unlock()
 	}
 	return nil
@@ -435,6 +600,16 @@ func (s *Store) Sweep() {
 				}
 			}
 			sh.maybeShrink()
+			for set, members := range sh.sets {
+				for m, exp := range members {
+					if exp != 0 && now >= exp {
+						delete(members, m)
+					}
+				}
+				if len(members) == 0 {
+					delete(sh.sets, set)
+				}
+			}
 		}
 		sh.mu.Unlock()
 	}
@@ -480,6 +655,7 @@ func (s *Store) Close() error {
 			sh.mu.Lock()
 			sh.m = nil
 			sh.peak = 0
+			sh.sets = nil
 			sh.mu.Unlock()
 		}
 	})

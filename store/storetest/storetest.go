@@ -91,6 +91,11 @@ func Run(t *testing.T, h Harness) {
 		{"CanceledContext", r.testCanceledContext},
 		{"NoAliasing", r.testNoAliasing},
 		{"Concurrent", r.testConcurrent},
+		{"Swap", r.testSwap},
+		{"SwapAtomic", r.testSwapAtomic},
+		{"Sets", r.testSets},
+		{"SetsApartFromKeys", r.testSetsApartFromKeys},
+		{"LargeSet", r.testLargeSet},
 		{"Toucher", r.testToucher},
 		{"Appender", r.testAppender},
 		{"Exister", r.testExister},
@@ -291,6 +296,10 @@ func calls(s store.Store, key string, ttl time.Duration) []call {
 		{"Get", func(ctx context.Context) error { _, err := s.Get(ctx, key); return err }},
 		{"Set", func(ctx context.Context) error { return s.Set(ctx, key, []byte("v"), ttl) }},
 		{"Delete", func(ctx context.Context) error { return s.Delete(ctx, key) }},
+		{"Swap", func(ctx context.Context) error { _, err := s.Swap(ctx, key, []byte("v"), []byte("w"), ttl); return err }},
+		{"AddMember", func(ctx context.Context) error { return s.AddMember(ctx, key, "m", ttl) }},
+		{"RemoveMember", func(ctx context.Context) error { return s.RemoveMember(ctx, key, "m") }},
+		{"Members", func(ctx context.Context) error { _, err := s.Members(ctx, key); return err }},
 	}
 	if x, ok := s.(store.Toucher); ok {
 		cs = append(cs, call{"Touch", func(ctx context.Context) error { return x.Touch(ctx, key, ttl) }})
@@ -734,6 +743,11 @@ func (r *runner) testPersistence(t *testing.T) {
 	if err := s.Delete(ctx, "deleted"); err != nil {
 		t.Fatalf("Delete: %v", err)
 	}
+	addMember(t, s, "users", "kept", time.Hour)
+	addMember(t, s, "users", "removed", time.Hour)
+	if err := s.RemoveMember(ctx, "users", "removed"); err != nil {
+		t.Fatalf("RemoveMember: %v", err)
+	}
 
 	s2 := r.h.Reopen(t, s)
 	if s2 == nil {
@@ -745,6 +759,7 @@ func (r *runner) testPersistence(t *testing.T) {
 	wantValue(t, s2, "big", big)
 	wantValue(t, s2, "overwritten", []byte("new"))
 	wantMissing(t, s2, "deleted")
+	wantMembers(t, s2, "users", "kept")
 	if x, ok := s2.(store.Expirer); ok {
 		d, err := x.ExpiresIn(ctx, "hour")
 		if err != nil || d <= 0 || d > time.Hour+time.Second {

@@ -72,6 +72,10 @@ const (
 	TryLock   // store.Locker
 	Unlock    // store.Locker
 	Update    // the user index's Updater
+	Swap
+	AddMember
+	RemoveMember
+	Members
 
 	numMethods = iota
 
@@ -80,11 +84,19 @@ const (
 	// meant to break loads should name both.
 	Reads = Get | GetAppend
 
+	// Writes is every method that stores a value. kvsession saves a
+	// session it loaded with Swap and a new one with Set: a rule meant to
+	// break saves should name both.
+	Writes = Set | Swap
+
+	// SetOps is every method on sets (a user's sessions).
+	SetOps = AddMember | RemoveMember | Members
+
 	// All is every method; a Rule with Methods zero means the same.
 	All Method = 1<<numMethods - 1
 )
 
-var methodNames = [numMethods]string{"Get", "Set", "Delete", "Touch", "GetAppend", "Exists", "ExpiresIn", "DeleteAll", "TryLock", "Unlock", "Update"}
+var methodNames = [numMethods]string{"Get", "Set", "Delete", "Touch", "GetAppend", "Exists", "ExpiresIn", "DeleteAll", "TryLock", "Unlock", "Update", "Swap", "AddMember", "RemoveMember", "Members"}
 
 func (m Method) String() string {
 	if m == 0 {
@@ -463,6 +475,49 @@ func (s *Store) delete(ctx context.Context, key string) error {
 	return after(h, s.inner.Delete(ctx, key))
 }
 
+func (s *Store) swap(ctx context.Context, key string, old, value []byte, ttl time.Duration) (bool, error) {
+	h, err := s.enter(ctx, Swap, key, true)
+	if err != nil {
+		return false, err
+	}
+	ok, err := s.inner.Swap(ctx, key, old, value, ttl)
+	if err = after(h, err); err != nil {
+		return false, err
+	}
+	return ok, nil
+}
+
+// The set methods are keyed by the set's name: a rule with Prefix or Key
+// picks sets by name.
+
+func (s *Store) addMember(ctx context.Context, set, member string, ttl time.Duration) error {
+	h, err := s.enter(ctx, AddMember, set, true)
+	if err != nil {
+		return err
+	}
+	return after(h, s.inner.AddMember(ctx, set, member, ttl))
+}
+
+func (s *Store) removeMember(ctx context.Context, set, member string) error {
+	h, err := s.enter(ctx, RemoveMember, set, true)
+	if err != nil {
+		return err
+	}
+	return after(h, s.inner.RemoveMember(ctx, set, member))
+}
+
+func (s *Store) members(ctx context.Context, set string) ([]string, error) {
+	h, err := s.enter(ctx, Members, set, true)
+	if err != nil {
+		return nil, err
+	}
+	ms, err := s.inner.Members(ctx, set)
+	if err = after(h, err); err != nil {
+		return nil, err
+	}
+	return ms, nil
+}
+
 // close releases every hung call with store.ErrClosed, then closes the
 // wrapped store.
 func (s *Store) close() error {
@@ -562,8 +617,20 @@ func (b base) Get(ctx context.Context, key string) ([]byte, error) { return b.s.
 func (b base) Set(ctx context.Context, key string, value []byte, ttl time.Duration) error {
 	return b.s.set(ctx, key, value, ttl)
 }
+func (b base) Swap(ctx context.Context, key string, old, value []byte, ttl time.Duration) (bool, error) {
+	return b.s.swap(ctx, key, old, value, ttl)
+}
 func (b base) Delete(ctx context.Context, key string) error { return b.s.delete(ctx, key) }
-func (b base) Close() error                                 { return b.s.close() }
+func (b base) AddMember(ctx context.Context, set, member string, ttl time.Duration) error {
+	return b.s.addMember(ctx, set, member, ttl)
+}
+func (b base) RemoveMember(ctx context.Context, set, member string) error {
+	return b.s.removeMember(ctx, set, member)
+}
+func (b base) Members(ctx context.Context, set string) ([]string, error) {
+	return b.s.members(ctx, set)
+}
+func (b base) Close() error { return b.s.close() }
 
 type toucher struct{ s *Store }
 

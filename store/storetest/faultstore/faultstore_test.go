@@ -78,7 +78,7 @@ func TestViewsHaveExactlyTheirAbilities(t *testing.T) {
 	}
 }
 
-// plain has only the four store.Store methods.
+// plain has only the store.Store methods.
 type plain struct{ store.Store }
 
 func TestWrapsRealStoresFaithfully(t *testing.T) {
@@ -129,6 +129,10 @@ func TestEveryMethodObeysRules(t *testing.T) {
 		{Update, func(v store.Store) error {
 			return v.(indexUpdater).Update(ctx, "k", func([]byte) ([]byte, time.Duration, bool) { return []byte("u"), 0, true })
 		}},
+		{Swap, func(v store.Store) error { _, err := v.Swap(ctx, "k", []byte("v"), []byte("w"), 0); return err }},
+		{AddMember, func(v store.Store) error { return v.AddMember(ctx, "k", "m", 0) }},
+		{RemoveMember, func(v store.Store) error { return v.RemoveMember(ctx, "k", "m") }},
+		{Members, func(v store.Store) error { _, err := v.Members(ctx, "k"); return err }},
 	}
 	if len(calls) != numMethods {
 		t.Fatalf("%d methods tested, %d exist", len(calls), numMethods)
