@@ -12,7 +12,6 @@ import (
 	"sync"
 	"unsafe"
 
-	"github.com/kvsession/kvsession/internal/userindex"
 	"github.com/kvsession/kvsession/store"
 )
 
@@ -45,7 +44,6 @@ func isNotFound(err error) bool {
 type ServerBackend struct {
 	core
 	store    store.Store
-	toucher  store.Toucher  // nil when the store cannot refresh a TTL alone
 	appender store.Appender // nil when the store cannot read into our buffer
 	// plainKeys stores sessions under their ids rather than a hash of
 	// them: Config.PlainStoreKeys, or an in-process store (see storeKey).
@@ -55,7 +53,6 @@ type ServerBackend struct {
 	borrowKeys bool
 	idLen      int          // length of an encoded id
 	locks      *sessionLock // nil unless Config.Lock
-	users      *userindex.Index
 }
 
 var _ Backend = (*ServerBackend)(nil)
@@ -90,17 +87,10 @@ func New(cfg Config, stores *store.Registry) (*ServerBackend, error) {
 	if c.Lock {
 		b.locks = newSessionLock(c, st)
 	}
-	b.users = newUserIndex(b)
-	b.toucher, _ = st.(store.Toucher)
 	b.appender, _ = st.(store.Appender)
 	_, inProcess := st.(store.InProcess)
 	b.plainKeys = c.PlainStoreKeys || (inProcess && len(c.IDHashKey) == 0)
 	_, b.borrowKeys = st.(store.KeyBorrower)
-	if c.RenewOnAccess && b.toucher == nil {
-		// Renewing by writing the loaded record back would resurrect a
-		// session that another request destroyed in the meantime.
-		return nil, &ConfigError{Field: "RenewOnAccess", Reason: fmt.Sprintf("store %q (%T) cannot refresh a TTL without rewriting the value (store.Toucher)", c.Store, st)}
-	}
 	b.boundStoreCalls() // Config.StoreTimeout (timeout.go)
 	return b, nil
 }
@@ -247,7 +237,16 @@ func (b *ServerBackend) StoreInResponse(s *Session, sink ResponseSink) error {
 	// Two defers over storeInResponse's many returns would not be
 	// open-coded: the compiler would fall back to deferreturn, tens of
 	// nanoseconds on every request.
-	return b.storeInResponse(s, sink)
+	err := b.storeInResponse(s, sink)
+	if err == errEnded {
+		// Another request ended the session after this one loaded it:
+		// what this request did to it is dropped, as if it had come
+		// first (write.go).
+		s.exists = false
+		b.cfg.Logger.Debug("kvsession: session ended by another request during this one; its changes are dropped")
+		return nil
+	}
+	return err
 }
 
 func (b *ServerBackend) storeInResponse(s *Session, sink ResponseSink) error {
@@ -329,18 +328,14 @@ func (b *ServerBackend) save(s *Session, now int64) error {
 	prevExtended, prevIndexed := s.extended, s.indexed
 	s.extended = now
 	ttl := b.ttl(s, now)
-	add := b.indexPlan(s, now, ttl)
 	restore := func(err error) error {
 		s.extended, s.indexed = prevExtended, prevIndexed
 		return err
 	}
-	// A record that exists is indexed before it is rewritten, so that the
-	// index never misses a session its record says is bound. A new one is
-	// indexed after it is written: a listing in between would otherwise
-	// find no record and prune the entry for good.
-	fresh := !s.exists
-	if add && !fresh {
-		if err := b.index(s, ttl); err != nil {
+	// The session joins its user's set before its record is written, so
+	// that a listing never misses a record that exists (users.go).
+	if b.indexPlan(s, now, ttl) {
+		if err := b.index(s); err != nil {
 			return restore(err)
 		}
 	}
@@ -349,42 +344,61 @@ func (b *ServerBackend) save(s *Session, now int64) error {
 	var err error
 	if len(rec) > b.cfg.MaxRecordBytes {
 		err = ErrSessionTooLarge
-	} else if err = b.store.Set(s.ctx, s.key, rec, ttl); err != nil {
-		err = &StoreError{Op: "save", Err: err}
+	} else {
+		err = b.put(s, rec, ttl)
 	}
 	*bp = rec
 	putRecordBuf(bp)
 	if err != nil {
 		return restore(err)
 	}
-	if add && fresh {
-		if err := b.index(s, ttl); err != nil {
-			// Unindexed, the session would escape DestroyUserSessions:
-			// take it back. It is new, so nothing it held is lost.
-			if derr := b.store.Delete(s.ctx, s.key); derr != nil {
-				b.cfg.Logger.Warn("kvsession: could not delete a session its user index missed", "error", derr)
-			}
-			return restore(err)
-		}
-	}
 	if s.loadedUser != "" && s.loadedUser != s.user {
 		// Only now: had the save failed, the record would still be bound
-		// to the old user, and must stay in that user's index.
-		b.unindex(s, s.loadedUser)
+		// to the old user, and must stay in that user's set.
+		b.unindex(s.ctx, s.loadedUser, s.key)
 	}
 	s.loadedUser = s.user
 	s.exists = true
 	if s.oldKey != "" {
-		// The old record holds only what the session had before RenewID:
-		// whatever the request added (a login, say) went under the new id.
-		// So a failure here leaves nothing an old cookie could exploit, and
-		// failing the request would strand the saved new record instead.
-		if err := b.store.Delete(s.ctx, s.oldKey); err != nil {
-			b.cfg.Logger.Warn("kvsession: could not delete the record of a renewed session id; it expires with its TTL", "error", err)
-		}
-		s.oldKey = ""
+		return b.retireRenewed(s)
 	}
 	return nil
+}
+
+// retireRenewed deletes the record RenewID replaced, once the session is
+// saved under its new id: only if it is still the record this request
+// loaded (write.go). If another request ended the session meanwhile, the
+// new record would bring it back under a new id: it is taken back, and the
+// request's changes dropped.
+func (b *ServerBackend) retireRenewed(s *Session) error {
+	oldKey := s.oldKey
+	s.oldKey = ""
+	err := b.swapLoaded(s, "delete", oldKey, s.stored, nil, 0, nil)
+	switch {
+	case err == nil:
+		return nil
+	case err == errEnded || errors.Is(err, ErrConflict):
+		b.takeBack(s)
+		return err
+	}
+	// The old record holds only what the session had before RenewID:
+	// whatever the request added (a login, say) went under the new id.
+	// So a failure here leaves nothing an old cookie could exploit, and
+	// failing the request would strand the saved new record instead.
+	b.cfg.Logger.Warn("kvsession: could not delete the record of a renewed session id; it expires with its TTL", "error", err)
+	return nil
+}
+
+// takeBack deletes the record the request just wrote under a new id, when
+// the id it replaces turned out to be ended (or, under the lock, saved by
+// another request) meanwhile.
+func (b *ServerBackend) takeBack(s *Session) {
+	if err := b.store.Delete(s.ctx, s.key); err != nil {
+		b.cfg.Logger.Warn("kvsession: could not delete the record of a session ended during a change of id; it expires with its TTL", "error", err)
+	} else if s.user != "" {
+		b.unindex(s.ctx, s.user, s.key)
+	}
+	s.exists = false
 }
 
 // refresh extends or rotates a session the request did not change. What
@@ -436,7 +450,7 @@ func (b *ServerBackend) assignID(s *Session) error {
 // new cookie). The forward is sealed with a pad derived from the old id,
 // which the store does not hold: a store dump yields no usable id from it.
 func (b *ServerBackend) rotate(s *Session, now int64) error {
-	oldID, oldKey := s.id, s.key
+	oldID, oldKey, oldRec := s.id, s.key, s.stored
 	if err := b.assignID(s); err != nil {
 		return err
 	}
@@ -448,18 +462,22 @@ func (b *ServerBackend) rotate(s *Session, now int64) error {
 	}
 	grace := b.cfg.RenewalGrace
 	var fwd []byte
-	var err error
-	if grace <= 0 {
-		err = b.store.Delete(s.ctx, oldKey)
-	} else {
+	if grace > 0 {
 		fwd = make([]byte, 1, 1+len(s.id))
 		fwd[0] = forwardMarker
 		fwd = append(fwd, s.id...)
 		xorPad(fwd[1:], oldID)
-		err = b.store.Set(s.ctx, oldKey, fwd, grace)
 	}
-	if err == nil {
+	// Only over the record this request loaded: one ended meanwhile must
+	// not come back under the new id (write.go).
+	err := b.swapLoaded(s, "rotate", oldKey, oldRec, fwd, grace, nil)
+	switch {
+	case err == nil:
 		return nil
+	case err == errEnded || errors.Is(err, ErrConflict):
+		b.takeBack(s)
+		s.id, s.key = oldID, oldKey
+		return err
 	}
 	// Left alone, the old record would keep the old id working until its
 	// TTL, with a copy of the session that drifts from the new one:
@@ -476,14 +494,14 @@ func (b *ServerBackend) rotate(s *Session, now int64) error {
 		if derr := b.store.Delete(s.ctx, s.key); derr != nil {
 			b.cfg.Logger.Warn("kvsession: could not delete the record of a failed rotation; it expires with its TTL", "error", derr)
 		} else if s.user != "" {
-			b.unindex(s, s.user)
+			b.unindex(s.ctx, s.user, s.key)
 		}
 	default:
 		// Unknown: keep the new record, indexed, in case the old key
 		// leads to it. If it does not, nobody holds its id and it expires.
 	}
 	s.id, s.key, s.exists = oldID, oldKey, true
-	return &StoreError{Op: "rotate", Err: err}
+	return err
 }
 
 // retired reports whether the old key of a rotation was retired after all:
@@ -562,7 +580,7 @@ func (b *ServerBackend) load(s *Session) error {
 		}
 		// A view of the session's own copy: ID() clones it for the caller.
 		s.id, s.key, s.exists = bytesToString(id), key, true
-		s.loadedUser = s.user
+		s.loadedUser, s.stored = s.user, rec
 		return nil
 	}
 }
@@ -603,7 +621,7 @@ func (b *ServerBackend) deleteStored(s *Session) error {
 		}
 		s.exists = false
 		if s.loadedUser != "" {
-			b.unindex(s, s.loadedUser)
+			b.unindex(s.ctx, s.loadedUser, s.key)
 		}
 	}
 	if s.oldKey != "" {
@@ -631,29 +649,39 @@ func (b *ServerBackend) renewID(s *Session) error {
 	return nil
 }
 
-// renew resets the TTL of an unmodified session without rewriting it. It
-// reports false if the record is gone: another request destroyed or renewed
-// the session since this one loaded it, and a renewal must not bring it back.
+// renew resets the TTL of an unmodified session, writing back the record
+// it loaded unchanged, and only if the store still holds that record. It
+// reports false if the session ended since this request loaded it
+// (destroyed, rotated or renewed by another request): a renewal must not
+// bring it back. A record another request saved meanwhile is left as it
+// is: that save set its TTL.
 func (b *ServerBackend) renew(s *Session, now int64) (bool, error) {
 	ttl := b.ttl(s, now)
-	// The record exists and stays bound to its user: index before the
-	// TTL grows past what the index covers. (s.indexed is not written
-	// back: a Touch does not rewrite the record, so a session renewed
-	// beyond twice its TTL re-indexes on each renewal.)
+	// The record exists and stays bound to its user: extend its set
+	// membership before the TTL grows past what it covers. (s.indexed is
+	// not written back: the record is rewritten as loaded, so a session
+	// renewed beyond twice its TTL extends its membership on each renewal.)
 	if b.indexPlan(s, now, ttl) {
-		if err := b.index(s, ttl); err != nil {
+		if err := b.index(s); err != nil {
 			return false, err
 		}
 	}
-	err := b.toucher.Touch(s.ctx, s.key, ttl)
-	if err == nil {
+	ok, err := b.store.Swap(s.ctx, s.key, s.stored, s.stored, ttl)
+	if err != nil {
+		return false, &StoreError{Op: "renew", Err: err}
+	}
+	if ok {
 		return true, nil
 	}
-	if isNotFound(err) {
+	cur, _, err := b.current(s, s.key)
+	if err != nil {
+		return false, err
+	}
+	if cur == nil {
 		s.exists = false
 		return false, nil
 	}
-	return false, &StoreError{Op: "renew", Err: err}
+	return true, nil
 }
 
 // Get returns the values of the session with the given id, decoded
@@ -700,7 +728,13 @@ func (b *ServerBackend) Set(ctx context.Context, id string, values map[string]an
 		s.id, s.key = id, b.storeKey([]byte(id))
 	}
 	s.created = created
-	return b.save(s, s.nowNano())
+	err = b.save(s, s.nowNano())
+	if err == errEnded {
+		// Deleted since the load above: create it as asked.
+		s.exists = false
+		err = b.save(s, s.nowNano())
+	}
+	return err
 }
 
 // Delete deletes the session with the given id. Deleting an unknown id is

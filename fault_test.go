@@ -64,7 +64,7 @@ func TestRotationFaultsLoseNothing(t *testing.T) {
 			// id must not stay fully valid beside the new one.
 			name: "forward record not written",
 			rule: func(b *ServerBackend, id ids) faultstore.Rule {
-				return faultstore.Rule{Methods: faultstore.Set, Prefix: b.storeKey([]byte(id.old))}
+				return faultstore.Rule{Methods: faultstore.Swap, Prefix: b.storeKey([]byte(id.old))}
 			},
 			failed: true,
 		},
@@ -73,7 +73,7 @@ func TestRotationFaultsLoseNothing(t *testing.T) {
 			// rotation stands, and the new record must not be taken back.
 			name: "forward written, its reply lost",
 			rule: func(b *ServerBackend, id ids) faultstore.Rule {
-				return faultstore.Rule{Methods: faultstore.Set, Prefix: b.storeKey([]byte(id.old)), ErrAfterCall: true}
+				return faultstore.Rule{Methods: faultstore.Swap, Prefix: b.storeKey([]byte(id.old)), ErrAfterCall: true}
 			},
 		},
 		{
@@ -82,7 +82,7 @@ func TestRotationFaultsLoseNothing(t *testing.T) {
 			// reaches, stays where DestroyUserSessions finds it.
 			name: "forward written, its reply lost, old key unreadable",
 			rule: func(b *ServerBackend, id ids) faultstore.Rule {
-				return faultstore.Rule{Methods: faultstore.Set, Prefix: b.storeKey([]byte(id.old)), ErrAfterCall: true}
+				return faultstore.Rule{Methods: faultstore.Swap, Prefix: b.storeKey([]byte(id.old)), ErrAfterCall: true}
 			},
 			also: func(b *ServerBackend, id ids) faultstore.Rule {
 				// Skip the request's load of the old key and the re-read
@@ -257,8 +257,8 @@ func TestStoreTimeoutUnsetWrapsNothing(t *testing.T) {
 	st := memory.New(memory.Options{})
 	defer st.Close()
 	b := newBackend(t, Config{RenewOnAccess: true}, st)
-	if b.store != store.Store(st) || b.toucher != store.Toucher(st) || b.appender != store.Appender(st) {
-		t.Errorf("store wrapped without a timeout: %T %T %T", b.store, b.toucher, b.appender)
+	if b.store != store.Store(st) || b.appender != store.Appender(st) {
+		t.Errorf("store wrapped without a timeout: %T %T", b.store, b.appender)
 	}
 }
 
@@ -296,11 +296,10 @@ func TestStoreTimeoutKeepsStoreAbilities(t *testing.T) {
 			}
 			want := map[faultstore.Method]bool{
 				faultstore.GetAppend: true,       // loads read into the session's buffer
-				faultstore.Exists:    true,       // the index checks members with Exists
-				faultstore.Touch:     !tc.shared, // RenewOnAccess
+				faultstore.Swap:      !tc.shared, // RenewOnAccess rewrites the record it loaded
+				faultstore.AddMember: true,       // SetUser
+				faultstore.Members:   true,       // UserSessions
 				faultstore.TryLock:   tc.shared,  // the store's lock, not the in-process one
-				faultstore.Update:    tc.shared,  // the index's read-modify-write
-				faultstore.Get:       true,       // List reads the index record, Updater or not
 			}
 			for m, called := range want {
 				if got := fs.Calls(m) > 0; got != called {
@@ -309,15 +308,6 @@ func TestStoreTimeoutKeepsStoreAbilities(t *testing.T) {
 			}
 		})
 	}
-	t.Run("plain store still refused for RenewOnAccess", func(t *testing.T) {
-		reg := store.NewRegistry(nil)
-		reg.Register(DefaultStore, struct{ store.Store }{memory.New(memory.Options{})})
-		defer reg.Close()
-		var ce *ConfigError
-		if _, err := New(Config{RenewOnAccess: true, StoreTimeout: time.Second}, reg); !errors.As(err, &ce) || ce.Field != "RenewOnAccess" {
-			t.Errorf("New: %v", err)
-		}
-	})
 }
 
 // The by-id API and the user-wide calls are bounded too, and a hung call
@@ -331,9 +321,9 @@ func TestStoreTimeoutBoundsBackendCalls(t *testing.T) {
 		call func(b *ServerBackend, id string) error
 	}{
 		{"Get", faultstore.Reads, func(b *ServerBackend, id string) error { _, err := b.Get(ctx, id); return err }},
-		{"Set", faultstore.Set, func(b *ServerBackend, id string) error { return b.Set(ctx, id, map[string]any{"v": "new"}) }},
+		{"Set", faultstore.Writes, func(b *ServerBackend, id string) error { return b.Set(ctx, id, map[string]any{"v": "new"}) }},
 		{"Delete", faultstore.Delete, func(b *ServerBackend, id string) error { return b.Delete(ctx, id) }},
-		{"UserSessions", faultstore.Exists, func(b *ServerBackend, _ string) error { _, err := b.UserSessions(ctx, "ada"); return err }},
+		{"UserSessions", faultstore.Members, func(b *ServerBackend, _ string) error { _, err := b.UserSessions(ctx, "ada"); return err }},
 		{"DestroyUserSessions", faultstore.Delete, func(b *ServerBackend, _ string) error {
 			n, err := b.DestroyUserSessions(ctx, "ada")
 			if n != 0 {

@@ -1,6 +1,7 @@
 package kvsession
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"strings"
@@ -19,6 +20,7 @@ type fakeStore struct {
 	ttl   map[string]time.Duration
 	calls map[string]int
 	fail  map[string]error // op → error to return
+	sets  map[string]map[string]bool
 }
 
 func newFakeStore() *fakeStore {
@@ -62,6 +64,70 @@ func (f *fakeStore) Delete(_ context.Context, key string) error {
 	}
 	delete(f.data, key)
 	return nil
+}
+
+// Swap counts as the write it makes: a "set", or a "delete" for a nil
+// value, so that tests failing saves or deletes fail it too.
+func (f *fakeStore) Swap(_ context.Context, key string, old, v []byte, ttl time.Duration) (bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	op := "set"
+	if v == nil {
+		op = "delete"
+	}
+	if err := f.op(op); err != nil {
+		return false, err
+	}
+	cur, ok := f.data[key]
+	if (old == nil && ok) || (old != nil && (!ok || !bytes.Equal(cur, old))) {
+		return false, nil
+	}
+	if v == nil {
+		delete(f.data, key)
+		return true, nil
+	}
+	f.data[key] = append([]byte(nil), v...)
+	f.ttl[key] = ttl
+	return true, nil
+}
+
+func (f *fakeStore) AddMember(_ context.Context, set, member string, _ time.Duration) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.op("addmember"); err != nil {
+		return err
+	}
+	if f.sets == nil {
+		f.sets = map[string]map[string]bool{}
+	}
+	if f.sets[set] == nil {
+		f.sets[set] = map[string]bool{}
+	}
+	f.sets[set][member] = true
+	return nil
+}
+
+func (f *fakeStore) RemoveMember(_ context.Context, set, member string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.op("removemember"); err != nil {
+		return err
+	}
+	delete(f.sets[set], member)
+	return nil
+}
+
+func (f *fakeStore) Members(_ context.Context, set string) ([]string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.op("members"); err != nil {
+		return nil, err
+	}
+	var out []string
+	for m := range f.sets[set] {
+		out = append(out, m)
+	}
+	return out, nil
 }
 
 func (f *fakeStore) Close() error { return nil }

@@ -16,12 +16,25 @@ import (
 // countingMemory is the memory store on the test clock, counting writes.
 type countingMemory struct {
 	*memory.Store
-	sets int
+	sets int // writes of values: Sets, and Swaps that store one
+	adds int // AddMembers
 }
 
 func (c *countingMemory) Set(ctx context.Context, key string, v []byte, ttl time.Duration) error {
 	c.sets++
 	return c.Store.Set(ctx, key, v, ttl)
+}
+
+func (c *countingMemory) Swap(ctx context.Context, key string, old, v []byte, ttl time.Duration) (bool, error) {
+	if v != nil {
+		c.sets++
+	}
+	return c.Store.Swap(ctx, key, old, v, ttl)
+}
+
+func (c *countingMemory) AddMember(ctx context.Context, set, member string, ttl time.Duration) error {
+	c.adds++
+	return c.Store.AddMember(ctx, set, member, ttl)
 }
 
 // lifecycleEnv is a server backend and a cookie backend on one clock, so

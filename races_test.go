@@ -125,7 +125,7 @@ func TestSetByRotatedOutIDDoesNotFork(t *testing.T) {
 }
 
 // A re-binding whose save fails leaves the record bound to the old user: it
-// must stay in the old user's index.
+// must stay in the old user's set.
 type failSetStore struct {
 	*memory.Store
 	fail bool
@@ -136,6 +136,13 @@ func (f *failSetStore) Set(ctx context.Context, k string, v []byte, ttl time.Dur
 		return errBoom
 	}
 	return f.Store.Set(ctx, k, v, ttl)
+}
+
+func (f *failSetStore) Swap(ctx context.Context, k string, old, v []byte, ttl time.Duration) (bool, error) {
+	if f.fail && len(k) == len("")+43 {
+		return false, errBoom
+	}
+	return f.Store.Swap(ctx, k, old, v, ttl)
 }
 
 func TestFailedRebindKeepsTheOldIndexEntry(t *testing.T) {

@@ -66,7 +66,11 @@ type Session struct {
 	created   int64  // unix nanoseconds; 0 until first saved
 	modified  bool
 	recBuf    []byte // the loaded record, when the backend can read it into our buffer
-	user      string // the user the session is bound to; "" if none
+	// stored is the record as the store held it when the session was
+	// loaded (a view of recBuf, or the store's copy): a save replaces it
+	// only if the store still holds exactly that (store.Store.Swap).
+	stored []byte
+	user   string // the user the session is bound to; "" if none
 
 	// The cookie backend's state.
 	// Lifecycle metadata, kept in the record beside the values.
@@ -75,7 +79,7 @@ type Session struct {
 	maxAge     int64      // this session's own MaxAge (SetMaxAge); 0: Config.MaxAge
 	cookieMode cookieMode // this session's cookie lifetime (SetBrowserSession)
 	now        int64      // unix ns, read once per request (nowNano)
-	indexed    int64      // unix ns until which the user index covers this session\'s key
+	indexed    int64      // unix ns until which the user's set lists this session's key
 	loadedUser string     // the user the stored record was bound to
 
 	sealedKey int   // which of Config.Secrets opened the cookie
@@ -100,7 +104,7 @@ func (s *Session) reset() {
 	s.created, s.sealedKey, s.bound = 0, 0, 0
 	s.extended, s.rotated, s.maxAge, s.cookieMode, s.now = 0, 0, 0, cookieDefault, 0
 	s.indexed, s.loadedUser = 0, ""
-	s.recBuf = s.recBuf[:0]
+	s.recBuf, s.stored = s.recBuf[:0], nil
 	// The last cookie's plaintext: never shown to the next request, but
 	// no reason to leave it in memory either.
 	clear(s.sealBuf)
@@ -170,12 +174,15 @@ func (s *Session) forget() {
 
 // decode parses a record:
 //
-//	[version, created, {name: bin, ...}, user, extended, rotated, maxAge, cookieMode, indexed, ...]
+//	[version, created, {name: bin, ...}, user, extended, rotated, maxAge, cookieMode, 0, indexed, ...]
 //
 // Records with only the first three or four fields (as kvsession wrote
-// them before) read with the others zero. Fields after the eighth are
+// them before) read with the others zero. Fields after the tenth are
 // skipped so that a later version can add bookkeeping without breaking an
-// older reader.
+// older reader. The ninth field was the coverage of the per-user index
+// record that per-user sets replaced: it is written as 0 and not read, so
+// that a record saved before the change is added to its user's set when
+// it is next saved.
 func (s *Session) decode(rec []byte) error {
 	if len(rec) > s.c.cfg.MaxRecordBytes {
 		return ErrSessionTooLarge
@@ -243,6 +250,11 @@ func (s *Session) decode(rec []byte) error {
 		s.cookieMode = cookieMode(mode)
 	}
 	if fields >= 9 {
+		if _, err = r.int(); err != nil {
+			return err
+		}
+	}
+	if fields >= 10 {
 		if s.indexed, err = r.int(); err != nil {
 			return err
 		}
@@ -297,7 +309,7 @@ func bytesToString(b []byte) string {
 }
 
 // recordFields is how many fields encode writes.
-const recordFields = 9
+const recordFields = 10
 
 func (s *Session) encode(dst []byte) []byte {
 	dst = append(dst, 0x90|recordFields, recordVersion)
@@ -313,6 +325,7 @@ func (s *Session) encode(dst []byte) []byte {
 	dst = appendInt(dst, s.rotated)
 	dst = appendInt(dst, s.maxAge)
 	dst = appendInt(dst, int64(s.cookieMode))
+	dst = appendInt(dst, 0) // the per-user index record's coverage, retired
 	return appendInt(dst, s.indexed)
 }
 

@@ -6,12 +6,11 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/kvsession/kvsession/internal/userindex"
 	"github.com/kvsession/kvsession/store"
 )
 
 // Config.StoreTimeout bounds each store call a backend makes: loads,
-// saves, renewals, deletes, the store's session lock, the user index and
+// saves, renewals, deletes, the store's session lock, the users' sets and
 // the cookie backend's revocation lookups. A call that outlives it is
 // given up with an error wrapping context.DeadlineExceeded, which reaches
 // the middleware's error handler like any store failure.
@@ -75,6 +74,32 @@ func (b boundedStore) Delete(parent context.Context, key string) error {
 	return b.d.explain(parent, ctx, b.Store.Delete(ctx, key))
 }
 
+func (b boundedStore) Swap(parent context.Context, key string, old, value []byte, ttl time.Duration) (bool, error) {
+	ctx, cancel := b.d.bound(parent)
+	defer cancel()
+	ok, err := b.Store.Swap(ctx, key, old, value, ttl)
+	return ok, b.d.explain(parent, ctx, err)
+}
+
+func (b boundedStore) AddMember(parent context.Context, set, member string, ttl time.Duration) error {
+	ctx, cancel := b.d.bound(parent)
+	defer cancel()
+	return b.d.explain(parent, ctx, b.Store.AddMember(ctx, set, member, ttl))
+}
+
+func (b boundedStore) RemoveMember(parent context.Context, set, member string) error {
+	ctx, cancel := b.d.bound(parent)
+	defer cancel()
+	return b.d.explain(parent, ctx, b.Store.RemoveMember(ctx, set, member))
+}
+
+func (b boundedStore) Members(parent context.Context, set string) ([]string, error) {
+	ctx, cancel := b.d.bound(parent)
+	defer cancel()
+	ms, err := b.Store.Members(ctx, set)
+	return ms, b.d.explain(parent, ctx, err)
+}
+
 func (b boundedStore) unbounded() store.Store { return b.Store }
 
 // unbounded returns the store st bounds, or st itself, for
@@ -84,17 +109,6 @@ func unbounded(st store.Store) store.Store {
 		return b.unbounded()
 	}
 	return st
-}
-
-type boundedToucher struct {
-	x store.Toucher
-	d storeTimeout
-}
-
-func (b boundedToucher) Touch(parent context.Context, key string, ttl time.Duration) error {
-	ctx, cancel := b.d.bound(parent)
-	defer cancel()
-	return b.d.explain(parent, ctx, b.x.Touch(ctx, key, ttl))
 }
 
 type boundedAppender struct {
@@ -107,29 +121,6 @@ func (b boundedAppender) GetAppend(parent context.Context, key string, dst []byt
 	defer cancel()
 	v, err := b.x.GetAppend(ctx, key, dst)
 	return v, b.d.explain(parent, ctx, err)
-}
-
-type boundedExister struct {
-	x store.Exister
-	d storeTimeout
-}
-
-func (b boundedExister) Exists(parent context.Context, key string) (bool, error) {
-	ctx, cancel := b.d.bound(parent)
-	defer cancel()
-	ok, err := b.x.Exists(ctx, key)
-	return ok, b.d.explain(parent, ctx, err)
-}
-
-type boundedUpdater struct {
-	x userindex.Updater
-	d storeTimeout
-}
-
-func (b boundedUpdater) Update(parent context.Context, key string, fn func(old []byte) ([]byte, time.Duration, bool)) error {
-	ctx, cancel := b.d.bound(parent)
-	defer cancel()
-	return b.d.explain(parent, ctx, b.x.Update(ctx, key, fn))
 }
 
 type boundedLocker struct {
@@ -150,34 +141,6 @@ func (b boundedLocker) Unlock(parent context.Context, key, token string) error {
 	return b.d.explain(parent, ctx, b.x.Unlock(ctx, key, token))
 }
 
-// boundedIndexStore bounds st for the user index, which discovers
-// store.Exister and userindex.Updater on the store it is given: the result
-// has exactly those of the two that st has.
-func boundedIndexStore(st store.Store, d storeTimeout) store.Store {
-	b := boundedStore{st, d}
-	x, isExister := st.(store.Exister)
-	u, isUpdater := st.(userindex.Updater)
-	switch {
-	case isExister && isUpdater:
-		return struct {
-			boundedStore
-			boundedExister
-			boundedUpdater
-		}{b, boundedExister{x, d}, boundedUpdater{u, d}}
-	case isExister:
-		return struct {
-			boundedStore
-			boundedExister
-		}{b, boundedExister{x, d}}
-	case isUpdater:
-		return struct {
-			boundedStore
-			boundedUpdater
-		}{b, boundedUpdater{u, d}}
-	}
-	return b
-}
-
 // boundStoreCalls puts the backend's store calls under Config.StoreTimeout.
 // New calls it last, once it has discovered what the store can do: each
 // ability found is then bounded on its own, so none is lost or gained.
@@ -186,11 +149,7 @@ func (b *ServerBackend) boundStoreCalls() {
 		return
 	}
 	d := storeTimeout(b.cfg.StoreTimeout)
-	b.store = boundedIndexStore(b.store, d)
-	b.users = newUserIndex(b) // over the bounded store
-	if b.toucher != nil {
-		b.toucher = boundedToucher{b.toucher, d}
-	}
+	b.store = boundedStore{b.store, d}
 	if b.appender != nil {
 		b.appender = boundedAppender{b.appender, d}
 	}

@@ -3,16 +3,21 @@ package kvsession
 import (
 	"context"
 	"time"
-
-	"github.com/kvsession/kvsession/internal/userindex"
 )
 
-// The server backend keeps, per user, an index of the store keys of the
-// sessions bound to that user (Session.SetUser), in the sessions' own
-// store: listing a user's sessions or logging the user out everywhere
-// reads one index record and the sessions it names, never the whole store.
-// The index is kept as sessions are saved, re-bound and destroyed; sessions
-// that expire drop out of it when it is next read.
+// The server backend keeps, per user, a set of the store keys of the
+// sessions bound to that user (Session.SetUser), in the sessions' own store
+// (store.Store's AddMember, RemoveMember and Members): listing a user's
+// sessions or logging the user out everywhere reads one set and the
+// sessions it names, never the whole store. Adding a session costs the same
+// however many the user has, and there is no cap: every session a user
+// has is in the set.
+//
+// A session is added to its user's set before its record is written, so a
+// listing never misses a record that exists: a member whose record is
+// missing is either an expired or destroyed session (its member expires
+// by itself, at twice the session's TTL) or one about to be written. The
+// set is kept as sessions are saved, re-bound and destroyed.
 
 // SessionInfo describes one of a user's sessions.
 type SessionInfo struct {
@@ -20,15 +25,15 @@ type SessionInfo struct {
 	LastActive time.Time // its last save or extension
 }
 
-func newUserIndex(b *ServerBackend) *userindex.Index {
-	x := userindex.New(b.store, b.cfg.Prefix)
-	x.Now = func() time.Time { return b.now() }
-	return x
+// userSet names the set of user's sessions.
+func (b *ServerBackend) userSet(user string) string {
+	return b.cfg.Prefix + "user:" + user
 }
 
 // indexPlan reports whether saving the session to live ttl from now needs
-// an index entry, and sets s.indexed to what the entry will cover: twice
-// the TTL, so that saves and renewals rarely need to update it.
+// its set membership extended, and sets s.indexed to what the membership
+// will cover: twice the TTL, so that saves and renewals rarely need to
+// touch the set.
 func (b *ServerBackend) indexPlan(s *Session, now int64, ttl time.Duration) bool {
 	if s.user == "" {
 		s.indexed = 0
@@ -41,28 +46,30 @@ func (b *ServerBackend) indexPlan(s *Session, now int64, ttl time.Duration) bool
 	return true
 }
 
-// index adds the session's key to its user's index, covering it until
-// s.indexed.
-func (b *ServerBackend) index(s *Session, ttl time.Duration) error {
-	if err := b.users.Add(s.ctx, s.user, s.key, 2*ttl); err != nil {
+// index adds the session's key to its user's set until s.indexed (what
+// the record says the set covers), or a millisecond from now if that has
+// passed.
+func (b *ServerBackend) index(s *Session) error {
+	d := max(time.Duration(s.indexed-s.nowNano()), time.Millisecond)
+	if err := b.store.AddMember(s.ctx, b.userSet(s.user), s.key, d); err != nil {
 		return &StoreError{Op: "index", Err: err}
 	}
 	return nil
 }
 
-// unindex removes the session's key from user's index. A failure is only
-// logged: the session's record is what counts, and an index entry without
-// a record is dropped the next time the index is read.
-func (b *ServerBackend) unindex(s *Session, user string) {
-	if err := b.users.Remove(s.ctx, user, s.key); err != nil {
-		b.cfg.Logger.Warn("kvsession: could not update a user's session index", "error", err)
+// unindex removes key from user's set. A failure is only logged: the
+// session's record is what counts, and a member whose record is gone or
+// bound to someone else is skipped by every listing and expires by itself.
+func (b *ServerBackend) unindex(ctx context.Context, user, key string) {
+	if err := b.store.RemoveMember(ctx, b.userSet(user), key); err != nil {
+		b.cfg.Logger.Warn("kvsession: could not update a user's set of sessions", "error", err)
 	}
 }
 
 // UserSessions lists the live sessions bound to user.
 func (b *ServerBackend) UserSessions(ctx context.Context, user string) ([]SessionInfo, error) {
 	var out []SessionInfo
-	err := b.eachUserSession(ctx, user, func(s *Session, key string) error {
+	_, err := b.eachUserSession(ctx, user, func(s *Session, key string) error {
 		out = append(out, SessionInfo{Created: time.Unix(0, s.created), LastActive: time.Unix(0, s.extended)})
 		return nil
 	})
@@ -70,48 +77,83 @@ func (b *ServerBackend) UserSessions(ctx context.Context, user string) ([]Sessio
 }
 
 // DestroyUserSessions deletes every session bound to user ("log out
-// everywhere") and returns how many it deleted. It takes no session locks,
-// so it can be called from a request holding one of the user's sessions
-// (which should then Destroy its own). A request that loaded one of them
-// before and saves it after, which is a change the user made in that
-// moment, writes it back: as with any concurrent destroy.
+// everywhere"), however many there are, and returns how many it deleted.
+// It takes no session locks, so it can be called from a request holding
+// one of the user's sessions (which should then Destroy its own). Once it
+// returns, no request that loaded one of those sessions before can write
+// it back (see ServerBackend's guarantees in the README), with Config.Lock
+// on or off; sessions logged in after it began may survive it, as if they
+// had logged in after it.
 func (b *ServerBackend) DestroyUserSessions(ctx context.Context, user string) (int, error) {
 	n := 0
-	err := b.eachUserSession(ctx, user, func(s *Session, key string) error {
+	legacy, err := b.eachUserSession(ctx, user, func(s *Session, key string) error {
 		if err := b.store.Delete(ctx, key); err != nil {
 			return &StoreError{Op: "delete", Err: err}
 		}
-		b.unindex(s, user)
+		b.unindex(ctx, user, key)
 		n++
 		return nil
 	})
+	if err == nil && legacy {
+		// Every session it listed is gone: so is the reason to keep it.
+		if err := b.store.Delete(ctx, b.legacyIndexKey(user)); err != nil {
+			return n, &StoreError{Op: "delete", Err: err}
+		}
+	}
 	return n, err
 }
 
-// eachUserSession calls fn with every session the user's index names whose
-// record is still bound to that user (an index entry can outlive a
-// re-binding whose update failed: the record decides).
-func (b *ServerBackend) eachUserSession(ctx context.Context, user string, fn func(s *Session, key string) error) error {
+// eachUserSession calls fn with every session the user's set names whose
+// record is still bound to that user (the record decides: a member can
+// outlive a re-binding whose update failed).
+//
+// A session whose id is being replaced while this runs (a rotation or a
+// RenewID) is added to the set under its new key before its old record is
+// retired. So a member found retired (missing, or a rotation's forward)
+// may have a successor the listing predates: the set is listed again until
+// a listing names no member not already seen.
+//
+// It reports whether the user has an index record of the kind kept before
+// sets (legacyindex.go), whose sessions it visits too.
+func (b *ServerBackend) eachUserSession(ctx context.Context, user string, fn func(s *Session, key string) error) (legacy bool, err error) {
 	if user == "" {
-		return nil
+		return false, nil
 	}
-	keys, err := b.users.List(ctx, user)
+	keys, legacy, err := b.legacyMembers(ctx, user)
 	if err != nil {
-		return &StoreError{Op: "index", Err: err}
+		return false, err
 	}
-	for _, key := range keys {
-		// Without the sessions' locks: the request calling this may well
-		// hold one of them itself.
-		if err := b.withSession(ctx, key, false, func(s *Session) error {
-			if s.user != user {
-				return nil
+	seen := map[string]struct{}{}
+	for pass := 0; ; pass++ {
+		if pass > 0 || !legacy {
+			if keys, err = b.store.Members(ctx, b.userSet(user)); err != nil {
+				return legacy, &StoreError{Op: "index", Err: err}
 			}
-			return fn(s, key)
-		}); err != nil {
-			return err
+		}
+		fresh := 0
+		for _, key := range keys {
+			if _, ok := seen[key]; ok {
+				continue
+			}
+			seen[key] = struct{}{}
+			fresh++
+			// Without the sessions' locks: the request calling this may well
+			// hold one of them itself.
+			if err := b.withSession(ctx, key, false, func(s *Session) error {
+				if s.user != user {
+					// Re-bound: the member is stale, and its record decides.
+					b.unindex(ctx, user, key)
+					return nil
+				}
+				return fn(s, key)
+			}); err != nil {
+				return legacy, err
+			}
+		}
+		if fresh == 0 && (pass > 0 || !legacy) {
+			return legacy, nil
 		}
 	}
-	return nil
 }
 
 // withSession loads the record under key into a pooled session, holding
@@ -128,6 +170,6 @@ func (b *ServerBackend) withSession(ctx context.Context, key string, lock bool, 
 	if len(rec) == 0 || rec[0] == forwardMarker || s.decode(rec) != nil || b.expired(s) {
 		return nil
 	}
-	s.key, s.exists, s.loadedUser = key, true, s.user
+	s.key, s.exists, s.loadedUser, s.stored = key, true, s.user, rec
 	return fn(s)
 }

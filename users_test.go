@@ -2,9 +2,12 @@ package kvsession
 
 import (
 	"context"
+	"encoding/binary"
+	"errors"
 	"testing"
 	"time"
 
+	"github.com/kvsession/kvsession/store"
 	"github.com/kvsession/kvsession/store/memory"
 )
 
@@ -108,10 +111,60 @@ func TestUnboundSessionsCostNoIndexWrites(t *testing.T) {
 	if st.sets != 1 {
 		t.Fatalf("%d store writes for one unbound session, want 1", st.sets)
 	}
+	if st.adds != 0 {
+		t.Fatalf("%d set memberships for an unbound session, want 0", st.adds)
+	}
 	out, _ := request(t, b, "", func(s *Session) { s.SetUser("ada") })
-	sets := st.sets
+	if st.adds != 1 {
+		t.Fatalf("%d set memberships for a login, want 1", st.adds)
+	}
+	sets, adds := st.sets, st.adds
 	request(t, b, out.cookieValue(t, "session"), func(s *Session) { s.Set("n", 2) })
-	if st.sets != sets+1 {
-		t.Fatalf("re-saving a bound session wrote %d times, want 1 (the index already covers it)", st.sets-sets)
+	if st.sets != sets+1 || st.adds != adds {
+		t.Fatalf("re-saving a bound session wrote %d values and %d memberships, want 1 and 0 (the set already covers it)", st.sets-sets, st.adds-adds)
+	}
+}
+
+// A session bound before per-user sets is listed only in its user's old
+// index record until it is next saved: log out everywhere still reaches
+// it, and deletes the old record.
+func TestLogoutEverywhereReachesSessionsOfTheOldIndex(t *testing.T) {
+	st := memory.New(memory.Options{})
+	defer st.Close()
+	b := newBackend(t, Config{}, st)
+	ctx := context.Background()
+	id := login(t, b, "ada")
+	key := b.storeKey([]byte(id))
+	// As the old version left it: in the old record, not in the set.
+	if err := st.RemoveMember(ctx, b.userSet("ada"), key); err != nil {
+		t.Fatal(err)
+	}
+	rec := []byte{1}
+	rec = binary.AppendUvarint(rec, 1)
+	rec = binary.AppendUvarint(rec, uint64(len(key)))
+	rec = append(rec, key...)
+	rec = binary.BigEndian.AppendUint64(rec, uint64(time.Now().Add(time.Hour).UnixNano()))
+	if err := st.Set(ctx, b.legacyIndexKey("ada"), rec, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if list, err := b.UserSessions(ctx, "ada"); err != nil || len(list) != 1 {
+		t.Fatalf("UserSessions = %v, %v; want the session of the old record", list, err)
+	}
+	if n, err := b.DestroyUserSessions(ctx, "ada"); err != nil || n != 1 {
+		t.Fatalf("DestroyUserSessions = %d, %v; want 1", n, err)
+	}
+	if alive(t, b, id) {
+		t.Error("a session of the old index survived log out everywhere")
+	}
+	if _, err := st.Get(ctx, b.legacyIndexKey("ada")); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("old index record after log out everywhere: %v, want deleted", err)
+	}
+}
+
+func TestDecodeLegacyIndexRefusesGarbage(t *testing.T) {
+	for _, rec := range [][]byte{nil, {}, {2, 1}, {1}, {1, 0xff}, {1, 5, 3, 'a'}, {1, 1, 200, 'a', 'b'}} {
+		if keys := decodeLegacyIndex(rec); len(keys) != 0 {
+			t.Errorf("decodeLegacyIndex(%x) = %q", rec, keys)
+		}
 	}
 }

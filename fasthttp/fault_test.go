@@ -229,7 +229,7 @@ func TestStoreFaultsFailClosed(t *testing.T) {
 	tests := []struct {
 		name   string
 		cfg    kvsession.Config
-		shared bool // the store is a Locker and an Updater
+		shared bool // the store is a Locker
 		setup  []string
 		rule   faultstore.Rule
 		path   string
@@ -242,60 +242,56 @@ func TestStoreFaultsFailClosed(t *testing.T) {
 			name:      "load fails, handler sets anyway",
 			rule:      faultstore.Rule{Methods: faultstore.Reads},
 			path:      "/set?v=new",
-			notCalled: faultstore.Set | faultstore.Delete | faultstore.Touch | faultstore.Update,
+			notCalled: faultstore.Writes | faultstore.Delete | faultstore.AddMember | faultstore.RemoveMember,
 			after:     "v=orig user=",
 		},
 		{
 			name:      "load fails, handler logs out",
 			rule:      faultstore.Rule{Methods: faultstore.Reads},
 			path:      "/logout",
-			notCalled: faultstore.Set | faultstore.Delete | faultstore.Touch | faultstore.Update,
+			notCalled: faultstore.Writes | faultstore.Delete | faultstore.AddMember | faultstore.RemoveMember,
 			after:     "v=orig user=",
 		},
 		{
 			name:  "save fails",
-			rule:  faultstore.Rule{Methods: faultstore.Set},
+			rule:  faultstore.Rule{Methods: faultstore.Writes},
 			path:  "/set?v=new",
 			after: "v=orig user=",
 		},
 		{
-			name:      "renewal (Touch) fails",
+			name:      "renewal (a Swap of the record as loaded) fails",
 			cfg:       kvsession.Config{RenewOnAccess: true},
-			rule:      faultstore.Rule{Methods: faultstore.Touch},
+			rule:      faultstore.Rule{Methods: faultstore.Swap},
 			path:      "/get",
 			notCalled: faultstore.Set,
 			after:     "v=orig user=",
 		},
 		{
-			name:  "user index write fails on re-binding",
-			setup: []string{"/bind?user=ada"},
-			rule:  faultstore.Rule{Methods: faultstore.Set, Prefix: "user:"},
-			path:  "/bind?user=bob",
-			after: "v=orig user=ada",
+			// The session joins the new user's set before its record is
+			// written: the set failing leaves the record as it was.
+			name:      "user set fails on re-binding",
+			setup:     []string{"/bind?user=ada"},
+			rule:      faultstore.Rule{Methods: faultstore.AddMember, Prefix: "user:"},
+			path:      "/bind?user=bob",
+			notCalled: faultstore.Writes,
+			after:     "v=orig user=ada",
 		},
 		{
-			name:  "user index read fails on re-binding",
-			setup: []string{"/bind?user=ada"},
-			rule:  faultstore.Rule{Methods: faultstore.Reads, Prefix: "user:"},
-			path:  "/bind?user=bob",
-			after: "v=orig user=ada",
+			name:      "user set fails at login (new id)",
+			setup:     []string{"/bind?user=ada"},
+			rule:      faultstore.Rule{Methods: faultstore.AddMember, Prefix: "user:"},
+			path:      "/login?user=bob",
+			notCalled: faultstore.Writes,
+			after:     "v=orig user=ada",
 		},
 		{
-			// The new record is written first, then indexed: the index
-			// failing must take the new record back.
-			name:  "user index write fails at login (new id)",
-			setup: []string{"/bind?user=ada"},
-			rule:  faultstore.Rule{Methods: faultstore.Set, Prefix: "user:"},
-			path:  "/login?user=bob",
-			after: "v=orig user=ada",
-		},
-		{
-			name:   "user index Update fails (shared store)",
-			shared: true,
-			setup:  []string{"/bind?user=ada"},
-			rule:   faultstore.Rule{Methods: faultstore.Update},
-			path:   "/bind?user=bob",
-			after:  "v=orig user=ada",
+			name:      "user set fails on re-binding (shared store)",
+			shared:    true,
+			setup:     []string{"/bind?user=ada"},
+			rule:      faultstore.Rule{Methods: faultstore.AddMember},
+			path:      "/bind?user=bob",
+			notCalled: faultstore.Writes,
+			after:     "v=orig user=ada",
 		},
 		{
 			name:      "store lock fails",
@@ -303,7 +299,7 @@ func TestStoreFaultsFailClosed(t *testing.T) {
 			shared:    true,
 			rule:      faultstore.Rule{Methods: faultstore.TryLock},
 			path:      "/set?v=new",
-			notCalled: faultstore.Reads | faultstore.Set | faultstore.Delete,
+			notCalled: faultstore.Reads | faultstore.Writes | faultstore.Delete,
 			after:     "v=orig user=",
 		},
 		{
@@ -369,13 +365,12 @@ func TestStoreTimeoutBoundsEveryStoreCall(t *testing.T) {
 		path   string
 	}{
 		{name: "load", rule: hang(faultstore.Reads, ""), path: "/get"},
-		{name: "save", rule: hang(faultstore.Set, ""), path: "/set?v=new"},
-		{name: "save slower than the timeout", rule: faultstore.Rule{Methods: faultstore.Set, Latency: time.Hour}, path: "/set?v=new"},
-		{name: "renewal", cfg: kvsession.Config{RenewOnAccess: true}, rule: hang(faultstore.Touch, ""), path: "/get"},
+		{name: "save", rule: hang(faultstore.Writes, ""), path: "/set?v=new"},
+		{name: "save slower than the timeout", rule: faultstore.Rule{Methods: faultstore.Writes, Latency: time.Hour}, path: "/set?v=new"},
+		{name: "renewal", cfg: kvsession.Config{RenewOnAccess: true}, rule: hang(faultstore.Swap, ""), path: "/get"},
 		{name: "delete on Destroy", rule: hang(faultstore.Delete, ""), path: "/logout"},
 		{name: "store lock", cfg: kvsession.Config{Lock: true}, shared: true, rule: hang(faultstore.TryLock, ""), path: "/set?v=new"},
-		{name: "user index", setup: []string{"/bind?user=ada"}, rule: hang(faultstore.Reads, "user:"), path: "/bind?user=bob"},
-		{name: "user index Update", shared: true, setup: []string{"/bind?user=ada"}, rule: hang(faultstore.Update, ""), path: "/bind?user=bob"},
+		{name: "user set", setup: []string{"/bind?user=ada"}, rule: hang(faultstore.AddMember, "user:"), path: "/bind?user=bob"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

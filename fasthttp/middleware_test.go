@@ -50,6 +50,15 @@ func (c *countingStore) Set(ctx context.Context, key string, v []byte, ttl time.
 	return c.Store.Set(ctx, key, v, ttl)
 }
 
+// Swap is a save of a loaded session: counted and failed as a Set.
+func (c *countingStore) Swap(ctx context.Context, key string, old, v []byte, ttl time.Duration) (bool, error) {
+	c.sets.Add(1)
+	if c.failSet.Load() {
+		return false, errDown
+	}
+	return c.Store.Swap(ctx, key, old, v, ttl)
+}
+
 // app is a small application exercising the session from handlers.
 func app(ctx *fasthttp.RequestCtx) {
 	sess := kvfasthttp.Session(ctx)

@@ -1,0 +1,124 @@
+package kvsession
+
+import (
+	"errors"
+	"strings"
+	"time"
+)
+
+// How a request writes a session it loaded: only over the record it
+// loaded. Every write of a loaded session's record goes through swapLoaded,
+// which asks the store to replace the record only if it is still the one
+// the request loaded (store.Store.Swap: a compare-and-set, atomic in the
+// store, across processes for a shared store). So when another request
+// ended the session in the meantime (Destroy, DestroyUserSessions, RenewID,
+// a rotation: each deletes the record or replaces it with a forward), the
+// write finds something else there and does not happen: an end holds,
+// with Config.Lock on or off.
+//
+// When the record is still a live session that another request saved
+// since the load:
+//
+//   - a request holding the session lock (Config.Lock) should never see
+//     that: its lock's lease ran out while it worked and another request
+//     took the lock and saved. Its write is refused with ErrConflict, so
+//     that the other request's save stands.
+//   - a request without the lock (Lock off, or ReadOnly) writes over it,
+//     as the last writer: the behaviour Lock exists to prevent, unchanged.
+
+// ErrConflict is returned (wrapped in a *StoreError) when a request that
+// holds the session lock finds the session saved by another request since
+// it loaded it: its lock's lease (Config.LockLease) ran out while it
+// worked, and another request took the lock. Nothing is written; the other
+// request's save stands. The middleware answers with its error handler.
+var ErrConflict = errors.New("kvsession: session saved by another request after this one's lock lease ran out")
+
+// errEnded is what a write of a loaded session returns when the session
+// was ended by another request since it was loaded. StoreInResponse
+// answers it by writing nothing: not the session, and no cookie (the
+// request that ended the session wrote the cookie its client needs, which
+// may be a new session's).
+var errEnded = errors.New("kvsession: session ended by another request since it was loaded")
+
+// maxSwaps bounds how often a request without the lock writes over saves
+// that keep landing between its read and its write. Each lost race means
+// another request's save landed, so the store is making progress.
+const maxSwaps = 64
+
+// swapLoaded replaces the record under key, which the request loaded as
+// old, with value (nil: deletes it). It returns errEnded if the session
+// was ended since, and ErrConflict (in a *StoreError) if it was saved by
+// another request while s holds the session lock. Without the lock it
+// writes over such a save; before each such write, retry is called with
+// the user the record it writes over is bound to.
+func (b *ServerBackend) swapLoaded(s *Session, op, key string, old, value []byte, ttl time.Duration, retry func(user string) error) error {
+	for range maxSwaps {
+		ok, err := b.store.Swap(s.ctx, key, old, value, ttl)
+		if err != nil {
+			return &StoreError{Op: op, Err: err}
+		}
+		if ok {
+			return nil
+		}
+		cur, user, err := b.current(s, key)
+		switch {
+		case err != nil:
+			return err
+		case cur == nil:
+			return errEnded
+		case s.lock.key != "":
+			return &StoreError{Op: op, Err: ErrConflict}
+		}
+		if retry != nil {
+			if err := retry(user); err != nil {
+				return err
+			}
+		}
+		old = cur
+	}
+	return &StoreError{Op: op, Err: ErrConflict}
+}
+
+// current reads the record under key after a Swap found it changed: nil if
+// the session there has ended (no record, a rotation's forward, an
+// unreadable or expired record), else the record and the user it is bound
+// to.
+func (b *ServerBackend) current(s *Session, key string) (rec []byte, user string, err error) {
+	rec, err = b.store.Get(s.ctx, key)
+	switch {
+	case isNotFound(err):
+		return nil, "", nil
+	case err != nil:
+		return nil, "", &StoreError{Op: "load", Err: err}
+	case len(rec) == 0 || rec[0] == forwardMarker:
+		return nil, "", nil
+	}
+	t := b.pool.Get().(*Session)
+	defer b.core.Release(t)
+	if t.decode(rec) != nil || b.expired(t) {
+		return nil, "", nil
+	}
+	return rec, strings.Clone(t.user), nil
+}
+
+// put writes a session's record: a new one with Set, under an id nobody
+// else has; one the request loaded with swapLoaded. Written over another
+// request's save (no lock), the record may be bound to another user than
+// the one loaded: the set of the user it binds is extended first, and
+// s.loadedUser becomes the user of the record written over, so that save
+// takes the session out of that user's set if it is not theirs any more.
+func (b *ServerBackend) put(s *Session, rec []byte, ttl time.Duration) error {
+	if !s.exists {
+		if err := b.store.Set(s.ctx, s.key, rec, ttl); err != nil {
+			return &StoreError{Op: "save", Err: err}
+		}
+		return nil
+	}
+	return b.swapLoaded(s, "save", s.key, s.stored, rec, ttl, func(user string) error {
+		s.loadedUser = user
+		if s.user == "" {
+			return nil
+		}
+		return b.index(s)
+	})
+}
