@@ -20,6 +20,9 @@
 //	curl -c jar -b jar -X PUT --data alice localhost:8080/session/name
 //	curl -c jar -b jar localhost:8080/session
 //
+//	go run ./examples/playground -max-age 1h -max-age-limit 720h
+//	curl -c jar -b jar -X POST 'localhost:8080/login?user=alice&remember=720h'
+//
 //	export KVSESSION_SECRET=$(openssl rand -hex 32)
 //	go run ./examples/playground -backend cookie
 //
@@ -29,7 +32,9 @@
 // Browsers (and Go's net/http) send them all.
 //
 // Sessions can be bound to a user (POST /login?user=U) and a user logged out
-// of all of them at once (POST /logout-all?user=U). The server backend finds
+// of all of them at once (POST /logout-all?user=U). A login may ask to be
+// remembered for longer than -max-age, up to -max-age-limit ("remember
+// me"): POST /login?user=U&remember=720h. The server backend finds
 // a user's sessions in its store. The cookie backend cannot reach cookies
 // already handed out, so it records a revocation that refuses them: the
 // playground keeps revocations in the process's memory, so they are
@@ -52,6 +57,8 @@
 //	-redis-prefix p          prefix of the store's Redis keys (kvsession:)
 //	-secret KEY[,KEY...]     the cookie backend's keys, 64 hex characters each
 //	-max-age duration        session lifetime: store TTL or sealed expiry, and cookie Max-Age (336h)
+//	-max-age-limit duration  the longest lifetime POST /login?remember= may ask for
+//	                         (0: -max-age, so remember-me can only shorten it)
 //	-renew-on-access         refresh a session's expiry on every request that reads it
 //	-idle-timeout duration   end a session unused for that long (0: off; else at least 1s);
 //	                         not with -renew-on-access, which it generalises
@@ -131,6 +138,7 @@ type options struct {
 	redisPrefix     string
 	secret          string
 	maxAge          time.Duration
+	maxAgeLimit     time.Duration
 	renewOnAccess   bool
 	idleTimeout     time.Duration
 	absoluteTimeout time.Duration
@@ -168,6 +176,8 @@ Flags:
 		"(openssl rand -hex 32). The first seals, all open: put a new key first to rotate.\n"+
 		"Overrides $"+secretEnv+"; with neither, a random key per start")
 	fs.DurationVar(&o.maxAge, "max-age", kvsession.DefaultMaxAge, "session lifetime: store TTL (server) or sealed expiry (cookie), and cookie Max-Age")
+	fs.DurationVar(&o.maxAgeLimit, "max-age-limit", 0, "the longest lifetime a login may ask for with POST /login?user=U&remember=DURATION\n"+
+		"(remember me), from -max-age to 400 days; 0: -max-age")
 	fs.BoolVar(&o.renewOnAccess, "renew-on-access", false, "refresh a session's expiry on every request that reads it")
 	fs.DurationVar(&o.idleTimeout, "idle-timeout", 0, "end a session unused for that long (0: off; else at least 1s).\n"+
 		"Cannot be combined with -renew-on-access, which it generalises")
@@ -282,6 +292,7 @@ const revocationStore = "revocations"
 // sets, so that a ConfigError can say which flag to change.
 var configFlags = map[string]string{
 	"MaxAge":          "-max-age",
+	"MaxAgeLimit":     "-max-age-limit",
 	"RenewOnAccess":   "-renew-on-access",
 	"IdleTimeout":     "-idle-timeout",
 	"AbsoluteTimeout": "-absolute-timeout",
@@ -310,6 +321,7 @@ func flagError(err error) error {
 func openBackend(o options, getenv func(string) string, logger *slog.Logger) (b kvsession.Backend, closeFn func() error, attrs []any, err error) {
 	cfg := kvsession.Config{
 		MaxAge:          o.maxAge,
+		MaxAgeLimit:     o.maxAgeLimit,
 		RenewOnAccess:   o.renewOnAccess,
 		IdleTimeout:     o.idleTimeout,
 		AbsoluteTimeout: o.absoluteTimeout,
@@ -402,7 +414,7 @@ func openBackend(o options, getenv func(string) string, logger *slog.Logger) (b 
 // lifecycleAttrs describe, for the start log, the session lifecycle in
 // effect: the backend's own Config, defaults applied, not the flags.
 func lifecycleAttrs(cfg kvsession.Config) []any {
-	attrs := []any{"max_age", cfg.MaxAge, "renew_on_access", cfg.RenewOnAccess,
+	attrs := []any{"max_age", cfg.MaxAge, "max_age_limit", cfg.MaxAgeLimit, "renew_on_access", cfg.RenewOnAccess,
 		"idle_timeout", cfg.IdleTimeout}
 	if cfg.IdleTimeout > 0 {
 		attrs = append(attrs, "extension_delay", cfg.ExtensionDelay)
@@ -465,7 +477,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, logOut 
 	server.ReadTimeout = 10 * time.Second
 	server.WriteTimeout = 10 * time.Second
 	server.IdleTimeout = time.Minute
-	server.Logger = fasthttpLogger{logger}
+	// fasthttp quotes the requests it cannot read in its log, session
+	// cookies included. NewServer already keeps them out; replacing its
+	// Logger keeps that only if the new one is wrapped by mw.Logger, and
+	// the flag is restated so that this example, copied, stays safe.
+	server.SecureErrorLogMessage = true
+	server.Logger = mw.Logger(fasthttpLogger{logger})
 
 	// Listening ourselves, rather than ListenAndServe, lets ":0" work and
 	// lets us report the real address before serving.

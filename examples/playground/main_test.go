@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"os"
@@ -550,6 +551,12 @@ func TestBadArgs(t *testing.T) {
 		{withCookie("-secret", keyA, "-absolute-timeout", "10ms"), nil, "-absolute-timeout: kvsession: Config.AbsoluteTimeout: 10ms"},
 		{[]string{"-renewal-timeout", "10ms"}, nil, "-renewal-timeout: kvsession: Config.RenewalTimeout: 10ms"},
 		{[]string{"-max-age", "10ms"}, nil, "-max-age: kvsession: Config.MaxAge"},
+		// -max-age-limit bounds remember-me from above: never below
+		// -max-age (336h by default), never above 400 days.
+		{[]string{"-max-age-limit", "30m"}, nil, "-max-age-limit: kvsession: Config.MaxAgeLimit: 30m0s must be between MaxAge (336h0m0s)"},
+		{[]string{"-max-age", "2h", "-max-age-limit", "1h"}, nil, "-max-age-limit: kvsession: Config.MaxAgeLimit: 1h0m0s must be between MaxAge (2h0m0s)"},
+		{withCookie("-secret", keyA, "-max-age-limit", "9601h"), nil, "-max-age-limit: kvsession: Config.MaxAgeLimit: 9601h0m0s"},
+		{[]string{"-max-age-limit", "forever"}, nil, `invalid value "forever" for flag -max-age-limit`},
 		// The cookie backend has no id to rotate; the playground says so
 		// before the library would.
 		{withCookie("-secret", keyA, "-renewal-timeout", "1h"), nil, "-renewal-timeout does not apply to -backend cookie"},
@@ -604,7 +611,8 @@ func TestHelp(t *testing.T) {
 		t.Fatalf("run(-h) = %v, want flag.ErrHelp", err)
 	}
 	for _, want := range []string{"-backend string", "server", "cookie", "-secret KEY[,KEY...]", "64 hex characters", secretEnv, "-max-age", "-renew-on-access", "-store", "-dir",
-		"-idle-timeout duration", "-absolute-timeout duration", "-renewal-timeout duration", "-lock", "(default true)"} {
+		"-idle-timeout duration", "-absolute-timeout duration", "-renewal-timeout duration", "-lock", "(default true)",
+		"-max-age-limit duration", "remember=DURATION"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("usage lacks %q:\n%s", want, out.String())
 		}
@@ -1181,7 +1189,7 @@ func TestLifecycleStartLog(t *testing.T) {
 		{
 			name:    "server defaults",
 			args:    []string{"-store", "memory"},
-			want:    []string{"idle_timeout=0s", "absolute_timeout=0s", "renewal_timeout=0s", "lock=true", "lock_wait=5s", "lock_lease=30s", "read_only_reads=true"},
+			want:    []string{"max_age=336h0m0s", "max_age_limit=336h0m0s", "idle_timeout=0s", "absolute_timeout=0s", "renewal_timeout=0s", "lock=true", "lock_wait=5s", "lock_lease=30s", "read_only_reads=true"},
 			notWant: []string{"extension_delay", "renewal_grace", lockNote},
 		},
 		{
@@ -1198,8 +1206,8 @@ func TestLifecycleStartLog(t *testing.T) {
 		},
 		{
 			name:    "cookie: -lock by default",
-			args:    []string{"-backend", "cookie", "-secret", keyA, "-idle-timeout", "10s", "-absolute-timeout", "1h"},
-			want:    []string{"level=INFO msg=\"playground: " + lockNote, "lock=false", "idle_timeout=10s", "extension_delay=1s", "absolute_timeout=1h0m0s", "renewal_timeout=0s"},
+			args:    []string{"-backend", "cookie", "-secret", keyA, "-idle-timeout", "10s", "-absolute-timeout", "1h", "-max-age-limit", "720h"},
+			want:    []string{"level=INFO msg=\"playground: " + lockNote, "lock=false", "idle_timeout=10s", "extension_delay=1s", "absolute_timeout=1h0m0s", "renewal_timeout=0s", "max_age_limit=720h0m0s"},
 			notWant: []string{"level=WARN", "lock_wait"},
 		},
 		{
@@ -1308,6 +1316,7 @@ func TestConfigErrors(t *testing.T) {
 		{[]string{"-store", "memory", "-idle-timeout", "1h", "-renew-on-access"}, "RenewOnAccess"},
 		{[]string{"-backend", "cookie", "-secret", keyA, "-idle-timeout", "1h", "-renew-on-access"}, "RenewOnAccess"},
 		{[]string{"-store", "memory", "-renewal-timeout", "1ms"}, "RenewalTimeout"},
+		{[]string{"-backend", "cookie", "-secret", keyA, "-max-age", "2h", "-max-age-limit", "1h"}, "MaxAgeLimit"},
 	} {
 		ctx, cancel := context.WithCancel(context.Background())
 		err := run(ctx, append(tc.args, "-addr", "127.0.0.1:0"), nil, io.Discard, func(string) {
@@ -1320,4 +1329,147 @@ func TestConfigErrors(t *testing.T) {
 			t.Errorf("run(%q) = %v, want a ConfigError on %s", tc.args, err, tc.field)
 		}
 	}
+}
+
+// maxAgeOf returns the Max-Age of the session cookie r set.
+func maxAgeOf(t *testing.T, what string, r response) string {
+	t.Helper()
+	line := onlySessionCookie(t, what, r)
+	for _, attr := range strings.Split(line, "; ") {
+		if v, ok := strings.CutPrefix(attr, "Max-Age="); ok {
+			return v
+		}
+	}
+	t.Fatalf("%s: Set-Cookie %q has no Max-Age", what, line)
+	return ""
+}
+
+// TestLoginRemember: POST /login?remember= gives the session a lifetime of
+// its own, up to -max-age-limit, in the cookie's Max-Age and on every later
+// write; a login without it returns to -max-age; anything the library
+// would refuse is a 400 that changes nothing.
+func TestLoginRemember(t *testing.T) { forEachBackend(t, testLoginRemember) }
+
+func testLoginRemember(t *testing.T, _ string, args []string) {
+	p := start(t, append(args, "-max-age", "1h", "-max-age-limit", "720h")...)
+	c := newClient(t, p.base)
+	if got := maxAgeOf(t, "POST /login?remember=48h", c.expect("POST", "/login?user=alice&remember=48h", "", 204, "")); got != "172800" {
+		t.Errorf("POST /login?remember=48h: Max-Age=%s, want 172800", got)
+	}
+	c.expect("GET", "/whoami", "", 200, "alice")
+	// The lifetime is the session's: the next write keeps it.
+	if got := maxAgeOf(t, "PUT after remember=48h", c.expect("PUT", "/session/k", "v", 204, "")); got != "172800" {
+		t.Errorf("PUT after remember=48h: Max-Age=%s, want 172800", got)
+	}
+	if got := maxAgeOf(t, "POST /login?remember=720h", c.expect("POST", "/login?user=alice&remember=720h", "", 204, "")); got != "2592000" {
+		t.Errorf("POST /login?remember=720h (the limit): Max-Age=%s, want 2592000", got)
+	}
+	for _, path := range []string{"/login?user=alice", "/login?user=alice&remember=0"} {
+		if got := maxAgeOf(t, "POST "+path, c.expect("POST", path, "", 204, "")); got != "3600" {
+			t.Errorf("POST %s: Max-Age=%s, want -max-age's 3600", path, got)
+		}
+	}
+
+	c.expect("POST", "/login?user=alice&remember=48h", "", 204, "")
+	for _, remember := range []string{"abc", "48", "721h", "999999h", "500ms", "-1h", ""} {
+		path := "/login?user=mallory&remember=" + remember
+		r := c.do("POST", path, "")
+		if r.status != 400 || !strings.Contains(r.body, "want a Go duration") || !strings.Contains(r.body, "720h0m0s (-max-age-limit)") {
+			t.Errorf("POST %s = %d %q, want 400 saying what it wants", path, r.status, r.body)
+		}
+		noCookie(t, "POST "+path, r)
+	}
+	c.expect("GET", "/whoami", "", 200, "alice")
+	if got := maxAgeOf(t, "PUT after refused logins", c.expect("PUT", "/session/k", "w", 204, "")); got != "172800" {
+		t.Errorf("refused logins changed the lifetime: Max-Age=%s, want 172800", got)
+	}
+	// A missing user is still the first thing said.
+	c.expect("POST", "/login?remember=abc", "", 400, "missing ?user=\n")
+}
+
+// TestRememberNeedsMaxAgeLimit: without -max-age-limit, remember-me can
+// only shorten a session: the limit is -max-age.
+func TestRememberNeedsMaxAgeLimit(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, _ string, args []string) {
+		p := start(t, append(args, "-max-age", "1h")...)
+		c := newClient(t, p.base)
+		r := c.do("POST", "/login?user=alice&remember=2h", "")
+		if r.status != 400 || !strings.Contains(r.body, "1h0m0s (-max-age-limit)") {
+			t.Errorf("POST /login?remember=2h over -max-age 1h = %d %q, want 400 naming the 1h limit", r.status, r.body)
+		}
+		if got := maxAgeOf(t, "remember=30m", c.expect("POST", "/login?user=alice&remember=30m", "", 204, "")); got != "1800" {
+			t.Errorf("POST /login?remember=30m: Max-Age=%s, want 1800", got)
+		}
+	})
+}
+
+// TestRememberOutlivesMaxAge waits for -max-age (1s) to pass: a remembered
+// session lives on, one logged in plainly is gone. Cookies are sent by
+// hand, as a client that ignores Max-Age would: the server decides.
+func TestRememberOutlivesMaxAge(t *testing.T) {
+	type tcase struct {
+		name                string
+		remembered, plainly *http.Cookie
+		base                string
+	}
+	var cases []*tcase
+	for _, b := range backends {
+		p := start(t, append(slices.Clone(b.args), "-addr", "127.0.0.1:0", "-max-age", "1s", "-max-age-limit", "1m")...)
+		tc := &tcase{name: b.name, base: p.base}
+		rem, plain := newClient(t, p.base), newClient(t, p.base)
+		rem.expect("POST", "/login?user=rem&remember=1m", "", 204, "")
+		plain.login("plain")
+		tc.remembered, tc.plainly = rem.sessionCookie(), plain.sessionCookie()
+		cases = append(cases, tc)
+	}
+	time.Sleep(1200 * time.Millisecond)
+	for _, tc := range cases {
+		if r := newClient(t, tc.base).do("GET", "/whoami", "", tc.remembered); r.status != 200 || r.body != "rem" {
+			t.Errorf("%s: remembered session after -max-age: GET /whoami = %d %q, want 200 rem", tc.name, r.status, r.body)
+		}
+		if r := newClient(t, tc.base).do("GET", "/whoami", "", tc.plainly); r.status != 404 {
+			t.Errorf("%s: plain session after -max-age: GET /whoami = %d %q, want 404", tc.name, r.status, r.body)
+		}
+	}
+}
+
+// TestLogShowsNoSessionCookie sends the requests that make fasthttp quote
+// what it read in its log, each with a live session cookie: the
+// playground's log must show no piece of it.
+func TestLogShowsNoSessionCookie(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, _ string, args []string) {
+		p := start(t, args...)
+		c := newClient(t, p.base)
+		c.login("alice")
+		cookie := c.sessionCookie()
+		addr := strings.TrimPrefix(p.base, "http://")
+		head := "GET /whoami HTTP/1.1\r\nHost: x\r\n"
+		half := len(cookie.Value) / 2
+		for _, req := range []string{
+			head + "Cookie: session=" + cookie.Value + "\r\nUser-Agent: cu", // cut off
+			head + "Cookie: session=" + cookie.Value + "\x01\r\n\r\n",
+			head + "Cookie: session=" + cookie.Value[:half] + "\x01" + cookie.Value[half:] + "\r\n\r\n",
+		} {
+			conn, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			conn.SetDeadline(time.Now().Add(10 * time.Second))
+			conn.Write([]byte(req))
+			conn.(*net.TCPConn).CloseWrite()
+			// fasthttp logs before it closes: the log is written once
+			// the connection is.
+			io.Copy(io.Discard, conn)
+			conn.Close()
+		}
+		log := p.log.String()
+		if n := strings.Count(log, "error when serving connection"); n != 3 {
+			t.Errorf("%d failed connections logged, want 3:\n%s", n, log)
+		}
+		for i := 0; i+20 <= len(cookie.Value); i++ {
+			if strings.Contains(log, cookie.Value[i:i+20]) {
+				t.Fatalf("the log shows %q of the session cookie:\n%s", cookie.Value[i:i+20], log)
+			}
+		}
+	})
 }

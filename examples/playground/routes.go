@@ -30,6 +30,12 @@ import (
 //	                        them loses increments, with -lock none
 //	POST   /login?user=U    bind the session to user U and give it a new id (204);
 //	                        400 without a user
+//	POST   /login?user=U&remember=DURATION
+//	                        the same, and the session lives DURATION (a Go duration:
+//	                        720h, 90m) instead of -max-age, with a persistent cookie
+//	                        (Session.SetMaxAge): "remember me". From 1s to
+//	                        -max-age-limit; 0, like a login without remember=, is
+//	                        -max-age. 400, changing nothing, for anything else
 //	GET    /whoami          the user the session is bound to, 404 if none
 //	POST   /logout-all?user=U
 //	                        end every session bound to U, this client's included;
@@ -58,6 +64,8 @@ import (
 // session's lock. GET /counter writes: it takes the lock like PUT and POST.
 type app struct {
 	logger *slog.Logger
+	// maxAgeLimit is Config.MaxAgeLimit: the longest ?remember=.
+	maxAgeLimit time.Duration
 	// endUserSessions ends every session bound to user and returns the
 	// body and X-Sessions-Ended header of the /logout-all answer.
 	endUserSessions func(ctx context.Context, user string) (body, kind string, err error)
@@ -66,7 +74,7 @@ type app struct {
 // newApp returns the routes over backend, which must be one of the two
 // the playground makes.
 func newApp(logger *slog.Logger, backend kvsession.Backend) *app {
-	a := &app{logger: logger}
+	a := &app{logger: logger, maxAgeLimit: backend.Config().MaxAgeLimit}
 	switch b := backend.(type) {
 	case *kvsession.ServerBackend:
 		a.endUserSessions = func(ctx context.Context, user string) (string, string, error) {
@@ -278,9 +286,32 @@ func userArg(ctx *fasthttp.RequestCtx) string {
 	return user
 }
 
+// rememberArg returns the remember query argument (0 when absent), or
+// answers 400 and returns false. It checks the range Session.SetMaxAge
+// accepts itself, so that a refused login changes nothing: SetUser comes
+// first and could not be undone.
+func (a *app) rememberArg(ctx *fasthttp.RequestCtx) (time.Duration, bool) {
+	arg := ctx.QueryArgs().Peek("remember")
+	if arg == nil {
+		return 0, true
+	}
+	d, err := time.ParseDuration(string(arg))
+	if err != nil || (d != 0 && (d < time.Second || d > a.maxAgeLimit)) {
+		text(ctx, fasthttp.StatusBadRequest, fmt.Sprintf(
+			"?remember=%q: want a Go duration (such as 720h or 90m) from 1s to %v (-max-age-limit), or 0 for -max-age\n",
+			arg, a.maxAgeLimit))
+		return 0, false
+	}
+	return d, true
+}
+
 func (a *app) login(ctx *fasthttp.RequestCtx, _ string) {
 	user := userArg(ctx)
 	if user == "" {
+		return
+	}
+	remember, ok := a.rememberArg(ctx)
+	if !ok {
 		return
 	}
 	sess := kvfasthttp.Session(ctx)
@@ -292,6 +323,12 @@ func (a *app) login(ctx *fasthttp.RequestCtx, _ string) {
 	}
 	if err := sess.SetUser(user); err != nil {
 		text(ctx, fasthttp.StatusBadRequest, err.Error()+"\n")
+		return
+	}
+	// Asked for or not: without remember= a login returns the session to
+	// -max-age, as a "remember me" left unticked would.
+	if err := sess.SetMaxAge(remember); err != nil {
+		a.serverError(ctx, "cannot set the session's lifetime", err) // range checked above
 		return
 	}
 	// A new id at every login, so that an id planted on the client before
