@@ -20,22 +20,22 @@
 //
 // Callers discover what a store can do with type assertions (store.Toucher,
 // store.Appender, store.Exister, store.Expirer, store.Clearer, store.Locker,
-// the user index's Updater, the InProcess marker), and kvsession changes
-// strategy on the answer: RenewOnAccess needs a Toucher, the session lock
-// polls a Locker instead of its in-process table, the user index hands its
-// read-modify-writes to an Updater, an in-process store gets unhashed keys. A wrapper that lost one of these, or claimed one the
+// the InProcess marker), and kvsession changes strategy on the answer: the
+// session lock polls a Locker instead of its in-process table, loads read
+// into the session's buffer through an Appender, an in-process store gets
+// unhashed keys. A wrapper that lost one of these, or claimed one the
 // store lacks, would test another code path than production runs. So the
 // store Store returns implements exactly the optional interfaces of the
-// store it wraps, each call forwarded through the rules: it is one of 256
+// store it wraps, each call forwarded through the rules: it is one of 128
 // generated types (views.go, one per combination; Go cannot add methods at
 // run time). The one exception is store.KeyBorrower: a fault store records
 // the keys it is given, so it keeps them, and must not be lent a buffer the
 // caller reuses.
 //
 // Emulating a missing ability was rejected: a Touch made of Get and Set
-// could resurrect a session deleted in between, and a Locker or Updater
-// emulated in process would replace the very code (the in-process lock
-// table, the index's striped locks) a test of a plain store exercises. For
+// could resurrect a session deleted in between, and a Locker emulated in
+// process would replace the very code (the in-process lock table) a test
+// of a plain store exercises. For
 // the same reason *Store itself is not a store.Store: registering it by
 // mistake instead of Store() would not compile.
 package faultstore
@@ -71,7 +71,6 @@ const (
 	DeleteAll // store.Clearer
 	TryLock   // store.Locker
 	Unlock    // store.Locker
-	Update    // the user index's Updater
 	Swap
 	AddMember
 	RemoveMember
@@ -96,7 +95,7 @@ const (
 	All Method = 1<<numMethods - 1
 )
 
-var methodNames = [numMethods]string{"Get", "Set", "Delete", "Touch", "GetAppend", "Exists", "ExpiresIn", "DeleteAll", "TryLock", "Unlock", "Update", "Swap", "AddMember", "RemoveMember", "Members"}
+var methodNames = [numMethods]string{"Get", "Set", "Delete", "Touch", "GetAppend", "Exists", "ExpiresIn", "DeleteAll", "TryLock", "Unlock", "Swap", "AddMember", "RemoveMember", "Members"}
 
 func (m Method) String() string {
 	if m == 0 {
@@ -199,7 +198,6 @@ type Store struct {
 	expirer  store.Expirer
 	clearer  store.Clearer
 	locker   store.Locker
-	updater  indexUpdater
 	marker   inProcessMarker
 
 	mu    sync.Mutex
@@ -209,12 +207,6 @@ type Store struct {
 
 	closeOnce sync.Once
 	closed    chan struct{}
-}
-
-// indexUpdater is internal/userindex.Updater, spelled out so that this
-// package need not import the index.
-type indexUpdater interface {
-	Update(ctx context.Context, key string, fn func(old []byte) (value []byte, ttl time.Duration, write bool)) error
 }
 
 // inProcessMarker is store.InProcess: a method that only marks the store,
@@ -230,7 +222,6 @@ const (
 	abExpirer
 	abClearer
 	abLocker
-	abUpdater
 	abInProcess
 	numAbilities = iota
 )
@@ -258,9 +249,6 @@ func New(inner store.Store) *Store {
 	}
 	if x, ok := inner.(store.Locker); ok {
 		s.locker, mask = x, mask|abLocker
-	}
-	if x, ok := inner.(indexUpdater); ok {
-		s.updater, mask = x, mask|abUpdater
 	}
 	if x, ok := inner.(inProcessMarker); ok {
 		s.marker, mask = x, mask|abInProcess
@@ -599,14 +587,6 @@ func (s *Store) unlock(ctx context.Context, key, token string) error {
 	return after(h, s.locker.Unlock(ctx, key, token))
 }
 
-func (s *Store) update(ctx context.Context, key string, fn func(old []byte) ([]byte, time.Duration, bool)) error {
-	h, err := s.enter(ctx, Update, key, true)
-	if err != nil {
-		return err
-	}
-	return after(h, s.updater.Update(ctx, key, fn))
-}
-
 // The parts views are made of: base is every view's store.Store, and each
 // other part one optional interface. Each holds the *Store its calls go
 // through.
@@ -670,9 +650,3 @@ func (l locker) Unlock(ctx context.Context, key, token string) error {
 type inProcess struct{ s *Store }
 
 func (p inProcess) InProcess() { p.s.marker.InProcess() }
-
-type updater struct{ s *Store }
-
-func (u updater) Update(ctx context.Context, key string, fn func(old []byte) ([]byte, time.Duration, bool)) error {
-	return u.s.update(ctx, key, fn)
-}

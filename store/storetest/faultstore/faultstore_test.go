@@ -53,7 +53,6 @@ func abilities(v any) int {
 		abExpirer:   is[store.Expirer](v),
 		abClearer:   is[store.Clearer](v),
 		abLocker:    is[store.Locker](v),
-		abUpdater:   is[indexUpdater](v),
 		abInProcess: is[inProcessMarker](v),
 	} {
 		if ok {
@@ -89,7 +88,7 @@ func TestWrapsRealStoresFaithfully(t *testing.T) {
 	}{
 		{"plain", plain{memory.New(memory.Options{})}, 0},
 		{"memory", memory.New(memory.Options{}), abToucher | abAppender | abExister | abExpirer | abClearer},
-		{"shared", NewShared(memory.Options{}), abToucher | abAppender | abExister | abExpirer | abClearer | abLocker | abUpdater},
+		{"shared", NewShared(memory.Options{}), abToucher | abAppender | abExister | abExpirer | abClearer | abLocker},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -126,9 +125,6 @@ func TestEveryMethodObeysRules(t *testing.T) {
 		{DeleteAll, func(v store.Store) error { return v.(store.Clearer).DeleteAll(ctx) }},
 		{TryLock, func(v store.Store) error { _, _, err := v.(store.Locker).TryLock(ctx, "k", time.Second); return err }},
 		{Unlock, func(v store.Store) error { return v.(store.Locker).Unlock(ctx, "k", "t") }},
-		{Update, func(v store.Store) error {
-			return v.(indexUpdater).Update(ctx, "k", func([]byte) ([]byte, time.Duration, bool) { return []byte("u"), 0, true })
-		}},
 		{Swap, func(v store.Store) error { _, err := v.Swap(ctx, "k", []byte("v"), []byte("w"), 0); return err }},
 		{AddMember, func(v store.Store) error { return v.AddMember(ctx, "k", "m", 0) }},
 		{RemoveMember, func(v store.Store) error { return v.RemoveMember(ctx, "k", "m") }},
@@ -362,7 +358,7 @@ func TestAddRejectsNonsense(t *testing.T) {
 }
 
 func TestMethodString(t *testing.T) {
-	if got := (Get | Update).String(); got != "Get|Update" {
+	if got := (Get | Swap).String(); got != "Get|Swap" {
 		t.Errorf("%q", got)
 	}
 	if got := Reads.String(); got != "Get|GetAppend" {

@@ -26,7 +26,6 @@ var abilities = []struct{ letter, part string }{
 	{"X", "expirer"},   // store.Expirer
 	{"C", "clearer"},   // store.Clearer
 	{"L", "locker"},    // store.Locker
-	{"U", "updater"},   // userindex.Updater
 	{"I", "inProcess"}, // store.InProcess
 }
 

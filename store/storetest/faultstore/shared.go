@@ -2,21 +2,18 @@ package faultstore
 
 import (
 	"context"
-	"errors"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
-	"github.com/kvsession/kvsession/store"
 	"github.com/kvsession/kvsession/store/memory"
 )
 
 // Shared is a memory store with what a store shared by several processes
-// has (Redis does): a store.Locker and the user index's Update, so that
-// tests can take the backend down those paths, and wrap them in faults,
-// without a server. Its locks and updates are atomic within this process
-// only. The zero value needs only Store set. It inherits the memory
+// has (Redis does): a store.Locker, so that tests can take the backend
+// down that path, and wrap it in faults, without a server. Its locks are
+// atomic within this process only. The zero value needs only Store set. It inherits the memory
 // store's store.KeyBorrower, so it keeps copies of the keys it locks.
 type Shared struct {
 	*memory.Store
@@ -58,24 +55,4 @@ func (s *Shared) Unlock(_ context.Context, key, token string) error {
 		delete(s.locks, key)
 	}
 	return nil
-}
-
-// Update reads key, hands its value to fn (nil if missing) and writes
-// what fn returns (deleting the key for nil) if fn says to, atomically
-// against other Updates.
-func (s *Shared) Update(ctx context.Context, key string, fn func(old []byte) ([]byte, time.Duration, bool)) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	old, err := s.Get(ctx, key)
-	if err != nil && !errors.Is(err, store.ErrNotFound) {
-		return err
-	}
-	v, ttl, write := fn(old)
-	switch {
-	case !write:
-		return nil
-	case v == nil:
-		return s.Delete(ctx, key)
-	}
-	return s.Set(ctx, key, v, ttl)
 }
