@@ -169,4 +169,35 @@ func TestCluster(t *testing.T) {
 			}
 		}
 	})
+
+	// The background release of orphaned locks sends its unlocks together:
+	// on a cluster each must reach the master of its own slot.
+	t.Run("OrphanRelease", func(t *testing.T) {
+		ctx := t.Context()
+		keys := make([]string, 20) // in many slots
+		for i := range keys {
+			keys[i] = fmt.Sprint("orphan", i)
+			tok, ok, err := s.TryLock(ctx, keys[i], time.Minute)
+			if err != nil || !ok {
+				t.Fatalf("TryLock(%s) = %v, %v", keys[i], ok, err)
+			}
+			// As if the TryLock had timed out: the store has the token,
+			// its caller does not.
+			s.rel.add(s.LockKey(keys[i]), tok, time.Now().Add(time.Minute))
+		}
+		deadline := time.Now().Add(5 * time.Second)
+		for _, k := range keys {
+			for {
+				tok, ok, err := s.TryLock(ctx, k, time.Minute)
+				if err == nil && ok {
+					_ = s.Unlock(ctx, k, tok)
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("orphaned lock %s not released within 5s (TryLock: %v, %v)", k, ok, err)
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+		}
+	})
 }

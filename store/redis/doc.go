@@ -135,9 +135,13 @@
 // The client opens its connections lazily, and opening one does not heed a
 // bare cancellation: a call that has to open or reopen a connection (the
 // first calls of a new client, or the first after a connection broke) waits
-// for the handshake up to its deadline, or up to Options.DialTimeout if its
-// context has none, and, against a server that accepted the connection but
-// does not answer, up to a second more while the client tears it down.
+// for the handshake up to its deadline (CallTimeout's, unless its context's
+// comes first; Options.DialTimeout with CallTimeout off and no deadline),
+// and, against a server that accepted the connection but does not answer,
+// up to a second more while the client tears it down. Calls on connections
+// already open, which is every call of a client in use, end at the
+// deadline: a redis-server stopped for 15 seconds failed each call after
+// two seconds.
 //
 // # Appender
 //

@@ -15,9 +15,11 @@ import (
 // once the lease has run out and someone else has taken the lock, a late
 // Unlock must not release theirs. GET and DEL in one script so that nothing
 // runs between them.
-var unlockScript = rueidis.NewLuaScript(`
+var unlockScript = rueidis.NewLuaScript(unlockSource)
+
+const unlockSource = `
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0`)
+return 0`
 
 // TryLock takes the lock on key for lease with SET NX PX, under LockKey(key)
 // (Prefix + "l:" + key), a keyspace that no value can collide with. The

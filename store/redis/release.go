@@ -164,12 +164,18 @@ func (r *releaser) take() []*orphan {
 func (r *releaser) attempt(batch []*orphan) bool {
 	ctx, cancel := context.WithTimeout(r.ctx, releaseAttempt)
 	defer cancel()
-	execs := make([]rueidis.LuaExec, len(batch))
+	// Plain EVAL, not the EVALSHA of Unlock: a Redis that was restarted
+	// has forgotten its scripts, and EVAL needs no SCRIPT LOAD first
+	// (which rueidis's ExecMulti would send to every node, failing the
+	// whole round while one is down). Each command has one key, so a
+	// cluster client routes each to its own node.
+	c := r.s.c
+	cmds := make(rueidis.Commands, len(batch))
 	for i, o := range batch {
-		execs[i] = rueidis.LuaExec{Keys: []string{o.key}, Args: []string{o.token}}
+		cmds[i] = c.B().Eval().Script(unlockSource).Numkeys(1).Key(o.key).Arg(o.token).Build()
 	}
 	answered := true
-	res := unlockScript.ExecMulti(ctx, r.s.c, execs...)
+	res := c.DoMulti(ctx, cmds...)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for i, o := range batch {
