@@ -296,3 +296,54 @@ func TestUnlockAfterContextEnded(t *testing.T) {
 	}
 	waitLockable(t, s, []string{"k"}, 3*time.Second)
 }
+
+// TestReleaserQueue checks the release queue's bookkeeping, which no
+// server test reaches at its edges: take drops locks that are settled or
+// out of time, hands out at most limit and rotates them to the back so
+// that a lock on a node that stays down does not starve the rest, and the
+// queue holds at most maxOrphans, dropping the oldest.
+func TestReleaserQueue(t *testing.T) {
+	t.Parallel()
+	var r releaser
+	r.running = true // no goroutine: the test calls take itself
+	later := time.Now().Add(time.Hour)
+	for i := range 5 {
+		r.queue = append(r.queue, &orphan{key: fmt.Sprint(i), until: later})
+	}
+	r.queue = append(r.queue,
+		&orphan{key: "settled", until: later, misses: 2},
+		&orphan{key: "expired", until: time.Now().Add(-time.Second)})
+	keysOf := func(os []*orphan) string {
+		var b strings.Builder
+		for _, o := range os {
+			b.WriteString(o.key)
+		}
+		return b.String()
+	}
+	if got := keysOf(r.take(2)); got != "01" {
+		t.Errorf("first batch %q, want 01", got)
+	}
+	if got := keysOf(r.queue); got != "23401" {
+		t.Errorf("queue after a batch of two %q, want 23401 (settled and expired dropped, batch at the back)", got)
+	}
+	if got := keysOf(r.take(10)); got != "23401" {
+		t.Errorf("batch larger than the queue %q, want all of it", got)
+	}
+	for _, o := range r.queue {
+		o.misses = 2
+	}
+	if b := r.take(10); b != nil || r.running {
+		t.Errorf("take of a settled queue = %q, running %v; want nil and the goroutine gone", keysOf(b), r.running)
+	}
+
+	r = releaser{stopped: false, running: true}
+	for i := range maxOrphans + 3 {
+		r.add(fmt.Sprint("k", i), "t", later)
+	}
+	if n := r.pending(); n != maxOrphans {
+		t.Errorf("queue holds %d, want at most %d", n, maxOrphans)
+	}
+	if r.queue[0].key != "k3" {
+		t.Errorf("oldest queued %q, want k3: the first three dropped", r.queue[0].key)
+	}
+}

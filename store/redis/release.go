@@ -46,6 +46,14 @@ const (
 	// longer matches.
 	orphanLife = 2 * time.Minute
 
+	// A round sends at most maxReleaseBatch unlocks, and only
+	// releaseProbe after a round Redis did not answer: a stalled Redis
+	// leaves every command sent to it waiting in the client's pipeline, and
+	// the unlocks of a long queue, resent every round, would crowd out the
+	// application's own calls and then all run at once when it resumes.
+	maxReleaseBatch = 1000
+	releaseProbe    = 16
+
 	// maxOrphans bounds the queue while Redis is away. When it is full the
 	// oldest is dropped: its lock expires with its lease, as every lock
 	// did before there was a queue.
@@ -117,16 +125,16 @@ func (r *releaser) pending() int {
 
 func (r *releaser) run() {
 	defer r.wg.Done()
-	backoff := releaseBackoff
+	backoff, limit := releaseBackoff, maxReleaseBatch
 	for {
-		batch := r.take()
+		batch := r.take(limit)
 		if batch == nil {
 			return
 		}
 		if r.attempt(batch) {
-			backoff = releaseBackoff
+			backoff, limit = releaseBackoff, maxReleaseBatch
 		} else {
-			backoff = min(2*backoff, maxReleaseBackoff)
+			backoff, limit = min(2*backoff, maxReleaseBackoff), releaseProbe
 		}
 		t := time.NewTimer(backoff)
 		select {
@@ -138,9 +146,11 @@ func (r *releaser) run() {
 	}
 }
 
-// take drops what is settled or out of time and returns a copy of the
-// rest, or nil (and marks the goroutine gone) if there is none.
-func (r *releaser) take() []*orphan {
+// take drops what is settled or out of time and returns a copy of up to
+// limit of the rest, moving those to the back of the queue so that every
+// lock gets its turn; or nil (and marks the goroutine gone) if there is
+// none.
+func (r *releaser) take(limit int) []*orphan {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	now := time.Now()
@@ -156,7 +166,12 @@ func (r *releaser) take() []*orphan {
 		r.running = false
 		return nil
 	}
-	return append([]*orphan(nil), live...)
+	if len(live) <= limit {
+		return append([]*orphan(nil), live...)
+	}
+	batch := append([]*orphan(nil), live[:limit]...)
+	r.queue = append(append(make([]*orphan, 0, len(live)), live[limit:]...), batch...)
+	return batch
 }
 
 // attempt sends one unlock for each orphan in batch, pipelined, and
