@@ -154,6 +154,21 @@ func (r rawBadger) Delete(_ context.Context, key string) error {
 	return r.db.Update(func(txn *bdg.Txn) error { return txn.Delete([]byte(key)) })
 }
 
+// Swap and the sets complete store.Store; fiber's and scs's adapters never
+// call them, so they go to kvsession's store on the same database.
+func (r rawBadger) Swap(ctx context.Context, key string, old, value []byte, ttl time.Duration) (bool, error) {
+	return r.st.Swap(ctx, key, old, value, ttl)
+}
+func (r rawBadger) AddMember(ctx context.Context, set, member string, ttl time.Duration) error {
+	return r.st.AddMember(ctx, set, member, ttl)
+}
+func (r rawBadger) RemoveMember(ctx context.Context, set, member string) error {
+	return r.st.RemoveMember(ctx, set, member)
+}
+func (r rawBadger) Members(ctx context.Context, set string) ([]string, error) {
+	return r.st.Members(ctx, set)
+}
+
 func (r rawBadger) DeleteAll(ctx context.Context) error { return r.st.DeleteAll(ctx) }
 func (r rawBadger) Close() error                        { return r.st.Close() }
 
