@@ -2,6 +2,8 @@ package redis
 
 import (
 	"bytes"
+	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -99,5 +101,53 @@ func TestSwapKeysAndTTL(t *testing.T) {
 	}
 	if ok, err := s.Swap(ctx, "missing", []byte{}, []byte("x"), 0); err != nil || ok {
 		t.Errorf("Swap with empty old onto a missing key = %v, %v; want false", ok, err)
+	}
+}
+
+// BenchmarkSwap measures a session save's compare-and-set of 1 KB (old
+// compared by SHA-1) from parallel goroutines, and Get beside it, each
+// with the default CallTimeout and with it off, to show what the bound
+// costs per call.
+func BenchmarkSwap(b *testing.B) {
+	needServer(b)
+	value := bytes.Repeat([]byte("s"), 1024)
+	for _, tc := range []struct {
+		name    string
+		timeout time.Duration
+	}{{"CallTimeout", 0}, {"NoCallTimeout", -1}} {
+		s, err := Open(b.Context(), Options{Addr: testAddr, Prefix: testPrefix(b), CallTimeout: tc.timeout})
+		if err != nil {
+			b.Fatal(err)
+		}
+		keys := make([]string, 1024)
+		for i := range keys {
+			keys[i] = fmt.Sprintf("session-%016x", i*7919)
+			if err := s.Set(b.Context(), keys[i], value, time.Hour); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.Run("Swap/"+tc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				for i := 0; pb.Next(); i++ {
+					if ok, err := s.Swap(context.Background(), keys[i&1023], value, value, time.Hour); err != nil || !ok {
+						b.Errorf("Swap = %v, %v", ok, err)
+						return
+					}
+				}
+			})
+		})
+		b.Run("Get/"+tc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				for i := 0; pb.Next(); i++ {
+					if _, err := s.Get(context.Background(), keys[i&1023]); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		})
+		s.Close()
 	}
 }
