@@ -227,9 +227,11 @@ type Config struct {
 	// handler, so that a hung store fails requests instead of holding them
 	// forever. The store must honour its context (the shipped ones do).
 	// Default 0: no timeout, and no cost. The memory and Badger stores
-	// never wait on a network, and a networked store's client has its own
-	// timeouts; a default here would also fail requests to a store that is
-	// merely slow for a moment. Set it for a store that can hang, above
+	// never wait on a network, and a networked store bounds its own calls
+	// (the Redis store fails each within its Options.CallTimeout, two
+	// seconds by default, even when the request's context never ends); a
+	// default here would also fail requests to a store that is merely
+	// slow for a moment. Set it for a store that can hang, above
 	// the store's worst healthy latency.
 	StoreTimeout time.Duration
 }
