@@ -7,9 +7,8 @@
 // leaves it open on Close.
 //
 // Besides store.Store the Store implements store.Toucher, store.Exister,
-// store.Expirer, store.Clearer, store.Locker, and the Updater interface of
-// kvsession's user index, which makes the index's read-modify-writes atomic
-// across processes.
+// store.Expirer, store.Clearer and store.Locker, and has Update, an atomic
+// read-modify-write of one value across processes.
 //
 // # Client
 //
@@ -40,11 +39,11 @@
 //	Prefix + "s:" + set   the set named set, a sorted set (SetKey)
 //
 // so no key or set name a caller picks can make a value, a lock and a set
-// meet. Records of
-// kvsession's user index are values like any other, under the keys the
-// index chooses (the backend's key prefix + "user:" + user), hence at
-// Prefix + "v:" + that. Two stores on one server must not have one Prefix
-// that starts the other's.
+// meet. kvsession's set of a user's sessions, named by the backend's key
+// prefix + "user:" + user, is at Prefix + "s:" + that; the index records
+// that versions before sets kept per user are values, at Prefix + "v:" +
+// that. Two stores on one server must not have one Prefix that starts the
+// other's.
 //
 // # Expiry
 //

@@ -87,8 +87,8 @@ type Options struct {
 
 // Store is a store.Store kept in Redis, standalone or Cluster. Create it
 // with Open or New; it is safe for concurrent use. It also implements
-// store.Toucher, store.Exister, store.Expirer, store.Clearer, store.Locker
-// and the user index's Updater (see Update).
+// store.Toucher, store.Exister, store.Expirer, store.Clearer and
+// store.Locker, and has Update.
 type Store struct {
 	c     rueidis.Client
 	owned bool // Close closes c: Open made it
@@ -471,7 +471,7 @@ func (s *Store) ExpiresIn(parent context.Context, key string) (time.Duration, er
 const scanCount = 1000
 
 // DeleteAll deletes every value and every set under this store's Prefix
-// (sessions, the user index's records, the sets of AddMember), walking the
+// (sessions, users' sets of sessions, older user index records), walking the
 // keyspace with SCAN and deleting each batch with UNLINK: it never blocks
 // Redis the way KEYS or FLUSHDB would, and leaves every other key alone. On
 // a cluster it walks every master. Locks are left to expire with their

@@ -65,8 +65,8 @@ return 1`)
 // first checks the value is still the one read. If it is not, Update starts
 // again (after a short random pause), so fn may run several times; after
 // 100 conflicts it gives up with ErrConflict. CallTimeout bounds the whole
-// of it, retries included. It implements the user
-// index's Updater:
+// of it, retries included. (kvsession's user index called it before users'
+// sessions were kept in sets; kvsession no longer does.)
 //
 // fn gets the current value, nil if there is none. If fn returns write ==
 // false nothing is written; otherwise a nil value deletes key and any other
