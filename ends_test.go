@@ -420,3 +420,61 @@ func TestLoginCostDoesNotGrowWithTheUsersSessions(t *testing.T) {
 			calls, largest, adds, listings, calls0, largest0, adds0, listings0)
 	}
 }
+
+// The ends hold across processes that share Redis: the request in flight
+// runs on one backend and client, the end on another, as two instances
+// behind a load balancer would, with the lock on and off.
+func TestEndsHoldAcrossProcessesOnRedis(t *testing.T) {
+	addr := os.Getenv("KVSESSION_REDIS_ADDR")
+	if addr == "" {
+		if os.Getenv("KVSESSION_REQUIRE_REDIS") != "" {
+			t.Fatal("KVSESSION_REQUIRE_REDIS is set but KVSESSION_REDIS_ADDR is not")
+		}
+		t.Skip("no Redis: set KVSESSION_REDIS_ADDR")
+	}
+	ends := map[string]func(t *testing.T, b *ServerBackend, id string){
+		"Destroy": func(t *testing.T, b *ServerBackend, id string) {
+			if _, err := request(t, b, id, func(s *Session) { s.Destroy() }); err != nil {
+				t.Fatal(err)
+			}
+		},
+		"DestroyUserSessions": func(t *testing.T, b *ServerBackend, _ string) {
+			if n, err := b.DestroyUserSessions(context.Background(), "alice"); err != nil || n != 1 {
+				t.Fatalf("DestroyUserSessions = %d, %v", n, err)
+			}
+		},
+		"RenewID": func(t *testing.T, b *ServerBackend, id string) {
+			if _, err := request(t, b, id, func(s *Session) { s.RenewID() }); err != nil {
+				t.Fatal(err)
+			}
+		},
+	}
+	for name, end := range ends {
+		for _, lock := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/lock=%v", name, lock), func(t *testing.T) {
+				prefix := "kvsession-ends2:" + strconv.FormatInt(time.Now().UnixNano(), 36) + ":"
+				open := func() *redis.Store {
+					st, err := redis.Open(context.Background(), redis.Options{Addr: addr, Prefix: prefix})
+					if err != nil {
+						t.Fatal(err)
+					}
+					t.Cleanup(func() { st.Close() })
+					return st
+				}
+				one, two := open(), open()
+				t.Cleanup(func() { one.DeleteAll(context.Background()) })
+				cfg := Config{Lock: lock, LockLease: 100 * time.Millisecond, LockWait: 5 * time.Second}
+				a, b := newBackend(t, cfg, one), newBackend(t, cfg, two)
+				id := login(t, a, "alice")
+				r := startRequest(t, a, id)
+				end(t, b, id)
+				if _, err := r.finish(); err != nil {
+					t.Fatalf("the request in flight on the other instance: %v", err)
+				}
+				if alive(t, a, id) || alive(t, b, id) {
+					t.Error("the ended session opens again")
+				}
+			})
+		}
+	}
+}
