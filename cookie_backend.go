@@ -338,9 +338,9 @@ func (b *CookieBackend) seal(s *Session, sink ResponseSink) error {
 // shorter) plus a minute's margin for clocks: remember-me cookies
 // (Session.SetMaxAge) stay revoked to their last second. A request that
 // loaded a session before the revocation and saves it after seals an
-// expiry counted from when it loaded it, so its cookie is covered too. Lowering
-// MaxAgeLimit or a timeout shortens later revocations, and the cookies
-// they must cover along with them (see CookieBackend).
+// expiry counted from when it loaded it, so its cookie is covered too.
+// Lowering MaxAgeLimit or a timeout shortens later revocations, and the
+// cookies they must cover along with them (see CookieBackend).
 //
 // The check compares the time of binding with the revocation's, both from
 // the servers' clocks: a session bound, on a server whose clock runs ahead,
@@ -355,8 +355,9 @@ func (b *CookieBackend) RevokeUser(ctx context.Context, user string) error {
 	var notBefore [8]byte
 	binary.BigEndian.PutUint64(notBefore[:], uint64(b.now().UnixNano()))
 	// Every cookie bound before now was sealed at or before now (a request
-	// in flight seals with the time it started), and opens at most
-	// longestLife after its seal: the revocation need not outlive that.
+	// in flight seals with the time it loaded its session, which the
+	// session keeps), and opens at most longestLife after its seal: the
+	// revocation need not outlive that.
 	// MaxAge alone would not do: SetMaxAge lengthens cookies past it.
 	if err := b.revocations.Set(ctx, b.revocationKey(user), notBefore[:], b.longestLife+revocationMargin); err != nil {
 		return &StoreError{Op: "revoke", Err: err}
