@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -19,8 +20,9 @@ import (
 // startCluster starts a Redis Cluster of three masters, each on free
 // loopback ports, and stops it when t ends. It needs redis-server and
 // redis-cli on PATH, and skips t without them: a cluster cannot be
-// borrowed through KVSESSION_REDIS_ADDR.
-func startCluster(t *testing.T) []string {
+// borrowed through KVSESSION_REDIS_ADDR. It returns the nodes' addresses
+// and their processes.
+func startCluster(t *testing.T) ([]string, []*server) {
 	t.Helper()
 	for _, bin := range []string{"redis-server", "redis-cli"} {
 		if _, err := exec.LookPath(bin); err != nil {
@@ -28,6 +30,7 @@ func startCluster(t *testing.T) []string {
 		}
 	}
 	var addrs []string
+	var srvs []*server
 	for range 3 {
 		bus, err := freePort()
 		if err != nil {
@@ -40,6 +43,7 @@ func startCluster(t *testing.T) []string {
 		}
 		t.Cleanup(srv.stop)
 		addrs = append(addrs, srv.addr)
+		srvs = append(srvs, srv)
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()
@@ -61,7 +65,7 @@ func startCluster(t *testing.T) []string {
 			time.Sleep(20 * time.Millisecond)
 		}
 	}
-	return addrs
+	return addrs, srvs
 }
 
 func clusterInfo(addr string) (string, error) {
@@ -91,7 +95,7 @@ func TestCluster(t *testing.T) {
 		t.Skip("starts a Redis Cluster; skipped with -short")
 	}
 	start := time.Now()
-	addrs := startCluster(t)
+	addrs, srvs := startCluster(t)
 	t.Logf("cluster of %d masters ready in %v", len(addrs), time.Since(start).Round(time.Millisecond))
 
 	open := func(t *testing.T, prefix string) *Store {
@@ -195,6 +199,90 @@ func TestCluster(t *testing.T) {
 				}
 				if time.Now().After(deadline) {
 					t.Fatalf("orphaned lock %s not released within 5s (TryLock: %v, %v)", k, ok, err)
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+		}
+	})
+
+	// Findings 6 and 7 on a cluster: one master stops answering (SIGSTOP,
+	// shorter than the cluster's node timeout, so no failover). Calls on
+	// its keys fail within the default CallTimeout while the others'
+	// succeed, and the locks its held SET NXs take when it resumes are
+	// released by the store. Last, since it stops a node.
+	t.Run("StalledMaster", func(t *testing.T) {
+		st := open(t, "stall:")
+		defer st.Close()
+		keys := make([]string, 30) // about ten per master
+		for i := range keys {
+			keys[i] = fmt.Sprint("lock", i)
+			if err := st.Set(t.Context(), keys[i], []byte("v"), 0); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := freezeServer(srvs[0]); err != nil {
+			t.Skip(err)
+		}
+		resumed := false
+		resume := func() {
+			if !resumed {
+				resumed = true
+				if err := thawServer(srvs[0]); err != nil {
+					t.Error(err)
+				}
+			}
+		}
+		defer resume()
+		stopped := time.Now()
+		var wg sync.WaitGroup
+		tokens := make([]string, len(keys))
+		failed := 0
+		var mu sync.Mutex
+		for i, k := range keys {
+			wg.Go(func() {
+				start := time.Now()
+				tok, ok, err := st.TryLock(context.Background(), k, time.Minute)
+				if took := time.Since(start); took > DefaultCallTimeout+boundSlack {
+					t.Errorf("TryLock(%s) took %v with one master stalled", k, took)
+				}
+				mu.Lock()
+				defer mu.Unlock()
+				switch {
+				case err != nil:
+					failed++
+				case !ok:
+					t.Errorf("TryLock(%s) found the lock held", k)
+				default:
+					tokens[i] = tok
+				}
+			})
+		}
+		wg.Wait()
+		if failed == 0 || failed == len(keys) {
+			t.Fatalf("%d of %d TryLocks failed with one of three masters stalled: the test does not stall a part of the cluster", failed, len(keys))
+		}
+		time.Sleep(time.Until(stopped.Add(3 * time.Second)))
+		resume()
+		// The locks taken on the other masters are released by their
+		// holders; those the stalled master's held SET NXs took, whose
+		// tokens nobody got, by the store. Then every key can be locked.
+		for i, tok := range tokens {
+			if tok != "" {
+				if err := st.Unlock(t.Context(), keys[i], tok); err != nil {
+					t.Errorf("Unlock(%s): %v", keys[i], err)
+				}
+			}
+		}
+		deadline := time.Now().Add(5 * time.Second)
+		for _, k := range keys {
+			for {
+				tok, ok, err := st.TryLock(t.Context(), k, time.Minute)
+				if err == nil && ok {
+					_ = st.Unlock(t.Context(), k, tok)
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("lock %s still held 5s after the master resumed (TryLock: %v, %v)", k, ok, err)
 				}
 				time.Sleep(20 * time.Millisecond)
 			}

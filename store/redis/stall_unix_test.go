@@ -121,14 +121,14 @@ func TestStalledServer(t *testing.T) {
 		t.Fatalf("TryLock = %v, %v", ok, err)
 	}
 
-	if err := srv.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+	if err := freezeServer(srv); err != nil {
 		t.Fatal(err)
 	}
 	resumed := false
 	resume := func() {
 		if !resumed {
 			resumed = true
-			if err := srv.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+			if err := thawServer(srv); err != nil {
 				t.Error(err)
 			}
 		}
@@ -178,3 +178,10 @@ func TestKilledServer(t *testing.T) {
 	worksAgain(t, s, 5*time.Second)
 	waitLockable(t, s, []string{"stalled"}, 3*time.Second)
 }
+
+// freezeServer freezes the server's process, as a stall would: it keeps its
+// connections and its listening socket, and answers nothing.
+func freezeServer(s *server) error { return s.cmd.Process.Signal(syscall.SIGSTOP) }
+
+// thawServer lets a paused server run again.
+func thawServer(s *server) error { return s.cmd.Process.Signal(syscall.SIGCONT) }
