@@ -168,3 +168,31 @@ func TestDecodeLegacyIndexRefusesGarbage(t *testing.T) {
 		}
 	}
 }
+
+// FuzzLegacyIndex: an old index record is store bytes like any other, and
+// may be damaged: it decodes to keys it really holds, or to fewer, never a
+// panic.
+func FuzzLegacyIndex(f *testing.F) {
+	rec := []byte{1}
+	rec = binary.AppendUvarint(rec, 2)
+	for _, k := range []string{"a", "bb"} {
+		rec = binary.AppendUvarint(rec, uint64(len(k)))
+		rec = append(rec, k...)
+		rec = binary.BigEndian.AppendUint64(rec, 1)
+	}
+	f.Add(rec)
+	f.Add([]byte{1, 0})
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, rec []byte) {
+		total := 0
+		for _, k := range decodeLegacyIndex(rec) {
+			if k == "" {
+				t.Fatal("an empty key")
+			}
+			total += len(k) + 8
+		}
+		if total > len(rec) {
+			t.Fatalf("keys of %d bytes from a record of %d", total, len(rec))
+		}
+	})
+}
