@@ -27,9 +27,11 @@ func (c *core) lifetimeOf(s *Session) cookieLifetime {
 }
 
 // maxAgeOf returns the session's own MaxAge, or the configured one.
+// A lifetime set under a higher Config.MaxAgeLimit than today's is cut to
+// today's: lowering the limit bounds every session, not only new ones.
 func (c *core) maxAgeOf(s *Session) time.Duration {
 	if s.maxAge > 0 {
-		return time.Duration(s.maxAge)
+		return min(time.Duration(s.maxAge), c.cfg.MaxAgeLimit)
 	}
 	return c.cfg.MaxAge
 }

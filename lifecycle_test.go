@@ -397,3 +397,31 @@ func TestWhichStoresHashIDs(t *testing.T) {
 		})
 	}
 }
+
+// A session given a long lifetime under a high MaxAgeLimit is held to a
+// lower limit set later: its next save stores it for the new limit at most.
+func TestLoweredMaxAgeLimitBoundsStoredSessions(t *testing.T) {
+	st := newFakeStore()
+	long := newBackend(t, Config{MaxAge: time.Hour, MaxAgeLimit: 30 * 24 * time.Hour}, st)
+	out, err := request(t, long, "", func(s *Session) {
+		s.Set("n", 1)
+		if err := s.SetMaxAge(30 * 24 * time.Hour); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := out.cookieValue(t, "session")
+	short := newBackend(t, Config{MaxAge: time.Hour, MaxAgeLimit: 24 * time.Hour}, st)
+	out, err = request(t, short, id, func(s *Session) { s.Set("n", 2) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ttl := st.ttl[short.storeKey([]byte(id))]; ttl != 24*time.Hour {
+		t.Errorf("store TTL after the limit was lowered: %v, want 24h", ttl)
+	}
+	if line := out.cookies["session"]; !strings.Contains(line, "Max-Age=86400;") {
+		t.Errorf("cookie after the limit was lowered: %s", line)
+	}
+}
