@@ -76,8 +76,11 @@ func (l *sessionLock) release(ctx context.Context, h held) {
 		l.table.Release(h.key, h.token)
 		return
 	}
-	// A failed unlock leaves the lock to expire with its lease.
-	_ = l.locker.Unlock(ctx, h.key, h.storeToken)
+	// A failed unlock leaves the lock to expire with its lease. Not under
+	// the request's cancellation: a client that hung up must not leave
+	// its session locked for the whole lease (the store's own call bound,
+	// and StoreTimeout, still apply).
+	_ = l.locker.Unlock(context.WithoutCancel(ctx), h.key, h.storeToken)
 }
 
 // lockFor takes the session's lock on key, unless the session is read-only
