@@ -91,9 +91,10 @@ const (
 // Badger v4 itself crashes on a value of exactly the threshold.
 var ErrValueTooLarge = errors.New("badger store: value too large for an in-memory database")
 
-// Store is a store.Store backed by a Badger database. Create it with Open; it
-// is safe for concurrent use. It also implements store.Toucher, store.Appender,
-// store.Exister, store.Expirer and store.Clearer.
+// Store is a store.Store backed by a Badger database, sets and Swap
+// included. Create it with Open; it is safe for concurrent use. It also
+// implements store.Toucher, store.Appender, store.Exister, store.Expirer and
+// store.Clearer.
 type Store struct {
 	db       *bdg.DB
 	commits  committer
@@ -185,13 +186,13 @@ func Open(opts Options) (*Store, error) {
 		cacheSize = defaultCacheSize
 	}
 	s := &Store{
-		db:      db,
-		commits: committer{db: db},
-		cache:   newCache(cacheSize),
-		ratio:   ratio,
-		stopGC:  make(chan struct{}),
-		gcDone:  make(chan struct{}),
+		db:     db,
+		cache:  newCache(cacheSize),
+		ratio:  ratio,
+		stopGC: make(chan struct{}),
+		gcDone: make(chan struct{}),
 	}
+	s.commits = committer{db: db, cache: s.cache}
 	if bo.InMemory {
 		s.maxValue = int(bo.ValueThreshold)
 	}
@@ -304,7 +305,7 @@ func (s *Store) GetAppend(ctx context.Context, key string, dst []byte) ([]byte, 
 	}
 	var exp uint64
 	err := s.db.View(func(txn *bdg.Txn) error {
-		item, err := txn.Get([]byte(key))
+		item, err := txn.Get(valueKey(key))
 		if err != nil {
 			return err
 		}
@@ -349,6 +350,51 @@ func (s *Store) Set(ctx context.Context, key string, value []byte, ttl time.Dura
 	return s.write(key, value, expiresAt(time.Now(), ttl), false)
 }
 
+// Swap stores value under key with ttl, as Set does, or deletes key if value
+// is nil, but only if key holds old (nil: holds nothing). It reports whether
+// it wrote.
+//
+// A Swap queues with the Sets and Deletes to be committed in a batch, and
+// its condition is checked when its batch is committed, against what the
+// key holds once every write queued before it has taken effect: no write
+// through the Store can come between the check and the write. The value
+// to compare with comes from the cache when it holds the key and nothing
+// else was writing it when the Swap began, which is the common case of a
+// session saved after it was loaded; otherwise from Badger.
+func (s *Store) Swap(ctx context.Context, key string, old, value []byte, ttl time.Duration) (bool, error) {
+	if err := check(ctx, key); err != nil {
+		return false, err
+	}
+	if ttl < 0 {
+		return false, store.ErrInvalidTTL
+	}
+	if s.maxValue > 0 && len(value) >= s.maxValue {
+		return false, ErrValueTooLarge
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return false, store.ErrClosed
+	}
+	exp := expiresAt(time.Now(), ttl)
+	if value == nil {
+		exp = 0
+	}
+	w := pendingWrites.Get().(*pendingWrite)
+	w.op, w.key, w.value, w.exp, w.old = opSwap, valueKey(key), value, exp, old
+	e := s.cache.beginSwap(key, w)
+	hadValue := w.hintKnown
+	var (
+		wrote, committed bool
+	)
+	// Deferred, as in write, so that a panic in Badger leaves the cache
+	// consistent.
+	defer func() { s.cache.endSwap(e, committed, wrote, hadValue, value, exp) }()
+	wrote, err := s.commits.submit(w)
+	committed = err == nil
+	return wrote, err
+}
+
 // Delete removes key. Deleting a missing key is not an error.
 func (s *Store) Delete(ctx context.Context, key string) error {
 	if err := check(ctx, key); err != nil {
@@ -371,7 +417,11 @@ func (s *Store) write(key string, value []byte, exp uint64, deleted bool) error 
 	// leave the key marked as being written, never to be cached again; the
 	// flag, so that it does not cache a value Badger may not hold.
 	defer func() { s.cache.endWrite(w, committed, !deleted, value, exp) }()
-	err := s.commits.write([]byte(key), value, exp, deleted)
+	op := opSet
+	if deleted {
+		op = opDelete
+	}
+	err := s.commits.write(op, valueKey(key), value, exp)
 	committed = err == nil
 	return err
 }
@@ -394,7 +444,7 @@ func (s *Store) Touch(ctx context.Context, key string, ttl time.Duration) error 
 	if s.closed {
 		return store.ErrClosed
 	}
-	k := []byte(key)
+	k := valueKey(key)
 	var (
 		err       error
 		committed bool
@@ -469,7 +519,7 @@ func (s *Store) item(ctx context.Context, key string) (expiresAt uint64, err err
 		return 0, store.ErrClosed
 	}
 	err = s.db.View(func(txn *bdg.Txn) error {
-		item, err := txn.Get([]byte(key))
+		item, err := txn.Get(valueKey(key))
 		if err != nil {
 			return err
 		}
@@ -494,6 +544,10 @@ func (s *Store) DeleteAll(ctx context.Context) error {
 	defer s.gcMu.Unlock()
 	s.cache.beginDrop()
 	defer s.cache.endDrop()
+	// No batch may check a Swap's condition before the drop and write
+	// after it.
+	s.commits.busy.Lock()
+	defer s.commits.busy.Unlock()
 	return s.db.DropAll()
 }
 

@@ -1,10 +1,12 @@
 package badger
 
 import (
+	"bytes"
 	"hash/maphash"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 	"unsafe"
 )
 
@@ -18,7 +20,7 @@ import (
 // Badger stays the truth: the cache is filled only with what Badger has
 // committed, and only when no write can have overtaken it.
 //
-//   - A write (Set, Delete, Touch) first marks its key's entry as being
+//   - A write (Set, Delete, Swap, Touch) first marks its key's entry as being
 //     written, which hides its value, and after Badger's commit stores the
 //     committed value. If two writes to a key overlap, Badger's order
 //     between them is unknown, so neither stores anything and the next read
@@ -173,6 +175,84 @@ func (c *cache) beginWrite(key string) *cached {
 		e.overlapped = true
 	}
 	return e
+}
+
+// beginSwap is beginWrite for a Swap, w: it also records in w, as a hint
+// for the committer's leader, whether key holds w.old as far as the cache
+// knows. The cache knows only when no write to key is under way and the
+// key has an entry, which then holds Badger's committed value.
+func (c *cache) beginSwap(key string, w *pendingWrite) *cached {
+	if c == nil {
+		return nil
+	}
+	sh := c.shard(key)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	sh.gen++
+	e := sh.m[key]
+	if e == nil {
+		e = sh.add(key)
+	} else if e.writers == 0 && !c.dropping.Load() {
+		w.hintKnown = true
+		w.hintHeld = w.old == nil || bytes.Equal(e.value, w.old)
+		w.hintExp = e.expiresAt
+	}
+	e.writers++
+	if e.writers > 1 {
+		e.overlapped = true
+	}
+	w.entry = e
+	return e
+}
+
+// hint reports whether the Swap w is to be written as the cache knew it
+// when w began, if that still holds: no other write to its key has begun
+// since (they would all have queued behind w) and no clear has run. The
+// leader calls it when no earlier write of its batch is to the key.
+func (c *cache) hint(w *pendingWrite) (write, ok bool) {
+	if c == nil || !w.hintKnown {
+		return false, false
+	}
+	sh := c.shard(w.entry.key)
+	sh.mu.RLock()
+	defer sh.mu.RUnlock()
+	if w.entry.overlapped || c.dropping.Load() {
+		return false, false
+	}
+	// The cached value may have expired since: Badger's rule, gone at its
+	// second.
+	live := w.hintExp == 0 || uint64(time.Now().Unix()) < w.hintExp
+	if w.old == nil {
+		return !live, true
+	}
+	return live && w.hintHeld, true
+}
+
+// endSwap ends a Swap begun by beginSwap. A Swap that wrote ends as a Set
+// or Delete does; one whose condition failed changed nothing in Badger, so
+// if the entry held Badger's value when it began (hadValue) and no other
+// write overlapped it, the entry keeps that value.
+func (c *cache) endSwap(e *cached, committed, wrote, hadValue bool, value []byte, expiresAt uint64) {
+	if c == nil {
+		return
+	}
+	if !committed || wrote || !hadValue {
+		c.endWrite(e, committed && wrote, value != nil, value, expiresAt)
+		return
+	}
+	sh := c.shard(e.key)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	sh.gen++
+	e.writers--
+	if e.writers > 0 {
+		return
+	}
+	keep := !e.overlapped && !c.dropping.Load()
+	e.overlapped = false
+	if !keep {
+		sh.remove(e)
+	}
 }
 
 // endWrite ends the write beginWrite began on e. If Badger committed and

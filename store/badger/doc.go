@@ -49,6 +49,33 @@
 // the 44-47% that one Badger transaction per write reaches even with reads
 // free.
 //
+// # Swap
+//
+// Swap queues with Sets and Deletes and is decided by the writer that
+// commits its batch, in queue order: against the earlier writes to its key
+// in the same batch, if any, or else against what the key held when the
+// Swap began, as the cache knew it, provided no other write to the key has
+// begun since; or else against Badger. Batches are decided and committed
+// one at a time, and DeleteAll waits for none to be under way, so no write
+// through the Store comes between a Swap's comparison and its write. Touch
+// writes outside the batches, in a Badger transaction that retries if a
+// batch wrote its key after it read it. A session saved after it was
+// loaded thus costs what a Set costs: no Badger read, and the same
+// allocations. As with the cache, writes made through DB are not ordered
+// with Swaps.
+//
+// # Sets
+//
+// Each member of a set is an entry of its own, with an empty value and the
+// member's expiry as Badger's: adding one writes one small entry however
+// large the set, Members lists the set by a prefix scan, and expired
+// members are dropped with expired values. Member keys begin with the byte
+// 0xff followed by 0x01; a value key beginning with 0xff (which no UTF-8
+// string does) is stored behind the prefix 0xff 0x00, so that values and
+// sets never share a key. Every other value key is stored as it is, as
+// before sets existed. AddMember reads the member's expiry to keep the later
+// one, and is decided like a Swap, in queue order.
+//
 // # Durability
 //
 // Without SyncWrites, Set returns once the write is in Badger's memory-mapped
