@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"sync"
 	"time"
 
@@ -63,6 +64,20 @@ type Options struct {
 	// replaced.
 	CacheSize int
 
+	// MinFreeSpace is how many bytes the Store keeps free on the filesystem
+	// of Dir (and of Badger's ValueDir, if Tune moves it): writes that
+	// would leave less are refused with ErrDiskFull, and Open refuses a
+	// database with less, instead of letting Badger fill the disk. Badger
+	// writes through memory-mapped sparse files, and a write to one that
+	// the filesystem cannot back kills the process with SIGBUS; its own
+	// flushes and compactions need room to run in. The default, zero, is
+	// four memtables' worth: 32 MiB with this package's sizing, which
+	// covers flushing the memtables and compacting the first levels of a
+	// database of up to a few hundred megabytes. Give more for a larger
+	// one, whose compactions rewrite larger tables. Negative turns the
+	// guard off.
+	MinFreeSpace int64
+
 	// Tune, if set, is called with the Badger options Open has settled on,
 	// just before opening the database, and may change any of them. It is the
 	// escape hatch for whatever this package does not expose.
@@ -98,7 +113,9 @@ var ErrValueTooLarge = errors.New("badger store: value too large for an in-memor
 type Store struct {
 	db       *bdg.DB
 	commits  committer
-	cache    *cache // nil when Options.CacheSize turned it off
+	guard    *diskGuard // nil in memory or with Options.MinFreeSpace negative
+	vlogSize int64      // Badger's ValueLogFileSize
+	cache    *cache     // nil when Options.CacheSize turned it off
 	ratio    float64
 	maxValue int // values must be shorter than this; 0 means no limit of ours
 
@@ -176,6 +193,29 @@ func Open(opts Options) (*Store, error) {
 		// values under 1 KB, panics while formatting that error.
 		return nil, fmt.Errorf("badger store: InMemory needs a ValueThreshold of at least 1 KiB, not %d", bo.ValueThreshold)
 	}
+	var guard *diskGuard
+	if !bo.InMemory && opts.MinFreeSpace >= 0 {
+		reserve := uint64(opts.MinFreeSpace)
+		if reserve == 0 {
+			reserve = 4 * uint64(bo.MemTableSize)
+		}
+		dirs := []string{bo.Dir}
+		if bo.ValueDir != bo.Dir {
+			dirs = append(dirs, bo.ValueDir)
+		}
+		for _, d := range dirs {
+			// Badger would create them; the guard needs them to ask.
+			if err := os.MkdirAll(d, 0o700); err != nil {
+				return nil, fmt.Errorf("badger store: %w", err)
+			}
+		}
+		guard = newDiskGuard(reserve, dirs...)
+		// Opening writes too: a fresh memtable file, and the flush of
+		// those a crash left behind.
+		if err := guard.room(0); err != nil {
+			return nil, fmt.Errorf("badger store: not opening %s: %w", bo.Dir, err)
+		}
+	}
 	db, err := bdg.Open(bo)
 	if err != nil {
 		return nil, fmt.Errorf("badger store: %w", err)
@@ -193,6 +233,10 @@ func Open(opts Options) (*Store, error) {
 		gcDone: make(chan struct{}),
 	}
 	s.commits = committer{db: db, cache: s.cache}
+	s.guard, s.vlogSize = guard, bo.ValueLogFileSize
+	if guard != nil {
+		s.commits.guard = guard.admit
+	}
 	if bo.InMemory {
 		s.maxValue = int(bo.ValueThreshold)
 	}
@@ -462,6 +506,9 @@ func (s *Store) Touch(ctx context.Context, key string, ttl time.Duration) error 
 			if value, err = item.ValueCopy(nil); err != nil {
 				return err
 			}
+			if err := s.guard.admit(len(k) + len(value) + entryHeader); err != nil {
+				return err
+			}
 			e := bdg.NewEntry(k, value).WithMeta(item.UserMeta())
 			exp = expiresAt(time.Now(), ttl)
 			e.ExpiresAt = exp
@@ -608,6 +655,11 @@ func (s *Store) collect() {
 		case <-s.stopGC:
 			return
 		default:
+		}
+		// A rewrite copies what is live in a file, up to (1 - ratio) of
+		// it, before it deletes the file.
+		if s.guard.room(uint64(float64(s.vlogSize)*(1-s.ratio))) != nil {
+			return
 		}
 		s.gcMu.Lock()
 		err := s.db.RunValueLogGC(s.ratio)

@@ -125,6 +125,24 @@
 // written is never collected. TestDiskBoundedOverExpiryCycles shows the
 // size stays bounded over repeated create/expire cycles.
 //
+// # Full disk
+//
+// Badger writes its write-ahead log, value log and tables through memory
+// maps of files it creates sparse (ftruncated to size, blocks allocated
+// only as pages are first written). When the filesystem has no block for a
+// page, the kernel raises SIGBUS, which the Go runtime cannot turn into an
+// error: the process dies, and dies again on restart, when Badger maps its
+// memtable files again (on tmpfs even reading a hole allocates). So the
+// Store keeps Options.MinFreeSpace free (four memtables, 32 MiB, by
+// default): a write that would eat into it returns ErrDiskFull and writes
+// nothing, reads go on, and writes work again as soon as space is freed,
+// since a refusing Store asks the filesystem again on every write. The
+// value log GC waits for room to copy a file's live data, and Open refuses
+// a database whose filesystem lacks the reserve, with ErrDiskFull, rather
+// than crash. The reserve is for Badger's own flushes and compactions; a
+// process other than this one filling the disk to the last block can still
+// starve them. TestDiskFull checks all of this on a 64 MB tmpfs (as root).
+//
 // # Race detector
 //
 // Badger v4.9.6 reads a memtable's maximum version during value-log GC
