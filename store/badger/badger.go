@@ -600,7 +600,10 @@ func (s *Store) DeleteAll(ctx context.Context) error {
 
 // DB returns the underlying Badger database, for what this package does not
 // cover: backups, streaming, metrics. Do not close it; close the Store.
-// After writing through it, call ClearCache (see Options.CacheSize).
+// After writing through it, call ClearCache (see Options.CacheSize). Set
+// members, and values whose keys begin with 0xff, are under keys of the
+// Store's own layout (see Sets in the package documentation); writes
+// through DB are not ordered with Swap and AddMember.
 func (s *Store) DB() *bdg.DB { return s.db }
 
 // ClearCache drops every session the Store keeps in memory in front of

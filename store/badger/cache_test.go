@@ -31,7 +31,7 @@ func badgerHolds(t *testing.T, s *Store, key string) (string, bool) {
 	t.Helper()
 	var v []byte
 	err := s.DB().View(func(txn *bdg.Txn) error {
-		item, err := txn.Get([]byte(key))
+		item, err := txn.Get(valueKey(key))
 		if err == nil {
 			v, err = item.ValueCopy(nil)
 		}

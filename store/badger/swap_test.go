@@ -306,3 +306,93 @@ func TestSwapAfterDeleteAll(t *testing.T) {
 		t.Errorf("Get = %q, %v", v, err)
 	}
 }
+
+// TestSwapMixedWritesCacheAgrees: Sets, Deletes, Swaps and Touches of a few
+// keys (one of them escaped, beginning with 0xff) from several goroutines
+// at once, batched together. Whatever the interleaving, once they are done
+// the cache may answer for a key only with what Badger holds. (Swap's
+// atomicity is TestSwapAtomicWithTouch's and the conformance suite's.)
+func TestSwapMixedWritesCacheAgrees(t *testing.T) {
+	ctx := context.Background()
+	s := openCached(t, 0)
+	keys := []string{"a", "b", "c", "\xffd"}
+	var seq atomic.Int64
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Go(func() {
+			for i := range 300 {
+				key := keys[(g+i)%len(keys)]
+				v := []byte{byte(g), byte(i), byte(seq.Add(1))}
+				var err error
+				switch (g*7 + i) % 5 {
+				case 0:
+					err = s.Set(ctx, key, v, time.Hour)
+				case 1:
+					if i%3 == 0 {
+						err = s.Delete(ctx, key)
+					} else {
+						err = s.Touch(ctx, key, time.Hour)
+						if errors.Is(err, store.ErrNotFound) {
+							err = nil
+						}
+					}
+				default:
+					old, gerr := s.Get(ctx, key)
+					if errors.Is(gerr, store.ErrNotFound) {
+						old, gerr = nil, nil
+					}
+					if gerr != nil {
+						err = gerr
+						break
+					}
+					_, err = s.Swap(ctx, key, old, v, time.Hour)
+				}
+				if err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	for _, key := range keys {
+		want, held := badgerHolds(t, s, key)
+		if v, ok := cachedValue(s, key); ok && (!held || string(v) != want) {
+			t.Errorf("%q: the cache holds %x, Badger %x (held %v)", key, v, want, held)
+		}
+		v, err := s.Get(ctx, key)
+		if held && (err != nil || string(v) != want) || !held && !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("%q: Get = %x, %v; Badger holds %x (held %v)", key, v, err, want, held)
+		}
+	}
+}
+
+// TestFailedSwapOverlappedByWrite: a Swap whose condition fails leaves the
+// cached value in place, since Badger did not change; but not if another
+// write to the key overlapped it, whose value the cache, seeing two writes
+// at once, did not store. The order is made by hand: the Swap begins, a Set
+// begins, commits and ends, then the Swap commits and ends.
+func TestFailedSwapOverlappedByWrite(t *testing.T) {
+	ctx := context.Background()
+	s := openCached(t, 0)
+	if err := s.Set(ctx, "k", []byte("v0"), 0); err != nil {
+		t.Fatal(err)
+	}
+	w := pendingWrites.Get().(*pendingWrite)
+	w.op, w.key, w.value, w.old = opSwap, valueKey("k"), []byte("swapped"), []byte("not there")
+	e := s.cache.beginSwap("k", w)
+	if err := s.Set(ctx, "k", []byte("v1"), 0); err != nil {
+		t.Fatal(err)
+	}
+	wrote, err := s.commits.submit(w)
+	if err != nil || wrote {
+		t.Fatalf("Swap from a value never stored: wrote %v, %v", wrote, err)
+	}
+	s.cache.endSwap(e, true, false, true, []byte("swapped"), 0)
+	if v, ok := cachedValue(s, "k"); ok && string(v) != "v1" {
+		t.Errorf("the cache holds %q; Badger holds v1", v)
+	}
+	if v, err := s.Get(ctx, "k"); err != nil || string(v) != "v1" {
+		t.Errorf("Get = %q, %v; want v1", v, err)
+	}
+}
