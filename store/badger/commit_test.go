@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	bdg "github.com/dgraph-io/badger/v4"
+
 	"github.com/kvsession/kvsession/store"
 )
 
@@ -402,5 +404,74 @@ func TestCommitConcurrentWritersKeepTheirLastWrite(t *testing.T) {
 				t.Errorf("Get(%s) = %q, %v; want %q", key, v, err, want)
 			}
 		}
+	}
+}
+
+// TestCommitDecidesInQueueOrder: the leader decides conditional writes
+// against the writes queued before them in the same batch, even when the
+// batch is too large for one transaction and those writes went to Badger
+// in an earlier one; and a write Badger refused decides nothing.
+func TestCommitDecidesInQueueOrder(t *testing.T) {
+	s := openT(t, Options{InMemory: true})
+	n := int(s.db.MaxBatchCount()) + 10 // so that the batch splits
+	exp := uint64(time.Now().Add(time.Hour).Unix())
+	pw := func(op writeOp, key, value, old string, exp uint64) *pendingWrite {
+		w := &pendingWrite{op: op, key: []byte(key), exp: exp}
+		if value != "-" {
+			w.value = []byte(value)
+		}
+		if old != "-" {
+			w.old = []byte(old)
+		}
+		return w
+	}
+	var batch []*pendingWrite
+	add := func(w *pendingWrite) *pendingWrite { batch = append(batch, w); return w }
+	setK := add(pw(opSet, "k", "v1", "-", 0))
+	stale := add(pw(opSwap, "k", "x", "v0", 0))     // k holds v1, not v0
+	fresh := add(pw(opSwap, "k", "v2", "v1", 0))    // from the Set above
+	create := add(pw(opSwap, "new", "n1", "-", 0))  // into nothing
+	again := add(pw(opSwap, "new", "n2", "-", 0))   // "new" now holds n1
+	long := add(pw(opExtend, "m", "", "-", exp+60)) // a member added for longer
+	for i := range n {
+		add(pw(opSet, "filler"+strconv.Itoa(i), "f", "-", 0))
+	}
+	refused := add(pw(opSet, string(make([]byte, 70000)), "big", "-", 0))
+	afterSplit := add(pw(opSwap, "k", "v3", "v2", 0)) // from fresh, committed in the earlier transaction
+	shorter := add(pw(opExtend, "m", "", "-", exp))   // would shorten: not written
+	deleteNew := add(pw(opSwap, "new", "-", "n1", 0)) // a nil value deletes
+	s.commits.commit(batch)
+
+	for name, c := range map[string]struct {
+		w     *pendingWrite
+		wrote bool
+	}{
+		"Set k": {setK, true}, "stale Swap": {stale, false}, "fresh Swap": {fresh, true},
+		"Swap into nothing": {create, true}, "second Swap into nothing": {again, false},
+		"AddMember": {long, true}, "Swap after the split": {afterSplit, true},
+		"shorter AddMember": {shorter, false}, "deleting Swap": {deleteNew, true},
+	} {
+		if c.w.err != nil || c.w.wrote != c.wrote || !c.w.done {
+			t.Errorf("%s: wrote %v, err %v, done %v; want wrote %v", name, c.w.wrote, c.w.err, c.w.done, c.wrote)
+		}
+	}
+	if refused.err == nil {
+		t.Error("an oversized key was committed")
+	}
+	if v, ok := badgerHolds(t, s, "k"); !ok || v != "v3" {
+		t.Errorf("k holds %q, %v; want v3", v, ok)
+	}
+	if v, ok := badgerHolds(t, s, "new"); ok {
+		t.Errorf("new holds %q after the deleting Swap", v)
+	}
+	err := s.db.View(func(txn *bdg.Txn) error {
+		item, err := txn.Get([]byte("m"))
+		if err == nil && item.ExpiresAt() != exp+60 {
+			t.Errorf("m expires at %d, want the longer %d", item.ExpiresAt(), exp+60)
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }
