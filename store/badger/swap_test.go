@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"math"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -394,5 +395,48 @@ func TestFailedSwapOverlappedByWrite(t *testing.T) {
 	}
 	if v, err := s.Get(ctx, "k"); err != nil || string(v) != "v1" {
 		t.Errorf("Get = %q, %v; want v1", v, err)
+	}
+}
+
+// TestSwapAllocsLikeSet: a Swap the cache can decide, the backend's save of
+// a session it loaded, allocates what a Set of the same value does: the
+// comparison is made in the cache's own copy, with no Badger read. The
+// race detector drops pooled objects at random, so it skips there.
+func TestSwapAllocsLikeSet(t *testing.T) {
+	if raceEnabled {
+		t.Skip("allocation counts are unreliable under -race")
+	}
+	ctx := context.Background()
+	s := openT(t, Options{Dir: t.TempDir()})
+	vals := [2][]byte{make([]byte, 1024), make([]byte, 1024)}
+	vals[1][0] = 1
+	if err := s.Set(ctx, "k", vals[0], time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	// Badger's goroutines allocate too, and AllocsPerRun counts them: take
+	// the least of a few rounds of each, alternated.
+	set, swap := math.Inf(1), math.Inf(1)
+	cur := 0 // k holds vals[cur]; each write stores the other value
+	for range 5 {
+		set = min(set, testing.AllocsPerRun(200, func() {
+			if err := s.Set(ctx, "k", vals[cur^1], time.Hour); err != nil {
+				t.Fatal(err)
+			}
+			cur ^= 1
+		}))
+		swap = min(swap, testing.AllocsPerRun(200, func() {
+			ok, err := s.Swap(ctx, "k", vals[cur], vals[cur^1], time.Hour)
+			if err != nil || !ok {
+				t.Fatalf("Swap = %v, %v", ok, err)
+			}
+			cur ^= 1
+		}))
+	}
+	t.Logf("allocations: Set %.1f, Swap %.1f", set, swap)
+	// Badger's background goroutines move either count by up to about
+	// three between rounds; reading the value from Badger to compare it
+	// would add eight.
+	if swap > set+4 {
+		t.Errorf("Swap allocates %.1f times, Set %.1f: Swap should cost what Set does", swap, set)
 	}
 }
