@@ -201,3 +201,87 @@ func TestRedisOutage(t *testing.T) {
 		t.Fatalf("name after the outage: %v", got)
 	}
 }
+
+// TestRedisStall freezes the real server (SIGSTOP) while requests are at
+// work, on a locking route (GET /counter) and a read-only one (GET
+// /session): each gets the error handler's answer within a bound instead
+// of hanging, and once Redis resumes every session works again within
+// LockWait, not after the lock's lease, with nothing acknowledged lost.
+// (The bounds are generous limits on a hang, not timings.)
+func TestRedisStall(t *testing.T) {
+	const sessions, stall = 10, 3 * time.Second
+	r := startRedis(t)
+	p := start(t, "-addr", "127.0.0.1:0", "-store", "redis", "-redis-addr", r.addr, "-redis-prefix", uniquePrefix(), "-lock")
+	cs := make([]*client, sessions)
+	for i := range cs {
+		cs[i] = newClient(t, p.base)
+		cs[i].expect("GET", "/counter", "", 200, "1")
+		cs[i].expect("PUT", "/session/name", "alice", 204, "")
+	}
+
+	proc := r.cmd.Process
+	if err := proc.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	resumed := false
+	resume := func() {
+		if !resumed {
+			resumed = true
+			proc.Signal(syscall.SIGCONT)
+		}
+	}
+	t.Cleanup(resume) // before the server is stopped: a stopped one ignores SIGTERM
+	stalledAt := time.Now()
+
+	type answer struct {
+		r    response
+		took time.Duration
+	}
+	answers := make(chan answer, 2*sessions)
+	for _, c := range cs {
+		for _, path := range []string{"/counter", "/session"} {
+			go func() {
+				begin := time.Now()
+				r := c.do("GET", path, "")
+				answers <- answer{r, time.Since(begin)}
+			}()
+		}
+	}
+	hung := time.After(10 * time.Second)
+	for range 2 * sessions {
+		var a answer
+		select {
+		case a = <-answers:
+		case <-hung:
+			resume()
+			t.Fatal("requests during the stall still hang after 10s (CallTimeout is 2s)")
+		}
+		if a.r.status != 500 || a.r.body != "session unavailable\n" {
+			t.Errorf("during the stall: %d %q, want the error handler's 500", a.r.status, a.r.body)
+		}
+		if a.took > 4*time.Second {
+			t.Errorf("a request during the stall took %v to fail (CallTimeout is 2s)", a.took)
+		}
+	}
+	time.Sleep(stall - time.Since(stalledAt))
+	resume()
+
+	// Every session works again within LockWait (5s): the locks the stalled
+	// requests queued are released as soon as Redis answers.
+	begin := time.Now()
+	for i, c := range cs {
+		var got response
+		for time.Since(begin) < 5*time.Second {
+			if got = c.do("GET", "/counter", ""); got.status == 200 {
+				break
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		if got.status != 200 || got.body != "2" {
+			t.Errorf("session %d after the stall: %d %q, want 200 \"2\" within LockWait", i, got.status, got.body)
+		}
+		if name := c.sessionJSON()["name"]; name != "alice" {
+			t.Errorf("session %d lost its name: %v", i, name)
+		}
+	}
+}
