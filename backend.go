@@ -373,7 +373,7 @@ func (b *ServerBackend) save(s *Session, now int64) error {
 func (b *ServerBackend) retireRenewed(s *Session) error {
 	oldKey := s.oldKey
 	s.oldKey = ""
-	err := b.swapLoaded(s, "delete", oldKey, s.stored, nil, 0, nil)
+	err := b.swapLoaded(s, "delete", oldKey, s.stored, nil, 0, false)
 	switch {
 	case err == nil:
 		return nil
@@ -470,7 +470,7 @@ func (b *ServerBackend) rotate(s *Session, now int64) error {
 	}
 	// Only over the record this request loaded: one ended meanwhile must
 	// not come back under the new id (write.go).
-	err := b.swapLoaded(s, "rotate", oldKey, oldRec, fwd, grace, nil)
+	err := b.swapLoaded(s, "rotate", oldKey, oldRec, fwd, grace, false)
 	switch {
 	case err == nil:
 		return nil

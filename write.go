@@ -49,9 +49,9 @@ const maxSwaps = 64
 // old, with value (nil: deletes it). It returns errEnded if the session
 // was ended since, and ErrConflict (in a *StoreError) if it was saved by
 // another request while s holds the session lock. Without the lock it
-// writes over such a save; before each such write, retry is called with
-// the user the record it writes over is bound to.
-func (b *ServerBackend) swapLoaded(s *Session, op, key string, old, value []byte, ttl time.Duration, retry func(user string) error) error {
+// writes over such a save; with reindex set (value is s's own record), it
+// first puts s in its user's set, as put says.
+func (b *ServerBackend) swapLoaded(s *Session, op, key string, old, value []byte, ttl time.Duration, reindex bool) error {
 	for range maxSwaps {
 		ok, err := b.store.Swap(s.ctx, key, old, value, ttl)
 		if err != nil {
@@ -69,9 +69,12 @@ func (b *ServerBackend) swapLoaded(s *Session, op, key string, old, value []byte
 		case s.lock.key != "":
 			return &StoreError{Op: op, Err: ErrConflict}
 		}
-		if retry != nil {
-			if err := retry(user); err != nil {
-				return err
+		if reindex {
+			s.loadedUser = user
+			if s.user != "" {
+				if err := b.index(s); err != nil {
+					return err
+				}
 			}
 		}
 		old = cur
@@ -114,11 +117,5 @@ func (b *ServerBackend) put(s *Session, rec []byte, ttl time.Duration) error {
 		}
 		return nil
 	}
-	return b.swapLoaded(s, "save", s.key, s.stored, rec, ttl, func(user string) error {
-		s.loadedUser = user
-		if s.user == "" {
-			return nil
-		}
-		return b.index(s)
-	})
+	return b.swapLoaded(s, "save", s.key, s.stored, rec, ttl, true)
 }

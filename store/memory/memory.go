@@ -210,7 +210,14 @@ func (s *Store) expiry(ttl time.Duration) int64 {
 	if ttl == 0 {
 		return 0
 	}
-	now := s.nowNano()
+	return expiryAt(s.nowNano(), ttl)
+}
+
+// expiryAt is expiry with the clock already read.
+func expiryAt(now int64, ttl time.Duration) int64 {
+	if ttl == 0 {
+		return 0
+	}
 	// Saturate rather than wrap: a huge TTL must mean "practically never",
 	// not an expiry in the past.
 	// (now is negative only with a test clock moved before the store's
@@ -321,7 +328,7 @@ func (s *Store) Swap(ctx context.Context, key string, old, value []byte, ttl tim
 		return false, ErrTooLarge
 	}
 	now := s.nowNano()
-	exp := s.expiry(ttl)
+	exp := expiryAt(now, ttl)
 	sh := s.shard(key)
 	sh.mu.Lock()
 	if sh.m == nil {
@@ -404,7 +411,7 @@ func (s *Store) Touch(ctx context.Context, key string, ttl time.Duration) error 
 		return store.ErrInvalidTTL
 	}
 	now := s.nowNano()
-	exp := s.expiry(ttl)
+	exp := expiryAt(now, ttl)
 	sh := s.shard(key)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
