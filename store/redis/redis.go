@@ -72,9 +72,13 @@ type Options struct {
 	//
 	// A call whose context already ends within CallTimeout (as with
 	// kvsession's Config.StoreTimeout set no higher) runs under that
-	// context as it is. Any other pays for a context with a timer: five
-	// small allocations, a few hundred nanoseconds beside a round trip of
-	// tens of microseconds. A call that has to open a connection to a
+	// context as it is. One whose context never ends (no deadline, no
+	// cancellation, as kvsession's fasthttp middleware passes) shares a
+	// deadline with the calls starting in the same 1/32 of CallTimeout, so
+	// it is given up between 31/32 of CallTimeout and CallTimeout after it
+	// started, for one small allocation (deadline.go). Any other pays for
+	// a context with a timer of its own: five small allocations, a few
+	// hundred nanoseconds beside a round trip of tens of microseconds. A call that has to open a connection to a
 	// server that accepts it but does not answer can take up to a second
 	// longer (see Contexts and timeouts in the package documentation).
 	CallTimeout time.Duration
@@ -99,7 +103,8 @@ type Store struct {
 	sets   string // prefix + "s:": where sets live
 
 	// timeout is Options.CallTimeout, resolved: 0 for no bound.
-	timeout time.Duration
+	timeout   time.Duration
+	deadlines sharedDeadlines // for callers whose context never ends
 
 	// rel releases, in the background, locks whose TryLock or Unlock
 	// failed with an unknown outcome (see release.go).
@@ -139,6 +144,7 @@ func New(client rueidis.Client, opts Options) *Store {
 	case opts.CallTimeout > 0:
 		s.timeout = opts.CallTimeout
 	}
+	s.deadlines.init(s.timeout)
 	s.rel.init(s)
 	return s
 }
@@ -281,6 +287,11 @@ func nop() {}
 func (s *Store) bound(ctx context.Context) (context.Context, context.CancelFunc) {
 	if s.timeout <= 0 {
 		return ctx, nop
+	}
+	if ctx.Done() == nil {
+		// It never ends: a deadline shared with the calls of the same
+		// moment will do (deadline.go).
+		return &sharedDeadline{ctx, s.deadlines.get()}, nop
 	}
 	if d, ok := ctx.Deadline(); ok && time.Until(d) <= s.timeout {
 		return ctx, nop
