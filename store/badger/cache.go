@@ -158,29 +158,13 @@ func (c *cache) fill(key string, gen uint64, found bool, value []byte, expiresAt
 
 // beginWrite hides key's cached value until endWrite, which the caller
 // must call with what it returns once Badger's commit has returned.
-func (c *cache) beginWrite(key string) *cached {
-	if c == nil {
-		return nil
-	}
-	sh := c.shard(key)
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	sh.gen++
-	e := sh.m[key]
-	if e == nil {
-		e = sh.add(key)
-	}
-	e.writers++
-	if e.writers > 1 {
-		e.overlapped = true
-	}
-	return e
-}
+func (c *cache) beginWrite(key string) *cached { return c.beginSwap(key, nil) }
 
-// beginSwap is beginWrite for a Swap, w: it also records in w, as a hint
-// for the committer's leader, whether key holds w.old as far as the cache
-// knows. The cache knows only when no write to key is under way and the
-// key has an entry, which then holds Badger's committed value.
+// beginSwap is beginWrite for a Swap, w (nil for any other write): it also
+// records in w, as a hint for the committer's leader, whether key holds
+// w.old as far as the cache knows. The cache knows only when no write to
+// key is under way and the key has an entry, which then holds Badger's
+// committed value.
 func (c *cache) beginSwap(key string, w *pendingWrite) *cached {
 	if c == nil {
 		return nil
@@ -192,7 +176,7 @@ func (c *cache) beginSwap(key string, w *pendingWrite) *cached {
 	e := sh.m[key]
 	if e == nil {
 		e = sh.add(key)
-	} else if e.writers == 0 && !c.dropping.Load() {
+	} else if w != nil && e.writers == 0 && !c.dropping.Load() {
 		w.hintKnown = true
 		w.hintHeld = w.old == nil || bytes.Equal(e.value, w.old)
 		w.hintExp = e.expiresAt
@@ -201,7 +185,9 @@ func (c *cache) beginSwap(key string, w *pendingWrite) *cached {
 	if e.writers > 1 {
 		e.overlapped = true
 	}
-	w.entry = e
+	if w != nil {
+		w.entry = e
+	}
 	return e
 }
 
