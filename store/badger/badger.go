@@ -497,6 +497,10 @@ func (s *Store) Touch(ctx context.Context, key string, ttl time.Duration) error 
 	)
 	w := s.cache.beginWrite(key)
 	defer func() { s.cache.endWrite(w, committed, true, value, exp) }()
+	// No batch decides a condition from a snapshot older than this
+	// Touch's write.
+	s.commits.busy.Lock()
+	defer s.commits.busy.Unlock()
 	for range touchAttempts {
 		err = s.db.Update(func(txn *bdg.Txn) error {
 			item, err := txn.Get(k)

@@ -76,9 +76,12 @@ type pendingWrite struct {
 
 	err   error
 	wrote bool // the write was made: false for a condition that failed
-	done  bool // err and wrote are the outcome: decided without a write, refused, or committed
-	lead  bool
-	wake  chan struct{}
+	// skipped: a conditional write decided not to be made from an
+	// earlier write of the same, not yet committed, transaction.
+	skipped bool
+	done    bool // err and wrote are the outcome: decided without a write, refused, or committed
+	lead    bool
+	wake    chan struct{}
 }
 
 // writeOp is what a pendingWrite does.
@@ -116,7 +119,7 @@ func (c *committer) write(op writeOp, key, value []byte, exp uint64) error {
 
 // submit queues w, waits for its outcome and returns w to the pool.
 func (c *committer) submit(w *pendingWrite) (wrote bool, err error) {
-	w.err, w.wrote, w.done, w.lead = nil, false, false, false
+	w.err, w.wrote, w.done, w.lead, w.skipped = nil, false, false, false, false
 
 	c.mu.Lock()
 	c.queue = append(c.queue, w)
@@ -230,7 +233,13 @@ func (c *committer) commit(batch []*pendingWrite) {
 	first := 0 // batch[first:i] are in txn, but for those done already
 	for i, w := range batch {
 		if w.op == opSwap || w.op == opExtend {
-			write, err := c.decide(batch, i, &reads)
+			write, dep, err := c.decide(batch, i, &reads)
+			if err == nil && !write && dep >= first {
+				// Decided from a write of the transaction still open: its
+				// outcome is that transaction's (see finish).
+				w.skipped = true
+				continue
+			}
 			if err != nil || !write {
 				w.err, w.done = err, true
 				continue
@@ -241,6 +250,14 @@ func (c *committer) commit(batch []*pendingWrite) {
 			finish(txn, batch[first:i])
 			txn = c.db.NewTransaction(true)
 			first = i
+			if w.op == opSwap || w.op == opExtend {
+				// What decided it may not have been committed after all.
+				write, _, err := c.decide(batch, i, &reads)
+				if err != nil || !write {
+					w.err, w.done = err, true
+					continue
+				}
+			}
 			err = w.addTo(txn)
 		}
 		w.err, w.wrote, w.done = err, err == nil, err != nil
@@ -253,7 +270,7 @@ func (c *committer) commit(batch []*pendingWrite) {
 // to the key earlier in the batch that Badger has not refused decides
 // (if its transaction fails, so does this write's, which follows it);
 // without one, a Swap's hint or, failing that, Badger itself.
-func (c *committer) decide(batch []*pendingWrite, i int, reads **bdg.Txn) (bool, error) {
+func (c *committer) decide(batch []*pendingWrite, i int, reads **bdg.Txn) (bool, int, error) {
 	w := batch[i]
 	for j := i - 1; j >= 0; j-- {
 		p := batch[j]
@@ -261,11 +278,11 @@ func (c *committer) decide(batch []*pendingWrite, i int, reads **bdg.Txn) (bool,
 			continue
 		}
 		held := p.op != opDelete && (p.op != opSwap || p.value != nil)
-		return w.holds(held, p.value, p.exp, uint64(time.Now().Unix())), nil
+		return w.holds(held, p.value, p.exp, uint64(time.Now().Unix())), j, nil
 	}
 	if w.op == opSwap {
 		if held, ok := c.cache.hint(w); ok {
-			return held, nil
+			return held, -1, nil
 		}
 	}
 	if *reads == nil {
@@ -273,20 +290,20 @@ func (c *committer) decide(batch []*pendingWrite, i int, reads **bdg.Txn) (bool,
 	}
 	item, err := (*reads).Get(w.key)
 	if errors.Is(err, bdg.ErrKeyNotFound) {
-		return w.holds(false, nil, 0, 0), nil
+		return w.holds(false, nil, 0, 0), -1, nil
 	}
 	if err != nil {
-		return false, err
+		return false, -1, err
 	}
 	if w.op == opExtend {
-		return w.holds(true, nil, item.ExpiresAt(), uint64(time.Now().Unix())), nil
+		return w.holds(true, nil, item.ExpiresAt(), uint64(time.Now().Unix())), -1, nil
 	}
 	var write bool
 	err = item.Value(func(v []byte) error {
 		write = w.holds(true, v, 0, 0)
 		return nil
 	})
-	return write, err
+	return write, -1, err
 }
 
 // holds reports whether w is to be written when its key holds value with
@@ -322,7 +339,13 @@ func (w *pendingWrite) addTo(txn *bdg.Txn) error {
 func finish(txn *bdg.Txn, ws []*pendingWrite) {
 	err := txn.Commit()
 	for _, w := range ws {
-		if !w.done {
+		switch {
+		case w.done:
+		case w.skipped:
+			// Decided not to write from a write of txn: right if txn
+			// committed, unknown if not.
+			w.err, w.wrote, w.done = err, false, true
+		default:
 			w.err, w.wrote, w.done = err, err == nil, true
 		}
 	}
