@@ -79,8 +79,9 @@ type Store interface {
 
 	// Members returns every member of set whose expiry has not passed, in
 	// no particular order; an empty or missing set gives none and no
-	// error. A set whose members have all expired takes no space once its
-	// last member expires (or, at the latest, once it is next listed).
+	// error. Expired members are never listed, and the store frees them by
+	// itself (a sweep, compaction, a key's own TTL): a set whose members
+	// have all expired does not stay behind for good.
 	Members(ctx context.Context, set string) ([]string, error)
 
 	// Close releases the store's resources and stops its background work.
