@@ -288,7 +288,9 @@ func (b *ServerBackend) storeInResponse(s *Session, sink ResponseSink) error {
 			return err
 		}
 		if !live {
-			b.expireCookies(s, sink)
+			// Ended by another request since the load: that request wrote
+			// the cookie its client needs (a rotation's or a login's new
+			// id, say). Expiring it here could throw that one away.
 			return nil
 		}
 	case s.forwarded:
@@ -352,15 +354,16 @@ func (b *ServerBackend) save(s *Session, now int64) error {
 	if err != nil {
 		return restore(err)
 	}
-	if s.loadedUser != "" && s.loadedUser != s.user {
-		// Only now: had the save failed, the record would still be bound
-		// to the old user, and must stay in that user's set.
-		b.unindex(s.ctx, s.loadedUser, s.key)
-	}
+	// A session re-bound to another user stays a member of the previous
+	// user's set until the member expires: listings skip it (its record
+	// decides), and removing it could race with a request that binds it
+	// back (without the lock, the last writer wins) and hide it from that
+	// user's log out everywhere.
+	prevUser := s.loadedUser
 	s.loadedUser = s.user
 	s.exists = true
 	if s.oldKey != "" {
-		return b.retireRenewed(s)
+		return b.retireRenewed(s, prevUser)
 	}
 	return nil
 }
@@ -370,10 +373,13 @@ func (b *ServerBackend) save(s *Session, now int64) error {
 // loaded (write.go). If another request ended the session meanwhile, the
 // new record would bring it back under a new id: it is taken back, and the
 // request's changes dropped.
-func (b *ServerBackend) retireRenewed(s *Session) error {
+func (b *ServerBackend) retireRenewed(s *Session, prevUser string) error {
 	oldKey := s.oldKey
 	s.oldKey = ""
 	err := b.swapLoaded(s, "delete", oldKey, s.stored, nil, 0, false)
+	if err == nil {
+		err = b.checkLogoutMark(s, prevUser)
+	}
 	switch {
 	case err == nil:
 		return nil
@@ -406,12 +412,21 @@ func (b *ServerBackend) takeBack(s *Session) {
 // session since (a read-only one reads without the lock), or destroyed it
 // (a logout everywhere). So the record is read again, under the lock
 // unless this request holds it already, and only its bookkeeping changes;
-// a session gone in the meantime stays gone and its cookie is expired.
+// a session ended in the meantime stays ended, and the response writes no
+// cookie (the request that ended it wrote the one its client needs).
 func (b *ServerBackend) refresh(s *Session, sink ResponseSink, now int64) error {
 	found := false
 	err := b.withSession(s.ctx, s.key, b.locks != nil && s.lock.key == "", func(fresh *Session) error {
 		found = true
 		fresh.id, fresh.now, fresh.carried = s.id, now, s.carried
+		if s.lock.key != "" {
+			// This request holds the lock, not fresh: fresh's writes must
+			// be fenced as the holder's are (write.go), so it shares the
+			// hold for as long as it works, and gives it back before it is
+			// released.
+			fresh.lock = s.lock
+			defer func() { fresh.lock = held{} }()
+		}
 		var err error
 		if b.rotationDue(fresh, now) {
 			err = b.rotate(fresh, now)
@@ -428,7 +443,6 @@ func (b *ServerBackend) refresh(s *Session, sink ResponseSink, now int64) error 
 	})
 	if err == nil && !found {
 		s.exists = false
-		b.expireCookies(s, sink)
 	}
 	return err
 }
@@ -471,6 +485,9 @@ func (b *ServerBackend) rotate(s *Session, now int64) error {
 	// Only over the record this request loaded: one ended meanwhile must
 	// not come back under the new id (write.go).
 	err := b.swapLoaded(s, "rotate", oldKey, oldRec, fwd, grace, false)
+	if err == nil {
+		err = b.checkLogoutMark(s, s.loadedUser)
+	}
 	switch {
 	case err == nil:
 		return nil
@@ -700,10 +717,12 @@ func (b *ServerBackend) Get(ctx context.Context, id string) (map[string]any, err
 }
 
 // Set replaces the values of the session with the given id and resets its
-// expiry, creating it if it does not exist.
+// expiry, creating it if it does not exist. If the session is ended by
+// another request while Set works (Destroy, a log out everywhere, a
+// rotation), nothing is written and the error wraps store.ErrNotFound.
 //
-// With Config.Lock, Get and Set take the session's lock: do not call them
-// from a request for its own session, which holds it already.
+// With Config.Lock, Get, Set and Delete take the session's lock: do not
+// call them from a request for its own session, which holds it already.
 func (b *ServerBackend) Set(ctx context.Context, id string, values map[string]any) error {
 	s, err := b.byID(ctx, id)
 	if err != nil {
@@ -730,21 +749,33 @@ func (b *ServerBackend) Set(ctx context.Context, id string, values map[string]an
 	s.created = created
 	err = b.save(s, s.nowNano())
 	if err == errEnded {
-		// Deleted since the load above: create it as asked.
-		s.exists = false
-		err = b.save(s, s.nowNano())
+		// Ended (destroyed, logged out, rotated) since the load above:
+		// writing now would bring it back, and creating a new one in its
+		// place is not what the caller saw. Let the caller decide again.
+		return fmt.Errorf("kvsession: session ended while it was being set: %w", store.ErrNotFound)
 	}
 	return err
 }
 
-// Delete deletes the session with the given id. Deleting an unknown id is
+// Delete deletes the session with the given id, or the one it leads to if
+// the id was rotated out within RenewalGrace. Deleting an unknown id is
 // not an error.
 func (b *ServerBackend) Delete(ctx context.Context, id string) error {
-	if !b.validID([]byte(id)) {
-		return ErrInvalidID
+	s, err := b.byID(ctx, id)
+	if err != nil {
+		return err
 	}
-	if err := b.store.Delete(ctx, b.storeKey([]byte(id))); err != nil {
-		return &StoreError{Op: "delete", Err: err}
+	defer b.Release(s)
+	// The session the id leads to, which a rotated-out id's forward makes
+	// another record than the id's own: Get(id) would have read it, so
+	// Delete(id) must end it.
+	if err := b.deleteStored(s); err != nil {
+		return err
+	}
+	if key := b.storeKey([]byte(id)); key != s.key {
+		if err := b.store.Delete(ctx, key); err != nil {
+			return &StoreError{Op: "delete", Err: err}
+		}
 	}
 	return nil
 }

@@ -311,7 +311,7 @@ func TestRenewOnAccess(t *testing.T) {
 
 // TestRenewOnAccessAfterConcurrentDestroy: the session was destroyed by
 // another request between this one's load and its renewal. The renewal
-// must not bring it back, and is not an error.
+// must not bring it back, is not an error, and writes no cookie.
 func TestRenewOnAccessAfterConcurrentDestroy(t *testing.T) {
 	fs := newFakeStore()
 	b := newBackend(t, Config{RenewOnAccess: true}, touchingStore{fs})
@@ -327,8 +327,10 @@ func TestRenewOnAccessAfterConcurrentDestroy(t *testing.T) {
 	if len(fs.data) != 0 {
 		t.Fatalf("destroyed session resurrected: %v", fs.keys())
 	}
-	if !strings.Contains(out.cookies["session"], "Max-Age=0") {
-		t.Fatalf("cookie of a destroyed session not expired: %v", out.cookies)
+	// No cookie either: the request that destroyed it wrote the one its
+	// client needs, which may already be a new session's.
+	if len(out.cookies) != 0 {
+		t.Fatalf("a renewal of a session destroyed meanwhile wrote cookies %v", out.cookies)
 	}
 }
 

@@ -2,6 +2,8 @@ package kvsession
 
 import (
 	"context"
+	"encoding/binary"
+	"errors"
 	"time"
 )
 
@@ -69,12 +71,59 @@ func (b *ServerBackend) unindex(ctx context.Context, user, key string) {
 // UserSessions lists the live sessions bound to user.
 func (b *ServerBackend) UserSessions(ctx context.Context, user string) ([]SessionInfo, error) {
 	var out []SessionInfo
-	_, err := b.eachUserSession(ctx, user, func(s *Session, key string) error {
+	_, err := b.eachUserSession(ctx, user, false, func(s *Session, key string) error {
 		out = append(out, SessionInfo{Created: time.Unix(0, s.created), LastActive: time.Unix(0, s.extended)})
 		return nil
 	})
 	return out, err
 }
+
+// logoutMarkTTL is how long a log out everywhere's mark is kept: far
+// longer than any request takes from its load to its save.
+const logoutMarkTTL = time.Hour
+
+// logoutKey is the store key of user's log-out mark.
+func (b *ServerBackend) logoutKey(user string) string {
+	return b.cfg.Prefix + "logout:" + user
+}
+
+// checkLogoutMark closes the one gap a listing leaves: a session whose id
+// changes (RenewID, a rotation) while user is logged out everywhere. Its
+// new key joins the set before its old record is retired, but the listing
+// may look at the new key before it is written and at the old one after it
+// is retired, and so find neither. DestroyUserSessions therefore marks the
+// time it began, before it lists; an id change reads the mark once its old
+// record is retired, and if a log out everywhere began after the session
+// was created, it takes its new record back (errEnded) itself. A mark it
+// cannot read is logged, and the change stands.
+func (b *ServerBackend) checkLogoutMark(s *Session, user string) error {
+	if user == "" {
+		return nil
+	}
+	rec, err := b.store.Get(s.ctx, b.logoutKey(user))
+	switch {
+	case isNotFound(err):
+		return nil
+	case err != nil:
+		b.cfg.Logger.Warn("kvsession: could not read a user's log-out mark after a change of session id", "error", err)
+		return nil
+	case len(rec) != 8:
+		return nil
+	}
+	if int64(binary.BigEndian.Uint64(rec)) > s.created {
+		return errEnded
+	}
+	return nil
+}
+
+// ErrLogoutUnsettled is returned by DestroyUserSessions when the user's
+// sessions kept appearing under new ids for more listings than it makes:
+// run it again.
+var ErrLogoutUnsettled = errors.New("kvsession: a user's sessions kept changing while they were logged out everywhere")
+
+// maxListings bounds how often DestroyUserSessions and UserSessions list a
+// user's set.
+const maxListings = 16
 
 // DestroyUserSessions deletes every session bound to user ("log out
 // everywhere"), however many there are, and returns how many it deleted.
@@ -85,8 +134,15 @@ func (b *ServerBackend) UserSessions(ctx context.Context, user string) ([]Sessio
 // on or off; sessions logged in after it began may survive it, as if they
 // had logged in after it.
 func (b *ServerBackend) DestroyUserSessions(ctx context.Context, user string) (int, error) {
+	if user == "" {
+		return 0, nil
+	}
+	mark := binary.BigEndian.AppendUint64(nil, uint64(b.now().UnixNano()))
+	if err := b.store.Set(ctx, b.logoutKey(user), mark, logoutMarkTTL); err != nil {
+		return 0, &StoreError{Op: "delete", Err: err}
+	}
 	n := 0
-	legacy, err := b.eachUserSession(ctx, user, func(s *Session, key string) error {
+	legacy, err := b.eachUserSession(ctx, user, true, func(s *Session, key string) error {
 		if err := b.store.Delete(ctx, key); err != nil {
 			return &StoreError{Op: "delete", Err: err}
 		}
@@ -104,18 +160,20 @@ func (b *ServerBackend) DestroyUserSessions(ctx context.Context, user string) (i
 }
 
 // eachUserSession calls fn with every session the user's set names whose
-// record is still bound to that user (the record decides: a member can
-// outlive a re-binding whose update failed).
+// record is bound to that user (the record decides: a member outlives a
+// re-binding), and, with expired set, with those past their deadlines too
+// (a store may keep them a little longer than they live).
 //
-// A session whose id is being replaced while this runs (a rotation or a
-// RenewID) is added to the set under its new key before its old record is
-// retired. So a member found retired (missing, or a rotation's forward)
-// may have a successor the listing predates: the set is listed again until
-// a listing names no member not already seen.
+// A member with no record may be a session about to be written under a
+// new id (it joins the set before its record is written, and before its
+// old record is retired): such members are looked at again on every
+// listing, and the set is listed again until a listing finds no record it
+// had not handled. (An id change the listings still miss takes itself
+// back: see checkLogoutMark.)
 //
 // It reports whether the user has an index record of the kind kept before
 // sets (legacyindex.go), whose sessions it visits too.
-func (b *ServerBackend) eachUserSession(ctx context.Context, user string, fn func(s *Session, key string) error) (legacy bool, err error) {
+func (b *ServerBackend) eachUserSession(ctx context.Context, user string, expired bool, fn func(s *Session, key string) error) (legacy bool, err error) {
 	if user == "" {
 		return false, nil
 	}
@@ -123,26 +181,23 @@ func (b *ServerBackend) eachUserSession(ctx context.Context, user string, fn fun
 	if err != nil {
 		return false, err
 	}
-	seen := map[string]struct{}{}
-	for pass := 0; ; pass++ {
+	handled := map[string]struct{}{}
+	for pass := 0; pass < maxListings; pass++ {
 		if pass > 0 || !legacy {
 			if keys, err = b.store.Members(ctx, b.userSet(user)); err != nil {
 				return legacy, &StoreError{Op: "index", Err: err}
 			}
 		}
-		fresh := 0
+		found := false
 		for _, key := range keys {
-			if _, ok := seen[key]; ok {
+			if _, ok := handled[key]; ok {
 				continue
 			}
-			seen[key] = struct{}{}
-			fresh++
 			// Without the sessions' locks: the request calling this may well
 			// hold one of them itself.
-			if err := b.withSession(ctx, key, false, func(s *Session) error {
-				if s.user != user {
-					// Re-bound: the member is stale, and its record decides.
-					b.unindex(ctx, user, key)
+			if err := b.withRecord(ctx, key, false, func(s *Session, live bool) error {
+				handled[key], found = struct{}{}, true
+				if s.user != user || (!live && !expired) {
 					return nil
 				}
 				return fn(s, key)
@@ -150,16 +205,28 @@ func (b *ServerBackend) eachUserSession(ctx context.Context, user string, fn fun
 				return legacy, err
 			}
 		}
-		if fresh == 0 && (pass > 0 || !legacy) {
+		if !found && (pass > 0 || !legacy) {
 			return legacy, nil
 		}
 	}
+	return legacy, ErrLogoutUnsettled
 }
 
 // withSession loads the record under key into a pooled session, holding
 // the session's lock if lock is set and Config.Lock is on, and calls fn if
 // it is a live session.
 func (b *ServerBackend) withSession(ctx context.Context, key string, lock bool, fn func(s *Session) error) error {
+	return b.withRecord(ctx, key, lock, func(s *Session, live bool) error {
+		if !live {
+			return nil
+		}
+		return fn(s)
+	})
+}
+
+// withRecord is withSession for a readable session record, live or past
+// its idle or absolute deadline (live false).
+func (b *ServerBackend) withRecord(ctx context.Context, key string, lock bool, fn func(s *Session, live bool) error) error {
 	s := b.open(ctx, nil)
 	defer b.Release(s)
 	s.loaded = true
@@ -167,9 +234,9 @@ func (b *ServerBackend) withSession(ctx context.Context, key string, lock bool, 
 	if err != nil || !found {
 		return err
 	}
-	if len(rec) == 0 || rec[0] == forwardMarker || s.decode(rec) != nil || b.expired(s) {
+	if len(rec) == 0 || rec[0] == forwardMarker || s.decode(rec) != nil {
 		return nil
 	}
 	s.key, s.exists, s.loadedUser, s.stored = key, true, s.user, rec
-	return fn(s)
+	return fn(s, !b.expired(s))
 }

@@ -19,19 +19,21 @@ import (
 // When the record is still a live session that another request saved
 // since the load:
 //
-//   - a request holding the session lock (Config.Lock) should never see
-//     that: its lock's lease ran out while it worked and another request
-//     took the lock and saved. Its write is refused with ErrConflict, so
-//     that the other request's save stands.
+//   - a request holding the session lock (Config.Lock) sees that only when
+//     its lock's lease ran out while it worked and another request took the
+//     lock and saved, or when a ReadOnly request wrote anyway. Its write is
+//     refused with ErrConflict, so that the other request's save stands.
 //   - a request without the lock (Lock off, or ReadOnly) writes over it,
 //     as the last writer: the behaviour Lock exists to prevent, unchanged.
 
 // ErrConflict is returned (wrapped in a *StoreError) when a request that
 // holds the session lock finds the session saved by another request since
 // it loaded it: its lock's lease (Config.LockLease) ran out while it
-// worked, and another request took the lock. Nothing is written; the other
-// request's save stands. The middleware answers with its error handler.
-var ErrConflict = errors.New("kvsession: session saved by another request after this one's lock lease ran out")
+// worked and another request took the lock, or a request that declared
+// itself ReadOnly (and so took no lock) wrote anyway. Nothing is written;
+// the other request's save stands. The middleware answers with its error
+// handler.
+var ErrConflict = errors.New("kvsession: session saved by another request while this one held its lock (a lease that ran out, or a ReadOnly request that wrote)")
 
 // errEnded is what a write of a loaded session returns when the session
 // was ended by another request since it was loaded. StoreInResponse
