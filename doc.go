@@ -1,0 +1,41 @@
+// Package kvsession gives Go web services sessions: kept server-side in a
+// pluggable key-value store, with only a random id in the cookie, or
+// client-side, sealed with AES-256-GCM in the cookie itself.
+//
+// # What to import
+//
+//   - kvsession: Config, the two backends (New, NewCookie) and *Session,
+//     which handlers use.
+//   - store and one store package: store/memory (one process, sessions
+//     lost on restart), store/badger (one process, on disk, the embedded
+//     default), store/redis (several processes or machines). A program
+//     links only the stores it imports.
+//   - an HTTP adapter: kvsession/fasthttp today (import it as kvfasthttp).
+//
+// # One request
+//
+// The adapter calls the backend's LoadFromRequest with the request's Cookie
+// header, runs the handler, then StoreInResponse and Release. Nothing is
+// read from the store until the handler first uses the session, and
+// nothing is written unless it changed it (or a lifetime rule asks for a
+// renewal). A store failure goes to the adapter's error handler, never to
+// a half-written response; a hostile or unknown cookie starts a fresh
+// session with a new id.
+//
+// # Choosing a backend and a store
+//
+// The server backend (New) is the default choice: the cookie is a 256-bit
+// id, the data stays on the server, and logging out (Session.Destroy, or
+// ServerBackend.DestroyUserSessions for every session of a user) ends the
+// session for every copy of the cookie. Every end holds against requests
+// already in flight: a save replaces the record only if it is still the
+// one its request loaded (store.Store.Swap).
+//
+// The cookie backend (NewCookie) keeps nothing on the server; a logout
+// there expires the cookie in one browser, and CookieBackend.RevokeUser
+// (with Config.RevocationStore) refuses every copy sealed before it.
+//
+// The README has the full rules, the configuration table, and what each
+// store guarantees under faults; docs/RELIABILITY.md lists each guarantee
+// with the test that proves it.
+package kvsession
