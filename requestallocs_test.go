@@ -3,6 +3,7 @@ package kvsession
 import (
 	"testing"
 
+	"github.com/kvsession/kvsession/internal/race"
 	"github.com/kvsession/kvsession/store/memory"
 )
 
@@ -10,7 +11,7 @@ import (
 // store: a request that reads a session, or changes a value of the same
 // size and saves it, allocates nothing once pools are warm.
 func TestRequestAllocations(t *testing.T) {
-	if raceEnabled {
+	if race.Enabled {
 		t.Skip("the race detector drops pooled objects at random")
 	}
 	st := memory.New(memory.Options{})

@@ -21,6 +21,7 @@ import (
 
 	"github.com/kvsession/kvsession"
 	kvfasthttp "github.com/kvsession/kvsession/fasthttp"
+	"github.com/kvsession/kvsession/internal/race"
 	"github.com/kvsession/kvsession/store"
 	"github.com/kvsession/kvsession/store/badger"
 	"github.com/kvsession/kvsession/store/memory"
@@ -53,7 +54,7 @@ func soakPlanFor(t *testing.T, st string) soakPlan {
 		return soakPlan{sessions: 100_000, workers: 32, warm: warm, run: max(d-warm, time.Second)}
 	}
 	p := soakPlan{sessions: 20_000, workers: 16, warm: 2 * time.Second, run: 3 * time.Second}
-	if testing.Short() || raceEnabled {
+	if testing.Short() || race.Enabled {
 		p = soakPlan{sessions: 4_000, workers: 8, warm: 1500 * time.Millisecond, run: 2500 * time.Millisecond}
 	}
 	if st == "badger" {

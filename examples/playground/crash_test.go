@@ -23,6 +23,7 @@ import (
 
 	bdg "github.com/dgraph-io/badger/v4"
 
+	"github.com/kvsession/kvsession/internal/race"
 	"github.com/kvsession/kvsession/store"
 	"github.com/kvsession/kvsession/store/badger"
 )
@@ -258,7 +259,7 @@ func TestBadgerCrashKeepsAcknowledgedWrites(t *testing.T) {
 	const clients = 16
 	const rounds = 5
 	perRound := 40 // acknowledged writes per client, on average, before the kill
-	if testing.Short() || raceEnabled {
+	if testing.Short() || race.Enabled {
 		perRound = 15
 	}
 	dir := t.TempDir()

@@ -10,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/kvsession/kvsession/internal/race"
 )
 
 // long is a wait or lease that tests never expect to reach.
@@ -483,7 +485,7 @@ func TestMixedStress(t *testing.T) {
 }
 
 func TestUncontendedAllocs(t *testing.T) {
-	if raceEnabled {
+	if race.Enabled {
 		t.Skip("allocation counts differ under the race detector")
 	}
 	tb := New()

@@ -19,6 +19,7 @@ import (
 
 	bdg "github.com/dgraph-io/badger/v4"
 
+	"github.com/kvsession/kvsession/internal/race"
 	"github.com/kvsession/kvsession/store"
 )
 
@@ -83,7 +84,7 @@ func testDiskBounded(t *testing.T, n, size int, inVlog bool) {
 	// cannot tear a 64-bit word, and a stale value only makes the rewrite
 	// keep more versions.
 	gcInterval := 50 * time.Millisecond
-	if raceEnabled {
+	if race.Enabled {
 		gcInterval = -1
 	}
 	var threshold int64
@@ -148,7 +149,7 @@ func testDiskBounded(t *testing.T, n, size int, inVlog bool) {
 		var sz dirSize
 		deadline := time.Now().Add(5 * time.Second)
 		for {
-			if raceEnabled {
+			if race.Enabled {
 				s.collect()
 			}
 			sz = measureDir(t, dir)

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kvsession/kvsession/internal/race"
 	"github.com/kvsession/kvsession/store"
 )
 
@@ -403,7 +404,7 @@ func TestFailedSwapOverlappedByWrite(t *testing.T) {
 // comparison is made in the cache's own copy, with no Badger read. The
 // race detector drops pooled objects at random, so it skips there.
 func TestSwapAllocsLikeSet(t *testing.T) {
-	if raceEnabled {
+	if race.Enabled {
 		t.Skip("allocation counts are unreliable under -race")
 	}
 	ctx := context.Background()

@@ -11,6 +11,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/kvsession/kvsession/internal/race"
 	"github.com/kvsession/kvsession/store"
 	"github.com/kvsession/kvsession/store/storetest"
 )
@@ -367,7 +368,7 @@ func TestCloseStopsSweeper(t *testing.T) {
 }
 
 func TestAllocations(t *testing.T) {
-	if raceEnabled {
+	if race.Enabled {
 		t.Skip("the race detector changes allocation counts")
 	}
 	s := New(Options{})

@@ -1,5 +1,0 @@
-//go:build race
-
-package fasthttp_test
-
-const raceEnabled = true

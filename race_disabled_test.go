@@ -1,5 +1,0 @@
-//go:build !race
-
-package kvsession
-
-const raceEnabled = false
