@@ -23,6 +23,7 @@ import (
 
 	bdg "github.com/dgraph-io/badger/v4"
 
+	"github.com/kvsession/kvsession/internal/childproc"
 	"github.com/kvsession/kvsession/internal/race"
 	"github.com/kvsession/kvsession/store"
 	"github.com/kvsession/kvsession/store/badger"
@@ -115,7 +116,7 @@ func startChild(t *testing.T, args ...string) *child {
 	c.cmd.Stderr = c.log
 	// Should the test binary itself die (a -timeout panic), the child
 	// must not outlive it.
-	dieWithParent(c.cmd)
+	childproc.DieWithParent(c.cmd)
 	if err := c.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

@@ -32,6 +32,8 @@ import (
 	"time"
 
 	"github.com/redis/rueidis"
+
+	"github.com/kvsession/kvsession/internal/childproc"
 )
 
 const (
@@ -211,7 +213,7 @@ func startServerAt(port int, args ...string) (*server, error) {
 		"--protected-mode", "yes", "--daemonize", "no", "--loglevel", "warning",
 	}, args...)...)
 	s.cmd.Stdout, s.cmd.Stderr = logf, logf
-	setDeathSignal(s.cmd)
+	childproc.DieWithParent(s.cmd)
 	if err := s.cmd.Start(); err != nil {
 		os.RemoveAll(dir)
 		return nil, err
