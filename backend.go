@@ -690,7 +690,7 @@ func (b *ServerBackend) renew(s *Session, now int64) (bool, error) {
 	if ok {
 		return true, nil
 	}
-	cur, _, err := b.current(s, s.key)
+	cur, err := b.current(s, s.key)
 	if err != nil {
 		return false, err
 	}

@@ -18,8 +18,11 @@ import (
 // A session is added to its user's set before its record is written, so a
 // listing never misses a record that exists: a member whose record is
 // missing is either an expired or destroyed session (its member expires
-// by itself, at twice the session's TTL) or one about to be written. The
-// set is kept as sessions are saved, re-bound and destroyed.
+// by itself, at twice the session's TTL) or one about to be written. A
+// session leaves the set only when its record is deleted: a member whose
+// record is bound to someone else (re-bound) is skipped by every listing
+// and expires by itself too, since removing it could race with a request
+// that binds the session back.
 
 // SessionInfo describes one of a user's sessions.
 type SessionInfo struct {

@@ -2,7 +2,6 @@ package kvsession
 
 import (
 	"errors"
-	"strings"
 	"time"
 )
 
@@ -52,7 +51,7 @@ const maxSwaps = 64
 // was ended since, and ErrConflict (in a *StoreError) if it was saved by
 // another request while s holds the session lock. Without the lock it
 // writes over such a save; with reindex set (value is s's own record), it
-// first puts s in its user's set, as put says.
+// first makes sure s is in its user's set, as put says.
 func (b *ServerBackend) swapLoaded(s *Session, op, key string, old, value []byte, ttl time.Duration, reindex bool) error {
 	for range maxSwaps {
 		ok, err := b.store.Swap(s.ctx, key, old, value, ttl)
@@ -62,7 +61,7 @@ func (b *ServerBackend) swapLoaded(s *Session, op, key string, old, value []byte
 		if ok {
 			return nil
 		}
-		cur, user, err := b.current(s, key)
+		cur, err := b.current(s, key)
 		switch {
 		case err != nil:
 			return err
@@ -71,12 +70,9 @@ func (b *ServerBackend) swapLoaded(s *Session, op, key string, old, value []byte
 		case s.lock.key != "":
 			return &StoreError{Op: op, Err: ErrConflict}
 		}
-		if reindex {
-			s.loadedUser = user
-			if s.user != "" {
-				if err := b.index(s); err != nil {
-					return err
-				}
+		if reindex && s.user != "" {
+			if err := b.index(s); err != nil {
+				return err
 			}
 		}
 		old = cur
@@ -86,32 +82,30 @@ func (b *ServerBackend) swapLoaded(s *Session, op, key string, old, value []byte
 
 // current reads the record under key after a Swap found it changed: nil if
 // the session there has ended (no record, a rotation's forward, an
-// unreadable or expired record), else the record and the user it is bound
-// to.
-func (b *ServerBackend) current(s *Session, key string) (rec []byte, user string, err error) {
-	rec, err = b.store.Get(s.ctx, key)
+// unreadable or expired record), else the record.
+func (b *ServerBackend) current(s *Session, key string) ([]byte, error) {
+	rec, err := b.store.Get(s.ctx, key)
 	switch {
 	case isNotFound(err):
-		return nil, "", nil
+		return nil, nil
 	case err != nil:
-		return nil, "", &StoreError{Op: "load", Err: err}
+		return nil, &StoreError{Op: "load", Err: err}
 	case len(rec) == 0 || rec[0] == forwardMarker:
-		return nil, "", nil
+		return nil, nil
 	}
 	t := b.pool.Get().(*Session)
 	defer b.core.Release(t)
 	if t.decode(rec) != nil || b.expired(t) {
-		return nil, "", nil
+		return nil, nil
 	}
-	return rec, strings.Clone(t.user), nil
+	return rec, nil
 }
 
 // put writes a session's record: a new one with Set, under an id nobody
 // else has; one the request loaded with swapLoaded. Written over another
-// request's save (no lock), the record may be bound to another user than
-// the one loaded: the set of the user it binds is extended first, and
-// s.loadedUser becomes the user of the record written over, so that save
-// takes the session out of that user's set if it is not theirs any more.
+// request's save (no lock), the record binds the user this request gave
+// it, whatever the record written over bound: that user's set gets the
+// session again before the write, in case the other save moved it.
 func (b *ServerBackend) put(s *Session, rec []byte, ttl time.Duration) error {
 	if !s.exists {
 		if err := b.store.Set(s.ctx, s.key, rec, ttl); err != nil {
