@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/kvsession/kvsession/store"
-	"github.com/kvsession/kvsession/store/memory"
+	"github.com/kvsession/kvsession/store/memstore"
 )
 
 func TestUntouchedSessionCostsNothing(t *testing.T) {
@@ -591,7 +591,7 @@ func TestNewRejectsUnknownStore(t *testing.T) {
 // next request on an Appender store, so keys handed to the application must
 // be copies.
 func TestNamesOutliveTheRequest(t *testing.T) {
-	st := memory.New(memory.Options{})
+	st := memstore.New(memstore.Options{})
 	defer st.Close()
 	b := newBackend(t, Config{}, st)
 	ctx := t.Context()

@@ -10,9 +10,9 @@ import (
 	"time"
 
 	"github.com/kvsession/kvsession/store"
-	"github.com/kvsession/kvsession/store/badger"
-	"github.com/kvsession/kvsession/store/memory"
-	"github.com/kvsession/kvsession/store/redis"
+	"github.com/kvsession/kvsession/store/badgerstore"
+	"github.com/kvsession/kvsession/store/memstore"
+	"github.com/kvsession/kvsession/store/redisstore"
 )
 
 // nopSink discards the response headers, so benchmarks measure the session
@@ -28,9 +28,9 @@ func (nopSink) AddHeader(string, string) {}
 // per iteration.
 func onEachStore(b *testing.B, sessions int, values map[string]any, bytesPerOp int64, work func(*Session)) {
 	stores := map[string]func() store.Store{
-		"memory": func() store.Store { return memory.New(memory.Options{}) },
+		"memory": func() store.Store { return memstore.New(memstore.Options{}) },
 		"badger": func() store.Store {
-			s, err := badger.Open(badger.Options{Dir: b.TempDir()})
+			s, err := badgerstore.Open(badgerstore.Options{Dir: b.TempDir()})
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -42,7 +42,7 @@ func onEachStore(b *testing.B, sessions int, values map[string]any, bytesPerOp i
 	if addr := os.Getenv("KVSESSION_REDIS_ADDR"); addr != "" {
 		names = append(names, "redis")
 		stores["redis"] = func() store.Store {
-			s, err := redis.Open(context.Background(), redis.Options{Addr: addr, Prefix: "kvsession-bench:" + strconv.FormatInt(time.Now().UnixNano(), 36) + ":"})
+			s, err := redisstore.Open(context.Background(), redisstore.Options{Addr: addr, Prefix: "kvsession-bench:" + strconv.FormatInt(time.Now().UnixNano(), 36) + ":"})
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -132,7 +132,7 @@ func BenchmarkSessionSize(b *testing.B) {
 // BenchmarkNewSession creates a session: a fresh id from crypto/rand,
 // encode, save.
 func BenchmarkNewSession(b *testing.B) {
-	st := memory.New(memory.Options{})
+	st := memstore.New(memstore.Options{})
 	defer st.Close()
 	be := newBackend(b, Config{}, st)
 	runRequests(b, be, [][]byte{nil}, func(s *Session) { s.Set("user", "ada") })
@@ -208,7 +208,7 @@ func BenchmarkFeatureCost(b *testing.B) {
 			work func(*Session)
 		}{{"increment", increment}, {"read", func(s *Session) { s.GetInt("counter") }}} {
 			b.Run(f.name+"/"+op.name, func(b *testing.B) {
-				mem := memory.New(memory.Options{})
+				mem := memstore.New(memstore.Options{})
 				defer mem.Close()
 				var st store.Store = mem
 				if strings.HasPrefix(f.name, "hashed keys") {

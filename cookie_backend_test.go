@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/kvsession/kvsession/store"
-	"github.com/kvsession/kvsession/store/memory"
+	"github.com/kvsession/kvsession/store/memstore"
 )
 
 var (
@@ -587,7 +587,7 @@ func TestConfigLeavesOutSecrets(t *testing.T) {
 func revocableBackend(t *testing.T, cfg Config, clk *clock) (*CookieBackend, store.Store) {
 	t.Helper()
 	// The sweeper would read clk from its own goroutine: keep it idle.
-	st := memory.New(memory.Options{Now: clk.now, SweepInterval: 24 * time.Hour})
+	st := memstore.New(memstore.Options{Now: clk.now, SweepInterval: 24 * time.Hour})
 	t.Cleanup(func() { st.Close() })
 	reg := store.NewRegistry(nil)
 	if err := reg.Register("revocations", st); err != nil {

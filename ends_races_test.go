@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/kvsession/kvsession/store"
-	"github.com/kvsession/kvsession/store/memory"
+	"github.com/kvsession/kvsession/store/memstore"
 )
 
 // advHookStore runs a one-shot hook before the next call of a given
@@ -63,7 +63,7 @@ func (h *advHookStore) RemoveMember(ctx context.Context, set, m string) error {
 func advSetup(t *testing.T, cfg Config) (*ServerBackend, *clock, *advHookStore) {
 	t.Helper()
 	clk := newClock()
-	mem := memory.New(memory.Options{})
+	mem := memstore.New(memstore.Options{})
 	t.Cleanup(func() { mem.Close() })
 	st := &advHookStore{Store: mem}
 	b := newBackend(t, cfg, st)
@@ -402,7 +402,7 @@ func TestLoginDroppedByLogoutEverywhereOfPreviousUser(t *testing.T) {
 // session of the user alive after log out everywhere returned.
 func TestIdleBoundaryRequestSurvivesLogoutEverywhere(t *testing.T) {
 	clk := newClock()
-	mem := memory.New(memory.Options{Now: clk.now})
+	mem := memstore.New(memstore.Options{Now: clk.now})
 	t.Cleanup(func() { mem.Close() })
 	cfg := Config{IdleTimeout: time.Hour, ExtensionDelay: time.Minute}
 	b := newBackend(t, cfg, mem)
@@ -449,7 +449,7 @@ func (h *advMembersHook) Members(ctx context.Context, set string) ([]string, err
 // listing forever: it never reaches the session, never returns (with a
 // context that never ends), and the session lives on.
 func TestLogoutEverywhereOutrunByIDChanges(t *testing.T) {
-	mem := memory.New(memory.Options{})
+	mem := memstore.New(memstore.Options{})
 	t.Cleanup(func() { mem.Close() })
 	st := &advMembersHook{Store: mem}
 	b := newBackend(t, Config{MaxAge: time.Hour}, st)
@@ -520,7 +520,7 @@ func (h *advFnStore) Members(ctx context.Context, set string) ([]string, error) 
 // session lives on under its new id. Members is "in no particular order":
 // the memory store's is a map's, Badger's the keys' byte order.
 func TestRenewedDuringLogoutEverywhereSurvives(t *testing.T) {
-	mem := memory.New(memory.Options{})
+	mem := memstore.New(memstore.Options{})
 	t.Cleanup(func() { mem.Close() })
 	st := &advFnStore{Store: mem}
 	b := newBackend(t, Config{MaxAge: time.Hour}, st)

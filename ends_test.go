@@ -11,9 +11,9 @@ import (
 	"time"
 
 	"github.com/kvsession/kvsession/store"
-	"github.com/kvsession/kvsession/store/badger"
-	"github.com/kvsession/kvsession/store/memory"
-	"github.com/kvsession/kvsession/store/redis"
+	"github.com/kvsession/kvsession/store/badgerstore"
+	"github.com/kvsession/kvsession/store/memstore"
+	"github.com/kvsession/kvsession/store/redisstore"
 )
 
 // Every end of a session must hold against requests already in flight:
@@ -33,9 +33,9 @@ type endStore struct {
 // KVSESSION_REQUIRE_REDIS, so that CI fails rather than skip it).
 func endStores(t *testing.T) []endStore {
 	stores := []endStore{
-		{"memory", func(t *testing.T) store.Store { return memory.New(memory.Options{}) }},
+		{"memory", func(t *testing.T) store.Store { return memstore.New(memstore.Options{}) }},
 		{"badger", func(t *testing.T) store.Store {
-			st, err := badger.Open(badger.Options{Dir: t.TempDir()})
+			st, err := badgerstore.Open(badgerstore.Options{Dir: t.TempDir()})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -52,7 +52,7 @@ func endStores(t *testing.T) []endStore {
 	return append(stores, endStore{"redis", func(t *testing.T) store.Store {
 		// A prefix of its own on the shared server, deleted afterwards.
 		prefix := "kvsession-ends:" + strconv.FormatInt(time.Now().UnixNano(), 36) + ":"
-		st, err := redis.Open(context.Background(), redis.Options{Addr: addr, Prefix: prefix})
+		st, err := redisstore.Open(context.Background(), redisstore.Options{Addr: addr, Prefix: prefix})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -344,7 +344,7 @@ func TestLogoutEverywhereReachesEverySession(t *testing.T) {
 // writeSpy counts the calls a backend makes and the largest value it
 // writes.
 type writeSpy struct {
-	*memory.Store
+	*memstore.Store
 	mu       sync.Mutex
 	calls    int
 	largest  int
@@ -395,7 +395,7 @@ func (w *writeSpy) Members(ctx context.Context, set string) ([]string, error) {
 // bytes of 20k users' logins. A login now costs the same store calls and
 // bytes however many sessions its user has.
 func TestLoginCostDoesNotGrowWithTheUsersSessions(t *testing.T) {
-	spy := &writeSpy{Store: memory.New(memory.Options{})}
+	spy := &writeSpy{Store: memstore.New(memstore.Options{})}
 	defer spy.Close()
 	b := newBackend(t, Config{}, spy)
 	measure := func() (calls, largest, adds, listings int) {
@@ -453,8 +453,8 @@ func TestEndsHoldAcrossProcessesOnRedis(t *testing.T) {
 		for _, lock := range []bool{false, true} {
 			t.Run(fmt.Sprintf("%s/lock=%v", name, lock), func(t *testing.T) {
 				prefix := "kvsession-ends2:" + strconv.FormatInt(time.Now().UnixNano(), 36) + ":"
-				open := func() *redis.Store {
-					st, err := redis.Open(context.Background(), redis.Options{Addr: addr, Prefix: prefix})
+				open := func() *redisstore.Store {
+					st, err := redisstore.Open(context.Background(), redisstore.Options{Addr: addr, Prefix: prefix})
 					if err != nil {
 						t.Fatal(err)
 					}

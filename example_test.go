@@ -13,16 +13,16 @@ import (
 	"github.com/valyala/fasthttp/fasthttputil"
 
 	"github.com/kvsession/kvsession"
-	kvfasthttp "github.com/kvsession/kvsession/fasthttp"
+	"github.com/kvsession/kvsession/kvfasthttp"
 	"github.com/kvsession/kvsession/store"
-	"github.com/kvsession/kvsession/store/memory"
+	"github.com/kvsession/kvsession/store/memstore"
 )
 
 // A server-side session on the memory store, through the fasthttp
 // middleware: the handler counts a browser's visits.
 func Example() {
 	stores := store.NewRegistry(nil)
-	stores.Register("sessions", memory.New(memory.Options{}))
+	stores.Register("sessions", memstore.New(memstore.Options{}))
 	defer stores.Close()
 	backend, err := kvsession.New(kvsession.Config{}, stores)
 	if err != nil {
@@ -146,7 +146,7 @@ func ExampleServerBackend_DestroyUserSessions() {
 // half-written response: here a 503 with a short message.
 func Example_errorHandler() {
 	stores := store.NewRegistry(nil)
-	stores.Register("sessions", down{memory.New(memory.Options{})})
+	stores.Register("sessions", down{memstore.New(memstore.Options{})})
 	defer stores.Close()
 	backend, _ := kvsession.New(kvsession.Config{}, stores)
 	sessions, _ := kvfasthttp.New(backend, kvfasthttp.Options{
@@ -178,7 +178,7 @@ func (down) Set(context.Context, string, []byte, time.Duration) error { return e
 
 func memoryBackend() *kvsession.ServerBackend {
 	stores := store.NewRegistry(nil)
-	stores.Register("sessions", memory.New(memory.Options{}))
+	stores.Register("sessions", memstore.New(memstore.Options{}))
 	backend, err := kvsession.New(kvsession.Config{}, stores)
 	if err != nil {
 		log.Fatal(err)

@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"github.com/kvsession/kvsession/store"
-	"github.com/kvsession/kvsession/store/memory"
+	"github.com/kvsession/kvsession/store/memstore"
 	"github.com/kvsession/kvsession/store/storetest/faultstore"
 )
 
@@ -104,7 +104,7 @@ func TestRotationFaultsLoseNothing(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			clk := newClock()
-			fs := faultstore.New(memory.New(memory.Options{Now: clk.now}))
+			fs := faultstore.New(memstore.New(memstore.Options{Now: clk.now}))
 			defer fs.Store().Close()
 			var logs bytes.Buffer
 			b := newBackend(t, Config{RenewalTimeout: time.Hour, Logger: slog.New(slog.NewTextHandler(&logs, nil))}, fs.Store())
@@ -204,7 +204,7 @@ func TestRotationFaultsLoseNothing(t *testing.T) {
 // TestFailedDestroyFailsTheResponse: a handler that ignores Destroy's
 // error must not get a response that looks like a logout.
 func TestFailedDestroyFailsTheResponse(t *testing.T) {
-	fs := faultstore.New(memory.New(memory.Options{}))
+	fs := faultstore.New(memstore.New(memstore.Options{}))
 	defer fs.Store().Close()
 	b := newBackend(t, Config{}, fs.Store())
 	out, _ := request(t, b, "", func(s *Session) { s.Set("v", "orig") })
@@ -254,7 +254,7 @@ func TestStoreTimeoutValidation(t *testing.T) {
 // Without a timeout nothing is wrapped: the request path is the one it
 // was before StoreTimeout existed.
 func TestStoreTimeoutUnsetWrapsNothing(t *testing.T) {
-	st := memory.New(memory.Options{})
+	st := memstore.New(memstore.Options{})
 	defer st.Close()
 	b := newBackend(t, Config{RenewOnAccess: true}, st)
 	if b.store != store.Store(st) || b.appender != store.Appender(st) {
@@ -270,9 +270,9 @@ func TestStoreTimeoutKeepsStoreAbilities(t *testing.T) {
 		shared bool
 	}{{"memory", false}, {"locker and updater", true}} {
 		t.Run(tc.name, func(t *testing.T) {
-			var inner store.Store = memory.New(memory.Options{})
+			var inner store.Store = memstore.New(memstore.Options{})
 			if tc.shared {
-				inner = &faultstore.Shared{Store: inner.(*memory.Store)}
+				inner = &faultstore.Shared{Store: inner.(*memstore.Store)}
 			}
 			fs := faultstore.New(inner)
 			defer fs.Store().Close()
@@ -334,7 +334,7 @@ func TestStoreTimeoutBoundsBackendCalls(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			fs := faultstore.New(memory.New(memory.Options{}))
+			fs := faultstore.New(memstore.New(memstore.Options{}))
 			defer fs.Store().Close()
 			b := newBackend(t, Config{StoreTimeout: timeout}, fs.Store())
 			out, _ := request(t, b, "", func(s *Session) { s.Set("v", "orig"); s.SetUser("ada") })
@@ -363,7 +363,7 @@ func TestStoreTimeoutBoundsBackendCalls(t *testing.T) {
 // The error names StoreTimeout only when that is what ran out: a deadline
 // of the caller's own is reported as it is.
 func TestStoreTimeoutErrorSaysWhichDeadline(t *testing.T) {
-	fs := faultstore.New(memory.New(memory.Options{}))
+	fs := faultstore.New(memstore.New(memstore.Options{}))
 	defer fs.Store().Close()
 	fs.Add(faultstore.Rule{Methods: faultstore.Reads, Hang: true})
 	id := strings.Repeat("A", 43)

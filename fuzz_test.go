@@ -14,8 +14,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kvsession/kvsession/store/badger"
-	"github.com/kvsession/kvsession/store/memory"
+	"github.com/kvsession/kvsession/store/badgerstore"
+	"github.com/kvsession/kvsession/store/memstore"
 )
 
 // The seeds run as ordinary tests; `go test -fuzz FuzzX .` explores further.
@@ -629,9 +629,9 @@ func FuzzSessionRoundTrip(f *testing.F) {
 	f.Add(bytes.Repeat([]byte{2, 0, 3, 'k', 'e', 'y', 12, 4, 11, 9, 1, 3, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, 3))
 	const limit = 30 * 24 * time.Hour
 	cfg := Config{MaxAge: time.Hour, MaxAgeLimit: limit, Logger: slog.New(slog.DiscardHandler)}
-	mem := memory.New(memory.Options{})
+	mem := memstore.New(memstore.Options{})
 	f.Cleanup(func() { mem.Close() })
-	bdg, err := badger.Open(badger.Options{InMemory: true, GCInterval: -1, Logger: quietBadger{}})
+	bdg, err := badgerstore.Open(badgerstore.Options{InMemory: true, GCInterval: -1, Logger: quietBadger{}})
 	if err != nil {
 		f.Fatal(err)
 	}

@@ -8,7 +8,7 @@ import (
 	"unsafe"
 
 	"github.com/kvsession/kvsession/store"
-	"github.com/kvsession/kvsession/store/memory"
+	"github.com/kvsession/kvsession/store/memstore"
 )
 
 // keyRecorder keeps every key its Get is given, as a store that caches or
@@ -45,7 +45,7 @@ func (borrowingRecorder) BorrowsKeys() {}
 func TestLoadKeysAreLentOnlyToBorrowers(t *testing.T) {
 	for _, borrows := range []bool{false, true} {
 		t.Run(map[bool]string{false: "keeps keys", true: "borrows keys"}[borrows], func(t *testing.T) {
-			mem := memory.New(memory.Options{})
+			mem := memstore.New(memstore.Options{})
 			t.Cleanup(func() { mem.Close() })
 			rec := &keyRecorder{Store: mem}
 			var st store.Store = rec
@@ -94,7 +94,7 @@ func TestLoadKeysAreLentOnlyToBorrowers(t *testing.T) {
 // next request with the old id then waits out LockWait.
 func TestLockFollowsForwardWithLentKeys(t *testing.T) {
 	clk := newClock()
-	st := memory.New(memory.Options{Now: clk.now})
+	st := memstore.New(memstore.Options{Now: clk.now})
 	defer st.Close()
 	b := newBackend(t, Config{Lock: true, LockWait: 200 * time.Millisecond, RenewalTimeout: time.Hour}, st)
 	b.now = clk.now

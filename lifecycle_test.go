@@ -10,12 +10,12 @@ import (
 	"time"
 
 	"github.com/kvsession/kvsession/store"
-	"github.com/kvsession/kvsession/store/memory"
+	"github.com/kvsession/kvsession/store/memstore"
 )
 
 // countingMemory is the memory store on the test clock, counting writes.
 type countingMemory struct {
-	*memory.Store
+	*memstore.Store
 	sets int // writes of values: Sets, and Swaps that store one
 	adds int // AddMembers
 }
@@ -50,7 +50,7 @@ func newLifecycleEnvs(t *testing.T, cfg Config) map[string]*lifecycleEnv {
 	envs := map[string]*lifecycleEnv{}
 	for _, kind := range []string{"server", "cookie"} {
 		clk := newClock()
-		st := &countingMemory{Store: memory.New(memory.Options{Now: clk.now})}
+		st := &countingMemory{Store: memstore.New(memstore.Options{Now: clk.now})}
 		t.Cleanup(func() { st.Close() })
 		var b Backend
 		if kind == "server" {
@@ -203,7 +203,7 @@ func TestRememberMe(t *testing.T) {
 
 func TestRenewalRotatesWithGraceWindow(t *testing.T) {
 	clk := newClock()
-	st := &countingMemory{Store: memory.New(memory.Options{Now: clk.now})}
+	st := &countingMemory{Store: memstore.New(memstore.Options{Now: clk.now})}
 	defer st.Close()
 	b := newBackend(t, Config{RenewalTimeout: time.Hour, RenewalGrace: 15 * time.Second}, st)
 	b.now = clk.now

@@ -8,8 +8,8 @@ import (
 	"time"
 
 	"github.com/kvsession/kvsession/store"
-	"github.com/kvsession/kvsession/store/badger"
-	"github.com/kvsession/kvsession/store/memory"
+	"github.com/kvsession/kvsession/store/badgerstore"
+	"github.com/kvsession/kvsession/store/memstore"
 	"github.com/kvsession/kvsession/store/storetest/faultstore"
 )
 
@@ -17,9 +17,9 @@ import (
 // session's counter at once, and it ends at exactly N.
 func TestLockLosesNoIncrement(t *testing.T) {
 	stores := map[string]func(t *testing.T) store.Store{
-		"memory": func(t *testing.T) store.Store { return memory.New(memory.Options{}) },
+		"memory": func(t *testing.T) store.Store { return memstore.New(memstore.Options{}) },
 		"badger": func(t *testing.T) store.Store {
-			st, err := badger.Open(badger.Options{Dir: t.TempDir()})
+			st, err := badgerstore.Open(badgerstore.Options{Dir: t.TempDir()})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -28,7 +28,7 @@ func TestLockLosesNoIncrement(t *testing.T) {
 		"store lock": func(t *testing.T) store.Store {
 			// A store.Locker, as a store shared by several processes
 			// has, so the backend's polling path is exercised.
-			return faultstore.NewShared(memory.Options{})
+			return faultstore.NewShared(memstore.Options{})
 		},
 	}
 	const n = 40
@@ -71,7 +71,7 @@ func TestLockLosesNoIncrement(t *testing.T) {
 }
 
 func TestLockWaitAndReadOnly(t *testing.T) {
-	st := memory.New(memory.Options{})
+	st := memstore.New(memstore.Options{})
 	defer st.Close()
 	b := newBackend(t, Config{Lock: true, LockWait: 20 * time.Millisecond}, st)
 	out, _ := request(t, b, "", func(s *Session) { s.Set("n", 1) })
@@ -105,7 +105,7 @@ func TestLockWaitAndReadOnly(t *testing.T) {
 }
 
 func TestLockLeaseFreesACrashedHolder(t *testing.T) {
-	st := memory.New(memory.Options{})
+	st := memstore.New(memstore.Options{})
 	defer st.Close()
 	b := newBackend(t, Config{Lock: true, LockLease: 30 * time.Millisecond, LockWait: time.Second}, st)
 	out, _ := request(t, b, "", func(s *Session) { s.Set("n", 1) })
@@ -133,7 +133,7 @@ func TestCookieBackendRefusesLock(t *testing.T) {
 // the lock, so when one must extend the session (here: every time) it must
 // not write back a stale copy over a locked writer's save.
 func TestReadOnlyExtensionKeepsLockedWrites(t *testing.T) {
-	st := memory.New(memory.Options{})
+	st := memstore.New(memstore.Options{})
 	defer st.Close()
 	b := newBackend(t, Config{Lock: true, IdleTimeout: time.Hour, ExtensionDelay: time.Nanosecond}, st)
 	out, _ := request(t, b, "", func(s *Session) { s.Set("n", 0) })
@@ -169,7 +169,7 @@ func TestReadOnlyExtensionKeepsLockedWrites(t *testing.T) {
 // TestDestroyUserSessionsFromOwnSession: logging out everywhere from a
 // request that holds one of the user's sessions must not wait for itself.
 func TestDestroyUserSessionsFromOwnSession(t *testing.T) {
-	st := memory.New(memory.Options{})
+	st := memstore.New(memstore.Options{})
 	defer st.Close()
 	b := newBackend(t, Config{Lock: true, LockWait: 50 * time.Millisecond}, st)
 	out, _ := request(t, b, "", func(s *Session) { s.SetUser("ada") })
@@ -189,7 +189,7 @@ func TestDestroyUserSessionsFromOwnSession(t *testing.T) {
 // A request whose context is canceled (its client hung up) still releases
 // a store's session lock: the next request must not wait out the lease.
 func TestStoreLockReleasedWhenTheRequestIsCanceled(t *testing.T) {
-	st := ctxLocker{faultstore.NewShared(memory.Options{})}
+	st := ctxLocker{faultstore.NewShared(memstore.Options{})}
 	defer st.Close()
 	b := newBackend(t, Config{Lock: true, LockLease: time.Hour, LockWait: 100 * time.Millisecond}, st)
 	out, err := request(t, b, "", func(s *Session) { s.Set("n", 1) })

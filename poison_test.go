@@ -13,8 +13,8 @@ import (
 	"time"
 
 	"github.com/kvsession/kvsession/store"
-	"github.com/kvsession/kvsession/store/badger"
-	"github.com/kvsession/kvsession/store/memory"
+	"github.com/kvsession/kvsession/store/badgerstore"
+	"github.com/kvsession/kvsession/store/memstore"
 )
 
 // A record in the store can be damaged (a disk error, a bad migration, a
@@ -76,14 +76,14 @@ var poisonStores = []struct {
 	open func(t *testing.T) store.Store
 }{
 	{"memory", func(t *testing.T) store.Store {
-		st := memory.New(memory.Options{})
+		st := memstore.New(memstore.Options{})
 		t.Cleanup(func() { st.Close() })
 		return st
 	}},
 	{"badger", func(t *testing.T) store.Store {
 		// On disk, as deployed: records over 512 bytes take Badger's
 		// value-log path, and a record over the cap can be stored at all.
-		st, err := badger.Open(badger.Options{Dir: t.TempDir(), GCInterval: -1, Logger: quietBadger{}})
+		st, err := badgerstore.Open(badgerstore.Options{Dir: t.TempDir(), GCInterval: -1, Logger: quietBadger{}})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -5,12 +5,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kvsession/kvsession/store/memory"
+	"github.com/kvsession/kvsession/store/memstore"
 )
 
 // hookStore runs hook once, inside the next Set of a session record.
 type hookStore struct {
-	*memory.Store
+	*memstore.Store
 	hook func(k string)
 }
 
@@ -27,7 +27,7 @@ func (h *hookStore) Set(ctx context.Context, k string, v []byte, ttl time.Durati
 // session is being saved must not prune its index entry for good.
 func TestListingDuringASaveKeepsTheIndexEntry(t *testing.T) {
 	clk := newClock()
-	st := &hookStore{Store: memory.New(memory.Options{Now: clk.now})}
+	st := &hookStore{Store: memstore.New(memstore.Options{Now: clk.now})}
 	b := newBackend(t, Config{MaxAge: time.Hour}, st)
 	b.now = clk.now
 	ctx := context.Background()

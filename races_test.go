@@ -5,13 +5,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kvsession/kvsession/store/memory"
+	"github.com/kvsession/kvsession/store/memstore"
 )
 
 // rvSetup is a backend on the memory store with a test clock.
-func rvSetup(t *testing.T, cfg Config) (*ServerBackend, *clock, *memory.Store) {
+func rvSetup(t *testing.T, cfg Config) (*ServerBackend, *clock, *memstore.Store) {
 	clk := newClock()
-	st := memory.New(memory.Options{Now: clk.now})
+	st := memstore.New(memstore.Options{Now: clk.now})
 	t.Cleanup(func() { st.Close() })
 	b := newBackend(t, cfg, st)
 	b.now = clk.now
@@ -129,7 +129,7 @@ func TestSetByRotatedOutIDDoesNotFork(t *testing.T) {
 // A re-binding whose save fails leaves the record bound to the old user: it
 // must stay in the old user's set.
 type failSetStore struct {
-	*memory.Store
+	*memstore.Store
 	fail bool
 }
 
@@ -149,7 +149,7 @@ func (f *failSetStore) Swap(ctx context.Context, k string, old, v []byte, ttl ti
 
 func TestFailedRebindKeepsTheOldIndexEntry(t *testing.T) {
 	clk := newClock()
-	st := &failSetStore{Store: memory.New(memory.Options{Now: clk.now})}
+	st := &failSetStore{Store: memstore.New(memstore.Options{Now: clk.now})}
 	b := newBackend(t, Config{MaxAge: time.Hour}, st)
 	b.now = clk.now
 	id := rvLogin(t, b, "ada")

@@ -4,7 +4,7 @@ import (
 	"testing"
 
 	"github.com/kvsession/kvsession/internal/race"
-	"github.com/kvsession/kvsession/store/memory"
+	"github.com/kvsession/kvsession/store/memstore"
 )
 
 // TestRequestAllocations pins the hot path's allocations on the memory
@@ -14,7 +14,7 @@ func TestRequestAllocations(t *testing.T) {
 	if race.Enabled {
 		t.Skip("the race detector drops pooled objects at random")
 	}
-	st := memory.New(memory.Options{})
+	st := memstore.New(memstore.Options{})
 	defer st.Close()
 	be := newBackend(t, Config{}, st)
 	ids := seed(t, be, 10, map[string]any{"counter": 1000, "user": "ada"})

@@ -8,12 +8,12 @@ import (
 	"time"
 
 	"github.com/kvsession/kvsession/store"
-	"github.com/kvsession/kvsession/store/memory"
+	"github.com/kvsession/kvsession/store/memstore"
 )
 
 func TestLogoutEverywhere(t *testing.T) {
 	clk := newClock()
-	st := &countingMemory{Store: memory.New(memory.Options{Now: clk.now})}
+	st := &countingMemory{Store: memstore.New(memstore.Options{Now: clk.now})}
 	defer st.Close()
 	b := newBackend(t, Config{MaxAge: time.Hour}, st)
 	b.now = clk.now
@@ -62,7 +62,7 @@ func TestLogoutEverywhere(t *testing.T) {
 
 func TestUserIndexFollowsExpiryRebindingAndDestroy(t *testing.T) {
 	clk := newClock()
-	st := &countingMemory{Store: memory.New(memory.Options{Now: clk.now})}
+	st := &countingMemory{Store: memstore.New(memstore.Options{Now: clk.now})}
 	defer st.Close()
 	b := newBackend(t, Config{MaxAge: time.Hour, MaxAgeLimit: 24 * time.Hour}, st)
 	b.now = clk.now
@@ -104,7 +104,7 @@ func TestUserIndexFollowsExpiryRebindingAndDestroy(t *testing.T) {
 }
 
 func TestUnboundSessionsCostNoIndexWrites(t *testing.T) {
-	st := &countingMemory{Store: memory.New(memory.Options{})}
+	st := &countingMemory{Store: memstore.New(memstore.Options{})}
 	defer st.Close()
 	b := newBackend(t, Config{}, st)
 	request(t, b, "", func(s *Session) { s.Set("n", 1) })
@@ -129,7 +129,7 @@ func TestUnboundSessionsCostNoIndexWrites(t *testing.T) {
 // index record until it is next saved: log out everywhere still reaches
 // it, and deletes the old record.
 func TestLogoutEverywhereReachesSessionsOfTheOldIndex(t *testing.T) {
-	st := memory.New(memory.Options{})
+	st := memstore.New(memstore.Options{})
 	defer st.Close()
 	b := newBackend(t, Config{}, st)
 	ctx := context.Background()

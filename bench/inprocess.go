@@ -18,8 +18,8 @@ import (
 
 	"github.com/kvsession/kvsession"
 	"github.com/kvsession/kvsession/store"
-	"github.com/kvsession/kvsession/store/badger"
-	"github.com/kvsession/kvsession/store/memory"
+	"github.com/kvsession/kvsession/store/badgerstore"
+	"github.com/kvsession/kvsession/store/memstore"
 )
 
 // An in-process contender runs one request's session work through its own
@@ -34,9 +34,9 @@ type contender struct {
 
 func inProcessContenders() []contender {
 	return []contender{
-		{"kvsession/memory", kvsessionSetup(func(b *testing.B) store.Store { return memory.New(memory.Options{}) })},
+		{"kvsession/memory", kvsessionSetup(func(b *testing.B) store.Store { return memstore.New(memstore.Options{}) })},
 		{"kvsession/badger", kvsessionSetup(func(b *testing.B) store.Store {
-			st, err := badger.Open(badger.Options{Dir: b.TempDir()})
+			st, err := badgerstore.Open(badgerstore.Options{Dir: b.TempDir()})
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -93,7 +93,7 @@ func kvsessionSetup(open func(b *testing.B) store.Store) func(b *testing.B, n in
 // 8-byte counter and, for an increment, writing it back, with no session
 // code around it.
 func badgerAloneSetup(b *testing.B, n int) (func(int, bool), func()) {
-	st, err := badger.Open(badger.Options{Dir: b.TempDir()})
+	st, err := badgerstore.Open(badgerstore.Options{Dir: b.TempDir()})
 	if err != nil {
 		b.Fatal(err)
 	}

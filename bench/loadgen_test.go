@@ -15,7 +15,7 @@ import (
 
 	bdg "github.com/dgraph-io/badger/v4"
 
-	"github.com/kvsession/kvsession/store/badger"
+	"github.com/kvsession/kvsession/store/badgerstore"
 )
 
 func TestSetCookie(t *testing.T) {
@@ -248,7 +248,7 @@ func TestBadgerAloneCounts(t *testing.T) {
 			ln.Close()
 			<-done // Badger closed: its files can be opened again
 
-			st, err := badger.Open(badger.Options{Dir: dir})
+			st, err := badgerstore.Open(badgerstore.Options{Dir: dir})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -25,11 +25,11 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/kvsession/kvsession"
-	kvfasthttp "github.com/kvsession/kvsession/fasthttp"
+	"github.com/kvsession/kvsession/kvfasthttp"
 	"github.com/kvsession/kvsession/store"
-	"github.com/kvsession/kvsession/store/badger"
-	"github.com/kvsession/kvsession/store/memory"
-	"github.com/kvsession/kvsession/store/redis"
+	"github.com/kvsession/kvsession/store/badgerstore"
+	"github.com/kvsession/kvsession/store/memstore"
+	"github.com/kvsession/kvsession/store/redisstore"
 )
 
 // Every server answers the same three routes:
@@ -101,16 +101,18 @@ func kindByName(name string) (serverKind, bool) {
 	return serverKind{}, false
 }
 
-func openMemory(serveOptions) (store.Store, error) { return memory.New(memory.Options{}), nil }
+func openMemory(serveOptions) (store.Store, error) { return memstore.New(memstore.Options{}), nil }
 
-func openBadger(o serveOptions) (store.Store, error) { return badger.Open(badger.Options{Dir: o.dir}) }
+func openBadger(o serveOptions) (store.Store, error) {
+	return badgerstore.Open(badgerstore.Options{Dir: o.dir})
+}
 
 // openBadgerRaw stands in for fiber's and scs's own Badger adapters, which
 // the module proxy refuses: like them, it runs one raw Badger transaction
 // per call, with neither the cache nor the batched commits of kvsession's
 // store, on the same tuned Badger kvsession runs on.
 func openBadgerRaw(o serveOptions) (store.Store, error) {
-	st, err := badger.Open(badger.Options{Dir: o.dir, CacheSize: -1})
+	st, err := badgerstore.Open(badgerstore.Options{Dir: o.dir, CacheSize: -1})
 	if err != nil {
 		return nil, err
 	}
@@ -120,7 +122,7 @@ func openBadgerRaw(o serveOptions) (store.Store, error) {
 // rawBadger is a store.Store (and store.Clearer) made of raw Badger
 // transactions; st opened the database and closes it.
 type rawBadger struct {
-	st *badger.Store
+	st *badgerstore.Store
 	db *bdg.DB
 }
 
@@ -177,7 +179,7 @@ func openRedis(o serveOptions) (store.Store, error) {
 	defer cancel()
 	// A prefix of this process's own, cleared when it stops, so that a
 	// shared Redis keeps nothing of the run.
-	return redis.Open(ctx, redis.Options{Addr: o.redisAddr, Prefix: fmt.Sprintf("kvsession-bench:%d:", os.Getpid())})
+	return redisstore.Open(ctx, redisstore.Options{Addr: o.redisAddr, Prefix: fmt.Sprintf("kvsession-bench:%d:", os.Getpid())})
 }
 
 // appendCounter writes n as the response body without allocating.
@@ -219,7 +221,7 @@ func serveBareNetHTTP(ln net.Listener, _ serveOptions) error {
 // commits concurrent writes together, several to a transaction.
 func serveBadgerAlone(writesOnly bool) func(net.Listener, serveOptions) error {
 	return func(ln net.Listener, o serveOptions) error {
-		st, err := badger.Open(badger.Options{Dir: o.dir})
+		st, err := badgerstore.Open(badgerstore.Options{Dir: o.dir})
 		if err != nil {
 			return err
 		}

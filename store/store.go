@@ -126,7 +126,7 @@ const NoExpiry time.Duration = -1
 // with none of those gains nothing from the hash, so kvsession skips it
 // unless Config.IDHashKey is set. A store that persists or shares its
 // entries must not implement it, and a wrapper that does so around the
-// memory store must not embed *memory.Store, whose method it would inherit:
+// memory store must not embed *memstore.Store, whose method it would inherit:
 // embed the store.Store interface instead.
 type InProcess interface {
 	InProcess()

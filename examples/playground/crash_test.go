@@ -26,7 +26,7 @@ import (
 	"github.com/kvsession/kvsession/internal/childproc"
 	"github.com/kvsession/kvsession/internal/race"
 	"github.com/kvsession/kvsession/store"
-	"github.com/kvsession/kvsession/store/badger"
+	"github.com/kvsession/kvsession/store/badgerstore"
 )
 
 // childEnv, set to 1, makes the test binary run the playground's main
@@ -386,9 +386,9 @@ func storeKey(id string) string {
 
 // openStopped opens the Badger directory of a playground that has exited,
 // for a look at what it left, and closes it when f returns.
-func openStopped(t *testing.T, dir string, f func(st *badger.Store)) {
+func openStopped(t *testing.T, dir string, f func(st *badgerstore.Store)) {
 	t.Helper()
-	st, err := badger.Open(badger.Options{Dir: dir, GCInterval: -1})
+	st, err := badgerstore.Open(badgerstore.Options{Dir: dir, GCInterval: -1})
 	if err != nil {
 		t.Fatalf("opening the playground's Badger directory: %v", err)
 	}
@@ -401,7 +401,7 @@ func openStopped(t *testing.T, dir string, f func(st *badger.Store)) {
 }
 
 // expiresAt returns the expiry Badger holds for key, in Unix seconds.
-func expiresAt(t *testing.T, st *badger.Store, key string) uint64 {
+func expiresAt(t *testing.T, st *badgerstore.Store, key string) uint64 {
 	t.Helper()
 	var exp uint64
 	err := st.DB().View(func(txn *bdg.Txn) error {
@@ -477,7 +477,7 @@ func TestBadgerGracefulRestartKeepsSessionsAndTTL(t *testing.T) {
 	p.term()
 
 	expiry := make([]uint64, clients)
-	openStopped(t, dir, func(st *badger.Store) {
+	openStopped(t, dir, func(st *badgerstore.Store) {
 		for i, s := range ss {
 			key := storeKey(s.id)
 			expiry[i] = expiresAt(t, st, key)
@@ -520,7 +520,7 @@ func TestBadgerGracefulRestartKeepsSessionsAndTTL(t *testing.T) {
 	p.term()
 
 	// Neither the restart nor reading the sessions moved their expiry.
-	openStopped(t, dir, func(st *badger.Store) {
+	openStopped(t, dir, func(st *badgerstore.Store) {
 		for i, s := range ss {
 			if got := expiresAt(t, st, storeKey(s.id)); got != expiry[i] {
 				t.Errorf("session %d: expires at %d after the second run, %d before it", i, got, expiry[i])
@@ -594,7 +594,7 @@ func TestBadgerExpiredSessionsStayGoneAfterRestart(t *testing.T) {
 	}
 	p.term()
 
-	openStopped(t, dir, func(st *badger.Store) {
+	openStopped(t, dir, func(st *badgerstore.Store) {
 		ctx := t.Context()
 		for i := range old {
 			if _, err := st.Get(ctx, storeKey(old[i])); !errors.Is(err, store.ErrNotFound) {
@@ -624,7 +624,7 @@ func TestBadgerExpiredSessionsStayGoneAfterRestart(t *testing.T) {
 
 // liveKeys lists the keys Badger returns to an ordinary iteration, which
 // leaves out expired and deleted entries.
-func liveKeys(t *testing.T, st *badger.Store) []string {
+func liveKeys(t *testing.T, st *badgerstore.Store) []string {
 	t.Helper()
 	var keys []string
 	err := st.DB().View(func(txn *bdg.Txn) error {

@@ -95,11 +95,11 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/kvsession/kvsession"
-	kvfasthttp "github.com/kvsession/kvsession/fasthttp"
+	"github.com/kvsession/kvsession/kvfasthttp"
 	"github.com/kvsession/kvsession/store"
-	"github.com/kvsession/kvsession/store/badger"
-	"github.com/kvsession/kvsession/store/memory"
-	"github.com/kvsession/kvsession/store/redis"
+	"github.com/kvsession/kvsession/store/badgerstore"
+	"github.com/kvsession/kvsession/store/memstore"
+	"github.com/kvsession/kvsession/store/redisstore"
 )
 
 // shutdownTimeout bounds how long in-flight requests may delay exit; after
@@ -265,19 +265,19 @@ func cookieSecrets(o options, getenv func(string) string) (keys [][]byte, source
 func openStore(o options) (store.Store, error) {
 	switch o.store {
 	case "memory":
-		return memory.New(memory.Options{}), nil
+		return memstore.New(memstore.Options{}), nil
 	case "redis":
 		// Open pings: a Redis that is down fails the start, clearly.
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		return redis.Open(ctx, redis.Options{Addr: o.redisAddr, Prefix: o.redisPrefix})
+		return redisstore.Open(ctx, redisstore.Options{Addr: o.redisAddr, Prefix: o.redisPrefix})
 	}
 	// Badger creates the directory too; doing it here, 0700, turns a bad
 	// -dir into an error that names the directory, before Badger starts.
 	if err := os.MkdirAll(o.dir, 0o700); err != nil {
 		return nil, fmt.Errorf("creating the session directory: %w", err)
 	}
-	st, err := badger.Open(badger.Options{Dir: o.dir})
+	st, err := badgerstore.Open(badgerstore.Options{Dir: o.dir})
 	if err != nil {
 		return nil, fmt.Errorf("opening Badger in %s: %w", o.dir, err)
 	}
@@ -348,7 +348,7 @@ func openBackend(o options, getenv func(string) string, logger *slog.Logger) (b 
 		// playground honours them until it stops. Several servers, or a
 		// restart, would need a shared, persistent store here.
 		reg := store.NewRegistry(nil)
-		if err := reg.Register(revocationStore, memory.New(memory.Options{})); err != nil {
+		if err := reg.Register(revocationStore, memstore.New(memstore.Options{})); err != nil {
 			return nil, noClose, nil, errors.Join(err, reg.Close())
 		}
 		cfg.RevocationStore = revocationStore

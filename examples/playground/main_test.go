@@ -24,7 +24,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/kvsession/kvsession"
-	kvfasthttp "github.com/kvsession/kvsession/fasthttp"
+	"github.com/kvsession/kvsession/kvfasthttp"
 )
 
 // Cookie keys for -secret, 32 bytes as 64 hex characters each.

@@ -2,7 +2,7 @@
 // calls fail, slow down or hang, and can count every call, to prove how the
 // code using the store behaves when it misbehaves.
 //
-//	fs := faultstore.New(memory.New(memory.Options{}))
+//	fs := faultstore.New(memstore.New(memstore.Options{}))
 //	reg.Register("sessions", fs.Store()) // what the code under test uses
 //	down := fs.Add(faultstore.Rule{Methods: faultstore.Set, Err: errDown})
 //	... // every Set now fails with errDown, nothing is written

@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/kvsession/kvsession/store"
-	"github.com/kvsession/kvsession/store/memory"
+	"github.com/kvsession/kvsession/store/memstore"
 	"github.com/kvsession/kvsession/store/storetest"
 )
 
@@ -27,7 +27,9 @@ func TestConformance(t *testing.T) {
 	c := &clock{}
 	c.ns.Store(time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
 	storetest.Run(t, storetest.Harness{
-		New:     func(t *testing.T) store.Store { return New(memory.New(memory.Options{Now: c.Now, Shards: 4})).Store() },
+		New: func(t *testing.T) store.Store {
+			return New(memstore.New(memstore.Options{Now: c.Now, Shards: 4})).Store()
+		},
 		Advance: c.Advance,
 	})
 }
@@ -36,7 +38,7 @@ func TestConformance(t *testing.T) {
 func TestConformanceWithIdleRule(t *testing.T) {
 	storetest.Run(t, storetest.Harness{
 		New: func(t *testing.T) store.Store {
-			fs := New(memory.New(memory.Options{}))
+			fs := New(memstore.New(memstore.Options{}))
 			fs.Add(Rule{Prefix: "never-used:", Err: errors.New("must not fire")})
 			return fs.Store()
 		},
@@ -86,9 +88,9 @@ func TestWrapsRealStoresFaithfully(t *testing.T) {
 		inner store.Store
 		min   int // abilities it must have, lest the test prove little
 	}{
-		{"plain", plain{memory.New(memory.Options{})}, 0},
-		{"memory", memory.New(memory.Options{}), abToucher | abAppender | abExister | abExpirer | abClearer},
-		{"shared", NewShared(memory.Options{}), abToucher | abAppender | abExister | abExpirer | abClearer | abLocker},
+		{"plain", plain{memstore.New(memstore.Options{})}, 0},
+		{"memory", memstore.New(memstore.Options{}), abToucher | abAppender | abExister | abExpirer | abClearer},
+		{"shared", NewShared(memstore.Options{}), abToucher | abAppender | abExister | abExpirer | abClearer | abLocker},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -135,7 +137,7 @@ func TestEveryMethodObeysRules(t *testing.T) {
 	}
 	for _, c := range calls {
 		t.Run(c.m.String(), func(t *testing.T) {
-			fs := New(NewShared(memory.Options{}))
+			fs := New(NewShared(memstore.Options{}))
 			defer fs.Store().Close()
 			fs.Inner().Set(ctx, "k", []byte("v"), 0)
 			if err := c.fn(fs.Store()); err != nil {
@@ -176,7 +178,7 @@ func TestRuleSelection(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			fs := New(memory.New(memory.Options{}))
+			fs := New(memstore.New(memstore.Options{}))
 			defer fs.Store().Close()
 			tc.rule.Methods, tc.rule.Err = Set, errInjected
 			h := fs.Add(tc.rule)
@@ -201,7 +203,7 @@ func TestRuleSelection(t *testing.T) {
 
 // The first rule due acts; a later one only when the first is spent.
 func TestFirstDueRuleActs(t *testing.T) {
-	fs := New(memory.New(memory.Options{}))
+	fs := New(memstore.New(memstore.Options{}))
 	defer fs.Store().Close()
 	errA, errB := errors.New("a"), errors.New("b")
 	a := fs.Add(Rule{Methods: Get, Err: errA, Times: 1})
@@ -222,7 +224,7 @@ func TestFirstDueRuleActs(t *testing.T) {
 
 func TestErrAfterCallTakesEffect(t *testing.T) {
 	ctx := context.Background()
-	fs := New(memory.New(memory.Options{}))
+	fs := New(memstore.New(memstore.Options{}))
 	defer fs.Store().Close()
 	fs.Add(Rule{Methods: Set, Err: errInjected, ErrAfterCall: true})
 	if err := fs.Store().Set(ctx, "k", []byte("written"), 0); !errors.Is(err, errInjected) {
@@ -235,7 +237,7 @@ func TestErrAfterCallTakesEffect(t *testing.T) {
 
 func TestLatency(t *testing.T) {
 	ctx := context.Background()
-	fs := New(memory.New(memory.Options{}))
+	fs := New(memstore.New(memstore.Options{}))
 	defer fs.Store().Close()
 	fs.Inner().Set(ctx, "k", []byte("v"), 0)
 	const d = 30 * time.Millisecond
@@ -279,7 +281,7 @@ func TestHang(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			fs := New(memory.New(memory.Options{}))
+			fs := New(memstore.New(memstore.Options{}))
 			defer fs.Store().Close()
 			h := fs.Add(Rule{Methods: Set, Hang: true})
 			cctx, cancel := context.WithCancel(ctx)
@@ -311,7 +313,7 @@ func TestHang(t *testing.T) {
 
 func TestConcurrentRulesAndCalls(t *testing.T) {
 	ctx := context.Background()
-	fs := New(memory.New(memory.Options{}))
+	fs := New(memstore.New(memstore.Options{}))
 	defer fs.Store().Close()
 	var wg sync.WaitGroup
 	for g := range 4 {
@@ -379,7 +381,7 @@ func waitFor(t *testing.T, cond func() bool) {
 
 func TestKeys(t *testing.T) {
 	ctx := context.Background()
-	fs := New(memory.New(memory.Options{}))
+	fs := New(memstore.New(memstore.Options{}))
 	defer fs.Store().Close()
 	fs.Store().Set(ctx, "b", []byte("v"), 0)
 	fs.Store().Get(ctx, "a")
@@ -398,7 +400,7 @@ func TestKeys(t *testing.T) {
 // the rules and without counting.
 func TestSnapshot(t *testing.T) {
 	ctx := context.Background()
-	fs := New(memory.New(memory.Options{}))
+	fs := New(memstore.New(memstore.Options{}))
 	defer fs.Store().Close()
 	fs.Inner().Set(ctx, "untouched", []byte("u"), 0)
 	fs.Inner().Set(ctx, "other", []byte("o"), 0)

@@ -7,7 +7,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/kvsession/kvsession/store/memory"
+	"github.com/kvsession/kvsession/store/memstore"
 )
 
 // Shared is a memory store with what a store shared by several processes
@@ -16,15 +16,15 @@ import (
 // atomic within this process only. The zero value needs only Store set. It inherits the memory
 // store's store.KeyBorrower, so it keeps copies of the keys it locks.
 type Shared struct {
-	*memory.Store
+	*memstore.Store
 	mu    sync.Mutex
 	locks map[string]string // key → token of the holder
 	n     int
 }
 
 // NewShared returns a Shared over a new memory store.
-func NewShared(opts memory.Options) *Shared {
-	return &Shared{Store: memory.New(opts)}
+func NewShared(opts memstore.Options) *Shared {
+	return &Shared{Store: memstore.New(opts)}
 }
 
 // TryLock takes the lock on key if nobody holds it. Leases are not

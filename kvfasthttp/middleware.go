@@ -1,0 +1,235 @@
+// Package fasthttp connects kvsession to github.com/valyala/fasthttp.
+//
+// Wrap a handler with a Middleware; inside it, Session(ctx) returns the
+// request's session:
+//
+//	mw, err := kvfasthttp.New(backend, kvfasthttp.Options{})
+//	...
+//	server := mw.NewServer(app)
+//
+//	func app(ctx *fasthttp.RequestCtx) {
+//		sess := kvfasthttp.Session(ctx)
+//		n, _ := sess.GetInt("visits")
+//		sess.Set("visits", n+1)
+//	}
+//
+// The session is loaded on first use and saved after the handler returns. A
+// store failure (or a session too large to save) replaces the handler's
+// response with the error handler's.
+//
+// Request header size: fasthttp reads a request's whole header into its
+// read buffer (Server.ReadBufferSize, 4096 bytes by default) and answers 431
+// to a request whose header does not fit, before any handler runs. Cookie
+// sessions split over several 4 KB cookies need a larger buffer. New
+// refuses a backend whose cookies, plus HeaderRoom for the rest of the
+// header, cannot fit Options.ReadBufferSize; NewServer sets the server's
+// buffer to match.
+//
+// Logs: fasthttp logs the connections it fails to serve, quoting the
+// request it could not read, Cookie header included: session ids in a log
+// are sessions anyone reading it can take over. NewServer's server keeps
+// them out (see RedactLogger); a fasthttp.Server made by hand needs
+// SecureErrorLogMessage set and its Logger wrapped by Middleware.Logger.
+package kvfasthttp
+
+import (
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/kvsession/kvsession"
+)
+
+// ErrorHandler answers a request whose session could not be loaded or saved.
+// The response still holds what the handler wrote; the handler's Set-Cookie
+// for the session was never added.
+type ErrorHandler func(ctx *fasthttp.RequestCtx, err error)
+
+// Options tune the middleware. The zero value is ready to use.
+type Options struct {
+	// ErrorHandler answers requests whose session failed. Default: log the
+	// error and answer 500 with a short body.
+	ErrorHandler ErrorHandler
+
+	// Skip, when set, is asked before each request; returning true runs the
+	// handler without a session (Session returns nil), like a path matching
+	// Config.Exclude. Use it for per-route opt-outs.
+	Skip func(ctx *fasthttp.RequestCtx) bool
+
+	// ReadOnly, when set, is asked before each request; returning true
+	// marks the session read-only (Session.ReadOnly), so that with
+	// Config.Lock it is loaded without the session lock. GET and HEAD
+	// requests are the usual candidates.
+	ReadOnly func(ctx *fasthttp.RequestCtx) bool
+
+	// ReadBufferSize is the ReadBufferSize of the fasthttp.Server this
+	// middleware runs in; 0 means fasthttp's default, 4096. NewServer uses
+	// it for the server it makes.
+	ReadBufferSize int
+
+	// HeaderRoom is how much of ReadBufferSize a request needs besides the
+	// session cookies: request line, Host, User-Agent, other cookies.
+	// Default 2048.
+	HeaderRoom int
+}
+
+// Defaults of Options.
+const (
+	DefaultReadBufferSize = 4096 // fasthttp's
+	DefaultHeaderRoom     = 2048
+)
+
+// Middleware attaches sessions from one Backend to fasthttp handlers.
+type Middleware struct {
+	backend    kvsession.Backend
+	onError    ErrorHandler
+	skip       func(ctx *fasthttp.RequestCtx) bool
+	readOnly   func(ctx *fasthttp.RequestCtx) bool
+	readBuffer int
+}
+
+// New returns a Middleware over backend: a *kvsession.ServerBackend or a
+// *kvsession.CookieBackend. It fails if the largest Cookie header the
+// backend's cookies can make, plus Options.HeaderRoom, exceeds
+// Options.ReadBufferSize: such requests would be refused with 431.
+func New(backend kvsession.Backend, opts Options) (*Middleware, error) {
+	if opts.ReadBufferSize == 0 {
+		opts.ReadBufferSize = DefaultReadBufferSize
+	}
+	if opts.HeaderRoom == 0 {
+		opts.HeaderRoom = DefaultHeaderRoom
+	}
+	if opts.ReadBufferSize < 0 || opts.HeaderRoom < 0 {
+		return nil, fmt.Errorf("kvfasthttp: Options.ReadBufferSize (%d) and Options.HeaderRoom (%d) must not be negative", opts.ReadBufferSize, opts.HeaderRoom)
+	}
+	if need := RequiredReadBufferSize(backend, opts.HeaderRoom); need > opts.ReadBufferSize {
+		return nil, fmt.Errorf("kvfasthttp: Options.ReadBufferSize: %d bytes cannot hold a request whose session cookies take up to %d bytes (Config.MaxCookieSegments %d) plus Options.HeaderRoom %d; set it and the fasthttp.Server's ReadBufferSize to at least %d, or use Middleware.NewServer",
+			opts.ReadBufferSize, backend.MaxCookieHeaderBytes(), backend.Config().MaxCookieSegments, opts.HeaderRoom, need)
+	}
+	m := &Middleware{backend: backend, onError: opts.ErrorHandler, skip: opts.Skip, readOnly: opts.ReadOnly, readBuffer: opts.ReadBufferSize}
+	if m.onError == nil {
+		logger := backend.Config().Logger
+		m.onError = func(ctx *fasthttp.RequestCtx, err error) { defaultErrorHandler(ctx, err, logger) }
+	}
+	return m, nil
+}
+
+// RequiredReadBufferSize returns the fasthttp.Server ReadBufferSize that
+// reads every request carrying the backend's largest session cookies and
+// headerRoom bytes of everything else (0 means DefaultHeaderRoom, as in
+// Options), and never less than fasthttp's default: sizing a server with it
+// must not shrink what it accepted before.
+func RequiredReadBufferSize(backend kvsession.Backend, headerRoom int) int {
+	if headerRoom == 0 {
+		headerRoom = DefaultHeaderRoom
+	}
+	return max(DefaultReadBufferSize, len("Cookie: \r\n")+backend.MaxCookieHeaderBytes()+headerRoom)
+}
+
+// NewServer returns a fasthttp.Server that serves next behind the
+// middleware, with the ReadBufferSize the middleware was checked against,
+// and with its log kept free of session cookies: SecureErrorLogMessage on,
+// and a Logger that redacts cookie values (RedactLogger) before handing
+// fasthttp's messages to Config.Logger as warnings. Set its other fields
+// before serving; to log elsewhere, set Logger to m.Logger(yours), never
+// to a bare logger.
+func (m *Middleware) NewServer(next fasthttp.RequestHandler) *fasthttp.Server {
+	return &fasthttp.Server{
+		Handler:               m.Handler(next),
+		ReadBufferSize:        m.readBuffer,
+		SecureErrorLogMessage: true,
+		Logger:                m.Logger(slogLogger{m.backend.Config().Logger}),
+	}
+}
+
+// sessionKey is the user-value key the session is kept under. An
+// unexported type keeps other packages from reading or replacing it.
+type sessionKey struct{}
+
+// Session returns the request's session, or nil when the request was not
+// wrapped by a Middleware or was excluded from sessions.
+func Session(ctx *fasthttp.RequestCtx) *kvsession.Session {
+	s, _ := ctx.UserValue(sessionKey{}).(*kvsession.Session)
+	return s
+}
+
+// Handler wraps next so that it runs with a session.
+func (m *Middleware) Handler(next fasthttp.RequestHandler) fasthttp.RequestHandler {
+	b := m.backend
+	return func(ctx *fasthttp.RequestCtx) {
+		if (m.skip != nil && m.skip(ctx)) || b.Excluded(ctx.Path()) {
+			next(ctx)
+			return
+		}
+		s := b.LoadFromRequest(requestContext{ctx}, cookieHeader(&ctx.Request.Header))
+		if m.readOnly != nil && m.readOnly(ctx) {
+			s.ReadOnly()
+		}
+		ctx.SetUserValue(sessionKey{}, s)
+		next(ctx)
+		err := b.StoreInResponse(s, responseSink{&ctx.Response.Header})
+		ctx.RemoveUserValue(sessionKey{})
+		b.Release(s)
+		if err != nil {
+			m.onError(ctx, err)
+		}
+	}
+}
+
+// cookieHeader returns the request's Cookie header as fasthttp read it: the
+// backend reads its (possibly split) cookies itself and must see every one,
+// duplicates included. Clients send one Cookie header; several are joined
+// as RFC 9113 §8.2.3 prescribes. If something before the middleware made
+// fasthttp parse the cookies, fasthttp rebuilds the header, at the cost of
+// an allocation.
+func cookieHeader(h *fasthttp.RequestHeader) []byte {
+	all := h.PeekAll(fasthttp.HeaderCookie)
+	switch len(all) {
+	case 0:
+		return nil
+	case 1:
+		return all[0]
+	}
+	var joined []byte
+	for i, v := range all {
+		if i > 0 {
+			joined = append(joined, "; "...)
+		}
+		joined = append(joined, v...)
+	}
+	return joined
+}
+
+// requestContext is the context store calls run under: the request's
+// values, without the cancellation fasthttp signals on RequestCtx when the
+// server starts shutting down. A request that is allowed to finish during a
+// graceful shutdown must also be allowed to save its session. It carries
+// no deadline: a hung store is bounded by Config.StoreTimeout, per store
+// call, which the backend applies. It is a single pointer, so converting it
+// to context.Context does not allocate.
+type requestContext struct{ *fasthttp.RequestCtx }
+
+func (requestContext) Deadline() (time.Time, bool) { return time.Time{}, false }
+func (requestContext) Done() <-chan struct{}       { return nil }
+func (requestContext) Err() error                  { return nil }
+
+// responseSink writes the backend's cookie and headers into a fasthttp
+// response.
+type responseSink struct{ h *fasthttp.ResponseHeader }
+
+func (r responseSink) SetCookie(name string, line []byte) {
+	r.h.DelCookie(name)
+	r.h.AddBytesV(fasthttp.HeaderSetCookie, line)
+}
+
+func (r responseSink) AddHeader(name, value string) { r.h.Add(name, value) }
+
+func defaultErrorHandler(ctx *fasthttp.RequestCtx, err error, logger *slog.Logger) {
+	logger.Error("kvsession: session unavailable", "error", err, "path", string(ctx.Path()))
+	ctx.Response.Reset()
+	ctx.SetStatusCode(fasthttp.StatusInternalServerError)
+	ctx.SetContentType("text/plain; charset=utf-8")
+	ctx.SetBodyString("session unavailable\n")
+}

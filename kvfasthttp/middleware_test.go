@@ -1,0 +1,402 @@
+package kvfasthttp_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/valyala/fasthttp"
+	"github.com/valyala/fasthttp/fasthttputil"
+
+	"github.com/kvsession/kvsession"
+	"github.com/kvsession/kvsession/kvfasthttp"
+	"github.com/kvsession/kvsession/store"
+	"github.com/kvsession/kvsession/store/memstore"
+)
+
+// countingStore wraps a real store, counting calls and failing on demand.
+type countingStore struct {
+	store.Store
+	gets, sets atomic.Int64
+	failGet    atomic.Bool
+	failSet    atomic.Bool
+}
+
+var errDown = errors.New("store down")
+
+func (c *countingStore) Get(ctx context.Context, key string) ([]byte, error) {
+	c.gets.Add(1)
+	if c.failGet.Load() {
+		return nil, errDown
+	}
+	return c.Store.Get(ctx, key)
+}
+
+func (c *countingStore) Set(ctx context.Context, key string, v []byte, ttl time.Duration) error {
+	c.sets.Add(1)
+	if c.failSet.Load() {
+		return errDown
+	}
+	return c.Store.Set(ctx, key, v, ttl)
+}
+
+// Swap is a save of a loaded session: counted and failed as a Set.
+func (c *countingStore) Swap(ctx context.Context, key string, old, v []byte, ttl time.Duration) (bool, error) {
+	c.sets.Add(1)
+	if c.failSet.Load() {
+		return false, errDown
+	}
+	return c.Store.Swap(ctx, key, old, v, ttl)
+}
+
+// app is a small application exercising the session from handlers.
+func app(ctx *fasthttp.RequestCtx) {
+	sess := kvfasthttp.Session(ctx)
+	switch string(ctx.Path()) {
+	case "/static/logo.png", "/skip":
+		if sess != nil {
+			ctx.Error("excluded route got a session", 500)
+			return
+		}
+		ctx.WriteString("static")
+	case "/plain":
+		ctx.WriteString("no session used")
+	case "/counter":
+		n, _ := sess.GetInt("n")
+		if err := sess.Set("n", n+1); err != nil {
+			ctx.Error(err.Error(), 500)
+			return
+		}
+		ctx.Response.Header.Set("Vary", "Accept-Encoding")
+		ctx.WriteString(itoa(n + 1))
+	case "/during-shutdown":
+		// fasthttp closes ctx.Done() when the server begins shutting down.
+		inHandler <- struct{}{}
+		<-ctx.Done()
+		if err := sess.Set("n", 42); err != nil {
+			ctx.Error(err.Error(), 500)
+		}
+	case "/read":
+		n, _ := sess.GetInt("n")
+		ctx.WriteString(itoa(n))
+	case "/blob":
+		if ctx.IsPut() {
+			if err := sess.Set("blob", string(ctx.PostBody())); err != nil {
+				ctx.Error(err.Error(), 500)
+			}
+			return
+		}
+		v, _ := sess.GetString("blob")
+		ctx.WriteString(v)
+	case "/logout":
+		if err := sess.Destroy(); err != nil {
+			ctx.Error(err.Error(), 500)
+		}
+	}
+}
+
+// inHandler tells TestSaveDuringGracefulShutdown its request has arrived.
+var inHandler = make(chan struct{}, 1)
+
+func itoa(n int) string { return strconv.Itoa(n) }
+
+type server struct {
+	fs     *fasthttp.Server
+	store  *countingStore
+	client *http.Client
+	jar    *cookiejar.Jar
+	errs   atomic.Int64
+}
+
+func start(t *testing.T, cfg kvsession.Config, opts kvfasthttp.Options) *server {
+	t.Helper()
+	st := &countingStore{Store: memstore.New(memstore.Options{})}
+	reg := store.NewRegistry(nil)
+	if err := reg.Register("sessions", st); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { reg.Close() })
+	b, err := kvsession.New(cfg, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := serve(t, b, opts)
+	srv.store = st
+	return srv
+}
+
+// serve runs app behind the middleware over backend on an in-memory
+// listener, with a client that keeps cookies in a jar.
+func serve(t *testing.T, b kvsession.Backend, opts kvfasthttp.Options) *server {
+	t.Helper()
+	srv := &server{}
+	if opts.ErrorHandler != nil {
+		h := opts.ErrorHandler
+		opts.ErrorHandler = func(ctx *fasthttp.RequestCtx, err error) { srv.errs.Add(1); h(ctx, err) }
+	}
+	ln := fasthttputil.NewInmemoryListener()
+	mw, err := kvfasthttp.New(b, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fs := mw.NewServer(app)
+	srv.fs = fs
+	go fs.Serve(ln)
+	t.Cleanup(func() { fs.Shutdown(); ln.Close() })
+	srv.jar, _ = cookiejar.New(nil)
+	srv.client = &http.Client{Jar: srv.jar, Transport: &http.Transport{
+		DialContext: func(context.Context, string, string) (net.Conn, error) { return ln.Dial() },
+	}}
+	return srv
+}
+
+func (s *server) do(t *testing.T, method, path string, cookie string) (*http.Response, string) {
+	t.Helper()
+	req, _ := http.NewRequest(method, "http://example.test"+path, nil)
+	if cookie != "" {
+		req.Header.Set("Cookie", cookie)
+	}
+	resp, err := s.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	return resp, string(body)
+}
+
+func (s *server) get(t *testing.T, path string) (*http.Response, string) {
+	t.Helper()
+	return s.do(t, "GET", path, "")
+}
+
+var site, _ = url.Parse("http://example.test/")
+
+func TestCounterOverHTTP(t *testing.T) {
+	s := start(t, kvsession.Config{}, kvfasthttp.Options{})
+	for want := 1; want <= 3; want++ {
+		resp, body := s.get(t, "/counter")
+		if resp.StatusCode != 200 || body != itoa(want) {
+			t.Fatalf("counter = %d %q, want %d", resp.StatusCode, body, want)
+		}
+	}
+	resp, _ := s.get(t, "/counter")
+	sc := resp.Header.Get("Set-Cookie")
+	for _, attr := range []string{"session=", "Path=/", "Max-Age=1209600", "Expires=", "HttpOnly", "SameSite=Lax"} {
+		if !strings.Contains(sc, attr) {
+			t.Errorf("Set-Cookie %q lacks %q", sc, attr)
+		}
+	}
+	if got := resp.Header.Values("Vary"); !contains(got, "Cookie") || !contains(got, "Accept-Encoding") {
+		t.Errorf("Vary = %q: want the handler's value kept and Cookie added", got)
+	}
+	if got := resp.Header.Get("Cache-Control"); got != `no-cache="Set-Cookie"` {
+		t.Errorf("Cache-Control = %q", got)
+	}
+	// A read-only request writes nothing.
+	sets := s.store.sets.Load()
+	resp, body := s.get(t, "/read")
+	if body != "4" || resp.Header.Get("Set-Cookie") != "" || s.store.sets.Load() != sets {
+		t.Fatalf("read: body %q, Set-Cookie %q, sets %d→%d", body, resp.Header.Get("Set-Cookie"), sets, s.store.sets.Load())
+	}
+}
+
+func contains(list []string, v string) bool {
+	for _, s := range list {
+		if s == v {
+			return true
+		}
+	}
+	return false
+}
+
+func TestLazyLoadAndExclusion(t *testing.T) {
+	skip := func(ctx *fasthttp.RequestCtx) bool { return string(ctx.Path()) == "/skip" }
+	s := start(t, kvsession.Config{Exclude: []string{"^/static/"}}, kvfasthttp.Options{Skip: skip})
+	s.get(t, "/counter") // the client now has a valid session cookie
+	gets := s.store.gets.Load()
+	for _, path := range []string{"/plain", "/static/logo.png", "/skip"} {
+		resp, body := s.get(t, path)
+		if resp.StatusCode != 200 || resp.Header.Get("Set-Cookie") != "" {
+			t.Errorf("%s: %d %q Set-Cookie %q", path, resp.StatusCode, body, resp.Header.Get("Set-Cookie"))
+		}
+	}
+	if got := s.store.gets.Load(); got != gets {
+		t.Fatalf("routes that never use the session hit the store %d times", got-gets)
+	}
+}
+
+func TestHostileCookiesGetFreshSession(t *testing.T) {
+	s := start(t, kvsession.Config{}, kvfasthttp.Options{})
+	s.get(t, "/counter")
+	s.get(t, "/counter") // the jar's session is at 2
+	for name, cookie := range map[string]string{
+		"garbage":   "session=%%%garbage%%%",
+		"empty":     "session=",
+		"forged id": "session=" + strings.Repeat("A", 43),
+		"oversized": "session=" + strings.Repeat("A", 3000),
+		"injection": "session=abc\r\nX-Evil: 1",
+	} {
+		t.Run(name, func(t *testing.T) {
+			req, _ := http.NewRequest("GET", "http://example.test/counter", nil)
+			req.Header.Set("Cookie", cookie)
+			resp, err := (&http.Client{Transport: s.client.Transport}).Do(req)
+			if err != nil {
+				// net/http refuses to send a header with CR LF: nothing to test.
+				if name == "injection" {
+					return
+				}
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 || string(body) != "1" {
+				t.Fatalf("%d %q, want a fresh session at 1", resp.StatusCode, body)
+			}
+			if resp.Header.Get("X-Evil") != "" {
+				t.Fatal("header injected")
+			}
+		})
+	}
+	if _, body := s.get(t, "/read"); body != "2" {
+		t.Fatalf("the real session was disturbed: %q", body)
+	}
+}
+
+func TestLogoutExpiresCookie(t *testing.T) {
+	s := start(t, kvsession.Config{}, kvfasthttp.Options{})
+	s.get(t, "/counter")
+	resp, _ := s.get(t, "/logout")
+	if sc := resp.Header.Get("Set-Cookie"); !strings.Contains(sc, "Max-Age=0") || !strings.Contains(sc, "Expires=Thu, 01 Jan 1970") {
+		t.Fatalf("Set-Cookie %q", sc)
+	}
+	if len(s.jar.Cookies(site)) != 0 {
+		t.Fatal("browser kept the cookie")
+	}
+	if _, body := s.get(t, "/read"); body != "0" {
+		t.Fatalf("session survived logout: %q", body)
+	}
+}
+
+func TestStoreErrorsReachErrorHandler(t *testing.T) {
+	t.Run("default handler", func(t *testing.T) {
+		s := start(t, kvsession.Config{}, kvfasthttp.Options{})
+		s.get(t, "/counter")
+		s.store.failGet.Store(true)
+		resp, body := s.get(t, "/counter")
+		if resp.StatusCode != 500 || body != "session unavailable\n" || resp.Header.Get("Set-Cookie") != "" {
+			t.Fatalf("%d %q %q", resp.StatusCode, body, resp.Header.Get("Set-Cookie"))
+		}
+		s.store.failGet.Store(false)
+		if _, body := s.get(t, "/read"); body != "1" {
+			t.Fatalf("data after outage: %q", body)
+		}
+	})
+	t.Run("custom handler on save", func(t *testing.T) {
+		s := start(t, kvsession.Config{}, kvfasthttp.Options{ErrorHandler: func(ctx *fasthttp.RequestCtx, err error) {
+			ctx.Response.Reset()
+			ctx.SetStatusCode(503)
+			ctx.SetBodyString("try later: " + err.Error())
+		}})
+		s.get(t, "/counter")
+		s.store.failSet.Store(true)
+		resp, body := s.get(t, "/counter")
+		if resp.StatusCode != 503 || !strings.Contains(body, "store down") || s.errs.Load() != 1 {
+			t.Fatalf("%d %q errs=%d", resp.StatusCode, body, s.errs.Load())
+		}
+		s.store.failSet.Store(false)
+		if _, body := s.get(t, "/read"); body != "1" {
+			t.Fatalf("stored data changed by a failed save: %q", body)
+		}
+	})
+}
+
+func TestParallelClientsKeepTheirOwnSessions(t *testing.T) {
+	s := start(t, kvsession.Config{}, kvfasthttp.Options{})
+	var wg sync.WaitGroup
+	for c := 0; c < 8; c++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			jar, _ := cookiejar.New(nil)
+			client := &http.Client{Jar: jar, Transport: s.client.Transport}
+			for want := 1; want <= 20; want++ {
+				resp, err := client.Get("http://example.test/counter")
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				body, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if string(body) != itoa(want) {
+					t.Errorf("client got %q, want %d", body, want)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// TestSaveDuringGracefulShutdown: a request the server lets finish while
+// shutting down must also get its session saved.
+func TestSaveDuringGracefulShutdown(t *testing.T) {
+	s := start(t, kvsession.Config{}, kvfasthttp.Options{})
+	done := make(chan struct{})
+	var resp *http.Response
+	go func() {
+		defer close(done)
+		resp, _ = s.get(t, "/during-shutdown")
+	}()
+	// Shut down once the request is inside the handler.
+	<-inHandler
+	if err := s.fs.Shutdown(); err != nil {
+		t.Fatal(err)
+	}
+	<-done
+	if resp == nil || resp.StatusCode != 200 || !strings.Contains(resp.Header.Get("Set-Cookie"), "session=") {
+		t.Fatalf("response during shutdown: %+v", resp)
+	}
+	if s.store.sets.Load() != 1 {
+		t.Fatalf("session not saved")
+	}
+}
+
+func TestParallelIncrementsWithLock(t *testing.T) {
+	// GETs are read-only: they must not queue behind the writers.
+	readOnly := func(ctx *fasthttp.RequestCtx) bool { return ctx.IsGet() && string(ctx.Path()) == "/read" }
+	s := start(t, kvsession.Config{Lock: true}, kvfasthttp.Options{ReadOnly: readOnly})
+	s.get(t, "/counter")
+	const n = 30
+	var wg sync.WaitGroup
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			req, _ := http.NewRequest("POST", "http://example.test/counter", nil)
+			resp, err := s.client.Do(req)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			resp.Body.Close()
+			if resp.StatusCode != 200 {
+				t.Errorf("status %d", resp.StatusCode)
+			}
+		}()
+	}
+	wg.Wait()
+	if _, body := s.get(t, "/read"); body != itoa(n+1) {
+		t.Fatalf("counter %s after %d parallel increments, want %d", body, n, n+1)
+	}
+}
