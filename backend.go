@@ -27,7 +27,7 @@ var ErrInvalidID = errors.New("kvsession: malformed session id")
 // StoreError wraps a failure of the session store. The middleware hands it
 // to its error handler; errors.Is sees through it to the store's error.
 type StoreError struct {
-	Op  string // "load", "save", "renew", "delete", "index" or "rotate"
+	Op  string // "load", "save", "extend", "delete", "index" or "rotate"
 	Err error
 }
 
@@ -100,7 +100,7 @@ func (b *ServerBackend) Store() store.Store { return unbounded(b.store) }
 
 // MaxCookieHeaderBytes is the length of "<Key>=<id>; ": the id cookie
 // never needs splitting.
-func (b *ServerBackend) MaxCookieHeaderBytes() int { return len(b.cfg.Key) + 1 + b.idLen + 2 }
+func (b *ServerBackend) MaxCookieHeaderBytes() int { return len(b.cfg.CookieName) + 1 + b.idLen + 2 }
 
 // idNotAlphabet is 1 for every byte outside unpadded URL-safe base64.
 var idNotAlphabet = func() (t [256]byte) {
@@ -222,7 +222,7 @@ func (b *ServerBackend) LoadFromRequest(ctx context.Context, cookieHeader []byte
 //     expired if the request carried one (no Set-Cookie otherwise);
 //   - a modified session: saved with MaxAge as TTL under its id (a new one if
 //     it had none) and the cookie set;
-//   - an unmodified one: nothing, unless RenewOnAccess is on, in which case
+//   - an unmodified one: nothing, unless ExtendOnAccess is on, in which case
 //     its TTL and cookie are refreshed without re-encoding it (and its
 //     cookie expired if another request destroyed it meanwhile).
 //
@@ -266,12 +266,12 @@ func (b *ServerBackend) storeInResponse(s *Session, sink ResponseSink) error {
 		b.expireCookies(s, sink)
 		return nil
 	}
-	if !s.modified && !s.forwarded && !b.cfg.RenewOnAccess && b.cfg.IdleTimeout <= 0 && b.cfg.RenewalTimeout <= 0 {
+	if !s.modified && !s.forwarded && !b.cfg.ExtendOnAccess && b.cfg.IdleTimeout <= 0 && b.cfg.RotationInterval <= 0 {
 		return nil // a read: nothing to write, no need to read the clock
 	}
 	now := s.nowNano()
 	if !s.modified && (b.extensionDue(s, now) || b.rotationDue(s, now)) {
-		return b.refresh(s, sink, now)
+		return b.extendOrRotate(s, sink, now)
 	}
 	switch {
 	case s.modified || b.extensionDue(s, now):
@@ -282,8 +282,8 @@ func (b *ServerBackend) storeInResponse(s *Session, sink ResponseSink) error {
 		if err := b.rotate(s, now); err != nil {
 			return err
 		}
-	case b.cfg.RenewOnAccess && s.exists:
-		live, err := b.renew(s, now)
+	case b.cfg.ExtendOnAccess && s.exists:
+		live, err := b.extend(s, now)
 		if err != nil {
 			return err
 		}
@@ -407,14 +407,14 @@ func (b *ServerBackend) takeBack(s *Session) {
 	s.exists = false
 }
 
-// refresh extends or rotates a session the request did not change. What
+// extendOrRotate extends or rotates a session the request did not change. What
 // the request loaded may be stale: another request may have saved the
 // session since (a read-only one reads without the lock), or destroyed it
 // (a logout everywhere). So the record is read again, under the lock
 // unless this request holds it already, and only its bookkeeping changes;
 // a session ended in the meantime stays ended, and the response writes no
 // cookie (the request that ended it wrote the one its client needs).
-func (b *ServerBackend) refresh(s *Session, sink ResponseSink, now int64) error {
+func (b *ServerBackend) extendOrRotate(s *Session, sink ResponseSink, now int64) error {
 	found := false
 	err := b.withSession(s.ctx, s.key, b.locks != nil && s.lock.key == "", func(fresh *Session) error {
 		found = true
@@ -459,7 +459,7 @@ func (b *ServerBackend) assignID(s *Session) error {
 }
 
 // rotate moves a session due for renewal to a fresh id. The old key then
-// holds, for RenewalGrace, a forward to the new id, so that requests already
+// holds, for RotationGrace, a forward to the new id, so that requests already
 // in flight with the old cookie still reach the session (and are given the
 // new cookie). The forward is sealed with a pad derived from the old id,
 // which the store does not hold: a store dump yields no usable id from it.
@@ -474,7 +474,7 @@ func (b *ServerBackend) rotate(s *Session, now int64) error {
 		s.id, s.key, s.exists = oldID, oldKey, true
 		return err
 	}
-	grace := b.cfg.RenewalGrace
+	grace := b.cfg.RotationGrace
 	var fwd []byte
 	if grace > 0 {
 		fwd = make([]byte, 1, 1+len(s.id))
@@ -570,7 +570,7 @@ func (b *ServerBackend) load(s *Session) error {
 			return err
 		}
 		if len(rec) > 0 && rec[0] == forwardMarker {
-			// At most one hop: a session rotates once per RenewalTimeout,
+			// At most one hop: a session rotates once per RotationInterval,
 			// far longer than the grace window.
 			if hops > 0 {
 				return nil
@@ -666,13 +666,13 @@ func (b *ServerBackend) renewID(s *Session) error {
 	return nil
 }
 
-// renew resets the TTL of an unmodified session, writing back the record
+// extend resets the TTL of an unmodified session, writing back the record
 // it loaded unchanged, and only if the store still holds that record. It
 // reports false if the session ended since this request loaded it
 // (destroyed, rotated or renewed by another request): a renewal must not
 // bring it back. A record another request saved meanwhile is left as it
 // is: that save set its TTL.
-func (b *ServerBackend) renew(s *Session, now int64) (bool, error) {
+func (b *ServerBackend) extend(s *Session, now int64) (bool, error) {
 	ttl := b.ttl(s, now)
 	// The record exists and stays bound to its user: extend its set
 	// membership before the TTL grows past what it covers. (s.indexed is
@@ -685,7 +685,7 @@ func (b *ServerBackend) renew(s *Session, now int64) (bool, error) {
 	}
 	ok, err := b.store.Swap(s.ctx, s.key, s.stored, s.stored, ttl)
 	if err != nil {
-		return false, &StoreError{Op: "renew", Err: err}
+		return false, &StoreError{Op: "extend", Err: err}
 	}
 	if ok {
 		return true, nil
@@ -758,7 +758,7 @@ func (b *ServerBackend) Set(ctx context.Context, id string, values map[string]an
 }
 
 // Delete deletes the session with the given id, or the one it leads to if
-// the id was rotated out within RenewalGrace. Deleting an unknown id is
+// the id was rotated out within RotationGrace. Deleting an unknown id is
 // not an error.
 func (b *ServerBackend) Delete(ctx context.Context, id string) error {
 	s, err := b.byID(ctx, id)

@@ -92,7 +92,7 @@ func TestCookieAttributesAsConfigured(t *testing.T) {
 		want string // attributes after the value
 	}{
 		{"defaults", Config{}, "; Path=/; Max-Age=1209600; Expires=X; HttpOnly; SameSite=Lax"},
-		{"everything", Config{Key: "sid", Path: "/app", Domain: "example.com", Secure: true, SameSite: SameSiteNone, MaxAge: 90 * time.Minute},
+		{"everything", Config{CookieName: "sid", Path: "/app", Domain: "example.com", Secure: true, SameSite: SameSiteNone, MaxAge: 90 * time.Minute},
 			"; Path=/app; Domain=example.com; Max-Age=5400; Expires=X; Secure; HttpOnly; SameSite=None"},
 		{"strict script-readable", Config{SameSite: SameSiteStrict, DisableHTTPOnly: true}, "; Path=/; Max-Age=1209600; Expires=X; SameSite=Strict"},
 		{"browser session", Config{BrowserSession: true}, "; Path=/; HttpOnly; SameSite=Lax"},
@@ -272,9 +272,9 @@ func TestModifiedSessionSavedUnderSameID(t *testing.T) {
 	}
 }
 
-func TestRenewOnAccess(t *testing.T) {
+func TestExtendOnAccess(t *testing.T) {
 	fs := newFakeStore()
-	b := newBackend(t, Config{RenewOnAccess: true, MaxAge: time.Minute}, touchingStore{fs})
+	b := newBackend(t, Config{ExtendOnAccess: true, MaxAge: time.Minute}, touchingStore{fs})
 	out, _ := request(t, b, "", func(s *Session) { s.Set("a", "b") })
 	id := out.cookieValue(t, "session")
 	before := append([]byte(nil), fs.data[b.storeKey([]byte(id))]...)
@@ -309,12 +309,12 @@ func TestRenewOnAccess(t *testing.T) {
 	}
 }
 
-// TestRenewOnAccessAfterConcurrentDestroy: the session was destroyed by
+// TestExtendOnAccessAfterConcurrentDestroy: the session was destroyed by
 // another request between this one's load and its renewal. The renewal
 // must not bring it back, is not an error, and writes no cookie.
-func TestRenewOnAccessAfterConcurrentDestroy(t *testing.T) {
+func TestExtendOnAccessAfterConcurrentDestroy(t *testing.T) {
 	fs := newFakeStore()
-	b := newBackend(t, Config{RenewOnAccess: true}, touchingStore{fs})
+	b := newBackend(t, Config{ExtendOnAccess: true}, touchingStore{fs})
 	out, _ := request(t, b, "", func(s *Session) { s.Set("a", "b") })
 	id := out.cookieValue(t, "session")
 	out, err := request(t, b, id, func(s *Session) {
@@ -523,7 +523,7 @@ func TestPrefixSeparatesConfigsSharingAStore(t *testing.T) {
 	st := newFakeStore()
 	reg := store.NewRegistry(nil)
 	reg.Register("shared", st)
-	admin, err := New(Config{Store: "shared", Prefix: "admin:", Key: "admin"}, reg)
+	admin, err := New(Config{Store: "shared", Prefix: "admin:", CookieName: "admin"}, reg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -199,7 +199,7 @@ func BenchmarkFeatureCost(b *testing.B) {
 		{"lock", Config{Lock: true}},
 		{"idle timeout", Config{IdleTimeout: time.Hour, ExtensionDelay: 30 * time.Minute}},
 		{"absolute timeout", Config{AbsoluteTimeout: time.Hour}},
-		{"renewal timeout", Config{RenewalTimeout: time.Hour}},
+		{"renewal timeout", Config{RotationInterval: time.Hour}},
 		{"bound to a user", Config{}},
 	}
 	for _, f := range features {

@@ -31,16 +31,16 @@ func (s SameSite) String() string {
 
 // Defaults applied to zero-valued Config fields.
 const (
-	DefaultKey            = "session"
+	DefaultCookieName            = "session"
 	DefaultMaxAge         = 14 * 24 * time.Hour
 	DefaultPath           = "/"
 	DefaultSessionIDBytes = 32
 	DefaultStore          = "sessions"
 	DefaultMaxRecordBytes = 1 << 20
 
-	DefaultRenewalGrace = 15 * time.Second
-	DefaultLockLease    = 30 * time.Second
-	DefaultLockWait     = 5 * time.Second
+	DefaultRotationGrace = 15 * time.Second
+	DefaultLockLease     = 30 * time.Second
+	DefaultLockWait      = 5 * time.Second
 
 	// DefaultMaxCookieSegments lets a cookie session take four browser
 	// cookies: about 16 KB of cookie, 11.9 KB of encoded session.
@@ -57,7 +57,7 @@ const SecretBytes = 32
 // Browsers drop cookies whose attributes are longer than 1024 bytes, and
 // every byte of name, Path and Domain is repeated in each cookie segment.
 const (
-	maxKeyBytes       = 256
+	maxCookieNameBytes       = 256
 	maxAttributeBytes = 1024
 )
 
@@ -72,11 +72,12 @@ const maxSessionIDBytes = 256
 // zero field takes the documented default, and the flags are named so that
 // their zero value is the safe choice (HttpOnly on, SameSite Lax).
 type Config struct {
-	// Key is the cookie name. Default "session".
-	Key string
+	// CookieName is the session cookie's name (segments of a split cookie
+	// add "-1", "-2", ...). Default "session".
+	CookieName string
 
 	// MaxAge is how long a session lives after it was last saved (or, with
-	// RenewOnAccess, last used): the store TTL and the cookie's Max-Age.
+	// ExtendOnAccess, last used): the store TTL and the cookie's Max-Age.
 	// Default 14 days; at least one second, at most 400 days.
 	MaxAge time.Duration
 
@@ -101,10 +102,10 @@ type Config struct {
 	// Default 32 (256 bits); below 16 is an error.
 	SessionIDBytes int
 
-	// RenewOnAccess refreshes a session's store TTL and its cookie's
+	// ExtendOnAccess refreshes a session's store TTL and its cookie's
 	// Max-Age on every request that reads it, not only when it changes.
 	// Refreshing does not re-encode the session.
-	RenewOnAccess bool
+	ExtendOnAccess bool
 
 	// BrowserSession sends the cookie without Max-Age or Expires, so the
 	// browser forgets it when it closes. The server still expires the data
@@ -159,7 +160,7 @@ type Config struct {
 	// IdleTimeout ends a session unused for that long (0: off). Use
 	// refreshes it, but at most once per ExtensionDelay, so that read-only
 	// requests do not each cost a store write. Cannot be combined with
-	// RenewOnAccess, which it generalises.
+	// ExtendOnAccess, which it generalises.
 	IdleTimeout time.Duration
 
 	// ExtensionDelay is how long after its last save or extension a
@@ -174,15 +175,15 @@ type Config struct {
 	// however active (0: off).
 	AbsoluteTimeout time.Duration
 
-	// RenewalTimeout rotates a server-side session's id that long after it
+	// RotationInterval rotates a server-side session's id that long after it
 	// was created or last rotated (0: off), keeping its data. The old id
-	// keeps leading to the session for RenewalGrace, so requests already
+	// keeps leading to the session for RotationGrace, so requests already
 	// in flight with the old cookie still find it.
-	RenewalTimeout time.Duration
+	RotationInterval time.Duration
 
-	// RenewalGrace is how long a rotated-out id still works. Default 15
+	// RotationGrace is how long a rotated-out id still works. Default 15
 	// seconds; at most a minute, since a stolen old id works that long.
-	RenewalGrace time.Duration
+	RotationGrace time.Duration
 
 	// MaxAgeLimit is the longest lifetime Session.SetMaxAge may give one
 	// session ("remember me"). Default MaxAge: no session outlives the
@@ -248,8 +249,8 @@ func (e *ConfigError) Error() string {
 
 // withDefaults returns a copy of c with every zero field set to its default.
 func (c Config) withDefaults() Config {
-	if c.Key == "" {
-		c.Key = DefaultKey
+	if c.CookieName == "" {
+		c.CookieName = DefaultCookieName
 	}
 	if c.MaxAge == 0 {
 		c.MaxAge = DefaultMaxAge
@@ -278,8 +279,8 @@ func (c Config) withDefaults() Config {
 	if c.ExtensionDelay == 0 && c.IdleTimeout > 0 {
 		c.ExtensionDelay = c.IdleTimeout / 10
 	}
-	if c.RenewalGrace == 0 {
-		c.RenewalGrace = DefaultRenewalGrace
+	if c.RotationGrace == 0 {
+		c.RotationGrace = DefaultRotationGrace
 	}
 	if c.MaxAgeLimit == 0 {
 		c.MaxAgeLimit = c.MaxAge
@@ -312,11 +313,11 @@ func (c Config) compile() (*compiled, error) {
 	bad := func(field, format string, args ...any) (*compiled, error) {
 		return nil, &ConfigError{Field: field, Reason: fmt.Sprintf(format, args...)}
 	}
-	if !validCookieName(c.Key) {
-		return bad("Key", "%q is not a valid cookie name (RFC 6265 token)", c.Key)
+	if !validCookieName(c.CookieName) {
+		return bad("CookieName", "%q is not a valid cookie name (RFC 6265 token)", c.CookieName)
 	}
-	if len(c.Key) > maxKeyBytes {
-		return bad("Key", "%d bytes is longer than %d", len(c.Key), maxKeyBytes)
+	if len(c.CookieName) > maxCookieNameBytes {
+		return bad("CookieName", "%d bytes is longer than %d", len(c.CookieName), maxCookieNameBytes)
 	}
 	if len(c.Path) > maxAttributeBytes {
 		return bad("Path", "%d bytes is longer than %d (browsers drop such cookies)", len(c.Path), maxAttributeBytes)
@@ -419,14 +420,14 @@ func (c *Config) checkLifecycle() error {
 	for _, d := range []struct {
 		field string
 		v     time.Duration
-	}{{"IdleTimeout", c.IdleTimeout}, {"AbsoluteTimeout", c.AbsoluteTimeout}, {"RenewalTimeout", c.RenewalTimeout}} {
+	}{{"IdleTimeout", c.IdleTimeout}, {"AbsoluteTimeout", c.AbsoluteTimeout}, {"RotationInterval", c.RotationInterval}} {
 		if d.v < 0 || (d.v > 0 && d.v < time.Second) {
 			return bad(d.field, "%v: use 0 (off) or at least a second", d.v)
 		}
 	}
 	if c.IdleTimeout > 0 {
-		if c.RenewOnAccess {
-			return bad("RenewOnAccess", "cannot be combined with IdleTimeout, which extends sessions on use every ExtensionDelay")
+		if c.ExtendOnAccess {
+			return bad("ExtendOnAccess", "cannot be combined with IdleTimeout, which extends sessions on use every ExtensionDelay")
 		}
 		if c.ExtensionDelay <= 0 || c.ExtensionDelay >= c.IdleTimeout {
 			return bad("ExtensionDelay", "%v must be above 0 and below IdleTimeout (%v)", c.ExtensionDelay, c.IdleTimeout)
@@ -434,8 +435,8 @@ func (c *Config) checkLifecycle() error {
 	} else if c.ExtensionDelay != 0 {
 		return bad("ExtensionDelay", "is set but IdleTimeout is not")
 	}
-	if c.RenewalGrace < 0 || c.RenewalGrace > time.Minute {
-		return bad("RenewalGrace", "%v is outside 0 to 1m", c.RenewalGrace)
+	if c.RotationGrace < 0 || c.RotationGrace > time.Minute {
+		return bad("RotationGrace", "%v is outside 0 to 1m", c.RotationGrace)
 	}
 	if c.LockLease < 0 || c.LockWait < 0 {
 		return bad("LockLease", "LockLease (%v) and LockWait (%v) must not be negative", c.LockLease, c.LockWait)
@@ -453,21 +454,21 @@ func (c *Config) checkCookiePrefix() error {
 	bad := func(field, format string, args ...any) error {
 		return &ConfigError{Field: field, Reason: fmt.Sprintf(format, args...)}
 	}
-	lower := strings.ToLower(c.Key)
+	lower := strings.ToLower(c.CookieName)
 	switch {
 	case strings.HasPrefix(lower, "__host-"):
 		if !c.Secure {
-			return bad("Secure", "a %q cookie requires Secure", c.Key)
+			return bad("Secure", "a %q cookie requires Secure", c.CookieName)
 		}
 		if c.Path != "/" {
-			return bad("Path", "a %q cookie requires Path \"/\", not %q", c.Key, c.Path)
+			return bad("Path", "a %q cookie requires Path \"/\", not %q", c.CookieName, c.Path)
 		}
 		if c.Domain != "" {
-			return bad("Domain", "a %q cookie must not have a Domain (%q)", c.Key, c.Domain)
+			return bad("Domain", "a %q cookie must not have a Domain (%q)", c.CookieName, c.Domain)
 		}
 	case strings.HasPrefix(lower, "__secure-"):
 		if !c.Secure {
-			return bad("Secure", "a %q cookie requires Secure", c.Key)
+			return bad("Secure", "a %q cookie requires Secure", c.CookieName)
 		}
 	}
 	if c.Partitioned && !c.Secure {

@@ -26,11 +26,11 @@ func TestConfigValidate(t *testing.T) {
 		{"max age beyond what browsers keep", Config{MaxAge: MaxMaxAge + time.Second}, "MaxAge"},
 		{"long path", Config{Path: "/" + strings.Repeat("p", 1024)}, "Path"},
 		{"long domain", Config{Domain: strings.Repeat("d", 1025)}, "Domain"},
-		{"long key", Config{Key: strings.Repeat("k", 257)}, "Key"},
+		{"long key", Config{CookieName: strings.Repeat("k", 257)}, "CookieName"},
 		{"no segments", Config{MaxCookieSegments: -1}, "MaxCookieSegments"},
 		{"short secret", Config{Secrets: [][]byte{make([]byte, 16)}}, "Secrets[0]"},
-		{"cookie name with space", Config{Key: "my session"}, "Key"},
-		{"cookie name with =", Config{Key: "a=b"}, "Key"},
+		{"cookie name with space", Config{CookieName: "my session"}, "CookieName"},
+		{"cookie name with =", Config{CookieName: "a=b"}, "CookieName"},
 		{"relative path", Config{Path: "app"}, "Path"},
 		{"path with ;", Config{Path: "/a;b"}, "Path"},
 		{"domain with CRLF", Config{Domain: "a.com\r\nX: y"}, "Domain"},
@@ -62,9 +62,9 @@ func TestConfigValidate(t *testing.T) {
 func TestConfigDefaults(t *testing.T) {
 	b := newBackend(t, Config{}, newFakeStore())
 	got := b.Config()
-	if got.Key != "session" || got.MaxAge != 14*24*time.Hour || got.Path != "/" ||
+	if got.CookieName != "session" || got.MaxAge != 14*24*time.Hour || got.Path != "/" ||
 		got.SessionIDBytes != 32 || got.Store != "sessions" || got.SameSite != SameSiteLax ||
-		got.DisableHTTPOnly || got.Secure || got.RenewOnAccess || got.MaxRecordBytes != 1<<20 {
+		got.DisableHTTPOnly || got.Secure || got.ExtendOnAccess || got.MaxRecordBytes != 1<<20 {
 		t.Fatalf("defaults: %+v", got)
 	}
 	if _, ok := got.Codec.(Msgpack); !ok {

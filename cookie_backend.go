@@ -90,15 +90,15 @@ func NewCookie(cfg Config, stores *store.Registry) (*CookieBackend, error) {
 	if c.Lock {
 		return nil, &ConfigError{Field: "Lock", Reason: "cookie sessions have no server state to lock: each request carries its own copy"}
 	}
-	if c.RenewalTimeout > 0 {
-		return nil, &ConfigError{Field: "RenewalTimeout", Reason: "cookie sessions have no id to rotate"}
+	if c.RotationInterval > 0 {
+		return nil, &ConfigError{Field: "RotationInterval", Reason: "cookie sessions have no id to rotate"}
 	}
 	if len(c.Secrets) == 0 {
 		return nil, &ConfigError{Field: "Secrets", Reason: fmt.Sprintf("the cookie backend needs at least one key of %d random bytes", SecretBytes)}
 	}
 	b := &CookieBackend{}
 	for i, secret := range c.Secrets {
-		k, err := newCookieKey(c.Key, secret)
+		k, err := newCookieKey(c.CookieName, secret)
 		if err != nil {
 			return nil, &ConfigError{Field: fmt.Sprintf("Secrets[%d]", i), Reason: err.Error()}
 		}
@@ -189,7 +189,7 @@ func (b *CookieBackend) LoadFromRequest(ctx context.Context, cookieHeader []byte
 //   - a session never used during the request: nothing;
 //   - a session empty after the handler: the cookies the request carried
 //     expired;
-//   - a modified session, or any used session with RenewOnAccess, or one
+//   - a modified session, or any used session with ExtendOnAccess, or one
 //     whose cookie was sealed with an older key: sealed anew with a fresh
 //     expiry, split over as many cookies as it needs, and every cookie it
 //     no longer uses expired;
@@ -210,7 +210,7 @@ func (b *CookieBackend) StoreInResponse(s *Session, sink ResponseSink) error {
 		b.expireCookies(s, sink)
 		return nil
 	}
-	if !s.modified && !b.cfg.RenewOnAccess && s.sealedKey == 0 && !b.extensionDue(s, s.nowNano()) {
+	if !s.modified && !b.cfg.ExtendOnAccess && s.sealedKey == 0 && !b.extensionDue(s, s.nowNano()) {
 		return nil
 	}
 	return b.seal(s, sink)

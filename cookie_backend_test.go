@@ -211,7 +211,7 @@ func TestCookieBackendRefusesForeignCookies(t *testing.T) {
 		header string
 	}{
 		{"unknown key", newCookieBackend(t, Config{Secrets: [][]byte{keyC}}, newClock()), string(h)},
-		{"moved to another cookie name", newCookieBackend(t, Config{Key: "other"}, newClock()), "other=" + value},
+		{"moved to another cookie name", newCookieBackend(t, Config{CookieName: "other"}, newClock()), "other=" + value},
 		{"not base64", b, "session=" + value[:10] + "*" + value[11:]},
 		{"padded base64", b, "session=" + value + "=="},
 		{"empty", b, "session="},
@@ -243,9 +243,9 @@ func TestCookieBackendExpiredCookieReplayed(t *testing.T) {
 	}
 }
 
-func TestCookieBackendRenewOnAccess(t *testing.T) {
+func TestCookieBackendExtendOnAccess(t *testing.T) {
 	clk := newClock()
-	b := newCookieBackend(t, Config{MaxAge: time.Hour, RenewOnAccess: true}, clk)
+	b := newCookieBackend(t, Config{MaxAge: time.Hour, ExtendOnAccess: true}, clk)
 	h := roundTrip(t, b, map[string]any{"blob": "x"})
 	for i := 0; i < 3; i++ {
 		clk.advance(50 * time.Minute)
@@ -504,7 +504,7 @@ func TestRevocationCannotBeLaundered(t *testing.T) {
 	if err := reg.Register("revocations", newFakeStore()); err != nil {
 		t.Fatal(err)
 	}
-	b, err := NewCookie(Config{Secrets: [][]byte{keyA}, RevocationStore: "revocations", RenewOnAccess: true}, reg)
+	b, err := NewCookie(Config{Secrets: [][]byte{keyA}, RevocationStore: "revocations", ExtendOnAccess: true}, reg)
 	if err != nil {
 		t.Fatal(err)
 	}

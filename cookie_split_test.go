@@ -88,7 +88,7 @@ func sortedKeys(m map[string]string) []string {
 func TestSplitBoundaries(t *testing.T) {
 	// Secure, a Domain and a long Path make every line longer: the
 	// boundary must account for all of them.
-	cfg := Config{Key: "sid", Secure: true, Domain: "accounts.example.com", Path: "/" + strings.Repeat("p", 300), MaxCookieSegments: 8}
+	cfg := Config{CookieName: "sid", Secure: true, Domain: "accounts.example.com", Path: "/" + strings.Repeat("p", 300), MaxCookieSegments: 8}
 	c := newCore(t, cfg)
 	attrs := len(c.appendAttrs(nil, cookiePersistent, c.cfg.MaxAge, c.now().UnixNano()))
 	bareMax := MaxCookieLineBytes - len("sid=") - attrs

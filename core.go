@@ -89,7 +89,7 @@ func (c *core) init(cfg *compiled, e engine) {
 	c.cfg = *cfg
 	_, c.fastCodec = cfg.Codec.(Msgpack)
 	c.maxAge = strconv.FormatInt(int64((cfg.MaxAge+time.Second-1)/time.Second), 10)
-	c.split = newCookieSplitter(cfg.Key, cfg.MaxCookieSegments)
+	c.split = newCookieSplitter(cfg.CookieName, cfg.MaxCookieSegments)
 	c.rand, c.now = rand.Reader, newWallClock().now
 	c.pool.New = func() any { return &Session{c: c, e: e} }
 }
@@ -103,7 +103,7 @@ func (c *core) Config() Config {
 }
 
 // CookieName returns the name of the session cookie (segments add "-<n>").
-func (c *core) CookieName() string { return c.cfg.Key }
+func (c *core) CookieName() string { return c.cfg.CookieName }
 
 // Excluded reports whether a request path matches one of Config.Exclude.
 func (c *core) Excluded(path []byte) bool {

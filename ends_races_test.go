@@ -88,7 +88,7 @@ func advFinish(b *ServerBackend, s *Session) (*sink, error) {
 }
 
 // a request in flight that only reads, finishing after a
-// concurrent request of the same client rotated the id (RenewalTimeout),
+// concurrent request of the same client rotated the id (RotationInterval),
 // renewed it (RenewID at login) or extended it, answers with a Set-Cookie
 // that EXPIRES the session cookie. The browser applies responses in
 // arrival order: if this one lands after the one that carried the new id,
@@ -104,14 +104,14 @@ func TestReadInFlightExpiresTheNewCookie(t *testing.T) {
 		// advance before both loads
 		advance time.Duration
 	}{
-		{"rotation/lock=off", Config{RenewalTimeout: time.Hour, MaxAge: 24 * time.Hour}, func(t *testing.T, b *ServerBackend, id string) string {
+		{"rotation/lock=off", Config{RotationInterval: time.Hour, MaxAge: 24 * time.Hour}, func(t *testing.T, b *ServerBackend, id string) string {
 			out, err := request(t, b, id, func(s *Session) { s.Len() })
 			if err != nil {
 				t.Fatal(err)
 			}
 			return out.cookieValue(t, "session")
 		}, 2 * time.Hour},
-		{"RenewID+RenewOnAccess/lock=off", Config{RenewOnAccess: true, MaxAge: 24 * time.Hour}, func(t *testing.T, b *ServerBackend, id string) string {
+		{"RenewID+ExtendOnAccess/lock=off", Config{ExtendOnAccess: true, MaxAge: 24 * time.Hour}, func(t *testing.T, b *ServerBackend, id string) string {
 			out, err := request(t, b, id, func(s *Session) { s.RenewID(); s.SetUser("alice2") })
 			if err != nil {
 				t.Fatal(err)
@@ -238,7 +238,7 @@ func TestExpiredHolderRefreshOverwritesNewerSave(t *testing.T) {
 			if name == "extension" {
 				cfg.IdleTimeout, cfg.ExtensionDelay = time.Hour, time.Minute
 			} else {
-				cfg.RenewalTimeout = time.Hour
+				cfg.RotationInterval = time.Hour
 			}
 			b, clk, st := advSetup(t, cfg)
 			id := login(t, b, "alice")
@@ -282,7 +282,7 @@ func TestReadOnlyWriterGivesHolderErrConflict(t *testing.T) {
 	b, _, _ := advSetup(t, Config{Lock: true, LockLease: time.Minute, MaxAge: time.Hour})
 	id := login(t, b, "alice")
 	holder := startRequest(t, b, id) // lock held, lease 1 minute
-	_, err := request(t, b, id, func(s *Session) { s.ReadOnly(); s.SetString("seen", "yes") })
+	_, err := request(t, b, id, func(s *Session) { s.SetReadOnly(); s.SetString("seen", "yes") })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -299,7 +299,7 @@ func TestReadOnlyWriterGivesHolderErrConflict(t *testing.T) {
 // Delete(id) of an id rotated out within its grace window deletes
 // only the forward: the session Get(id) just returned stays alive.
 func TestByIDDeleteOfRotatedOutID(t *testing.T) {
-	b, clk, _ := advSetup(t, Config{RenewalTimeout: time.Hour, MaxAge: 24 * time.Hour})
+	b, clk, _ := advSetup(t, Config{RotationInterval: time.Hour, MaxAge: 24 * time.Hour})
 	ctx := context.Background()
 	old := login(t, b, "alice")
 	clk.advance(2 * time.Hour)
@@ -320,11 +320,11 @@ func TestByIDDeleteOfRotatedOutID(t *testing.T) {
 // way to keep parallel reads from queueing) in flight while another
 // request rotates the id.
 func TestReadOnlyInFlightExpiresRotatedCookie(t *testing.T) {
-	b, clk, _ := advSetup(t, Config{Lock: true, RenewalTimeout: time.Hour, MaxAge: 24 * time.Hour})
+	b, clk, _ := advSetup(t, Config{Lock: true, RotationInterval: time.Hour, MaxAge: 24 * time.Hour})
 	id := login(t, b, "alice")
 	clk.advance(2 * time.Hour)
 	a := b.LoadFromRequest(context.Background(), []byte(b.CookieName()+"="+id))
-	a.ReadOnly()
+	a.SetReadOnly()
 	a.Len()
 	out, err := request(t, b, id, func(s *Session) { s.Len() }) // rotates
 	if err != nil {
@@ -344,7 +344,7 @@ func TestReadOnlyInFlightExpiresRotatedCookie(t *testing.T) {
 // session (the rotated-out id becomes a full session again, beside the
 // new one), and racing with RenewID brings the retired id back.
 func TestByIDSetRacingRotationForks(t *testing.T) {
-	b, clk, st := advSetup(t, Config{RenewalTimeout: time.Hour, RenewalGrace: 10 * time.Second, MaxAge: 24 * time.Hour})
+	b, clk, st := advSetup(t, Config{RotationInterval: time.Hour, RotationGrace: 10 * time.Second, MaxAge: 24 * time.Hour})
 	ctx := context.Background()
 	old := login(t, b, "alice")
 	clk.advance(2 * time.Hour)

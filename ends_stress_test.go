@@ -9,11 +9,11 @@ import (
 )
 
 // Stress: sessions of alice keep changing ids (RenewID, with a value
-// change), being re-read with RenewOnAccess, while DestroyUserSessions
+// change), being re-read with ExtendOnAccess, while DestroyUserSessions
 // runs. No login happens: after it returns and the requests in flight
 // finish, no session of alice may be alive.
 func TestStressLogoutEverywhereVsRenewID(t *testing.T) {
-	eachEnd(t, Config{RenewOnAccess: true, MaxAge: time.Hour, LockLease: 20 * time.Millisecond, LockWait: time.Second}, func(t *testing.T, b *ServerBackend) {
+	eachEnd(t, Config{ExtendOnAccess: true, MaxAge: time.Hour, LockLease: 20 * time.Millisecond, LockWait: time.Second}, func(t *testing.T, b *ServerBackend) {
 		ctx := context.Background()
 		const sessions = 8
 		var mu sync.Mutex

@@ -225,7 +225,7 @@ func TestEndsHoldAgainstRequestsInFlight(t *testing.T) {
 			}
 			return out.cookieValue(t, "session")
 		}},
-		{"rotation", Config{RenewalTimeout: time.Hour}, func(t *testing.T, b *ServerBackend, clk *clock, id string) string {
+		{"rotation", Config{RotationInterval: time.Hour}, func(t *testing.T, b *ServerBackend, clk *clock, id string) string {
 			clk.advance(2 * time.Hour)
 			out, err := request(t, b, id, func(s *Session) { s.Len() })
 			if err != nil {

@@ -34,7 +34,7 @@ func faultSnapshot(t *testing.T, fs *faultstore.Store, before map[string]string)
 }
 
 // TestRotationFaultsLoseNothing injects faults into the periodic id
-// rotation (RenewalTimeout) and into following its forward record.
+// rotation (RotationInterval) and into following its forward record.
 func TestRotationFaultsLoseNothing(t *testing.T) {
 	type ids struct{ old, new string } // new: "" until rotated
 	tests := []struct {
@@ -107,7 +107,7 @@ func TestRotationFaultsLoseNothing(t *testing.T) {
 			fs := faultstore.New(memstore.New(memstore.Options{Now: clk.now}))
 			defer fs.Store().Close()
 			var logs bytes.Buffer
-			b := newBackend(t, Config{RenewalTimeout: time.Hour, Logger: slog.New(slog.NewTextHandler(&logs, nil))}, fs.Store())
+			b := newBackend(t, Config{RotationInterval: time.Hour, Logger: slog.New(slog.NewTextHandler(&logs, nil))}, fs.Store())
 			b.now = clk.now
 			out, err := request(t, b, "", func(s *Session) { s.Set("v", "orig"); s.SetUser("ada") })
 			if err != nil {
@@ -256,7 +256,7 @@ func TestStoreTimeoutValidation(t *testing.T) {
 func TestStoreTimeoutUnsetWrapsNothing(t *testing.T) {
 	st := memstore.New(memstore.Options{})
 	defer st.Close()
-	b := newBackend(t, Config{RenewOnAccess: true}, st)
+	b := newBackend(t, Config{ExtendOnAccess: true}, st)
 	if b.store != store.Store(st) || b.appender != store.Appender(st) {
 		t.Errorf("store wrapped without a timeout: %T %T", b.store, b.appender)
 	}
@@ -276,7 +276,7 @@ func TestStoreTimeoutKeepsStoreAbilities(t *testing.T) {
 			}
 			fs := faultstore.New(inner)
 			defer fs.Store().Close()
-			b := newBackend(t, Config{StoreTimeout: time.Minute, RenewOnAccess: !tc.shared, Lock: true}, fs.Store())
+			b := newBackend(t, Config{StoreTimeout: time.Minute, ExtendOnAccess: !tc.shared, Lock: true}, fs.Store())
 			if b.Store() != fs.Store() {
 				t.Errorf("Store() = %T, want the registered store", b.Store())
 			}
@@ -296,7 +296,7 @@ func TestStoreTimeoutKeepsStoreAbilities(t *testing.T) {
 			}
 			want := map[faultstore.Method]bool{
 				faultstore.GetAppend: true,       // loads read into the session's buffer
-				faultstore.Swap:      !tc.shared, // RenewOnAccess rewrites the record it loaded
+				faultstore.Swap:      !tc.shared, // ExtendOnAccess rewrites the record it loaded
 				faultstore.AddMember: true,       // SetUser
 				faultstore.Members:   true,       // UserSessions
 				faultstore.TryLock:   tc.shared,  // the store's lock, not the in-process one

@@ -169,7 +169,7 @@ func FuzzCookieSplit(f *testing.F) {
 			}
 		}
 		if carried.bare {
-			if _, ok := out.cookies[c.cfg.Key]; !ok {
+			if _, ok := out.cookies[c.cfg.CookieName]; !ok {
 				t.Fatal("carried bare cookie left in place")
 			}
 		}

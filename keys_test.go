@@ -96,7 +96,7 @@ func TestLockFollowsForwardWithLentKeys(t *testing.T) {
 	clk := newClock()
 	st := memstore.New(memstore.Options{Now: clk.now})
 	defer st.Close()
-	b := newBackend(t, Config{Lock: true, LockWait: 200 * time.Millisecond, RenewalTimeout: time.Hour}, st)
+	b := newBackend(t, Config{Lock: true, LockWait: 200 * time.Millisecond, RotationInterval: time.Hour}, st)
 	b.now = clk.now
 	out, err := request(t, b, "", func(s *Session) { s.SetInt("n", 1) })
 	if err != nil {

@@ -84,11 +84,11 @@ func (c *core) extensionDue(s *Session, now int64) bool {
 
 // rotationDue reports whether a stored session's id is due for rotation.
 func (c *core) rotationDue(s *Session, now int64) bool {
-	if c.cfg.RenewalTimeout <= 0 || !s.exists {
+	if c.cfg.RotationInterval <= 0 || !s.exists {
 		return false
 	}
 	since := max(s.created, s.rotated)
-	return now-since >= int64(c.cfg.RenewalTimeout)
+	return now-since >= int64(c.cfg.RotationInterval)
 }
 
 // nowNano reads the clock once per request.

@@ -205,7 +205,7 @@ func TestRenewalRotatesWithGraceWindow(t *testing.T) {
 	clk := newClock()
 	st := &countingMemory{Store: memstore.New(memstore.Options{Now: clk.now})}
 	defer st.Close()
-	b := newBackend(t, Config{RenewalTimeout: time.Hour, RenewalGrace: 15 * time.Second}, st)
+	b := newBackend(t, Config{RotationInterval: time.Hour, RotationGrace: 15 * time.Second}, st)
 	b.now = clk.now
 	out, _ := request(t, b, "", func(s *Session) { s.Set("n", 1) })
 	oldID := out.cookieValue(t, "session")
@@ -242,7 +242,7 @@ func TestRenewalRotatesWithGraceWindow(t *testing.T) {
 			t.Fatalf("new id: n=%d, want the write made through the old one", n)
 		}
 	})
-	// Not rotated again until another RenewalTimeout has passed.
+	// Not rotated again until another RotationInterval has passed.
 	clk.advance(30 * time.Minute)
 	if out, _ := request(t, b, newID, func(s *Session) { s.GetInt("n") }); len(out.cookies) != 0 {
 		t.Fatal("rotated again too early")
@@ -253,8 +253,8 @@ func TestRenewalRotatesWithGraceWindow(t *testing.T) {
 // rotation's forward record does not hold the new id in the clear.
 func TestStoreHoldsNoUsableID(t *testing.T) {
 	for name, cfg := range map[string]Config{
-		"plain hash": {RenewalTimeout: time.Hour},
-		"keyed hash": {RenewalTimeout: time.Hour, IDHashKey: bytes.Repeat([]byte{9}, 32), Prefix: "s:"},
+		"plain hash": {RotationInterval: time.Hour},
+		"keyed hash": {RotationInterval: time.Hour, IDHashKey: bytes.Repeat([]byte{9}, 32), Prefix: "s:"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			clk := newClock()
@@ -291,13 +291,13 @@ func TestCookiePrefixesAndPartitioned(t *testing.T) {
 		cfg   Config
 		field string // "" = valid
 	}{
-		{"__Host- valid", Config{Key: "__Host-sid", Secure: true}, ""},
-		{"__Host- without Secure", Config{Key: "__Host-sid"}, "Secure"},
-		{"__Host- with a Path", Config{Key: "__Host-sid", Secure: true, Path: "/app"}, "Path"},
-		{"__Host- with a Domain", Config{Key: "__Host-sid", Secure: true, Domain: "example.com"}, "Domain"},
-		{"__host- any case", Config{Key: "__host-sid"}, "Secure"},
-		{"__Secure- valid", Config{Key: "__Secure-sid", Secure: true, Domain: "example.com", Path: "/app"}, ""},
-		{"__Secure- without Secure", Config{Key: "__Secure-sid"}, "Secure"},
+		{"__Host- valid", Config{CookieName: "__Host-sid", Secure: true}, ""},
+		{"__Host- without Secure", Config{CookieName: "__Host-sid"}, "Secure"},
+		{"__Host- with a Path", Config{CookieName: "__Host-sid", Secure: true, Path: "/app"}, "Path"},
+		{"__Host- with a Domain", Config{CookieName: "__Host-sid", Secure: true, Domain: "example.com"}, "Domain"},
+		{"__host- any case", Config{CookieName: "__host-sid"}, "Secure"},
+		{"__Secure- valid", Config{CookieName: "__Secure-sid", Secure: true, Domain: "example.com", Path: "/app"}, ""},
+		{"__Secure- without Secure", Config{CookieName: "__Secure-sid"}, "Secure"},
 		{"Partitioned without Secure", Config{Partitioned: true}, "Partitioned"},
 		{"Partitioned", Config{Partitioned: true, Secure: true}, ""},
 	}
@@ -313,7 +313,7 @@ func TestCookiePrefixesAndPartitioned(t *testing.T) {
 			}
 		})
 	}
-	b := newBackend(t, Config{Key: "__Host-sid", Secure: true, Partitioned: true}, newFakeStore())
+	b := newBackend(t, Config{CookieName: "__Host-sid", Secure: true, Partitioned: true}, newFakeStore())
 	out, _ := request(t, b, "", func(s *Session) { s.Set("n", 1) })
 	if line := out.cookies["__Host-sid"]; !strings.HasSuffix(line, "; Secure; HttpOnly; SameSite=Lax; Partitioned") || !strings.Contains(line, "; Path=/;") {
 		t.Fatalf("Set-Cookie %s", line)
@@ -326,12 +326,12 @@ func TestLifecycleConfigErrors(t *testing.T) {
 		cfg   Config
 		field string
 	}{
-		{"idle with renew on access", Config{IdleTimeout: time.Hour, RenewOnAccess: true}, "RenewOnAccess"},
+		{"idle with renew on access", Config{IdleTimeout: time.Hour, ExtendOnAccess: true}, "ExtendOnAccess"},
 		{"delay not below idle", Config{IdleTimeout: time.Minute, ExtensionDelay: time.Minute}, "ExtensionDelay"},
 		{"delay without idle", Config{ExtensionDelay: time.Minute}, "ExtensionDelay"},
 		{"sub-second idle", Config{IdleTimeout: time.Millisecond}, "IdleTimeout"},
 		{"negative absolute", Config{AbsoluteTimeout: -time.Hour}, "AbsoluteTimeout"},
-		{"long grace", Config{RenewalTimeout: time.Hour, RenewalGrace: time.Hour}, "RenewalGrace"},
+		{"long grace", Config{RotationInterval: time.Hour, RotationGrace: time.Hour}, "RotationGrace"},
 		{"limit below MaxAge", Config{MaxAge: time.Hour, MaxAgeLimit: time.Minute}, "MaxAgeLimit"},
 		{"short id hash key", Config{IDHashKey: []byte("short")}, "IDHashKey"},
 	}

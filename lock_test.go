@@ -90,9 +90,17 @@ func TestLockWaitAndReadOnly(t *testing.T) {
 	b.Release(s)
 	// A read-only request does not wait.
 	r := b.LoadFromRequest(context.Background(), h)
-	r.ReadOnly()
-	if v, _ := r.GetInt("n"); v != 1 || r.Err() != nil {
-		t.Fatalf("read-only load: %d, %v", v, r.Err())
+	if r.ReadOnly() {
+		t.Fatal("a fresh request reports ReadOnly")
+	}
+	r.SetReadOnly()
+	if v, _ := r.GetInt("n"); v != 1 || r.Err() != nil || !r.ReadOnly() {
+		t.Fatalf("read-only load: %d, %v, ReadOnly() = %v", v, r.Err(), r.ReadOnly())
+	}
+	b.Release(r)
+	// A pooled session forgets the last request's declaration.
+	if r = b.LoadFromRequest(context.Background(), h); r.ReadOnly() {
+		t.Fatal("ReadOnly survived Release")
 	}
 	b.Release(r)
 	// Release without StoreInResponse frees the lock too.
@@ -146,7 +154,7 @@ func TestReadOnlyExtensionKeepsLockedWrites(t *testing.T) {
 			defer wg.Done()
 			s := b.LoadFromRequest(context.Background(), h)
 			if i%2 == 0 {
-				s.ReadOnly()
+				s.SetReadOnly()
 				s.GetInt("n")
 			} else {
 				v, _ := s.GetInt("n")

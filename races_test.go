@@ -59,7 +59,7 @@ func TestExtensionDoesNotResurrectAfterLogoutEverywhere(t *testing.T) {
 
 // The same for an id rotation.
 func TestRotationDoesNotResurrectAfterLogoutEverywhere(t *testing.T) {
-	b, clk, _ := rvSetup(t, Config{RenewalTimeout: time.Minute, MaxAge: time.Hour})
+	b, clk, _ := rvSetup(t, Config{RotationInterval: time.Minute, MaxAge: time.Hour})
 	ctx := context.Background()
 	id := rvLogin(t, b, "ada")
 	clk.advance(2 * time.Minute)
@@ -103,7 +103,7 @@ func TestClearKeepsTheAbsoluteDeadline(t *testing.T) {
 }
 
 func TestSetByRotatedOutIDDoesNotFork(t *testing.T) {
-	b, clk, _ := rvSetup(t, Config{RenewalTimeout: time.Minute, MaxAge: time.Hour, RenewalGrace: 30 * time.Second})
+	b, clk, _ := rvSetup(t, Config{RotationInterval: time.Minute, MaxAge: time.Hour, RotationGrace: 30 * time.Second})
 	ctx := context.Background()
 	out, _ := request(t, b, "", func(s *Session) { s.Set("n", 1) })
 	old := out.cookieValue(t, "session")

@@ -75,7 +75,7 @@ type Session struct {
 	// The cookie backend's state.
 	// Lifecycle metadata, kept in the record beside the values.
 	extended   int64      // unix ns of the last save or extension: the idle clock starts there
-	rotated    int64      // unix ns the id was last rotated by RenewalTimeout; 0: never
+	rotated    int64      // unix ns the id was last rotated by RotationInterval; 0: never
 	maxAge     int64      // this session's own MaxAge (SetMaxAge); 0: Config.MaxAge
 	cookieMode cookieMode // this session's cookie lifetime (SetBrowserSession)
 	now        int64      // unix ns, read once per request (nowNano)

@@ -260,7 +260,7 @@ func TestStoreFaultsFailClosed(t *testing.T) {
 		},
 		{
 			name:      "renewal (a Swap of the record as loaded) fails",
-			cfg:       kvsession.Config{RenewOnAccess: true},
+			cfg:       kvsession.Config{ExtendOnAccess: true},
 			rule:      faultstore.Rule{Methods: faultstore.Swap},
 			path:      "/get",
 			notCalled: faultstore.Set,
@@ -367,7 +367,7 @@ func TestStoreTimeoutBoundsEveryStoreCall(t *testing.T) {
 		{name: "load", rule: hang(faultstore.Reads, ""), path: "/get"},
 		{name: "save", rule: hang(faultstore.Writes, ""), path: "/set?v=new"},
 		{name: "save slower than the timeout", rule: faultstore.Rule{Methods: faultstore.Writes, Latency: time.Hour}, path: "/set?v=new"},
-		{name: "renewal", cfg: kvsession.Config{RenewOnAccess: true}, rule: hang(faultstore.Swap, ""), path: "/get"},
+		{name: "renewal", cfg: kvsession.Config{ExtendOnAccess: true}, rule: hang(faultstore.Swap, ""), path: "/get"},
 		{name: "delete on Destroy", rule: hang(faultstore.Delete, ""), path: "/logout"},
 		{name: "store lock", cfg: kvsession.Config{Lock: true}, shared: true, rule: hang(faultstore.TryLock, ""), path: "/set?v=new"},
 		{name: "user set", setup: []string{"/bind?user=ada"}, rule: hang(faultstore.AddMember, "user:"), path: "/bind?user=bob"},

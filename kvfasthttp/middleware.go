@@ -165,7 +165,7 @@ func (m *Middleware) Handler(next fasthttp.RequestHandler) fasthttp.RequestHandl
 		}
 		s := b.LoadFromRequest(requestContext{ctx}, cookieHeader(&ctx.Request.Header))
 		if m.readOnly != nil && m.readOnly(ctx) {
-			s.ReadOnly()
+			s.SetReadOnly()
 		}
 		ctx.SetUserValue(sessionKey{}, s)
 		next(ctx)

@@ -73,7 +73,7 @@ func (r redactLogger) Printf(format string, args ...any) {
 // a fasthttp.Server serving this middleware should have, when it is not
 // made by NewServer or its Logger is replaced.
 func (m *Middleware) Logger(next fasthttp.Logger) fasthttp.Logger {
-	return RedactLogger(next, m.backend.Config().Key)
+	return RedactLogger(next, m.backend.Config().CookieName)
 }
 
 // slogLogger hands fasthttp's messages to a slog.Logger as warnings.

@@ -182,11 +182,11 @@ func soak(t *testing.T, storeName string, plan soakPlan) {
 		}
 	})
 	backend, err := kvsession.New(kvsession.Config{
-		MaxAge:         time.Hour,
-		RenewalTimeout: soakRenewal,
-		RenewalGrace:   soakGrace,
-		Lock:           true,
-		Logger:         slog.New(slog.NewTextHandler(errs, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		MaxAge:           time.Hour,
+		RotationInterval: soakRenewal,
+		RotationGrace:    soakGrace,
+		Lock:             true,
+		Logger:           slog.New(slog.NewTextHandler(errs, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	}, reg)
 	if err != nil {
 		t.Fatal(err)

@@ -130,21 +130,21 @@ func main() {
 
 // options are the parsed command-line flags.
 type options struct {
-	addr            string
-	backend         string
-	store           string
-	dir             string
-	redisAddr       string
-	redisPrefix     string
-	secret          string
-	maxAge          time.Duration
-	maxAgeLimit     time.Duration
-	renewOnAccess   bool
-	idleTimeout     time.Duration
-	absoluteTimeout time.Duration
-	renewalTimeout  time.Duration
-	lock            bool
-	set             map[string]bool // the flags given on the command line
+	addr             string
+	backend          string
+	store            string
+	dir              string
+	redisAddr        string
+	redisPrefix      string
+	secret           string
+	maxAge           time.Duration
+	maxAgeLimit      time.Duration
+	extendOnAccess   bool
+	idleTimeout      time.Duration
+	absoluteTimeout  time.Duration
+	rotationInterval time.Duration
+	lock             bool
+	set              map[string]bool // the flags given on the command line
 }
 
 func parseFlags(args []string, out io.Writer) (options, error) {
@@ -178,12 +178,14 @@ Flags:
 	fs.DurationVar(&o.maxAge, "max-age", kvsession.DefaultMaxAge, "session lifetime: store TTL (server) or sealed expiry (cookie), and cookie Max-Age")
 	fs.DurationVar(&o.maxAgeLimit, "max-age-limit", 0, "the longest lifetime a login may ask for with POST /login?user=U&remember=DURATION\n"+
 		"(remember me), from -max-age to 400 days; 0: -max-age")
-	fs.BoolVar(&o.renewOnAccess, "renew-on-access", false, "refresh a session's expiry on every request that reads it")
+	fs.BoolVar(&o.extendOnAccess, "extend-on-access", false, "push a session's expiry back on every request that reads it")
+	fs.BoolVar(&o.extendOnAccess, "renew-on-access", false, "the old name of -extend-on-access")
 	fs.DurationVar(&o.idleTimeout, "idle-timeout", 0, "end a session unused for that long (0: off; else at least 1s).\n"+
 		"Cannot be combined with -renew-on-access, which it generalises")
 	fs.DurationVar(&o.absoluteTimeout, "absolute-timeout", 0, "end a session that long after it was created, however active (0: off)")
-	fs.DurationVar(&o.renewalTimeout, "renewal-timeout", 0, "give a session a new id that long after it was created or last renewed (0: off).\n"+
+	fs.DurationVar(&o.rotationInterval, "rotation-interval", 0, "give a session a new id that long after it was created or last rotated (0: off).\n"+
 		"Server backend only")
+	fs.DurationVar(&o.rotationInterval, "renewal-timeout", 0, "the old name of -rotation-interval")
 	fs.BoolVar(&o.lock, "lock", true, "let one request at a time work on a session, so that concurrent requests\n"+
 		"lose no writes (-lock=false: off). Server backend only; -backend cookie ignores it")
 	if err := fs.Parse(args); err != nil {
@@ -291,25 +293,40 @@ const revocationStore = "revocations"
 // configFlags names the flag that sets each Config field the playground
 // sets, so that a ConfigError can say which flag to change.
 var configFlags = map[string]string{
-	"MaxAge":          "-max-age",
-	"MaxAgeLimit":     "-max-age-limit",
-	"RenewOnAccess":   "-renew-on-access",
-	"IdleTimeout":     "-idle-timeout",
-	"AbsoluteTimeout": "-absolute-timeout",
-	"RenewalTimeout":  "-renewal-timeout",
-	"Lock":            "-lock",
+	"MaxAge":           "-max-age",
+	"MaxAgeLimit":      "-max-age-limit",
+	"ExtendOnAccess":   "-extend-on-access",
+	"IdleTimeout":      "-idle-timeout",
+	"AbsoluteTimeout":  "-absolute-timeout",
+	"RotationInterval": "-rotation-interval",
+	"Lock":             "-lock",
+}
+
+// oldFlagNames maps a renamed flag to its old name, which still works.
+var oldFlagNames = map[string]string{
+	"-extend-on-access":  "-renew-on-access",
+	"-rotation-interval": "-renewal-timeout",
+}
+
+// flagName is the name the command line gave the flag called name now:
+// its old name if that is the one it used.
+func flagName(name string, set map[string]bool) string {
+	if old, renamed := oldFlagNames[name]; renamed && set[old[1:]] {
+		return old
+	}
+	return name
 }
 
 // flagError puts the flag that set the field a *kvsession.ConfigError
 // names in front of the library's message, which stays whole (and the
 // ConfigError reachable with errors.As). Other errors pass unchanged.
-func flagError(err error) error {
+func flagError(err error, set map[string]bool) error {
 	var ce *kvsession.ConfigError
 	if !errors.As(err, &ce) {
 		return err
 	}
 	if name, ok := configFlags[ce.Field]; ok {
-		return fmt.Errorf("%s: %w", name, err)
+		return fmt.Errorf("%s: %w", flagName(name, set), err)
 	}
 	return err
 }
@@ -320,21 +337,21 @@ func flagError(err error) error {
 // stopped. attrs describe the backend for the start log.
 func openBackend(o options, getenv func(string) string, logger *slog.Logger) (b kvsession.Backend, closeFn func() error, attrs []any, err error) {
 	cfg := kvsession.Config{
-		MaxAge:          o.maxAge,
-		MaxAgeLimit:     o.maxAgeLimit,
-		RenewOnAccess:   o.renewOnAccess,
-		IdleTimeout:     o.idleTimeout,
-		AbsoluteTimeout: o.absoluteTimeout,
-		RenewalTimeout:  o.renewalTimeout,
-		Logger:          logger,
+		MaxAge:           o.maxAge,
+		MaxAgeLimit:      o.maxAgeLimit,
+		ExtendOnAccess:   o.extendOnAccess,
+		IdleTimeout:      o.idleTimeout,
+		AbsoluteTimeout:  o.absoluteTimeout,
+		RotationInterval: o.rotationInterval,
+		Logger:           logger,
 	}
 	noClose := func() error { return nil }
 	if o.backend == "cookie" {
 		// Checked here, not left to NewCookie, so that the error names the
 		// flag. -lock, by contrast, is on by default and so cannot be an
 		// error here: it is left out of the Config below.
-		if o.renewalTimeout != 0 {
-			return nil, noClose, nil, errors.New("-renewal-timeout does not apply to -backend cookie: cookie sessions have no id to rotate (leave it 0)")
+		if o.rotationInterval != 0 {
+			return nil, noClose, nil, fmt.Errorf("%s does not apply to -backend cookie: cookie sessions have no id to rotate (leave it 0)", flagName("-rotation-interval", o.set))
 		}
 		secrets, source, err := cookieSecrets(o, getenv)
 		if err != nil {
@@ -414,14 +431,14 @@ func openBackend(o options, getenv func(string) string, logger *slog.Logger) (b 
 // lifecycleAttrs describe, for the start log, the session lifecycle in
 // effect: the backend's own Config, defaults applied, not the flags.
 func lifecycleAttrs(cfg kvsession.Config) []any {
-	attrs := []any{"max_age", cfg.MaxAge, "max_age_limit", cfg.MaxAgeLimit, "renew_on_access", cfg.RenewOnAccess,
+	attrs := []any{"max_age", cfg.MaxAge, "max_age_limit", cfg.MaxAgeLimit, "renew_on_access", cfg.ExtendOnAccess,
 		"idle_timeout", cfg.IdleTimeout}
 	if cfg.IdleTimeout > 0 {
 		attrs = append(attrs, "extension_delay", cfg.ExtensionDelay)
 	}
-	attrs = append(attrs, "absolute_timeout", cfg.AbsoluteTimeout, "renewal_timeout", cfg.RenewalTimeout)
-	if cfg.RenewalTimeout > 0 {
-		attrs = append(attrs, "renewal_grace", cfg.RenewalGrace)
+	attrs = append(attrs, "absolute_timeout", cfg.AbsoluteTimeout, "renewal_timeout", cfg.RotationInterval)
+	if cfg.RotationInterval > 0 {
+		attrs = append(attrs, "renewal_grace", cfg.RotationGrace)
 	}
 	attrs = append(attrs, "lock", cfg.Lock)
 	if cfg.Lock {
@@ -444,7 +461,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, logOut 
 
 	backend, closeBackend, backendAttrs, err := openBackend(o, getenv, logger)
 	if err != nil {
-		return flagError(err)
+		return flagError(err, o.set)
 	}
 	cfg := backend.Config()
 	defer func() {

@@ -543,13 +543,18 @@ func TestBadArgs(t *testing.T) {
 		// Combinations the library refuses: its message, naming the field,
 		// after the flag that set it. The Badger directory is not created.
 		{[]string{"-idle-timeout", "1h", "-renew-on-access"}, nil,
-			"-renew-on-access: kvsession: Config.RenewOnAccess: cannot be combined with IdleTimeout"},
+			"-renew-on-access: kvsession: Config.ExtendOnAccess: cannot be combined with IdleTimeout"},
 		{withCookie("-secret", keyA, "-idle-timeout", "1h", "-renew-on-access"), nil,
-			"-renew-on-access: kvsession: Config.RenewOnAccess: cannot be combined with IdleTimeout"},
+			"-renew-on-access: kvsession: Config.ExtendOnAccess: cannot be combined with IdleTimeout"},
 		{[]string{"-idle-timeout", "500ms"}, nil, "-idle-timeout: kvsession: Config.IdleTimeout: 500ms: use 0 (off) or at least a second"},
 		{[]string{"-absolute-timeout", "-1s"}, nil, "-absolute-timeout: kvsession: Config.AbsoluteTimeout: -1s"},
 		{withCookie("-secret", keyA, "-absolute-timeout", "10ms"), nil, "-absolute-timeout: kvsession: Config.AbsoluteTimeout: 10ms"},
-		{[]string{"-renewal-timeout", "10ms"}, nil, "-renewal-timeout: kvsession: Config.RenewalTimeout: 10ms"},
+		{[]string{"-renewal-timeout", "10ms"}, nil, "-renewal-timeout: kvsession: Config.RotationInterval: 10ms"},
+		// The new names of renamed flags; the old ones above still work, and
+		// an error names the flag as the command line spelled it.
+		{[]string{"-rotation-interval", "10ms"}, nil, "-rotation-interval: kvsession: Config.RotationInterval: 10ms"},
+		{[]string{"-idle-timeout", "1h", "-extend-on-access"}, nil,
+			"-extend-on-access: kvsession: Config.ExtendOnAccess: cannot be combined with IdleTimeout"},
 		{[]string{"-max-age", "10ms"}, nil, "-max-age: kvsession: Config.MaxAge"},
 		// -max-age-limit bounds remember-me from above: never below
 		// -max-age (336h by default), never above 400 days.
@@ -1313,9 +1318,9 @@ func TestConfigErrors(t *testing.T) {
 		args  []string
 		field string
 	}{
-		{[]string{"-store", "memory", "-idle-timeout", "1h", "-renew-on-access"}, "RenewOnAccess"},
-		{[]string{"-backend", "cookie", "-secret", keyA, "-idle-timeout", "1h", "-renew-on-access"}, "RenewOnAccess"},
-		{[]string{"-store", "memory", "-renewal-timeout", "1ms"}, "RenewalTimeout"},
+		{[]string{"-store", "memory", "-idle-timeout", "1h", "-renew-on-access"}, "ExtendOnAccess"},
+		{[]string{"-backend", "cookie", "-secret", keyA, "-idle-timeout", "1h", "-renew-on-access"}, "ExtendOnAccess"},
+		{[]string{"-store", "memory", "-renewal-timeout", "1ms"}, "RotationInterval"},
 		{[]string{"-backend", "cookie", "-secret", keyA, "-max-age", "2h", "-max-age-limit", "1h"}, "MaxAgeLimit"},
 	} {
 		ctx, cancel := context.WithCancel(context.Background())
