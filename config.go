@@ -31,7 +31,7 @@ func (s SameSite) String() string {
 
 // Defaults applied to zero-valued Config fields.
 const (
-	DefaultCookieName            = "session"
+	DefaultCookieName     = "session"
 	DefaultMaxAge         = 14 * 24 * time.Hour
 	DefaultPath           = "/"
 	DefaultSessionIDBytes = 32
@@ -57,8 +57,8 @@ const SecretBytes = 32
 // Browsers drop cookies whose attributes are longer than 1024 bytes, and
 // every byte of name, Path and Domain is repeated in each cookie segment.
 const (
-	maxCookieNameBytes       = 256
-	maxAttributeBytes = 1024
+	maxCookieNameBytes = 256
+	maxAttributeBytes  = 1024
 )
 
 // MinSessionIDBytes is the smallest SessionIDBytes accepted: 128 bits, the
