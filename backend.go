@@ -623,8 +623,8 @@ func (b *ServerBackend) fetch(s *Session, key string, lock bool) (rec []byte, fo
 
 func (b *ServerBackend) get(s *Session, key string) ([]byte, error) {
 	if b.appender != nil {
-		rec, err := b.appender.GetAppend(s.ctx, key, s.recBuf[:0])
-		s.recBuf = rec
+		rec, err := b.appender.GetAppend(s.ctx, key, s.loadBuf[:0])
+		s.loadBuf = rec
 		return rec, err
 	}
 	return b.store.Get(s.ctx, key)

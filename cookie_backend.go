@@ -210,7 +210,7 @@ func (b *CookieBackend) StoreInResponse(s *Session, sink ResponseSink) error {
 		b.expireCookies(s, sink)
 		return nil
 	}
-	if !s.modified && !b.cfg.ExtendOnAccess && s.sealedKey == 0 && !b.extensionDue(s, s.nowNano()) {
+	if !s.modified && !b.cfg.ExtendOnAccess && s.secret == 0 && !b.extensionDue(s, s.nowNano()) {
 		return nil
 	}
 	return b.seal(s, sink)
@@ -251,7 +251,7 @@ func (b *CookieBackend) load(s *Session) error {
 			return err
 		}
 	}
-	s.sealedKey, s.exists = key, true
+	s.secret, s.exists = key, true
 	return nil
 }
 
@@ -268,11 +268,11 @@ func (b *CookieBackend) outlived(s *Session, now int64) bool {
 	return sealed != 0 && now-sealed >= int64(b.longestLife)
 }
 
-// unseal decodes and decrypts the cookie value into s.sealBuf and returns
+// unseal decodes and decrypts the cookie value into s.plain and returns
 // the plaintext and the index of the key that opened it.
 func (b *CookieBackend) unseal(s *Session) ([]byte, int, bool) {
-	buf, err := strictBase64.AppendDecode(s.sealBuf[:0], s.cookie)
-	s.sealBuf = buf
+	buf, err := strictBase64.AppendDecode(s.plain[:0], s.cookie)
+	s.plain = buf
 	if err != nil || len(buf) < cookieSealedExtra+cookieTimesBytes || buf[0] != cookieFormat {
 		return nil, 0, false
 	}
@@ -323,8 +323,8 @@ func (b *CookieBackend) seal(s *Session, sink ResponseSink) error {
 	}
 	sealed = k.aead.Seal(sealed, nonce, plain, k.aad)
 	*sp = sealed
-	s.recBuf = strictBase64.AppendEncode(s.recBuf[:0], sealed)
-	return b.setCookie(s, sink, s.recBuf, b.lifetimeOf(s), ttl)
+	s.out = strictBase64.AppendEncode(s.out[:0], sealed)
+	return b.setCookie(s, sink, s.out, b.lifetimeOf(s), ttl)
 }
 
 // RevokeUser makes every cookie session bound to user (Session.SetUser)

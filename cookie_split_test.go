@@ -27,7 +27,8 @@ func newCore(t testing.TB, cfg Config) *core {
 // the cookies in carried, and returns what the response holds.
 func writeValue(t *testing.T, c *core, value []byte, carried cookieSet) (*sink, error) {
 	t.Helper()
-	s := &Session{c: c, carried: carried}
+	s := &Session{c: c}
+	s.carried = carried
 	out := &sink{}
 	err := c.setCookie(s, out, value, cookiePersistent, c.cfg.MaxAge)
 	return out, err

@@ -41,94 +41,138 @@ type entry struct {
 // is recycled when the request ends: do not keep it, or anything that is
 // not a copy, beyond the handler.
 type Session struct {
-	mu  sync.Mutex
-	c   *core  // set once when the pool makes the session
-	e   engine // likewise
-	ctx context.Context
+	mu sync.Mutex
+	c  *core  // set once, when the pool makes the session
+	e  engine // likewise: the backend behind the session
 
+	// Each group below has one owner, which alone writes it, and one reset
+	// that Release runs, so that no request's state reaches the next one.
+	requestState    // what the request brought: core.go, session.go
+	sessionData     // the session itself, as the record holds it: session.go, lifecycle.go, record decoding
+	serverState     // the server backend's bookkeeping: backend.go, write.go, users.go, lock.go
+	cookieState     // the cookie backend's bookkeeping: cookie_backend.go
+	responseScratch // scratch for the Set-Cookie lines: core.go
+}
+
+// requestState is what one request brought to its session, and how far the
+// session has got with it.
+type requestState struct {
+	ctx       context.Context
 	header    []byte    // the request's Cookie header, until load reads it
 	cookie    []byte    // the session cookie's value, segments joined (copied)
 	carried   cookieSet // the session cookies the request carried
 	cookieErr error     // why they could not be read, if they could not
+	now       int64     // unix ns, read once per request (nowNano)
 
-	loaded    bool
-	loadErr   error
-	failed    error  // a failed Destroy, reported by StoreInResponse
-	exists    bool   // the store holds a record under key
-	id        string // the session id; "" until it has one
-	key       string // its store key (Prefix and a hash of the id)
-	idBuf     []byte // the id a forward led to
-	keyBuf    []byte // the store key load built, when the store borrows keys
-	forwarded bool   // the request's id was rotated out; the cookie must be updated
-	readOnly  bool   // ReadOnly: load without the session lock
-	lock      held   // the session lock this request holds (Config.Lock)
-	oldKey    string // a key RenewID retired, deleted once the new one is saved
-	created   int64  // unix nanoseconds; 0 until first saved
-	modified  bool
-	recBuf    []byte // the loaded record, when the backend can read it into our buffer
-	// stored is the record as the store held it when the session was
-	// loaded (a view of recBuf, or the store's copy): a save replaces it
-	// only if the store still holds exactly that (store.Store.Swap).
-	stored []byte
-	user   string // the user the session is bound to; "" if none
+	loaded  bool
+	loadErr error
+	failed  error // a failed Destroy, reported by StoreInResponse
+	// exists: the session is kept where its backend keeps it (a record in
+	// the store; a cookie that opened), as of the load or the last write.
+	exists   bool
+	modified bool // changed by the handler: the response must write it
+}
 
-	// The cookie backend's state.
-	// Lifecycle metadata, kept in the record beside the values.
+func (r *requestState) reset() {
+	*r = requestState{cookie: shrink(r.cookie[:0], 64<<10)}
+}
+
+// sessionData is the session's content, decoded from its record (record layout:
+// session.go's decode) or set by the handler.
+type sessionData struct {
+	created    int64      // unix ns; 0 until first saved
+	user       string     // the user the session is bound to; "" if none
 	extended   int64      // unix ns of the last save or extension: the idle clock starts there
-	rotated    int64      // unix ns the id was last rotated by RotationInterval; 0: never
+	rotated    int64      // unix ns the id was last rotated (RotationInterval); 0: never
 	maxAge     int64      // this session's own MaxAge (SetMaxAge); 0: Config.MaxAge
 	cookieMode cookieMode // this session's cookie lifetime (SetBrowserSession)
-	now        int64      // unix ns, read once per request (nowNano)
 	indexed    int64      // unix ns until which the user's set lists this session's key
-	loadedUser string     // the user the stored record was bound to
-
-	sealedKey int   // which of Config.Secrets opened the cookie
-	bound     int64 // unix nanoseconds the user was bound; kept across re-seals
-	sealBuf   []byte
 
 	entries []entry
 	arena   []byte // encoded values set during this request
-	idRaw   [maxSessionIDBytes]byte
-	line    []byte // Set-Cookie scratch
-	attrs   []byte // cookie attributes scratch
 }
 
-func (s *Session) reset() {
-	s.ctx, s.header = nil, nil
-	s.cookie = s.cookie[:0]
-	s.carried, s.cookieErr = cookieSet{}, nil
-	s.loaded, s.exists, s.modified = false, false, false
-	s.loadErr, s.failed = nil, nil
-	s.id, s.key, s.oldKey, s.user = "", "", "", ""
-	s.idBuf, s.forwarded, s.readOnly = s.idBuf[:0], false, false
-	s.created, s.sealedKey, s.bound = 0, 0, 0
-	s.extended, s.rotated, s.maxAge, s.cookieMode, s.now = 0, 0, 0, cookieDefault, 0
-	s.indexed, s.loadedUser = 0, ""
-	s.recBuf, s.stored = s.recBuf[:0], nil
+// forget empties the session, keeping what the request carried.
+func (s *Session) forget() {
+	s.sessionData.forget()
+	s.bound = 0
+}
+
+// forget empties the session's content, keeping the buffers.
+func (d *sessionData) forget() {
+	clear(d.entries)
+	*d = sessionData{entries: d.entries[:0], arena: d.arena}
+}
+
+func (d *sessionData) reset() {
+	d.forget()
+	d.entries = shrink(d.entries, 1024)
+	d.arena = shrink(d.arena[:0], 64<<10)
+}
+
+// serverState is what the server backend keeps about the session it loaded.
+type serverState struct {
+	id         string // the session id; "" until it has one
+	key        string // its store key (Prefix and a hash of the id)
+	idBuf      []byte // the id a forward led to
+	keyBuf     []byte // the store key load built, when the store borrows keys
+	idRaw      [maxSessionIDBytes]byte
+	forwarded  bool   // the request's id was rotated out; the cookie must be updated
+	readOnly   bool   // SetReadOnly: load without the session lock
+	lock       held   // the session lock this request holds (Config.Lock)
+	oldKey     string // a key RenewID retired, deleted once the new one is saved
+	loadedUser string // the user the stored record was bound to
+	// loadBuf receives the loaded record when the store can read into a
+	// buffer of ours (store.Appender).
+	loadBuf []byte
+	// stored is the record as the store held it when the session was
+	// loaded (a view of loadBuf, or the store's copy): a save replaces it
+	// only if the store still holds exactly that (store.Store.Swap).
+	stored []byte
+}
+
+func (v *serverState) reset() {
+	*v = serverState{idBuf: v.idBuf[:0], keyBuf: v.keyBuf[:0], loadBuf: shrink(v.loadBuf[:0], 64<<10)}
+}
+
+// cookieState is what the cookie backend keeps about the cookie it opened.
+type cookieState struct {
+	secret int    // which of Config.Secrets opened the cookie
+	bound  int64  // unix ns the user was bound; kept across re-seals
+	plain  []byte // the opened cookie's plaintext
+	out    []byte // the sealed cookie value the response carries
+}
+
+func (v *cookieState) reset() {
 	// The last cookie's plaintext: never shown to the next request, but
 	// no reason to leave it in memory either.
-	clear(s.sealBuf)
-	s.sealBuf = s.sealBuf[:0]
-	clear(s.entries)
-	s.entries = s.entries[:0]
-	s.arena = s.arena[:0]
-	s.line = s.line[:0]
-	// A session that once held a huge value should not pin it in the pool.
-	if cap(s.arena) > 64<<10 {
-		s.arena = nil
+	clear(v.plain)
+	*v = cookieState{plain: shrink(v.plain[:0], 64<<10), out: shrink(v.out[:0], 64<<10)}
+}
+
+// responseScratch is scratch for writing the response's cookies.
+type responseScratch struct {
+	line  []byte // a Set-Cookie line
+	attrs []byte // cookie attributes
+}
+
+func (r *responseScratch) reset() { r.line, r.attrs = r.line[:0], r.attrs[:0] }
+
+func (s *Session) reset() {
+	s.requestState.reset()
+	s.sessionData.reset()
+	s.serverState.reset()
+	s.cookieState.reset()
+	s.responseScratch.reset()
+}
+
+// shrink returns b, or nil if it grew past max elements: a session that once
+// held a huge value should not pin it in the pool.
+func shrink[T any](b []T, max int) []T {
+	if cap(b) > max {
+		return nil
 	}
-	if cap(s.recBuf) > 64<<10 {
-		s.recBuf = nil
-	}
-	if cap(s.cookie) > 64<<10 {
-		s.cookie = nil
-	}
-	if cap(s.sealBuf) > 64<<10 {
-		s.sealBuf = nil
-	}
-	if cap(s.entries) > 1024 {
-		s.entries = nil
-	}
+	return b
 }
 
 // load reads the session once per request. A cookie that is broken,
@@ -162,14 +206,6 @@ func (s *Session) decodeOrForget(rec []byte) bool {
 		return false
 	}
 	return true
-}
-
-// forget empties the session's data, keeping what the request carried.
-func (s *Session) forget() {
-	clear(s.entries)
-	s.entries = s.entries[:0]
-	s.created, s.user, s.bound = 0, "", 0
-	s.extended, s.rotated, s.maxAge, s.cookieMode, s.indexed = 0, 0, 0, cookieDefault, 0
 }
 
 // decode parses a record:
