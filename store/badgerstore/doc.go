@@ -1,4 +1,4 @@
-// Package badger is a store.Store that keeps sessions in a Badger database
+// Package badgerstore is a store.Store that keeps sessions in a Badger database
 // (github.com/dgraph-io/badger/v4), on disk or in memory.
 //
 // # Expiry
@@ -17,12 +17,8 @@
 // microseconds even when the entry sits in a memtable, because Badger v4
 // goes on to search every level of its tree holding an older version of the
 // key, and a session rewritten on every change has older versions on many
-// levels. Over HTTP on a 2-core machine, with 10,000 sessions, the cache
-// took a session read from about 35% of a bare fasthttp server's
-// throughput to 85-88%, and an increment from about 32% to 40-42%, past
-// what raw Badger transactions reach without it (batched commits, below,
-// take an increment further). With a million sessions, most of which it
-// cannot hold, it neither helps nor harms much.
+// levels: the cache spares those reads for the sessions in use
+// (docs/PERFORMANCE.md has the measurements).
 //
 // The cache holds only what Badger has committed and is filled so that no
 // write can be overtaken: a write hides its key's cached value until its
@@ -42,12 +38,8 @@
 // than writing a session's entry, so on a busy server batching saves most
 // of it; a lone write commits at once, as it would without. Each write
 // still returns only once Badger has committed it, and writes to one key
-// take effect in the order they arrived. Over HTTP on a 2-core machine,
-// with 10,000 sessions and 32 connections, it took an increment from
-// 38-42% of a bare fasthttp server's throughput to 51-54%, and the
-// server's CPU time per increment from 20-21 to 14-16 microseconds: past
-// the 44-47% that one Badger transaction per write reaches even with reads
-// free.
+// take effect in the order they arrived (docs/PERFORMANCE.md has what it
+// saves).
 //
 // # Swap
 //
@@ -87,27 +79,13 @@
 //
 // Open sizes Badger for many small values rather than using its defaults,
 // and keeps values over 512 bytes in the value log, where a background loop
-// reclaims the space of expired and overwritten sessions. Measured with
-// BenchmarkFootprint200k1KB (200,000 random 1 KB values with a one-hour TTL,
-// written by 8 goroutines, read back once, then Close; Linux, 2 cores, Go
-// 1.26, Badger v4.9.6):
-//
-//	                    peak RSS      anonymous RSS   Go heap (sys)   time
-//	DefaultOptions      1070-1170 MB  830-870 MB      990-1080 MB     4.2-6.1 s
-//	this package        314-315 MB    81-83 MB        110-118 MB      3.1-3.7 s
-//
-// About 25 MB of that is the 8 MiB cache and the garbage collector's
-// headroom over it; without the cache (CacheSize -1) this package measured
-// 290-310, 55-65 and 80-95 MB.
-//
-// Anonymous RSS and the heap are sampled just before Close; peak RSS is the
-// process's high-water mark. Most of the remaining peak, about 230 MB for a
-// 220 MB database, is file-backed: pages of the memory-mapped value log and
-// tables, which the kernel can drop and read back under memory pressure.
-// Badger's defaults spend the rest on five 64 MB memtables, a 256 MB block
-// cache and, above all, table builders that copy every value through memory
-// on each flush and compaction, since Badger v4 keeps values up to 1 MB in
-// its LSM tree.
+// reclaims the space of expired and overwritten sessions: about a third of
+// the resident memory of Badger's defaults for 200,000 sessions of 1 KB
+// (BenchmarkFootprint200k1KB; docs/PERFORMANCE.md has the table). Badger's
+// defaults spend the difference on five 64 MB memtables, a 256 MB block
+// cache and table builders that copy every value through memory on each
+// flush and compaction, since Badger v4 keeps values up to 1 MB in its LSM
+// tree.
 //
 // Options.Tune can change any of these settings; DB gives access to the
 // database itself.

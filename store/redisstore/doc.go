@@ -1,4 +1,4 @@
-// Package redis is a store.Store that keeps sessions in Redis, standalone
+// Package redisstore is a store.Store that keeps sessions in Redis, standalone
 // or Redis Cluster, so that several processes share them.
 //
 // Open connects to a server or cluster and owns the client it makes; New
@@ -13,19 +13,13 @@
 // # Client
 //
 // The store is built on github.com/redis/rueidis rather than
-// github.com/redis/go-redis/v9, chosen by measurement: GET and SET of 1 KB
-// values from 32 goroutines against a local Redis 7.0 (Linux, 2 cores
-// shared with the server, Go 1.26, rueidis v1.0.79, go-redis v9.23.0) ran
-// at 123,000-133,000 GETs/s and 137,000-138,000 SETs/s with rueidis, against
-// 62,000-74,000 and 60,000-84,000 with go-redis (default pool or 32
-// connections alike), with 1 allocation per call against 7 for a GET and 9
-// for a SET. rueidis pipelines concurrent commands over a few connections
-// instead of taking a pooled connection per command, and it stops waiting
-// as soon as a call's context ends, where go-redis, once a command is on
-// the wire, heeds the context's deadline only with ContextTimeoutEnabled and
-// its cancellation not at all. The cost is
-// latency when little is in flight: with two goroutines go-redis managed
-// about 25,000 operations/s and rueidis about 20,000.
+// github.com/redis/go-redis/v9, chosen by measurement (docs/PERFORMANCE.md):
+// it pipelines concurrent commands over a few connections instead of taking
+// a pooled connection per command, about twice the throughput with a
+// seventh of the allocations under load, and it stops waiting as soon as a
+// call's context ends, where go-redis, once a command is on the wire, heeds
+// the context's deadline only with ContextTimeoutEnabled and its
+// cancellation not at all. The cost is latency when little is in flight.
 //
 // # Keys
 //
