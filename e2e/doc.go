@@ -1,0 +1,17 @@
+// Package e2e holds kvsession's end-to-end tests: the library driven
+// through whole servers, over loopback TCP, as clients and operators meet
+// it. A test of one source file lives beside that file, in its package
+// (kvfasthttp/middleware_test.go tests kvfasthttp/middleware.go); a test
+// that needs a real fasthttp server, a process to kill or a Redis to stop
+// lives here, filed by subject:
+//
+//   - hostile_test.go: hostile requests written byte by byte over TCP
+//   - serverlog_test.go: requests that make fasthttp log what it read,
+//     whose logs must show no session id
+//   - helpers_test.go: what several of them share
+//
+// The package has no code of its own, only this page and its tests. Run
+// them as any others:
+//
+//	go test -race ./e2e
+package e2e

@@ -1,0 +1,205 @@
+package e2e
+
+// What several of the end-to-end tests share: the application they serve,
+// a server on loopback TCP, raw HTTP/1.1 over a connection, and a log
+// buffer. What only one file uses stays in that file.
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/kvsession/kvsession/kvfasthttp"
+)
+
+// app is the application behind the middleware in the hostile and log
+// tests: a counter per session, and a logout.
+func app(ctx *fasthttp.RequestCtx) {
+	sess := kvfasthttp.Session(ctx)
+	switch string(ctx.Path()) {
+	case "/counter":
+		n, _ := sess.GetInt("n")
+		if err := sess.Set("n", n+1); err != nil {
+			ctx.Error(err.Error(), 500)
+			return
+		}
+		ctx.Response.Header.Set("Vary", "Accept-Encoding")
+		ctx.WriteString(itoa(n + 1))
+	case "/read":
+		n, _ := sess.GetInt("n")
+		ctx.WriteString(itoa(n))
+	case "/logout":
+		if err := sess.Destroy(); err != nil {
+			ctx.Error(err.Error(), 500)
+		}
+	}
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }
+
+// listen serves srv on a free loopback port until the test ends, and
+// returns its address.
+func listen(t *testing.T, srv *fasthttp.Server) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln)
+	t.Cleanup(func() {
+		srv.Shutdown()
+		ln.Close() // in case Shutdown came before Serve took the listener
+	})
+	return ln.Addr().String()
+}
+
+// syncBuffer is a log destination that servers write to from their own
+// goroutines.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// Printf makes it a fasthttp.Logger, one line per message.
+func (b *syncBuffer) Printf(format string, args ...any) {
+	fmt.Fprintf(b, format+"\n", args...)
+}
+
+// rawResponse is one HTTP/1.1 response as the server sent it.
+type rawResponse struct {
+	status  int
+	headers [][2]string // name, value, in order
+	body    string
+}
+
+// header returns the values of the named header.
+func (r *rawResponse) header(name string) []string {
+	var vs []string
+	for _, h := range r.headers {
+		if strings.EqualFold(h[0], name) {
+			vs = append(vs, h[1])
+		}
+	}
+	return vs
+}
+
+// errMalformed reports a response that is not well-formed HTTP/1.1: a line
+// not ended by CR LF, or holding a CR, LF, NUL or other control byte.
+var errMalformed = errors.New("malformed response")
+
+// readRawResponse reads one response. Every line of the head must end in
+// CR LF and hold no other control byte but tab: a header value carrying a
+// bare CR or LF from a request would show here as a malformed line.
+func readRawResponse(br *bufio.Reader) (*rawResponse, error) {
+	line := func() (string, error) {
+		l, err := br.ReadString('\n')
+		if err != nil {
+			return "", err
+		}
+		if !strings.HasSuffix(l, "\r\n") {
+			return "", fmt.Errorf("%w: line %q not ended by CR LF", errMalformed, l)
+		}
+		l = l[:len(l)-2]
+		if i := strings.IndexFunc(l, func(r rune) bool { return (r < 0x20 && r != '\t') || r == 0x7f }); i >= 0 {
+			return "", fmt.Errorf("%w: control byte %#x in line %q", errMalformed, l[i], l)
+		}
+		return l, nil
+	}
+	status, err := line()
+	if err != nil {
+		return nil, err
+	}
+	proto, rest, _ := strings.Cut(status, " ")
+	code, _, _ := strings.Cut(rest, " ")
+	r := &rawResponse{}
+	if r.status, err = strconv.Atoi(code); proto != "HTTP/1.1" || err != nil {
+		return nil, fmt.Errorf("%w: status line %q", errMalformed, status)
+	}
+	length := -1
+	for {
+		l, err := line()
+		if err != nil {
+			return nil, err
+		}
+		if l == "" {
+			break
+		}
+		name, value, ok := strings.Cut(l, ": ")
+		if !ok || name == "" || strings.ContainsAny(name, " \t:") {
+			return nil, fmt.Errorf("%w: header line %q", errMalformed, l)
+		}
+		r.headers = append(r.headers, [2]string{name, value})
+		if strings.EqualFold(name, "Content-Length") {
+			if length, err = strconv.Atoi(value); err != nil {
+				return nil, fmt.Errorf("%w: Content-Length %q", errMalformed, value)
+			}
+		}
+	}
+	if length < 0 {
+		return nil, fmt.Errorf("%w: no Content-Length", errMalformed)
+	}
+	body := make([]byte, length)
+	if _, err := io.ReadFull(br, body); err != nil {
+		return nil, err
+	}
+	r.body = string(body)
+	return r, nil
+}
+
+// exchange sends req on a new connection and reads the response. A nil
+// response with a nil error means the server closed the connection without
+// answering, which is how a server may refuse a request it will not read.
+func exchange(addr string, req []byte) (*rawResponse, error) {
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	// Only so that a server that stopped answering fails the test rather
+	// than hanging it; nothing here measures time.
+	conn.SetDeadline(time.Now().Add(time.Minute))
+	// The server may stop reading a request it refuses, so the request is
+	// written beside the read rather than before it.
+	wrote := make(chan struct{})
+	go func() {
+		defer close(wrote)
+		conn.Write(req)
+	}()
+	defer func() { conn.Close(); <-wrote }()
+	resp, err := readRawResponse(bufio.NewReader(conn))
+	if err != nil && !errors.Is(err, errMalformed) && !errors.Is(err, io.ErrUnexpectedEOF) {
+		var ne net.Error
+		if errors.Is(err, io.EOF) || (errors.As(err, &ne) && !ne.Timeout()) {
+			return nil, nil // closed, or reset because the request was left unread
+		}
+	}
+	return resp, err
+}
+
+// counterRequest is a GET /counter carrying the given header lines, each
+// ending in CR LF.
+func counterRequest(headers string) []byte {
+	return []byte("GET /counter HTTP/1.1\r\nHost: example.test\r\n" + headers + "\r\n")
+}
