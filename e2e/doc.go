@@ -8,6 +8,7 @@
 //   - hostile_test.go: hostile requests written byte by byte over TCP
 //   - serverlog_test.go: requests that make fasthttp log what it read,
 //     whose logs must show no session id
+//   - fault_test.go: a failing, slow or hung store behind the middleware
 //   - helpers_test.go: what several of them share
 //
 // The package has no code of its own, only this page and its tests. Run

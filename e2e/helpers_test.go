@@ -1,8 +1,9 @@
 package e2e
 
 // What several of the end-to-end tests share: the application they serve,
-// a server on loopback TCP, raw HTTP/1.1 over a connection, and a log
-// buffer. What only one file uses stays in that file.
+// a server on loopback TCP, requests through net/http and raw HTTP/1.1
+// over a connection, and a log buffer. What only one file uses stays in
+// that file.
 
 import (
 	"bufio"
@@ -11,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"strconv"
 	"strings"
 	"sync"
@@ -61,6 +63,68 @@ func listen(t *testing.T, srv *fasthttp.Server) string {
 		ln.Close() // in case Shutdown came before Serve took the listener
 	})
 	return ln.Addr().String()
+}
+
+// response is one HTTP response, its body read in full.
+type response struct {
+	status int
+	header http.Header
+	body   string
+	// The session cookie it set: its value, "" if it set none, and
+	// whether it expired the cookie instead.
+	cookie  string
+	expired bool
+}
+
+// setCookies returns the raw Set-Cookie lines, so attributes are checked as
+// sent rather than as net/http parsed them.
+func (r response) setCookies() []string { return r.header.Values("Set-Cookie") }
+
+// cookies returns the cookies the response set, parsed as net/http's
+// client parses them.
+func (r response) cookies() []*http.Cookie { return (&http.Response{Header: r.header}).Cookies() }
+
+// send sends one request through hc, with cookies added to whatever its
+// jar adds, and reads the response in full. It does not fail the test: a
+// request may be meant to fail, and send may run on any goroutine.
+func send(hc *http.Client, method, url, body string, cookies ...*http.Cookie) (response, error) {
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		return response{}, err
+	}
+	for _, ck := range cookies {
+		req.AddCookie(ck)
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return response{}, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return response{}, fmt.Errorf("%s %s: reading body: %w", method, url, err)
+	}
+	r := response{status: resp.StatusCode, header: resp.Header, body: string(b)}
+	for _, ck := range r.cookies() {
+		if ck.Name != "session" {
+			continue
+		}
+		if ck.MaxAge < 0 || ck.Value == "" {
+			r.expired = true
+		} else {
+			r.cookie = ck.Value
+		}
+	}
+	return r, nil
+}
+
+// withSession is the session cookie with value id, to send by hand; none
+// if id is "".
+func withSession(id string) []*http.Cookie {
+	if id == "" {
+		return nil
+	}
+	return []*http.Cookie{{Name: "session", Value: id}}
 }
 
 // syncBuffer is a log destination that servers write to from their own
