@@ -9,6 +9,7 @@
 //   - serverlog_test.go: requests that make fasthttp log what it read,
 //     whose logs must show no session id
 //   - fault_test.go: a failing, slow or hung store behind the middleware
+//   - cookie_test.go: cookie sessions in many segments, and tampered ones
 //   - helpers_test.go: what several of them share
 //
 // The package has no code of its own, only this page and its tests. Run

@@ -13,6 +13,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/cookiejar"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -21,11 +23,12 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/kvsession/kvsession"
 	"github.com/kvsession/kvsession/kvfasthttp"
 )
 
-// app is the application behind the middleware in the hostile and log
-// tests: a counter per session, and a logout.
+// app is the application behind the middleware in the hostile, log and
+// cookie tests: a counter per session, a blob of any size, and a logout.
 func app(ctx *fasthttp.RequestCtx) {
 	sess := kvfasthttp.Session(ctx)
 	switch string(ctx.Path()) {
@@ -40,6 +43,15 @@ func app(ctx *fasthttp.RequestCtx) {
 	case "/read":
 		n, _ := sess.GetInt("n")
 		ctx.WriteString(itoa(n))
+	case "/blob":
+		if ctx.IsPut() {
+			if err := sess.Set("blob", string(ctx.PostBody())); err != nil {
+				ctx.Error(err.Error(), 500)
+			}
+			return
+		}
+		v, _ := sess.GetString("blob")
+		ctx.WriteString(v)
 	case "/logout":
 		if err := sess.Destroy(); err != nil {
 			ctx.Error(err.Error(), 500)
@@ -125,6 +137,54 @@ func withSession(id string) []*http.Cookie {
 		return nil
 	}
 	return []*http.Cookie{{Name: "session", Value: id}}
+}
+
+// client is a cookie-keeping HTTP client, like a browser.
+type client struct {
+	t    *testing.T
+	base string // http://host:port; the jar keys cookies by host, not port
+	http *http.Client
+}
+
+func newClient(t *testing.T, base string) *client {
+	jar, err := cookiejar.New(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &client{t: t, base: base, http: &http.Client{Jar: jar, Timeout: 5 * time.Second}}
+}
+
+// do sends method path with body, and cookies besides the jar's.
+func (c *client) do(method, path, body string, cookies ...*http.Cookie) response {
+	c.t.Helper()
+	r, err := send(c.http, method, c.base+path, body, cookies...)
+	if err != nil {
+		c.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	return r
+}
+
+// cookies returns the cookies the jar would send.
+func (c *client) cookies() []*http.Cookie {
+	u, err := url.Parse(c.base + "/")
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return c.http.Jar.Cookies(u)
+}
+
+// secret is the cookie backend's key in these tests.
+var secret = bytes.Repeat([]byte{7}, kvsession.SecretBytes)
+
+// newCookieBackend returns a cookie backend over cfg, sealing with secret.
+func newCookieBackend(t *testing.T, cfg kvsession.Config) *kvsession.CookieBackend {
+	t.Helper()
+	cfg.Secrets = [][]byte{secret}
+	b, err := kvsession.NewCookie(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
 
 // syncBuffer is a log destination that servers write to from their own

@@ -5,7 +5,6 @@ package e2e
 // faces fasthttp's real messages, over loopback TCP.
 
 import (
-	"bytes"
 	"io"
 	"log/slog"
 	"net"
@@ -99,12 +98,7 @@ func testServerLog(t *testing.T, backendName string, ls loggedServer) {
 	cfg := kvsession.Config{Logger: slog.New(slog.NewTextHandler(log, nil))}
 	var b kvsession.Backend
 	if backendName == "cookie" {
-		cfg.Secrets = [][]byte{bytes.Repeat([]byte{7}, kvsession.SecretBytes)}
-		cb, err := kvsession.NewCookie(cfg, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		b = cb
+		b = newCookieBackend(t, cfg)
 	} else {
 		reg := store.NewRegistry(nil)
 		if err := reg.Register("sessions", memstore.New(memstore.Options{})); err != nil {
