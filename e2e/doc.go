@@ -10,10 +10,18 @@
 //     whose logs must show no session id
 //   - fault_test.go: a failing, slow or hung store behind the middleware
 //   - cookie_test.go: cookie sessions in many segments, and tampered ones
+//   - soak_test.go: many sessions under a sustained mix of work
 //   - helpers_test.go: what several of them share
 //
 // The package has no code of its own, only this page and its tests. Run
 // them as any others:
 //
 //	go test -race ./e2e
+//	KVSESSION_SOAK=60s go test -run '^TestSoak$' -v ./e2e   # the full soak (.ci/soak)
+//
+// Environment:
+//
+//	KVSESSION_SOAK  a duration such as 60s: TestSoak's full form, 100,000
+//	                sessions for that long per store; unset, a short form
+//	                that fits in go test ./... (-short and -race shrink it)
 package e2e
