@@ -11,6 +11,7 @@
 //   - fault_test.go: a failing, slow or hung store behind the middleware
 //   - cookie_test.go: cookie sessions in many segments, and tampered ones
 //   - soak_test.go: many sessions under a sustained mix of work
+//   - crash_test.go: the playground killed, stopped and restarted on Badger
 //   - helpers_test.go: what several of them share
 //
 // The package has no code of its own, only this page and its tests. Run
@@ -19,9 +20,16 @@
 //	go test -race ./e2e
 //	KVSESSION_SOAK=60s go test -run '^TestSoak$' -v ./e2e   # the full soak (.ci/soak)
 //
+// Tests that run the playground (examples/playground) as a process build
+// it once per test binary, with `go build` (adding -race when the tests
+// run under the race detector), so the go command must be on PATH, as it
+// is under go test.
+//
 // Environment:
 //
 //	KVSESSION_SOAK  a duration such as 60s: TestSoak's full form, 100,000
 //	                sessions for that long per store; unset, a short form
-//	                that fits in go test ./... (-short and -race shrink it)
+//	                that fits in go test ./...
+//
+// -short, like -race, shrinks the short soak and the crash test.
 package e2e

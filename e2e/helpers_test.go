@@ -1,9 +1,9 @@
 package e2e
 
 // What several of the end-to-end tests share: the application they serve,
-// a server on loopback TCP, requests through net/http and raw HTTP/1.1
-// over a connection, and a log buffer. What only one file uses stays in
-// that file.
+// a server on loopback TCP, the playground as a process, requests through
+// net/http and raw HTTP/1.1 over a connection, and a log buffer. What only
+// one file uses stays in that file.
 
 import (
 	"bufio"
@@ -15,15 +15,21 @@ import (
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/valyala/fasthttp"
 
 	"github.com/kvsession/kvsession"
+	"github.com/kvsession/kvsession/internal/childproc"
+	"github.com/kvsession/kvsession/internal/race"
 	"github.com/kvsession/kvsession/kvfasthttp"
 )
 
@@ -75,6 +81,20 @@ func listen(t *testing.T, srv *fasthttp.Server) string {
 		ln.Close() // in case Shutdown came before Serve took the listener
 	})
 	return ln.Addr().String()
+}
+
+// secret is the cookie backend's key in these tests.
+var secret = bytes.Repeat([]byte{7}, kvsession.SecretBytes)
+
+// newCookieBackend returns a cookie backend over cfg, sealing with secret.
+func newCookieBackend(t *testing.T, cfg kvsession.Config) *kvsession.CookieBackend {
+	t.Helper()
+	cfg.Secrets = [][]byte{secret}
+	b, err := kvsession.NewCookie(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
 
 // response is one HTTP response, its body read in full.
@@ -173,18 +193,192 @@ func (c *client) cookies() []*http.Cookie {
 	return c.http.Jar.Cookies(u)
 }
 
-// secret is the cookie backend's key in these tests.
-var secret = bytes.Repeat([]byte{7}, kvsession.SecretBytes)
+// playgroundPkg is the package of the playground, which some tests run as
+// a process of its own, to kill it or to run several.
+const playgroundPkg = "github.com/kvsession/kvsession/examples/playground"
 
-// newCookieBackend returns a cookie backend over cfg, sealing with secret.
-func newCookieBackend(t *testing.T, cfg kvsession.Config) *kvsession.CookieBackend {
+// playgroundShutdown is the playground's shutdownTimeout: how long it may
+// take to stop gracefully, before it closes its stores anyway.
+const playgroundShutdown = 10 * time.Second
+
+// build is the playground's executable, built once per test binary, the
+// first time a test asks for it, and removed by TestMain.
+var build struct {
+	once sync.Once
+	dir  string
+	path string
+	err  error
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if build.dir != "" {
+		os.RemoveAll(build.dir)
+	}
+	os.Exit(code)
+}
+
+// playgroundBinary returns the playground's executable, building it from
+// its package path on first use. Under the race detector it is built with
+// -race too, so that the server under load is checked as well.
+func playgroundBinary(t *testing.T) string {
 	t.Helper()
-	cfg.Secrets = [][]byte{secret}
-	b, err := kvsession.NewCookie(cfg, nil)
-	if err != nil {
+	build.once.Do(func() {
+		if build.dir, build.err = os.MkdirTemp("", "kvsession-e2e-"); build.err != nil {
+			return
+		}
+		build.path = filepath.Join(build.dir, "playground")
+		args := []string{"build", "-o", build.path}
+		if race.Enabled {
+			args = append(args, "-race")
+		}
+		args = append(args, playgroundPkg)
+		// go test puts its own go command first on PATH.
+		if out, err := exec.Command("go", args...).CombinedOutput(); err != nil {
+			build.err = fmt.Errorf("go %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	})
+	if build.err != nil {
+		t.Fatal(build.err)
+	}
+	return build.path
+}
+
+// child is one playground process.
+type child struct {
+	t    *testing.T
+	cmd  *exec.Cmd
+	base string // http://127.0.0.1:port
+	log  *childLog
+	done chan struct{} // closed when the process has exited
+	err  error         // what Wait returned; read after done
+	http *http.Client
+}
+
+// childLog keeps the child's standard error, where it logs, and reports the
+// address from its "playground listening" line.
+type childLog struct {
+	syncBuffer
+	partial []byte // the last line, until it ends; under mu
+	addr    chan string
+	sent    bool
+}
+
+func (l *childLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.buf.Write(p)
+	l.partial = append(l.partial, p...)
+	for {
+		i := bytes.IndexByte(l.partial, '\n')
+		if i < 0 {
+			break
+		}
+		line := string(l.partial[:i])
+		l.partial = l.partial[i+1:]
+		if l.sent || !strings.Contains(line, `msg="playground listening"`) {
+			continue
+		}
+		for _, field := range strings.Fields(line) {
+			if addr, ok := strings.CutPrefix(field, "addr="); ok {
+				l.addr <- addr
+				l.sent = true
+			}
+		}
+	}
+	return len(p), nil
+}
+
+// startChild runs the playground with args in a process of its own and
+// waits until it listens. Whatever happens, the process is killed and
+// reaped when the test ends.
+func startChild(t *testing.T, args ...string) *child {
+	t.Helper()
+	exe := playgroundBinary(t)
+	c := &child{t: t, log: &childLog{addr: make(chan string, 1)}, done: make(chan struct{})}
+	c.cmd = exec.Command(exe, args...)
+	c.cmd.Stderr = c.log
+	// Should the test binary itself die (a -timeout panic), the child
+	// must not outlive it.
+	childproc.DieWithParent(c.cmd)
+	if err := c.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	return b
+	go func() {
+		c.err = c.cmd.Wait()
+		close(c.done)
+	}()
+	t.Cleanup(func() {
+		c.kill()
+		if t.Failed() {
+			t.Logf("playground pid %d log:\n%s", c.cmd.Process.Pid, c.log)
+		}
+	})
+	select {
+	case addr := <-c.log.addr:
+		c.base = "http://" + addr
+	case <-c.done:
+		t.Fatalf("playground %q exited before listening: %v\n%s", args, c.err, c.log)
+	case <-time.After(30 * time.Second):
+		t.Fatalf("playground %q did not listen within 30s\n%s", args, c.log)
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConnsPerHost = 64
+	c.http = &http.Client{Transport: tr, Timeout: 20 * time.Second}
+	t.Cleanup(tr.CloseIdleConnections)
+	return c
+}
+
+// kill sends SIGKILL, if the process still runs, and waits for it.
+func (c *child) kill() {
+	select {
+	case <-c.done:
+		return
+	default:
+	}
+	c.cmd.Process.Kill() // by PID: only this process
+	<-c.done
+	if c.http != nil {
+		c.http.Transport.(*http.Transport).CloseIdleConnections()
+	}
+}
+
+// term stops the playground as a service manager would, with SIGTERM, and
+// fails the test unless it exits 0 after a graceful shutdown.
+func (c *child) term() {
+	c.t.Helper()
+	if err := c.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		c.t.Fatalf("SIGTERM: %v", err)
+	}
+	select {
+	case <-c.done:
+	case <-time.After(playgroundShutdown + 10*time.Second):
+		c.t.Fatalf("playground still running %v after SIGTERM", playgroundShutdown+10*time.Second)
+	}
+	c.http.Transport.(*http.Transport).CloseIdleConnections()
+	if c.err != nil {
+		c.t.Fatalf("playground exited with %v after SIGTERM, want 0\n%s", c.err, c.log)
+	}
+	if !strings.Contains(c.log.String(), `msg="server stopped"`) {
+		c.t.Fatalf("playground exited without logging a graceful stop:\n%s", c.log)
+	}
+}
+
+// do sends method path to the playground with the session cookie id (""
+// for none). It does not fail the test: requests are expected to fail
+// once the process is killed.
+func (c *child) do(method, path, id string) (response, error) {
+	return send(c.http, method, c.base+path, "", withSession(id)...)
+}
+
+// must is do for requests that must get an answer.
+func (c *child) must(method, path, id string) response {
+	c.t.Helper()
+	r, err := c.do(method, path, id)
+	if err != nil {
+		c.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	return r
 }
 
 // syncBuffer is a log destination that servers write to from their own
