@@ -12,6 +12,8 @@
 //   - cookie_test.go: cookie sessions in many segments, and tampered ones
 //   - soak_test.go: many sessions under a sustained mix of work
 //   - crash_test.go: the playground killed, stopped and restarted on Badger
+//   - redis_test.go: playgrounds sharing a Redis, and a Redis down, stopped
+//     or frozen under one
 //   - helpers_test.go: what several of them share
 //
 // The package has no code of its own, only this page and its tests. Run
@@ -27,9 +29,15 @@
 //
 // Environment:
 //
-//	KVSESSION_SOAK  a duration such as 60s: TestSoak's full form, 100,000
-//	                sessions for that long per store; unset, a short form
-//	                that fits in go test ./...
+//	KVSESSION_SOAK           a duration such as 60s: TestSoak's full form,
+//	                         100,000 sessions for that long per store; unset,
+//	                         a short form that fits in go test ./...
+//	KVSESSION_REDIS_ADDR     host:port of a Redis the tests that share one
+//	                         use; unset, they start a redis-server of their
+//	                         own, as the tests that stop or freeze Redis
+//	                         always do
+//	KVSESSION_REQUIRE_REDIS  set: fail, rather than skip, when redis-server
+//	                         is not on PATH (CI sets it)
 //
 // -short, like -race, shrinks the short soak and the crash test.
 package e2e

@@ -8,6 +8,7 @@ package e2e
 import (
 	"bufio"
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -182,6 +183,33 @@ func (c *client) do(method, path, body string, cookies ...*http.Cookie) response
 		c.t.Fatalf("%s %s: %v", method, path, err)
 	}
 	return r
+}
+
+// expect checks status and body of method path.
+func (c *client) expect(method, path, reqBody string, status int, body string) response {
+	c.t.Helper()
+	r := c.do(method, path, reqBody)
+	if r.status != status || r.body != body {
+		c.t.Errorf("%s %s = %d %q, want %d %q", method, path, r.status, r.body, status, body)
+	}
+	return r
+}
+
+// sessionJSON fetches the playground's GET /session and decodes it.
+func (c *client) sessionJSON() map[string]any {
+	c.t.Helper()
+	r := c.do("GET", "/session", "")
+	if r.status != http.StatusOK {
+		c.t.Fatalf("GET /session = %d %q", r.status, r.body)
+	}
+	if ct := r.header.Get("Content-Type"); ct != "application/json" {
+		c.t.Errorf("GET /session Content-Type = %q, want application/json", ct)
+	}
+	var m map[string]any
+	if err := json.Unmarshal([]byte(r.body), &m); err != nil {
+		c.t.Fatalf("GET /session body %q: %v", r.body, err)
+	}
+	return m
 }
 
 // cookies returns the cookies the jar would send.
