@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"os"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -171,6 +172,36 @@ func TestBadgerCrashKeepsAcknowledgedWrites(t *testing.T) {
 		}
 	}
 	p.term()
+}
+
+// TestBadgerSurvivesRestart stops the playground gracefully and starts a
+// new one on the same Badger directory: the session is still there.
+func TestBadgerSurvivesRestart(t *testing.T) {
+	dir := t.TempDir()
+	args := []string{"-store", "badger", "-dir", dir, "-addr", "127.0.0.1:0"}
+
+	p := startChild(t, args...)
+	c := newClient(t, p.base)
+	c.expect("PUT", "/session/user", "bob", 204, "")
+	c.expect("GET", "/counter", "", 200, "1")
+	id := c.sessionCookie()
+	p.term()
+	if _, err := os.Stat(dir + "/MANIFEST"); err != nil {
+		t.Errorf("no Badger files in %s: %v", dir, err)
+	}
+
+	// A new server on the same directory (and a new port) still knows the
+	// session: the store was closed, hence flushed, and reopened.
+	p = startChild(t, args...)
+	c2 := newClient(t, p.base)
+	r := c2.do("GET", "/session/user", "", id)
+	if r.status != 200 || r.body != "bob" {
+		t.Fatalf("GET /session/user after restart = %d %q, want 200 bob", r.status, r.body)
+	}
+	r = c2.do("GET", "/counter", "", id)
+	if r.status != 200 || r.body != "2" {
+		t.Errorf("GET /counter after restart = %d %q, want 200 2", r.status, r.body)
+	}
 }
 
 // storeKey is the key the playground's backend keeps a session under: as

@@ -14,6 +14,7 @@
 //   - crash_test.go: the playground killed, stopped and restarted on Badger
 //   - redis_test.go: playgrounds sharing a Redis, and a Redis down, stopped
 //     or frozen under one
+//   - playground_test.go: library guarantees checked through the playground
 //   - helpers_test.go: what several of them share
 //
 // The package has no code of its own, only this page and its tests. Run

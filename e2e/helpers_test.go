@@ -212,6 +212,22 @@ func (c *client) sessionJSON() map[string]any {
 	return m
 }
 
+// sessionCookie returns the session cookie the jar holds, or nil.
+func (c *client) sessionCookie() *http.Cookie {
+	for _, ck := range c.cookies() {
+		if ck.Name == "session" {
+			return ck
+		}
+	}
+	return nil
+}
+
+// login logs c in as user, with the playground's POST /login.
+func (c *client) login(user string) {
+	c.t.Helper()
+	c.expect("POST", "/login?user="+user, "", 204, "")
+}
+
 // cookies returns the cookies the jar would send.
 func (c *client) cookies() []*http.Cookie {
 	u, err := url.Parse(c.base + "/")
