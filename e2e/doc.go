@@ -26,7 +26,8 @@
 // Tests that run the playground (examples/playground) as a process build
 // it once per test binary, with `go build` (adding -race when the tests
 // run under the race detector), so the go command must be on PATH, as it
-// is under go test.
+// is under go test. Those that signal processes (crash_test.go,
+// redis_test.go, playground_test.go) build on unix only.
 //
 // Environment:
 //

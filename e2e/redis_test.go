@@ -44,17 +44,23 @@ func needRedisServer(t *testing.T) string {
 	return bin
 }
 
+// freeAddr returns a loopback address nothing listens on, for now.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
 // startRedis starts a redis-server on a free loopback port, persisting
 // every write (appendfsync always), in a directory of its own.
 func startRedis(t *testing.T) *redisServer {
 	t.Helper()
 	bin := needRedisServer(t)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
+	addr := freeAddr(t)
 	r := &redisServer{t: t, addr: addr, dir: t.TempDir()}
 	r.start(bin)
 	t.Cleanup(r.stop)
@@ -157,12 +163,7 @@ func TestPlaygroundsShareRedis(t *testing.T) {
 // TestRedisDownAtStart: a Redis that cannot be reached fails the start
 // with an error naming it, rather than every request later.
 func TestRedisDownAtStart(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
+	addr := freeAddr(t)
 	exe := playgroundBinary(t)
 	begin := time.Now()
 	cmd := exec.Command(exe, "-addr", "127.0.0.1:0", "-store", "redis", "-redis-addr", addr)
@@ -174,6 +175,7 @@ func TestRedisDownAtStart(t *testing.T) {
 	}
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
+	var err error // how it exited
 	select {
 	case err = <-exited:
 	case <-time.After(30 * time.Second):
