@@ -1,6 +1,8 @@
 package kvfasthttp_test
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -89,15 +91,6 @@ func app(ctx *fasthttp.RequestCtx) {
 	case "/read":
 		n, _ := sess.GetInt("n")
 		ctx.WriteString(itoa(n))
-	case "/blob":
-		if ctx.IsPut() {
-			if err := sess.Set("blob", string(ctx.PostBody())); err != nil {
-				ctx.Error(err.Error(), 500)
-			}
-			return
-		}
-		v, _ := sess.GetString("blob")
-		ctx.WriteString(v)
 	case "/logout":
 		if err := sess.Destroy(); err != nil {
 			ctx.Error(err.Error(), 500)
@@ -398,5 +391,107 @@ func TestParallelIncrementsWithLock(t *testing.T) {
 	wg.Wait()
 	if _, body := s.get(t, "/read"); body != itoa(n+1) {
 		t.Fatalf("counter %s after %d parallel increments, want %d", body, n, n+1)
+	}
+}
+
+// The cookie backend makes the largest Cookie headers: the tests of the
+// read buffer and of the Cookie header use one.
+var secret = bytes.Repeat([]byte{7}, kvsession.SecretBytes)
+
+func newCookieBackend(t *testing.T, cfg kvsession.Config) *kvsession.CookieBackend {
+	t.Helper()
+	cfg.Secrets = [][]byte{secret}
+	b, err := kvsession.NewCookie(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestReadBufferMustHoldCookieSegments(t *testing.T) {
+	b := newCookieBackend(t, kvsession.Config{})
+	_, err := kvfasthttp.New(b, kvfasthttp.Options{})
+	need := kvfasthttp.RequiredReadBufferSize(b, kvfasthttp.DefaultHeaderRoom)
+	if err == nil || !strings.Contains(err.Error(), "Options.ReadBufferSize") || !strings.Contains(err.Error(), strconv.Itoa(need)) {
+		t.Fatalf("New with fasthttp's default read buffer: %v; want an error naming the field and %d", err, need)
+	}
+	if _, err := kvfasthttp.New(b, kvfasthttp.Options{ReadBufferSize: need - 1}); err == nil {
+		t.Fatal("a buffer one byte short accepted")
+	}
+	mw, err := kvfasthttp.New(b, kvfasthttp.Options{ReadBufferSize: need})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := mw.NewServer(app).ReadBufferSize; got != need {
+		t.Fatalf("NewServer ReadBufferSize %d, want %d", got, need)
+	}
+	// The server-side backend's id cookie fits fasthttp's default.
+	s := start(t, kvsession.Config{}, kvfasthttp.Options{})
+	if _, body := s.get(t, "/counter"); body != "1" {
+		t.Fatalf("server backend with the default buffer: %q", body)
+	}
+}
+
+// TestFullCookieHeaderIsServed sends the largest Cookie header the default
+// configuration allows, besides ordinary browser headers, to a server built
+// by NewServer: fasthttp must not answer 431.
+func TestFullCookieHeaderIsServed(t *testing.T) {
+	b := newCookieBackend(t, kvsession.Config{})
+	mw, err := kvfasthttp.New(b, kvfasthttp.Options{ReadBufferSize: kvfasthttp.RequiredReadBufferSize(b, kvfasthttp.DefaultHeaderRoom)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln := fasthttputil.NewInmemoryListener()
+	fs := mw.NewServer(app)
+	go fs.Serve(ln)
+	t.Cleanup(func() { fs.Shutdown(); ln.Close() })
+	var cookies []string
+	for i := 0; i < b.Config().MaxCookieSegments; i++ {
+		cookies = append(cookies, "session-"+itoa(i)+"="+strings.Repeat("x", kvsession.MaxCookieLineBytes-len("session-0=")))
+	}
+	req := "GET /counter HTTP/1.1\r\nHost: example.test\r\n" +
+		"User-Agent: Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/130.0 Safari/537.36\r\n" +
+		"Accept: text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8\r\nAccept-Language: en-GB,en;q=0.9\r\n" +
+		"Cookie: " + strings.Join(cookies, "; ") + "\r\n\r\n"
+	conn, err := ln.Dial()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.Write([]byte(req)); err != nil {
+		t.Fatal(err)
+	}
+	var resp fasthttp.Response
+	if err := resp.Read(bufio.NewReader(conn)); err != nil {
+		t.Fatal(err)
+	}
+	// The cookies are junk, so the session is fresh; what matters is that
+	// the request reached the handler.
+	if resp.StatusCode() != 200 || string(resp.Body()) != "1" {
+		t.Fatalf("%d %q", resp.StatusCode(), resp.Body())
+	}
+}
+
+func TestCookieHeaderOverSeveralLines(t *testing.T) {
+	s := start(t, kvsession.Config{}, kvfasthttp.Options{})
+	s.get(t, "/counter")
+	var id string
+	for _, c := range s.jar.Cookies(site) {
+		if c.Name == "session" {
+			id = c.Value
+		}
+	}
+	// Without the jar, so that the request carries exactly our headers.
+	client := &http.Client{Transport: s.client.Transport}
+	req, _ := http.NewRequest("GET", "http://example.test/counter", nil)
+	req.Header["Cookie"] = []string{"theme=dark", "session=" + id}
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(body) != "2" {
+		t.Fatalf("counter %q: the session cookie on a second Cookie line was missed", body)
 	}
 }

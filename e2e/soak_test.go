@@ -1,4 +1,4 @@
-package kvfasthttp_test
+package e2e
 
 import (
 	"bytes"

@@ -1,233 +1,31 @@
 //go:build unix
 
-package main
+package e2e
+
+// The playground on Badger, killed (SIGKILL), stopped (SIGTERM) and
+// restarted: what it acknowledged, and when its sessions expire, must
+// survive.
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
 	bdg "github.com/dgraph-io/badger/v4"
 
-	"github.com/kvsession/kvsession/internal/childproc"
 	"github.com/kvsession/kvsession/internal/race"
 	"github.com/kvsession/kvsession/store"
 	"github.com/kvsession/kvsession/store/badgerstore"
 )
-
-// childEnv, set to 1, makes the test binary run the playground's main
-// instead of the tests (see TestMain).
-const childEnv = "KVSESSION_PLAYGROUND_CHILD"
-
-// TestMain lets the tests run the playground as a real process, to kill it:
-// re-executed with childEnv set, the test binary is the playground. This is
-// cheaper than `go build` of the command into a temporary directory: the
-// binary already exists and links the same package, there is no compile or
-// link step (seconds, more for a -race build) and no need for the go
-// command at test time. And under `go test -race` the child is
-// race-instrumented too, so the server under load is checked as well.
-func TestMain(m *testing.M) {
-	if os.Getenv(childEnv) == "1" {
-		// The playground's own main: its flags, signals and exit codes.
-		main()
-		os.Exit(0)
-	}
-	os.Exit(m.Run())
-}
-
-// child is one playground process.
-type child struct {
-	t    *testing.T
-	cmd  *exec.Cmd
-	base string // http://127.0.0.1:port
-	log  *childLog
-	done chan struct{} // closed when the process has exited
-	err  error         // what Wait returned; read after done
-	http *http.Client
-}
-
-// childLog keeps the child's standard error, where it logs, and reports the
-// address from its "playground listening" line.
-type childLog struct {
-	mu      sync.Mutex
-	buf     bytes.Buffer
-	partial []byte
-	addr    chan string
-	sent    bool
-}
-
-func (l *childLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.buf.Write(p)
-	l.partial = append(l.partial, p...)
-	for {
-		i := bytes.IndexByte(l.partial, '\n')
-		if i < 0 {
-			break
-		}
-		line := string(l.partial[:i])
-		l.partial = l.partial[i+1:]
-		if l.sent || !strings.Contains(line, `msg="playground listening"`) {
-			continue
-		}
-		for _, field := range strings.Fields(line) {
-			if addr, ok := strings.CutPrefix(field, "addr="); ok {
-				l.addr <- addr
-				l.sent = true
-			}
-		}
-	}
-	return len(p), nil
-}
-
-func (l *childLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
-
-// startChild runs the playground with args in a process of its own and
-// waits until it listens. Whatever happens, the process is killed and
-// reaped when the test ends.
-func startChild(t *testing.T, args ...string) *child {
-	t.Helper()
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := &child{t: t, log: &childLog{addr: make(chan string, 1)}, done: make(chan struct{})}
-	c.cmd = exec.Command(exe, args...)
-	c.cmd.Env = append(os.Environ(), childEnv+"=1")
-	c.cmd.Stderr = c.log
-	// Should the test binary itself die (a -timeout panic), the child
-	// must not outlive it.
-	childproc.DieWithParent(c.cmd)
-	if err := c.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		c.err = c.cmd.Wait()
-		close(c.done)
-	}()
-	t.Cleanup(func() {
-		c.kill()
-		if t.Failed() {
-			t.Logf("playground pid %d log:\n%s", c.cmd.Process.Pid, c.log)
-		}
-	})
-	select {
-	case addr := <-c.log.addr:
-		c.base = "http://" + addr
-	case <-c.done:
-		t.Fatalf("playground %q exited before listening: %v\n%s", args, c.err, c.log)
-	case <-time.After(30 * time.Second):
-		t.Fatalf("playground %q did not listen within 30s\n%s", args, c.log)
-	}
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.MaxIdleConnsPerHost = 64
-	c.http = &http.Client{Transport: tr, Timeout: 20 * time.Second}
-	t.Cleanup(tr.CloseIdleConnections)
-	return c
-}
-
-// kill sends SIGKILL, if the process still runs, and waits for it.
-func (c *child) kill() {
-	select {
-	case <-c.done:
-		return
-	default:
-	}
-	c.cmd.Process.Kill() // by PID: only this process
-	<-c.done
-	c.http.Transport.(*http.Transport).CloseIdleConnections()
-}
-
-// term stops the playground as a service manager would, with SIGTERM, and
-// fails the test unless it exits 0 after a graceful shutdown.
-func (c *child) term() {
-	c.t.Helper()
-	if err := c.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		c.t.Fatalf("SIGTERM: %v", err)
-	}
-	select {
-	case <-c.done:
-	case <-time.After(shutdownTimeout + 10*time.Second):
-		c.t.Fatalf("playground still running %v after SIGTERM", shutdownTimeout+10*time.Second)
-	}
-	c.http.Transport.(*http.Transport).CloseIdleConnections()
-	if c.err != nil {
-		c.t.Fatalf("playground exited with %v after SIGTERM, want 0\n%s", c.err, c.log)
-	}
-	if !strings.Contains(c.log.String(), `msg="server stopped"`) {
-		c.t.Fatalf("playground exited without logging a graceful stop:\n%s", c.log)
-	}
-}
-
-// reply is one response, read in full.
-type reply struct {
-	status int
-	body   string
-	cookie string // the session cookie it set; "" if none
-	expire bool   // it expired the session cookie
-}
-
-// do sends method path with the session cookie id ("" for none).
-func (c *child) do(method, path, id string) (reply, error) {
-	req, err := http.NewRequest(method, c.base+path, nil)
-	if err != nil {
-		return reply{}, err
-	}
-	if id != "" {
-		req.Header.Set("Cookie", "session="+id)
-	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return reply{}, err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return reply{}, err
-	}
-	r := reply{status: resp.StatusCode, body: string(body)}
-	for _, line := range resp.Header.Values("Set-Cookie") {
-		ck, err := http.ParseSetCookie(line)
-		if err != nil || ck.Name != "session" {
-			continue
-		}
-		if ck.MaxAge < 0 || ck.Value == "" {
-			r.expire = true
-		} else {
-			r.cookie = ck.Value
-		}
-	}
-	return r, nil
-}
-
-// must is do for requests that must get an answer.
-func (c *child) must(method, path, id string) reply {
-	c.t.Helper()
-	r, err := c.do(method, path, id)
-	if err != nil {
-		c.t.Fatalf("%s %s: %v", method, path, err)
-	}
-	return r
-}
 
 // storedCounter reads a session's counter without changing it (GET
 // /session/counter is read-only), or fails the test.
@@ -376,6 +174,36 @@ func TestBadgerCrashKeepsAcknowledgedWrites(t *testing.T) {
 	p.term()
 }
 
+// TestBadgerSurvivesRestart stops the playground gracefully and starts a
+// new one on the same Badger directory: the session is still there.
+func TestBadgerSurvivesRestart(t *testing.T) {
+	dir := t.TempDir()
+	args := []string{"-store", "badger", "-dir", dir, "-addr", "127.0.0.1:0"}
+
+	p := startChild(t, args...)
+	c := newClient(t, p.base)
+	c.expect("PUT", "/session/user", "bob", 204, "")
+	c.expect("GET", "/counter", "", 200, "1")
+	id := c.sessionCookie()
+	p.term()
+	if _, err := os.Stat(dir + "/MANIFEST"); err != nil {
+		t.Errorf("no Badger files in %s: %v", dir, err)
+	}
+
+	// A new server on the same directory (and a new port) still knows the
+	// session: the store was closed, hence flushed, and reopened.
+	p = startChild(t, args...)
+	c2 := newClient(t, p.base)
+	r := c2.do("GET", "/session/user", "", id)
+	if r.status != 200 || r.body != "bob" {
+		t.Fatalf("GET /session/user after restart = %d %q, want 200 bob", r.status, r.body)
+	}
+	r = c2.do("GET", "/counter", "", id)
+	if r.status != 200 || r.body != "2" {
+		t.Errorf("GET /counter after restart = %d %q, want 200 2", r.status, r.body)
+	}
+}
+
 // storeKey is the key the playground's backend keeps a session under: as
 // the README's "Ids at rest" says, SHA-256 of the id in unpadded base64url,
 // after Config.Prefix, which the playground leaves empty.
@@ -513,7 +341,7 @@ func TestBadgerGracefulRestartKeepsSessionsAndTTL(t *testing.T) {
 		if fmt.Sprint(got) != fmt.Sprint(want) {
 			t.Errorf("session %d after restart: %v, want %v", i, got, want)
 		}
-		if r.cookie != "" || r.expire {
+		if r.cookie != "" || r.expired {
 			t.Errorf("session %d: a read after restart touched the cookie", i)
 		}
 	}
@@ -534,19 +362,12 @@ func TestBadgerGracefulRestartKeepsSessionsAndTTL(t *testing.T) {
 
 // putName sets the session's "name" (the playground stores a PUT's body).
 func putName(p *child, id, name string) error {
-	req, err := http.NewRequest("PUT", p.base+"/session/name", strings.NewReader(name))
+	r, err := send(p.http, "PUT", p.base+"/session/name", name, withSession(id)...)
 	if err != nil {
 		return err
 	}
-	req.Header.Set("Cookie", "session="+id)
-	resp, err := p.http.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	io.Copy(io.Discard, resp.Body)
-	if resp.StatusCode != http.StatusNoContent {
-		return fmt.Errorf("PUT /session/name = %d", resp.StatusCode)
+	if r.status != http.StatusNoContent {
+		return fmt.Errorf("PUT /session/name = %d", r.status)
 	}
 	return nil
 }

@@ -1,17 +1,15 @@
-package kvfasthttp_test
+package e2e
 
 // Fault injection over HTTP: the memory store, wrapped in a faultstore,
-// behind the middleware on fasthttp's in-memory listener. Every test checks
-// that a failing store fails the request closed: the error handler answers,
-// no session cookie is sent, and what the store held before is intact and
-// still served once the store recovers.
+// behind the middleware on a fasthttp server on loopback TCP. Every test
+// checks that a failing store fails the request closed: the error handler
+// answers, no session cookie is sent, and what the store held before is
+// intact and still served once the store recovers.
 
 import (
 	"context"
 	"errors"
-	"io"
 	"maps"
-	"net"
 	"net/http"
 	"slices"
 	"strings"
@@ -20,7 +18,6 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
-	"github.com/valyala/fasthttp/fasthttputil"
 
 	"github.com/kvsession/kvsession"
 	"github.com/kvsession/kvsession/kvfasthttp"
@@ -71,6 +68,7 @@ func faultApp(ctx *fasthttp.RequestCtx) {
 type faultEnv struct {
 	fs     *faultstore.Store
 	client *http.Client
+	base   string // http://127.0.0.1:port
 
 	mu   sync.Mutex
 	errs []error // what the error handler was given
@@ -123,13 +121,10 @@ func serveFaults(t *testing.T, b kvsession.Backend, fs *faultstore.Store) *fault
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln := fasthttputil.NewInmemoryListener()
-	srv := mw.NewServer(faultApp)
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Shutdown(); ln.Close() })
-	env.client = &http.Client{Transport: &http.Transport{
-		DialContext: func(context.Context, string, string) (net.Conn, error) { return ln.Dial() },
-	}}
+	env.base = "http://" + listen(t, mw.NewServer(faultApp))
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	t.Cleanup(tr.CloseIdleConnections)
+	env.client = &http.Client{Transport: tr}
 	return env
 }
 
@@ -145,19 +140,13 @@ func (e *faultEnv) errCount() int {
 func (e *faultEnv) do(t *testing.T, path, cookie string) faultReply {
 	t.Helper()
 	before := e.errCount()
-	req, _ := http.NewRequest("GET", "http://example.test"+path, nil)
-	if cookie != "" {
-		req.Header.Set("Cookie", "session="+cookie)
-	}
-	resp, err := e.client.Do(req)
+	resp, err := send(e.client, "GET", e.base+path, "", withSession(cookie)...)
 	if err != nil {
 		t.Errorf("%s: %v", path, err)
 		return faultReply{}
 	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	r := faultReply{status: resp.StatusCode, body: string(body)}
-	for _, c := range resp.Cookies() {
+	r := faultReply{status: resp.status, body: resp.body}
+	for _, c := range resp.cookies() {
 		if strings.HasPrefix(c.Name, "session") {
 			r.cookies = append(r.cookies, c)
 		}

@@ -1,12 +1,10 @@
-package kvfasthttp_test
+package e2e
 
 import (
 	"bufio"
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"regexp"
@@ -27,120 +25,10 @@ import (
 // Hostile requests over real TCP connections, written byte by byte so that
 // nothing (net/http's client, say) tidies them up first, and responses read
 // the same way, so that a header injected into one would be seen as sent.
-// TestHostileCookiesGetFreshSession (middleware_test.go) covers single bad
-// cookie values through net/http; this file covers what only raw bytes can
-// send: oversized headers, duplicates, control bytes, thousands of cookies.
-
-// rawResponse is one HTTP/1.1 response as the server sent it.
-type rawResponse struct {
-	status  int
-	headers [][2]string // name, value, in order
-	body    string
-}
-
-// header returns the values of the named header.
-func (r *rawResponse) header(name string) []string {
-	var vs []string
-	for _, h := range r.headers {
-		if strings.EqualFold(h[0], name) {
-			vs = append(vs, h[1])
-		}
-	}
-	return vs
-}
-
-// errMalformed reports a response that is not well-formed HTTP/1.1: a line
-// not ended by CR LF, or holding a CR, LF, NUL or other control byte.
-var errMalformed = errors.New("malformed response")
-
-// readRawResponse reads one response. Every line of the head must end in
-// CR LF and hold no other control byte but tab: a header value carrying a
-// bare CR or LF from a request would show here as a malformed line.
-func readRawResponse(br *bufio.Reader) (*rawResponse, error) {
-	line := func() (string, error) {
-		l, err := br.ReadString('\n')
-		if err != nil {
-			return "", err
-		}
-		if !strings.HasSuffix(l, "\r\n") {
-			return "", fmt.Errorf("%w: line %q not ended by CR LF", errMalformed, l)
-		}
-		l = l[:len(l)-2]
-		if i := strings.IndexFunc(l, func(r rune) bool { return (r < 0x20 && r != '\t') || r == 0x7f }); i >= 0 {
-			return "", fmt.Errorf("%w: control byte %#x in line %q", errMalformed, l[i], l)
-		}
-		return l, nil
-	}
-	status, err := line()
-	if err != nil {
-		return nil, err
-	}
-	proto, rest, _ := strings.Cut(status, " ")
-	code, _, _ := strings.Cut(rest, " ")
-	r := &rawResponse{}
-	if r.status, err = strconv.Atoi(code); proto != "HTTP/1.1" || err != nil {
-		return nil, fmt.Errorf("%w: status line %q", errMalformed, status)
-	}
-	length := -1
-	for {
-		l, err := line()
-		if err != nil {
-			return nil, err
-		}
-		if l == "" {
-			break
-		}
-		name, value, ok := strings.Cut(l, ": ")
-		if !ok || name == "" || strings.ContainsAny(name, " \t:") {
-			return nil, fmt.Errorf("%w: header line %q", errMalformed, l)
-		}
-		r.headers = append(r.headers, [2]string{name, value})
-		if strings.EqualFold(name, "Content-Length") {
-			if length, err = strconv.Atoi(value); err != nil {
-				return nil, fmt.Errorf("%w: Content-Length %q", errMalformed, value)
-			}
-		}
-	}
-	if length < 0 {
-		return nil, fmt.Errorf("%w: no Content-Length", errMalformed)
-	}
-	body := make([]byte, length)
-	if _, err := io.ReadFull(br, body); err != nil {
-		return nil, err
-	}
-	r.body = string(body)
-	return r, nil
-}
-
-// exchange sends req on a new connection and reads the response. A nil
-// response with a nil error means the server closed the connection without
-// answering, which is how a server may refuse a request it will not read.
-func exchange(addr string, req []byte) (*rawResponse, error) {
-	conn, err := net.Dial("tcp", addr)
-	if err != nil {
-		return nil, err
-	}
-	defer conn.Close()
-	// Only so that a server that stopped answering fails the test rather
-	// than hanging it; nothing here measures time.
-	conn.SetDeadline(time.Now().Add(time.Minute))
-	// The server may stop reading a request it refuses, so the request is
-	// written beside the read rather than before it.
-	wrote := make(chan struct{})
-	go func() {
-		defer close(wrote)
-		conn.Write(req)
-	}()
-	defer func() { conn.Close(); <-wrote }()
-	resp, err := readRawResponse(bufio.NewReader(conn))
-	if err != nil && !errors.Is(err, errMalformed) && !errors.Is(err, io.ErrUnexpectedEOF) {
-		var ne net.Error
-		if errors.Is(err, io.EOF) || (errors.As(err, &ne) && !ne.Timeout()) {
-			return nil, nil // closed, or reset because the request was left unread
-		}
-	}
-	return resp, err
-}
+// TestHostileCookiesGetFreshSession (kvfasthttp/middleware_test.go) covers
+// single bad cookie values through net/http; this file covers what only raw
+// bytes can send: oversized headers, duplicates, control bytes, thousands
+// of cookies. The raw exchange itself is in helpers_test.go.
 
 // errorLog is a slog.Handler that keeps the messages of Error records: the
 // middleware's default error handler logs one for every 500 it answers.
@@ -217,25 +105,13 @@ func (e *hostileEnv) listen(t *testing.T, b kvsession.Backend, opts kvfasthttp.O
 		h(ctx)
 	}
 	fs.Logger = quietLogger{}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go fs.Serve(ln)
-	t.Cleanup(func() { fs.Shutdown() })
-	return ln.Addr().String()
+	return listen(t, fs)
 }
 
 // quietLogger drops fasthttp's own log lines (one per refused request).
 type quietLogger struct{}
 
 func (quietLogger) Printf(string, ...any) {}
-
-// counterRequest is a GET /counter carrying the given header lines, each
-// ending in CR LF.
-func counterRequest(headers string) []byte {
-	return []byte("GET /counter HTTP/1.1\r\nHost: example.test\r\n" + headers + "\r\n")
-}
 
 // setCookieLine is every Set-Cookie the server-side backend writes with the
 // default Config: the session cookie (or a segment name, when expiring

@@ -1,4 +1,9 @@
-package main
+//go:build unix
+
+package e2e
+
+// The playground on Redis: several playgrounds sharing one, and a Redis
+// that is down, stopped or frozen under one.
 
 import (
 	"crypto/rand"
@@ -11,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/kvsession/kvsession/internal/childproc"
 )
 
 // redisServer is a redis-server this test started, so that it can stop and
@@ -37,17 +44,23 @@ func needRedisServer(t *testing.T) string {
 	return bin
 }
 
+// freeAddr returns a loopback address nothing listens on, for now.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
 // startRedis starts a redis-server on a free loopback port, persisting
 // every write (appendfsync always), in a directory of its own.
 func startRedis(t *testing.T) *redisServer {
 	t.Helper()
 	bin := needRedisServer(t)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
+	addr := freeAddr(t)
 	r := &redisServer{t: t, addr: addr, dir: t.TempDir()}
 	r.start(bin)
 	t.Cleanup(r.stop)
@@ -60,6 +73,7 @@ func (r *redisServer) start(bin string) {
 	r.cmd = exec.Command(bin, "--bind", "127.0.0.1", "--port", port, "--dir", r.dir,
 		"--appendonly", "yes", "--appendfsync", "always", "--save", "", "--loglevel", "warning")
 	r.cmd.Stdout, r.cmd.Stderr = nil, nil
+	childproc.DieWithParent(r.cmd)
 	if err := r.cmd.Start(); err != nil {
 		r.t.Fatal(err)
 	}
@@ -128,7 +142,7 @@ func uniquePrefix() string {
 func TestPlaygroundsShareRedis(t *testing.T) {
 	addr, prefix := sharedRedis(t), uniquePrefix()
 	args := []string{"-addr", "127.0.0.1:0", "-store", "redis", "-redis-addr", addr, "-redis-prefix", prefix}
-	a, b := start(t, args...), start(t, args...)
+	a, b := startChild(t, args...), startChild(t, args...)
 	c := newClient(t, a.base)
 	c.expect("GET", "/counter", "", 200, "1")
 	c.base = b.base // the jar ignores ports: the same cookie goes to b
@@ -149,16 +163,35 @@ func TestPlaygroundsShareRedis(t *testing.T) {
 // TestRedisDownAtStart: a Redis that cannot be reached fails the start
 // with an error naming it, rather than every request later.
 func TestRedisDownAtStart(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
+	addr := freeAddr(t)
+	exe := playgroundBinary(t)
+	begin := time.Now()
+	cmd := exec.Command(exe, "-addr", "127.0.0.1:0", "-store", "redis", "-redis-addr", addr)
+	var log syncBuffer
+	cmd.Stderr = &log
+	childproc.DieWithParent(cmd)
+	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	addr := ln.Addr().String()
-	ln.Close()
-	begin := time.Now()
-	err = run(t.Context(), []string{"-addr", "127.0.0.1:0", "-store", "redis", "-redis-addr", addr}, nil, &testLog{t: t}, nil)
-	if err == nil || !strings.Contains(err.Error(), addr) {
-		t.Fatalf("run with Redis down: %v; want an error naming %s", err, addr)
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	var err error // how it exited
+	select {
+	case err = <-exited:
+	case <-time.After(30 * time.Second):
+		cmd.Process.Kill()
+		<-exited
+		t.Fatalf("the playground with Redis down still runs after 30s:\n%s", log.String())
+	}
+	// main prints what run returned, after "playground: ", and exits 1.
+	var runErr string
+	for _, line := range strings.Split(log.String(), "\n") {
+		if e, ok := strings.CutPrefix(line, "playground: "); ok {
+			runErr = e
+		}
+	}
+	if err == nil || !strings.Contains(runErr, addr) {
+		t.Fatalf("run with Redis down: exit %v, error %q; want an error naming %s\n%s", err, runErr, addr, log.String())
 	}
 	if d := time.Since(begin); d > 6*time.Second {
 		t.Fatalf("took %v to notice", d)
@@ -170,7 +203,7 @@ func TestRedisDownAtStart(t *testing.T) {
 // restarting the playground, and nothing written before it is lost.
 func TestRedisOutage(t *testing.T) {
 	r := startRedis(t)
-	p := start(t, "-addr", "127.0.0.1:0", "-store", "redis", "-redis-addr", r.addr, "-redis-prefix", uniquePrefix())
+	p := startChild(t, "-addr", "127.0.0.1:0", "-store", "redis", "-redis-addr", r.addr, "-redis-prefix", uniquePrefix())
 	c := newClient(t, p.base)
 	c.expect("GET", "/counter", "", 200, "1")
 	c.expect("GET", "/counter", "", 200, "2")
@@ -211,7 +244,7 @@ func TestRedisOutage(t *testing.T) {
 func TestRedisStall(t *testing.T) {
 	const sessions, stall = 10, 3 * time.Second
 	r := startRedis(t)
-	p := start(t, "-addr", "127.0.0.1:0", "-store", "redis", "-redis-addr", r.addr, "-redis-prefix", uniquePrefix(), "-lock")
+	p := startChild(t, "-addr", "127.0.0.1:0", "-store", "redis", "-redis-addr", r.addr, "-redis-prefix", uniquePrefix(), "-lock")
 	cs := make([]*client, sessions)
 	for i := range cs {
 		cs[i] = newClient(t, p.base)
