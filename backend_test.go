@@ -2,6 +2,7 @@ package kvsession
 
 import (
 	"bytes"
+	"context"
 	"encoding/base64"
 	"errors"
 	"io"
@@ -10,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kvsession/kvsession/internal/race"
 	"github.com/kvsession/kvsession/store"
 	"github.com/kvsession/kvsession/store/memstore"
 )
@@ -640,5 +642,63 @@ func TestSetAfterDestroyStartsNewSession(t *testing.T) {
 	}
 	if _, err := b.Get(t.Context(), oldID); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("old session: %v", err)
+	}
+}
+
+func TestSetByRotatedOutIDDoesNotFork(t *testing.T) {
+	b, clk, _ := rvSetup(t, Config{RotationInterval: time.Minute, MaxAge: time.Hour, RotationGrace: 30 * time.Second})
+	ctx := context.Background()
+	out, _ := request(t, b, "", func(s *Session) { s.Set("n", 1) })
+	old := out.cookieValue(t, "session")
+	clk.advance(2 * time.Minute)
+	out, _ = request(t, b, old, func(s *Session) { s.Len() })
+	cur := out.cookieValue(t, "session")
+	if cur == old {
+		t.Fatal("no rotation")
+	}
+	if err := b.Set(ctx, old, map[string]any{"n": 2}); err != nil {
+		t.Fatal(err)
+	}
+	clk.advance(time.Minute) // past grace
+	aliveOld := false
+	request(t, b, old, func(s *Session) { aliveOld = s.Len() > 0 })
+	aliveCur := false
+	request(t, b, cur, func(s *Session) { aliveCur = s.Len() > 0 })
+	if aliveOld && aliveCur {
+		t.Error("Set(old id) during grace made the rotated-out id a full session again (fork)")
+	}
+}
+
+// TestRequestAllocations pins the hot path's allocations on the memory
+// store: a request that reads a session, or changes a value of the same
+// size and saves it, allocates nothing once pools are warm.
+func TestRequestAllocations(t *testing.T) {
+	if race.Enabled {
+		t.Skip("the race detector drops pooled objects at random")
+	}
+	st := memstore.New(memstore.Options{})
+	defer st.Close()
+	be := newBackend(t, Config{}, st)
+	ids := seed(t, be, 10, map[string]any{"counter": 1000, "user": "ada"})
+	for _, tc := range []struct {
+		name string
+		work func(*Session)
+	}{
+		{"read", func(s *Session) { s.GetInt("counter") }},
+		{"increment", increment},
+	} {
+		i := 0
+		request := func() {
+			s := be.LoadFromRequest(t.Context(), ids[i%len(ids)])
+			i++
+			tc.work(s)
+			if err := be.StoreInResponse(s, nopSink{}); err != nil {
+				t.Fatal(err)
+			}
+			be.Release(s)
+		}
+		if n := testing.AllocsPerRun(1000, request); n != 0 {
+			t.Errorf("%s: %v allocations per request, want 0", tc.name, n)
+		}
 	}
 }

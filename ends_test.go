@@ -478,3 +478,59 @@ func TestEndsHoldAcrossProcessesOnRedis(t *testing.T) {
 		}
 	}
 }
+
+// A request in flight whose only write is an idle extension must not bring
+// back a session DestroyUserSessions deleted (it once did, unindexed, so
+// that a second log-out-everywhere missed it).
+func TestExtensionDoesNotResurrectAfterLogoutEverywhere(t *testing.T) {
+	for _, lock := range []bool{false, true} {
+		b, clk, _ := rvSetup(t, Config{IdleTimeout: time.Hour, ExtensionDelay: time.Minute, Lock: lock})
+		ctx := context.Background()
+		id := rvLogin(t, b, "ada")
+		clk.advance(2 * time.Minute) // extension due
+		s := b.LoadFromRequest(ctx, []byte("session="+id))
+		if s.Len() != 1 {
+			t.Fatal("not loaded")
+		}
+		if n, _ := b.DestroyUserSessions(ctx, "ada"); n != 1 {
+			t.Fatal("destroy", n)
+		}
+		if err := b.StoreInResponse(s, &sink{}); err != nil {
+			t.Fatal(err)
+		}
+		b.Release(s)
+		n, _ := b.DestroyUserSessions(ctx, "ada")
+		alive := false
+		request(t, b, id, func(s *Session) { alive = s.Len() == 1 })
+		t.Logf("lock=%v: second DestroyUserSessions=%d, stolen cookie alive=%v", lock, n, alive)
+		if alive {
+			t.Errorf("lock=%v: session survived two log-out-everywhere calls", lock)
+		}
+	}
+}
+
+// The same for an id rotation.
+func TestRotationDoesNotResurrectAfterLogoutEverywhere(t *testing.T) {
+	b, clk, _ := rvSetup(t, Config{RotationInterval: time.Minute, MaxAge: time.Hour})
+	ctx := context.Background()
+	id := rvLogin(t, b, "ada")
+	clk.advance(2 * time.Minute)
+	s := b.LoadFromRequest(ctx, []byte("session="+id))
+	s.Len()
+	b.DestroyUserSessions(ctx, "ada")
+	out := &sink{}
+	if err := b.StoreInResponse(s, out); err != nil {
+		t.Fatal(err)
+	}
+	b.Release(s)
+	if len(out.cookies) != 0 {
+		t.Errorf("the rotation of a session logged out meanwhile wrote cookies %v", out.cookies)
+	}
+	n, _ := b.DestroyUserSessions(ctx, "ada")
+	alive := false
+	request(t, b, id, func(s *Session) { alive = s.Len() == 1 })
+	t.Logf("second destroy=%d alive=%v", n, alive)
+	if alive {
+		t.Error("rotated session survived two log-out-everywhere calls")
+	}
+}

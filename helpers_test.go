@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/kvsession/kvsession/store"
+	"github.com/kvsession/kvsession/store/memstore"
 )
 
 // fakeStore is a map store that counts calls and fails on demand, so tests
@@ -231,4 +232,23 @@ func requestHeader(t *testing.T, b Backend, header []byte, fn func(s *Session)) 
 	err := b.StoreInResponse(s, out)
 	b.Release(s)
 	return out, err
+}
+
+// rvSetup is a backend on the memory store with a test clock.
+func rvSetup(t *testing.T, cfg Config) (*ServerBackend, *clock, *memstore.Store) {
+	clk := newClock()
+	st := memstore.New(memstore.Options{Now: clk.now})
+	t.Cleanup(func() { st.Close() })
+	b := newBackend(t, cfg, st)
+	b.now = clk.now
+	return b, clk, st
+}
+
+// rvLogin makes a session bound to user and returns its id.
+func rvLogin(t *testing.T, b *ServerBackend, user string) string {
+	out, err := request(t, b, "", func(s *Session) { s.Set("n", 1); s.SetUser(user) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out.cookieValue(t, "session")
 }

@@ -196,3 +196,80 @@ func FuzzLegacyIndex(f *testing.F) {
 		}
 	})
 }
+
+// hookStore runs hook once, inside the next Set of a session record.
+type hookStore struct {
+	*memstore.Store
+	hook func(k string)
+}
+
+func (h *hookStore) Set(ctx context.Context, k string, v []byte, ttl time.Duration) error {
+	if h.hook != nil && len(k) == hashedKeyLen {
+		f := h.hook
+		h.hook = nil
+		f(k)
+	}
+	return h.Store.Set(ctx, k, v, ttl)
+}
+
+// A listing (UserSessions, DestroyUserSessions) that runs while a new
+// session is being saved must not prune its index entry for good.
+func TestListingDuringASaveKeepsTheIndexEntry(t *testing.T) {
+	clk := newClock()
+	st := &hookStore{Store: memstore.New(memstore.Options{Now: clk.now})}
+	b := newBackend(t, Config{MaxAge: time.Hour}, st)
+	b.now = clk.now
+	ctx := context.Background()
+	st.hook = func(string) { b.UserSessions(ctx, "ada") }
+	id := rvLogin(t, b, "ada")
+	// Some later activity that saves.
+	clk.advance(time.Minute)
+	request(t, b, id, func(s *Session) { s.Set("n", 2) })
+	n, _ := b.DestroyUserSessions(ctx, "ada")
+	alive := false
+	request(t, b, id, func(s *Session) { alive = s.Len() > 0 })
+	if alive {
+		t.Errorf("session escaped DestroyUserSessions (n=%d)", n)
+	}
+}
+
+// A re-binding whose save fails leaves the record bound to the old user: it
+// must stay in the old user's set.
+type failSetStore struct {
+	*memstore.Store
+	fail bool
+}
+
+func (f *failSetStore) Set(ctx context.Context, k string, v []byte, ttl time.Duration) error {
+	if f.fail && len(k) == len("")+43 {
+		return errBoom
+	}
+	return f.Store.Set(ctx, k, v, ttl)
+}
+
+func (f *failSetStore) Swap(ctx context.Context, k string, old, v []byte, ttl time.Duration) (bool, error) {
+	if f.fail && len(k) == len("")+43 {
+		return false, errBoom
+	}
+	return f.Store.Swap(ctx, k, old, v, ttl)
+}
+
+func TestFailedRebindKeepsTheOldIndexEntry(t *testing.T) {
+	clk := newClock()
+	st := &failSetStore{Store: memstore.New(memstore.Options{Now: clk.now})}
+	b := newBackend(t, Config{MaxAge: time.Hour}, st)
+	b.now = clk.now
+	id := rvLogin(t, b, "ada")
+	st.fail = true
+	_, err := request(t, b, id, func(s *Session) { s.SetUser("bob") })
+	st.fail = false
+	if err == nil {
+		t.Fatal("expected save error")
+	}
+	n, _ := b.DestroyUserSessions(context.Background(), "ada")
+	alive := false
+	request(t, b, id, func(s *Session) { alive = s.User() == "ada" })
+	if alive {
+		t.Errorf("ada's session survived log-out-everywhere (n=%d) after a failed rebind", n)
+	}
+}
