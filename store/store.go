@@ -89,6 +89,93 @@ type Store interface {
 	Close() error
 }
 
+// Traits are facts about a store that change how kvsession may use it
+// without changing what it can do. A store reports them through
+// TraitsReporter; a store without that method has the zero Traits, which
+// is always safe: every field is a permission a store must earn.
+type Traits struct {
+	// InProcess reports that the store's entries never leave the memory
+	// of the process using it: no disk, no network, no snapshot, as with
+	// the memory store. kvsession hashes session ids into store keys so
+	// that a dump, backup or replica of the store yields no working
+	// cookie; a store with none of those gains nothing from the hash, so
+	// kvsession skips it unless Config.IDHashKey is set. A store that
+	// persists or shares its entries must not report it. A wrapper around
+	// the memory store that does either must not embed *memstore.Store,
+	// whose Traits it would inherit: embed the store.Store interface, or
+	// report Traits of its own.
+	InProcess bool
+
+	// BorrowsKeys reports that the store keeps no reference to a key
+	// string (a set's name or member included) once the call it was
+	// passed to has returned: whatever it stores, it copies. kvsession
+	// then builds each request's store key in a buffer the session
+	// reuses, sparing an allocation per request. A store that keeps keys,
+	// as a map indexed by the caller's string does, or that may still use
+	// one after returning (a write queued past a timeout) must not report
+	// it; nor may a wrapper that does either around a store that does, so
+	// such a wrapper embeds the store.Store interface, not the store's
+	// type, or reports Traits of its own.
+	BorrowsKeys bool
+}
+
+// TraitsReporter is implemented by stores that have Traits to report.
+// Traits must return the same value every time: kvsession asks once.
+type TraitsReporter interface {
+	Traits() Traits
+}
+
+// Calls is a store resolved into the calls kvsession makes on it, one
+// func per method, so that a wrapper (Config.StoreTimeout, the
+// fault-injection store) wraps each call once, field by field, and keeps
+// exactly the abilities of the store it wraps: a nil func stays nil.
+// Resolve makes one.
+type Calls struct {
+	Get          func(ctx context.Context, key string) ([]byte, error)
+	Set          func(ctx context.Context, key string, value []byte, ttl time.Duration) error
+	Swap         func(ctx context.Context, key string, old, value []byte, ttl time.Duration) (bool, error)
+	Delete       func(ctx context.Context, key string) error
+	AddMember    func(ctx context.Context, set, member string, ttl time.Duration) error
+	RemoveMember func(ctx context.Context, set, member string) error
+	Members      func(ctx context.Context, set string) ([]string, error)
+
+	// GetAppend is Appender.GetAppend; nil when the store is no Appender.
+	GetAppend func(ctx context.Context, key string, dst []byte) ([]byte, error)
+
+	// TryLock and Unlock are the store's Locker; both nil when it is none.
+	TryLock func(ctx context.Context, key string, lease time.Duration) (token string, ok bool, err error)
+	Unlock  func(ctx context.Context, key, token string) error
+
+	// Traits are what the store reports through TraitsReporter.
+	Traits Traits
+}
+
+// Resolve discovers what s can do, once, and returns its calls. It is the
+// funnel every store call kvsession makes goes through, and the one place
+// where a store's optional abilities are looked for: code that needs to
+// know whether a store has one checks whether its func is nil.
+func Resolve(s Store) Calls {
+	c := Calls{
+		Get:          s.Get,
+		Set:          s.Set,
+		Swap:         s.Swap,
+		Delete:       s.Delete,
+		AddMember:    s.AddMember,
+		RemoveMember: s.RemoveMember,
+		Members:      s.Members,
+	}
+	if a, ok := s.(Appender); ok {
+		c.GetAppend = a.GetAppend
+	}
+	if l, ok := s.(Locker); ok {
+		c.TryLock, c.Unlock = l.TryLock, l.Unlock
+	}
+	if r, ok := s.(TraitsReporter); ok {
+		c.Traits = r.Traits()
+	}
+	return c
+}
+
 // Toucher is implemented by stores that can reset an entry's expiry without
 // rewriting its value. Touch returns ErrNotFound if the key is missing.
 type Toucher interface {

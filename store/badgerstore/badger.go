@@ -148,6 +148,10 @@ var _ interface {
 // (store.KeyBorrower): every call hands Badger a copy.
 func (*Store) BorrowsKeys() {}
 
+// Traits reports that the store keeps no caller's key string: every call
+// hands Badger a copy.
+func (*Store) Traits() store.Traits { return store.Traits{BorrowsKeys: true} }
+
 // Open opens (or creates) the database opts describes and starts its value
 // log garbage collector. Call Close to stop it and flush the database.
 func Open(opts Options) (*Store, error) {

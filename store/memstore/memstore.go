@@ -153,6 +153,12 @@ func (*Store) InProcess() {}
 // is a view of.
 func (*Store) BorrowsKeys() {}
 
+// Traits reports that the store keeps its entries in this process's
+// memory only (nothing to dump, back up or replicate), and that it keeps
+// no caller's key string: entries hold their own copy, which the map's key
+// is a view of.
+func (*Store) Traits() store.Traits { return store.Traits{InProcess: true, BorrowsKeys: true} }
+
 // New returns a Store and starts its sweeper. Call Close to stop it.
 func New(opts Options) *Store {
 	n := opts.Shards
