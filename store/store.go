@@ -1,17 +1,32 @@
 // Package store defines the key-value contract kvsession keeps sessions in,
 // and a registry that hands out stores by name.
 //
-// A Store keeps values under keys (Get, Set, Swap, Delete) and sets of
-// members (AddMember, RemoveMember, Members), each with an expiry. Swap and
-// the sets are what every end of a session relies on: Swap keeps a request
-// from writing back a session another request ended, and a set per user
-// lets "log out everywhere" reach every one of a user's sessions. Abilities
-// that some stores have and others lack are separate optional interfaces
-// (Toucher, Appender, Exister, Expirer, Clearer, Locker); callers discover
-// them with a type assertion and fall back when absent.
+// The contract is small. Every store implements Store: values under keys
+// (Get, Set, Swap, Delete) and sets of members (AddMember, RemoveMember,
+// Members), each with an expiry, and Close. Swap and the sets are what
+// every end of a session relies on: Swap keeps a request from writing back
+// a session another request ended, and a set per user lets "log out
+// everywhere" reach every one of a user's sessions.
 //
-// Every store shipped with kvsession lives in its own sub-package, so that a
-// program linking the memory store does not link Badger.
+// Beyond it a store may have optional abilities, each one kvsession uses
+// when it is there:
+//
+//   - Appender (GetAppend): a load reads into the session's own buffer,
+//     saving an allocation per request;
+//   - Locker (TryLock, Unlock): Config.Lock takes each session's lock in
+//     the store, across processes, rather than in this process.
+//
+// and report Traits (InProcess, BorrowsKeys) through TraitsReporter: facts
+// that let kvsession skip a precaution. Resolve finds all of these once,
+// and is the one place that looks: it turns a store into Calls, one func
+// per call, which kvsession and any wrapper of a store go through.
+//
+// The conformance suite in store/storetest checks the contract, each
+// ability a store has, and the traits it reports: a store proves itself
+// by passing it.
+//
+// Every store shipped with kvsession lives in its own sub-package, so that
+// a program linking the memory store does not link Badger.
 package store
 
 import (
@@ -20,7 +35,7 @@ import (
 	"time"
 )
 
-// ErrNotFound is returned by Get, Touch and ExpiresIn when the key does not
+// ErrNotFound is returned by Get and GetAppend when the key does not
 // exist or has expired. It is the only way a store reports a missing key;
 // compare with errors.Is.
 var ErrNotFound = errors.New("store: key not found")
@@ -28,8 +43,9 @@ var ErrNotFound = errors.New("store: key not found")
 // ErrClosed is returned by every method called after Close.
 var ErrClosed = errors.New("store: closed")
 
-// ErrInvalidTTL is returned when a negative TTL is given. A zero TTL means
-// the entry never expires.
+// ErrInvalidTTL is returned when a negative TTL is given, or a lease that
+// is not positive to Locker.TryLock. A zero TTL means the entry never
+// expires.
 var ErrInvalidTTL = errors.New("store: negative TTL")
 
 // ErrEmptyKey is returned when a method is called with an empty key.
@@ -89,6 +105,32 @@ type Store interface {
 	Close() error
 }
 
+// Appender is implemented by stores that can copy a value into a buffer the
+// caller supplies. GetAppend appends the value under key to dst and returns
+// the extended slice, or ErrNotFound. The backend reuses one buffer per
+// pooled session this way, saving an allocation on every load.
+type Appender interface {
+	GetAppend(ctx context.Context, key string, dst []byte) ([]byte, error)
+}
+
+// Locker is implemented by stores that several processes share and that
+// can hold a lease-bounded lock on a key themselves, as Redis can with
+// SET NX PX. With the backend's session lock on, such a store's lock is
+// used so that it holds across processes; otherwise the lock is taken in
+// process. Locks must not collide with values: keep them under keys of
+// their own (a suffix or a separate keyspace).
+type Locker interface {
+	// TryLock takes the lock on key for lease if nobody holds it, or its
+	// holder's lease has run out, and returns a token for Unlock that no
+	// earlier holder of the lock was given. ok is false when another
+	// holder has it. A lease that is not positive is ErrInvalidTTL: a
+	// lock without one would outlive a holder that crashed.
+	TryLock(ctx context.Context, key string, lease time.Duration) (token string, ok bool, err error)
+	// Unlock releases the lock if token still holds it; otherwise (a
+	// wrong token, a lease that ran out) it does nothing.
+	Unlock(ctx context.Context, key, token string) error
+}
+
 // Traits are facts about a store that change how kvsession may use it
 // without changing what it can do. A store reports them through
 // TraitsReporter; a store without that method has the zero Traits, which
@@ -113,8 +155,8 @@ type Traits struct {
 	// reuses, sparing an allocation per request. A store that keeps keys,
 	// as a map indexed by the caller's string does, or that may still use
 	// one after returning (a write queued past a timeout) must not report
-	// it; nor may a wrapper that does either around a store that does, so
-	// such a wrapper embeds the store.Store interface, not the store's
+	// it. Nor may a wrapper that does either around a store that reports
+	// it: such a wrapper embeds the store.Store interface, not the store's
 	// type, or reports Traits of its own.
 	BorrowsKeys bool
 }
@@ -176,77 +218,7 @@ func Resolve(s Store) Calls {
 	return c
 }
 
-// Toucher is implemented by stores that can reset an entry's expiry without
-// rewriting its value. Touch returns ErrNotFound if the key is missing.
-type Toucher interface {
-	Touch(ctx context.Context, key string, ttl time.Duration) error
-}
-
-// Appender is implemented by stores that can copy a value into a buffer the
-// caller supplies. GetAppend appends the value under key to dst and returns
-// the extended slice, or ErrNotFound. The backend reuses one buffer per
-// pooled session this way, saving an allocation on every load.
-type Appender interface {
-	GetAppend(ctx context.Context, key string, dst []byte) ([]byte, error)
-}
-
-// Exister is implemented by stores that can tell whether a key is present
-// without copying its value.
-type Exister interface {
-	Exists(ctx context.Context, key string) (bool, error)
-}
-
-// Expirer is implemented by stores that can report how long an entry has
-// left. It returns ErrNotFound for a missing key, and NoExpiry for an entry
-// stored with a zero TTL.
-type Expirer interface {
-	ExpiresIn(ctx context.Context, key string) (time.Duration, error)
-}
-
-// NoExpiry is what Expirer.ExpiresIn reports for an entry that never expires.
+// NoExpiry is what the ExpiresIn method of the stores shipped with
+// kvsession (memory, Badger, Redis) reports for an entry stored with a
+// zero TTL, which never expires. ExpiresIn is no part of the contract.
 const NoExpiry time.Duration = -1
-
-// InProcess is implemented by stores whose entries never leave the memory
-// of the process using them: no disk, no network, no snapshot, as with the
-// memory store. kvsession hashes session ids into store keys so that a
-// dump, backup or replica of the store yields no working cookie; a store
-// with none of those gains nothing from the hash, so kvsession skips it
-// unless Config.IDHashKey is set. A store that persists or shares its
-// entries must not implement it, and a wrapper that does so around the
-// memory store must not embed *memstore.Store, whose method it would inherit:
-// embed the store.Store interface instead.
-type InProcess interface {
-	InProcess()
-}
-
-// KeyBorrower is implemented by stores that keep no reference to a key
-// string once the call it was passed to has returned: whatever they store,
-// they copy. The backend then builds each request's store key in a buffer
-// the session reuses, sparing an allocation per request. A store that
-// keeps keys, as a map indexed by the caller's string does, or that may
-// still use one after returning (a write queued past a timeout) must not
-// implement it; nor may a wrapper that does either around a store that
-// does, so embed the store.Store interface there, not the store's type.
-type KeyBorrower interface {
-	BorrowsKeys()
-}
-
-// Clearer is implemented by stores that can delete every entry they hold.
-type Clearer interface {
-	DeleteAll(ctx context.Context) error
-}
-
-// Locker is implemented by stores that several processes share and that
-// can hold a lease-bounded lock on a key themselves, as Redis can with
-// SET NX PX. With the backend's session lock on, such a store's lock is
-// used so that it holds across processes; otherwise the lock is taken in
-// process. Locks must not collide with values: keep them under keys of
-// their own (a suffix or a separate keyspace).
-type Locker interface {
-	// TryLock takes the lock on key for lease if nobody holds it, and
-	// returns a token for Unlock. ok is false when another holder has it.
-	TryLock(ctx context.Context, key string, lease time.Duration) (token string, ok bool, err error)
-	// Unlock releases the lock if token still holds it; otherwise it does
-	// nothing.
-	Unlock(ctx context.Context, key, token string) error
-}
