@@ -153,9 +153,9 @@ func (b *ServerBackend) GenerateID() (string, error) {
 // storeKey returns the key a session id is stored under: Prefix and a hash
 // of the id (keyed with Config.IDHashKey if set), so that a leaked store
 // dump or backup holds no id a cookie could carry. An in-process store
-// (store.Traits.InProcess) has no dump or backup to leak, and whoever can read it
-// can read the cookies of the requests in flight too: its keys are the ids
-// themselves, sparing every request the hash (about a third of an
+// (store.Traits.InProcess) has no dump or backup to leak, and whoever can
+// read it can read the cookies of the requests in flight too: its keys are
+// the ids themselves, sparing every request the hash (about a third of an
 // in-memory read), unless IDHashKey asks for one.
 func (b *ServerBackend) storeKey(id []byte) string {
 	buf := b.appendStoreKey(make([]byte, 0, b.storeKeyLen(len(id))), id)
