@@ -43,13 +43,16 @@ func isNotFound(err error) bool {
 // server-side session backend: see the README for the full set of rules.
 type ServerBackend struct {
 	core
-	store    store.Store
-	appender store.Appender // nil when the store cannot read into our buffer
+	registered store.Store // what Store returns; calls go through calls
+	// calls is the store, resolved once (store.Resolve) and bounded by
+	// Config.StoreTimeout: every store call the backend makes goes
+	// through it.
+	calls store.Calls
 	// plainKeys stores sessions under their ids rather than a hash of
 	// them: Config.PlainStoreKeys, or an in-process store (see storeKey).
 	plainKeys bool
 	// borrowKeys builds a loaded session's store key in the session's own
-	// buffer: the store keeps no key (store.KeyBorrower).
+	// buffer: the store keeps no key (store.Traits.BorrowsKeys).
 	borrowKeys bool
 	idLen      int          // length of an encoded id
 	locks      *sessionLock // nil unless Config.Lock
@@ -79,24 +82,23 @@ func New(cfg Config, stores *store.Registry) (*ServerBackend, error) {
 	if err != nil {
 		return nil, &ConfigError{Field: "Store", Reason: err.Error()}
 	}
+	calls := resolveStore(c, st) // Config.StoreTimeout (timeout.go)
 	b := &ServerBackend{
-		store: st,
-		idLen: base64.RawURLEncoding.EncodedLen(c.SessionIDBytes),
+		registered: st,
+		calls:      calls,
+		plainKeys:  c.PlainStoreKeys || (calls.Traits.InProcess && len(c.IDHashKey) == 0),
+		borrowKeys: calls.Traits.BorrowsKeys,
+		idLen:      base64.RawURLEncoding.EncodedLen(c.SessionIDBytes),
 	}
 	b.init(c, serverEngine{b})
 	if c.Lock {
-		b.locks = newSessionLock(c, st)
+		b.locks = newSessionLock(c, calls)
 	}
-	b.appender, _ = st.(store.Appender)
-	_, inProcess := st.(store.InProcess)
-	b.plainKeys = c.PlainStoreKeys || (inProcess && len(c.IDHashKey) == 0)
-	_, b.borrowKeys = st.(store.KeyBorrower)
-	b.boundStoreCalls() // Config.StoreTimeout (timeout.go)
 	return b, nil
 }
 
-// Store returns the store sessions are kept in.
-func (b *ServerBackend) Store() store.Store { return unbounded(b.store) }
+// Store returns the store sessions are kept in, as it was registered.
+func (b *ServerBackend) Store() store.Store { return b.registered }
 
 // MaxCookieHeaderBytes is the length of "<Key>=<id>; ": the id cookie
 // never needs splitting.
@@ -151,9 +153,9 @@ func (b *ServerBackend) GenerateID() (string, error) {
 // storeKey returns the key a session id is stored under: Prefix and a hash
 // of the id (keyed with Config.IDHashKey if set), so that a leaked store
 // dump or backup holds no id a cookie could carry. An in-process store
-// (store.InProcess) has no dump or backup to leak, and whoever can read it
-// can read the cookies of the requests in flight too: its keys are the ids
-// themselves, sparing every request the hash (about a third of an
+// (store.Traits.InProcess) has no dump or backup to leak, and whoever can
+// read it can read the cookies of the requests in flight too: its keys are
+// the ids themselves, sparing every request the hash (about a third of an
 // in-memory read), unless IDHashKey asks for one.
 func (b *ServerBackend) storeKey(id []byte) string {
 	buf := b.appendStoreKey(make([]byte, 0, b.storeKeyLen(len(id))), id)
@@ -399,7 +401,7 @@ func (b *ServerBackend) retireRenewed(s *Session, prevUser string) error {
 // the id it replaces turned out to be ended (or, under the lock, saved by
 // another request) meanwhile.
 func (b *ServerBackend) takeBack(s *Session) {
-	if err := b.store.Delete(s.ctx, s.key); err != nil {
+	if err := b.calls.Delete(s.ctx, s.key); err != nil {
 		b.cfg.Logger.Warn("kvsession: could not delete the record of a session ended during a change of id; it expires with its TTL", "error", err)
 	} else if s.user != "" {
 		b.unindex(s.ctx, s.user, s.key)
@@ -508,7 +510,7 @@ func (b *ServerBackend) rotate(s *Session, now int64) error {
 		return nil
 	case lerr == nil:
 		// Nothing points at the new record: take it back.
-		if derr := b.store.Delete(s.ctx, s.key); derr != nil {
+		if derr := b.calls.Delete(s.ctx, s.key); derr != nil {
 			b.cfg.Logger.Warn("kvsession: could not delete the record of a failed rotation; it expires with its TTL", "error", derr)
 		} else if s.user != "" {
 			b.unindex(s.ctx, s.user, s.key)
@@ -524,7 +526,7 @@ func (b *ServerBackend) rotate(s *Session, now int64) error {
 // retired reports whether the old key of a rotation was retired after all:
 // deleted (fwd nil) or holding the forward record fwd.
 func (b *ServerBackend) retired(s *Session, oldKey string, fwd []byte) (bool, error) {
-	rec, err := b.store.Get(s.ctx, oldKey)
+	rec, err := b.calls.Get(s.ctx, oldKey)
 	switch {
 	case isNotFound(err):
 		return fwd == nil, nil
@@ -622,18 +624,18 @@ func (b *ServerBackend) fetch(s *Session, key string, lock bool) (rec []byte, fo
 }
 
 func (b *ServerBackend) get(s *Session, key string) ([]byte, error) {
-	if b.appender != nil {
-		rec, err := b.appender.GetAppend(s.ctx, key, s.loadBuf[:0])
+	if b.calls.GetAppend != nil {
+		rec, err := b.calls.GetAppend(s.ctx, key, s.loadBuf[:0])
 		s.loadBuf = rec
 		return rec, err
 	}
-	return b.store.Get(s.ctx, key)
+	return b.calls.Get(s.ctx, key)
 }
 
 // deleteStored deletes the session's record and any record RenewID retired.
 func (b *ServerBackend) deleteStored(s *Session) error {
 	if s.exists {
-		if err := b.store.Delete(s.ctx, s.key); err != nil {
+		if err := b.calls.Delete(s.ctx, s.key); err != nil {
 			return &StoreError{Op: "delete", Err: err}
 		}
 		s.exists = false
@@ -642,7 +644,7 @@ func (b *ServerBackend) deleteStored(s *Session) error {
 		}
 	}
 	if s.oldKey != "" {
-		if err := b.store.Delete(s.ctx, s.oldKey); err != nil {
+		if err := b.calls.Delete(s.ctx, s.oldKey); err != nil {
 			return &StoreError{Op: "delete", Err: err}
 		}
 		s.oldKey = ""
@@ -683,7 +685,7 @@ func (b *ServerBackend) extend(s *Session, now int64) (bool, error) {
 			return false, err
 		}
 	}
-	ok, err := b.store.Swap(s.ctx, s.key, s.stored, s.stored, ttl)
+	ok, err := b.calls.Swap(s.ctx, s.key, s.stored, s.stored, ttl)
 	if err != nil {
 		return false, &StoreError{Op: "extend", Err: err}
 	}
@@ -773,7 +775,7 @@ func (b *ServerBackend) Delete(ctx context.Context, id string) error {
 		return err
 	}
 	if key := b.storeKey([]byte(id)); key != s.key {
-		if err := b.store.Delete(ctx, key); err != nil {
+		if err := b.calls.Delete(ctx, key); err != nil {
 			return &StoreError{Op: "delete", Err: err}
 		}
 	}

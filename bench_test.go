@@ -53,8 +53,8 @@ func onEachStore(b *testing.B, sessions int, values map[string]any, bytesPerOp i
 		b.Run(name, func(b *testing.B) {
 			st := stores[name]()
 			defer func() {
-				if c, ok := st.(store.Clearer); ok && name == "redis" {
-					c.DeleteAll(context.Background()) // a shared server: leave it as found
+				if r, ok := st.(*redisstore.Store); ok {
+					r.DeleteAll(context.Background()) // a shared server: leave it as found
 				}
 				st.Close()
 			}()
@@ -177,11 +177,10 @@ func BenchmarkCookie(b *testing.B) {
 	}
 }
 
-// sharedMemory is the memory store without its store.InProcess mark, so
+// sharedMemory is the memory store without its traits (no InProcess), so
 // that the backend hashes ids into keys as it does for Badger or Redis.
 type sharedMemory struct {
 	store.Store
-	store.Toucher
 	store.Appender
 }
 
@@ -212,7 +211,7 @@ func BenchmarkFeatureCost(b *testing.B) {
 				defer mem.Close()
 				var st store.Store = mem
 				if strings.HasPrefix(f.name, "hashed keys") {
-					st = sharedMemory{mem, mem, mem}
+					st = sharedMemory{mem, mem}
 				}
 				be := newBackend(b, f.cfg, st)
 				values := map[string]any{"counter": 1000, "user": "ada"}

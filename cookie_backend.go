@@ -50,8 +50,8 @@ import (
 // first on their next request.
 type CookieBackend struct {
 	core
-	keys        []cookieKey // Config.Secrets, in order; keys[0] seals
-	revocations store.Store // nil without Config.RevocationStore
+	keys        []cookieKey  // Config.Secrets, in order; keys[0] seals
+	revocations *store.Calls // nil without Config.RevocationStore
 	// longestLife is the longest a cookie opens after it was sealed (see
 	// cookieLongestLife): how long a revocation must be remembered.
 	longestLife time.Duration
@@ -113,13 +113,15 @@ func NewCookie(cfg Config, stores *store.Registry) (*CookieBackend, error) {
 		if stores == nil {
 			return nil, &ConfigError{Field: "RevocationStore", Reason: "no store registry given to NewCookie"}
 		}
-		if b.revocations, err = stores.Get(c.RevocationStore); err != nil {
+		st, err := stores.Get(c.RevocationStore)
+		if err != nil {
 			return nil, &ConfigError{Field: "RevocationStore", Reason: err.Error()}
 		}
+		calls := resolveStore(c, st) // Config.StoreTimeout (timeout.go)
+		b.revocations = &calls
 	}
 	b.longestLife = cookieLongestLife(&c.Config)
 	b.init(c, cookieEngine{b})
-	b.boundStoreCalls() // Config.StoreTimeout (timeout.go)
 	return b, nil
 }
 

@@ -362,7 +362,7 @@ func TestByIDSetRacingRotationForks(t *testing.T) {
 	}
 	// The old key holds the rotation's forward, not a session of its own
 	// beside the new one (a fork).
-	if rec, err := b.store.Get(ctx, b.storeKey([]byte(old))); err == nil && (len(rec) == 0 || rec[0] != forwardMarker) {
+	if rec, err := b.calls.Get(ctx, b.storeKey([]byte(old))); err == nil && (len(rec) == 0 || rec[0] != forwardMarker) {
 		t.Errorf("fork: the rotated-out id holds a session record again (%d bytes) beside the new id %q", len(rec), cur)
 	}
 }

@@ -250,7 +250,7 @@ func TestEndsHoldAgainstRequestsInFlight(t *testing.T) {
 					t.Fatalf("the request in flight: %v", err)
 				}
 				// Under the old key: nothing, or the rotation's forward.
-				rec, err := b.store.Get(context.Background(), b.storeKey([]byte(id)))
+				rec, err := b.calls.Get(context.Background(), b.storeKey([]byte(id)))
 				switch {
 				case isNotFound(err):
 				case err != nil:

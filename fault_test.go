@@ -8,10 +8,12 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"maps"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -251,14 +253,50 @@ func TestStoreTimeoutValidation(t *testing.T) {
 	}
 }
 
-// Without a timeout nothing is wrapped: the request path is the one it
-// was before StoreTimeout existed.
+// ctxRecorder is the memory store, abilities and traits included, noting
+// the context each load is given.
+type ctxRecorder struct {
+	*memstore.Store
+	mu   sync.Mutex
+	last context.Context
+}
+
+func (r *ctxRecorder) GetAppend(ctx context.Context, key string, dst []byte) ([]byte, error) {
+	r.mu.Lock()
+	r.last = ctx
+	r.mu.Unlock()
+	return r.Store.GetAppend(ctx, key, dst)
+}
+
+type requestCtxKey struct{}
+
+// Without a timeout nothing is wrapped: the store is handed the request's
+// own context, as it was before StoreTimeout existed. With one, the load
+// runs under a deadline of its own.
 func TestStoreTimeoutUnsetWrapsNothing(t *testing.T) {
-	st := memstore.New(memstore.Options{})
-	defer st.Close()
-	b := newBackend(t, Config{ExtendOnAccess: true}, st)
-	if b.store != store.Store(st) || b.appender != store.Appender(st) {
-		t.Errorf("store wrapped without a timeout: %T %T", b.store, b.appender)
+	for _, timeout := range []time.Duration{0, time.Minute} {
+		t.Run(fmt.Sprint("StoreTimeout ", timeout), func(t *testing.T) {
+			st := &ctxRecorder{Store: memstore.New(memstore.Options{})}
+			defer st.Close()
+			b := newBackend(t, Config{StoreTimeout: timeout}, st)
+			if b.Store() != store.Store(st) {
+				t.Errorf("Store() = %T, want the registered store", b.Store())
+			}
+			reqCtx := context.WithValue(context.Background(), requestCtxKey{}, "request")
+			s := b.LoadFromRequest(reqCtx, []byte("session="+strings.Repeat("A", 43)))
+			s.GetInt("n")
+			b.Release(s)
+			st.mu.Lock()
+			got := st.last
+			st.mu.Unlock()
+			if got == nil {
+				t.Fatal("the load did not read into the session's buffer (GetAppend)")
+			}
+			_, deadline := got.Deadline()
+			if wrapped := got != reqCtx; wrapped != (timeout > 0) || deadline != (timeout > 0) {
+				t.Errorf("store given a derived context: %v, with a deadline: %v; want %v", wrapped, deadline, timeout > 0)
+			}
+		})
 	}
 }
 
@@ -280,8 +318,8 @@ func TestStoreTimeoutKeepsStoreAbilities(t *testing.T) {
 			if b.Store() != fs.Store() {
 				t.Errorf("Store() = %T, want the registered store", b.Store())
 			}
-			if (b.locks.locker != nil) != tc.shared {
-				t.Errorf("store lock used: %v, want %v", b.locks.locker != nil, tc.shared)
+			if (b.locks.tryLock != nil) != tc.shared {
+				t.Errorf("store lock used: %v, want %v", b.locks.tryLock != nil, tc.shared)
 			}
 			out, err := request(t, b, "", func(s *Session) { s.Set("v", 1); s.SetUser("ada") })
 			if err != nil {

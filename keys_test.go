@@ -13,7 +13,7 @@ import (
 
 // keyRecorder keeps every key its Get is given, as a store that caches or
 // indexes the caller's strings would. Embedding the store.Store interface
-// hides the memory store's optional methods, its BorrowsKeys included.
+// hides the memory store's optional methods, its Traits included.
 type keyRecorder struct {
 	store.Store
 	mu   sync.Mutex
@@ -33,14 +33,14 @@ func (r *keyRecorder) last() string {
 	return r.seen[len(r.seen)-1]
 }
 
-// borrowingRecorder claims store.KeyBorrower, so the backend lends it the
-// session's key buffer.
+// borrowingRecorder reports store.Traits.BorrowsKeys, so the backend lends
+// it the session's key buffer.
 type borrowingRecorder struct{ *keyRecorder }
 
-func (borrowingRecorder) BorrowsKeys() {}
+func (borrowingRecorder) Traits() store.Traits { return store.Traits{BorrowsKeys: true} }
 
 // TestLoadKeysAreLentOnlyToBorrowers: a store that says it keeps no key
-// (store.KeyBorrower) is handed a view of the session's reused buffer; any
+// (store.Traits.BorrowsKeys) is handed a view of the session's reused buffer; any
 // other store gets a key of its own, which later requests leave intact.
 func TestLoadKeysAreLentOnlyToBorrowers(t *testing.T) {
 	for _, borrows := range []bool{false, true} {

@@ -24,7 +24,7 @@ func (b *ServerBackend) legacyIndexKey(user string) string {
 // and whether there was one. A record that cannot be read lists nothing:
 // it is left for DestroyUserSessions to delete.
 func (b *ServerBackend) legacyMembers(ctx context.Context, user string) ([]string, bool, error) {
-	rec, err := b.store.Get(ctx, b.legacyIndexKey(user))
+	rec, err := b.calls.Get(ctx, b.legacyIndexKey(user))
 	switch {
 	case isNotFound(err):
 		return nil, false, nil

@@ -352,7 +352,7 @@ func TestLifecycleConfigErrors(t *testing.T) {
 // that its entries never leave the process.
 type inProcessStore struct{ *fakeStore }
 
-func (inProcessStore) InProcess() {}
+func (inProcessStore) Traits() store.Traits { return store.Traits{InProcess: true} }
 
 // TestWhichStoresHashIDs: ids are hashed into store keys unless the store
 // is in-process (nothing to dump) and no IDHashKey asks for the hash, or

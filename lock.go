@@ -19,10 +19,12 @@ var ErrLockTimeout = lock.ErrTimeout
 // to its save: in the store, when the store is a store.Locker shared by
 // several processes, in process otherwise.
 type sessionLock struct {
-	table  *lock.Table
-	locker store.Locker
-	lease  time.Duration
-	wait   time.Duration
+	table *lock.Table // nil when the store locks
+	// The store's TryLock and Unlock (store.Calls); nil with a table.
+	tryLock func(ctx context.Context, key string, lease time.Duration) (token string, ok bool, err error)
+	unlock  func(ctx context.Context, key, token string) error
+	lease   time.Duration
+	wait    time.Duration
 }
 
 // held is one request's hold on a session lock.
@@ -32,10 +34,10 @@ type held struct {
 	storeToken string
 }
 
-func newSessionLock(cfg *compiled, st store.Store) *sessionLock {
+func newSessionLock(cfg *compiled, calls store.Calls) *sessionLock {
 	l := &sessionLock{lease: cfg.LockLease, wait: cfg.LockWait}
-	if lk, ok := st.(store.Locker); ok {
-		l.locker = lk
+	if calls.TryLock != nil {
+		l.tryLock, l.unlock = calls.TryLock, calls.Unlock
 	} else {
 		l.table = lock.New()
 	}
@@ -51,7 +53,7 @@ func (l *sessionLock) acquire(ctx context.Context, key string) (held, error) {
 	// from a millisecond to 20.
 	deadline := time.Now().Add(l.wait)
 	for pause := time.Millisecond; ; pause = min(2*pause, 20*time.Millisecond) {
-		tok, ok, err := l.locker.TryLock(ctx, key, l.lease)
+		tok, ok, err := l.tryLock(ctx, key, l.lease)
 		if err != nil {
 			return held{}, &StoreError{Op: "lock", Err: err}
 		}
@@ -80,7 +82,7 @@ func (l *sessionLock) release(ctx context.Context, h held) {
 	// the request's cancellation: a client that hung up must not leave
 	// its session locked for the whole lease (the store's own call bound,
 	// and StoreTimeout, still apply).
-	_ = l.locker.Unlock(context.WithoutCancel(ctx), h.key, h.storeToken)
+	_ = l.unlock(context.WithoutCancel(ctx), h.key, h.storeToken)
 }
 
 // lockFor takes the session's lock on key, unless the session is read-only

@@ -56,7 +56,7 @@ func (b *ServerBackend) indexPlan(s *Session, now int64, ttl time.Duration) bool
 // passed.
 func (b *ServerBackend) index(s *Session) error {
 	d := max(time.Duration(s.indexed-s.nowNano()), time.Millisecond)
-	if err := b.store.AddMember(s.ctx, b.userSet(s.user), s.key, d); err != nil {
+	if err := b.calls.AddMember(s.ctx, b.userSet(s.user), s.key, d); err != nil {
 		return &StoreError{Op: "index", Err: err}
 	}
 	return nil
@@ -66,7 +66,7 @@ func (b *ServerBackend) index(s *Session) error {
 // session's record is what counts, and a member whose record is gone or
 // bound to someone else is skipped by every listing and expires by itself.
 func (b *ServerBackend) unindex(ctx context.Context, user, key string) {
-	if err := b.store.RemoveMember(ctx, b.userSet(user), key); err != nil {
+	if err := b.calls.RemoveMember(ctx, b.userSet(user), key); err != nil {
 		b.cfg.Logger.Warn("kvsession: could not update a user's set of sessions", "error", err)
 	}
 }
@@ -103,7 +103,7 @@ func (b *ServerBackend) checkLogoutMark(s *Session, user string) error {
 	if user == "" {
 		return nil
 	}
-	rec, err := b.store.Get(s.ctx, b.logoutKey(user))
+	rec, err := b.calls.Get(s.ctx, b.logoutKey(user))
 	switch {
 	case isNotFound(err):
 		return nil
@@ -141,12 +141,12 @@ func (b *ServerBackend) DestroyUserSessions(ctx context.Context, user string) (i
 		return 0, nil
 	}
 	mark := binary.BigEndian.AppendUint64(nil, uint64(b.now().UnixNano()))
-	if err := b.store.Set(ctx, b.logoutKey(user), mark, logoutMarkTTL); err != nil {
+	if err := b.calls.Set(ctx, b.logoutKey(user), mark, logoutMarkTTL); err != nil {
 		return 0, &StoreError{Op: "delete", Err: err}
 	}
 	n := 0
 	legacy, err := b.eachUserSession(ctx, user, true, func(s *Session, key string) error {
-		if err := b.store.Delete(ctx, key); err != nil {
+		if err := b.calls.Delete(ctx, key); err != nil {
 			return &StoreError{Op: "delete", Err: err}
 		}
 		b.unindex(ctx, user, key)
@@ -155,7 +155,7 @@ func (b *ServerBackend) DestroyUserSessions(ctx context.Context, user string) (i
 	})
 	if err == nil && legacy {
 		// Every session it listed is gone: so is the reason to keep it.
-		if err := b.store.Delete(ctx, b.legacyIndexKey(user)); err != nil {
+		if err := b.calls.Delete(ctx, b.legacyIndexKey(user)); err != nil {
 			return n, &StoreError{Op: "delete", Err: err}
 		}
 	}
@@ -187,7 +187,7 @@ func (b *ServerBackend) eachUserSession(ctx context.Context, user string, expire
 	handled := map[string]struct{}{}
 	for pass := 0; pass < maxListings; pass++ {
 		if pass > 0 || !legacy {
-			if keys, err = b.store.Members(ctx, b.userSet(user)); err != nil {
+			if keys, err = b.calls.Members(ctx, b.userSet(user)); err != nil {
 				return legacy, &StoreError{Op: "index", Err: err}
 			}
 		}

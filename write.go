@@ -54,7 +54,7 @@ const maxSwaps = 64
 // first makes sure s is in its user's set, as put says.
 func (b *ServerBackend) swapLoaded(s *Session, op, key string, old, value []byte, ttl time.Duration, reindex bool) error {
 	for range maxSwaps {
-		ok, err := b.store.Swap(s.ctx, key, old, value, ttl)
+		ok, err := b.calls.Swap(s.ctx, key, old, value, ttl)
 		if err != nil {
 			return &StoreError{Op: op, Err: err}
 		}
@@ -84,7 +84,7 @@ func (b *ServerBackend) swapLoaded(s *Session, op, key string, old, value []byte
 // the session there has ended (no record, a rotation's forward, an
 // unreadable or expired record), else the record.
 func (b *ServerBackend) current(s *Session, key string) ([]byte, error) {
-	rec, err := b.store.Get(s.ctx, key)
+	rec, err := b.calls.Get(s.ctx, key)
 	switch {
 	case isNotFound(err):
 		return nil, nil
@@ -108,7 +108,7 @@ func (b *ServerBackend) current(s *Session, key string) ([]byte, error) {
 // session again before the write, in case the other save moved it.
 func (b *ServerBackend) put(s *Session, rec []byte, ttl time.Duration) error {
 	if !s.exists {
-		if err := b.store.Set(s.ctx, s.key, rec, ttl); err != nil {
+		if err := b.calls.Set(s.ctx, s.key, rec, ttl); err != nil {
 			return &StoreError{Op: "save", Err: err}
 		}
 		return nil

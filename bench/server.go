@@ -119,7 +119,14 @@ func openBadgerRaw(o serveOptions) (store.Store, error) {
 	return rawBadger{st: st, db: st.DB()}, nil
 }
 
-// rawBadger is a store.Store (and store.Clearer) made of raw Badger
+// clearer is the DeleteAll the stores shipped with kvsession have (and
+// rawBadger): no part of the store contract, so no interface of package
+// store.
+type clearer interface {
+	DeleteAll(ctx context.Context) error
+}
+
+// rawBadger is a store.Store (and a clearer) made of raw Badger
 // transactions; st opened the database and closes it.
 type rawBadger struct {
 	st *badgerstore.Store
@@ -309,7 +316,7 @@ func serveKvsession(open func(serveOptions) (store.Store, error)) func(net.Liste
 		reg := store.NewRegistry(nil)
 		reg.Register(kvsession.DefaultStore, st)
 		defer reg.Close()
-		if c, ok := st.(store.Clearer); ok && o.redisAddr != "" {
+		if c, ok := st.(clearer); ok && o.redisAddr != "" {
 			defer c.DeleteAll(context.Background())
 		}
 		be, err := kvsession.New(kvsession.Config{Lock: o.lock}, reg)
@@ -449,7 +456,7 @@ func (f fiberStorage) Set(key string, val []byte, exp time.Duration) error {
 
 func (f fiberStorage) Delete(key string) error { return f.st.Delete(context.Background(), key) }
 func (f fiberStorage) Reset() error {
-	return f.st.(store.Clearer).DeleteAll(context.Background())
+	return f.st.(clearer).DeleteAll(context.Background())
 }
 func (f fiberStorage) Close() error { return f.st.Close() }
 

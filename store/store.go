@@ -1,17 +1,32 @@
 // Package store defines the key-value contract kvsession keeps sessions in,
 // and a registry that hands out stores by name.
 //
-// A Store keeps values under keys (Get, Set, Swap, Delete) and sets of
-// members (AddMember, RemoveMember, Members), each with an expiry. Swap and
-// the sets are what every end of a session relies on: Swap keeps a request
-// from writing back a session another request ended, and a set per user
-// lets "log out everywhere" reach every one of a user's sessions. Abilities
-// that some stores have and others lack are separate optional interfaces
-// (Toucher, Appender, Exister, Expirer, Clearer, Locker); callers discover
-// them with a type assertion and fall back when absent.
+// The contract is small. Every store implements Store: values under keys
+// (Get, Set, Swap, Delete) and sets of members (AddMember, RemoveMember,
+// Members), each with an expiry, and Close. Swap and the sets are what
+// every end of a session relies on: Swap keeps a request from writing back
+// a session another request ended, and a set per user lets "log out
+// everywhere" reach every one of a user's sessions.
 //
-// Every store shipped with kvsession lives in its own sub-package, so that a
-// program linking the memory store does not link Badger.
+// Beyond it a store may have optional abilities, each one kvsession uses
+// when it is there:
+//
+//   - Appender (GetAppend): a load reads into the session's own buffer,
+//     saving an allocation per request;
+//   - Locker (TryLock, Unlock): Config.Lock takes each session's lock in
+//     the store, across processes, rather than in this process.
+//
+// and report Traits (InProcess, BorrowsKeys) through TraitsReporter: facts
+// that let kvsession skip a precaution. Resolve finds all of these once,
+// and is the one place that looks: it turns a store into Calls, one func
+// per call, which kvsession and any wrapper of a store go through.
+//
+// The conformance suite in store/storetest checks the contract, each
+// ability a store has, and the traits it reports: a store proves itself
+// by passing it.
+//
+// Every store shipped with kvsession lives in its own sub-package, so that
+// a program linking the memory store does not link Badger.
 package store
 
 import (
@@ -20,7 +35,7 @@ import (
 	"time"
 )
 
-// ErrNotFound is returned by Get, Touch and ExpiresIn when the key does not
+// ErrNotFound is returned by Get and GetAppend when the key does not
 // exist or has expired. It is the only way a store reports a missing key;
 // compare with errors.Is.
 var ErrNotFound = errors.New("store: key not found")
@@ -28,8 +43,9 @@ var ErrNotFound = errors.New("store: key not found")
 // ErrClosed is returned by every method called after Close.
 var ErrClosed = errors.New("store: closed")
 
-// ErrInvalidTTL is returned when a negative TTL is given. A zero TTL means
-// the entry never expires.
+// ErrInvalidTTL is returned when a negative TTL is given, or a lease that
+// is not positive to Locker.TryLock. A zero TTL means the entry never
+// expires.
 var ErrInvalidTTL = errors.New("store: negative TTL")
 
 // ErrEmptyKey is returned when a method is called with an empty key.
@@ -89,64 +105,12 @@ type Store interface {
 	Close() error
 }
 
-// Toucher is implemented by stores that can reset an entry's expiry without
-// rewriting its value. Touch returns ErrNotFound if the key is missing.
-type Toucher interface {
-	Touch(ctx context.Context, key string, ttl time.Duration) error
-}
-
 // Appender is implemented by stores that can copy a value into a buffer the
 // caller supplies. GetAppend appends the value under key to dst and returns
 // the extended slice, or ErrNotFound. The backend reuses one buffer per
 // pooled session this way, saving an allocation on every load.
 type Appender interface {
 	GetAppend(ctx context.Context, key string, dst []byte) ([]byte, error)
-}
-
-// Exister is implemented by stores that can tell whether a key is present
-// without copying its value.
-type Exister interface {
-	Exists(ctx context.Context, key string) (bool, error)
-}
-
-// Expirer is implemented by stores that can report how long an entry has
-// left. It returns ErrNotFound for a missing key, and NoExpiry for an entry
-// stored with a zero TTL.
-type Expirer interface {
-	ExpiresIn(ctx context.Context, key string) (time.Duration, error)
-}
-
-// NoExpiry is what Expirer.ExpiresIn reports for an entry that never expires.
-const NoExpiry time.Duration = -1
-
-// InProcess is implemented by stores whose entries never leave the memory
-// of the process using them: no disk, no network, no snapshot, as with the
-// memory store. kvsession hashes session ids into store keys so that a
-// dump, backup or replica of the store yields no working cookie; a store
-// with none of those gains nothing from the hash, so kvsession skips it
-// unless Config.IDHashKey is set. A store that persists or shares its
-// entries must not implement it, and a wrapper that does so around the
-// memory store must not embed *memstore.Store, whose method it would inherit:
-// embed the store.Store interface instead.
-type InProcess interface {
-	InProcess()
-}
-
-// KeyBorrower is implemented by stores that keep no reference to a key
-// string once the call it was passed to has returned: whatever they store,
-// they copy. The backend then builds each request's store key in a buffer
-// the session reuses, sparing an allocation per request. A store that
-// keeps keys, as a map indexed by the caller's string does, or that may
-// still use one after returning (a write queued past a timeout) must not
-// implement it; nor may a wrapper that does either around a store that
-// does, so embed the store.Store interface there, not the store's type.
-type KeyBorrower interface {
-	BorrowsKeys()
-}
-
-// Clearer is implemented by stores that can delete every entry they hold.
-type Clearer interface {
-	DeleteAll(ctx context.Context) error
 }
 
 // Locker is implemented by stores that several processes share and that
@@ -156,10 +120,105 @@ type Clearer interface {
 // process. Locks must not collide with values: keep them under keys of
 // their own (a suffix or a separate keyspace).
 type Locker interface {
-	// TryLock takes the lock on key for lease if nobody holds it, and
-	// returns a token for Unlock. ok is false when another holder has it.
+	// TryLock takes the lock on key for lease if nobody holds it, or its
+	// holder's lease has run out, and returns a token for Unlock that no
+	// earlier holder of the lock was given. ok is false when another
+	// holder has it. A lease that is not positive is ErrInvalidTTL: a
+	// lock without one would outlive a holder that crashed.
 	TryLock(ctx context.Context, key string, lease time.Duration) (token string, ok bool, err error)
-	// Unlock releases the lock if token still holds it; otherwise it does
-	// nothing.
+	// Unlock releases the lock if token still holds it; otherwise (a
+	// wrong token, a lease that ran out) it does nothing.
 	Unlock(ctx context.Context, key, token string) error
 }
+
+// Traits are facts about a store that change how kvsession may use it
+// without changing what it can do. A store reports them through
+// TraitsReporter; a store without that method has the zero Traits, which
+// is always safe: every field is a permission a store must earn.
+type Traits struct {
+	// InProcess reports that the store's entries never leave the memory
+	// of the process using it: no disk, no network, no snapshot, as with
+	// the memory store. kvsession hashes session ids into store keys so
+	// that a dump, backup or replica of the store yields no working
+	// cookie; a store with none of those gains nothing from the hash, so
+	// kvsession skips it unless Config.IDHashKey is set. A store that
+	// persists or shares its entries must not report it. A wrapper around
+	// the memory store that does either must not embed *memstore.Store,
+	// whose Traits it would inherit: embed the store.Store interface, or
+	// report Traits of its own.
+	InProcess bool
+
+	// BorrowsKeys reports that the store keeps no reference to a key
+	// string (a set's name or member included) once the call it was
+	// passed to has returned: whatever it stores, it copies. kvsession
+	// then builds each request's store key in a buffer the session
+	// reuses, sparing an allocation per request. A store that keeps keys,
+	// as a map indexed by the caller's string does, or that may still use
+	// one after returning (a write queued past a timeout) must not report
+	// it. Nor may a wrapper that does either around a store that reports
+	// it: such a wrapper embeds the store.Store interface, not the store's
+	// type, or reports Traits of its own.
+	BorrowsKeys bool
+}
+
+// TraitsReporter is implemented by stores that have Traits to report.
+// Traits must return the same value every time: kvsession asks once.
+type TraitsReporter interface {
+	Traits() Traits
+}
+
+// Calls is a store resolved into the calls kvsession makes on it, one
+// func per method, so that a wrapper (Config.StoreTimeout, the
+// fault-injection store) wraps each call once, field by field, and keeps
+// exactly the abilities of the store it wraps: a nil func stays nil.
+// Resolve makes one.
+type Calls struct {
+	Get          func(ctx context.Context, key string) ([]byte, error)
+	Set          func(ctx context.Context, key string, value []byte, ttl time.Duration) error
+	Swap         func(ctx context.Context, key string, old, value []byte, ttl time.Duration) (bool, error)
+	Delete       func(ctx context.Context, key string) error
+	AddMember    func(ctx context.Context, set, member string, ttl time.Duration) error
+	RemoveMember func(ctx context.Context, set, member string) error
+	Members      func(ctx context.Context, set string) ([]string, error)
+
+	// GetAppend is Appender.GetAppend; nil when the store is no Appender.
+	GetAppend func(ctx context.Context, key string, dst []byte) ([]byte, error)
+
+	// TryLock and Unlock are the store's Locker; both nil when it is none.
+	TryLock func(ctx context.Context, key string, lease time.Duration) (token string, ok bool, err error)
+	Unlock  func(ctx context.Context, key, token string) error
+
+	// Traits are what the store reports through TraitsReporter.
+	Traits Traits
+}
+
+// Resolve discovers what s can do, once, and returns its calls. It is the
+// funnel every store call kvsession makes goes through, and the one place
+// where a store's optional abilities are looked for: code that needs to
+// know whether a store has one checks whether its func is nil.
+func Resolve(s Store) Calls {
+	c := Calls{
+		Get:          s.Get,
+		Set:          s.Set,
+		Swap:         s.Swap,
+		Delete:       s.Delete,
+		AddMember:    s.AddMember,
+		RemoveMember: s.RemoveMember,
+		Members:      s.Members,
+	}
+	if a, ok := s.(Appender); ok {
+		c.GetAppend = a.GetAppend
+	}
+	if l, ok := s.(Locker); ok {
+		c.TryLock, c.Unlock = l.TryLock, l.Unlock
+	}
+	if r, ok := s.(TraitsReporter); ok {
+		c.Traits = r.Traits()
+	}
+	return c
+}
+
+// NoExpiry is what the ExpiresIn method of the stores shipped with
+// kvsession (memory, Badger, Redis) reports for an entry stored with a
+// zero TTL, which never expires. ExpiresIn is no part of the contract.
+const NoExpiry time.Duration = -1

@@ -107,9 +107,9 @@ const (
 var ErrValueTooLarge = errors.New("badger store: value too large for an in-memory database")
 
 // Store is a store.Store backed by a Badger database, sets and Swap
-// included. Create it with Open; it is safe for concurrent use. It also
-// implements store.Toucher, store.Appender, store.Exister, store.Expirer and
-// store.Clearer.
+// included. Create it with Open; it is safe for concurrent use. It is a
+// store.Appender, reports store.Traits (BorrowsKeys), and has Touch,
+// Exists, ExpiresIn and DeleteAll for applications and tools.
 type Store struct {
 	db       *bdg.DB
 	commits  committer
@@ -137,16 +137,13 @@ type Store struct {
 
 var _ interface {
 	store.Store
-	store.Toucher
-	store.Exister
-	store.Expirer
-	store.Clearer
-	store.KeyBorrower
+	store.Appender
+	store.TraitsReporter
 } = (*Store)(nil)
 
-// BorrowsKeys marks the store as never keeping a caller's key string
-// (store.KeyBorrower): every call hands Badger a copy.
-func (*Store) BorrowsKeys() {}
+// Traits reports that the store keeps no caller's key string: every call
+// hands Badger a copy.
+func (*Store) Traits() store.Traits { return store.Traits{BorrowsKeys: true} }
 
 // Open opens (or creates) the database opts describes and starts its value
 // log garbage collector. Call Close to stop it and flush the database.

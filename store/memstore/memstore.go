@@ -50,8 +50,9 @@ const (
 )
 
 // Store is an in-memory store.Store. Create it with New; it is safe for
-// concurrent use. It also implements store.Toucher, store.Appender,
-// store.Exister, store.Expirer and store.Clearer.
+// concurrent use. It is a store.Appender, reports store.Traits (InProcess
+// and BorrowsKeys), and has Touch, Exists, ExpiresIn and DeleteAll for
+// applications and tools.
 type Store struct {
 	shards []shard
 	mask   uint64
@@ -135,23 +136,15 @@ func (e *entry) value() []byte {
 
 var _ interface {
 	store.Store
-	store.Toucher
 	store.Appender
-	store.Exister
-	store.Expirer
-	store.Clearer
-	store.InProcess
-	store.KeyBorrower
+	store.TraitsReporter
 } = (*Store)(nil)
 
-// InProcess marks the store as keeping its entries in this process's
-// memory only (store.InProcess): nothing to dump, back up or replicate.
-func (*Store) InProcess() {}
-
-// BorrowsKeys marks the store as never keeping a caller's key string
-// (store.KeyBorrower): entries hold their own copy, which the map's key
+// Traits reports that the store keeps its entries in this process's
+// memory only (nothing to dump, back up or replicate), and that it keeps
+// no caller's key string: entries hold their own copy, which the map's key
 // is a view of.
-func (*Store) BorrowsKeys() {}
+func (*Store) Traits() store.Traits { return store.Traits{InProcess: true, BorrowsKeys: true} }
 
 // New returns a Store and starts its sweeper. Call Close to stop it.
 func New(opts Options) *Store {

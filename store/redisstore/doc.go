@@ -6,9 +6,10 @@
 // the application and any number of stores share its connections, and
 // leaves it open on Close.
 //
-// Besides store.Store the Store implements store.Toucher, store.Exister,
-// store.Expirer, store.Clearer and store.Locker, and has Update, an atomic
-// read-modify-write of one value across processes.
+// Besides store.Store the Store is a store.Locker, and has Touch, Exists,
+// ExpiresIn and DeleteAll (beyond the store contract, for applications and
+// tools) and Update, an atomic read-modify-write of one value across
+// processes.
 //
 // # Client
 //
@@ -143,6 +144,13 @@
 // copying it into a caller's buffer would add work, not save an
 // allocation. (rueidis can stream a reply into a writer, but only over a
 // dedicated connection, which measured slower.)
+//
+// # Traits
+//
+// The store reports no store.Traits. Its entries live in a server other
+// processes share, so it is not InProcess; and a command the client has
+// queued may still hold its key after a call gave up on its context, so it
+// does not report BorrowsKeys.
 //
 // # Errors
 //

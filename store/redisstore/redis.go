@@ -90,9 +90,9 @@ type Options struct {
 }
 
 // Store is a store.Store kept in Redis, standalone or Cluster. Create it
-// with Open or New; it is safe for concurrent use. It also implements
-// store.Toucher, store.Exister, store.Expirer, store.Clearer and
-// store.Locker, and has Update.
+// with Open or New; it is safe for concurrent use. It is a store.Locker,
+// and has Touch, Exists, ExpiresIn, DeleteAll and Update for applications
+// and tools. It reports no store.Traits (see the package doc).
 type Store struct {
 	c     rueidis.Client
 	owned bool // Close closes c: Open made it
@@ -118,10 +118,6 @@ type Store struct {
 
 var _ interface {
 	store.Store
-	store.Toucher
-	store.Exister
-	store.Expirer
-	store.Clearer
 	store.Locker
 } = (*Store)(nil)
 

@@ -28,13 +28,13 @@ type expiryCase struct {
 	after  func(t *testing.T, s store.Store)
 }
 
-func isToucher(s store.Store) bool { _, ok := s.(store.Toucher); return ok }
-func isExister(s store.Store) bool { _, ok := s.(store.Exister); return ok }
-func isExpirer(s store.Store) bool { _, ok := s.(store.Expirer); return ok }
+func isToucher(s store.Store) bool { _, ok := s.(toucher); return ok }
+func isExister(s store.Store) bool { _, ok := s.(exister); return ok }
+func isExpirer(s store.Store) bool { _, ok := s.(expirer); return ok }
 
 func touch(t *testing.T, s store.Store, key string, ttl time.Duration) {
 	t.Helper()
-	if err := s.(store.Toucher).Touch(t.Context(), key, ttl); err != nil {
+	if err := s.(toucher).Touch(t.Context(), key, ttl); err != nil {
 		t.Fatalf("Touch(%q, %v): %v", key, ttl, err)
 	}
 }
@@ -127,7 +127,7 @@ var expiryCases = []expiryCase{
 			mustSet(t, s, "touch-late", []byte("v"), shortTTL)
 		},
 		after: func(t *testing.T, s store.Store) {
-			err := s.(store.Toucher).Touch(t.Context(), "touch-late", time.Hour)
+			err := s.(toucher).Touch(t.Context(), "touch-late", time.Hour)
 			wantErr(t, "Touch of an expired key", err, store.ErrNotFound)
 			wantMissing(t, s, "touch-late") // and it did not come back
 		},
@@ -137,12 +137,12 @@ var expiryCases = []expiryCase{
 		needs: isExister,
 		before: func(t *testing.T, s store.Store) {
 			mustSet(t, s, "exists", []byte("v"), shortTTL)
-			if ok, err := s.(store.Exister).Exists(t.Context(), "exists"); !ok || err != nil {
+			if ok, err := s.(exister).Exists(t.Context(), "exists"); !ok || err != nil {
 				t.Errorf("Exists right after Set = %v, %v; want true, nil", ok, err)
 			}
 		},
 		after: func(t *testing.T, s store.Store) {
-			if ok, err := s.(store.Exister).Exists(t.Context(), "exists"); ok || err != nil {
+			if ok, err := s.(exister).Exists(t.Context(), "exists"); ok || err != nil {
 				t.Errorf("Exists of an expired key = %v, %v; want false, nil", ok, err)
 			}
 		},
@@ -152,13 +152,13 @@ var expiryCases = []expiryCase{
 		needs: isExpirer,
 		before: func(t *testing.T, s store.Store) {
 			mustSet(t, s, "expires-in", []byte("v"), shortTTL)
-			d, err := s.(store.Expirer).ExpiresIn(t.Context(), "expires-in")
+			d, err := s.(expirer).ExpiresIn(t.Context(), "expires-in")
 			if err != nil || d <= 0 || d == store.NoExpiry {
 				t.Errorf("ExpiresIn right after Set = %v, %v; want a positive duration", d, err)
 			}
 		},
 		after: func(t *testing.T, s store.Store) {
-			d, err := s.(store.Expirer).ExpiresIn(t.Context(), "expires-in")
+			d, err := s.(expirer).ExpiresIn(t.Context(), "expires-in")
 			if !errors.Is(err, store.ErrNotFound) {
 				t.Errorf("ExpiresIn of an expired key = %v, %v; want ErrNotFound", d, err)
 			}
@@ -202,7 +202,7 @@ func (r *runner) testExpiryEdges(t *testing.T) {
 		mustSet(t, s, "k", []byte("v"), ttl)
 		advance(ttl - time.Millisecond)
 		wantValue(t, s, "k", []byte("v"))
-		if x, ok := s.(store.Expirer); ok {
+		if x, ok := s.(expirer); ok {
 			if d, err := x.ExpiresIn(t.Context(), "k"); err != nil || d != time.Millisecond {
 				t.Errorf("ExpiresIn 1ms before expiry = %v, %v; want 1ms", d, err)
 			}
@@ -214,7 +214,7 @@ func (r *runner) testExpiryEdges(t *testing.T) {
 	t.Run("Touch", func(t *testing.T) {
 		s := r.open(t)
 		if !isToucher(s) {
-			t.Skip("store does not implement store.Toucher")
+			t.Skip("store has no Touch method (beyond the contract)")
 		}
 		mustSet(t, s, "k", []byte("v"), ttl)
 		advance(ttl / 2)

@@ -1,8 +1,9 @@
 // Package storetest is a conformance suite for store.Store implementations.
 //
 // A store author calls Run from a test and gets every behaviour kvsession
-// relies on checked, including the optional interfaces the store
-// implements:
+// relies on checked: the store.Store contract, each optional ability the
+// store has (store.Appender, store.Locker) and the store.Traits it
+// reports. A store proves itself by passing it:
 //
 //	func TestConformance(t *testing.T) {
 //		storetest.Run(t, storetest.Harness{
@@ -15,6 +16,11 @@
 //			},
 //		})
 //	}
+//
+// The subtests of an ability the store lacks are skipped: having it is the
+// store's choice. The suite also checks Touch, Exists, ExpiresIn and
+// DeleteAll where a store has them: methods beyond the contract, which
+// kvsession never calls, that the stores shipped with it share.
 //
 // Run it with -race: one subtest hammers the store from several goroutines
 // and another closes it while it is busy.
@@ -78,6 +84,7 @@ func Run(t *testing.T, h Harness) {
 	} else {
 		t.Run("NeverEarly", r.testNeverEarly)
 	}
+	t.Run("LockerLease", r.testLockerLease)
 
 	tests := []struct {
 		name string
@@ -96,11 +103,13 @@ func Run(t *testing.T, h Harness) {
 		{"Sets", r.testSets},
 		{"SetsApartFromKeys", r.testSetsApartFromKeys},
 		{"LargeSet", r.testLargeSet},
-		{"Toucher", r.testToucher},
 		{"Appender", r.testAppender},
-		{"Exister", r.testExister},
-		{"Expirer", r.testExpirer},
-		{"Clearer", r.testClearer},
+		{"Locker", r.testLocker},
+		{"Traits", r.testTraits},
+		{"Touch", r.testTouch},
+		{"Exists", r.testExists},
+		{"ExpiresIn", r.testExpiresIn},
+		{"DeleteAll", r.testDeleteAll},
 		{"Closed", r.testClosed},
 		{"CloseWhileBusy", r.testCloseWhileBusy},
 		{"Persistence", r.testPersistence},
@@ -289,8 +298,13 @@ type call struct {
 	fn   func(ctx context.Context) error
 }
 
-// calls returns a call for each method of s, including the optional ones it
-// implements, all on key and with ttl where one is taken.
+// lockLease is the lease the tables of calls take locks for: long enough
+// for any test, short enough that a lock left in a shared server goes soon.
+const lockLease = time.Minute
+
+// calls returns a call for each method of s, including those of its
+// abilities and the shipped stores' methods it has, all on key and with
+// ttl where one is taken (locks take lockLease: no lease is not a lease).
 func calls(s store.Store, key string, ttl time.Duration) []call {
 	cs := []call{
 		{"Get", func(ctx context.Context) error { _, err := s.Get(ctx, key); return err }},
@@ -301,13 +315,22 @@ func calls(s store.Store, key string, ttl time.Duration) []call {
 		{"RemoveMember", func(ctx context.Context) error { return s.RemoveMember(ctx, key, "m") }},
 		{"Members", func(ctx context.Context) error { _, err := s.Members(ctx, key); return err }},
 	}
-	if x, ok := s.(store.Toucher); ok {
+	c := store.Resolve(s)
+	if c.GetAppend != nil {
+		cs = append(cs, call{"GetAppend", func(ctx context.Context) error { _, err := c.GetAppend(ctx, key, nil); return err }})
+	}
+	if c.TryLock != nil {
+		cs = append(cs,
+			call{"TryLock", func(ctx context.Context) error { _, _, err := c.TryLock(ctx, key, lockLease); return err }},
+			call{"Unlock", func(ctx context.Context) error { return c.Unlock(ctx, key, "no-such-token") }})
+	}
+	if x, ok := s.(toucher); ok {
 		cs = append(cs, call{"Touch", func(ctx context.Context) error { return x.Touch(ctx, key, ttl) }})
 	}
-	if x, ok := s.(store.Exister); ok {
+	if x, ok := s.(exister); ok {
 		cs = append(cs, call{"Exists", func(ctx context.Context) error { _, err := x.Exists(ctx, key); return err }})
 	}
-	if x, ok := s.(store.Expirer); ok {
+	if x, ok := s.(expirer); ok {
 		cs = append(cs, call{"ExpiresIn", func(ctx context.Context) error { _, err := x.ExpiresIn(ctx, key); return err }})
 	}
 	return cs
@@ -323,13 +346,13 @@ func (r *runner) testInvalidArguments(t *testing.T) {
 	mustSet(t, s, "k", []byte("before"), 0)
 	wantErr(t, "Set with TTL -1s", s.Set(ctx, "k", []byte("after"), -time.Second), store.ErrInvalidTTL)
 	wantErr(t, "Set with TTL -1ns", s.Set(ctx, "new", []byte("v"), -1), store.ErrInvalidTTL)
-	if x, ok := s.(store.Toucher); ok {
+	if x, ok := s.(toucher); ok {
 		wantErr(t, "Touch with TTL -1s", x.Touch(ctx, "k", -time.Second), store.ErrInvalidTTL)
 	}
 	// A rejected call must leave the store as it was.
 	wantValue(t, s, "k", []byte("before"))
 	wantMissing(t, s, "new")
-	if x, ok := s.(store.Expirer); ok {
+	if x, ok := s.(expirer); ok {
 		if d, err := x.ExpiresIn(ctx, "k"); err != nil || d != store.NoExpiry {
 			t.Errorf("ExpiresIn after rejected Touch = %v, %v; want NoExpiry", d, err)
 		}
@@ -344,7 +367,7 @@ func (r *runner) testCanceledContext(t *testing.T) {
 	for _, c := range calls(s, "k", time.Hour) {
 		wantErr(t, c.name+" with a canceled context", c.fn(ctx), context.Canceled)
 	}
-	if x, ok := s.(store.Clearer); ok {
+	if x, ok := s.(clearer); ok {
 		wantErr(t, "DeleteAll with a canceled context", x.DeleteAll(ctx), context.Canceled)
 	}
 	// None of them may have acted.
@@ -377,9 +400,9 @@ func (r *runner) testNoAliasing(t *testing.T) {
 
 func (r *runner) testAppender(t *testing.T) {
 	s := r.open(t)
-	x, ok := s.(store.Appender)
-	if !ok {
-		t.Skip("store does not implement store.Appender")
+	getAppend := store.Resolve(s).GetAppend
+	if getAppend == nil {
+		t.Skip("store is no store.Appender")
 	}
 	ctx := t.Context()
 	value := randomBytes(300)
@@ -388,7 +411,7 @@ func (r *runner) testAppender(t *testing.T) {
 	// The value lands after what dst held, in dst's array when it fits.
 	dst := make([]byte, 3, 1024)
 	copy(dst, "pre")
-	out, err := x.GetAppend(ctx, "k", dst)
+	out, err := getAppend(ctx, "k", dst)
 	if err != nil {
 		t.Fatalf("GetAppend: %v", err)
 	}
@@ -402,12 +425,12 @@ func (r *runner) testAppender(t *testing.T) {
 	copy(out[3:], "MUTATED!")
 	wantValue(t, s, "k", value)
 
-	out, err = x.GetAppend(ctx, "missing", dst[:0])
+	out, err = getAppend(ctx, "missing", dst[:0])
 	wantErr(t, "GetAppend of a missing key", err, store.ErrNotFound)
 	if len(out) != 0 {
 		t.Errorf("GetAppend of a missing key returned %d bytes", len(out))
 	}
-	if out, err = x.GetAppend(ctx, "k", nil); err != nil || !bytes.Equal(out, value) {
+	if out, err = getAppend(ctx, "k", nil); err != nil || !bytes.Equal(out, value) {
 		t.Errorf("GetAppend(nil dst) = %d bytes, %v", len(out), err)
 	}
 }
@@ -508,155 +531,6 @@ func (r *runner) testConcurrent(t *testing.T) {
 	}
 }
 
-func (r *runner) testToucher(t *testing.T) {
-	s := r.open(t)
-	x, ok := s.(store.Toucher)
-	if !ok {
-		t.Skip("store does not implement store.Toucher")
-	}
-	ctx := t.Context()
-	wantErr(t, "Touch of a missing key", x.Touch(ctx, "missing", time.Hour), store.ErrNotFound)
-	wantMissing(t, s, "missing") // Touch must not create the key
-
-	value := randomBytes(300)
-	mustSet(t, s, "k", value, time.Hour)
-	for _, ttl := range []time.Duration{time.Minute, 0, 2 * time.Hour} {
-		if err := x.Touch(ctx, "k", ttl); err != nil {
-			t.Fatalf("Touch(%v): %v", ttl, err)
-		}
-		wantValue(t, s, "k", value)
-	}
-
-	mustSet(t, s, "gone", []byte("v"), 0)
-	if err := s.Delete(ctx, "gone"); err != nil {
-		t.Fatalf("Delete: %v", err)
-	}
-	wantErr(t, "Touch of a deleted key", x.Touch(ctx, "gone", time.Hour), store.ErrNotFound)
-}
-
-func (r *runner) testExister(t *testing.T) {
-	s := r.open(t)
-	x, ok := s.(store.Exister)
-	if !ok {
-		t.Skip("store does not implement store.Exister")
-	}
-	ctx := t.Context()
-	wantExists := func(key string, want bool) {
-		t.Helper()
-		got, err := x.Exists(ctx, key)
-		if err != nil || got != want {
-			t.Errorf("Exists(%q) = %v, %v; want %v, nil", key, got, err, want)
-		}
-	}
-	wantExists("k", false)
-	mustSet(t, s, "k", []byte("v"), time.Hour)
-	mustSet(t, s, "empty", nil, 0)
-	wantExists("k", true)
-	wantExists("empty", true) // an empty value is still an entry
-	wantExists("k2", false)
-	if err := s.Delete(ctx, "k"); err != nil {
-		t.Fatalf("Delete: %v", err)
-	}
-	wantExists("k", false)
-}
-
-func (r *runner) testExpirer(t *testing.T) {
-	s := r.open(t)
-	x, ok := s.(store.Expirer)
-	if !ok {
-		t.Skip("store does not implement store.Expirer")
-	}
-	ctx := t.Context()
-	if d, err := x.ExpiresIn(ctx, "missing"); !errors.Is(err, store.ErrNotFound) {
-		t.Errorf("ExpiresIn of a missing key = %v, %v; want ErrNotFound", d, err)
-	}
-
-	mustSet(t, s, "forever", []byte("v"), 0)
-	if d, err := x.ExpiresIn(ctx, "forever"); err != nil || d != store.NoExpiry {
-		t.Errorf("ExpiresIn after Set with TTL 0 = %v, %v; want NoExpiry", d, err)
-	}
-
-	r.wantExpiresIn(t, x, "hour", func() { mustSet(t, s, "hour", []byte("v"), time.Hour) }, time.Hour)
-
-	// Set replaces the expiry along with the value, both ways.
-	mustSet(t, s, "forever", []byte("v"), time.Hour)
-	if d, err := x.ExpiresIn(ctx, "forever"); err != nil || d == store.NoExpiry {
-		t.Errorf("ExpiresIn after Set with TTL 1h over TTL 0 = %v, %v; want about 1h", d, err)
-	}
-	mustSet(t, s, "hour", []byte("v"), 0)
-	if d, err := x.ExpiresIn(ctx, "hour"); err != nil || d != store.NoExpiry {
-		t.Errorf("ExpiresIn after Set with TTL 0 over TTL 1h = %v, %v; want NoExpiry", d, err)
-	}
-
-	if tx, ok := s.(store.Toucher); ok {
-		r.wantExpiresIn(t, x, "hour", func() {
-			if err := tx.Touch(ctx, "hour", 2*time.Hour); err != nil {
-				t.Fatalf("Touch: %v", err)
-			}
-		}, 2*time.Hour)
-		if err := tx.Touch(ctx, "hour", 0); err != nil {
-			t.Fatalf("Touch: %v", err)
-		}
-		if d, err := x.ExpiresIn(ctx, "hour"); err != nil || d != store.NoExpiry {
-			t.Errorf("ExpiresIn after Touch with TTL 0 = %v, %v; want NoExpiry", d, err)
-		}
-	}
-
-	if err := s.Delete(ctx, "hour"); err != nil {
-		t.Fatalf("Delete: %v", err)
-	}
-	if d, err := x.ExpiresIn(ctx, "hour"); !errors.Is(err, store.ErrNotFound) {
-		t.Errorf("ExpiresIn of a deleted key = %v, %v; want ErrNotFound", d, err)
-	}
-}
-
-// wantExpiresIn runs set, which gives key a TTL of ttl, and checks what
-// ExpiresIn reports. With a fake clock that is exactly ttl. With a real one
-// it may be less by the time the calls took, or more by up to a second for a
-// store that rounds expiry up to whole seconds.
-func (r *runner) wantExpiresIn(t *testing.T, x store.Expirer, key string, set func(), ttl time.Duration) {
-	t.Helper()
-	start := time.Now()
-	set()
-	d, err := x.ExpiresIn(t.Context(), key)
-	elapsed := time.Since(start)
-	if err != nil {
-		t.Errorf("ExpiresIn(%q): %v", key, err)
-		return
-	}
-	lo, hi := ttl, ttl
-	if r.h.Advance == nil {
-		lo, hi = ttl-elapsed-time.Second, ttl+time.Second
-	}
-	if d < lo || d > hi {
-		t.Errorf("ExpiresIn(%q) with TTL %v = %v, want between %v and %v", key, ttl, d, lo, hi)
-	}
-}
-
-func (r *runner) testClearer(t *testing.T) {
-	s := r.open(t)
-	x, ok := s.(store.Clearer)
-	if !ok {
-		t.Skip("store does not implement store.Clearer")
-	}
-	ctx := t.Context()
-	if err := x.DeleteAll(ctx); err != nil {
-		t.Errorf("DeleteAll of an empty store: %v", err)
-	}
-	for i := range 50 {
-		mustSet(t, s, fmt.Sprint("k", i), []byte("v"), time.Duration(i%2)*time.Hour)
-	}
-	if err := x.DeleteAll(ctx); err != nil {
-		t.Fatalf("DeleteAll: %v", err)
-	}
-	for i := range 50 {
-		wantMissing(t, s, fmt.Sprint("k", i))
-	}
-	// The store stays usable.
-	mustSet(t, s, "k1", []byte("after"), 0)
-	wantValue(t, s, "k1", []byte("after"))
-}
-
 func (r *runner) testClosed(t *testing.T) {
 	s := r.open(t) // also closed at the end, which must be harmless
 	mustSet(t, s, "k", []byte("v"), 0)
@@ -669,7 +543,7 @@ func (r *runner) testClosed(t *testing.T) {
 			wantErr(t, fmt.Sprintf("%s(%q) after Close", c.name, key), c.fn(ctx), store.ErrClosed)
 		}
 	}
-	if x, ok := s.(store.Clearer); ok {
+	if x, ok := s.(clearer); ok {
 		wantErr(t, "DeleteAll after Close", x.DeleteAll(ctx), store.ErrClosed)
 	}
 	if err := s.Close(); err != nil && !errors.Is(err, store.ErrClosed) {
@@ -760,7 +634,7 @@ func (r *runner) testPersistence(t *testing.T) {
 	wantValue(t, s2, "overwritten", []byte("new"))
 	wantMissing(t, s2, "deleted")
 	wantMembers(t, s2, "users", "kept")
-	if x, ok := s2.(store.Expirer); ok {
+	if x, ok := s2.(expirer); ok {
 		d, err := x.ExpiresIn(ctx, "hour")
 		if err != nil || d <= 0 || d > time.Hour+time.Second {
 			t.Errorf("ExpiresIn after reopening = %v, %v; want a little under 1h", d, err)

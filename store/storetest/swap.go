@@ -77,7 +77,7 @@ func (r *runner) testSwap(t *testing.T) {
 	wantValue(t, s, "alias", []byte("b"))
 
 	// A Swap's TTL is the entry's new TTL.
-	if x, ok := s.(store.Expirer); ok {
+	if x, ok := s.(expirer); ok {
 		mustSet(t, s, "ttl", []byte("v"), 0)
 		if !swap(t, s, "ttl", []byte("v"), []byte("w"), time.Hour) {
 			t.Fatal("Swap with a matching value did not swap")

@@ -16,31 +16,27 @@
 // added that is due acts; every matching rule counts the call towards its
 // Skip and Times.
 //
-// # Optional interfaces
+// # Abilities
 //
-// Callers discover what a store can do with type assertions (store.Toucher,
-// store.Appender, store.Exister, store.Expirer, store.Clearer, store.Locker,
-// the InProcess marker), and kvsession changes strategy on the answer: the
-// session lock polls a Locker instead of its in-process table, loads read
-// into the session's buffer through an Appender, an in-process store gets
-// unhashed keys. A wrapper that lost one of these, or claimed one the
-// store lacks, would test another code path than production runs. So the
-// store Store returns implements exactly the optional interfaces of the
-// store it wraps, each call forwarded through the rules: it is one of 128
-// generated types (views.go, one per combination; Go cannot add methods at
-// run time). The one exception is store.KeyBorrower: a fault store records
-// the keys it is given, so it keeps them, and must not be lent a buffer the
-// caller reuses.
+// kvsession changes strategy on what a store can do: the session lock
+// polls a store.Locker instead of its in-process table, loads read into
+// the session's buffer through a store.Appender, an in-process store gets
+// unhashed keys. A wrapper that lost an ability, or claimed one the store
+// lacks, would test another code path than production runs. So New
+// resolves the wrapped store once (store.Resolve), each call of it goes
+// through the rules, and the store Store returns has exactly the wrapped
+// store's abilities: it is one of four small types (neither ability,
+// either one, both), picked by which of them the wrapped store has. It
+// reports the wrapped store's store.Traits but one: a fault store records
+// the keys it is given and shows them to the rules, so it does not report
+// BorrowsKeys, and is never lent a buffer the caller reuses.
 //
-// Emulating a missing ability was rejected: a Touch made of Get and Set
-// could resurrect a session deleted in between, and a Locker emulated in
-// process would replace the very code (the in-process lock table) a test
-// of a plain store exercises. For
-// the same reason *Store itself is not a store.Store: registering it by
-// mistake instead of Store() would not compile.
+// Emulating a missing ability was rejected: a Locker emulated in process
+// would replace the very code (the in-process lock table) a test of a
+// plain store exercises. For the same reason *Store itself is not a
+// store.Store: registering it by mistake instead of Store() would not
+// compile.
 package faultstore
-
-//go:generate go run gen.go
 
 import (
 	"context"
@@ -64,11 +60,7 @@ const (
 	Get Method = 1 << iota
 	Set
 	Delete
-	Touch     // store.Toucher
 	GetAppend // store.Appender
-	Exists    // store.Exister
-	ExpiresIn // store.Expirer
-	DeleteAll // store.Clearer
 	TryLock   // store.Locker
 	Unlock    // store.Locker
 	Swap
@@ -95,7 +87,7 @@ const (
 	All Method = 1<<numMethods - 1
 )
 
-var methodNames = [numMethods]string{"Get", "Set", "Delete", "Touch", "GetAppend", "Exists", "ExpiresIn", "DeleteAll", "TryLock", "Unlock", "Swap", "AddMember", "RemoveMember", "Members"}
+var methodNames = [numMethods]string{"Get", "Set", "Delete", "GetAppend", "TryLock", "Unlock", "Swap", "AddMember", "RemoveMember", "Members"}
 
 func (m Method) String() string {
 	if m == 0 {
@@ -124,7 +116,6 @@ type Rule struct {
 
 	// Key, if set, limits the rule to keys it returns true for. It runs
 	// under the Store's lock: keep it quick and do not call the Store.
-	// DeleteAll has no key, so a rule with Prefix or Key never matches it.
 	Key func(key string) bool
 
 	// Skip lets the first Skip matching calls through untouched. Then the
@@ -187,84 +178,46 @@ func (h *Handle) Hits() int { return int(h.hits.Load()) }
 // Store holds the rules and call counts of one wrapped store. Create it with
 // New; it is safe for concurrent use. The store itself is Store().
 type Store struct {
-	inner store.Store
-	view  store.Store
+	wrapped store.Store
+	inner   store.Calls // wrapped, resolved once: each call goes on to it
+	view    store.Store
 
-	// The wrapped store's optional interfaces; nil when it lacks one (and
-	// then the view has no method that would reach it).
-	toucher  store.Toucher
-	appender store.Appender
-	exister  store.Exister
-	expirer  store.Expirer
-	clearer  store.Clearer
-	locker   store.Locker
-	marker   inProcessMarker
-
-	mu    sync.Mutex
-	rules []*Handle
-	keys  map[string]struct{} // every key a call named, under mu
-	calls [numMethods]atomic.Int64
+	mu     sync.Mutex
+	rules  []*Handle
+	keys   map[string]struct{} // every key a call named, under mu
+	counts [numMethods]atomic.Int64
 
 	closeOnce sync.Once
 	closed    chan struct{}
 }
 
-// inProcessMarker is store.InProcess: a method that only marks the store,
-// forwarded as it is. It is spelled out so that this package does not
-// depend on the marker's declaration.
-type inProcessMarker interface{ InProcess() }
-
-// Ability bits of a view mask, in the order gen.go enumerates them.
-const (
-	abToucher = 1 << iota
-	abAppender
-	abExister
-	abExpirer
-	abClearer
-	abLocker
-	abInProcess
-	numAbilities = iota
-)
-
 // New wraps inner. With no rules added, the store Store returns behaves
 // exactly as inner does (it passes the storetest conformance suite when
 // inner does) and only counts calls.
 func New(inner store.Store) *Store {
-	s := &Store{inner: inner, closed: make(chan struct{}), keys: map[string]struct{}{}}
-	mask := 0
-	if x, ok := inner.(store.Toucher); ok {
-		s.toucher, mask = x, mask|abToucher
+	s := &Store{wrapped: inner, inner: store.Resolve(inner), closed: make(chan struct{}), keys: map[string]struct{}{}}
+	base := core{s}
+	switch appends, locks := s.inner.GetAppend != nil, s.inner.TryLock != nil; {
+	case appends && locks:
+		s.view = coreAppenderLocker{base, appender{s}, locker{s}}
+	case appends:
+		s.view = coreAppender{base, appender{s}}
+	case locks:
+		s.view = coreLocker{base, locker{s}}
+	default:
+		s.view = base
 	}
-	if x, ok := inner.(store.Appender); ok {
-		s.appender, mask = x, mask|abAppender
-	}
-	if x, ok := inner.(store.Exister); ok {
-		s.exister, mask = x, mask|abExister
-	}
-	if x, ok := inner.(store.Expirer); ok {
-		s.expirer, mask = x, mask|abExpirer
-	}
-	if x, ok := inner.(store.Clearer); ok {
-		s.clearer, mask = x, mask|abClearer
-	}
-	if x, ok := inner.(store.Locker); ok {
-		s.locker, mask = x, mask|abLocker
-	}
-	if x, ok := inner.(inProcessMarker); ok {
-		s.marker, mask = x, mask|abInProcess
-	}
-	s.view = views[mask](s)
 	return s
 }
 
 // Store returns the faulty store to give the code under test. It
-// implements store.Store and exactly the optional interfaces of the
+// implements store.Store and exactly the optional abilities of the
 // wrapped store.
 func (s *Store) Store() store.Store { return s.view }
 
 // Inner returns the wrapped store, to inspect or prepare data without
 // rules or counting.
-func (s *Store) Inner() store.Store { return s.inner }
+func (s *Store) Inner() store.Store { return s.wrapped }
 
 // Add adds a rule, after those already there. It panics on a rule that
 // cannot be meant (an unknown method, a negative count or duration,
@@ -307,7 +260,7 @@ func (s *Store) Calls(m Method) int {
 	n := int64(0)
 	for i := range numMethods {
 		if m&(1<<i) != 0 {
-			n += s.calls[i].Load()
+			n += s.counts[i].Load()
 		}
 	}
 	return int(n)
@@ -350,17 +303,17 @@ func (s *Store) ResetCalls() {
 	s.mu.Lock()
 	clear(s.keys)
 	s.mu.Unlock()
-	for i := range s.calls {
-		s.calls[i].Store(0)
+	for i := range s.counts {
+		s.counts[i].Store(0)
 	}
 }
 
 // due picks the rule acting on a call, counting the call for every rule it
-// matches. keyed is false for DeleteAll.
-func (s *Store) due(m Method, key string, keyed bool) *Handle {
+// matches.
+func (s *Store) due(m Method, key string) *Handle {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if _, seen := s.keys[key]; keyed && !seen {
+	if _, seen := s.keys[key]; !seen {
 		// A copy: a caller may build keys over buffers it reuses.
 		s.keys[strings.Clone(key)] = struct{}{}
 	}
@@ -371,7 +324,7 @@ func (s *Store) due(m Method, key string, keyed bool) *Handle {
 			continue
 		}
 		if r.Prefix != "" || r.Key != nil {
-			if !keyed || !strings.HasPrefix(key, r.Prefix) || (r.Key != nil && !r.Key(key)) {
+			if !strings.HasPrefix(key, r.Prefix) || (r.Key != nil && !r.Key(key)) {
 				continue
 			}
 		}
@@ -389,9 +342,9 @@ func (s *Store) due(m Method, key string, keyed bool) *Handle {
 // enter counts a call and applies the rule due for it. A non-nil error
 // is the call's result: the wrapped store is not called. Otherwise the
 // call goes on, and after(h, err) gives its result.
-func (s *Store) enter(ctx context.Context, m Method, key string, keyed bool) (*Handle, error) {
-	s.calls[bits.TrailingZeros16(uint16(m))].Add(1)
-	h := s.due(m, key, keyed)
+func (s *Store) enter(ctx context.Context, m Method, key string) (*Handle, error) {
+	s.counts[bits.TrailingZeros16(uint16(m))].Add(1)
+	h := s.due(m, key)
 	if h == nil {
 		return nil, nil
 	}
@@ -436,7 +389,7 @@ func after(h *Handle, err error) error {
 }
 
 func (s *Store) get(ctx context.Context, key string) ([]byte, error) {
-	h, err := s.enter(ctx, Get, key, true)
+	h, err := s.enter(ctx, Get, key)
 	if err != nil {
 		return nil, err
 	}
@@ -448,7 +401,7 @@ func (s *Store) get(ctx context.Context, key string) ([]byte, error) {
 }
 
 func (s *Store) set(ctx context.Context, key string, value []byte, ttl time.Duration) error {
-	h, err := s.enter(ctx, Set, key, true)
+	h, err := s.enter(ctx, Set, key)
 	if err != nil {
 		return err
 	}
@@ -456,7 +409,7 @@ func (s *Store) set(ctx context.Context, key string, value []byte, ttl time.Dura
 }
 
 func (s *Store) delete(ctx context.Context, key string) error {
-	h, err := s.enter(ctx, Delete, key, true)
+	h, err := s.enter(ctx, Delete, key)
 	if err != nil {
 		return err
 	}
@@ -464,7 +417,7 @@ func (s *Store) delete(ctx context.Context, key string) error {
 }
 
 func (s *Store) swap(ctx context.Context, key string, old, value []byte, ttl time.Duration) (bool, error) {
-	h, err := s.enter(ctx, Swap, key, true)
+	h, err := s.enter(ctx, Swap, key)
 	if err != nil {
 		return false, err
 	}
@@ -479,7 +432,7 @@ func (s *Store) swap(ctx context.Context, key string, old, value []byte, ttl tim
 // picks sets by name.
 
 func (s *Store) addMember(ctx context.Context, set, member string, ttl time.Duration) error {
-	h, err := s.enter(ctx, AddMember, set, true)
+	h, err := s.enter(ctx, AddMember, set)
 	if err != nil {
 		return err
 	}
@@ -487,7 +440,7 @@ func (s *Store) addMember(ctx context.Context, set, member string, ttl time.Dura
 }
 
 func (s *Store) removeMember(ctx context.Context, set, member string) error {
-	h, err := s.enter(ctx, RemoveMember, set, true)
+	h, err := s.enter(ctx, RemoveMember, set)
 	if err != nil {
 		return err
 	}
@@ -495,7 +448,7 @@ func (s *Store) removeMember(ctx context.Context, set, member string) error {
 }
 
 func (s *Store) members(ctx context.Context, set string) ([]string, error) {
-	h, err := s.enter(ctx, Members, set, true)
+	h, err := s.enter(ctx, Members, set)
 	if err != nil {
 		return nil, err
 	}
@@ -510,24 +463,16 @@ func (s *Store) members(ctx context.Context, set string) ([]string, error) {
 // wrapped store.
 func (s *Store) close() error {
 	s.closeOnce.Do(func() { close(s.closed) })
-	return s.inner.Close()
-}
-
-func (s *Store) touch(ctx context.Context, key string, ttl time.Duration) error {
-	h, err := s.enter(ctx, Touch, key, true)
-	if err != nil {
-		return err
-	}
-	return after(h, s.toucher.Touch(ctx, key, ttl))
+	return s.wrapped.Close()
 }
 
 func (s *Store) getAppend(ctx context.Context, key string, dst []byte) ([]byte, error) {
-	h, err := s.enter(ctx, GetAppend, key, true)
+	h, err := s.enter(ctx, GetAppend, key)
 	if err != nil {
 		return dst, err
 	}
 	n := len(dst)
-	out, err := s.appender.GetAppend(ctx, key, dst)
+	out, err := s.inner.GetAppend(ctx, key, dst)
 	if err = after(h, err); err != nil {
 		// As a failed GetAppend does: nothing appended.
 		return out[:min(n, len(out))], err
@@ -535,44 +480,12 @@ func (s *Store) getAppend(ctx context.Context, key string, dst []byte) ([]byte, 
 	return out, nil
 }
 
-func (s *Store) exists(ctx context.Context, key string) (bool, error) {
-	h, err := s.enter(ctx, Exists, key, true)
-	if err != nil {
-		return false, err
-	}
-	ok, err := s.exister.Exists(ctx, key)
-	if err = after(h, err); err != nil {
-		return false, err
-	}
-	return ok, nil
-}
-
-func (s *Store) expiresIn(ctx context.Context, key string) (time.Duration, error) {
-	h, err := s.enter(ctx, ExpiresIn, key, true)
-	if err != nil {
-		return 0, err
-	}
-	d, err := s.expirer.ExpiresIn(ctx, key)
-	if err = after(h, err); err != nil {
-		return 0, err
-	}
-	return d, nil
-}
-
-func (s *Store) deleteAll(ctx context.Context) error {
-	h, err := s.enter(ctx, DeleteAll, "", false)
-	if err != nil {
-		return err
-	}
-	return after(h, s.clearer.DeleteAll(ctx))
-}
-
 func (s *Store) tryLock(ctx context.Context, key string, lease time.Duration) (string, bool, error) {
-	h, err := s.enter(ctx, TryLock, key, true)
+	h, err := s.enter(ctx, TryLock, key)
 	if err != nil {
 		return "", false, err
 	}
-	tok, ok, err := s.locker.TryLock(ctx, key, lease)
+	tok, ok, err := s.inner.TryLock(ctx, key, lease)
 	if err = after(h, err); err != nil {
 		return "", false, err
 	}
@@ -580,42 +493,61 @@ func (s *Store) tryLock(ctx context.Context, key string, lease time.Duration) (s
 }
 
 func (s *Store) unlock(ctx context.Context, key, token string) error {
-	h, err := s.enter(ctx, Unlock, key, true)
+	h, err := s.enter(ctx, Unlock, key)
 	if err != nil {
 		return err
 	}
-	return after(h, s.locker.Unlock(ctx, key, token))
+	return after(h, s.inner.Unlock(ctx, key, token))
 }
 
-// The parts views are made of: base is every view's store.Store, and each
-// other part one optional interface. Each holds the *Store its calls go
-// through.
+// The four stores Store can return: core has the store.Store methods and
+// the Traits, and the others add the wrapped store's abilities to it.
+// Each part holds the *Store its calls go through.
 
-type base struct{ s *Store }
+type (
+	coreAppender struct {
+		core
+		appender
+	}
+	coreLocker struct {
+		core
+		locker
+	}
+	coreAppenderLocker struct {
+		core
+		appender
+		locker
+	}
+)
 
-func (b base) Get(ctx context.Context, key string) ([]byte, error) { return b.s.get(ctx, key) }
-func (b base) Set(ctx context.Context, key string, value []byte, ttl time.Duration) error {
-	return b.s.set(ctx, key, value, ttl)
-}
-func (b base) Swap(ctx context.Context, key string, old, value []byte, ttl time.Duration) (bool, error) {
-	return b.s.swap(ctx, key, old, value, ttl)
-}
-func (b base) Delete(ctx context.Context, key string) error { return b.s.delete(ctx, key) }
-func (b base) AddMember(ctx context.Context, set, member string, ttl time.Duration) error {
-	return b.s.addMember(ctx, set, member, ttl)
-}
-func (b base) RemoveMember(ctx context.Context, set, member string) error {
-	return b.s.removeMember(ctx, set, member)
-}
-func (b base) Members(ctx context.Context, set string) ([]string, error) {
-	return b.s.members(ctx, set)
-}
-func (b base) Close() error { return b.s.close() }
+type core struct{ s *Store }
 
-type toucher struct{ s *Store }
+func (c core) Get(ctx context.Context, key string) ([]byte, error) { return c.s.get(ctx, key) }
+func (c core) Set(ctx context.Context, key string, value []byte, ttl time.Duration) error {
+	return c.s.set(ctx, key, value, ttl)
+}
+func (c core) Swap(ctx context.Context, key string, old, value []byte, ttl time.Duration) (bool, error) {
+	return c.s.swap(ctx, key, old, value, ttl)
+}
+func (c core) Delete(ctx context.Context, key string) error { return c.s.delete(ctx, key) }
+func (c core) AddMember(ctx context.Context, set, member string, ttl time.Duration) error {
+	return c.s.addMember(ctx, set, member, ttl)
+}
+func (c core) RemoveMember(ctx context.Context, set, member string) error {
+	return c.s.removeMember(ctx, set, member)
+}
+func (c core) Members(ctx context.Context, set string) ([]string, error) {
+	return c.s.members(ctx, set)
+}
+func (c core) Close() error { return c.s.close() }
 
-func (t toucher) Touch(ctx context.Context, key string, ttl time.Duration) error {
-	return t.s.touch(ctx, key, ttl)
+// Traits are the wrapped store's, but never BorrowsKeys: the fault store
+// records the keys calls name, and hands them to the rules' Key funcs,
+// test code that may keep them; it cannot promise that nothing does.
+func (c core) Traits() store.Traits {
+	t := c.s.inner.Traits
+	t.BorrowsKeys = false
+	return t
 }
 
 type appender struct{ s *Store }
@@ -623,20 +555,6 @@ type appender struct{ s *Store }
 func (a appender) GetAppend(ctx context.Context, key string, dst []byte) ([]byte, error) {
 	return a.s.getAppend(ctx, key, dst)
 }
-
-type exister struct{ s *Store }
-
-func (e exister) Exists(ctx context.Context, key string) (bool, error) { return e.s.exists(ctx, key) }
-
-type expirer struct{ s *Store }
-
-func (e expirer) ExpiresIn(ctx context.Context, key string) (time.Duration, error) {
-	return e.s.expiresIn(ctx, key)
-}
-
-type clearer struct{ s *Store }
-
-func (c clearer) DeleteAll(ctx context.Context) error { return c.s.deleteAll(ctx) }
 
 type locker struct{ s *Store }
 
@@ -646,7 +564,3 @@ func (l locker) TryLock(ctx context.Context, key string, lease time.Duration) (s
 func (l locker) Unlock(ctx context.Context, key, token string) error {
 	return l.s.unlock(ctx, key, token)
 }
-
-type inProcess struct{ s *Store }
-
-func (p inProcess) InProcess() { p.s.marker.InProcess() }

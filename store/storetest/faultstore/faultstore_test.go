@@ -22,16 +22,27 @@ func (c *clock) Now() time.Time          { return time.Unix(0, c.ns.Load()) }
 func (c *clock) Advance(d time.Duration) { c.ns.Add(int64(d)) }
 
 // With no rules the wrapper must be invisible: the whole conformance suite,
-// optional interfaces included, passes through it.
+// abilities included, passes through it: over the memory store (an
+// Appender), and over Shared (a Locker too). Shared passes it unwrapped
+// too, its BorrowsKeys checked on its locks.
 func TestConformance(t *testing.T) {
-	c := &clock{}
-	c.ns.Store(time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
-	storetest.Run(t, storetest.Harness{
-		New: func(t *testing.T) store.Store {
-			return New(memstore.New(memstore.Options{Now: c.Now, Shards: 4})).Store()
-		},
-		Advance: c.Advance,
-	})
+	for _, tc := range []struct {
+		name string
+		open func(memstore.Options) store.Store
+	}{
+		{"memory", func(o memstore.Options) store.Store { return New(memstore.New(o)).Store() }},
+		{"shared", func(o memstore.Options) store.Store { return New(NewShared(o)).Store() }},
+		{"unwrapped shared", func(o memstore.Options) store.Store { return NewShared(o) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := &clock{}
+			c.ns.Store(time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
+			storetest.Run(t, storetest.Harness{
+				New:     func(t *testing.T) store.Store { return tc.open(memstore.Options{Now: c.Now, Shards: 4}) },
+				Advance: c.Advance,
+			})
+		})
+	}
 }
 
 // A rule that matches nothing must not disturb anything either.
@@ -45,63 +56,47 @@ func TestConformanceWithIdleRule(t *testing.T) {
 	})
 }
 
-// abilities returns the optional interfaces v implements, as a view mask.
-func abilities(v any) int {
-	mask := 0
-	for bit, ok := range map[int]bool{
-		abToucher:   is[store.Toucher](v),
-		abAppender:  is[store.Appender](v),
-		abExister:   is[store.Exister](v),
-		abExpirer:   is[store.Expirer](v),
-		abClearer:   is[store.Clearer](v),
-		abLocker:    is[store.Locker](v),
-		abInProcess: is[inProcessMarker](v),
-	} {
-		if ok {
-			mask |= bit
-		}
-	}
-	return mask
-}
-
-func is[I any](v any) bool { _, ok := v.(I); return ok }
-
-// Every one of the views has exactly the optional interfaces of its mask.
-func TestViewsHaveExactlyTheirAbilities(t *testing.T) {
-	if len(views) != 1<<numAbilities {
-		t.Fatalf("%d views for %d abilities", len(views), numAbilities)
-	}
-	s := &Store{closed: make(chan struct{})}
-	for mask := range len(views) {
-		if v := views[mask](s); abilities(v) != mask {
-			t.Errorf("view %T for mask %08b has abilities %08b", v, mask, abilities(v))
-		}
-	}
+// abilities says which optional abilities v has, and its traits.
+func abilities(v store.Store) string {
+	c := store.Resolve(v)
+	return fmt.Sprintf("Appender %v, Locker %v/%v, %+v", c.GetAppend != nil, c.TryLock != nil, c.Unlock != nil, c.Traits)
 }
 
 // plain has only the store.Store methods.
 type plain struct{ store.Store }
 
-func TestWrapsRealStoresFaithfully(t *testing.T) {
+// lockerOnly is a store.Locker without the memory store's GetAppend.
+type lockerOnly struct {
+	store.Store
+	store.Locker
+}
+
+// The store Store returns has the wrapped store's abilities, no more, no
+// fewer, whichever of the four combinations it has; and its traits, but
+// for BorrowsKeys.
+func TestWrapsStoresFaithfully(t *testing.T) {
+	shared := func() *Shared { return NewShared(memstore.Options{}) }
 	tests := []struct {
 		name  string
 		inner store.Store
-		min   int // abilities it must have, lest the test prove little
+		want  string
 	}{
-		{"plain", plain{memstore.New(memstore.Options{})}, 0},
-		{"memory", memstore.New(memstore.Options{}), abToucher | abAppender | abExister | abExpirer | abClearer},
-		{"shared", NewShared(memstore.Options{}), abToucher | abAppender | abExister | abExpirer | abClearer | abLocker},
+		{"plain", plain{memstore.New(memstore.Options{})}, "Appender false, Locker false/false, {InProcess:false BorrowsKeys:false}"},
+		{"memory", memstore.New(memstore.Options{}), "Appender true, Locker false/false, {InProcess:true BorrowsKeys:false}"},
+		{"locker", func() store.Store { s := shared(); return lockerOnly{s, s} }(), "Appender false, Locker true/true, {InProcess:false BorrowsKeys:false}"},
+		{"shared", shared(), "Appender true, Locker true/true, {InProcess:true BorrowsKeys:false}"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			fs := New(tc.inner)
 			defer fs.Store().Close()
-			want := abilities(tc.inner)
-			if want&tc.min != tc.min {
-				t.Fatalf("inner %T has abilities %08b, expected at least %08b", tc.inner, want, tc.min)
+			if got := abilities(fs.Store()); got != tc.want {
+				t.Errorf("%T wrapping %T: %s, want %s", fs.Store(), tc.inner, got, tc.want)
 			}
-			if got := abilities(fs.Store()); got != want {
-				t.Errorf("view %T has abilities %08b, the store it wraps %08b", fs.Store(), got, want)
+			inner := store.Resolve(tc.inner)
+			if (inner.GetAppend != nil) != (store.Resolve(fs.Store()).GetAppend != nil) ||
+				(inner.TryLock != nil) != (store.Resolve(fs.Store()).TryLock != nil) {
+				t.Errorf("abilities differ from the wrapped store's: %s", abilities(tc.inner))
 			}
 		})
 	}
@@ -120,13 +115,9 @@ func TestEveryMethodObeysRules(t *testing.T) {
 		{Get, func(v store.Store) error { _, err := v.Get(ctx, "k"); return err }},
 		{Set, func(v store.Store) error { return v.Set(ctx, "k", []byte("v"), 0) }},
 		{Delete, func(v store.Store) error { return v.Delete(ctx, "k") }},
-		{Touch, func(v store.Store) error { return v.(store.Toucher).Touch(ctx, "k", time.Hour) }},
-		{GetAppend, func(v store.Store) error { _, err := v.(store.Appender).GetAppend(ctx, "k", nil); return err }},
-		{Exists, func(v store.Store) error { _, err := v.(store.Exister).Exists(ctx, "k"); return err }},
-		{ExpiresIn, func(v store.Store) error { _, err := v.(store.Expirer).ExpiresIn(ctx, "k"); return err }},
-		{DeleteAll, func(v store.Store) error { return v.(store.Clearer).DeleteAll(ctx) }},
-		{TryLock, func(v store.Store) error { _, _, err := v.(store.Locker).TryLock(ctx, "k", time.Second); return err }},
-		{Unlock, func(v store.Store) error { return v.(store.Locker).Unlock(ctx, "k", "t") }},
+		{GetAppend, func(v store.Store) error { _, err := store.Resolve(v).GetAppend(ctx, "k", nil); return err }},
+		{TryLock, func(v store.Store) error { _, _, err := store.Resolve(v).TryLock(ctx, "k", time.Second); return err }},
+		{Unlock, func(v store.Store) error { return store.Resolve(v).Unlock(ctx, "k", "t") }},
 		{Swap, func(v store.Store) error { _, err := v.Swap(ctx, "k", []byte("v"), []byte("w"), 0); return err }},
 		{AddMember, func(v store.Store) error { return v.AddMember(ctx, "k", "m", 0) }},
 		{RemoveMember, func(v store.Store) error { return v.RemoveMember(ctx, "k", "m") }},
@@ -385,7 +376,6 @@ func TestKeys(t *testing.T) {
 	defer fs.Store().Close()
 	fs.Store().Set(ctx, "b", []byte("v"), 0)
 	fs.Store().Get(ctx, "a")
-	fs.Store().(store.Clearer).DeleteAll(ctx) // no key
 	fs.Store().Delete(ctx, "b")
 	if got := fmt.Sprint(fs.Keys()); got != "[a b]" {
 		t.Errorf("Keys = %s", got)
