@@ -81,8 +81,8 @@ type faultReply struct {
 	err     error          // what the error handler got during this request
 }
 
-// faultStores makes the store sessions are kept in: memory, or memory
-// with the Locker and Updater a store shared by several processes has.
+// faultStore makes the store sessions are kept in: memory, or memory
+// with the Locker a store shared by several processes has.
 func faultStore(shared bool) store.Store {
 	mem := memstore.New(memstore.Options{})
 	if shared {

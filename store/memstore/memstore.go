@@ -1,4 +1,4 @@
-// Package memory is an in-process store.Store: a sharded map with per-entry
+// Package memstore is an in-process store.Store: a sharded map with per-entry
 // expiry and a background sweeper.
 //
 // It is the fastest store and the right one for a single process whose
