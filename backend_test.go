@@ -7,13 +7,16 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"maps"
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/kvsession/kvsession/internal/race"
 	"github.com/kvsession/kvsession/store"
 	"github.com/kvsession/kvsession/store/memstore"
+	"github.com/kvsession/kvsession/store/storetest/faultstore"
 )
 
 func TestUntouchedSessionCostsNothing(t *testing.T) {
@@ -700,5 +703,253 @@ func TestRequestAllocations(t *testing.T) {
 		if n := testing.AllocsPerRun(1000, request); n != 0 {
 			t.Errorf("%s: %v allocations per request, want 0", tc.name, n)
 		}
+	}
+}
+
+// TestLoadKeysAreLentOnlyToBorrowers: a store that says it keeps no key
+// (store.Traits.BorrowsKeys) is handed a view of the session's reused buffer; any
+// other store gets a key of its own, which later requests leave intact.
+func TestLoadKeysAreLentOnlyToBorrowers(t *testing.T) {
+	for _, borrows := range []bool{false, true} {
+		t.Run(map[bool]string{false: "keeps keys", true: "borrows keys"}[borrows], func(t *testing.T) {
+			mem := memstore.New(memstore.Options{})
+			t.Cleanup(func() { mem.Close() })
+			rec := &keyRecorder{Store: mem}
+			var st store.Store = rec
+			if borrows {
+				st = borrowingRecorder{rec}
+			}
+			b := newBackend(t, Config{}, st)
+			ids := make([]string, 20)
+			for i := range ids {
+				out, err := request(t, b, "", func(s *Session) { s.SetInt("n", i) })
+				if err != nil {
+					t.Fatal(err)
+				}
+				ids[i] = out.cookieValue(t, "session")
+			}
+			var first string
+			for i, id := range ids {
+				_, err := request(t, b, id, func(s *Session) {
+					if n, ok := s.GetInt("n"); !ok || n != i {
+						t.Fatalf("session %d reads n=%d, %v", i, n, ok)
+					}
+					key := rec.last()
+					lent := len(s.keyBuf) > 0 && unsafe.StringData(key) == unsafe.SliceData(s.keyBuf)
+					if lent != borrows {
+						t.Fatalf("key lent from the session's buffer: %v, want %v", lent, borrows)
+					}
+					if i == 0 {
+						first = key
+					}
+				})
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+			if want := b.storeKey([]byte(ids[0])); !borrows && first != want {
+				t.Fatalf("a key the store kept changed under it: %q, want %q", first, want)
+			}
+		})
+	}
+}
+
+// TestRotationFaultsLoseNothing injects faults into the periodic id
+// rotation (RotationInterval) and into following its forward record.
+func TestRotationFaultsLoseNothing(t *testing.T) {
+	type ids struct{ old, new string } // new: "" until rotated
+	tests := []struct {
+		name string
+		// rotated: run the fault after a successful rotation, with the
+		// old cookie (following the forward); else during the rotation.
+		rotated bool
+		rule    func(b *ServerBackend, id ids) faultstore.Rule
+		// also, if set, is a second fault, added after rule.
+		also func(b *ServerBackend, id ids) faultstore.Rule
+		// failed: the request must fail; otherwise it must succeed.
+		failed bool
+		// keepsNew: the request fails without knowing whether the old key
+		// was retired, so the new record must stay (and stay indexed).
+		keepsNew bool
+	}{
+		{
+			name: "new record not written",
+			rule: func(b *ServerBackend, id ids) faultstore.Rule {
+				oldKey := b.storeKey([]byte(id.old))
+				return faultstore.Rule{Methods: faultstore.Set, Key: func(k string) bool { return k != oldKey }}
+			},
+			failed: true,
+		},
+		{
+			// The request fails and the new record is taken back: the old
+			// id must not stay fully valid beside the new one.
+			name: "forward record not written",
+			rule: func(b *ServerBackend, id ids) faultstore.Rule {
+				return faultstore.Rule{Methods: faultstore.Swap, Prefix: b.storeKey([]byte(id.old))}
+			},
+			failed: true,
+		},
+		{
+			// The forward landed but its reply was lost (a timeout): the
+			// rotation stands, and the new record must not be taken back.
+			name: "forward written, its reply lost",
+			rule: func(b *ServerBackend, id ids) faultstore.Rule {
+				return faultstore.Rule{Methods: faultstore.Swap, Prefix: b.storeKey([]byte(id.old)), ErrAfterCall: true}
+			},
+		},
+		{
+			// As above, and the old key cannot be read back to tell: the
+			// request fails, and the new record, which the old cookie now
+			// reaches, stays where DestroyUserSessions finds it.
+			name: "forward written, its reply lost, old key unreadable",
+			rule: func(b *ServerBackend, id ids) faultstore.Rule {
+				return faultstore.Rule{Methods: faultstore.Swap, Prefix: b.storeKey([]byte(id.old)), ErrAfterCall: true}
+			},
+			also: func(b *ServerBackend, id ids) faultstore.Rule {
+				// Skip the request's load of the old key and the re-read
+				// before rotating (refresh): fail the look back only.
+				return faultstore.Rule{Methods: faultstore.Reads, Prefix: b.storeKey([]byte(id.old)), Skip: 2}
+			},
+			failed:   true,
+			keepsNew: true,
+		},
+		{
+			name:    "forward followed, new record unreadable",
+			rotated: true,
+			rule: func(b *ServerBackend, id ids) faultstore.Rule {
+				return faultstore.Rule{Methods: faultstore.Reads, Prefix: b.storeKey([]byte(id.new))}
+			},
+			failed: true,
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			clk := newClock()
+			fs := faultstore.New(memstore.New(memstore.Options{Now: clk.now}))
+			defer fs.Store().Close()
+			var logs bytes.Buffer
+			b := newBackend(t, Config{RotationInterval: time.Hour, Logger: slog.New(slog.NewTextHandler(&logs, nil))}, fs.Store())
+			b.now = clk.now
+			out, err := request(t, b, "", func(s *Session) { s.Set("v", "orig"); s.SetUser("ada") })
+			if err != nil {
+				t.Fatal(err)
+			}
+			id := ids{old: out.cookieValue(t, "session")}
+			clk.advance(time.Hour) // rotation due
+			if tc.rotated {
+				out, err := request(t, b, id.old, func(s *Session) { s.GetString("v") })
+				if err != nil {
+					t.Fatal(err)
+				}
+				id.new = out.cookieValue(t, "session")
+			}
+			before := faultSnapshot(t, fs, nil)
+			fs.ResetCalls()
+			r := tc.rule(b, id)
+			r.Err = errFault
+			rule := fs.Add(r)
+			var also *faultstore.Handle
+			if tc.also != nil {
+				r := tc.also(b, id)
+				r.Err = errFault
+				also = fs.Add(r)
+			}
+
+			out, err = request(t, b, id.old, func(s *Session) { s.GetString("v") })
+			if rule.Hits() == 0 {
+				t.Fatal("the fault was never met")
+			}
+			if !tc.failed {
+				if err != nil || len(out.cookies) == 0 {
+					t.Fatalf("err %v, cookies %v: want the new cookie", err, out.cookies)
+				}
+				id.new = out.cookieValue(t, "session")
+			} else if tc.keepsNew {
+				if !errors.Is(err, errFault) || len(out.cookies) != 0 {
+					t.Fatalf("err %v, cookies %v: want the fault and no cookie", err, out.cookies)
+				}
+			} else {
+				if !errors.Is(err, errFault) || len(out.cookies) != 0 {
+					t.Fatalf("err %v, cookies %v: want the fault and no cookie", err, out.cookies)
+				}
+				after := faultSnapshot(t, fs, before)
+				for k, v := range before {
+					if after[k] != v {
+						t.Errorf("record %q changed by a failed request", k)
+					}
+				}
+				if tc.rotated {
+					if !maps.Equal(before, after) || fs.Calls(faultstore.Set|faultstore.Delete) != 0 {
+						t.Errorf("a failed load wrote: %d writes", fs.Calls(faultstore.Set|faultstore.Delete))
+					}
+				} else if len(after) != len(before) {
+					// The new record, if written, was taken back.
+					t.Errorf("records before %d, after %d", len(before), len(after))
+				}
+			}
+			rule.Remove()
+			if also != nil {
+				also.Remove()
+			}
+
+			// Nothing lost: every cookie the client may hold still reaches
+			// the data.
+			for _, cookie := range []string{id.old, id.new} {
+				if cookie == "" {
+					continue
+				}
+				request(t, b, cookie, func(s *Session) {
+					if v, _ := s.GetString("v"); v != "orig" || s.User() != "ada" {
+						t.Errorf("cookie %.6s…: v=%q user=%q", cookie, v, s.User())
+					}
+				})
+			}
+			// And logging the user out everywhere ends every one of them.
+			if _, err := b.DestroyUserSessions(t.Context(), "ada"); err != nil {
+				t.Fatal(err)
+			}
+			for _, cookie := range []string{id.old, id.new} {
+				if cookie == "" {
+					continue
+				}
+				request(t, b, cookie, func(s *Session) {
+					if v, _ := s.GetString("v"); v != "" || s.User() != "" {
+						t.Errorf("after DestroyUserSessions, cookie %.6s… still reaches v=%q user=%q", cookie, v, s.User())
+					}
+				})
+			}
+		})
+	}
+}
+
+// TestFailedDestroyFailsTheResponse: a handler that ignores Destroy's
+// error must not get a response that looks like a logout.
+func TestFailedDestroyFailsTheResponse(t *testing.T) {
+	fs := faultstore.New(memstore.New(memstore.Options{}))
+	defer fs.Store().Close()
+	b := newBackend(t, Config{}, fs.Store())
+	out, _ := request(t, b, "", func(s *Session) { s.Set("v", "orig") })
+	id := out.cookieValue(t, "session")
+
+	rule := fs.Fail(faultstore.Delete, errFault)
+	out, err := request(t, b, id, func(s *Session) {
+		s.Destroy()                  // error ignored
+		s.Set("flash", "logged out") // and the handler carries on
+	})
+	if !errors.Is(err, errFault) || len(out.cookies) != 0 || fs.Calls(faultstore.Set) != 1 {
+		t.Fatalf("err %v, cookies %v, %d Sets: want the delete's error, nothing written", err, out.cookies, fs.Calls(faultstore.Set))
+	}
+	// A retry within the request that works is a logout after all.
+	out, err = request(t, b, id, func(s *Session) {
+		if s.Destroy() == nil {
+			t.Fatal("rule removed too early")
+		}
+		rule.Remove()
+		if err := s.Destroy(); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if err != nil || !strings.Contains(out.cookies["session"], "Max-Age=0") {
+		t.Fatalf("retried Destroy: %v, cookies %v", err, out.cookies)
 	}
 }

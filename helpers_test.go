@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"maps"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -11,6 +13,7 @@ import (
 
 	"github.com/kvsession/kvsession/store"
 	"github.com/kvsession/kvsession/store/memstore"
+	"github.com/kvsession/kvsession/store/storetest/faultstore"
 )
 
 // fakeStore is a map store that counts calls and fails on demand, so tests
@@ -252,4 +255,45 @@ func rvLogin(t *testing.T, b *ServerBackend, user string) string {
 		t.Fatal(err)
 	}
 	return out.cookieValue(t, "session")
+}
+
+// keyRecorder keeps every key its Get is given, as a store that caches or
+// indexes the caller's strings would. Embedding the store.Store interface
+// hides the memory store's optional methods, its Traits included.
+type keyRecorder struct {
+	store.Store
+	mu   sync.Mutex
+	seen []string
+}
+
+func (r *keyRecorder) Get(ctx context.Context, key string) ([]byte, error) {
+	r.mu.Lock()
+	r.seen = append(r.seen, key)
+	r.mu.Unlock()
+	return r.Store.Get(ctx, key)
+}
+
+func (r *keyRecorder) last() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.seen[len(r.seen)-1]
+}
+
+// borrowingRecorder reports store.Traits.BorrowsKeys, so the backend lends
+// it the session's key buffer.
+type borrowingRecorder struct{ *keyRecorder }
+
+func (borrowingRecorder) Traits() store.Traits { return store.Traits{BorrowsKeys: true} }
+
+var errFault = errors.New("injected store fault")
+
+// faultSnapshot returns what the store holds under every key a call named
+// (since the last ResetCalls) or before holds.
+func faultSnapshot(t *testing.T, fs *faultstore.Store, before map[string]string) map[string]string {
+	t.Helper()
+	m, err := fs.Snapshot(context.Background(), slices.Collect(maps.Keys(before))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
 }

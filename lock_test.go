@@ -219,3 +219,42 @@ func TestStoreLockReleasedWhenTheRequestIsCanceled(t *testing.T) {
 		t.Fatalf("the next request: %v (the canceled one kept the lock)", err)
 	}
 }
+
+// TestLockFollowsForwardWithLentKeys: an old id's load takes the lock on
+// its key, then, following the forward, on the new id's key, which the
+// session builds in the same buffer. The lock table must keep a key of its
+// own, or the first lock is released under the wrong name and leaks: the
+// next request with the old id then waits out LockWait.
+func TestLockFollowsForwardWithLentKeys(t *testing.T) {
+	clk := newClock()
+	st := memstore.New(memstore.Options{Now: clk.now})
+	defer st.Close()
+	b := newBackend(t, Config{Lock: true, LockWait: 200 * time.Millisecond, RotationInterval: time.Hour}, st)
+	b.now = clk.now
+	out, err := request(t, b, "", func(s *Session) { s.SetInt("n", 1) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	oldID := out.cookieValue(t, "session")
+	clk.advance(time.Hour)
+	out, err = request(t, b, oldID, func(s *Session) { s.GetInt("n") }) // rotates, leaving a forward
+	if err != nil {
+		t.Fatal(err)
+	}
+	newID := out.cookieValue(t, "session")
+	if newID == oldID {
+		t.Fatal("id not rotated")
+	}
+	for i, id := range []string{oldID, oldID, newID, oldID} {
+		_, err := request(t, b, id, func(s *Session) {
+			n, ok := s.GetInt("n")
+			if err := s.Err(); err != nil || !ok || n != 1+i {
+				t.Fatalf("request %d: n=%d %v, %v", i, n, ok, err)
+			}
+			s.SetInt("n", n+1)
+		})
+		if err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+	}
+}
