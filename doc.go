@@ -6,21 +6,28 @@
 //
 //   - kvsession: Config, the two backends (New, NewCookie) and *Session,
 //     which handlers use.
-//   - store and one store package: store/memory (one process, sessions
-//     lost on restart), store/badger (one process, on disk, the embedded
-//     default), store/redis (several processes or machines). A program
-//     links only the stores it imports.
-//   - an HTTP adapter: kvsession/fasthttp today (import it as kvfasthttp).
+//   - store and one store package: store/memstore (one process, sessions
+//     lost on restart), store/badgerstore (one process, on disk, the
+//     embedded default), store/redisstore (several processes or machines).
+//     A program links only the stores it imports.
+//   - an HTTP adapter: kvfasthttp today. No kvsession package needs an
+//     import alias.
 //
 // # One request
 //
 // The adapter calls the backend's LoadFromRequest with the request's Cookie
 // header, runs the handler, then StoreInResponse and Release. Nothing is
 // read from the store until the handler first uses the session, and
-// nothing is written unless it changed it (or a lifetime rule asks for a
-// renewal). A store failure goes to the adapter's error handler, never to
+// nothing is written unless it changed it (or a lifetime rule asks for an
+// extension or a rotation). A store failure goes to the adapter's error handler, never to
 // a half-written response; a hostile or unknown cookie starts a fresh
 // session with a new id.
+//
+// In the source, that request reads top to bottom: core.go (the adapter's
+// side: open, release, cookies out), session.go (the handler's side),
+// backend.go (load, then store in response), record.go (the stored
+// record), write.go (every write of a loaded session), and store.Calls,
+// the one funnel every store call goes through.
 //
 // # Choosing a backend and a store
 //
