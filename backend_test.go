@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kvsession/kvsession/internal/msgp"
 	"github.com/kvsession/kvsession/store"
 	"github.com/kvsession/kvsession/store/memstore"
 )
@@ -211,15 +212,15 @@ func TestUnusableCookieOnEmptySessionIsExpired(t *testing.T) {
 }
 
 func TestUnreadableRecordStartsFreshSession(t *testing.T) {
-	big := append([]byte{0x93, 1, 0, 0x81, 0xa1, 'k', mpBin32, 0, 0x10, 0, 0}, make([]byte, 1<<20)...)
+	big := append([]byte{0x93, 1, 0, 0x81, 0xa1, 'k', msgp.Bin32, 0, 0x10, 0, 0}, make([]byte, 1<<20)...)
 	cases := map[string][]byte{
 		"garbage":        []byte("not msgpack at all"),
 		"empty":          {},
-		"truncated":      {0x93, 1, 0, 0x81, 0xa1, 'k', mpBin8, 5, 1},
-		"huge map count": {0x93, 1, 0, mpMap32, 0xff, 0xff, 0xff, 0xff},
+		"truncated":      {0x93, 1, 0, 0x81, 0xa1, 'k', msgp.Bin8, 5, 1},
+		"huge map count": {0x93, 1, 0, msgp.Map32, 0xff, 0xff, 0xff, 0xff},
 		"other version":  {0x93, 2, 0, 0x80},
 		"trailing bytes": {0x93, 1, 0, 0x80, 0x00},
-		"duplicate key":  {0x93, 1, 0, 0x82, 0xa1, 'k', mpBin8, 1, 1, 0xa1, 'k', mpBin8, 1, 2},
+		"duplicate key":  {0x93, 1, 0, 0x82, 0xa1, 'k', msgp.Bin8, 1, 1, 0xa1, 'k', msgp.Bin8, 1, 2},
 		"over the cap":   big,
 	}
 	for name, rec := range cases {

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kvsession/kvsession/internal/msgp"
 	"github.com/kvsession/kvsession/store/badgerstore"
 	"github.com/kvsession/kvsession/store/memstore"
 )
@@ -65,7 +66,7 @@ func FuzzRecord(f *testing.F) {
 	f.Add(s.encode(nil))
 	b.Release(s)
 	f.Add(healthyRecord(f))
-	f.Add([]byte{0x93, 1, 0, 0x82, 0xa1, 'k', mpBin8, 1, 1, 0xa1, 'k', mpBin8, 1, 2})
+	f.Add([]byte{0x93, 1, 0, 0x82, 0xa1, 'k', msgp.Bin8, 1, 1, 0xa1, 'k', msgp.Bin8, 1, 2})
 	f.Add(append([]byte{forwardMarker}, fuzzLiveID...))
 	f.Fuzz(func(t *testing.T, rec []byte) {
 		st := newFakeStore()

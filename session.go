@@ -9,6 +9,8 @@ import (
 	"sync"
 	"time"
 	"unsafe"
+
+	"github.com/kvsession/kvsession/internal/msgp"
 )
 
 // ErrKeyNotFound is returned by Session.Decode when the session holds no
@@ -223,8 +225,8 @@ func (s *Session) decode(rec []byte) error {
 	if len(rec) > s.c.cfg.MaxRecordBytes {
 		return ErrSessionTooLarge
 	}
-	r := reader{b: rec}
-	c, err := r.byte()
+	r := msgp.NewReader(rec)
+	c, err := r.Byte()
 	if err != nil {
 		return err
 	}
@@ -232,26 +234,26 @@ func (s *Session) decode(rec []byte) error {
 		return errBadRecord
 	}
 	fields := int(c & 0x0f)
-	version, err := r.int()
+	version, err := r.Int()
 	if err != nil {
 		return err
 	}
 	if version != recordVersion {
 		return errBadRecord
 	}
-	if s.created, err = r.int(); err != nil {
+	if s.created, err = r.Int(); err != nil {
 		return err
 	}
-	n, err := r.mapHeader()
+	n, err := r.MapHeader()
 	if err != nil {
 		return err
 	}
 	for i := 0; i < n; i++ {
-		name, err := r.strLike(true)
+		name, err := r.Str()
 		if err != nil {
 			return err
 		}
-		raw, err := r.strLike(false)
+		raw, err := r.Bin()
 		if err != nil {
 			return err
 		}
@@ -261,7 +263,7 @@ func (s *Session) decode(rec []byte) error {
 		return errDuplicateName
 	}
 	if fields >= 4 {
-		user, err := r.strLike(true)
+		user, err := r.Str()
 		if err != nil {
 			return err
 		}
@@ -272,11 +274,11 @@ func (s *Session) decode(rec []byte) error {
 	}
 	if fields >= 8 {
 		for _, f := range []*int64{&s.extended, &s.rotated, &s.maxAge} {
-			if *f, err = r.int(); err != nil {
+			if *f, err = r.Int(); err != nil {
 				return err
 			}
 		}
-		mode, err := r.int()
+		mode, err := r.Int()
 		if err != nil {
 			return err
 		}
@@ -286,22 +288,22 @@ func (s *Session) decode(rec []byte) error {
 		s.cookieMode = cookieMode(mode)
 	}
 	if fields >= 9 {
-		if _, err = r.int(); err != nil {
+		if _, err = r.Int(); err != nil {
 			return err
 		}
 	}
 	if fields >= 10 {
-		if s.indexed, err = r.int(); err != nil {
+		if s.indexed, err = r.Int(); err != nil {
 			return err
 		}
 	}
 	for i := recordFields; i < fields; i++ {
-		if err := r.skip(0); err != nil {
+		if err := r.Skip(0); err != nil {
 			return err
 		}
 	}
-	if r.pos != len(rec) {
-		return errTrailing
+	if !r.Done() {
+		return msgp.ErrTrailing
 	}
 	return nil
 }
@@ -349,20 +351,20 @@ const recordFields = 10
 
 func (s *Session) encode(dst []byte) []byte {
 	dst = append(dst, 0x90|recordFields, recordVersion)
-	dst = appendInt(dst, s.created)
-	dst = appendMapHeader(dst, len(s.entries))
+	dst = msgp.AppendInt(dst, s.created)
+	dst = msgp.AppendMapHeader(dst, len(s.entries))
 	for _, e := range s.entries {
-		dst = appendString(dst, e.name)
-		dst = appendBinHeader(dst, len(e.raw))
+		dst = msgp.AppendString(dst, e.name)
+		dst = msgp.AppendBinHeader(dst, len(e.raw))
 		dst = append(dst, e.raw...)
 	}
-	dst = appendString(dst, s.user)
-	dst = appendInt(dst, s.extended)
-	dst = appendInt(dst, s.rotated)
-	dst = appendInt(dst, s.maxAge)
-	dst = appendInt(dst, int64(s.cookieMode))
-	dst = appendInt(dst, 0) // the per-user index record's coverage, retired
-	return appendInt(dst, s.indexed)
+	dst = msgp.AppendString(dst, s.user)
+	dst = msgp.AppendInt(dst, s.extended)
+	dst = msgp.AppendInt(dst, s.rotated)
+	dst = msgp.AppendInt(dst, s.maxAge)
+	dst = msgp.AppendInt(dst, int64(s.cookieMode))
+	dst = msgp.AppendInt(dst, 0) // the per-user index record's coverage, retired
+	return msgp.AppendInt(dst, s.indexed)
 }
 
 func (s *Session) find(key string) int {
@@ -497,9 +499,9 @@ func (s *Session) GetString(key string) (string, bool) {
 		return "", false
 	}
 	if s.c.fastCodec {
-		r := reader{b: raw}
-		p, err := r.strLike(true)
-		if err != nil || r.pos != len(raw) {
+		r := msgp.NewReader(raw)
+		p, err := r.Str()
+		if err != nil || !r.Done() {
 			return "", false
 		}
 		return string(p), true
@@ -518,7 +520,7 @@ func (s *Session) GetInt64(key string) (int64, bool) {
 		return 0, false
 	}
 	if s.c.fastCodec {
-		n, err := readInt(raw)
+		n, err := msgp.ReadInt(raw)
 		return n, err == nil
 	}
 	var v int64
@@ -652,7 +654,7 @@ func (s *Session) SetInt64(key string, n int64) error {
 	if !s.c.fastCodec {
 		return s.Set(key, n)
 	}
-	return setEncoded(s, key, n, appendInt)
+	return setEncoded(s, key, n, msgp.AppendInt)
 }
 
 // SetInt stores n under key, as Set does.
@@ -660,7 +662,7 @@ func (s *Session) SetInt(key string, n int) error {
 	if !s.c.fastCodec {
 		return s.Set(key, n)
 	}
-	return setEncoded(s, key, int64(n), appendInt)
+	return setEncoded(s, key, int64(n), msgp.AppendInt)
 }
 
 // SetString stores v under key, as Set does.
@@ -668,7 +670,7 @@ func (s *Session) SetString(key, v string) error {
 	if !s.c.fastCodec {
 		return s.Set(key, v)
 	}
-	return setEncoded(s, key, v, appendString)
+	return setEncoded(s, key, v, msgp.AppendString)
 }
 
 // SetBytes stores a copy of v under key, as Set does.
@@ -676,7 +678,7 @@ func (s *Session) SetBytes(key string, v []byte) error {
 	if !s.c.fastCodec {
 		return s.Set(key, v)
 	}
-	return setEncoded(s, key, v, appendBin)
+	return setEncoded(s, key, v, msgp.AppendBin)
 }
 
 // setEncoded is Set with the default codec's encoder for v's type: a
