@@ -11,6 +11,7 @@ import (
 	"unsafe"
 
 	"github.com/kvsession/kvsession/internal/msgp"
+	"github.com/kvsession/kvsession/internal/sessioncookie"
 )
 
 // ErrKeyNotFound is returned by Session.Decode when the session holds no
@@ -60,11 +61,11 @@ type Session struct {
 // session has got with it.
 type requestState struct {
 	ctx       context.Context
-	header    []byte    // the request's Cookie header, until load reads it
-	cookie    []byte    // the session cookie's value, segments joined (copied)
-	carried   cookieSet // the session cookies the request carried
-	cookieErr error     // why they could not be read, if they could not
-	now       int64     // unix ns, read once per request (nowNano)
+	header    []byte                // the request's Cookie header, until load reads it
+	cookie    []byte                // the session cookie's value, segments joined (copied)
+	carried   sessioncookie.Carried // the session cookies the request carried
+	cookieErr error                 // why they could not be read, if they could not
+	now       int64                 // unix ns, read once per request (nowNano)
 
 	loaded  bool
 	loadErr error
@@ -188,7 +189,7 @@ func (s *Session) load() error {
 	if s.header != nil {
 		// A broken set of cookies is no error: the request gets a fresh
 		// session, and the response expires them if it writes the session.
-		s.cookie, s.carried, s.cookieErr = s.c.split.read(s.cookie, s.header)
+		s.cookie, s.carried, s.cookieErr = s.c.split.Read(s.cookie, s.header)
 		s.header = nil
 	}
 	if s.cookieErr != nil {
