@@ -14,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kvsession/kvsession/internal/msgp"
 	"github.com/kvsession/kvsession/internal/sessioncookie"
 	"github.com/kvsession/kvsession/store/badgerstore"
 	"github.com/kvsession/kvsession/store/memstore"
@@ -49,81 +48,6 @@ func FuzzMsgpackDecode(f *testing.F) {
 			if _, err := (Msgpack{}).DecodeAny(enc); err != nil {
 				t.Fatalf("re-decoding %#v: %v", v, err)
 			}
-		}
-	})
-}
-
-// FuzzRecord stores arbitrary bytes as the record of a session and sends
-// its cookie: a record that reads keeps its id and logs nothing; one that
-// does not gives a fresh session under a new id, is logged, and is left as
-// it was. Either way the session saved reads back.
-func FuzzRecord(f *testing.F) {
-	quiet := slog.New(slog.DiscardHandler)
-	b := newBackend(f, Config{Logger: quiet}, newFakeStore())
-	s := b.LoadFromRequest(context.Background(), nil)
-	s.Set("counter", 7)
-	s.Set("user", "ada")
-	s.Set("when", time.Unix(5, 6))
-	f.Add(s.encode(nil))
-	b.Release(s)
-	f.Add(healthyRecord(f))
-	f.Add([]byte{0x93, 1, 0, 0x82, 0xa1, 'k', msgp.Bin8, 1, 1, 0xa1, 'k', msgp.Bin8, 1, 2})
-	f.Add(append([]byte{forwardMarker}, fuzzLiveID...))
-	f.Fuzz(func(t *testing.T, rec []byte) {
-		st := newFakeStore()
-		logs := &logRecorder{}
-		be := newBackend(t, Config{Logger: slog.New(logs)}, st)
-		id := fuzzLiveID
-		key := be.storeKey([]byte(id))
-		st.data[key] = rec
-		out, err := request(t, be, id, func(s *Session) {
-			for _, k := range s.Keys() {
-				s.Get(k)
-				s.GetInt(k)
-				s.GetString(k)
-				var v any
-				s.Decode(k, &v)
-			}
-			s.Values()
-			s.Set("touched", true)
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		warned := 0
-		for _, r := range logs.take() {
-			if r.Level == slog.LevelWarn && strings.Contains(r.Message, unreadableWarning) {
-				warned++
-			}
-		}
-		saved := out.cookieValue(t, "session")
-		if saved == id {
-			if warned != 0 {
-				t.Fatal("a record that read was logged as unreadable")
-			}
-		} else {
-			// A forward that decodes to a well-formed id is no damage: it
-			// leads to a session that is gone.
-			forward := false
-			if len(rec) == 1+be.idLen && rec[0] == forwardMarker {
-				p := bytes.Clone(rec[1:])
-				xorPad(p, id)
-				forward = be.validID(p)
-			}
-			if !be.validID([]byte(saved)) {
-				t.Fatalf("saved under %q", saved)
-			}
-			if !forward && warned != 1 {
-				t.Fatalf("%d warnings for an unreadable record", warned)
-			}
-			if !bytes.Equal(st.data[key], rec) {
-				t.Fatal("the unreadable record was overwritten")
-			}
-		}
-		// Whatever was stored, the session saved is one we can read back.
-		got, err := be.Get(context.Background(), saved)
-		if err != nil || got["touched"] != true {
-			t.Fatalf("saved session reads %v, %v", got, err)
 		}
 	})
 }

@@ -8,7 +8,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unsafe"
 
 	"github.com/kvsession/kvsession/internal/msgp"
 	"github.com/kvsession/kvsession/internal/sessioncookie"
@@ -17,11 +16,6 @@ import (
 // ErrKeyNotFound is returned by Session.Decode when the session holds no
 // value under the key.
 var ErrKeyNotFound = errors.New("kvsession: no value under that key")
-
-// recordVersion is the first field of every stored record. A reader meeting
-// another version treats the record as unreadable and starts a fresh
-// session rather than misreading it.
-const recordVersion = 1
 
 // entry is one key and its encoded value. name and raw point into the record
 // loaded from the store or into the session's arena; neither is written
@@ -81,7 +75,7 @@ func (r *requestState) reset() {
 }
 
 // sessionData is the session's content, decoded from its record (record layout:
-// session.go's decode) or set by the handler.
+// record.go's decode) or set by the handler.
 type sessionData struct {
 	created    int64      // unix ns; 0 until first saved
 	user       string     // the user the session is bound to; "" if none
@@ -209,163 +203,6 @@ func (s *Session) decodeOrForget(rec []byte) bool {
 		return false
 	}
 	return true
-}
-
-// decode parses a record:
-//
-//	[version, created, {name: bin, ...}, user, extended, rotated, maxAge, cookieMode, 0, indexed, ...]
-//
-// Records with only the first three or four fields (as kvsession wrote
-// them before) read with the others zero. Fields after the tenth are
-// skipped so that a later version can add bookkeeping without breaking an
-// older reader. The ninth field was the coverage of the per-user index
-// record that per-user sets replaced: it is written as 0 and not read, so
-// that a record saved before the change is added to its user's set when
-// it is next saved.
-func (s *Session) decode(rec []byte) error {
-	if len(rec) > s.c.cfg.MaxRecordBytes {
-		return ErrSessionTooLarge
-	}
-	r := msgp.NewReader(rec)
-	c, err := r.Byte()
-	if err != nil {
-		return err
-	}
-	if c < 0x93 || c > 0x9f {
-		return errBadRecord
-	}
-	fields := int(c & 0x0f)
-	version, err := r.Int()
-	if err != nil {
-		return err
-	}
-	if version != recordVersion {
-		return errBadRecord
-	}
-	if s.created, err = r.Int(); err != nil {
-		return err
-	}
-	n, err := r.MapHeader()
-	if err != nil {
-		return err
-	}
-	for i := 0; i < n; i++ {
-		name, err := r.Str()
-		if err != nil {
-			return err
-		}
-		raw, err := r.Bin()
-		if err != nil {
-			return err
-		}
-		s.entries = append(s.entries, entry{name: bytesToString(name), raw: raw})
-	}
-	if hasDuplicateNames(s.entries) {
-		return errDuplicateName
-	}
-	if fields >= 4 {
-		user, err := r.Str()
-		if err != nil {
-			return err
-		}
-		if len(user) > maxUserBytes {
-			return errBadRecord
-		}
-		s.user = bytesToString(user)
-	}
-	if fields >= 8 {
-		for _, f := range []*int64{&s.extended, &s.rotated, &s.maxAge} {
-			if *f, err = r.Int(); err != nil {
-				return err
-			}
-		}
-		mode, err := r.Int()
-		if err != nil {
-			return err
-		}
-		if mode < 0 || mode > int64(cookieBrowserOnly) || s.maxAge < 0 || s.maxAge > int64(MaxMaxAge) {
-			return errBadRecord
-		}
-		s.cookieMode = cookieMode(mode)
-	}
-	if fields >= 9 {
-		if _, err = r.Int(); err != nil {
-			return err
-		}
-	}
-	if fields >= 10 {
-		if s.indexed, err = r.Int(); err != nil {
-			return err
-		}
-	}
-	for i := recordFields; i < fields; i++ {
-		if err := r.Skip(0); err != nil {
-			return err
-		}
-	}
-	if !r.Done() {
-		return msgp.ErrTrailing
-	}
-	return nil
-}
-
-var (
-	errBadRecord     = errors.New("kvsession: not a session record of a known version")
-	errDuplicateName = errors.New("kvsession: session record holds a key twice")
-)
-
-// hasDuplicateNames reports whether two entries share a name. We never write
-// such a record; one that has it was tampered with, and would make Get and
-// Delete disagree about which value a key means.
-func hasDuplicateNames(entries []entry) bool {
-	if len(entries) <= 16 {
-		for i := 1; i < len(entries); i++ {
-			for j := 0; j < i; j++ {
-				if entries[i].name == entries[j].name {
-					return true
-				}
-			}
-		}
-		return false
-	}
-	seen := make(map[string]struct{}, len(entries))
-	for _, e := range entries {
-		if _, dup := seen[e.name]; dup {
-			return true
-		}
-		seen[e.name] = struct{}{}
-	}
-	return false
-}
-
-// bytesToString views b as a string without copying. Only used on the
-// loaded record, which is not written to while the session is in use.
-func bytesToString(b []byte) string {
-	if len(b) == 0 {
-		return ""
-	}
-	return unsafe.String(&b[0], len(b))
-}
-
-// recordFields is how many fields encode writes.
-const recordFields = 10
-
-func (s *Session) encode(dst []byte) []byte {
-	dst = append(dst, 0x90|recordFields, recordVersion)
-	dst = msgp.AppendInt(dst, s.created)
-	dst = msgp.AppendMapHeader(dst, len(s.entries))
-	for _, e := range s.entries {
-		dst = msgp.AppendString(dst, e.name)
-		dst = msgp.AppendBinHeader(dst, len(e.raw))
-		dst = append(dst, e.raw...)
-	}
-	dst = msgp.AppendString(dst, s.user)
-	dst = msgp.AppendInt(dst, s.extended)
-	dst = msgp.AppendInt(dst, s.rotated)
-	dst = msgp.AppendInt(dst, s.maxAge)
-	dst = msgp.AppendInt(dst, int64(s.cookieMode))
-	dst = msgp.AppendInt(dst, 0) // the per-user index record's coverage, retired
-	return msgp.AppendInt(dst, s.indexed)
 }
 
 func (s *Session) find(key string) int {
