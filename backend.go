@@ -479,10 +479,7 @@ func (b *ServerBackend) rotate(s *Session, now int64) error {
 	grace := b.cfg.RotationGrace
 	var fwd []byte
 	if grace > 0 {
-		fwd = make([]byte, 1, 1+len(s.id))
-		fwd[0] = forwardMarker
-		fwd = append(fwd, s.id...)
-		xorPad(fwd[1:], oldID)
+		fwd = appendForward(make([]byte, 0, 1+len(s.id)), s.id, oldID)
 	}
 	// Only over the record this request loaded: one ended meanwhile must
 	// not come back under the new id (write.go).
@@ -536,28 +533,6 @@ func (b *ServerBackend) retired(s *Session, oldKey string, fwd []byte) (bool, er
 	return fwd != nil && bytes.Equal(rec, fwd), nil
 }
 
-var errBadForward = errors.New("kvsession: malformed forward record")
-
-// forwardMarker starts a forward record. 0xc1 is never used by msgpack, so
-// no session record starts with it.
-const forwardMarker = 0xc1
-
-// xorPad XORs p with a pad drawn from id by SHA-256 in counter mode.
-func xorPad(p []byte, id string) {
-	var in [2*maxSessionIDBytes + 32]byte
-	n := copy(in[:], "kvsession forward\x00")
-	n += copy(in[n:], id)
-	for block := 0; len(p) > 0; block++ {
-		in[n] = byte(block)
-		pad := sha256.Sum256(in[:n+1])
-		k := min(len(pad), len(p))
-		for i := range k {
-			p[i] ^= pad[i]
-		}
-		p = p[k:]
-	}
-}
-
 // load fetches the session's record from the store, following the
 // forward an id rotated out within its grace window left.
 func (b *ServerBackend) load(s *Session) error {
@@ -571,21 +546,22 @@ func (b *ServerBackend) load(s *Session) error {
 		if err != nil || !found {
 			return err
 		}
-		if len(rec) > 0 && rec[0] == forwardMarker {
+		if isForward(rec) {
 			// At most one hop: a session rotates once per RotationInterval,
 			// far longer than the grace window.
 			if hops > 0 {
 				return nil
 			}
-			if len(rec) == 1+b.idLen {
-				xorPad(rec[1:], string(id))
+			next, err := readForward(rec, id, b.idLen)
+			if err == nil && !b.validID(next) {
+				err = errBadForward
 			}
-			if len(rec) != 1+b.idLen || !b.validID(rec[1:]) {
+			if err != nil {
 				// Damaged like any unreadable record, and logged like one.
-				b.cfg.Logger.Warn("kvsession: unreadable session record; starting a fresh session", "error", errBadForward, "bytes", len(rec))
+				b.cfg.Logger.Warn("kvsession: unreadable session record; starting a fresh session", "error", err, "bytes", len(rec))
 				return nil
 			}
-			id = append(s.idBuf[:0], rec[1:]...)
+			id = append(s.idBuf[:0], next...)
 			s.idBuf = id
 			s.forwarded = true
 			continue

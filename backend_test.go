@@ -215,44 +215,6 @@ func TestUnusableCookieOnEmptySessionIsExpired(t *testing.T) {
 	}
 }
 
-func TestUnreadableRecordStartsFreshSession(t *testing.T) {
-	big := append([]byte{0x93, 1, 0, 0x81, 0xa1, 'k', mpBin32, 0, 0x10, 0, 0}, make([]byte, 1<<20)...)
-	cases := map[string][]byte{
-		"garbage":        []byte("not msgpack at all"),
-		"empty":          {},
-		"truncated":      {0x93, 1, 0, 0x81, 0xa1, 'k', mpBin8, 5, 1},
-		"huge map count": {0x93, 1, 0, mpMap32, 0xff, 0xff, 0xff, 0xff},
-		"other version":  {0x93, 2, 0, 0x80},
-		"trailing bytes": {0x93, 1, 0, 0x80, 0x00},
-		"duplicate key":  {0x93, 1, 0, 0x82, 0xa1, 'k', mpBin8, 1, 1, 0xa1, 'k', mpBin8, 1, 2},
-		"over the cap":   big,
-	}
-	for name, rec := range cases {
-		t.Run(name, func(t *testing.T) {
-			st := newFakeStore()
-			var logs bytes.Buffer
-			b := newBackend(t, Config{Logger: slog.New(slog.NewTextHandler(&logs, nil))}, st)
-			id, _ := b.GenerateID()
-			st.data[b.storeKey([]byte(id))] = rec
-			out, err := request(t, b, id, func(s *Session) {
-				if s.Len() != 0 || s.Err() != nil {
-					t.Errorf("len %d err %v", s.Len(), s.Err())
-				}
-				s.Set("fresh", true)
-			})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got := out.cookieValue(t, "session"); got == id {
-				t.Fatal("unreadable session's id was reused")
-			}
-			if !strings.Contains(logs.String(), "unreadable session record") {
-				t.Fatalf("no warning logged: %q", logs.String())
-			}
-		})
-	}
-}
-
 func TestModifiedSessionSavedUnderSameID(t *testing.T) {
 	st := newFakeStore()
 	b := newBackend(t, Config{MaxAge: time.Hour}, st)

@@ -8,6 +8,8 @@ import (
 	"sync"
 
 	"github.com/vmihailenco/msgpack/v5"
+
+	"github.com/kvsession/kvsession/internal/msgp"
 )
 
 // Codec encodes and decodes one session value. The session envelope (ids,
@@ -86,8 +88,8 @@ func (Msgpack) AppendEncode(dst []byte, v any) ([]byte, error) {
 // generic containers Get hands out are written here without reflection;
 // anything else goes to msgpack's encoder and is checked after.
 func appendValue(dst []byte, v any, depth int) ([]byte, error) {
-	if depth > maxDepth {
-		return dst, errTooDeep
+	if depth > msgp.MaxDepth {
+		return dst, msgp.ErrTooDeep
 	}
 	if depth > 0 {
 		if b, ok := appendNestedInt(dst, v); ok {
@@ -96,48 +98,48 @@ func appendValue(dst []byte, v any, depth int) ([]byte, error) {
 	}
 	switch x := v.(type) {
 	case nil:
-		return append(dst, mpNil), nil
+		return append(dst, msgp.Nil), nil
 	case bool:
 		if x {
-			return append(dst, mpTrue), nil
+			return append(dst, msgp.True), nil
 		}
-		return append(dst, mpFalse), nil
+		return append(dst, msgp.False), nil
 	case string:
-		return appendString(dst, x), nil
+		return msgp.AppendString(dst, x), nil
 	case []byte:
-		return appendBin(dst, x), nil
+		return msgp.AppendBin(dst, x), nil
 	case int:
-		return appendInt(dst, int64(x)), nil
+		return msgp.AppendInt(dst, int64(x)), nil
 	case int64:
-		return appendInt(dst, x), nil
+		return msgp.AppendInt(dst, x), nil
 	case int32:
-		return appendInt(dst, int64(x)), nil
+		return msgp.AppendInt(dst, int64(x)), nil
 	case int16:
-		return appendInt(dst, int64(x)), nil
+		return msgp.AppendInt(dst, int64(x)), nil
 	case int8:
-		return appendInt(dst, int64(x)), nil
+		return msgp.AppendInt(dst, int64(x)), nil
 	case uint:
-		return appendUint(dst, uint64(x)), nil
+		return msgp.AppendUint(dst, uint64(x)), nil
 	case uint64:
-		return appendUint(dst, x), nil
+		return msgp.AppendUint(dst, x), nil
 	case uint32:
-		return appendUint(dst, uint64(x)), nil
+		return msgp.AppendUint(dst, uint64(x)), nil
 	case uint16:
-		return appendUint(dst, uint64(x)), nil
+		return msgp.AppendUint(dst, uint64(x)), nil
 	case uint8:
-		return appendUint(dst, uint64(x)), nil
+		return msgp.AppendUint(dst, uint64(x)), nil
 	case float64:
-		return binary.BigEndian.AppendUint64(append(dst, mpFloat64), math.Float64bits(x)), nil
+		return binary.BigEndian.AppendUint64(append(dst, msgp.Float64), math.Float64bits(x)), nil
 	case float32:
-		return binary.BigEndian.AppendUint32(append(dst, mpFloat32), math.Float32bits(x)), nil
+		return binary.BigEndian.AppendUint32(append(dst, msgp.Float32), math.Float32bits(x)), nil
 	case []any:
 		// Ours rather than msgpack's: its reflection path widens a float32
 		// to float64 and back, which quiets a signalling NaN. Nil stays
 		// nil, as msgpack writes it.
 		if x == nil {
-			return append(dst, mpNil), nil
+			return append(dst, msgp.Nil), nil
 		}
-		dst = appendArrayHeader(dst, len(x))
+		dst = msgp.AppendArrayHeader(dst, len(x))
 		for _, e := range x {
 			var err error
 			if dst, err = appendValue(dst, e, depth+1); err != nil {
@@ -147,11 +149,11 @@ func appendValue(dst []byte, v any, depth int) ([]byte, error) {
 		return dst, nil
 	case map[string]any:
 		if x == nil {
-			return append(dst, mpNil), nil
+			return append(dst, msgp.Nil), nil
 		}
-		dst = appendMapHeader(dst, len(x))
+		dst = msgp.AppendMapHeader(dst, len(x))
 		for k, e := range x {
-			dst = appendString(dst, k)
+			dst = msgp.AppendString(dst, k)
 			var err error
 			if dst, err = appendValue(dst, e, depth+1); err != nil {
 				return dst, err
@@ -169,12 +171,13 @@ func appendValue(dst []byte, v any, depth int) ([]byte, error) {
 	if err != nil {
 		return dst, fmt.Errorf("kvsession: encoding %T: %w", v, err)
 	}
-	// A struct nested past maxDepth encodes fine but would never decode;
-	// so would a custom encoder's output that is not exactly one value.
-	r := reader{b: dst[start:]}
-	err = r.skip(depth)
-	if err == nil && r.pos != len(r.b) {
-		err = errTrailing
+	// A struct nested past msgp.MaxDepth encodes fine but would never
+	// decode; so would a custom encoder's output that is not exactly one
+	// value.
+	r := msgp.NewReader(dst[start:])
+	err = r.Skip(depth)
+	if err == nil && !r.Done() {
+		err = msgp.ErrTrailing
 	}
 	if err != nil {
 		return dst, fmt.Errorf("kvsession: encoding %T: %w", v, err)
@@ -194,21 +197,21 @@ func appendNestedInt(dst []byte, v any) ([]byte, bool) {
 	case uint:
 		return appendMsgpackUint(dst, uint64(x)), true
 	case int64:
-		return binary.BigEndian.AppendUint64(append(dst, mpInt64), uint64(x)), true
+		return binary.BigEndian.AppendUint64(append(dst, msgp.Int64), uint64(x)), true
 	case int32:
-		return binary.BigEndian.AppendUint32(append(dst, mpInt32), uint32(x)), true
+		return binary.BigEndian.AppendUint32(append(dst, msgp.Int32), uint32(x)), true
 	case int16:
-		return binary.BigEndian.AppendUint16(append(dst, mpInt16), uint16(x)), true
+		return binary.BigEndian.AppendUint16(append(dst, msgp.Int16), uint16(x)), true
 	case int8:
-		return append(dst, mpInt8, byte(x)), true
+		return append(dst, msgp.Int8, byte(x)), true
 	case uint64:
-		return binary.BigEndian.AppendUint64(append(dst, mpUint64), x), true
+		return binary.BigEndian.AppendUint64(append(dst, msgp.Uint64), x), true
 	case uint32:
-		return binary.BigEndian.AppendUint32(append(dst, mpUint32), x), true
+		return binary.BigEndian.AppendUint32(append(dst, msgp.Uint32), x), true
 	case uint16:
-		return binary.BigEndian.AppendUint16(append(dst, mpUint16), x), true
+		return binary.BigEndian.AppendUint16(append(dst, msgp.Uint16), x), true
 	case uint8:
-		return append(dst, mpUint8, x), true
+		return append(dst, msgp.Uint8, x), true
 	}
 	return dst, false
 }
@@ -219,7 +222,7 @@ func appendMsgpackUint(dst []byte, n uint64) []byte {
 	if n <= math.MaxInt8 {
 		return append(dst, byte(n))
 	}
-	return appendUint(dst, n)
+	return msgp.AppendUint(dst, n)
 }
 
 // appendMsgpackInt is msgpack's EncodeInt: unsigned codes for n ≥ 0, else
@@ -231,13 +234,13 @@ func appendMsgpackInt(dst []byte, n int64) []byte {
 	case n >= -32:
 		return append(dst, byte(n))
 	case n >= math.MinInt8:
-		return append(dst, mpInt8, byte(n))
+		return append(dst, msgp.Int8, byte(n))
 	case n >= math.MinInt16:
-		return binary.BigEndian.AppendUint16(append(dst, mpInt16), uint16(n))
+		return binary.BigEndian.AppendUint16(append(dst, msgp.Int16), uint16(n))
 	case n >= math.MinInt32:
-		return binary.BigEndian.AppendUint32(append(dst, mpInt32), uint32(n))
+		return binary.BigEndian.AppendUint32(append(dst, msgp.Int32), uint32(n))
 	}
-	return binary.BigEndian.AppendUint64(append(dst, mpInt64), uint64(n))
+	return binary.BigEndian.AppendUint64(append(dst, msgp.Int64), uint64(n))
 }
 
 // Decode implements Codec. It checks data's structure before decoding, so a
@@ -245,33 +248,33 @@ func appendMsgpackInt(dst []byte, n int64) []byte {
 func (Msgpack) Decode(data []byte, dst any) error {
 	switch p := dst.(type) {
 	case *string:
-		r := reader{b: data}
-		s, err := r.strLike(true)
+		r := msgp.NewReader(data)
+		s, err := r.Str()
 		if err != nil {
 			return err
 		}
-		if r.pos != len(data) {
-			return errTrailing
+		if !r.Done() {
+			return msgp.ErrTrailing
 		}
 		*p = string(s)
 		return nil
 	case *int64:
-		n, err := readInt(data)
+		n, err := msgp.ReadInt(data)
 		*p = n
 		return err
 	case *int:
-		n, err := readInt(data)
+		n, err := msgp.ReadInt(data)
 		if err == nil && (n < math.MinInt || n > math.MaxInt) {
-			err = errOutOfRange
+			err = msgp.ErrOutOfRange
 		}
 		*p = int(n)
 		return err
 	case *bool:
-		if len(data) == 1 && (data[0] == mpTrue || data[0] == mpFalse) {
-			*p = data[0] == mpTrue
+		if len(data) == 1 && (data[0] == msgp.True || data[0] == msgp.False) {
+			*p = data[0] == msgp.True
 			return nil
 		}
-		return errNotScalar
+		return msgp.ErrNotScalar
 	case *any:
 		v, err := Msgpack{}.DecodeAny(data)
 		*p = v
@@ -293,7 +296,7 @@ func (Msgpack) Decode(data []byte, dst any) error {
 		}
 		return fmt.Errorf("kvsession: cannot decode %T into map[string]any", v)
 	}
-	data, err := validated(data)
+	data, err := msgp.Validated(data)
 	if err != nil {
 		return err
 	}
@@ -318,25 +321,12 @@ func decodeReflect(data []byte, dst any) (err error) {
 	st.dec.ResetReader(&st.r)
 	err = st.dec.Decode(dst)
 	if err == nil && st.r.Len() != 0 {
-		err = errTrailing
+		err = msgp.ErrTrailing
 	}
 	return err
 }
 
 // DecodeAny implements Codec; see Msgpack for the types it returns.
 func (Msgpack) DecodeAny(data []byte) (any, error) {
-	if err := validate(data); err != nil {
-		return nil, err
-	}
-	r := reader{b: data}
-	return r.anyValue()
-}
-
-func readInt(data []byte) (int64, error) {
-	r := reader{b: data}
-	n, err := r.int()
-	if err == nil && r.pos != len(data) {
-		err = errTrailing
-	}
-	return n, err
+	return msgp.ReadAny(data)
 }

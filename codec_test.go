@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/vmihailenco/msgpack/v5"
+
+	"github.com/kvsession/kvsession/internal/msgp"
 )
 
 type profile struct {
@@ -170,13 +172,13 @@ func TestSetRefusesWhatGetCannotRead(t *testing.T) {
 		value any
 		ok    bool
 	}{
-		{"list at the limit", nestList(maxDepth), true},
-		{"list past it", nestList(maxDepth + 1), false},
-		{"map at the limit", nestMap(maxDepth), true},
-		{"map past it", nestMap(maxDepth + 1), false},
-		{"struct at the limit", nestStruct(maxDepth), true},
-		{"struct past it", nestStruct(maxDepth + 1), false},
-		{"struct inside a list past it", []any{nestStruct(maxDepth)}, false},
+		{"list at the limit", nestList(msgp.MaxDepth), true},
+		{"list past it", nestList(msgp.MaxDepth + 1), false},
+		{"map at the limit", nestMap(msgp.MaxDepth), true},
+		{"map past it", nestMap(msgp.MaxDepth + 1), false},
+		{"struct at the limit", nestStruct(msgp.MaxDepth), true},
+		{"struct past it", nestStruct(msgp.MaxDepth + 1), false},
+		{"struct inside a list past it", []any{nestStruct(msgp.MaxDepth)}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			b := newBackend(t, Config{}, newFakeStore())
@@ -186,8 +188,8 @@ func TestSetRefusesWhatGetCannotRead(t *testing.T) {
 				if tc.ok != (err == nil) {
 					t.Fatalf("Set = %v, want ok=%v", err, tc.ok)
 				}
-				if err != nil && !errors.Is(err, errTooDeep) {
-					t.Fatalf("Set = %v, want errTooDeep", err)
+				if err != nil && !errors.Is(err, msgp.ErrTooDeep) {
+					t.Fatalf("Set = %v, want msgp.ErrTooDeep", err)
 				}
 				if !tc.ok && s.Has("v") {
 					t.Fatal("a refused value was kept")
@@ -267,14 +269,14 @@ func TestKeysDeleteClear(t *testing.T) {
 // more data than they hold. Each must fail fast without a large allocation.
 func TestHostileValuesAreErrors(t *testing.T) {
 	cases := map[string][]byte{
-		"array32 of 4G":   {mpArray32, 0xff, 0xff, 0xff, 0xff, 0x01},
-		"map32 of 4G":     {mpMap32, 0xff, 0xff, 0xff, 0xff, 0xa1, 'a', 0x01},
-		"str32 of 4G":     {mpStr32, 0xff, 0xff, 0xff, 0xff, 'a'},
-		"bin32 of 4G":     {mpBin32, 0xff, 0xff, 0xff, 0xff, 'a'},
+		"array32 of 4G":   {msgp.Array32, 0xff, 0xff, 0xff, 0xff, 0x01},
+		"map32 of 4G":     {msgp.Map32, 0xff, 0xff, 0xff, 0xff, 0xa1, 'a', 0x01},
+		"str32 of 4G":     {msgp.Str32, 0xff, 0xff, 0xff, 0xff, 'a'},
+		"bin32 of 4G":     {msgp.Bin32, 0xff, 0xff, 0xff, 0xff, 'a'},
 		"ext32 of 4G":     {0xc9, 0xff, 0xff, 0xff, 0xff, 1},
 		"deep nesting":    bytes.Repeat([]byte{0x91}, 10000),
 		"reserved code":   {0xc1},
-		"truncated int64": {mpInt64, 1, 2},
+		"truncated int64": {msgp.Int64, 1, 2},
 		"trailing":        {0x01, 0x02},
 		"empty":           {},
 	}
@@ -313,8 +315,8 @@ func TestValidateAcceptsWhatMsgpackWrites(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%T: %v", v, err)
 		}
-		if err := validate(enc); err != nil {
-			t.Errorf("validate(%T % x...): %v", v, enc[:min(len(enc), 8)], err)
+		if err := msgp.Validate(enc); err != nil {
+			t.Errorf("msgp.Validate(%T % x...): %v", v, enc[:min(len(enc), 8)], err)
 		}
 		if _, err := (Msgpack{}).DecodeAny(enc); err != nil {
 			t.Errorf("DecodeAny(%T): %v", v, err)
@@ -338,7 +340,7 @@ func TestDecodeIntoTypedDestinationsIsBounded(t *testing.T) {
 		"ext8 read as map32":        []byte("\xc7\x05\x07\xdf\xff\xff\xff\xff"),
 		"array as map key":          {0x81, 0x91, 1, 1},
 		"map as map key":            {0x81, 0x80, 1},
-		"bytes as map key":          {0x81, mpBin8, 1, 'x', 1},
+		"bytes as map key":          {0x81, msgp.Bin8, 1, 'x', 1},
 		"nested timestamp as map32": []byte("\x81\xa1M\xd7\xff\xdf\xdf\xdf00000"),
 		"nested extension as map32": []byte("\x81\xa1M\xd6\x01\xdf\xff\xff\xff"),
 		"timestamp as fixmap":       []byte("\xd7\xff\x8a\xdd~~~g00"),
@@ -512,8 +514,8 @@ func TestSetRefusesAnEncoderWritingTwoValues(t *testing.T) {
 	b := newBackend(t, Config{}, newFakeStore())
 	request(t, b, "", func(s *Session) {
 		for _, v := range []any{twoValues{}, []any{twoValues{}}} {
-			if err := s.Set("v", v); !errors.Is(err, errTrailing) {
-				t.Errorf("Set(%#v) = %v, want errTrailing", v, err)
+			if err := s.Set("v", v); !errors.Is(err, msgp.ErrTrailing) {
+				t.Errorf("Set(%#v) = %v, want msgp.ErrTrailing", v, err)
 			}
 		}
 	})

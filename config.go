@@ -6,6 +6,8 @@ import (
 	"regexp"
 	"strings"
 	"time"
+
+	"github.com/kvsession/kvsession/internal/sessioncookie"
 )
 
 // SameSite is the cookie's SameSite attribute. The zero value is Lax.
@@ -355,8 +357,8 @@ func (c Config) compile() (*compiled, error) {
 	if c.MaxRecordBytes < 0 {
 		return bad("MaxRecordBytes", "%d is negative", c.MaxRecordBytes)
 	}
-	if c.MaxCookieSegments < 1 || c.MaxCookieSegments > maxCookieSegmentsLimit {
-		return bad("MaxCookieSegments", "%d is outside 1 to %d", c.MaxCookieSegments, maxCookieSegmentsLimit)
+	if c.MaxCookieSegments < 1 || c.MaxCookieSegments > sessioncookie.MaxSegments {
+		return bad("MaxCookieSegments", "%d is outside 1 to %d", c.MaxCookieSegments, sessioncookie.MaxSegments)
 	}
 	if c.StoreTimeout < 0 {
 		return bad("StoreTimeout", "%v is negative; use 0 for no timeout", c.StoreTimeout)

@@ -4,11 +4,10 @@ import (
 	"context"
 	"crypto/rand"
 	"io"
-	"net/http"
-	"strconv"
 	"sync"
-	"sync/atomic"
 	"time"
+
+	"github.com/kvsession/kvsession/internal/sessioncookie"
 )
 
 // Backend is a session backend as an HTTP adapter drives it, once per
@@ -77,19 +76,21 @@ type engine interface {
 type core struct {
 	cfg       compiled
 	fastCodec bool // cfg.Codec is Msgpack: typed getters skip the interface
-	maxAge    string
-	split     cookieSplitter
+	split     sessioncookie.Splitter
+	attrs     sessioncookie.Attributes
 	rand      io.Reader
 	now       func() time.Time
 	pool      sync.Pool
-	expires   atomic.Pointer[expiresCache]
 }
 
 func (c *core) init(cfg *compiled, e engine) {
 	c.cfg = *cfg
 	_, c.fastCodec = cfg.Codec.(Msgpack)
-	c.maxAge = strconv.FormatInt(int64((cfg.MaxAge+time.Second-1)/time.Second), 10)
-	c.split = newCookieSplitter(cfg.CookieName, cfg.MaxCookieSegments)
+	c.split = sessioncookie.NewSplitter(cfg.CookieName, cfg.MaxCookieSegments)
+	c.attrs.Init(sessioncookie.Options{
+		Path: cfg.Path, Domain: cfg.Domain, Secure: cfg.Secure, HTTPOnly: !cfg.DisableHTTPOnly,
+		SameSite: cfg.SameSite.String(), Partitioned: cfg.Partitioned, MaxAge: cfg.MaxAge,
+	})
 	c.rand, c.now = rand.Reader, newWallClock().now
 	c.pool.New = func() any { return &Session{c: c, e: e} }
 }
@@ -130,144 +131,3 @@ func (c *core) Release(s *Session) {
 	s.reset()
 	c.pool.Put(s)
 }
-
-type cookieLifetime uint8
-
-const (
-	cookiePersistent     cookieLifetime = iota // Max-Age and Expires of Config.MaxAge
-	cookieBrowserSession                       // neither: gone when the browser closes
-)
-
-func (c *core) lifetime() cookieLifetime {
-	if c.cfg.BrowserSession {
-		return cookieBrowserSession
-	}
-	return cookiePersistent
-}
-
-// setCookie writes value as the session cookie, split if it must be, and
-// expires every other cookie of the session's name the request carried. It
-// returns a *CookieTooLargeError, writing nothing, if the value would need
-// more than Config.MaxCookieSegments cookies.
-func (c *core) setCookie(s *Session, sink ResponseSink, value []byte, lifetime cookieLifetime, ttl time.Duration) error {
-	s.attrs = c.appendAttrs(s.attrs[:0], lifetime, ttl, s.nowNano())
-	attrs := s.attrs
-	n := c.split.count(len(value), len(attrs))
-	if n == 0 {
-		return &CookieTooLargeError{Bytes: len(value), MaxSegments: c.cfg.MaxCookieSegments}
-	}
-	if c.split.expiresAny(n, s.carried) {
-		s.attrs = c.appendExpiredAttrs(s.attrs)
-	}
-	s.line = c.split.write(sink, s.line, value, n, attrs, s.attrs[len(attrs):], s.carried)
-	addCacheHeaders(sink)
-	return nil
-}
-
-// expireCookies expires every cookie of the session's name the request
-// carried; it writes nothing if there were none, or if they were broken.
-// Broken cookies are left alone until the session is written: when the
-// name came twice, one of the two may be another site's on a parent domain
-// or path, and expiring ours would only make matters worse.
-func (c *core) expireCookies(s *Session, sink ResponseSink) {
-	if !s.carried.any() || s.cookieErr != nil {
-		return
-	}
-	s.attrs = c.appendExpiredAttrs(s.attrs[:0])
-	s.line = c.split.expire(sink, s.line, s.attrs, s.carried)
-	addCacheHeaders(sink)
-}
-
-// addCacheHeaders keeps shared caches from storing a response that sets
-// one client's session cookie and replaying it to another.
-func addCacheHeaders(sink ResponseSink) {
-	sink.AddHeader("Vary", "Cookie")
-	sink.AddHeader("Cache-Control", `no-cache="Set-Cookie"`)
-}
-
-// appendAttrs appends the attributes of a live session cookie, from "; Path".
-// A persistent cookie lives ttl from now (unix nanoseconds).
-func (c *core) appendAttrs(l []byte, lifetime cookieLifetime, ttl time.Duration, now int64) []byte {
-	l = c.appendScope(l)
-	if lifetime == cookiePersistent {
-		l = append(l, "; Max-Age="...)
-		if ttl == c.cfg.MaxAge {
-			l = append(l, c.maxAge...)
-			l = append(l, "; Expires="...)
-			l = append(l, c.expiresAt(now)...)
-		} else {
-			secs := int64((ttl + time.Second - 1) / time.Second)
-			l = strconv.AppendInt(l, secs, 10)
-			l = append(l, "; Expires="...)
-			l = time.Unix(now/int64(time.Second)+secs, 0).UTC().AppendFormat(l, http.TimeFormat)
-		}
-	}
-	return c.appendFlags(l)
-}
-
-// appendExpiredAttrs appends the attributes that delete a cookie: the same
-// scope, so it is the same cookie to the browser, and a past expiry.
-func (c *core) appendExpiredAttrs(l []byte) []byte {
-	l = c.appendScope(l)
-	l = append(l, "; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT"...)
-	return c.appendFlags(l)
-}
-
-func (c *core) appendScope(l []byte) []byte {
-	l = append(l, "; Path="...)
-	l = append(l, c.cfg.Path...)
-	if c.cfg.Domain != "" {
-		l = append(l, "; Domain="...)
-		l = append(l, c.cfg.Domain...)
-	}
-	return l
-}
-
-func (c *core) appendFlags(l []byte) []byte {
-	if c.cfg.Secure {
-		l = append(l, "; Secure"...)
-	}
-	if !c.cfg.DisableHTTPOnly {
-		l = append(l, "; HttpOnly"...)
-	}
-	l = append(l, "; SameSite="...)
-	l = append(l, c.cfg.SameSite.String()...)
-	if c.cfg.Partitioned {
-		l = append(l, "; Partitioned"...)
-	}
-	return l
-}
-
-// expiresCache holds the Expires date for cookies set during one second, so
-// the date is formatted once a second rather than once a response.
-type expiresCache struct {
-	unix int64
-	text []byte
-}
-
-func (c *core) expiresAt(nowNano int64) []byte {
-	now := nowNano / int64(time.Second)
-	if e := c.expires.Load(); e != nil && e.unix == now {
-		return e.text
-	}
-	at := time.Unix(now, 0).Add(c.cfg.MaxAge).UTC()
-	e := &expiresCache{unix: now, text: at.AppendFormat(nil, http.TimeFormat)}
-	c.expires.Store(e)
-	return e.text
-}
-
-// CookieTooLargeError is returned when saving a session whose cookie would
-// need more than Config.MaxCookieSegments cookies. Nothing is written: the
-// browser keeps the cookies it had. errors.Is(err, ErrSessionTooLarge)
-// holds.
-type CookieTooLargeError struct {
-	Bytes       int // length of the encoded cookie value
-	MaxSegments int
-}
-
-func (e *CookieTooLargeError) Error() string {
-	return "kvsession: session cookie of " + strconv.Itoa(e.Bytes) + " bytes needs more than Config.MaxCookieSegments (" +
-		strconv.Itoa(e.MaxSegments) + ") cookies of 4096 bytes"
-}
-
-func (e *CookieTooLargeError) Is(target error) bool { return target == ErrSessionTooLarge }

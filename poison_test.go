@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kvsession/kvsession/internal/msgp"
 	"github.com/kvsession/kvsession/store"
 	"github.com/kvsession/kvsession/store/badgerstore"
 	"github.com/kvsession/kvsession/store/memstore"
@@ -282,30 +283,30 @@ func poisonedRecords(idLen int) map[string][]byte {
 		"forward, short":  {forwardMarker, 'x', 'y'},
 		"forward, noise":  cat([]byte{forwardMarker}, noise[:idLen]),
 		"forward, long":   cat([]byte{forwardMarker}, noise[:idLen+1]),
-		"array32 of 4G":   cat([]byte{mpArray32}, ff4, noise[:64]),
-		"map32 of 4G":     cat([]byte{mpMap32}, ff4, noise[:64]),
-		"str32 of 4G":     cat([]byte{mpStr32}, ff4, noise[:64]),
-		"bin32 of 4G":     cat([]byte{mpBin32}, ff4, noise[:64]),
+		"array32 of 4G":   cat([]byte{msgp.Array32}, ff4, noise[:64]),
+		"map32 of 4G":     cat([]byte{msgp.Map32}, ff4, noise[:64]),
+		"str32 of 4G":     cat([]byte{msgp.Str32}, ff4, noise[:64]),
+		"bin32 of 4G":     cat([]byte{msgp.Bin32}, ff4, noise[:64]),
 		"ext32 of 4G":     cat([]byte{0xc9}, ff4, []byte{1}, noise[:64]),
-		"array16 of 64K":  {mpArray16, 0xff, 0xff, 1, 2, 3},
-		"map16 of 64K":    {mpMap16, 0xff, 0xff, 0xa1, 'k', 1},
-		"values map32":    cat(head, []byte{mpMap32}, ff4, []byte{0xa1, 'k', mpBin8, 1, 1}),
-		"values map16":    cat(head, []byte{mpMap16}, []byte{0xff, 0xff}, []byte{0xa1, 'k', mpBin8, 1, 1}),
-		"key str32":       cat(head, []byte{0x81, mpStr32}, ff4, []byte("k")),
-		"value bin32":     cat(head, []byte{0x81, 0xa1, 'k', mpBin32}, ff4, []byte{1, 2, 3}),
-		"value bin32, 2G": cat(head, []byte{0x81, 0xa1, 'k', mpBin32, 0x7f, 0xff, 0xff, 0xff}, noise[:100]),
-		"user str32":      cat(head, []byte{0x80, mpStr32}, ff4, []byte("ada")),
+		"array16 of 64K":  {msgp.Array16, 0xff, 0xff, 1, 2, 3},
+		"map16 of 64K":    {msgp.Map16, 0xff, 0xff, 0xa1, 'k', 1},
+		"values map32":    cat(head, []byte{msgp.Map32}, ff4, []byte{0xa1, 'k', msgp.Bin8, 1, 1}),
+		"values map16":    cat(head, []byte{msgp.Map16}, []byte{0xff, 0xff}, []byte{0xa1, 'k', msgp.Bin8, 1, 1}),
+		"key str32":       cat(head, []byte{0x81, msgp.Str32}, ff4, []byte("k")),
+		"value bin32":     cat(head, []byte{0x81, 0xa1, 'k', msgp.Bin32}, ff4, []byte{1, 2, 3}),
+		"value bin32, 2G": cat(head, []byte{0x81, 0xa1, 'k', msgp.Bin32, 0x7f, 0xff, 0xff, 0xff}, noise[:100]),
+		"user str32":      cat(head, []byte{0x80, msgp.Str32}, ff4, []byte("ada")),
 		"extra field array32": cat([]byte{0x9a, 1, 0, 0x80, 0xa0, 0, 0, 0, 0, 0},
-			[]byte{mpArray32}, ff4, []byte{1}),
+			[]byte{msgp.Array32}, ff4, []byte{1}),
 		"extra field map32": cat([]byte{0x9a, 1, 0, 0x80, 0xa0, 0, 0, 0, 0, 0},
-			[]byte{mpMap32}, ff4, []byte{1, 1}),
+			[]byte{msgp.Map32}, ff4, []byte{1, 1}),
 		"deep nesting in an extra field": cat([]byte{0x9a, 1, 0, 0x80, 0xa0, 0, 0, 0, 0, 0},
 			bytes.Repeat([]byte{0x91}, 100_000)),
-		"record as array32": cat([]byte{mpArray32}, ff4, []byte{1, 0, 0x80}),
+		"record as array32": cat([]byte{msgp.Array32}, ff4, []byte{1, 0, 0x80}),
 		"version 2":         {0x99, 2, 0, 0x80, 0xa0, 0, 0, 0, 0, 0},
 		"negative max-age":  {0x99, 1, 0, 0x80, 0xa0, 0, 0, 0xff, 0, 0},
-		"duplicate key":     cat(head, []byte{0x82, 0xa1, 'k', mpBin8, 1, 1, 0xa1, 'k', mpBin8, 1, 2}),
-		"over the cap":      cat(head, []byte{0x81, 0xa1, 'k', mpBin32, 0x00, 0x10, 0x00, 0x00}, make([]byte, 1<<20)),
+		"duplicate key":     cat(head, []byte{0x82, 0xa1, 'k', msgp.Bin8, 1, 1, 0xa1, 'k', msgp.Bin8, 1, 2}),
+		"over the cap":      cat(head, []byte{0x81, 0xa1, 'k', msgp.Bin32, 0x00, 0x10, 0x00, 0x00}, make([]byte, 1<<20)),
 	}
 }
 
@@ -384,11 +385,11 @@ func TestTruncatedRecordGivesFreshSession(t *testing.T) {
 // intact.
 func TestPoisonedValueInReadableRecord(t *testing.T) {
 	values := map[string][]byte{
-		"array32": {mpArray32, 0xff, 0xff, 0xff, 0xff, 1},
-		"map32":   {mpMap32, 0xff, 0xff, 0xff, 0xff, 0xa1, 'k', 1},
-		"str32":   {mpStr32, 0xff, 0xff, 0xff, 0xff, 'x'},
-		"bin32":   {mpBin32, 0xff, 0xff, 0xff, 0xff, 'x'},
-		"nested":  {0x92, 1, mpArray32, 0xff, 0xff, 0xff, 0xff, 1},
+		"array32": {msgp.Array32, 0xff, 0xff, 0xff, 0xff, 1},
+		"map32":   {msgp.Map32, 0xff, 0xff, 0xff, 0xff, 0xa1, 'k', 1},
+		"str32":   {msgp.Str32, 0xff, 0xff, 0xff, 0xff, 'x'},
+		"bin32":   {msgp.Bin32, 0xff, 0xff, 0xff, 0xff, 'x'},
+		"nested":  {0x92, 1, msgp.Array32, 0xff, 0xff, 0xff, 0xff, 1},
 	}
 	for _, ps := range poisonStores {
 		t.Run(ps.name, func(t *testing.T) {

@@ -8,17 +8,14 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unsafe"
+
+	"github.com/kvsession/kvsession/internal/msgp"
+	"github.com/kvsession/kvsession/internal/sessioncookie"
 )
 
 // ErrKeyNotFound is returned by Session.Decode when the session holds no
 // value under the key.
 var ErrKeyNotFound = errors.New("kvsession: no value under that key")
-
-// recordVersion is the first field of every stored record. A reader meeting
-// another version treats the record as unreadable and starts a fresh
-// session rather than misreading it.
-const recordVersion = 1
 
 // entry is one key and its encoded value. name and raw point into the record
 // loaded from the store or into the session's arena; neither is written
@@ -58,11 +55,11 @@ type Session struct {
 // session has got with it.
 type requestState struct {
 	ctx       context.Context
-	header    []byte    // the request's Cookie header, until load reads it
-	cookie    []byte    // the session cookie's value, segments joined (copied)
-	carried   cookieSet // the session cookies the request carried
-	cookieErr error     // why they could not be read, if they could not
-	now       int64     // unix ns, read once per request (nowNano)
+	header    []byte                // the request's Cookie header, until load reads it
+	cookie    []byte                // the session cookie's value, segments joined (copied)
+	carried   sessioncookie.Carried // the session cookies the request carried
+	cookieErr error                 // why they could not be read, if they could not
+	now       int64                 // unix ns, read once per request (nowNano)
 
 	loaded  bool
 	loadErr error
@@ -78,7 +75,7 @@ func (r *requestState) reset() {
 }
 
 // sessionData is the session's content, decoded from its record (record layout:
-// session.go's decode) or set by the handler.
+// record.go's decode) or set by the handler.
 type sessionData struct {
 	created    int64      // unix ns; 0 until first saved
 	user       string     // the user the session is bound to; "" if none
@@ -186,7 +183,7 @@ func (s *Session) load() error {
 	if s.header != nil {
 		// A broken set of cookies is no error: the request gets a fresh
 		// session, and the response expires them if it writes the session.
-		s.cookie, s.carried, s.cookieErr = s.c.split.read(s.cookie, s.header)
+		s.cookie, s.carried, s.cookieErr = s.c.split.Read(s.cookie, s.header)
 		s.header = nil
 	}
 	if s.cookieErr != nil {
@@ -206,163 +203,6 @@ func (s *Session) decodeOrForget(rec []byte) bool {
 		return false
 	}
 	return true
-}
-
-// decode parses a record:
-//
-//	[version, created, {name: bin, ...}, user, extended, rotated, maxAge, cookieMode, 0, indexed, ...]
-//
-// Records with only the first three or four fields (as kvsession wrote
-// them before) read with the others zero. Fields after the tenth are
-// skipped so that a later version can add bookkeeping without breaking an
-// older reader. The ninth field was the coverage of the per-user index
-// record that per-user sets replaced: it is written as 0 and not read, so
-// that a record saved before the change is added to its user's set when
-// it is next saved.
-func (s *Session) decode(rec []byte) error {
-	if len(rec) > s.c.cfg.MaxRecordBytes {
-		return ErrSessionTooLarge
-	}
-	r := reader{b: rec}
-	c, err := r.byte()
-	if err != nil {
-		return err
-	}
-	if c < 0x93 || c > 0x9f {
-		return errBadRecord
-	}
-	fields := int(c & 0x0f)
-	version, err := r.int()
-	if err != nil {
-		return err
-	}
-	if version != recordVersion {
-		return errBadRecord
-	}
-	if s.created, err = r.int(); err != nil {
-		return err
-	}
-	n, err := r.mapHeader()
-	if err != nil {
-		return err
-	}
-	for i := 0; i < n; i++ {
-		name, err := r.strLike(true)
-		if err != nil {
-			return err
-		}
-		raw, err := r.strLike(false)
-		if err != nil {
-			return err
-		}
-		s.entries = append(s.entries, entry{name: bytesToString(name), raw: raw})
-	}
-	if hasDuplicateNames(s.entries) {
-		return errDuplicateName
-	}
-	if fields >= 4 {
-		user, err := r.strLike(true)
-		if err != nil {
-			return err
-		}
-		if len(user) > maxUserBytes {
-			return errBadRecord
-		}
-		s.user = bytesToString(user)
-	}
-	if fields >= 8 {
-		for _, f := range []*int64{&s.extended, &s.rotated, &s.maxAge} {
-			if *f, err = r.int(); err != nil {
-				return err
-			}
-		}
-		mode, err := r.int()
-		if err != nil {
-			return err
-		}
-		if mode < 0 || mode > int64(cookieBrowserOnly) || s.maxAge < 0 || s.maxAge > int64(MaxMaxAge) {
-			return errBadRecord
-		}
-		s.cookieMode = cookieMode(mode)
-	}
-	if fields >= 9 {
-		if _, err = r.int(); err != nil {
-			return err
-		}
-	}
-	if fields >= 10 {
-		if s.indexed, err = r.int(); err != nil {
-			return err
-		}
-	}
-	for i := recordFields; i < fields; i++ {
-		if err := r.skip(0); err != nil {
-			return err
-		}
-	}
-	if r.pos != len(rec) {
-		return errTrailing
-	}
-	return nil
-}
-
-var (
-	errBadRecord     = errors.New("kvsession: not a session record of a known version")
-	errDuplicateName = errors.New("kvsession: session record holds a key twice")
-)
-
-// hasDuplicateNames reports whether two entries share a name. We never write
-// such a record; one that has it was tampered with, and would make Get and
-// Delete disagree about which value a key means.
-func hasDuplicateNames(entries []entry) bool {
-	if len(entries) <= 16 {
-		for i := 1; i < len(entries); i++ {
-			for j := 0; j < i; j++ {
-				if entries[i].name == entries[j].name {
-					return true
-				}
-			}
-		}
-		return false
-	}
-	seen := make(map[string]struct{}, len(entries))
-	for _, e := range entries {
-		if _, dup := seen[e.name]; dup {
-			return true
-		}
-		seen[e.name] = struct{}{}
-	}
-	return false
-}
-
-// bytesToString views b as a string without copying. Only used on the
-// loaded record, which is not written to while the session is in use.
-func bytesToString(b []byte) string {
-	if len(b) == 0 {
-		return ""
-	}
-	return unsafe.String(&b[0], len(b))
-}
-
-// recordFields is how many fields encode writes.
-const recordFields = 10
-
-func (s *Session) encode(dst []byte) []byte {
-	dst = append(dst, 0x90|recordFields, recordVersion)
-	dst = appendInt(dst, s.created)
-	dst = appendMapHeader(dst, len(s.entries))
-	for _, e := range s.entries {
-		dst = appendString(dst, e.name)
-		dst = appendBinHeader(dst, len(e.raw))
-		dst = append(dst, e.raw...)
-	}
-	dst = appendString(dst, s.user)
-	dst = appendInt(dst, s.extended)
-	dst = appendInt(dst, s.rotated)
-	dst = appendInt(dst, s.maxAge)
-	dst = appendInt(dst, int64(s.cookieMode))
-	dst = appendInt(dst, 0) // the per-user index record's coverage, retired
-	return appendInt(dst, s.indexed)
 }
 
 func (s *Session) find(key string) int {
@@ -497,9 +337,9 @@ func (s *Session) GetString(key string) (string, bool) {
 		return "", false
 	}
 	if s.c.fastCodec {
-		r := reader{b: raw}
-		p, err := r.strLike(true)
-		if err != nil || r.pos != len(raw) {
+		r := msgp.NewReader(raw)
+		p, err := r.Str()
+		if err != nil || !r.Done() {
 			return "", false
 		}
 		return string(p), true
@@ -518,7 +358,7 @@ func (s *Session) GetInt64(key string) (int64, bool) {
 		return 0, false
 	}
 	if s.c.fastCodec {
-		n, err := readInt(raw)
+		n, err := msgp.ReadInt(raw)
 		return n, err == nil
 	}
 	var v int64
@@ -652,7 +492,7 @@ func (s *Session) SetInt64(key string, n int64) error {
 	if !s.c.fastCodec {
 		return s.Set(key, n)
 	}
-	return setEncoded(s, key, n, appendInt)
+	return setEncoded(s, key, n, msgp.AppendInt)
 }
 
 // SetInt stores n under key, as Set does.
@@ -660,7 +500,7 @@ func (s *Session) SetInt(key string, n int) error {
 	if !s.c.fastCodec {
 		return s.Set(key, n)
 	}
-	return setEncoded(s, key, int64(n), appendInt)
+	return setEncoded(s, key, int64(n), msgp.AppendInt)
 }
 
 // SetString stores v under key, as Set does.
@@ -668,7 +508,7 @@ func (s *Session) SetString(key, v string) error {
 	if !s.c.fastCodec {
 		return s.Set(key, v)
 	}
-	return setEncoded(s, key, v, appendString)
+	return setEncoded(s, key, v, msgp.AppendString)
 }
 
 // SetBytes stores a copy of v under key, as Set does.
@@ -676,7 +516,7 @@ func (s *Session) SetBytes(key string, v []byte) error {
 	if !s.c.fastCodec {
 		return s.Set(key, v)
 	}
-	return setEncoded(s, key, v, appendBin)
+	return setEncoded(s, key, v, msgp.AppendBin)
 }
 
 // setEncoded is Set with the default codec's encoder for v's type: a

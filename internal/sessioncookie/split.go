@@ -1,4 +1,8 @@
-package kvsession
+// Package sessioncookie is the session cookie on the wire: its value read
+// from a Cookie header, whole or joined from segments, and written as
+// Set-Cookie lines with their attributes. It knows names, values and
+// attributes only: neither sessions nor HTTP frameworks.
+package sessioncookie
 
 import (
 	"bytes"
@@ -10,7 +14,7 @@ import (
 // Splitting a cookie value that is too large for one browser cookie.
 //
 // The rule: every Set-Cookie line written (name, "=", value and every
-// attribute) is at most MaxCookieLineBytes. RFC 6265 §6.1 asks browsers to
+// attribute) is at most MaxLineBytes. RFC 6265 §6.1 asks browsers to
 // store cookies of at least 4096 bytes "as measured by the sum of the length
 // of the cookie's name, value, and attributes", and that is the size they
 // reliably keep. A value whose line fits keeps the bare name <key>. A larger
@@ -26,12 +30,13 @@ import (
 // uses: the bare one when the value moves to segments, the segments when it
 // moves back or shrinks.
 
-// MaxCookieLineBytes is the largest Set-Cookie line the session cookies use.
-const MaxCookieLineBytes = 4096
+// MaxLineBytes is the largest Set-Cookie line the session cookies use.
+const MaxLineBytes = 4096
 
-// maxCookieSegmentsLimit bounds Config.MaxCookieSegments. 32 segments of
-// 4 KB already make a 128 KB Cookie header, far beyond what proxies accept.
-const maxCookieSegmentsLimit = 32
+// MaxSegments bounds how many segments a value may be split into
+// (Config.MaxCookieSegments). 32 segments of 4 KB already make a 128 KB
+// Cookie header, far beyond what proxies accept.
+const MaxSegments = 32
 
 // Ways a request's session cookies can be broken. Each makes the request
 // start a fresh session.
@@ -44,40 +49,50 @@ var (
 	errCookieSegmentSet    = errors.New("kvsession: session cookie segment missing or extra")
 )
 
-// cookieSet records which cookies of the session's name a request carried.
-type cookieSet struct {
-	bare bool
-	segs uint32 // bit i: <key>-i
+// Carried records which cookies of the session's name a request carried.
+type Carried struct {
+	Bare bool   // <key>
+	Segs uint32 // bit i: <key>-i
 }
 
-func (c cookieSet) any() bool      { return c.bare || c.segs != 0 }
-func (c cookieSet) has(i int) bool { return c.segs&(1<<i) != 0 }
+func (c Carried) Any() bool      { return c.Bare || c.Segs != 0 }
+func (c Carried) Has(i int) bool { return c.Segs&(1<<i) != 0 }
 
-// cookieSplitter reads and writes one cookie name's value, whole or in
+// Sink receives the Set-Cookie lines a Splitter writes.
+type Sink interface {
+	// SetCookie replaces any cookie named name on the response with the
+	// complete Set-Cookie header value line, which is only valid during
+	// the call.
+	SetCookie(name string, line []byte)
+}
+
+// Splitter reads and writes one cookie name's value, whole or in
 // segments.
-type cookieSplitter struct {
+type Splitter struct {
 	key   string
 	names []string // "<key>-0" … "<key>-31", built once
 	max   int      // most segments a value may take
 }
 
-func newCookieSplitter(key string, max int) cookieSplitter {
+// NewSplitter returns the Splitter of the cookie named key, whose values
+// take at most max segments.
+func NewSplitter(key string, max int) Splitter {
 	// Names up to the limit, not just max: segments a deployment with a
 	// larger maximum left behind must be expired too.
-	sp := cookieSplitter{key: key, max: max, names: make([]string, maxCookieSegmentsLimit)}
+	sp := Splitter{key: key, max: max, names: make([]string, MaxSegments)}
 	for i := range sp.names {
 		sp.names[i] = key + "-" + strconv.Itoa(i)
 	}
 	return sp
 }
 
-// read finds the cookies of the splitter's name in a Cookie header value and
+// Read finds the cookies of the splitter's name in a Cookie header value and
 // returns their value, joined into dst, and which of them the request
 // carried. A broken set of segments is an error; so is the name sent twice.
 // The cookie absent is no error and an empty value.
-func (sp *cookieSplitter) read(dst, header []byte) ([]byte, cookieSet, error) {
+func (sp *Splitter) Read(dst, header []byte) ([]byte, Carried, error) {
 	var (
-		carried cookieSet
+		carried Carried
 		bare    []byte
 		err     error
 	)
@@ -93,16 +108,16 @@ func (sp *cookieSplitter) read(dst, header []byte) ([]byte, cookieSet, error) {
 		switch {
 		case !ours:
 		case i == bareCookie:
-			if carried.bare {
+			if carried.Bare {
 				fail(errCookieDuplicate)
 			}
-			carried.bare, bare = true, value
-		case i == badSegment || i >= maxCookieSegmentsLimit:
+			carried.Bare, bare = true, value
+		case i == badSegment || i >= MaxSegments:
 			fail(errCookieSegmentName)
-		case carried.has(i):
+		case carried.Has(i):
 			fail(errCookieDuplicate)
 		default:
-			carried.segs |= 1 << i
+			carried.Segs |= 1 << i
 			if i >= sp.max {
 				fail(errCookieSegmentBound)
 			}
@@ -112,9 +127,9 @@ func (sp *cookieSplitter) read(dst, header []byte) ([]byte, cookieSet, error) {
 	switch {
 	case err != nil:
 		return dst, carried, err
-	case carried.segs == 0:
+	case carried.Segs == 0:
 		return append(dst, bare...), carried, nil
-	case carried.bare:
+	case carried.Bare:
 		return dst, carried, errCookieBareAndSplit
 	}
 	dst, err = sp.join(dst, header, carried)
@@ -129,7 +144,7 @@ const (
 // match reports whether a cookie name is the splitter's, and which: the
 // bare name, a segment index, or a malformed segment name. "<key>-id" and
 // the like belong to someone else.
-func (sp *cookieSplitter) match(name []byte) (int, bool) {
+func (sp *Splitter) match(name []byte) (int, bool) {
 	key := sp.key
 	if len(name) < len(key) || string(name[:len(key)]) != key {
 		return 0, false
@@ -147,10 +162,10 @@ func (sp *cookieSplitter) match(name []byte) (int, bool) {
 	return i, true
 }
 
-// join checks and concatenates the segments of a header whose names read
+// join checks and concatenates the segments of a header whose names Read
 // already found to be exactly a set of distinct indexes below the maximum.
-func (sp *cookieSplitter) join(dst, header []byte, carried cookieSet) ([]byte, error) {
-	var segs [maxCookieSegmentsLimit][]byte
+func (sp *Splitter) join(dst, header []byte, carried Carried) ([]byte, error) {
+	var segs [MaxSegments][]byte
 	for h := header; len(h) > 0; {
 		var name, value []byte
 		name, value, h = nextCookie(h)
@@ -158,15 +173,15 @@ func (sp *cookieSplitter) join(dst, header []byte, carried cookieSet) ([]byte, e
 			segs[i] = value
 		}
 	}
-	if !carried.has(0) {
+	if !carried.Has(0) {
 		return dst, errCookieSegmentSet
 	}
-	// read refused any index at or over max, so every segment fits segs.
+	// Read refused any index at or over max, so every segment fits segs.
 	n, payload, ok := segmentPayload(segs[0], 0)
 	if !ok || n < 2 || n > sp.max {
 		return dst, errCookieSegmentHeader
 	}
-	if carried.segs != 1<<n-1 {
+	if carried.Segs != 1<<n-1 {
 		return dst, errCookieSegmentSet
 	}
 	dst = append(dst, payload...)
@@ -256,11 +271,11 @@ func leadingNumber(v []byte) (int, []byte, bool) {
 	return 0, nil, false
 }
 
-// count returns how many cookies a value of valueLen bytes takes when every
+// Count returns how many cookies a value of valueLen bytes takes when every
 // line carries attrsLen bytes of attributes: 1 for the bare cookie, n ≥ 2
 // for segments, 0 when more than the maximum would be needed.
-func (sp *cookieSplitter) count(valueLen, attrsLen int) int {
-	if len(sp.key)+1+valueLen+attrsLen <= MaxCookieLineBytes {
+func (sp *Splitter) Count(valueLen, attrsLen int) int {
+	if len(sp.key)+1+valueLen+attrsLen <= MaxLineBytes {
 		return 1
 	}
 	for n := 2; n <= sp.max; n++ {
@@ -280,9 +295,9 @@ func (sp *cookieSplitter) count(valueLen, attrsLen int) int {
 }
 
 // capacity is how many value bytes segment i of n can carry.
-func (sp *cookieSplitter) capacity(i, n, attrsLen int) int {
+func (sp *Splitter) capacity(i, n, attrsLen int) int {
 	header := decimalLen(i) + 1 + decimalLen(n) + 1
-	return MaxCookieLineBytes - len(sp.names[i]) - 1 - header - attrsLen
+	return MaxLineBytes - len(sp.names[i]) - 1 - header - attrsLen
 }
 
 func decimalLen(n int) int {
@@ -294,10 +309,10 @@ func decimalLen(n int) int {
 	return d
 }
 
-// write sets value as n cookies (n from count) with the given attributes,
+// Write sets value as n cookies (n from Count) with the given attributes,
 // then expires, with expiredAttrs, every cookie the request carried that the
 // response no longer uses. line is scratch space, returned for reuse.
-func (sp *cookieSplitter) write(sink ResponseSink, line, value []byte, n int, attrs, expiredAttrs []byte, carried cookieSet) []byte {
+func (sp *Splitter) Write(sink Sink, line, value []byte, n int, attrs, expiredAttrs []byte, carried Carried) []byte {
 	if n == 1 {
 		line = appendCookieLine(line[:0], sp.key, value, attrs)
 		sink.SetCookie(sp.key, line)
@@ -316,7 +331,7 @@ func (sp *cookieSplitter) write(sink ResponseSink, line, value []byte, n int, at
 			line = append(line, attrs...)
 			sink.SetCookie(sp.names[i], line)
 		}
-		if carried.bare {
+		if carried.Bare {
 			line = appendCookieLine(line[:0], sp.key, nil, expiredAttrs)
 			sink.SetCookie(sp.key, line)
 		}
@@ -328,9 +343,9 @@ func (sp *cookieSplitter) write(sink ResponseSink, line, value []byte, n int, at
 	return sp.expireSegments(sink, line, first, expiredAttrs, carried)
 }
 
-// expire expires every cookie of the name the request carried.
-func (sp *cookieSplitter) expire(sink ResponseSink, line, expiredAttrs []byte, carried cookieSet) []byte {
-	if carried.bare {
+// Expire expires every cookie of the name the request carried.
+func (sp *Splitter) Expire(sink Sink, line, expiredAttrs []byte, carried Carried) []byte {
+	if carried.Bare {
 		line = appendCookieLine(line[:0], sp.key, nil, expiredAttrs)
 		sink.SetCookie(sp.key, line)
 	}
@@ -340,8 +355,8 @@ func (sp *cookieSplitter) expire(sink ResponseSink, line, expiredAttrs []byte, c
 // expireSegments expires the segments from index from on that the request
 // carried. It walks the set bits, not the 32 names: nearly every request
 // carries none.
-func (sp *cookieSplitter) expireSegments(sink ResponseSink, line []byte, from int, expiredAttrs []byte, carried cookieSet) []byte {
-	for segs := carried.segs >> from << from; segs != 0; segs &= segs - 1 {
+func (sp *Splitter) expireSegments(sink Sink, line []byte, from int, expiredAttrs []byte, carried Carried) []byte {
+	for segs := carried.Segs >> from << from; segs != 0; segs &= segs - 1 {
 		i := bits.TrailingZeros32(segs)
 		line = appendCookieLine(line[:0], sp.names[i], nil, expiredAttrs)
 		sink.SetCookie(sp.names[i], line)
@@ -349,13 +364,13 @@ func (sp *cookieSplitter) expireSegments(sink ResponseSink, line []byte, from in
 	return line
 }
 
-// expiresAny reports whether writing the value as n cookies leaves any
+// ExpiresAny reports whether writing the value as n cookies leaves any
 // carried cookie to expire.
-func (sp *cookieSplitter) expiresAny(n int, carried cookieSet) bool {
+func (sp *Splitter) ExpiresAny(n int, carried Carried) bool {
 	if n == 1 {
-		return carried.segs != 0
+		return carried.Segs != 0
 	}
-	return carried.bare || carried.segs>>n != 0
+	return carried.Bare || carried.Segs>>n != 0
 }
 
 func appendCookieLine(line []byte, name string, value, attrs []byte) []byte {

@@ -4,10 +4,11 @@ import (
 	"bytes"
 	"math/rand/v2"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/kvsession/kvsession/internal/sessioncookie"
 )
 
 // newCore returns the shared part of a backend for cfg, with a fixed clock.
@@ -25,7 +26,7 @@ func newCore(t testing.TB, cfg Config) *core {
 
 // writeValue sets value as the session cookie over a request that carried
 // the cookies in carried, and returns what the response holds.
-func writeValue(t *testing.T, c *core, value []byte, carried cookieSet) (*sink, error) {
+func writeValue(t *testing.T, c *core, value []byte, carried sessioncookie.Carried) (*sink, error) {
 	t.Helper()
 	s := &Session{c: c}
 	s.carried = carried
@@ -91,7 +92,7 @@ func TestSplitBoundaries(t *testing.T) {
 	// boundary must account for all of them.
 	cfg := Config{CookieName: "sid", Secure: true, Domain: "accounts.example.com", Path: "/" + strings.Repeat("p", 300), MaxCookieSegments: 8}
 	c := newCore(t, cfg)
-	attrs := len(c.appendAttrs(nil, cookiePersistent, c.cfg.MaxAge, c.now().UnixNano()))
+	attrs := len(c.attrs.AppendLive(nil, true, c.cfg.MaxAge, c.now().UnixNano()))
 	bareMax := MaxCookieLineBytes - len("sid=") - attrs
 	// Two segments carry "0.2." and "1.2." before their halves.
 	twoMax := 2 * (MaxCookieLineBytes - len("sid-0=0.2.") - attrs)
@@ -109,7 +110,7 @@ func TestSplitBoundaries(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			value := bytes.Repeat([]byte("v"), tt.size)
-			out, err := writeValue(t, c, value, cookieSet{})
+			out, err := writeValue(t, c, value, sessioncookie.Carried{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -130,7 +131,7 @@ func TestSplitBoundaries(t *testing.T) {
 					t.Errorf("just-fitting line is %d bytes, want exactly %d", len(line), MaxCookieLineBytes)
 				}
 			}
-			got, _, err := c.split.read(nil, header(sortedKeys(kept), kept))
+			got, _, err := c.split.Read(nil, header(sortedKeys(kept), kept))
 			if err != nil || !bytes.Equal(got, value) {
 				t.Fatalf("read back %d bytes, err %v; want %d bytes", len(got), err, len(value))
 			}
@@ -144,7 +145,7 @@ func TestSplitManySegmentsJoinInNumericOrder(t *testing.T) {
 	for i := range value {
 		value[i] = "abcdefghijklmnopqrstuvwxyz0123456789"[i%36]
 	}
-	out, err := writeValue(t, c, value, cookieSet{})
+	out, err := writeValue(t, c, value, sessioncookie.Carried{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -159,11 +160,11 @@ func TestSplitManySegmentsJoinInNumericOrder(t *testing.T) {
 	rand.New(rand.NewPCG(1, 2)).Shuffle(len(shuffled), func(i, j int) { shuffled[i], shuffled[j] = shuffled[j], shuffled[i] })
 	orders["shuffled"] = shuffled
 	for name, order := range orders {
-		got, carried, err := c.split.read(nil, header(order, kept))
+		got, carried, err := c.split.Read(nil, header(order, kept))
 		if err != nil || !bytes.Equal(got, value) {
 			t.Fatalf("%s: read back %d bytes, err %v; want the %d written", name, len(got), err, len(value))
 		}
-		if carried.segs != 1<<len(kept)-1 || carried.bare {
+		if carried.Segs != 1<<len(kept)-1 || carried.Bare {
 			t.Fatalf("%s: carried %+v", name, carried)
 		}
 	}
@@ -174,16 +175,16 @@ func TestSplitExpiresCookiesNoLongerUsed(t *testing.T) {
 	bare := MaxCookieLineBytes - 200
 	tests := []struct {
 		name    string
-		carried cookieSet
+		carried sessioncookie.Carried
 		size    int
 		live    []string
 		expired []string
 	}{
-		{"three segments to one cookie", cookieSet{segs: 0b111}, 100, []string{"session"}, []string{"session-0", "session-1", "session-2"}},
-		{"three segments to two", cookieSet{segs: 0b111}, bare + 500, []string{"session-0", "session-1"}, []string{"session-2"}},
-		{"one cookie to segments", cookieSet{bare: true}, bare + 500, []string{"session-0", "session-1"}, []string{"session"}},
-		{"same shape", cookieSet{segs: 0b11}, bare + 500, []string{"session-0", "session-1"}, nil},
-		{"nothing carried", cookieSet{}, 100, []string{"session"}, nil},
+		{"three segments to one cookie", sessioncookie.Carried{Segs: 0b111}, 100, []string{"session"}, []string{"session-0", "session-1", "session-2"}},
+		{"three segments to two", sessioncookie.Carried{Segs: 0b111}, bare + 500, []string{"session-0", "session-1"}, []string{"session-2"}},
+		{"one cookie to segments", sessioncookie.Carried{Bare: true}, bare + 500, []string{"session-0", "session-1"}, []string{"session"}},
+		{"same shape", sessioncookie.Carried{Segs: 0b11}, bare + 500, []string{"session-0", "session-1"}, nil},
+		{"nothing carried", sessioncookie.Carried{}, 100, []string{"session"}, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -209,70 +210,12 @@ func TestSplitExpiresCookiesNoLongerUsed(t *testing.T) {
 
 func TestSplitTooLargeWritesNothing(t *testing.T) {
 	c := newCore(t, Config{MaxCookieSegments: 2})
-	out, err := writeValue(t, c, bytes.Repeat([]byte("x"), 2*MaxCookieLineBytes), cookieSet{bare: true})
+	out, err := writeValue(t, c, bytes.Repeat([]byte("x"), 2*MaxCookieLineBytes), sessioncookie.Carried{Bare: true})
 	if err == nil || !strings.Contains(err.Error(), "MaxCookieSegments") {
 		t.Fatalf("err %v, want one naming MaxCookieSegments", err)
 	}
 	if len(out.cookies)+len(out.headers) != 0 {
 		t.Fatalf("wrote %v %v", out.cookies, out.headers)
-	}
-}
-
-func TestSplitBrokenCookies(t *testing.T) {
-	sp := newCookieSplitter("s", 4)
-	tests := []struct {
-		name   string
-		header string
-		want   error
-	}{
-		{"missing segment", "s-0=0.3.aa; s-2=2.3.cc", errCookieSegmentSet},
-		{"missing first segment", "s-1=1.2.bb", errCookieSegmentSet},
-		{"extra segment", "s-0=0.2.aa; s-1=1.2.bb; s-2=2.2.cc", errCookieSegmentSet},
-		{"duplicated segment", "s-0=0.2.aa; s-1=1.2.bb; s-1=1.2.bb", errCookieDuplicate},
-		{"duplicated bare cookie", "s=aa; s=bb", errCookieDuplicate},
-		{"segments swapped", "s-0=1.2.bb; s-1=0.2.aa", errCookieSegmentHeader},
-		{"counts disagree", "s-0=0.2.aa; s-1=1.3.bb", errCookieSegmentHeader},
-		{"count beyond bound", "s-0=0.9.aa; s-1=1.9.bb", errCookieSegmentHeader},
-		{"index beyond bound", "s-0=0.2.aa; s-1=1.2.bb; s-4=4.5.ee", errCookieSegmentBound},
-		{"huge index", "s-0=0.2.aa; s-99999999999999999999=x", errCookieSegmentName},
-		{"leading zero", "s-0=0.2.aa; s-01=1.2.bb", errCookieSegmentName},
-		{"single segment", "s-0=0.1.aa", errCookieSegmentHeader},
-		{"no header", "s-0=aa; s-1=bb", errCookieSegmentHeader},
-		{"header without payload separator", "s-0=0.2; s-1=1.2", errCookieSegmentHeader},
-		{"zero-padded count", "s-0=0.02.aa; s-1=1.02.bb", errCookieSegmentHeader},
-		{"bare and segments", "s=zz; s-0=0.2.aa; s-1=1.2.bb", errCookieBareAndSplit},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			got, _, err := sp.read(nil, []byte(tt.header))
-			if err != tt.want {
-				t.Fatalf("err %v, want %v", err, tt.want)
-			}
-			if len(got) != 0 {
-				t.Fatalf("broken cookie still yields %q", got)
-			}
-		})
-	}
-}
-
-func TestSplitReadsOnlyItsOwnCookies(t *testing.T) {
-	sp := newCookieSplitter("s", 4)
-	tests := []struct {
-		header string
-		want   string
-	}{
-		{"", ""},
-		{"other=1; s-id=7; ss=2; s-x=3", ""},
-		{"a=1;s=val;b=2", "val"},
-		{"  s = val  ; junk; =x; s-1x=9", "val"},
-		{"s-1=1.2.def; other=1; s-0=0.2.abc", "abcdef"},
-		{"s-0=0.2.a.b; s-1=1.2..c", "a.b.c"}, // dots inside the payload stay
-	}
-	for _, tt := range tests {
-		got, _, err := sp.read(nil, []byte(tt.header))
-		if err != nil || string(got) != tt.want {
-			t.Errorf("read(%q) = %q, %v; want %q", tt.header, got, err, tt.want)
-		}
 	}
 }
 
@@ -290,27 +233,5 @@ func TestServerBackendExpiresSegmentsLeftByCookieBackend(t *testing.T) {
 	}
 	if _, ok := out.live(t)["session"]; !ok {
 		t.Fatal("no id cookie")
-	}
-}
-
-func BenchmarkSplitRead(b *testing.B) {
-	sp := newCookieSplitter("session", 4)
-	for _, segs := range []int{1, 3} {
-		b.Run(strconv.Itoa(segs), func(b *testing.B) {
-			var h []string
-			if segs == 1 {
-				h = append(h, "session="+strings.Repeat("x", 43))
-			} else {
-				for i := 0; i < segs; i++ {
-					h = append(h, "session-"+strconv.Itoa(i)+"="+strconv.Itoa(i)+"."+strconv.Itoa(segs)+"."+strings.Repeat("x", 4000))
-				}
-			}
-			hdr := []byte("_ga=GA1.2.3; theme=dark; " + strings.Join(h, "; "))
-			var dst []byte
-			b.ReportAllocs()
-			for b.Loop() {
-				dst, _, _ = sp.read(dst, hdr)
-			}
-		})
 	}
 }

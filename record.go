@@ -1,0 +1,224 @@
+package kvsession
+
+import (
+	"crypto/sha256"
+	"errors"
+	"unsafe"
+
+	"github.com/kvsession/kvsession/internal/msgp"
+)
+
+// A store holds two kinds of record under a session's key: the session
+// record (its envelope, below, around the values the Codec encoded), and,
+// for RotationGrace after a rotation, the forward record that leads the old
+// id to the new one.
+
+// recordVersion is the first field of every stored record. A reader meeting
+// another version treats the record as unreadable and starts a fresh
+// session rather than misreading it.
+const recordVersion = 1
+
+// decode parses a record:
+//
+//	[version, created, {name: bin, ...}, user, extended, rotated, maxAge, cookieMode, 0, indexed, ...]
+//
+// Records with only the first three or four fields (as kvsession wrote
+// them before) read with the others zero. Fields after the tenth are
+// skipped so that a later version can add bookkeeping without breaking an
+// older reader. The ninth field was the coverage of the per-user index
+// record that per-user sets replaced: it is written as 0 and not read, so
+// that a record saved before the change is added to its user's set when
+// it is next saved.
+func (s *Session) decode(rec []byte) error {
+	if len(rec) > s.c.cfg.MaxRecordBytes {
+		return ErrSessionTooLarge
+	}
+	r := msgp.NewReader(rec)
+	c, err := r.Byte()
+	if err != nil {
+		return err
+	}
+	if c < 0x93 || c > 0x9f {
+		return errBadRecord
+	}
+	fields := int(c & 0x0f)
+	version, err := r.Int()
+	if err != nil {
+		return err
+	}
+	if version != recordVersion {
+		return errBadRecord
+	}
+	if s.created, err = r.Int(); err != nil {
+		return err
+	}
+	n, err := r.MapHeader()
+	if err != nil {
+		return err
+	}
+	for i := 0; i < n; i++ {
+		name, err := r.Str()
+		if err != nil {
+			return err
+		}
+		raw, err := r.Bin()
+		if err != nil {
+			return err
+		}
+		s.entries = append(s.entries, entry{name: bytesToString(name), raw: raw})
+	}
+	if hasDuplicateNames(s.entries) {
+		return errDuplicateName
+	}
+	if fields >= 4 {
+		user, err := r.Str()
+		if err != nil {
+			return err
+		}
+		if len(user) > maxUserBytes {
+			return errBadRecord
+		}
+		s.user = bytesToString(user)
+	}
+	if fields >= 8 {
+		for _, f := range []*int64{&s.extended, &s.rotated, &s.maxAge} {
+			if *f, err = r.Int(); err != nil {
+				return err
+			}
+		}
+		mode, err := r.Int()
+		if err != nil {
+			return err
+		}
+		if mode < 0 || mode > int64(cookieBrowserOnly) || s.maxAge < 0 || s.maxAge > int64(MaxMaxAge) {
+			return errBadRecord
+		}
+		s.cookieMode = cookieMode(mode)
+	}
+	if fields >= 9 {
+		if _, err = r.Int(); err != nil {
+			return err
+		}
+	}
+	if fields >= 10 {
+		if s.indexed, err = r.Int(); err != nil {
+			return err
+		}
+	}
+	for i := recordFields; i < fields; i++ {
+		if err := r.Skip(0); err != nil {
+			return err
+		}
+	}
+	if !r.Done() {
+		return msgp.ErrTrailing
+	}
+	return nil
+}
+
+var (
+	errBadRecord     = errors.New("kvsession: not a session record of a known version")
+	errDuplicateName = errors.New("kvsession: session record holds a key twice")
+)
+
+// hasDuplicateNames reports whether two entries share a name. We never write
+// such a record; one that has it was tampered with, and would make Get and
+// Delete disagree about which value a key means.
+func hasDuplicateNames(entries []entry) bool {
+	if len(entries) <= 16 {
+		for i := 1; i < len(entries); i++ {
+			for j := 0; j < i; j++ {
+				if entries[i].name == entries[j].name {
+					return true
+				}
+			}
+		}
+		return false
+	}
+	seen := make(map[string]struct{}, len(entries))
+	for _, e := range entries {
+		if _, dup := seen[e.name]; dup {
+			return true
+		}
+		seen[e.name] = struct{}{}
+	}
+	return false
+}
+
+// bytesToString views b as a string without copying. Only used on the
+// loaded record, which is not written to while the session is in use.
+func bytesToString(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	return unsafe.String(&b[0], len(b))
+}
+
+// recordFields is how many fields encode writes.
+const recordFields = 10
+
+func (s *Session) encode(dst []byte) []byte {
+	dst = append(dst, 0x90|recordFields, recordVersion)
+	dst = msgp.AppendInt(dst, s.created)
+	dst = msgp.AppendMapHeader(dst, len(s.entries))
+	for _, e := range s.entries {
+		dst = msgp.AppendString(dst, e.name)
+		dst = msgp.AppendBinHeader(dst, len(e.raw))
+		dst = append(dst, e.raw...)
+	}
+	dst = msgp.AppendString(dst, s.user)
+	dst = msgp.AppendInt(dst, s.extended)
+	dst = msgp.AppendInt(dst, s.rotated)
+	dst = msgp.AppendInt(dst, s.maxAge)
+	dst = msgp.AppendInt(dst, int64(s.cookieMode))
+	dst = msgp.AppendInt(dst, 0) // the per-user index record's coverage, retired
+	return msgp.AppendInt(dst, s.indexed)
+}
+
+var errBadForward = errors.New("kvsession: malformed forward record")
+
+// forwardMarker starts a forward record. 0xc1 is never used by msgpack, so
+// no session record starts with it.
+const forwardMarker = 0xc1
+
+// isForward reports whether rec is a forward record rather than a session
+// record.
+func isForward(rec []byte) bool { return len(rec) > 0 && rec[0] == forwardMarker }
+
+// appendForward appends the forward record that leads oldID to newID: the
+// marker, then newID sealed with a pad drawn from oldID, so that the record
+// alone gives no usable id away.
+func appendForward(dst []byte, newID, oldID string) []byte {
+	dst = append(dst, forwardMarker)
+	sealed := len(dst)
+	dst = append(dst, newID...)
+	xorPad(dst[sealed:], oldID)
+	return dst
+}
+
+// readForward opens, in place, the forward record rec found under oldID
+// and returns the id it leads to. That id is idLen bytes, but whether it
+// is a well-formed id is the caller's to check.
+func readForward(rec, oldID []byte, idLen int) ([]byte, error) {
+	if len(rec) != 1+idLen || rec[0] != forwardMarker {
+		return nil, errBadForward
+	}
+	xorPad(rec[1:], string(oldID))
+	return rec[1:], nil
+}
+
+// xorPad XORs p with a pad drawn from id by SHA-256 in counter mode.
+func xorPad(p []byte, id string) {
+	var in [2*maxSessionIDBytes + 32]byte
+	n := copy(in[:], "kvsession forward\x00")
+	n += copy(in[n:], id)
+	for block := 0; len(p) > 0; block++ {
+		in[n] = byte(block)
+		pad := sha256.Sum256(in[:n+1])
+		k := min(len(pad), len(p))
+		for i := range k {
+			p[i] ^= pad[i]
+		}
+		p = p[k:]
+	}
+}
