@@ -8,12 +8,15 @@ import (
 	"io"
 	"log/slog"
 	"maps"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 	"unsafe"
 
 	"github.com/kvsession/kvsession/internal/race"
+	"github.com/kvsession/kvsession/internal/sessioncookie"
 	"github.com/kvsession/kvsession/store"
 	"github.com/kvsession/kvsession/store/memstore"
 	"github.com/kvsession/kvsession/store/storetest/faultstore"
@@ -914,4 +917,150 @@ func TestFailedDestroyFailsTheResponse(t *testing.T) {
 	if err != nil || !strings.Contains(out.cookies["session"], "Max-Age=0") {
 		t.Fatalf("retried Destroy: %v, cookies %v", err, out.cookies)
 	}
+}
+
+// FuzzServerCookieHeader feeds arbitrary Cookie headers to the server
+// backend while the store holds one live session. Whatever the header,
+// the request must not fail, must use the stored session only if the
+// header carried its id, must never save under an id taken from the
+// header, and must write Set-Cookie lines holding nothing of the header.
+func FuzzServerCookieHeader(f *testing.F) {
+	if len(fuzzLiveID) != 43 {
+		f.Fatalf("fuzzLiveID is %d bytes", len(fuzzLiveID))
+	}
+	forged := strings.Repeat("A", 43)
+	for _, h := range []string{
+		"", "session=" + fuzzLiveID, "a=b; session=" + fuzzLiveID + "; c=d", "session=" + forged,
+		"session=" + fuzzLiveID + "; session=" + forged, "session=" + forged + "; session=" + fuzzLiveID,
+		`session="` + fuzzLiveID + `"`, "session=" + fuzzLiveID + "\r\nSet-Cookie: evil=1",
+		"session-0=0.2." + fuzzLiveID + "; session-1=1.2.", "session=" + fuzzLiveID + "; session-0=0.2.x",
+		"session=\x00" + fuzzLiveID[1:], " session = " + fuzzLiveID + " ;", ";;;=;session",
+	} {
+		for action := range uint8(fuzzActions) {
+			f.Add([]byte(h), action, false)
+		}
+		f.Add([]byte(h), uint8(0), true)
+	}
+	quiet := slog.New(slog.DiscardHandler)
+	// Every name a segment of the session cookie may have.
+	var segmentNames []string
+	for i := range sessioncookie.MaxSegments {
+		segmentNames = append(segmentNames, "session-"+strconv.Itoa(i))
+	}
+	f.Fuzz(func(t *testing.T, header []byte, action uint8, plainKeys bool) {
+		st := newFakeStore()
+		b := newBackend(t, Config{Logger: quiet, PlainStoreKeys: plainKeys}, st)
+		ctx := context.Background()
+		if err := b.Set(ctx, fuzzLiveID, map[string]any{"n": 5}); err != nil {
+			t.Fatal(err)
+		}
+		liveKey := b.storeKey([]byte(fuzzLiveID))
+		liveBefore := append([]byte(nil), st.data[liveKey]...)
+		action %= fuzzActions
+
+		var n int
+		s := b.LoadFromRequest(ctx, header)
+		n, _ = s.GetInt("n")
+		switch action {
+		case 0:
+			s.Set("n", n+1)
+		case 1: // read only
+		case 2:
+			if err := s.Destroy(); err != nil {
+				t.Fatal(err)
+			}
+		case 3:
+			if err := s.RenewID(); err != nil {
+				t.Fatal(err)
+			}
+			s.Set("n", n+1)
+		case 4:
+			s.Clear()
+		}
+		out := &recordingSink{}
+		err := b.StoreInResponse(s, out)
+		b.Release(s)
+		if err != nil {
+			t.Fatalf("request failed: %v", err)
+		}
+
+		sawLive := n == 5
+		if n != 0 && n != 5 {
+			t.Fatalf("session read n=%d: neither fresh nor the live one", n)
+		}
+		if sawLive && !bytes.Contains(header, []byte(fuzzLiveID)) {
+			t.Fatal("the live session was used although the header does not carry its id")
+		}
+		// What the response writes: fixed cache headers, and cookie lines
+		// whose only variable part is an id this backend made.
+		for _, h := range out.headers {
+			if h != "Vary: Cookie" && h != `Cache-Control: no-cache="Set-Cookie"` {
+				t.Fatalf("unexpected header %q", h)
+			}
+		}
+		var saved string
+		for _, line := range out.lines {
+			if i := strings.IndexFunc(line, func(r rune) bool { return r < 0x20 || r == 0x7f }); i >= 0 {
+				t.Fatalf("Set-Cookie %q holds control byte %#x", line, line[i])
+			}
+			pair, attrs, _ := strings.Cut(line, "; ")
+			name, value, ok := strings.Cut(pair, "=")
+			if !ok || (name != "session" && !slices.Contains(segmentNames, name)) {
+				t.Fatalf("Set-Cookie %q: unexpected name", line)
+			}
+			if !strings.HasPrefix(attrs, "Path=/; ") {
+				t.Fatalf("Set-Cookie %q: unexpected attributes", line)
+			}
+			if value == "" {
+				if !strings.Contains(attrs, "Max-Age=0;") {
+					t.Fatalf("Set-Cookie %q: empty value on a live cookie", line)
+				}
+				continue
+			}
+			if name != "session" || !b.validID([]byte(value)) || saved != "" {
+				t.Fatalf("Set-Cookie %q: not one well-formed id cookie", line)
+			}
+			saved = value
+		}
+
+		// Where the data went.
+		liveAfter, liveKept := st.data[liveKey]
+		keepsLive := saved == fuzzLiveID
+		switch {
+		case keepsLive:
+			if !sawLive || action != 0 {
+				t.Fatalf("saved under the live id after action %d (live session seen: %v)", action, sawLive)
+			}
+		case saved != "" && bytes.Contains(header, []byte(saved)):
+			t.Fatalf("adopted the client-chosen id %q", saved)
+		}
+		switch {
+		case !sawLive || action == 1:
+			if !liveKept || !bytes.Equal(liveAfter, liveBefore) {
+				t.Fatal("the live session's record changed")
+			}
+		case action == 0:
+			if !keepsLive {
+				t.Fatalf("live session saved under %q, not its own id", saved)
+			}
+		default: // destroyed, renewed away or emptied
+			if liveKept {
+				t.Fatalf("the live session's record survived action %d", action)
+			}
+		}
+		wantKeys := 0
+		if liveKept {
+			wantKeys++
+		}
+		if saved != "" && !keepsLive {
+			wantKeys++
+			got, err := b.Get(ctx, saved)
+			if err != nil || got["n"] != int64(n+1) {
+				t.Fatalf("session saved under %q reads %v, %v; want n=%d", saved, got, err, n+1)
+			}
+		}
+		if len(st.data) != wantKeys {
+			t.Fatalf("store holds %d records, want %d: %q", len(st.data), wantKeys, st.keys())
+		}
+	})
 }

@@ -795,3 +795,51 @@ func TestLoweredMaxAgeLimitBoundsOlderCookies(t *testing.T) {
 		t.Errorf("revoked old cookie opens as %q", u)
 	}
 }
+
+// FuzzCookieOpen feeds arbitrary cookie values to the cookie backend: each
+// must give a session (fresh unless it opens), never a panic or an error.
+func FuzzCookieOpen(f *testing.F) {
+	clk := newClock()
+	b := newCookieBackend(f, Config{}, clk)
+	s := b.LoadFromRequest(context.Background(), nil)
+	s.Set("counter", 7)
+	out := &sink{}
+	if err := b.StoreInResponse(s, out); err != nil {
+		f.Fatal(err)
+	}
+	b.Release(s)
+	valid, _, _ := strings.Cut(strings.TrimPrefix(out.cookies["session"], "session="), ";")
+	f.Add([]byte(valid))
+	f.Add([]byte(valid[:len(valid)-1]))
+	f.Add([]byte("AQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"))
+	f.Fuzz(func(t *testing.T, value []byte) {
+		h := append([]byte("session="), value...)
+		out, err := requestHeader(t, b, h, func(s *Session) {
+			for _, k := range s.Keys() {
+				s.Get(k)
+			}
+			s.Set("touched", true)
+		})
+		if err != nil {
+			t.Fatalf("a cookie value caused an error: %v", err)
+		}
+		if _, err := requestHeader(t, b, out.header(t), func(s *Session) {
+			if !s.Has("touched") {
+				t.Fatal("the session written does not read back")
+			}
+		}); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+// recordingSink keeps every line a response gets, in order, where sink
+// keeps only the last one per name.
+type recordingSink struct {
+	lines   []string // Set-Cookie values
+	headers []string
+}
+
+func (r *recordingSink) SetCookie(_ string, line []byte) { r.lines = append(r.lines, string(line)) }
+
+func (r *recordingSink) AddHeader(name, value string) { r.headers = append(r.headers, name+": "+value) }

@@ -2,8 +2,10 @@ package kvsession
 
 import (
 	"bytes"
+	"encoding/base64"
 	"math/rand/v2"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -234,4 +236,54 @@ func TestServerBackendExpiresSegmentsLeftByCookieBackend(t *testing.T) {
 	if _, ok := out.live(t)["session"]; !ok {
 		t.Fatal("no id cookie")
 	}
+}
+
+// FuzzCookieSplit feeds arbitrary Cookie headers to the segment reader, and
+// checks that any value written through the splitter reads back intact.
+func FuzzCookieSplit(f *testing.F) {
+	// Small inputs repeated make the large values: the fuzzer minimizes
+	// large inputs slowly.
+	f.Add([]byte("session=abc"), []byte("v"), uint8(0))
+	f.Add([]byte("session-0=0.2.ab; session-1=1.2.cd"), []byte{0xfe, 0, 1}, uint8(250))
+	f.Add([]byte("session-1=1.2.cd;session-0=0.2.ab; x=1"), []byte{}, uint8(3))
+	f.Add([]byte("session-0=0.3.a; session-2=2.3.c; session-01=1.3.b"), []byte("0123456789abcdef0123456789abcdef0123456789abcdef"), uint8(255))
+	f.Add([]byte("session=; session-31=31.32.; session-999=;;=;"), []byte("\x00;="), uint8(1))
+	c := newCore(f, Config{MaxCookieSegments: 8})
+	f.Fuzz(func(t *testing.T, header, value []byte, repeat uint8) {
+		value = bytes.Repeat(value, 1+int(repeat))
+		got, carried, err := c.split.Read(nil, header)
+		if len(got) > len(header) {
+			t.Fatalf("read %d bytes out of a %d-byte header", len(got), len(header))
+		}
+		if err == nil && len(got) > 0 && !carried.Any() {
+			t.Fatal("value read without a cookie carried")
+		}
+		// Writing: the splitter carries cookie-safe text, as the backends
+		// give it.
+		text := []byte(base64.RawURLEncoding.EncodeToString(value))
+		out, err := writeValue(t, c, text, carried)
+		if err != nil {
+			if c.split.Count(len(text), len(c.attrs.AppendLive(nil, true, c.cfg.MaxAge, c.now().UnixNano()))) != 0 {
+				t.Fatalf("write failed although the value fits: %v", err)
+			}
+			return
+		}
+		back, _, err := c.split.Read(nil, out.header(t))
+		if err != nil || !bytes.Equal(back, text) {
+			t.Fatalf("wrote %d bytes, read back %d (err %v)", len(text), len(back), err)
+		}
+		// Every cookie the request carried is either rewritten or expired.
+		for i := 0; i < c.cfg.MaxCookieSegments; i++ {
+			if carried.Has(i) {
+				if _, ok := out.cookies[c.cfg.CookieName+"-"+strconv.Itoa(i)]; !ok {
+					t.Fatalf("carried segment %d left in place", i)
+				}
+			}
+		}
+		if carried.Bare {
+			if _, ok := out.cookies[c.cfg.CookieName]; !ok {
+				t.Fatal("carried bare cookie left in place")
+			}
+		}
+	})
 }

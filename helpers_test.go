@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"maps"
+	"math"
 	"slices"
 	"strings"
 	"sync"
@@ -297,3 +298,61 @@ func faultSnapshot(t *testing.T, fs *faultstore.Store, before map[string]string)
 	}
 	return m
 }
+
+// fuzzLiveID is a well-formed id stored before each input, so that the
+// fuzzer can mutate headers that carry a session the server really has.
+const fuzzLiveID = "LiveSessionIdForTheFuzzer0123456789-_XXXXXX"
+
+// sameValue compares a value Get returned with the one expected: floats by
+// their bits (NaN included), times as instants, byte slices by content.
+func sameValue(want, got any) bool {
+	switch w := want.(type) {
+	case float64:
+		g, ok := got.(float64)
+		return ok && math.Float64bits(g) == math.Float64bits(w)
+	case float32:
+		g, ok := got.(float32)
+		return ok && math.Float32bits(g) == math.Float32bits(w)
+	case time.Time:
+		g, ok := got.(time.Time)
+		return ok && g.Equal(w)
+	case []byte:
+		g, ok := got.([]byte)
+		return ok && bytes.Equal(g, w)
+	case []any:
+		g, ok := got.([]any)
+		if !ok || len(g) != len(w) {
+			return false
+		}
+		for i := range w {
+			if !sameValue(w[i], g[i]) {
+				return false
+			}
+		}
+		return true
+	case map[string]any:
+		g, ok := got.(map[string]any)
+		if !ok || len(g) != len(w) {
+			return false
+		}
+		for k, wv := range w {
+			gv, ok := g[k]
+			if !ok || !sameValue(wv, gv) {
+				return false
+			}
+		}
+		return true
+	}
+	return want == got
+}
+
+// quietBadger drops Badger's log output.
+type quietBadger struct{}
+
+func (quietBadger) Errorf(string, ...any) {}
+
+func (quietBadger) Warningf(string, ...any) {}
+
+func (quietBadger) Infof(string, ...any) {}
+
+func (quietBadger) Debugf(string, ...any) {}

@@ -3,13 +3,20 @@ package kvsession
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"math"
 	"reflect"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/kvsession/kvsession/store/badgerstore"
+	"github.com/kvsession/kvsession/store/memstore"
 )
 
 // TestResetForgetsEveryField fills every field of a pooled session's
@@ -210,4 +217,311 @@ func TestTypedSettersDoNotAllocate(t *testing.T) {
 			t.Errorf("%s: %v allocations per call", name, n)
 		}
 	}
+}
+
+// fuzzActions is how many things FuzzServerCookieHeader does with the
+// session: increment, read, destroy, renew the id and increment, clear.
+const fuzzActions = 5
+
+// fuzzInput hands out the fuzzer's bytes as the pieces of a session;
+// past the end it gives zeros, so every input describes some session.
+type fuzzInput struct{ b []byte }
+
+func (in *fuzzInput) byte() byte {
+	if len(in.b) == 0 {
+		return 0
+	}
+	c := in.b[0]
+	in.b = in.b[1:]
+	return c
+}
+
+func (in *fuzzInput) bytes(n int) []byte {
+	n = min(n, len(in.b))
+	p := append(make([]byte, 0, n), in.b[:n]...)
+	in.b = in.b[n:]
+	return p
+}
+
+func (in *fuzzInput) uint64() uint64 {
+	var p [8]byte
+	copy(p[:], in.bytes(8))
+	return binary.BigEndian.Uint64(p[:])
+}
+
+func (in *fuzzInput) string() string { return string(in.bytes(int(in.byte() % 48))) }
+
+// value returns a value of one of the kinds a session stores, and what Get
+// must give back for it: one Go type per MessagePack kind (see Msgpack).
+func (in *fuzzInput) value(depth int) (v, want any) {
+	kinds := byte(14)
+	if depth >= 3 {
+		kinds = 12 // no deeper containers
+	}
+	switch in.byte() % kinds {
+	case 0:
+		n := int(in.uint64())
+		return n, int64(n)
+	case 1:
+		n := int8(in.byte())
+		return n, int64(n)
+	case 2:
+		n := int32(in.uint64())
+		return n, int64(n)
+	case 3:
+		u := in.uint64()
+		if u <= math.MaxInt64 {
+			return u, int64(u)
+		}
+		return u, u
+	case 4:
+		u := uint16(in.uint64())
+		return u, int64(u)
+	case 5:
+		s := in.string()
+		return s, s
+	case 6:
+		b := in.bytes(int(in.byte() % 64))
+		return b, b
+	case 7:
+		x := math.Float64frombits(in.uint64())
+		return x, x
+	case 8:
+		x := math.Float32frombits(uint32(in.uint64()))
+		return x, x
+	case 9:
+		v := in.byte()&1 == 1
+		return v, v
+	case 10:
+		// Seconds within ±2^50, far beyond any date a session holds but
+		// inside what time.Time represents exactly.
+		sec := int64(in.uint64()) >> 13
+		t := time.Unix(sec, int64(in.uint64()%1e9))
+		return t, t
+	case 11:
+		return nil, nil
+	case 12:
+		n := int(in.byte() % 5)
+		l, w := make([]any, n), make([]any, n)
+		for i := range l {
+			l[i], w[i] = in.value(depth + 1)
+		}
+		return l, w
+	}
+	n := int(in.byte() % 5)
+	m, w := make(map[string]any, n), make(map[string]any, n)
+	for range n {
+		k := in.string()
+		m[k], w[k] = in.value(depth + 1)
+	}
+	return m, w
+}
+
+// fuzzSession is what an input makes a request do to a new session.
+type fuzzSession struct {
+	keys    []string // in the order first set
+	values  map[string]any
+	want    map[string]any // what Get returns
+	user    string
+	maxAge  time.Duration // 0: Config.MaxAge
+	browser int           // 0: as configured, 1: browser-session cookie, 2: persistent
+}
+
+func newFuzzSession(data []byte, limit time.Duration) *fuzzSession {
+	in := &fuzzInput{b: data}
+	fs := &fuzzSession{values: map[string]any{}, want: map[string]any{}}
+	for ops := in.byte() % 24; ops > 0; ops-- {
+		switch op := in.byte(); {
+		case op < 200:
+			k := in.string()
+			if _, ok := fs.values[k]; !ok {
+				fs.keys = append(fs.keys, k)
+			}
+			fs.values[k], fs.want[k] = in.value(0)
+		case op < 220 && len(fs.keys) > 0:
+			i := int(in.byte()) % len(fs.keys)
+			delete(fs.values, fs.keys[i])
+			delete(fs.want, fs.keys[i])
+			fs.keys = slices.Delete(fs.keys, i, i+1)
+		case op < 235:
+			fs.user = in.string()
+		case op < 245:
+			fs.maxAge = time.Second + time.Duration(in.uint64()%uint64(limit-time.Second+1))
+			fs.browser = 2
+		default:
+			fs.browser = 1 + int(in.byte()&1)
+		}
+	}
+	return fs
+}
+
+// apply does to s what the input asked for.
+func (fs *fuzzSession) apply(t *testing.T, s *Session) {
+	t.Helper()
+	for _, k := range fs.keys {
+		if err := s.Set(k, fs.values[k]); err != nil {
+			t.Fatalf("Set(%q, %#v): %v", k, fs.values[k], err)
+		}
+	}
+	if err := s.SetUser(fs.user); err != nil {
+		t.Fatal(err)
+	}
+	if fs.maxAge != 0 {
+		if err := s.SetMaxAge(fs.maxAge); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if fs.browser != 0 {
+		if err := s.SetBrowserSession(fs.browser == 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// check compares what s holds with what the input set.
+func (fs *fuzzSession) check(t *testing.T, s *Session) {
+	t.Helper()
+	if got := s.Keys(); !slices.Equal(got, fs.keys) {
+		t.Fatalf("keys %q, want %q", got, fs.keys)
+	}
+	for _, k := range fs.keys {
+		got, ok := s.Get(k)
+		if !ok || !sameValue(fs.want[k], got) {
+			t.Fatalf("Get(%q) = %#v (%T), %v; want %#v (%T)", k, got, got, ok, fs.want[k], fs.want[k])
+		}
+		// Typed reads give back the exact type stored.
+		v := fs.values[k]
+		if v == nil {
+			continue
+		}
+		switch v.(type) {
+		case []any, map[string]any:
+			continue
+		}
+		dst := reflect.New(reflect.TypeOf(v))
+		if err := s.Decode(k, dst.Interface()); err != nil || !sameValue(normalize(v), normalize(dst.Elem().Interface())) {
+			t.Fatalf("Decode(%q) into %T = %#v, %v; want %#v", k, v, dst.Elem().Interface(), err, v)
+		}
+	}
+	if got := s.User(); got != fs.user {
+		t.Fatalf("user %q, want %q", got, fs.user)
+	}
+}
+
+// normalize makes a scalar comparable by sameValue.
+func normalize(v any) any {
+	switch x := v.(type) {
+	case int:
+		return int64(x)
+	case int8:
+		return int64(x)
+	case int32:
+		return int64(x)
+	case uint16:
+		return int64(x)
+	case uint64:
+		return x
+	}
+	return v
+}
+
+// FuzzSessionRoundTrip builds a session from the input (values of every
+// kind, nested containers, a bound user, its own max-age or cookie kind)
+// and checks that it survives encode→decode unchanged, byte for byte, and
+// a save and load through the memory and Badger stores.
+func FuzzSessionRoundTrip(f *testing.F) {
+	f.Add([]byte{})
+	f.Add([]byte{3, 0, 1, 'a', 0, 1, 2, 3, 4, 5, 6, 7, 8, 1, 1, 'b', 5, 3, 'x', 'y', 'z', 230, 2, 'u', '1'})
+	f.Add([]byte{6, 0, 1, 'k', 13, 2, 1, 'a', 12, 2, 7, 0x7f, 0xf8, 0, 0, 0, 0, 0, 1, 10, 1, 2, 3, 4, 5, 6, 7, 8,
+		1, 2, 3, 4, 5, 6, 7, 8, 1, 'b', 6, 0, 240, 0, 0, 0, 0, 0, 1, 0, 0, 250, 1, 210, 0, 0, 2, 'k', '2', 8, 0x7f, 0xc0, 0, 1})
+	f.Add(bytes.Repeat([]byte{2, 0, 3, 'k', 'e', 'y', 12, 4, 11, 9, 1, 3, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, 3))
+	const limit = 30 * 24 * time.Hour
+	cfg := Config{MaxAge: time.Hour, MaxAgeLimit: limit, Logger: slog.New(slog.DiscardHandler)}
+	mem := memstore.New(memstore.Options{})
+	f.Cleanup(func() { mem.Close() })
+	bdg, err := badgerstore.Open(badgerstore.Options{InMemory: true, GCInterval: -1, Logger: quietBadger{}})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(func() { bdg.Close() })
+	backends := map[string]*ServerBackend{"memory": newBackend(f, cfg, mem), "badger": newBackend(f, cfg, bdg)}
+
+	f.Fuzz(func(t *testing.T, data []byte) {
+		fs := newFuzzSession(data, limit)
+		b := backends["memory"]
+		ctx := context.Background()
+
+		// Encode and decode, without a store.
+		s := b.LoadFromRequest(ctx, nil)
+		fs.apply(t, s)
+		fs.check(t, s)
+		s.created, s.extended = 1_700_000_000_123_456_789, 1_700_000_000_987_654_321
+		rec := s.encode(nil)
+		back := b.LoadFromRequest(ctx, nil)
+		back.loaded = true
+		if err := back.decode(rec); err != nil {
+			t.Fatalf("decoding what encode wrote: %v\n% x", err, rec)
+		}
+		fs.check(t, back)
+		if back.created != s.created || back.extended != s.extended || back.maxAge != s.maxAge || back.cookieMode != s.cookieMode {
+			t.Fatalf("bookkeeping changed: %d %d %d %d, want %d %d %d %d", back.created, back.extended, back.maxAge, back.cookieMode,
+				s.created, s.extended, s.maxAge, s.cookieMode)
+		}
+		if again := back.encode(nil); !bytes.Equal(again, rec) {
+			t.Fatalf("re-encoding differs:\n% x\n% x", rec, again)
+		}
+		b.Release(s)
+		b.Release(back)
+
+		// Saved, then loaded by a later request and by id.
+		for _, name := range []string{"memory", "badger"} {
+			b := backends[name]
+			out, err := requestHeader(t, b, nil, func(s *Session) { fs.apply(t, s) })
+			if err != nil {
+				t.Fatalf("%s: save: %v", name, err)
+			}
+			if len(fs.keys) == 0 && fs.user == "" {
+				if len(out.cookies) != 0 {
+					t.Fatalf("%s: an empty session set a cookie: %v", name, out.cookies)
+				}
+				continue
+			}
+			line := out.cookies["session"]
+			id := out.cookieValue(t, "session")
+			switch wantMaxAge := fs.maxAge; {
+			case fs.browser == 1:
+				if strings.Contains(line, "Max-Age") {
+					t.Fatalf("%s: browser-session cookie with a lifetime: %q", name, line)
+				}
+			case wantMaxAge != 0:
+				if secs := int64((wantMaxAge + time.Second - 1) / time.Second); !strings.Contains(line, "; Max-Age="+strconv.FormatInt(secs, 10)+";") {
+					t.Fatalf("%s: cookie %q, want Max-Age=%d", name, line, secs)
+				}
+			default:
+				if !strings.Contains(line, "; Max-Age=3600;") {
+					t.Fatalf("%s: cookie %q, want the configured Max-Age", name, line)
+				}
+			}
+			if _, err := request(t, b, id, func(s *Session) {
+				fs.check(t, s)
+				if s.Created().IsZero() {
+					t.Fatal("no creation time after a save")
+				}
+			}); err != nil {
+				t.Fatalf("%s: load: %v", name, err)
+			}
+			got, err := b.Get(ctx, id)
+			if err != nil || len(got) != len(fs.keys) {
+				t.Fatalf("%s: Get by id: %d values, %v; want %d", name, len(got), err, len(fs.keys))
+			}
+			for k, w := range fs.want {
+				if !sameValue(w, got[k]) {
+					t.Fatalf("%s: Get by id [%q] = %#v, want %#v", name, k, got[k], w)
+				}
+			}
+			if err := b.Delete(ctx, id); err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
 }
