@@ -140,7 +140,11 @@ type Config struct {
 	Logger *slog.Logger
 
 	// MaxCookieSegments is how many browser cookies the session cookie may
-	// be split into (see cookie_split.go for the rule). With the cookie
+	// be split into. A value whose Set-Cookie line (name, value and
+	// attributes) would pass 4096 bytes, what browsers reliably keep, is
+	// cut into segments named <CookieName>-0, <CookieName>-1, ..., each
+	// saying its place and the count, so that a missing or extra one is
+	// noticed and the request starts a fresh session. With the cookie
 	// backend a session that would need more fails to save with
 	// ErrSessionTooLarge. Default 4: about 16 KB of cookie, 11.9 KB of
 	// encoded session. At most 32. Every segment is up to 4 KB of request
