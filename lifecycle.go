@@ -1,7 +1,6 @@
 package kvsession
 
 import (
-	"fmt"
 	"time"
 )
 
@@ -89,55 +88,4 @@ func (c *core) rotationDue(s *Session, now int64) bool {
 	}
 	since := max(s.created, s.rotated)
 	return now-since >= int64(c.cfg.RotationInterval)
-}
-
-// nowNano reads the clock once per request.
-func (s *Session) nowNano() int64 {
-	if s.now == 0 {
-		s.now = s.c.now().UnixNano()
-	}
-	return s.now
-}
-
-// SetMaxAge gives this session a lifetime of its own, such as a longer one
-// for "remember me": its store TTL (or sealed expiry) and its cookie's
-// Max-Age, with a persistent cookie. 0 returns to Config.MaxAge. Values
-// above Config.MaxAgeLimit, or below a second, are errors. IdleTimeout and
-// AbsoluteTimeout still apply.
-func (s *Session) SetMaxAge(d time.Duration) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if err := s.load(); err != nil {
-		return err
-	}
-	if d != 0 && (d < time.Second || d > s.c.cfg.MaxAgeLimit) {
-		return fmt.Errorf("kvsession: SetMaxAge(%v): outside 1s to Config.MaxAgeLimit (%v)", d, s.c.cfg.MaxAgeLimit)
-	}
-	s.maxAge = int64(d)
-	if d != 0 {
-		s.cookieMode = cookieKeep
-	} else {
-		s.cookieMode = cookieDefault
-	}
-	s.modified = true
-	return nil
-}
-
-// SetBrowserSession gives this session a browser-session cookie (true: no
-// Max-Age, gone when the browser closes) or a persistent one (false),
-// whatever Config.BrowserSession says. The data still expires on the
-// server after the session's MaxAge.
-func (s *Session) SetBrowserSession(on bool) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if err := s.load(); err != nil {
-		return err
-	}
-	if on {
-		s.cookieMode = cookieBrowserOnly
-	} else {
-		s.cookieMode = cookieKeep
-	}
-	s.modified = true
-	return nil
 }

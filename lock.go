@@ -112,20 +112,3 @@ func (b *ServerBackend) unlock(s *Session) {
 		s.lock = held{}
 	}
 }
-
-// SetReadOnly declares that this request only reads the session: with
-// Config.Lock it is loaded without waiting for, or taking, the session's
-// lock. Call it before the session's first use. A read-only session that is
-// changed anyway is still saved, without the lock's protection.
-func (s *Session) SetReadOnly() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.readOnly = true
-}
-
-// ReadOnly reports whether SetReadOnly was called for this request.
-func (s *Session) ReadOnly() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.readOnly
-}

@@ -621,3 +621,71 @@ func (s *Session) RenewID() error {
 	s.modified = true
 	return nil
 }
+
+// nowNano reads the clock once per request.
+func (s *Session) nowNano() int64 {
+	if s.now == 0 {
+		s.now = s.c.now().UnixNano()
+	}
+	return s.now
+}
+
+// SetMaxAge gives this session a lifetime of its own, such as a longer one
+// for "remember me": its store TTL (or sealed expiry) and its cookie's
+// Max-Age, with a persistent cookie. 0 returns to Config.MaxAge. Values
+// above Config.MaxAgeLimit, or below a second, are errors. IdleTimeout and
+// AbsoluteTimeout still apply.
+func (s *Session) SetMaxAge(d time.Duration) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.load(); err != nil {
+		return err
+	}
+	if d != 0 && (d < time.Second || d > s.c.cfg.MaxAgeLimit) {
+		return fmt.Errorf("kvsession: SetMaxAge(%v): outside 1s to Config.MaxAgeLimit (%v)", d, s.c.cfg.MaxAgeLimit)
+	}
+	s.maxAge = int64(d)
+	if d != 0 {
+		s.cookieMode = cookieKeep
+	} else {
+		s.cookieMode = cookieDefault
+	}
+	s.modified = true
+	return nil
+}
+
+// SetBrowserSession gives this session a browser-session cookie (true: no
+// Max-Age, gone when the browser closes) or a persistent one (false),
+// whatever Config.BrowserSession says. The data still expires on the
+// server after the session's MaxAge.
+func (s *Session) SetBrowserSession(on bool) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.load(); err != nil {
+		return err
+	}
+	if on {
+		s.cookieMode = cookieBrowserOnly
+	} else {
+		s.cookieMode = cookieKeep
+	}
+	s.modified = true
+	return nil
+}
+
+// SetReadOnly declares that this request only reads the session: with
+// Config.Lock it is loaded without waiting for, or taking, the session's
+// lock. Call it before the session's first use. A read-only session that is
+// changed anyway is still saved, without the lock's protection.
+func (s *Session) SetReadOnly() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.readOnly = true
+}
+
+// ReadOnly reports whether SetReadOnly was called for this request.
+func (s *Session) ReadOnly() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.readOnly
+}
