@@ -38,6 +38,12 @@ func isNotFound(err error) bool {
 	return err == store.ErrNotFound || errors.Is(err, store.ErrNotFound)
 }
 
+// This file follows one request: New makes the backend; LoadFromRequest
+// and load read the session (record.go decodes it); StoreInResponse writes
+// what the request did (save, extend, rotate; write.go makes each write
+// conditional on what was loaded); Release ends the request. The by-id API
+// for code outside a request comes last.
+
 // ServerBackend keeps sessions in a store and carries them in a cookie
 // holding only the session id. It follows the semantics of Litestar's
 // server-side session backend: see the README for the full set of rules.
@@ -104,6 +110,92 @@ func (b *ServerBackend) Store() store.Store { return b.registered }
 // never needs splitting.
 func (b *ServerBackend) MaxCookieHeaderBytes() int { return len(b.cfg.CookieName) + 1 + b.idLen + 2 }
 
+// LoadFromRequest starts the session of one request from its Cookie header
+// value (nil when it had none). Nothing is read from the store until the
+// session is first used. Pass the session to StoreInResponse when the
+// handler is done, then to Release.
+//
+// ctx bounds the store calls the session makes; it must stay valid until
+// StoreInResponse returns.
+func (b *ServerBackend) LoadFromRequest(ctx context.Context, cookieHeader []byte) *Session {
+	return b.open(ctx, cookieHeader)
+}
+
+// load fetches the session's record from the store, following the
+// forward an id rotated out within its grace window left.
+func (b *ServerBackend) load(s *Session) error {
+	if !b.validID(s.cookie) {
+		return nil
+	}
+	id := s.cookie
+	for hops := 0; ; hops++ {
+		key := b.loadKey(s, id)
+		rec, found, err := b.fetch(s, key, true)
+		if err != nil || !found {
+			return err
+		}
+		if isForward(rec) {
+			// At most one hop: a session rotates once per RotationInterval,
+			// far longer than the grace window.
+			if hops > 0 {
+				return nil
+			}
+			next, err := readForward(rec, id, b.idLen)
+			if err == nil && !b.validID(next) {
+				err = errBadForward
+			}
+			if err != nil {
+				// Damaged like any unreadable record, and logged like one.
+				b.cfg.Logger.Warn("kvsession: unreadable session record; starting a fresh session", "error", err, "bytes", len(rec))
+				return nil
+			}
+			id = append(s.idBuf[:0], next...)
+			s.idBuf = id
+			s.forwarded = true
+			continue
+		}
+		if !s.decodeOrForget(rec) {
+			return nil
+		}
+		if b.expired(s) {
+			s.forget()
+			return nil
+		}
+		// A view of the session's own copy: ID() clones it for the caller.
+		s.id, s.key, s.exists = bytesToString(id), key, true
+		s.loadedUser, s.stored = s.user, rec
+		return nil
+	}
+}
+
+// fetch reads the record under key, taking the session's lock first if
+// lock is set (so that the read sees the last holder's save). A missing
+// record is no error: found is false.
+func (b *ServerBackend) fetch(s *Session, key string, lock bool) (rec []byte, found bool, err error) {
+	if lock {
+		if err := b.lockFor(s, key); err != nil {
+			return nil, false, err
+		}
+	}
+	rec, err = b.get(s, key)
+	if err != nil {
+		if isNotFound(err) {
+			return nil, false, nil
+		}
+		return nil, false, &StoreError{Op: "load", Err: err}
+	}
+	return rec, true, nil
+}
+
+func (b *ServerBackend) get(s *Session, key string) ([]byte, error) {
+	if b.calls.GetAppend != nil {
+		rec, err := b.calls.GetAppend(s.ctx, key, s.loadBuf[:0])
+		s.loadBuf = rec
+		return rec, err
+	}
+	return b.calls.Get(s.ctx, key)
+}
+
 // idNotAlphabet is 1 for every byte outside unpadded URL-safe base64.
 var idNotAlphabet = func() (t [256]byte) {
 	for i := range t {
@@ -130,24 +222,15 @@ func (b *ServerBackend) validID(id []byte) bool {
 	return bad == 0
 }
 
-// newID draws a fresh id from crypto/rand. A failing random source is an
-// error, never a weaker id.
-func (b *ServerBackend) newID(s *Session) (string, error) {
-	raw := s.idRaw[:b.cfg.SessionIDBytes]
-	if _, err := io.ReadFull(b.rand, raw); err != nil {
-		return "", fmt.Errorf("kvsession: generating a session id: %w", err)
+// loadKey is storeKey for the load of session s: with a store that keeps
+// no keys it is built in the session's own buffer, which is left alone
+// until the session is released or loads again.
+func (b *ServerBackend) loadKey(s *Session, id []byte) string {
+	if !b.borrowKeys {
+		return b.storeKey(id)
 	}
-	buf := make([]byte, b.idLen)
-	base64.RawURLEncoding.Encode(buf, raw)
-	clear(raw)
-	return unsafe.String(&buf[0], len(buf)), nil
-}
-
-// GenerateID returns a new random session id.
-func (b *ServerBackend) GenerateID() (string, error) {
-	s := b.pool.Get().(*Session)
-	defer b.pool.Put(s)
-	return b.newID(s)
+	s.keyBuf = b.appendStoreKey(s.keyBuf[:0], id)
+	return unsafe.String(unsafe.SliceData(s.keyBuf), len(s.keyBuf))
 }
 
 // storeKey returns the key a session id is stored under: Prefix and a hash
@@ -160,17 +243,6 @@ func (b *ServerBackend) GenerateID() (string, error) {
 func (b *ServerBackend) storeKey(id []byte) string {
 	buf := b.appendStoreKey(make([]byte, 0, b.storeKeyLen(len(id))), id)
 	return unsafe.String(unsafe.SliceData(buf), len(buf))
-}
-
-// loadKey is storeKey for the load of session s: with a store that keeps
-// no keys it is built in the session's own buffer, which is left alone
-// until the session is released or loads again.
-func (b *ServerBackend) loadKey(s *Session, id []byte) string {
-	if !b.borrowKeys {
-		return b.storeKey(id)
-	}
-	s.keyBuf = b.appendStoreKey(s.keyBuf[:0], id)
-	return unsafe.String(unsafe.SliceData(s.keyBuf), len(s.keyBuf))
 }
 
 func (b *ServerBackend) storeKeyLen(idLen int) int {
@@ -197,24 +269,6 @@ func (b *ServerBackend) appendStoreKey(dst, id []byte) []byte {
 }
 
 var hashedKeyLen = base64.RawURLEncoding.EncodedLen(sha256.Size)
-
-// Release returns s to the backend's pool, releasing its session lock if
-// StoreInResponse did not. s must not be used afterwards.
-func (b *ServerBackend) Release(s *Session) {
-	b.unlock(s)
-	b.core.Release(s)
-}
-
-// LoadFromRequest starts the session of one request from its Cookie header
-// value (nil when it had none). Nothing is read from the store until the
-// session is first used. Pass the session to StoreInResponse when the
-// handler is done, then to Release.
-//
-// ctx bounds the store calls the session makes; it must stay valid until
-// StoreInResponse returns.
-func (b *ServerBackend) LoadFromRequest(ctx context.Context, cookieHeader []byte) *Session {
-	return b.open(ctx, cookieHeader)
-}
 
 // StoreInResponse writes what the request did to the session back to the
 // store and the response:
@@ -306,17 +360,6 @@ func (b *ServerBackend) storeInResponse(s *Session, sink ResponseSink) error {
 	return b.setCookie(s, sink, id, b.lifetimeOf(s), b.ttl(s, now))
 }
 
-var recordPool = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
-
-func getRecordBuf() *[]byte { return recordPool.Get().(*[]byte) }
-
-// putRecordBuf returns a buffer to the pool unless a huge session grew it.
-func putRecordBuf(p *[]byte) {
-	if cap(*p) <= 64<<10 {
-		recordPool.Put(p)
-	}
-}
-
 // save writes the session under its id (a new one if it has none), with
 // its idle clock restarted, then retires the record of an id RenewID
 // replaced.
@@ -370,43 +413,81 @@ func (b *ServerBackend) save(s *Session, now int64) error {
 	return nil
 }
 
-// retireRenewed deletes the record RenewID replaced, once the session is
-// saved under its new id: only if it is still the record this request
-// loaded (write.go). If another request ended the session meanwhile, the
-// new record would bring it back under a new id: it is taken back, and the
-// request's changes dropped.
-func (b *ServerBackend) retireRenewed(s *Session, prevUser string) error {
-	oldKey := s.oldKey
-	s.oldKey = ""
-	err := b.swapLoaded(s, "delete", oldKey, s.stored, nil, 0, false)
-	if err == nil {
-		err = b.checkLogoutMark(s, prevUser)
+var recordPool = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+
+func getRecordBuf() *[]byte { return recordPool.Get().(*[]byte) }
+
+// putRecordBuf returns a buffer to the pool unless a huge session grew it.
+func putRecordBuf(p *[]byte) {
+	if cap(*p) <= 64<<10 {
+		recordPool.Put(p)
 	}
-	switch {
-	case err == nil:
-		return nil
-	case err == errEnded || errors.Is(err, ErrConflict):
-		b.takeBack(s)
+}
+
+// assignID gives the session a fresh id and its store key.
+func (b *ServerBackend) assignID(s *Session) error {
+	id, err := b.newID(s)
+	if err != nil {
 		return err
 	}
-	// The old record holds only what the session had before RenewID:
-	// whatever the request added (a login, say) went under the new id.
-	// So a failure here leaves nothing an old cookie could exploit, and
-	// failing the request would strand the saved new record instead.
-	b.cfg.Logger.Warn("kvsession: could not delete the record of a renewed session id; it expires with its TTL", "error", err)
+	s.id, s.key = id, b.storeKey(unsafe.Slice(unsafe.StringData(id), len(id)))
+	s.indexed = 0 // the index knows the old key, not this one
 	return nil
 }
 
-// takeBack deletes the record the request just wrote under a new id, when
-// the id it replaces turned out to be ended (or, under the lock, saved by
-// another request) meanwhile.
-func (b *ServerBackend) takeBack(s *Session) {
-	if err := b.calls.Delete(s.ctx, s.key); err != nil {
-		b.cfg.Logger.Warn("kvsession: could not delete the record of a session ended during a change of id; it expires with its TTL", "error", err)
-	} else if s.user != "" {
-		b.unindex(s.ctx, s.user, s.key)
+// newID draws a fresh id from crypto/rand. A failing random source is an
+// error, never a weaker id.
+func (b *ServerBackend) newID(s *Session) (string, error) {
+	raw := s.idRaw[:b.cfg.SessionIDBytes]
+	if _, err := io.ReadFull(b.rand, raw); err != nil {
+		return "", fmt.Errorf("kvsession: generating a session id: %w", err)
 	}
-	s.exists = false
+	buf := make([]byte, b.idLen)
+	base64.RawURLEncoding.Encode(buf, raw)
+	clear(raw)
+	return unsafe.String(&buf[0], len(buf)), nil
+}
+
+// GenerateID returns a new random session id.
+func (b *ServerBackend) GenerateID() (string, error) {
+	s := b.pool.Get().(*Session)
+	defer b.pool.Put(s)
+	return b.newID(s)
+}
+
+// extend resets the TTL of an unmodified session, writing back the record
+// it loaded unchanged, and only if the store still holds that record. It
+// reports false if the session ended since this request loaded it
+// (destroyed, rotated or renewed by another request): a renewal must not
+// bring it back. A record another request saved meanwhile is left as it
+// is: that save set its TTL.
+func (b *ServerBackend) extend(s *Session, now int64) (bool, error) {
+	ttl := b.ttl(s, now)
+	// The record exists and stays bound to its user: extend its set
+	// membership before the TTL grows past what it covers. (s.indexed is
+	// not written back: the record is rewritten as loaded, so a session
+	// renewed beyond twice its TTL extends its membership on each renewal.)
+	if b.indexPlan(s, now, ttl) {
+		if err := b.index(s); err != nil {
+			return false, err
+		}
+	}
+	ok, err := b.calls.Swap(s.ctx, s.key, s.stored, s.stored, ttl)
+	if err != nil {
+		return false, &StoreError{Op: "extend", Err: err}
+	}
+	if ok {
+		return true, nil
+	}
+	cur, err := b.current(s, s.key)
+	if err != nil {
+		return false, err
+	}
+	if cur == nil {
+		s.exists = false
+		return false, nil
+	}
+	return true, nil
 }
 
 // extendOrRotate extends or rotates a session the request did not change. What
@@ -447,17 +528,6 @@ func (b *ServerBackend) extendOrRotate(s *Session, sink ResponseSink, now int64)
 		s.exists = false
 	}
 	return err
-}
-
-// assignID gives the session a fresh id and its store key.
-func (b *ServerBackend) assignID(s *Session) error {
-	id, err := b.newID(s)
-	if err != nil {
-		return err
-	}
-	s.id, s.key = id, b.storeKey(unsafe.Slice(unsafe.StringData(id), len(id)))
-	s.indexed = 0 // the index knows the old key, not this one
-	return nil
 }
 
 // rotate moves a session due for renewal to a fresh id. The old key then
@@ -533,79 +603,43 @@ func (b *ServerBackend) retired(s *Session, oldKey string, fwd []byte) (bool, er
 	return fwd != nil && bytes.Equal(rec, fwd), nil
 }
 
-// load fetches the session's record from the store, following the
-// forward an id rotated out within its grace window left.
-func (b *ServerBackend) load(s *Session) error {
-	if !b.validID(s.cookie) {
-		return nil
+// retireRenewed deletes the record RenewID replaced, once the session is
+// saved under its new id: only if it is still the record this request
+// loaded (write.go). If another request ended the session meanwhile, the
+// new record would bring it back under a new id: it is taken back, and the
+// request's changes dropped.
+func (b *ServerBackend) retireRenewed(s *Session, prevUser string) error {
+	oldKey := s.oldKey
+	s.oldKey = ""
+	err := b.swapLoaded(s, "delete", oldKey, s.stored, nil, 0, false)
+	if err == nil {
+		err = b.checkLogoutMark(s, prevUser)
 	}
-	id := s.cookie
-	for hops := 0; ; hops++ {
-		key := b.loadKey(s, id)
-		rec, found, err := b.fetch(s, key, true)
-		if err != nil || !found {
-			return err
-		}
-		if isForward(rec) {
-			// At most one hop: a session rotates once per RotationInterval,
-			// far longer than the grace window.
-			if hops > 0 {
-				return nil
-			}
-			next, err := readForward(rec, id, b.idLen)
-			if err == nil && !b.validID(next) {
-				err = errBadForward
-			}
-			if err != nil {
-				// Damaged like any unreadable record, and logged like one.
-				b.cfg.Logger.Warn("kvsession: unreadable session record; starting a fresh session", "error", err, "bytes", len(rec))
-				return nil
-			}
-			id = append(s.idBuf[:0], next...)
-			s.idBuf = id
-			s.forwarded = true
-			continue
-		}
-		if !s.decodeOrForget(rec) {
-			return nil
-		}
-		if b.expired(s) {
-			s.forget()
-			return nil
-		}
-		// A view of the session's own copy: ID() clones it for the caller.
-		s.id, s.key, s.exists = bytesToString(id), key, true
-		s.loadedUser, s.stored = s.user, rec
+	switch {
+	case err == nil:
 		return nil
+	case err == errEnded || errors.Is(err, ErrConflict):
+		b.takeBack(s)
+		return err
 	}
+	// The old record holds only what the session had before RenewID:
+	// whatever the request added (a login, say) went under the new id.
+	// So a failure here leaves nothing an old cookie could exploit, and
+	// failing the request would strand the saved new record instead.
+	b.cfg.Logger.Warn("kvsession: could not delete the record of a renewed session id; it expires with its TTL", "error", err)
+	return nil
 }
 
-// fetch reads the record under key, taking the session's lock first if
-// lock is set (so that the read sees the last holder's save). A missing
-// record is no error: found is false.
-func (b *ServerBackend) fetch(s *Session, key string, lock bool) (rec []byte, found bool, err error) {
-	if lock {
-		if err := b.lockFor(s, key); err != nil {
-			return nil, false, err
-		}
+// takeBack deletes the record the request just wrote under a new id, when
+// the id it replaces turned out to be ended (or, under the lock, saved by
+// another request) meanwhile.
+func (b *ServerBackend) takeBack(s *Session) {
+	if err := b.calls.Delete(s.ctx, s.key); err != nil {
+		b.cfg.Logger.Warn("kvsession: could not delete the record of a session ended during a change of id; it expires with its TTL", "error", err)
+	} else if s.user != "" {
+		b.unindex(s.ctx, s.user, s.key)
 	}
-	rec, err = b.get(s, key)
-	if err != nil {
-		if isNotFound(err) {
-			return nil, false, nil
-		}
-		return nil, false, &StoreError{Op: "load", Err: err}
-	}
-	return rec, true, nil
-}
-
-func (b *ServerBackend) get(s *Session, key string) ([]byte, error) {
-	if b.calls.GetAppend != nil {
-		rec, err := b.calls.GetAppend(s.ctx, key, s.loadBuf[:0])
-		s.loadBuf = rec
-		return rec, err
-	}
-	return b.calls.Get(s.ctx, key)
+	s.exists = false
 }
 
 // deleteStored deletes the session's record and any record RenewID retired.
@@ -644,39 +678,11 @@ func (b *ServerBackend) renewID(s *Session) error {
 	return nil
 }
 
-// extend resets the TTL of an unmodified session, writing back the record
-// it loaded unchanged, and only if the store still holds that record. It
-// reports false if the session ended since this request loaded it
-// (destroyed, rotated or renewed by another request): a renewal must not
-// bring it back. A record another request saved meanwhile is left as it
-// is: that save set its TTL.
-func (b *ServerBackend) extend(s *Session, now int64) (bool, error) {
-	ttl := b.ttl(s, now)
-	// The record exists and stays bound to its user: extend its set
-	// membership before the TTL grows past what it covers. (s.indexed is
-	// not written back: the record is rewritten as loaded, so a session
-	// renewed beyond twice its TTL extends its membership on each renewal.)
-	if b.indexPlan(s, now, ttl) {
-		if err := b.index(s); err != nil {
-			return false, err
-		}
-	}
-	ok, err := b.calls.Swap(s.ctx, s.key, s.stored, s.stored, ttl)
-	if err != nil {
-		return false, &StoreError{Op: "extend", Err: err}
-	}
-	if ok {
-		return true, nil
-	}
-	cur, err := b.current(s, s.key)
-	if err != nil {
-		return false, err
-	}
-	if cur == nil {
-		s.exists = false
-		return false, nil
-	}
-	return true, nil
+// Release returns s to the backend's pool, releasing its session lock if
+// StoreInResponse did not. s must not be used afterwards.
+func (b *ServerBackend) Release(s *Session) {
+	b.unlock(s)
+	b.core.Release(s)
 }
 
 // Get returns the values of the session with the given id, decoded

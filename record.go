@@ -222,3 +222,14 @@ func xorPad(p []byte, id string) {
 		p = p[k:]
 	}
 }
+
+// decodeOrForget decodes a loaded record into the session. An unreadable
+// one is logged and leaves the session fresh and empty.
+func (s *Session) decodeOrForget(rec []byte) bool {
+	if err := s.decode(rec); err != nil {
+		s.forget()
+		s.c.cfg.Logger.Warn("kvsession: unreadable session record; starting a fresh session", "error", err, "bytes", len(rec))
+		return false
+	}
+	return true
+}

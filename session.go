@@ -194,17 +194,6 @@ func (s *Session) load() error {
 	return s.loadErr
 }
 
-// decodeOrForget decodes a loaded record into the session. An unreadable
-// one is logged and leaves the session fresh and empty.
-func (s *Session) decodeOrForget(rec []byte) bool {
-	if err := s.decode(rec); err != nil {
-		s.forget()
-		s.c.cfg.Logger.Warn("kvsession: unreadable session record; starting a fresh session", "error", err, "bytes", len(rec))
-		return false
-	}
-	return true
-}
-
 func (s *Session) find(key string) int {
 	for i := range s.entries {
 		if s.entries[i].name == key {
