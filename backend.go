@@ -327,15 +327,19 @@ func (b *ServerBackend) storeInResponse(s *Session, sink ResponseSink) error {
 	}
 	now := s.nowNano()
 	if !s.modified && (b.extensionDue(s, now) || b.rotationDue(s, now)) {
+		// Bookkeeping the handler did not ask for: done on the record as
+		// the store holds it now (extendOrRotate says why).
 		return b.extendOrRotate(s, sink, now)
 	}
 	switch {
-	case s.modified || b.extensionDue(s, now):
-		if err := b.save(s, now); err != nil {
+	case s.modified && b.rotationDue(s, now):
+		// Rotated with its changes: a session changed on every request
+		// must still get a new id every RotationInterval.
+		if err := b.rotate(s, now); err != nil {
 			return err
 		}
-	case b.rotationDue(s, now):
-		if err := b.rotate(s, now); err != nil {
+	case s.modified:
+		if err := b.save(s, now); err != nil {
 			return err
 		}
 	case b.cfg.ExtendOnAccess && s.exists:

@@ -249,6 +249,46 @@ func TestRenewalRotatesWithGraceWindow(t *testing.T) {
 	}
 }
 
+// TestRotationOfASessionChangedOnEveryRequest: a request that changes the
+// session when its rotation is due rotates it, changes included, and the
+// old id leads to them during the grace window.
+func TestRotationOfASessionChangedOnEveryRequest(t *testing.T) {
+	clk := newClock()
+	st := memstore.New(memstore.Options{Now: clk.now})
+	defer st.Close()
+	b := newBackend(t, Config{RotationInterval: time.Hour, RotationGrace: 15 * time.Second}, st)
+	b.now = clk.now
+	incr := func(s *Session) {
+		n, _ := s.GetInt("n")
+		s.SetInt("n", n+1)
+	}
+	out, _ := request(t, b, "", incr)
+	id := out.cookieValue(t, "session")
+	for n := 2; n <= 5; n++ {
+		clk.advance(40 * time.Minute)
+		out, err := request(t, b, id, incr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		next := out.cookieValue(t, "session")
+		rotated := next != id
+		if due := n == 3 || n == 5; rotated != due {
+			// Created at 0: due at 80 min (request 3), then 80 min after that
+			// rotation (request 5).
+			t.Fatalf("request %d at %v: rotated %v, want %v", n, time.Duration(n-1)*40*time.Minute, rotated, due)
+		}
+		if rotated {
+			// The old id still leads to the session, changes included.
+			request(t, b, id, func(s *Session) {
+				if got, _ := s.GetInt("n"); got != n || s.ID() != next {
+					t.Fatalf("old id within the grace window: n=%d, id %q; want %d, %q", got, s.ID(), n, next)
+				}
+			})
+		}
+		id = next
+	}
+}
+
 // TestStoreHoldsNoUsableID: the store key is a hash of the id, and a
 // rotation's forward record does not hold the new id in the clear.
 func TestStoreHoldsNoUsableID(t *testing.T) {
