@@ -10,25 +10,26 @@ import (
 	"testing"
 
 	"github.com/kvsession/kvsession"
+	"github.com/kvsession/kvsession/internal/sessiontest"
 	"github.com/kvsession/kvsession/kvfasthttp"
 )
 
 // serveCookies runs app over a cookie backend, with the read buffer its
 // cookies need, and returns a client of it.
-func serveCookies(t *testing.T, cfg kvsession.Config) *client {
+func serveCookies(t *testing.T, cfg kvsession.Config) *sessiontest.Client {
 	t.Helper()
-	b := newCookieBackend(t, cfg)
+	b := sessiontest.NewCookieBackend(t, cfg)
 	mw, err := kvfasthttp.New(b, kvfasthttp.Options{ReadBufferSize: kvfasthttp.RequiredReadBufferSize(b, kvfasthttp.DefaultHeaderRoom)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return newClient(t, "http://"+listen(t, mw.NewServer(app)))
+	return sessiontest.NewClient(t, "http://"+listen(t, mw.NewServer(app)))
 }
 
 // sessionCookies returns the names of the session cookies c's jar holds.
-func sessionCookies(c *client) []string {
+func sessionCookies(c *sessiontest.Client) []string {
 	var names []string
-	for _, ck := range c.cookies() {
+	for _, ck := range c.Cookies() {
 		if ck.Name == "session" || strings.HasPrefix(ck.Name, "session-") {
 			names = append(names, ck.Name)
 		}
@@ -51,29 +52,29 @@ func TestCookieSessionsOverHTTP(t *testing.T) {
 		t.Run(strconv.Itoa(tt.size), func(t *testing.T) {
 			c := serveCookies(t, kvsession.Config{MaxCookieSegments: tt.segments})
 			blob := strings.Repeat("0123456789abcdef", tt.size/16)
-			if r := c.do("PUT", "/blob", blob); r.status != 200 {
-				t.Fatalf("PUT: %d", r.status)
+			if r := c.Do("PUT", "/blob", blob); r.Status != 200 {
+				t.Fatalf("PUT: %d", r.Status)
 			}
 			if got := sessionCookies(c); len(got) != tt.cookies {
 				t.Fatalf("session in cookies %v, want %d", got, tt.cookies)
 			}
 			for want := 1; want <= 3; want++ {
-				if r := c.do("GET", "/counter", ""); r.body != itoa(want) {
-					t.Fatalf("counter %q, want %d", r.body, want)
+				if r := c.Do("GET", "/counter", ""); r.Body != itoa(want) {
+					t.Fatalf("counter %q, want %d", r.Body, want)
 				}
 			}
-			if r := c.do("GET", "/blob", ""); r.status != 200 || r.body != blob {
-				t.Fatalf("GET /blob: %d, %d bytes back of %d", r.status, len(r.body), len(blob))
+			if r := c.Do("GET", "/blob", ""); r.Status != 200 || r.Body != blob {
+				t.Fatalf("GET /blob: %d, %d bytes back of %d", r.Status, len(r.Body), len(blob))
 			}
 			// Shrinking to one cookie expires the segments.
-			c.do("PUT", "/blob", "small")
+			c.Do("PUT", "/blob", "small")
 			if got := sessionCookies(c); len(got) != 1 || got[0] != "session" {
 				t.Fatalf("after shrinking the jar holds %v", got)
 			}
-			if r := c.do("GET", "/blob", ""); r.body != "small" {
-				t.Fatalf("blob %q", r.body)
+			if r := c.Do("GET", "/blob", ""); r.Body != "small" {
+				t.Fatalf("blob %q", r.Body)
 			}
-			c.do("GET", "/logout", "")
+			c.Do("GET", "/logout", "")
 			if got := sessionCookies(c); len(got) != 0 {
 				t.Fatalf("after logout the jar holds %v", got)
 			}
@@ -83,9 +84,9 @@ func TestCookieSessionsOverHTTP(t *testing.T) {
 
 func TestCookieSessionTamperedOverHTTP(t *testing.T) {
 	c := serveCookies(t, kvsession.Config{})
-	c.do("PUT", "/blob", strings.Repeat("x", 6<<10))
+	c.Do("PUT", "/blob", strings.Repeat("x", 6<<10))
 	var header []*http.Cookie
-	for _, ck := range c.cookies() {
+	for _, ck := range c.Cookies() {
 		v := ck.Value
 		if ck.Name == "session-1" {
 			i := len(v) / 2
@@ -93,7 +94,7 @@ func TestCookieSessionTamperedOverHTTP(t *testing.T) {
 		}
 		header = append(header, &http.Cookie{Name: ck.Name, Value: v})
 	}
-	if r := c.do("GET", "/counter", "", header...); r.status != 200 || r.body != "1" {
-		t.Fatalf("tampered cookie: %d %q, want a fresh session counting 1", r.status, r.body)
+	if r := c.Do("GET", "/counter", "", header...); r.Status != 200 || r.Body != "1" {
+		t.Fatalf("tampered cookie: %d %q, want a fresh session counting 1", r.Status, r.Body)
 	}
 }

@@ -23,6 +23,7 @@ import (
 	bdg "github.com/dgraph-io/badger/v4"
 
 	"github.com/kvsession/kvsession/internal/race"
+	"github.com/kvsession/kvsession/internal/sessiontest"
 	"github.com/kvsession/kvsession/store"
 	"github.com/kvsession/kvsession/store/badgerstore"
 )
@@ -32,9 +33,9 @@ import (
 func (c *child) storedCounter(id string) int {
 	c.t.Helper()
 	r := c.must("GET", "/session/counter", id)
-	n, err := strconv.Atoi(r.body)
-	if r.status != http.StatusOK || err != nil {
-		c.t.Fatalf("GET /session/counter = %d %q", r.status, r.body)
+	n, err := strconv.Atoi(r.Body)
+	if r.Status != http.StatusOK || err != nil {
+		c.t.Fatalf("GET /session/counter = %d %q", r.Status, r.Body)
 	}
 	return n
 }
@@ -75,10 +76,10 @@ func TestBadgerCrashKeepsAcknowledgedWrites(t *testing.T) {
 			// cookie to come back with whenever the kill falls.
 			for _, c := range cs {
 				r := p.must("GET", "/counter", "")
-				if r.status != http.StatusOK || r.body != "1" || r.cookie == "" {
-					t.Fatalf("GET /counter = %d %q, cookie %q", r.status, r.body, r.cookie)
+				if r.Status != http.StatusOK || r.Body != "1" || r.Cookie == "" {
+					t.Fatalf("GET /counter = %d %q, cookie %q", r.Status, r.Body, r.Cookie)
 				}
-				c.id, c.acked = r.cookie, 1
+				c.id, c.acked = r.Cookie, 1
 			}
 		} else {
 			unanswered := 0
@@ -116,13 +117,13 @@ func TestBadgerCrashKeepsAcknowledgedWrites(t *testing.T) {
 						failures <- fmt.Sprintf("client %d: %v", i, err)
 						return
 					}
-					n, aerr := strconv.Atoi(r.body)
+					n, aerr := strconv.Atoi(r.Body)
 					switch {
-					case r.status != http.StatusOK || aerr != nil:
-						failures <- fmt.Sprintf("client %d: GET /counter = %d %q", i, r.status, r.body)
+					case r.Status != http.StatusOK || aerr != nil:
+						failures <- fmt.Sprintf("client %d: GET /counter = %d %q", i, r.Status, r.Body)
 						return
-					case r.cookie != c.id:
-						failures <- fmt.Sprintf("client %d: session cookie %q changed to %q", i, c.id, r.cookie)
+					case r.Cookie != c.id:
+						failures <- fmt.Sprintf("client %d: session cookie %q changed to %q", i, c.id, r.Cookie)
 						return
 					case n != c.acked+1:
 						// One client per session, one request at a time:
@@ -181,10 +182,10 @@ func TestBadgerSurvivesRestart(t *testing.T) {
 	args := []string{"-store", "badger", "-dir", dir, "-addr", "127.0.0.1:0"}
 
 	p := startChild(t, args...)
-	c := newClient(t, p.base)
-	c.expect("PUT", "/session/user", "bob", 204, "")
-	c.expect("GET", "/counter", "", 200, "1")
-	id := c.sessionCookie()
+	c := sessiontest.NewClient(t, p.base)
+	c.Expect("PUT", "/session/user", "bob", 204, "")
+	c.Expect("GET", "/counter", "", 200, "1")
+	id := c.SessionCookie()
 	p.term()
 	if _, err := os.Stat(dir + "/MANIFEST"); err != nil {
 		t.Errorf("no Badger files in %s: %v", dir, err)
@@ -193,14 +194,14 @@ func TestBadgerSurvivesRestart(t *testing.T) {
 	// A new server on the same directory (and a new port) still knows the
 	// session: the store was closed, hence flushed, and reopened.
 	p = startChild(t, args...)
-	c2 := newClient(t, p.base)
-	r := c2.do("GET", "/session/user", "", id)
-	if r.status != 200 || r.body != "bob" {
-		t.Fatalf("GET /session/user after restart = %d %q, want 200 bob", r.status, r.body)
+	c2 := sessiontest.NewClient(t, p.base)
+	r := c2.Do("GET", "/session/user", "", id)
+	if r.Status != 200 || r.Body != "bob" {
+		t.Fatalf("GET /session/user after restart = %d %q, want 200 bob", r.Status, r.Body)
 	}
-	r = c2.do("GET", "/counter", "", id)
-	if r.status != 200 || r.body != "2" {
-		t.Errorf("GET /counter after restart = %d %q, want 200 2", r.status, r.body)
+	r = c2.Do("GET", "/counter", "", id)
+	if r.Status != 200 || r.Body != "2" {
+		t.Errorf("GET /counter after restart = %d %q, want 200 2", r.Status, r.Body)
 	}
 }
 
@@ -280,10 +281,10 @@ func TestBadgerGracefulRestartKeepsSessionsAndTTL(t *testing.T) {
 		s := &session{}
 		ss[i] = s
 		r := p.must("GET", "/counter", "")
-		if r.status != http.StatusOK || r.body != "1" || r.cookie == "" {
-			t.Fatalf("GET /counter = %d %q, cookie %q", r.status, r.body, r.cookie)
+		if r.Status != http.StatusOK || r.Body != "1" || r.Cookie == "" {
+			t.Fatalf("GET /counter = %d %q, cookie %q", r.Status, r.Body, r.Cookie)
 		}
-		s.id, s.counter = r.cookie, 1
+		s.id, s.counter = r.Cookie, 1
 		if err := putName(p, s.id, fmt.Sprintf("client-%d", i)); err != nil {
 			t.Fatal(err)
 		}
@@ -293,8 +294,8 @@ func TestBadgerGracefulRestartKeepsSessionsAndTTL(t *testing.T) {
 			s.lastFrom = time.Now()
 			r := p.must("GET", "/counter", s.id)
 			s.lastUntil = time.Now()
-			if r.status != http.StatusOK || r.cookie != s.id {
-				t.Fatalf("GET /counter = %d %q, cookie %q", r.status, r.body, r.cookie)
+			if r.Status != http.StatusOK || r.Cookie != s.id {
+				t.Fatalf("GET /counter = %d %q, cookie %q", r.Status, r.Body, r.Cookie)
 			}
 			s.counter++
 		}
@@ -334,14 +335,14 @@ func TestBadgerGracefulRestartKeepsSessionsAndTTL(t *testing.T) {
 	for i, s := range ss {
 		r := p.must("GET", "/session", s.id)
 		var got map[string]any
-		if err := json.Unmarshal([]byte(r.body), &got); r.status != http.StatusOK || err != nil {
-			t.Fatalf("GET /session after restart = %d %q", r.status, r.body)
+		if err := json.Unmarshal([]byte(r.Body), &got); r.Status != http.StatusOK || err != nil {
+			t.Fatalf("GET /session after restart = %d %q", r.Status, r.Body)
 		}
 		want := map[string]any{"name": fmt.Sprintf("client-%d", i), "counter": float64(s.counter)}
 		if fmt.Sprint(got) != fmt.Sprint(want) {
 			t.Errorf("session %d after restart: %v, want %v", i, got, want)
 		}
-		if r.cookie != "" || r.expired {
+		if r.Cookie != "" || r.Expired {
 			t.Errorf("session %d: a read after restart touched the cookie", i)
 		}
 	}
@@ -362,12 +363,12 @@ func TestBadgerGracefulRestartKeepsSessionsAndTTL(t *testing.T) {
 
 // putName sets the session's "name" (the playground stores a PUT's body).
 func putName(p *child, id, name string) error {
-	r, err := send(p.http, "PUT", p.base+"/session/name", name, withSession(id)...)
+	r, err := sessiontest.Send(p.http, "PUT", p.base+"/session/name", name, withSession(id)...)
 	if err != nil {
 		return err
 	}
-	if r.status != http.StatusNoContent {
-		return fmt.Errorf("PUT /session/name = %d", r.status)
+	if r.Status != http.StatusNoContent {
+		return fmt.Errorf("PUT /session/name = %d", r.Status)
 	}
 	return nil
 }
@@ -389,10 +390,10 @@ func TestBadgerExpiredSessionsStayGoneAfterRestart(t *testing.T) {
 	for i := range old {
 		r := p.must("GET", "/counter", "")
 		last = time.Now()
-		if r.status != http.StatusOK || r.cookie == "" {
-			t.Fatalf("GET /counter = %d %q, cookie %q", r.status, r.body, r.cookie)
+		if r.Status != http.StatusOK || r.Cookie == "" {
+			t.Fatalf("GET /counter = %d %q, cookie %q", r.Status, r.Body, r.Cookie)
 		}
-		old[i] = r.cookie
+		old[i] = r.Cookie
 	}
 	p.term()
 	// Gone by then: the store rounds a TTL up to the next whole second.
@@ -401,17 +402,17 @@ func TestBadgerExpiredSessionsStayGoneAfterRestart(t *testing.T) {
 	p = startChild(t, long...)
 	fresh := make([]string, n)
 	for i, id := range old {
-		if r := p.must("GET", "/session", id); r.status != http.StatusOK || r.body != "{}" || r.cookie != "" {
-			t.Fatalf("GET /session with expired cookie %d = %d %q, cookie %q; want an empty session", i, r.status, r.body, r.cookie)
+		if r := p.must("GET", "/session", id); r.Status != http.StatusOK || r.Body != "{}" || r.Cookie != "" {
+			t.Fatalf("GET /session with expired cookie %d = %d %q, cookie %q; want an empty session", i, r.Status, r.Body, r.Cookie)
 		}
 		r := p.must("GET", "/counter", id)
-		if r.status != http.StatusOK || r.body != "1" {
-			t.Fatalf("GET /counter with expired cookie %d = %d %q, want 1: a fresh session", i, r.status, r.body)
+		if r.Status != http.StatusOK || r.Body != "1" {
+			t.Fatalf("GET /counter with expired cookie %d = %d %q, want 1: a fresh session", i, r.Status, r.Body)
 		}
-		if r.cookie == "" || r.cookie == id {
-			t.Fatalf("expired cookie %d: new session cookie %q; want a new id", i, r.cookie)
+		if r.Cookie == "" || r.Cookie == id {
+			t.Fatalf("expired cookie %d: new session cookie %q; want a new id", i, r.Cookie)
 		}
-		fresh[i] = r.cookie
+		fresh[i] = r.Cookie
 	}
 	p.term()
 

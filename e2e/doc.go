@@ -15,7 +15,8 @@
 //   - redis_test.go: playgrounds sharing a Redis, and a Redis down, stopped
 //     or frozen under one
 //   - playground_test.go: library guarantees checked through the playground
-//   - helpers_test.go: what several of them share
+//   - helpers_test.go: what several of them share (what other packages'
+//     tests share too is in internal/sessiontest)
 //
 // The package has no code of its own, only this page and its tests. Run
 // them as any others:

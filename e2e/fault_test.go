@@ -20,6 +20,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/kvsession/kvsession"
+	"github.com/kvsession/kvsession/internal/sessiontest"
 	"github.com/kvsession/kvsession/kvfasthttp"
 	"github.com/kvsession/kvsession/store"
 	"github.com/kvsession/kvsession/store/memstore"
@@ -140,13 +141,13 @@ func (e *faultEnv) errCount() int {
 func (e *faultEnv) do(t *testing.T, path, cookie string) faultReply {
 	t.Helper()
 	before := e.errCount()
-	resp, err := send(e.client, "GET", e.base+path, "", withSession(cookie)...)
+	resp, err := sessiontest.Send(e.client, "GET", e.base+path, "", withSession(cookie)...)
 	if err != nil {
 		t.Errorf("%s: %v", path, err)
 		return faultReply{}
 	}
-	r := faultReply{status: resp.status, body: resp.body}
-	for _, c := range resp.cookies() {
+	r := faultReply{status: resp.Status, body: resp.Body}
+	for _, c := range resp.Cookies() {
 		if strings.HasPrefix(c.Name, "session") {
 			r.cookies = append(r.cookies, c)
 		}

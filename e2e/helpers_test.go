@@ -1,21 +1,20 @@
 package e2e
 
 // What several of the end-to-end tests share: the application they serve,
-// a server on loopback TCP, the playground as a process, requests through
-// net/http and raw HTTP/1.1 over a connection, and a log buffer. What only
-// one file uses stays in that file.
+// a server on loopback TCP, the playground as a process, raw HTTP/1.1 over
+// a connection, and a log buffer. What only one file uses stays in that
+// file; what other packages' tests use too (the cookie-keeping client,
+// sessiontest.Send and its Response, the cookie backend's test key) is in
+// internal/sessiontest.
 
 import (
 	"bufio"
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
-	"net/http/cookiejar"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -28,9 +27,9 @@ import (
 
 	"github.com/valyala/fasthttp"
 
-	"github.com/kvsession/kvsession"
 	"github.com/kvsession/kvsession/internal/childproc"
 	"github.com/kvsession/kvsession/internal/race"
+	"github.com/kvsession/kvsession/internal/sessiontest"
 	"github.com/kvsession/kvsession/kvfasthttp"
 )
 
@@ -84,73 +83,6 @@ func listen(t *testing.T, srv *fasthttp.Server) string {
 	return ln.Addr().String()
 }
 
-// secret is the cookie backend's key in these tests.
-var secret = bytes.Repeat([]byte{7}, kvsession.SecretBytes)
-
-// newCookieBackend returns a cookie backend over cfg, sealing with secret.
-func newCookieBackend(t *testing.T, cfg kvsession.Config) *kvsession.CookieBackend {
-	t.Helper()
-	cfg.Secrets = [][]byte{secret}
-	b, err := kvsession.NewCookie(cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
-// response is one HTTP response, its body read in full.
-type response struct {
-	status int
-	header http.Header
-	body   string
-	// The session cookie it set: its value, "" if it set none, and
-	// whether it expired the cookie instead.
-	cookie  string
-	expired bool
-}
-
-// setCookies returns the raw Set-Cookie lines, so attributes are checked as
-// sent rather than as net/http parsed them.
-func (r response) setCookies() []string { return r.header.Values("Set-Cookie") }
-
-// cookies returns the cookies the response set, parsed as net/http's
-// client parses them.
-func (r response) cookies() []*http.Cookie { return (&http.Response{Header: r.header}).Cookies() }
-
-// send sends one request through hc, with cookies added to whatever its
-// jar adds, and reads the response in full. It does not fail the test: a
-// request may be meant to fail, and send may run on any goroutine.
-func send(hc *http.Client, method, url, body string, cookies ...*http.Cookie) (response, error) {
-	req, err := http.NewRequest(method, url, strings.NewReader(body))
-	if err != nil {
-		return response{}, err
-	}
-	for _, ck := range cookies {
-		req.AddCookie(ck)
-	}
-	resp, err := hc.Do(req)
-	if err != nil {
-		return response{}, err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return response{}, fmt.Errorf("%s %s: reading body: %w", method, url, err)
-	}
-	r := response{status: resp.StatusCode, header: resp.Header, body: string(b)}
-	for _, ck := range r.cookies() {
-		if ck.Name != "session" {
-			continue
-		}
-		if ck.MaxAge < 0 || ck.Value == "" {
-			r.expired = true
-		} else {
-			r.cookie = ck.Value
-		}
-	}
-	return r, nil
-}
-
 // withSession is the session cookie with value id, to send by hand; none
 // if id is "".
 func withSession(id string) []*http.Cookie {
@@ -158,83 +90,6 @@ func withSession(id string) []*http.Cookie {
 		return nil
 	}
 	return []*http.Cookie{{Name: "session", Value: id}}
-}
-
-// client is a cookie-keeping HTTP client, like a browser.
-type client struct {
-	t    *testing.T
-	base string // http://host:port; the jar keys cookies by host, not port
-	http *http.Client
-}
-
-func newClient(t *testing.T, base string) *client {
-	jar, err := cookiejar.New(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &client{t: t, base: base, http: &http.Client{Jar: jar, Timeout: 5 * time.Second}}
-}
-
-// do sends method path with body, and cookies besides the jar's.
-func (c *client) do(method, path, body string, cookies ...*http.Cookie) response {
-	c.t.Helper()
-	r, err := send(c.http, method, c.base+path, body, cookies...)
-	if err != nil {
-		c.t.Fatalf("%s %s: %v", method, path, err)
-	}
-	return r
-}
-
-// expect checks status and body of method path.
-func (c *client) expect(method, path, reqBody string, status int, body string) response {
-	c.t.Helper()
-	r := c.do(method, path, reqBody)
-	if r.status != status || r.body != body {
-		c.t.Errorf("%s %s = %d %q, want %d %q", method, path, r.status, r.body, status, body)
-	}
-	return r
-}
-
-// sessionJSON fetches the playground's GET /session and decodes it.
-func (c *client) sessionJSON() map[string]any {
-	c.t.Helper()
-	r := c.do("GET", "/session", "")
-	if r.status != http.StatusOK {
-		c.t.Fatalf("GET /session = %d %q", r.status, r.body)
-	}
-	if ct := r.header.Get("Content-Type"); ct != "application/json" {
-		c.t.Errorf("GET /session Content-Type = %q, want application/json", ct)
-	}
-	var m map[string]any
-	if err := json.Unmarshal([]byte(r.body), &m); err != nil {
-		c.t.Fatalf("GET /session body %q: %v", r.body, err)
-	}
-	return m
-}
-
-// sessionCookie returns the session cookie the jar holds, or nil.
-func (c *client) sessionCookie() *http.Cookie {
-	for _, ck := range c.cookies() {
-		if ck.Name == "session" {
-			return ck
-		}
-	}
-	return nil
-}
-
-// login logs c in as user, with the playground's POST /login.
-func (c *client) login(user string) {
-	c.t.Helper()
-	c.expect("POST", "/login?user="+user, "", 204, "")
-}
-
-// cookies returns the cookies the jar would send.
-func (c *client) cookies() []*http.Cookie {
-	u, err := url.Parse(c.base + "/")
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	return c.http.Jar.Cookies(u)
 }
 
 // playgroundPkg is the package of the playground, which some tests run as
@@ -411,12 +266,12 @@ func (c *child) term() {
 // do sends method path to the playground with the session cookie id (""
 // for none). It does not fail the test: requests are expected to fail
 // once the process is killed.
-func (c *child) do(method, path, id string) (response, error) {
-	return send(c.http, method, c.base+path, "", withSession(id)...)
+func (c *child) do(method, path, id string) (sessiontest.Response, error) {
+	return sessiontest.Send(c.http, method, c.base+path, "", withSession(id)...)
 }
 
 // must is do for requests that must get an answer.
-func (c *child) must(method, path, id string) response {
+func (c *child) must(method, path, id string) sessiontest.Response {
 	c.t.Helper()
 	r, err := c.do(method, path, id)
 	if err != nil {

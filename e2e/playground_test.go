@@ -8,6 +8,8 @@ package e2e
 import (
 	"testing"
 	"time"
+
+	"github.com/kvsession/kvsession/internal/sessiontest"
 )
 
 // TestLogoutAllHoldsAgainstASlowRequest is the finding as it was
@@ -23,27 +25,27 @@ func TestLogoutAllHoldsAgainstASlowRequest(t *testing.T) {
 		for _, lock := range []string{"true", "false"} {
 			t.Run(st+"/lock="+lock, func(t *testing.T) {
 				p := startChild(t, "-addr", "127.0.0.1:0", "-store", st, "-dir", t.TempDir(), "-lock="+lock)
-				alice := newClient(t, p.base)
-				alice.login("alice")
-				alice.expect("GET", "/counter", "", 200, "1")
-				cookie := alice.sessionCookie()
-				slow := make(chan response, 1)
-				go func() { slow <- newClient(t, p.base).do("GET", "/counter?pause=600ms", "", cookie) }()
+				alice := sessiontest.NewClient(t, p.base)
+				alice.Login("alice")
+				alice.Expect("GET", "/counter", "", 200, "1")
+				cookie := alice.SessionCookie()
+				slow := make(chan sessiontest.Response, 1)
+				go func() { slow <- sessiontest.NewClient(t, p.base).Do("GET", "/counter?pause=600ms", "", cookie) }()
 				time.Sleep(150 * time.Millisecond)
-				admin := newClient(t, p.base)
-				admin.expect("POST", "/logout-all?user=alice", "", 200, "1")
-				if r := <-slow; r.status != 200 {
-					t.Errorf("the slow request = %d %q", r.status, r.body)
+				admin := sessiontest.NewClient(t, p.base)
+				admin.Expect("POST", "/logout-all?user=alice", "", 200, "1")
+				if r := <-slow; r.Status != 200 {
+					t.Errorf("the slow request = %d %q", r.Status, r.Body)
 				}
-				if r := alice.do("GET", "/whoami", ""); r.status != 404 {
-					t.Errorf("GET /whoami after logout-all and the slow request = %d %q, want 404", r.status, r.body)
+				if r := alice.Do("GET", "/whoami", ""); r.Status != 404 {
+					t.Errorf("GET /whoami after logout-all and the slow request = %d %q, want 404", r.Status, r.Body)
 				}
-				alice.expect("GET", "/session/counter", "", 404, "not found\n")
-				again := newClient(t, p.base)
-				again.login("alice")
-				admin.expect("POST", "/logout-all?user=alice", "", 200, "1")
-				if r := again.do("GET", "/whoami", ""); r.status != 404 {
-					t.Errorf("the next login survived the next logout-all: %d %q", r.status, r.body)
+				alice.Expect("GET", "/session/counter", "", 404, "not found\n")
+				again := sessiontest.NewClient(t, p.base)
+				again.Login("alice")
+				admin.Expect("POST", "/logout-all?user=alice", "", 200, "1")
+				if r := again.Do("GET", "/whoami", ""); r.Status != 404 {
+					t.Errorf("the next login survived the next logout-all: %d %q", r.Status, r.Body)
 				}
 			})
 		}

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/kvsession/kvsession/internal/childproc"
+	"github.com/kvsession/kvsession/internal/sessiontest"
 )
 
 // redisServer is a redis-server this test started, so that it can stop and
@@ -143,21 +144,21 @@ func TestPlaygroundsShareRedis(t *testing.T) {
 	addr, prefix := sharedRedis(t), uniquePrefix()
 	args := []string{"-addr", "127.0.0.1:0", "-store", "redis", "-redis-addr", addr, "-redis-prefix", prefix}
 	a, b := startChild(t, args...), startChild(t, args...)
-	c := newClient(t, a.base)
-	c.expect("GET", "/counter", "", 200, "1")
-	c.base = b.base // the jar ignores ports: the same cookie goes to b
-	c.expect("GET", "/counter", "", 200, "2")
-	c.do("POST", "/login?user=ada", "")
-	c.base = a.base
-	c.expect("GET", "/whoami", "", 200, "ada")
-	c.expect("GET", "/counter", "", 200, "3")
+	c := sessiontest.NewClient(t, a.base)
+	c.Expect("GET", "/counter", "", 200, "1")
+	c.Base = b.base // the jar ignores ports: the same cookie goes to b
+	c.Expect("GET", "/counter", "", 200, "2")
+	c.Do("POST", "/login?user=ada", "")
+	c.Base = a.base
+	c.Expect("GET", "/whoami", "", 200, "ada")
+	c.Expect("GET", "/counter", "", 200, "3")
 
-	other := newClient(t, b.base)
-	other.do("POST", "/login?user=ada", "")
-	other.base = a.base
-	other.expect("POST", "/logout-all?user=ada", "", 200, "2")
-	c.base = b.base
-	c.expect("GET", "/whoami", "", 404, "not logged in\n")
+	other := sessiontest.NewClient(t, b.base)
+	other.Do("POST", "/login?user=ada", "")
+	other.Base = a.base
+	other.Expect("POST", "/logout-all?user=ada", "", 200, "2")
+	c.Base = b.base
+	c.Expect("GET", "/whoami", "", 404, "not logged in\n")
 }
 
 // TestRedisDownAtStart: a Redis that cannot be reached fails the start
@@ -204,33 +205,33 @@ func TestRedisDownAtStart(t *testing.T) {
 func TestRedisOutage(t *testing.T) {
 	r := startRedis(t)
 	p := startChild(t, "-addr", "127.0.0.1:0", "-store", "redis", "-redis-addr", r.addr, "-redis-prefix", uniquePrefix())
-	c := newClient(t, p.base)
-	c.expect("GET", "/counter", "", 200, "1")
-	c.expect("GET", "/counter", "", 200, "2")
-	c.expect("PUT", "/session/name", "alice", 204, "")
+	c := sessiontest.NewClient(t, p.base)
+	c.Expect("GET", "/counter", "", 200, "1")
+	c.Expect("GET", "/counter", "", 200, "2")
+	c.Expect("PUT", "/session/name", "alice", 204, "")
 
 	r.stop()
-	down := c.do("GET", "/counter", "")
-	if down.status != 500 || down.body != "session unavailable\n" {
-		t.Fatalf("during the outage: %d %q, want the error handler's 500", down.status, down.body)
+	down := c.Do("GET", "/counter", "")
+	if down.Status != 500 || down.Body != "session unavailable\n" {
+		t.Fatalf("during the outage: %d %q, want the error handler's 500", down.Status, down.Body)
 	}
-	if len(down.setCookies()) != 0 {
+	if len(down.SetCookies()) != 0 {
 		t.Fatal("the failed request set a cookie")
 	}
 
 	r.restart()
 	// The client reconnects by itself; allow it a moment.
-	var r1 response
+	var r1 sessiontest.Response
 	for i := 0; i < 50; i++ {
-		if r1 = c.do("GET", "/counter", ""); r1.status == 200 {
+		if r1 = c.Do("GET", "/counter", ""); r1.Status == 200 {
 			break
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	if r1.status != 200 || r1.body != "3" {
-		t.Fatalf("after the outage: %d %q, want 200 \"3\" (the counter kept)", r1.status, r1.body)
+	if r1.Status != 200 || r1.Body != "3" {
+		t.Fatalf("after the outage: %d %q, want 200 \"3\" (the counter kept)", r1.Status, r1.Body)
 	}
-	if got := c.sessionJSON()["name"]; got != "alice" {
+	if got := c.SessionJSON()["name"]; got != "alice" {
 		t.Fatalf("name after the outage: %v", got)
 	}
 }
@@ -245,11 +246,11 @@ func TestRedisStall(t *testing.T) {
 	const sessions, stall = 10, 3 * time.Second
 	r := startRedis(t)
 	p := startChild(t, "-addr", "127.0.0.1:0", "-store", "redis", "-redis-addr", r.addr, "-redis-prefix", uniquePrefix(), "-lock")
-	cs := make([]*client, sessions)
+	cs := make([]*sessiontest.Client, sessions)
 	for i := range cs {
-		cs[i] = newClient(t, p.base)
-		cs[i].expect("GET", "/counter", "", 200, "1")
-		cs[i].expect("PUT", "/session/name", "alice", 204, "")
+		cs[i] = sessiontest.NewClient(t, p.base)
+		cs[i].Expect("GET", "/counter", "", 200, "1")
+		cs[i].Expect("PUT", "/session/name", "alice", 204, "")
 	}
 
 	proc := r.cmd.Process
@@ -267,7 +268,7 @@ func TestRedisStall(t *testing.T) {
 	stalledAt := time.Now()
 
 	type answer struct {
-		r    response
+		r    sessiontest.Response
 		took time.Duration
 	}
 	answers := make(chan answer, 2*sessions)
@@ -275,7 +276,7 @@ func TestRedisStall(t *testing.T) {
 		for _, path := range []string{"/counter", "/session"} {
 			go func() {
 				begin := time.Now()
-				r := c.do("GET", path, "")
+				r := c.Do("GET", path, "")
 				answers <- answer{r, time.Since(begin)}
 			}()
 		}
@@ -289,8 +290,8 @@ func TestRedisStall(t *testing.T) {
 			resume()
 			t.Fatal("requests during the stall still hang after 10s (CallTimeout is 2s)")
 		}
-		if a.r.status != 500 || a.r.body != "session unavailable\n" {
-			t.Errorf("during the stall: %d %q, want the error handler's 500", a.r.status, a.r.body)
+		if a.r.Status != 500 || a.r.Body != "session unavailable\n" {
+			t.Errorf("during the stall: %d %q, want the error handler's 500", a.r.Status, a.r.Body)
 		}
 		if a.took > 4*time.Second {
 			t.Errorf("a request during the stall took %v to fail (CallTimeout is 2s)", a.took)
@@ -303,17 +304,17 @@ func TestRedisStall(t *testing.T) {
 	// requests queued are released as soon as Redis answers.
 	begin := time.Now()
 	for i, c := range cs {
-		var got response
+		var got sessiontest.Response
 		for time.Since(begin) < 5*time.Second {
-			if got = c.do("GET", "/counter", ""); got.status == 200 {
+			if got = c.Do("GET", "/counter", ""); got.Status == 200 {
 				break
 			}
 			time.Sleep(50 * time.Millisecond)
 		}
-		if got.status != 200 || got.body != "2" {
-			t.Errorf("session %d after the stall: %d %q, want 200 \"2\" within LockWait", i, got.status, got.body)
+		if got.Status != 200 || got.Body != "2" {
+			t.Errorf("session %d after the stall: %d %q, want 200 \"2\" within LockWait", i, got.Status, got.Body)
 		}
-		if name := c.sessionJSON()["name"]; name != "alice" {
+		if name := c.SessionJSON()["name"]; name != "alice" {
 			t.Errorf("session %d lost its name: %v", i, name)
 		}
 	}

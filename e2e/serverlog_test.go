@@ -15,6 +15,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/kvsession/kvsession"
+	"github.com/kvsession/kvsession/internal/sessiontest"
 	"github.com/kvsession/kvsession/kvfasthttp"
 	"github.com/kvsession/kvsession/store"
 	"github.com/kvsession/kvsession/store/memstore"
@@ -98,7 +99,7 @@ func testServerLog(t *testing.T, backendName string, ls loggedServer) {
 	cfg := kvsession.Config{Logger: slog.New(slog.NewTextHandler(log, nil))}
 	var b kvsession.Backend
 	if backendName == "cookie" {
-		b = newCookieBackend(t, cfg)
+		b = sessiontest.NewCookieBackend(t, cfg)
 	} else {
 		reg := store.NewRegistry(nil)
 		if err := reg.Register("sessions", memstore.New(memstore.Options{})); err != nil {

@@ -2,7 +2,6 @@ package kvfasthttp_test
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -21,6 +20,7 @@ import (
 	"github.com/valyala/fasthttp/fasthttputil"
 
 	"github.com/kvsession/kvsession"
+	"github.com/kvsession/kvsession/internal/sessiontest"
 	"github.com/kvsession/kvsession/kvfasthttp"
 	"github.com/kvsession/kvsession/store"
 	"github.com/kvsession/kvsession/store/memstore"
@@ -395,21 +395,10 @@ func TestParallelIncrementsWithLock(t *testing.T) {
 }
 
 // The cookie backend makes the largest Cookie headers: the tests of the
-// read buffer and of the Cookie header use one.
-var secret = bytes.Repeat([]byte{7}, kvsession.SecretBytes)
-
-func newCookieBackend(t *testing.T, cfg kvsession.Config) *kvsession.CookieBackend {
-	t.Helper()
-	cfg.Secrets = [][]byte{secret}
-	b, err := kvsession.NewCookie(cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
+// read buffer and of the Cookie header use one (sessiontest.NewCookieBackend).
 
 func TestReadBufferMustHoldCookieSegments(t *testing.T) {
-	b := newCookieBackend(t, kvsession.Config{})
+	b := sessiontest.NewCookieBackend(t, kvsession.Config{})
 	_, err := kvfasthttp.New(b, kvfasthttp.Options{})
 	need := kvfasthttp.RequiredReadBufferSize(b, kvfasthttp.DefaultHeaderRoom)
 	if err == nil || !strings.Contains(err.Error(), "Options.ReadBufferSize") || !strings.Contains(err.Error(), strconv.Itoa(need)) {
@@ -436,7 +425,7 @@ func TestReadBufferMustHoldCookieSegments(t *testing.T) {
 // configuration allows, besides ordinary browser headers, to a server built
 // by NewServer: fasthttp must not answer 431.
 func TestFullCookieHeaderIsServed(t *testing.T) {
-	b := newCookieBackend(t, kvsession.Config{})
+	b := sessiontest.NewCookieBackend(t, kvsession.Config{})
 	mw, err := kvfasthttp.New(b, kvfasthttp.Options{ReadBufferSize: kvfasthttp.RequiredReadBufferSize(b, kvfasthttp.DefaultHeaderRoom)})
 	if err != nil {
 		t.Fatal(err)

@@ -3,14 +3,12 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
-	"net/http/cookiejar"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -24,6 +22,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/kvsession/kvsession"
+	"github.com/kvsession/kvsession/internal/sessiontest"
 	"github.com/kvsession/kvsession/kvfasthttp"
 )
 
@@ -140,91 +139,6 @@ func (l *testLog) String() string {
 	return l.buf.String()
 }
 
-// client is a cookie-keeping HTTP client, like a browser.
-type client struct {
-	t    *testing.T
-	base string
-	http *http.Client
-}
-
-func newClient(t *testing.T, base string) *client {
-	jar, err := cookiejar.New(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &client{t: t, base: base, http: &http.Client{Jar: jar, Timeout: 5 * time.Second}}
-}
-
-// response is what a test asserts on: the body read in full.
-type response struct {
-	status int
-	header http.Header
-	body   string
-}
-
-// setCookies returns the raw Set-Cookie lines, so attributes are checked as
-// sent rather than as net/http parsed them.
-func (r response) setCookies() []string { return r.header.Values("Set-Cookie") }
-
-func (c *client) do(method, path, body string, cookies ...*http.Cookie) response {
-	c.t.Helper()
-	req, err := http.NewRequest(method, c.base+path, strings.NewReader(body))
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	for _, ck := range cookies {
-		req.AddCookie(ck)
-	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		c.t.Fatalf("%s %s: %v", method, path, err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		c.t.Fatalf("%s %s: reading body: %v", method, path, err)
-	}
-	return response{status: resp.StatusCode, header: resp.Header, body: string(b)}
-}
-
-// expect checks status and body of method path.
-func (c *client) expect(method, path, reqBody string, status int, body string) response {
-	c.t.Helper()
-	r := c.do(method, path, reqBody)
-	if r.status != status || r.body != body {
-		c.t.Errorf("%s %s = %d %q, want %d %q", method, path, r.status, r.body, status, body)
-	}
-	return r
-}
-
-// sessionCookie returns the session cookie the jar holds, or nil.
-func (c *client) sessionCookie() *http.Cookie {
-	u, _ := http.NewRequest("GET", c.base+"/", nil)
-	for _, ck := range c.http.Jar.Cookies(u.URL) {
-		if ck.Name == "session" {
-			return ck
-		}
-	}
-	return nil
-}
-
-// sessionJSON fetches GET /session and decodes it.
-func (c *client) sessionJSON() map[string]any {
-	c.t.Helper()
-	r := c.do("GET", "/session", "")
-	if r.status != http.StatusOK {
-		c.t.Fatalf("GET /session = %d %q", r.status, r.body)
-	}
-	if ct := r.header.Get("Content-Type"); ct != "application/json" {
-		c.t.Errorf("GET /session Content-Type = %q, want application/json", ct)
-	}
-	var m map[string]any
-	if err := json.Unmarshal([]byte(r.body), &m); err != nil {
-		c.t.Fatalf("GET /session body %q: %v", r.body, err)
-	}
-	return m
-}
-
 // parseSetCookie parses one Set-Cookie line.
 func parseSetCookie(t *testing.T, line string) *http.Cookie {
 	t.Helper()
@@ -237,18 +151,18 @@ func parseSetCookie(t *testing.T, line string) *http.Cookie {
 
 // onlySessionCookie asserts that r set exactly one cookie, the session
 // cookie, and returns its line.
-func onlySessionCookie(t *testing.T, what string, r response) string {
+func onlySessionCookie(t *testing.T, what string, r sessiontest.Response) string {
 	t.Helper()
-	lines := r.setCookies()
+	lines := r.SetCookies()
 	if len(lines) != 1 || !strings.HasPrefix(lines[0], "session=") {
 		t.Fatalf("%s: Set-Cookie = %q, want one session cookie", what, lines)
 	}
 	return lines[0]
 }
 
-func noCookie(t *testing.T, what string, r response) {
+func noCookie(t *testing.T, what string, r sessiontest.Response) {
 	t.Helper()
-	if lines := r.setCookies(); len(lines) != 0 {
+	if lines := r.SetCookies(); len(lines) != 0 {
 		t.Errorf("%s: Set-Cookie = %q, want none", what, lines)
 	}
 }
@@ -258,21 +172,21 @@ func TestRoutes(t *testing.T) { forEachBackend(t, testRoutes) }
 
 func testRoutes(t *testing.T, _ string, args []string) {
 	p := start(t, args...)
-	c := newClient(t, p.base)
+	c := sessiontest.NewClient(t, p.base)
 
-	r := c.expect("GET", "/healthz", "", 200, "ok")
+	r := c.Expect("GET", "/healthz", "", 200, "ok")
 	noCookie(t, "GET /healthz", r)
 
 	// A fresh client has an empty session, and reading it creates nothing.
-	r = c.expect("GET", "/session", "", 200, "{}")
-	if ct := r.header.Get("Content-Type"); ct != "application/json" {
+	r = c.Expect("GET", "/session", "", 200, "{}")
+	if ct := r.Header.Get("Content-Type"); ct != "application/json" {
 		t.Errorf("GET /session Content-Type = %q, want application/json", ct)
 	}
 	noCookie(t, "GET /session on an empty session", r)
-	c.expect("GET", "/session/name", "", 404, "not found\n")
+	c.Expect("GET", "/session/name", "", 404, "not found\n")
 
 	// The first write creates the session and its cookie.
-	r = c.expect("PUT", "/session/name", "alice", 204, "")
+	r = c.Expect("PUT", "/session/name", "alice", 204, "")
 	line := onlySessionCookie(t, "PUT /session/name", r)
 	ck := parseSetCookie(t, line)
 	if !ck.HttpOnly || ck.SameSite != http.SameSiteLaxMode || ck.Path != "/" || ck.Secure {
@@ -281,61 +195,61 @@ func testRoutes(t *testing.T, _ string, args []string) {
 	if !strings.Contains(line, "; Max-Age=1209600;") { // 14 days, the default
 		t.Errorf("session cookie %q: want Max-Age=1209600", line)
 	}
-	if ck.Value == "" || c.sessionCookie() == nil {
+	if ck.Value == "" || c.SessionCookie() == nil {
 		t.Fatalf("session cookie %q not kept by the jar", line)
 	}
 	for _, h := range []struct{ name, want string }{{"Vary", "Cookie"}, {"Cache-Control", `no-cache="Set-Cookie"`}} {
-		if got := r.header.Get(h.name); got != h.want {
+		if got := r.Header.Get(h.name); got != h.want {
 			t.Errorf("PUT /session/name %s = %q, want %q", h.name, got, h.want)
 		}
 	}
 
-	c.expect("GET", "/session/name", "", 200, "alice")
+	c.Expect("GET", "/session/name", "", 200, "alice")
 	// An unmodified session is not re-sent without -renew-on-access.
-	r = c.expect("GET", "/session/name", "", 200, "alice")
+	r = c.Expect("GET", "/session/name", "", 200, "alice")
 	noCookie(t, "GET /session/name without renew-on-access", r)
 
-	c.expect("GET", "/counter", "", 200, "1")
-	c.expect("GET", "/counter", "", 200, "2")
-	c.expect("GET", "/counter", "", 200, "3")
-	c.expect("GET", "/session/counter", "", 200, "3") // an integer, in decimal
-	c.expect("GET", "/counter?pause=1ms", "", 200, "4")
+	c.Expect("GET", "/counter", "", 200, "1")
+	c.Expect("GET", "/counter", "", 200, "2")
+	c.Expect("GET", "/counter", "", 200, "3")
+	c.Expect("GET", "/session/counter", "", 200, "3") // an integer, in decimal
+	c.Expect("GET", "/counter?pause=1ms", "", 200, "4")
 	for _, bad := range []string{"soon", "-1ms", "2s"} {
-		c.expect("GET", "/counter?pause="+bad, "", 400, "?pause= wants a duration from 0 to 1s\n")
+		c.Expect("GET", "/counter?pause="+bad, "", 400, "?pause= wants a duration from 0 to 1s\n")
 	}
-	c.expect("DELETE", "/session/counter", "", 204, "")
-	c.expect("GET", "/counter", "", 200, "1")
-	c.expect("GET", "/counter", "", 200, "2")
-	c.expect("GET", "/counter", "", 200, "3")
+	c.Expect("DELETE", "/session/counter", "", 204, "")
+	c.Expect("GET", "/counter", "", 200, "1")
+	c.Expect("GET", "/counter", "", 200, "2")
+	c.Expect("GET", "/counter", "", 200, "3")
 
 	// Keys are everything after /session/, and values are stored verbatim.
-	c.expect("PUT", "/session/a/b", "x y\nz", 204, "")
-	c.expect("GET", "/session/a/b", "", 200, "x y\nz")
-	c.expect("PUT", "/session/empty", "", 204, "")
-	c.expect("GET", "/session/empty", "", 200, "")
+	c.Expect("PUT", "/session/a/b", "x y\nz", 204, "")
+	c.Expect("GET", "/session/a/b", "", 200, "x y\nz")
+	c.Expect("PUT", "/session/empty", "", 204, "")
+	c.Expect("GET", "/session/empty", "", 200, "")
 	// "renew" is an ordinary key except for POST.
-	c.expect("PUT", "/session/renew", "r", 204, "")
-	c.expect("GET", "/session/renew", "", 200, "r")
-	c.expect("DELETE", "/session/renew", "", 204, "")
-	c.expect("DELETE", "/session/empty", "", 204, "")
-	c.expect("DELETE", "/session/a/b", "", 204, "")
-	c.expect("DELETE", "/session/never-set", "", 204, "")
+	c.Expect("PUT", "/session/renew", "r", 204, "")
+	c.Expect("GET", "/session/renew", "", 200, "r")
+	c.Expect("DELETE", "/session/renew", "", 204, "")
+	c.Expect("DELETE", "/session/empty", "", 204, "")
+	c.Expect("DELETE", "/session/a/b", "", 204, "")
+	c.Expect("DELETE", "/session/never-set", "", 204, "")
 
 	want := map[string]any{"name": "alice", "counter": float64(3)}
-	if got := c.sessionJSON(); !reflect.DeepEqual(got, want) {
+	if got := c.SessionJSON(); !reflect.DeepEqual(got, want) {
 		t.Errorf("GET /session = %v, want %v", got, want)
 	}
 
-	c.expect("DELETE", "/session/name", "", 204, "")
-	c.expect("GET", "/session/name", "", 404, "not found\n")
-	if got := c.sessionJSON(); !reflect.DeepEqual(got, map[string]any{"counter": float64(3)}) {
+	c.Expect("DELETE", "/session/name", "", 204, "")
+	c.Expect("GET", "/session/name", "", 404, "not found\n")
+	if got := c.SessionJSON(); !reflect.DeepEqual(got, map[string]any{"counter": float64(3)}) {
 		t.Errorf("GET /session after DELETE /session/name = %v", got)
 	}
 
 	// Unknown paths and empty keys are 404; known paths with the wrong
 	// method are 405 and say which methods they take.
 	for _, path := range []string{"/", "/nope", "/session/", "/healthz/x", "/counter/1", "/whoami/x", "/login/x"} {
-		c.expect("GET", path, "", 404, "not found\n")
+		c.Expect("GET", path, "", 404, "not found\n")
 	}
 	for _, tc := range []struct{ method, path, allow string }{
 		{"POST", "/healthz", "GET"},
@@ -350,9 +264,9 @@ func testRoutes(t *testing.T, _ string, args []string) {
 		{"POST", "/whoami", "GET"},
 		{"GET", "/logout-all?user=u", "POST"},
 	} {
-		r := c.do(tc.method, tc.path, "")
-		if r.status != 405 || r.header.Get("Allow") != tc.allow {
-			t.Errorf("%s %s = %d Allow %q, want 405 Allow %q", tc.method, tc.path, r.status, r.header.Get("Allow"), tc.allow)
+		r := c.Do(tc.method, tc.path, "")
+		if r.Status != 405 || r.Header.Get("Allow") != tc.allow {
+			t.Errorf("%s %s = %d Allow %q, want 405 Allow %q", tc.method, tc.path, r.Status, r.Header.Get("Allow"), tc.allow)
 		}
 		noCookie(t, tc.method+" "+tc.path, r)
 	}
@@ -362,50 +276,50 @@ func TestRenewID(t *testing.T) { forEachBackend(t, testRenewID) }
 
 func testRenewID(t *testing.T, backend string, args []string) {
 	p := start(t, args...)
-	c := newClient(t, p.base)
-	c.expect("PUT", "/session/user", "alice", 204, "")
-	old := c.sessionCookie()
+	c := sessiontest.NewClient(t, p.base)
+	c.Expect("PUT", "/session/user", "alice", 204, "")
+	old := c.SessionCookie()
 	if old == nil {
 		t.Fatal("no session cookie after PUT")
 	}
 
-	r := c.expect("POST", "/session/renew", "", 204, "")
+	r := c.Expect("POST", "/session/renew", "", 204, "")
 	ck := parseSetCookie(t, onlySessionCookie(t, "POST /session/renew", r))
 	if ck.Value == old.Value {
 		t.Fatalf("POST /session/renew kept the session id %q", old.Value)
 	}
-	if got := c.sessionCookie(); got == nil || got.Value != ck.Value {
+	if got := c.SessionCookie(); got == nil || got.Value != ck.Value {
 		t.Fatalf("jar holds %v after renew, want the new id %q", got, ck.Value)
 	}
 	if !ck.HttpOnly || ck.SameSite != http.SameSiteLaxMode {
 		t.Errorf("renewed cookie %+v: want HttpOnly and SameSite=Lax", ck)
 	}
 
-	stranger := newClient(t, p.base)
+	stranger := sessiontest.NewClient(t, p.base)
 	if backend == "server" {
 		// The old id is worthless: the data moved to the new one.
-		r = stranger.do("GET", "/session", "", old)
-		if r.status != 200 || r.body != "{}" {
-			t.Errorf("GET /session with the old cookie = %d %q, want 200 {}", r.status, r.body)
+		r = stranger.Do("GET", "/session", "", old)
+		if r.Status != 200 || r.Body != "{}" {
+			t.Errorf("GET /session with the old cookie = %d %q, want 200 {}", r.Status, r.Body)
 		}
-		r = stranger.do("GET", "/session/user", "", old)
-		if r.status != 404 {
-			t.Errorf("GET /session/user with the old cookie = %d %q, want 404", r.status, r.body)
+		r = stranger.Do("GET", "/session/user", "", old)
+		if r.Status != 404 {
+			t.Errorf("GET /session/user with the old cookie = %d %q, want 404", r.Status, r.Body)
 		}
 	} else {
 		// The cookie backend has no id to retire: it re-sealed the session,
 		// and the old cookie, with the same data, still opens until its
 		// sealed expiry (as documented on kvsession.CookieBackend).
-		r = stranger.do("GET", "/session/user", "", old)
-		if r.status != 200 || r.body != "alice" {
-			t.Errorf("GET /session/user with the pre-renew cookie = %d %q, want 200 alice", r.status, r.body)
+		r = stranger.Do("GET", "/session/user", "", old)
+		if r.Status != 200 || r.Body != "alice" {
+			t.Errorf("GET /session/user with the pre-renew cookie = %d %q, want 200 alice", r.Status, r.Body)
 		}
 	}
-	c.expect("GET", "/session/user", "", 200, "alice")
+	c.Expect("GET", "/session/user", "", 200, "alice")
 	// And the new cookie works when sent by hand too, not only by the jar.
-	r = stranger.do("GET", "/session/user", "", &http.Cookie{Name: "session", Value: ck.Value})
-	if r.status != 200 || r.body != "alice" {
-		t.Errorf("GET /session/user with the new cookie = %d %q, want 200 alice", r.status, r.body)
+	r = stranger.Do("GET", "/session/user", "", &http.Cookie{Name: "session", Value: ck.Value})
+	if r.Status != 200 || r.Body != "alice" {
+		t.Errorf("GET /session/user with the new cookie = %d %q, want 200 alice", r.Status, r.Body)
 	}
 }
 
@@ -413,34 +327,34 @@ func TestDestroy(t *testing.T) { forEachBackend(t, testDestroy) }
 
 func testDestroy(t *testing.T, backend string, args []string) {
 	p := start(t, args...)
-	c := newClient(t, p.base)
-	c.expect("PUT", "/session/user", "alice", 204, "")
-	c.expect("GET", "/counter", "", 200, "1")
-	id := c.sessionCookie()
+	c := sessiontest.NewClient(t, p.base)
+	c.Expect("PUT", "/session/user", "alice", 204, "")
+	c.Expect("GET", "/counter", "", 200, "1")
+	id := c.SessionCookie()
 
-	r := c.expect("DELETE", "/session", "", 204, "")
+	r := c.Expect("DELETE", "/session", "", 204, "")
 	line := onlySessionCookie(t, "DELETE /session", r)
 	if !strings.HasPrefix(line, "session=;") || !strings.Contains(line, "; Max-Age=0;") {
 		t.Errorf("DELETE /session Set-Cookie = %q, want an empty session cookie with Max-Age=0", line)
 	}
-	if ck := c.sessionCookie(); ck != nil {
+	if ck := c.SessionCookie(); ck != nil {
 		t.Errorf("jar still holds %v after DELETE /session", ck)
 	}
-	c.expect("GET", "/session", "", 200, "{}")
-	c.expect("GET", "/counter", "", 200, "1") // a new session starts from scratch
+	c.Expect("GET", "/session", "", 200, "{}")
+	c.Expect("GET", "/counter", "", 200, "1") // a new session starts from scratch
 
-	r = newClient(t, p.base).do("GET", "/session/user", "", id)
+	r = sessiontest.NewClient(t, p.base).Do("GET", "/session/user", "", id)
 	if backend == "server" {
 		// The data is gone from the store, not just forgotten by the client.
-		if r.status != 404 {
-			t.Errorf("GET /session/user with the destroyed id = %d %q, want 404", r.status, r.body)
+		if r.Status != 404 {
+			t.Errorf("GET /session/user with the destroyed id = %d %q, want 404", r.Status, r.Body)
 		}
-	} else if r.status != 200 || r.body != "alice" {
+	} else if r.Status != 200 || r.Body != "alice" {
 		// Nothing on the server remembers the destroy: a copy of the cookie
 		// taken before it still opens (as documented on
 		// kvsession.CookieBackend). Should that change, this is the place
 		// to notice.
-		t.Errorf("GET /session/user with a pre-destroy cookie copy = %d %q, want 200 alice", r.status, r.body)
+		t.Errorf("GET /session/user with a pre-destroy cookie copy = %d %q, want 200 alice", r.Status, r.Body)
 	}
 }
 
@@ -460,15 +374,15 @@ func TestSaveError(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := start(t, append([]string{"-addr", "127.0.0.1:0"}, backends[tc.backend].args...)...)
-			c := newClient(t, p.base)
-			c.expect("PUT", "/session/small", "1", 204, "")
-			r := c.do("PUT", "/session/big", strings.Repeat("x", tc.size))
-			if r.status != 500 {
-				t.Errorf("PUT of a %d-byte value = %d %q, want 500", tc.size, r.status, r.body)
+			c := sessiontest.NewClient(t, p.base)
+			c.Expect("PUT", "/session/small", "1", 204, "")
+			r := c.Do("PUT", "/session/big", strings.Repeat("x", tc.size))
+			if r.Status != 500 {
+				t.Errorf("PUT of a %d-byte value = %d %q, want 500", tc.size, r.Status, r.Body)
 			}
 			noCookie(t, "failed PUT", r)
-			c.expect("GET", "/session/big", "", 404, "not found\n")
-			c.expect("GET", "/session/small", "", 200, "1")
+			c.Expect("GET", "/session/big", "", 404, "not found\n")
+			c.Expect("GET", "/session/small", "", 200, "1")
 		})
 	}
 }
@@ -476,18 +390,18 @@ func TestSaveError(t *testing.T) {
 func TestFlagsReachConfig(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, _ string, args []string) {
 		p := start(t, append(args, "-max-age", "1h", "-renew-on-access")...)
-		c := newClient(t, p.base)
-		r := c.expect("PUT", "/session/k", "v", 204, "")
+		c := sessiontest.NewClient(t, p.base)
+		r := c.Expect("PUT", "/session/k", "v", 204, "")
 		if line := onlySessionCookie(t, "PUT", r); !strings.Contains(line, "; Max-Age=3600;") {
 			t.Errorf("Set-Cookie %q, want Max-Age=3600 from -max-age 1h", line)
 		}
 		// With -renew-on-access a mere read refreshes the cookie.
-		r = c.expect("GET", "/session/k", "", 200, "v")
+		r = c.Expect("GET", "/session/k", "", 200, "v")
 		if line := onlySessionCookie(t, "GET with -renew-on-access", r); !strings.Contains(line, "; Max-Age=3600;") {
 			t.Errorf("Set-Cookie %q, want Max-Age=3600", line)
 		}
 		// /healthz stays outside sessions even so, and even with a cookie.
-		noCookie(t, "GET /healthz with -renew-on-access", c.expect("GET", "/healthz", "", 200, "ok"))
+		noCookie(t, "GET /healthz with -renew-on-access", c.Expect("GET", "/healthz", "", 200, "ok"))
 	})
 }
 
@@ -664,9 +578,9 @@ func TestStartLog(t *testing.T) {
 			dir := filepath.Join(t.TempDir(), "sessions")
 			p := startEnv(t, tc.env, append(tc.args, "-addr", "127.0.0.1:0", "-dir", dir)...)
 			// The session works, whatever the backend.
-			c := newClient(t, p.base)
-			c.expect("PUT", "/session/k", "v", 204, "")
-			c.expect("GET", "/session/k", "", 200, "v")
+			c := sessiontest.NewClient(t, p.base)
+			c.Expect("PUT", "/session/k", "v", 204, "")
+			c.Expect("GET", "/session/k", "", 200, "v")
 			log := p.log.String()
 			for _, w := range tc.want {
 				if !strings.Contains(log, w) {
@@ -691,10 +605,10 @@ type setCookie struct {
 	expired           bool
 }
 
-func setCookieLines(t *testing.T, r response) []setCookie {
+func setCookieLines(t *testing.T, r sessiontest.Response) []setCookie {
 	t.Helper()
 	var out []setCookie
-	for _, line := range r.setCookies() {
+	for _, line := range r.SetCookies() {
 		ck := parseSetCookie(t, line)
 		out = append(out, setCookie{name: ck.Name, value: ck.Value, line: line, expired: strings.Contains(line, "; Max-Age=0;")})
 	}
@@ -722,21 +636,20 @@ func segmentNames(n int) []string {
 	return names
 }
 
-// cookieNames returns the names of the cookies the jar would send, sorted.
-func (c *client) cookieNames() []string {
-	req, _ := http.NewRequest("GET", c.base+"/", nil)
+// cookieNames returns the names of the cookies c's jar would send, sorted.
+func cookieNames(c *sessiontest.Client) []string {
 	var names []string
-	for _, ck := range c.http.Jar.Cookies(req.URL) {
+	for _, ck := range c.Cookies() {
 		names = append(names, ck.Name)
 	}
 	slices.Sort(names)
 	return names
 }
 
-// cookieHeaderBytes is the length of the Cookie header the jar would send.
-func (c *client) cookieHeaderBytes() int {
-	req, _ := http.NewRequest("GET", c.base+"/", nil)
-	for _, ck := range c.http.Jar.Cookies(req.URL) {
+// cookieHeaderBytes is the length of the Cookie header c's jar would send.
+func cookieHeaderBytes(c *sessiontest.Client) int {
+	req, _ := http.NewRequest("GET", c.Base+"/", nil)
+	for _, ck := range c.Cookies() {
 		req.AddCookie(ck)
 	}
 	return len(req.Header.Get("Cookie"))
@@ -747,20 +660,20 @@ func (c *client) cookieHeaderBytes() int {
 // one cookie, and logging out.
 func TestCookieBackend(t *testing.T) {
 	p := start(t, "-backend", "cookie", "-secret", keyA, "-addr", "127.0.0.1:0")
-	c := newClient(t, p.base)
+	c := sessiontest.NewClient(t, p.base)
 
-	c.expect("PUT", "/session/name", "alice", 204, "")
+	c.Expect("PUT", "/session/name", "alice", 204, "")
 	for i := 1; i <= 3; i++ {
-		c.expect("GET", "/counter", "", 200, strconv.Itoa(i))
+		c.Expect("GET", "/counter", "", 200, strconv.Itoa(i))
 	}
-	if got := c.cookieNames(); !slices.Equal(got, []string{"session"}) {
+	if got := cookieNames(c); !slices.Equal(got, []string{"session"}) {
 		t.Fatalf("jar holds %q, want only the bare session cookie", got)
 	}
 
 	// 10 KB does not fit one 4 KB cookie: the session moves to segments
 	// session-0 … session-(n-1), and the bare cookie is expired.
 	big := strings.Repeat("0123456789", 1024)
-	r := c.expect("PUT", "/session/big", big, 204, "")
+	r := c.Expect("PUT", "/session/big", big, 204, "")
 	cks := setCookieLines(t, r)
 	live, expired := split(cks)
 	n := len(live)
@@ -781,64 +694,64 @@ func TestCookieBackend(t *testing.T) {
 			t.Errorf("%s: Set-Cookie %.60q… lacks Max-Age or HttpOnly", ck.name, ck.line)
 		}
 	}
-	if got := c.cookieNames(); !slices.Equal(got, segmentNames(n)) {
+	if got := cookieNames(c); !slices.Equal(got, segmentNames(n)) {
 		t.Fatalf("jar holds %q after the big PUT, want %q", got, segmentNames(n))
 	}
 	// The server must read a Cookie header far larger than fasthttp's
 	// default buffer, or these requests would fail with 431.
-	if h := c.cookieHeaderBytes(); h <= kvfasthttp.DefaultReadBufferSize {
+	if h := cookieHeaderBytes(c); h <= kvfasthttp.DefaultReadBufferSize {
 		t.Errorf("Cookie header of %d bytes: the test does not exercise the read buffer", h)
 	}
-	if r := c.do("GET", "/session/big", ""); r.status != 200 || r.body != big {
-		t.Errorf("GET /session/big = %d with %d bytes, want 200 with the %d bytes stored", r.status, len(r.body), len(big))
+	if r := c.Do("GET", "/session/big", ""); r.Status != 200 || r.Body != big {
+		t.Errorf("GET /session/big = %d with %d bytes, want 200 with the %d bytes stored", r.Status, len(r.Body), len(big))
 	}
-	c.expect("GET", "/session/name", "", 200, "alice")
-	r = c.expect("GET", "/counter", "", 200, "4")
+	c.Expect("GET", "/session/name", "", 200, "alice")
+	r = c.Expect("GET", "/counter", "", 200, "4")
 	if live, expired := split(setCookieLines(t, r)); !slices.Equal(live, segmentNames(n)) || len(expired) != 0 {
 		t.Errorf("GET /counter set %q and expired %q, want the same %d segments and nothing expired", live, expired, n)
 	}
 	want := map[string]any{"name": "alice", "counter": float64(4), "big": big}
-	if got := c.sessionJSON(); !reflect.DeepEqual(got, want) {
+	if got := c.SessionJSON(); !reflect.DeepEqual(got, want) {
 		t.Errorf("GET /session does not hold name, counter and big (%d keys)", len(got))
 	}
 
 	// Shrinking moves the session back to the bare cookie and expires the
 	// segments.
-	r = c.expect("DELETE", "/session/big", "", 204, "")
+	r = c.Expect("DELETE", "/session/big", "", 204, "")
 	live, expired = split(setCookieLines(t, r))
 	if !slices.Equal(live, []string{"session"}) || !slices.Equal(expired, segmentNames(n)) {
 		t.Errorf("DELETE /session/big set %q and expired %q, want session set and %q expired", live, expired, segmentNames(n))
 	}
-	if got := c.cookieNames(); !slices.Equal(got, []string{"session"}) {
+	if got := cookieNames(c); !slices.Equal(got, []string{"session"}) {
 		t.Errorf("jar holds %q after shrinking, want only session", got)
 	}
-	c.expect("GET", "/counter", "", 200, "5")
-	c.expect("GET", "/session/big", "", 404, "not found\n")
+	c.Expect("GET", "/counter", "", 200, "5")
+	c.Expect("GET", "/session/big", "", 404, "not found\n")
 
 	// Logging out with the session in segments expires every one of them.
-	c.expect("PUT", "/session/big", big, 204, "")
-	r = c.expect("DELETE", "/session", "", 204, "")
+	c.Expect("PUT", "/session/big", big, 204, "")
+	r = c.Expect("DELETE", "/session", "", 204, "")
 	live, expired = split(setCookieLines(t, r))
 	if len(live) != 0 || !slices.Equal(expired, segmentNames(n)) {
 		t.Errorf("DELETE /session set %q and expired %q, want %q expired and nothing set", live, expired, segmentNames(n))
 	}
-	if got := c.cookieNames(); len(got) != 0 {
+	if got := cookieNames(c); len(got) != 0 {
 		t.Errorf("jar holds %q after logout, want nothing", got)
 	}
-	c.expect("GET", "/session", "", 200, "{}")
-	c.expect("GET", "/counter", "", 200, "1")
+	c.Expect("GET", "/session", "", 200, "{}")
+	c.Expect("GET", "/counter", "", 200, "1")
 }
 
 // restart stops p and starts a new playground with env and args, which c
 // then talks to. c keeps its cookies: a cookie jar, like a browser, keys
 // them by host and not by port.
-func restart(t *testing.T, p *playground, c *client, env map[string]string, args ...string) *playground {
+func restart(t *testing.T, p *playground, c *sessiontest.Client, env map[string]string, args ...string) *playground {
 	t.Helper()
 	if err := p.stop(); err != nil {
 		t.Fatalf("stopping: %v", err)
 	}
 	p = startEnv(t, env, append(args, "-addr", "127.0.0.1:0")...)
-	c.base = p.base
+	c.Base = p.base
 	return p
 }
 
@@ -866,24 +779,24 @@ func TestCookieRestart(t *testing.T) {
 			// of their time is spent waiting for shutdowns.
 			t.Parallel()
 			p := startEnv(t, tc.envBefore, append([]string{"-backend", "cookie", "-addr", "127.0.0.1:0"}, tc.before...)...)
-			c := newClient(t, p.base)
-			c.expect("PUT", "/session/user", "bob", 204, "")
-			c.expect("GET", "/counter", "", 200, "1")
+			c := sessiontest.NewClient(t, p.base)
+			c.Expect("PUT", "/session/user", "bob", 204, "")
+			c.Expect("GET", "/counter", "", 200, "1")
 
 			restart(t, p, c, tc.envAfter, append([]string{"-backend", "cookie"}, tc.after...)...)
-			if c.sessionCookie() == nil {
+			if c.SessionCookie() == nil {
 				t.Fatal("the jar lost the cookie across the restart")
 			}
 			if tc.kept {
-				c.expect("GET", "/session/user", "", 200, "bob")
-				c.expect("GET", "/counter", "", 200, "2")
+				c.Expect("GET", "/session/user", "", 200, "bob")
+				c.Expect("GET", "/counter", "", 200, "2")
 			} else {
 				// The cookie does not open: a fresh session, whose first
 				// write replaces the stale cookie.
-				c.expect("GET", "/session/user", "", 404, "not found\n")
-				r := c.expect("GET", "/counter", "", 200, "1")
+				c.Expect("GET", "/session/user", "", 404, "not found\n")
+				r := c.Expect("GET", "/counter", "", 200, "1")
 				onlySessionCookie(t, "GET /counter in a fresh session", r)
-				c.expect("GET", "/session", "", 200, `{"counter":1}`)
+				c.Expect("GET", "/session", "", 200, `{"counter":1}`)
 			}
 		})
 	}
@@ -894,33 +807,27 @@ func TestCookieRestart(t *testing.T) {
 // survives the old key's removal; a copy that was not re-sealed does not.
 func TestCookieKeyRotation(t *testing.T) {
 	p := start(t, "-backend", "cookie", "-secret", keyA, "-addr", "127.0.0.1:0")
-	c := newClient(t, p.base)
-	c.expect("PUT", "/session/user", "carol", 204, "")
-	sealedWithA := c.sessionCookie()
+	c := sessiontest.NewClient(t, p.base)
+	c.Expect("PUT", "/session/user", "carol", 204, "")
+	sealedWithA := c.SessionCookie()
 
 	p = restart(t, p, c, nil, "-backend", "cookie", "-secret", keyB+","+keyA)
 	// Nothing changes, and there is no -renew-on-access, yet the response
 	// re-seals the session because the first key did not seal it.
-	r := c.expect("GET", "/session/user", "", 200, "carol")
+	r := c.Expect("GET", "/session/user", "", 200, "carol")
 	ck := parseSetCookie(t, onlySessionCookie(t, "GET with a cookie of the second key", r))
 	if ck.Value == sealedWithA.Value {
 		t.Fatal("the re-sealed cookie is the old one")
 	}
 	// Sealed with the first key now, it is not re-sent again.
-	noCookie(t, "GET with a cookie of the first key", c.expect("GET", "/session/user", "", 200, "carol"))
+	noCookie(t, "GET with a cookie of the first key", c.Expect("GET", "/session/user", "", 200, "carol"))
 
 	p = restart(t, p, c, nil, "-backend", "cookie", "-secret", keyB)
-	c.expect("GET", "/session/user", "", 200, "carol")
-	r = newClient(t, p.base).do("GET", "/session/user", "", sealedWithA)
-	if r.status != 404 {
-		t.Errorf("GET /session/user with the cookie sealed by the retired key = %d %q, want 404", r.status, r.body)
+	c.Expect("GET", "/session/user", "", 200, "carol")
+	r = sessiontest.NewClient(t, p.base).Do("GET", "/session/user", "", sealedWithA)
+	if r.Status != 404 {
+		t.Errorf("GET /session/user with the cookie sealed by the retired key = %d %q, want 404", r.Status, r.Body)
 	}
-}
-
-// login logs c in as user.
-func (c *client) login(user string) {
-	c.t.Helper()
-	c.expect("POST", "/login?user="+user, "", 204, "")
 }
 
 // TestLogin binds sessions to users: a login gives the session a new
@@ -930,55 +837,55 @@ func TestLogin(t *testing.T) { forEachBackend(t, testLogin) }
 
 func testLogin(t *testing.T, backend string, args []string) {
 	p := start(t, args...)
-	c := newClient(t, p.base)
-	c.expect("GET", "/whoami", "", 404, "not logged in\n")
-	c.expect("GET", "/counter", "", 200, "1")
-	c.expect("GET", "/counter", "", 200, "2")
-	before := c.sessionCookie()
+	c := sessiontest.NewClient(t, p.base)
+	c.Expect("GET", "/whoami", "", 404, "not logged in\n")
+	c.Expect("GET", "/counter", "", 200, "1")
+	c.Expect("GET", "/counter", "", 200, "2")
+	before := c.SessionCookie()
 	if before == nil {
 		t.Fatal("no session cookie before the login")
 	}
 
-	r := c.expect("POST", "/login?user=alice", "", 204, "")
+	r := c.Expect("POST", "/login?user=alice", "", 204, "")
 	after := parseSetCookie(t, onlySessionCookie(t, "POST /login", r))
 	if after.Value == before.Value {
 		t.Fatalf("POST /login kept the session cookie %q", before.Value)
 	}
-	c.expect("GET", "/whoami", "", 200, "alice")
-	c.expect("GET", "/counter", "", 200, "3") // the data came along
+	c.Expect("GET", "/whoami", "", 200, "alice")
+	c.Expect("GET", "/counter", "", 200, "3") // the data came along
 
 	// The pre-login cookie never leads to the logged-in session. On the
 	// server backend its id is gone altogether; a cookie session's old
 	// copy still opens, as before the login: unbound, with its counter.
-	stranger := newClient(t, p.base)
-	if r := stranger.do("GET", "/whoami", "", before); r.status != 404 {
-		t.Errorf("GET /whoami with the pre-login cookie = %d %q, want 404", r.status, r.body)
+	stranger := sessiontest.NewClient(t, p.base)
+	if r := stranger.Do("GET", "/whoami", "", before); r.Status != 404 {
+		t.Errorf("GET /whoami with the pre-login cookie = %d %q, want 404", r.Status, r.Body)
 	}
 	wantOld := "not found\n"
 	if backend == "cookie" {
 		wantOld = "2"
 	}
-	if r := stranger.do("GET", "/session/counter", "", before); r.body != wantOld {
-		t.Errorf("GET /session/counter with the pre-login cookie = %d %q, want %q", r.status, r.body, wantOld)
+	if r := stranger.Do("GET", "/session/counter", "", before); r.Body != wantOld {
+		t.Errorf("GET /session/counter with the pre-login cookie = %d %q, want %q", r.Status, r.Body, wantOld)
 	}
 
 	// Logging in again, as someone else, re-binds the same session.
-	c.login("bob")
-	c.expect("GET", "/whoami", "", 200, "bob")
-	c.expect("GET", "/session/counter", "", 200, "3")
+	c.Login("bob")
+	c.Expect("GET", "/whoami", "", 200, "bob")
+	c.Expect("GET", "/session/counter", "", 200, "3")
 
 	// No user, no login; a user id the library refuses is the client's
 	// mistake too. Neither changes the session.
 	for _, path := range []string{"/login", "/login?user=", "/login?who=carol"} {
-		r := c.expect("POST", path, "", 400, "missing ?user=\n")
+		r := c.Expect("POST", path, "", 400, "missing ?user=\n")
 		noCookie(t, "POST "+path, r)
 	}
-	r = c.do("POST", "/login?user="+strings.Repeat("x", 300), "")
-	if r.status != 400 || !strings.Contains(r.body, "longer than") {
-		t.Errorf("POST /login with a 300-byte user = %d %q, want 400 saying it is too long", r.status, r.body)
+	r = c.Do("POST", "/login?user="+strings.Repeat("x", 300), "")
+	if r.Status != 400 || !strings.Contains(r.Body, "longer than") {
+		t.Errorf("POST /login with a 300-byte user = %d %q, want 400 saying it is too long", r.Status, r.Body)
 	}
 	noCookie(t, "POST /login with a 300-byte user", r)
-	c.expect("GET", "/whoami", "", 200, "bob")
+	c.Expect("GET", "/whoami", "", 200, "bob")
 }
 
 // TestLogoutAll logs a user out of every session at once, from one of that
@@ -987,63 +894,63 @@ func TestLogoutAll(t *testing.T) { forEachBackend(t, testLogoutAll) }
 
 func testLogoutAll(t *testing.T, backend string, args []string) {
 	p := start(t, args...)
-	var us []*client
+	var us []*sessiontest.Client
 	for range 3 {
-		c := newClient(t, p.base)
-		c.expect("GET", "/counter", "", 200, "1")
-		c.login("u")
-		c.expect("GET", "/whoami", "", 200, "u")
+		c := sessiontest.NewClient(t, p.base)
+		c.Expect("GET", "/counter", "", 200, "1")
+		c.Login("u")
+		c.Expect("GET", "/whoami", "", 200, "u")
 		us = append(us, c)
 	}
-	v := newClient(t, p.base)
-	v.login("v")
+	v := sessiontest.NewClient(t, p.base)
+	v.Login("v")
 	// A copy of a logged-in cookie, as a thief would keep it.
-	stolen := us[1].sessionCookie()
+	stolen := us[1].SessionCookie()
 
 	// Asked by one of u's own clients: with -lock, the handler must not
 	// hold that session's lock while ending it (it would wait LockWait,
 	// 5s, and fail).
 	startedAt := time.Now()
-	r := us[0].do("POST", "/logout-all?user=u", "")
+	r := us[0].Do("POST", "/logout-all?user=u", "")
 	wantBody, wantKind := "3", "count"
 	if backend == "cookie" {
 		wantBody, wantKind = "revoked", "revoked"
 	}
-	if r.status != 200 || r.body != wantBody || r.header.Get("X-Sessions-Ended") != wantKind {
+	if r.Status != 200 || r.Body != wantBody || r.Header.Get("X-Sessions-Ended") != wantKind {
 		t.Fatalf("POST /logout-all?user=u = %d %q X-Sessions-Ended %q, want 200 %q %q",
-			r.status, r.body, r.header.Get("X-Sessions-Ended"), wantBody, wantKind)
+			r.Status, r.Body, r.Header.Get("X-Sessions-Ended"), wantBody, wantKind)
 	}
 	if d := time.Since(startedAt); d > time.Second {
 		t.Errorf("POST /logout-all took %v", d)
 	}
 
 	for i, c := range us {
-		if r := c.do("GET", "/whoami", ""); r.status != 404 {
-			t.Errorf("client %d of u: GET /whoami after logout-all = %d %q, want 404", i, r.status, r.body)
+		if r := c.Do("GET", "/whoami", ""); r.Status != 404 {
+			t.Errorf("client %d of u: GET /whoami after logout-all = %d %q, want 404", i, r.Status, r.Body)
 		}
 		// The session is gone with its data, not merely unbound.
-		c.expect("GET", "/session/counter", "", 404, "not found\n")
+		c.Expect("GET", "/session/counter", "", 404, "not found\n")
 	}
-	if r := newClient(t, p.base).do("GET", "/whoami", "", stolen); r.status != 404 {
-		t.Errorf("GET /whoami with a copy of u's cookie = %d %q, want 404", r.status, r.body)
+	if r := sessiontest.NewClient(t, p.base).Do("GET", "/whoami", "", stolen); r.Status != 404 {
+		t.Errorf("GET /whoami with a copy of u's cookie = %d %q, want 404", r.Status, r.Body)
 	}
-	v.expect("GET", "/whoami", "", 200, "v")
+	v.Expect("GET", "/whoami", "", 200, "v")
 
 	// u can log in again, and that new session is not revoked.
-	us[0].login("u")
-	us[0].expect("GET", "/whoami", "", 200, "u")
-	us[0].expect("GET", "/counter", "", 200, "1")
-	us[0].expect("GET", "/whoami", "", 200, "u")
+	us[0].Login("u")
+	us[0].Expect("GET", "/whoami", "", 200, "u")
+	us[0].Expect("GET", "/counter", "", 200, "1")
+	us[0].Expect("GET", "/whoami", "", 200, "u")
 
 	// Ending the sessions of a user who has none.
 	wantNone := "0"
 	if backend == "cookie" {
 		wantNone = "revoked"
 	}
-	v.expect("POST", "/logout-all?user=nobody", "", 200, wantNone)
-	v.expect("GET", "/whoami", "", 200, "v")
+	v.Expect("POST", "/logout-all?user=nobody", "", 200, wantNone)
+	v.Expect("GET", "/whoami", "", 200, "v")
 	for _, path := range []string{"/logout-all", "/logout-all?user="} {
-		v.expect("POST", path, "", 400, "missing ?user=\n")
+		v.Expect("POST", path, "", 400, "missing ?user=\n")
 	}
 }
 
@@ -1081,10 +988,10 @@ func counterAfter(t *testing.T, base string, cookie *http.Cookie, n int) int {
 	for e := range errs {
 		t.Errorf("concurrent GET /counter: %s", e)
 	}
-	r := newClient(t, base).do("GET", "/session/counter", "", cookie)
-	got, err := strconv.Atoi(r.body)
-	if r.status != 200 || err != nil {
-		t.Fatalf("GET /session/counter = %d %q", r.status, r.body)
+	r := sessiontest.NewClient(t, base).Do("GET", "/session/counter", "", cookie)
+	got, err := strconv.Atoi(r.Body)
+	if r.Status != 200 || err != nil {
+		t.Fatalf("GET /session/counter = %d %q", r.Status, r.Body)
 	}
 	return got
 }
@@ -1094,9 +1001,9 @@ func counterAfter(t *testing.T, base string, cookie *http.Cookie, n int) int {
 func TestLock(t *testing.T) {
 	const n = 20
 	p := start(t, "-store", "memory", "-addr", "127.0.0.1:0")
-	c := newClient(t, p.base)
-	c.expect("GET", "/counter", "", 200, "1")
-	if got := counterAfter(t, p.base, c.sessionCookie(), n); got != n+1 {
+	c := sessiontest.NewClient(t, p.base)
+	c.Expect("GET", "/counter", "", 200, "1")
+	if got := counterAfter(t, p.base, c.SessionCookie(), n); got != n+1 {
 		t.Errorf("after %d concurrent increments of 1: counter = %d, want %d", n, got, n+1)
 	}
 	if log := p.log.String(); !strings.Contains(log, " lock=true ") || !strings.Contains(log, "read_only_reads=true") {
@@ -1104,12 +1011,12 @@ func TestLock(t *testing.T) {
 	}
 
 	p = start(t, "-store", "memory", "-addr", "127.0.0.1:0", "-lock=false")
-	c = newClient(t, p.base)
-	c.expect("GET", "/counter", "", 200, "1")
+	c = sessiontest.NewClient(t, p.base)
+	c.Expect("GET", "/counter", "", 200, "1")
 	// Without the lock, requests that overlap read the same counter and
 	// write the same increment: how many are lost is up to the scheduler,
 	// but with 25ms between read and write, some are.
-	got := counterAfter(t, p.base, c.sessionCookie(), n)
+	got := counterAfter(t, p.base, c.SessionCookie(), n)
 	t.Logf("-lock=false: after %d concurrent increments of 1: counter = %d", n, got)
 	if got < 2 || got >= n+1 {
 		t.Errorf("-lock=false: counter = %d after %d concurrent increments of 1, want some lost: from 2 to %d", got, n, n)
@@ -1199,9 +1106,9 @@ func TestLifecycleStartLog(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := start(t, append(tc.args, "-addr", "127.0.0.1:0")...)
-			c := newClient(t, p.base)
-			c.login("u")
-			c.expect("GET", "/whoami", "", 200, "u")
+			c := sessiontest.NewClient(t, p.base)
+			c.Login("u")
+			c.Expect("GET", "/whoami", "", 200, "u")
 			log := p.log.String()
 			for _, w := range tc.want {
 				if !strings.Contains(log, w) {
@@ -1241,21 +1148,21 @@ func TestTimeouts(t *testing.T) {
 		tc.base = start(t, append(tc.args, "-addr", "127.0.0.1:0")...).base
 	}
 	// whoami asks, with cookie alone, who tc's session is.
-	whoami := func(tc *tcase, cookie *http.Cookie) response {
-		return newClient(t, tc.base).do("GET", "/whoami", "", cookie)
+	whoami := func(tc *tcase, cookie *http.Cookie) sessiontest.Response {
+		return sessiontest.NewClient(t, tc.base).Do("GET", "/whoami", "", cookie)
 	}
 	for _, tc := range cases {
-		used, alone := newClient(t, tc.base), newClient(t, tc.base)
-		used.login("used")
-		alone.login("alone")
-		tc.used, tc.alone = used.sessionCookie(), alone.sessionCookie()
+		used, alone := sessiontest.NewClient(t, tc.base), sessiontest.NewClient(t, tc.base)
+		used.Login("used")
+		alone.Login("alone")
+		tc.used, tc.alone = used.SessionCookie(), alone.SessionCookie()
 	}
 
 	time.Sleep(500 * time.Millisecond)
 	for _, tc := range cases {
 		r := whoami(tc, tc.used)
-		if r.status != 200 || r.body != "used" {
-			t.Fatalf("%s: GET /whoami after 0.5s = %d %q, want 200 used", tc.name, r.status, r.body)
+		if r.Status != 200 || r.Body != "used" {
+			t.Fatalf("%s: GET /whoami after 0.5s = %d %q, want 200 used", tc.name, r.Status, r.Body)
 		}
 		if tc.usedLives {
 			// The idle deadline moved: the response says so with a fresh
@@ -1269,14 +1176,14 @@ func TestTimeouts(t *testing.T) {
 	time.Sleep(700 * time.Millisecond)
 	for _, tc := range cases {
 		r := whoami(tc, tc.used)
-		if tc.usedLives && (r.status != 200 || r.body != "used") {
-			t.Errorf("%s: GET /whoami 0.7s after the last use, 1.2s after login = %d %q, want 200 used", tc.name, r.status, r.body)
+		if tc.usedLives && (r.Status != 200 || r.Body != "used") {
+			t.Errorf("%s: GET /whoami 0.7s after the last use, 1.2s after login = %d %q, want 200 used", tc.name, r.Status, r.Body)
 		}
-		if !tc.usedLives && r.status != 404 {
-			t.Errorf("%s: GET /whoami of the session used halfway, 1.2s after login = %d %q, want 404", tc.name, r.status, r.body)
+		if !tc.usedLives && r.Status != 404 {
+			t.Errorf("%s: GET /whoami of the session used halfway, 1.2s after login = %d %q, want 404", tc.name, r.Status, r.Body)
 		}
-		if r := whoami(tc, tc.alone); r.status != 404 {
-			t.Errorf("%s: GET /whoami of the session left alone, 1.2s after login = %d %q, want 404", tc.name, r.status, r.body)
+		if r := whoami(tc, tc.alone); r.Status != 404 {
+			t.Errorf("%s: GET /whoami of the session left alone, 1.2s after login = %d %q, want 404", tc.name, r.Status, r.Body)
 		}
 	}
 }
@@ -1307,7 +1214,7 @@ func TestConfigErrors(t *testing.T) {
 }
 
 // maxAgeOf returns the Max-Age of the session cookie r set.
-func maxAgeOf(t *testing.T, what string, r response) string {
+func maxAgeOf(t *testing.T, what string, r sessiontest.Response) string {
 	t.Helper()
 	line := onlySessionCookie(t, what, r)
 	for _, attr := range strings.Split(line, "; ") {
@@ -1327,39 +1234,39 @@ func TestLoginRemember(t *testing.T) { forEachBackend(t, testLoginRemember) }
 
 func testLoginRemember(t *testing.T, _ string, args []string) {
 	p := start(t, append(args, "-max-age", "1h", "-max-age-limit", "720h")...)
-	c := newClient(t, p.base)
-	if got := maxAgeOf(t, "POST /login?remember=48h", c.expect("POST", "/login?user=alice&remember=48h", "", 204, "")); got != "172800" {
+	c := sessiontest.NewClient(t, p.base)
+	if got := maxAgeOf(t, "POST /login?remember=48h", c.Expect("POST", "/login?user=alice&remember=48h", "", 204, "")); got != "172800" {
 		t.Errorf("POST /login?remember=48h: Max-Age=%s, want 172800", got)
 	}
-	c.expect("GET", "/whoami", "", 200, "alice")
+	c.Expect("GET", "/whoami", "", 200, "alice")
 	// The lifetime is the session's: the next write keeps it.
-	if got := maxAgeOf(t, "PUT after remember=48h", c.expect("PUT", "/session/k", "v", 204, "")); got != "172800" {
+	if got := maxAgeOf(t, "PUT after remember=48h", c.Expect("PUT", "/session/k", "v", 204, "")); got != "172800" {
 		t.Errorf("PUT after remember=48h: Max-Age=%s, want 172800", got)
 	}
-	if got := maxAgeOf(t, "POST /login?remember=720h", c.expect("POST", "/login?user=alice&remember=720h", "", 204, "")); got != "2592000" {
+	if got := maxAgeOf(t, "POST /login?remember=720h", c.Expect("POST", "/login?user=alice&remember=720h", "", 204, "")); got != "2592000" {
 		t.Errorf("POST /login?remember=720h (the limit): Max-Age=%s, want 2592000", got)
 	}
 	for _, path := range []string{"/login?user=alice", "/login?user=alice&remember=0"} {
-		if got := maxAgeOf(t, "POST "+path, c.expect("POST", path, "", 204, "")); got != "3600" {
+		if got := maxAgeOf(t, "POST "+path, c.Expect("POST", path, "", 204, "")); got != "3600" {
 			t.Errorf("POST %s: Max-Age=%s, want -max-age's 3600", path, got)
 		}
 	}
 
-	c.expect("POST", "/login?user=alice&remember=48h", "", 204, "")
+	c.Expect("POST", "/login?user=alice&remember=48h", "", 204, "")
 	for _, remember := range []string{"abc", "48", "721h", "999999h", "500ms", "-1h", ""} {
 		path := "/login?user=mallory&remember=" + remember
-		r := c.do("POST", path, "")
-		if r.status != 400 || !strings.Contains(r.body, "want a Go duration") || !strings.Contains(r.body, "720h0m0s (-max-age-limit)") {
-			t.Errorf("POST %s = %d %q, want 400 saying what it wants", path, r.status, r.body)
+		r := c.Do("POST", path, "")
+		if r.Status != 400 || !strings.Contains(r.Body, "want a Go duration") || !strings.Contains(r.Body, "720h0m0s (-max-age-limit)") {
+			t.Errorf("POST %s = %d %q, want 400 saying what it wants", path, r.Status, r.Body)
 		}
 		noCookie(t, "POST "+path, r)
 	}
-	c.expect("GET", "/whoami", "", 200, "alice")
-	if got := maxAgeOf(t, "PUT after refused logins", c.expect("PUT", "/session/k", "w", 204, "")); got != "172800" {
+	c.Expect("GET", "/whoami", "", 200, "alice")
+	if got := maxAgeOf(t, "PUT after refused logins", c.Expect("PUT", "/session/k", "w", 204, "")); got != "172800" {
 		t.Errorf("refused logins changed the lifetime: Max-Age=%s, want 172800", got)
 	}
 	// A missing user is still the first thing said.
-	c.expect("POST", "/login?remember=abc", "", 400, "missing ?user=\n")
+	c.Expect("POST", "/login?remember=abc", "", 400, "missing ?user=\n")
 }
 
 // TestRememberNeedsMaxAgeLimit: without -max-age-limit, remember-me can
@@ -1367,12 +1274,12 @@ func testLoginRemember(t *testing.T, _ string, args []string) {
 func TestRememberNeedsMaxAgeLimit(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, _ string, args []string) {
 		p := start(t, append(args, "-max-age", "1h")...)
-		c := newClient(t, p.base)
-		r := c.do("POST", "/login?user=alice&remember=2h", "")
-		if r.status != 400 || !strings.Contains(r.body, "1h0m0s (-max-age-limit)") {
-			t.Errorf("POST /login?remember=2h over -max-age 1h = %d %q, want 400 naming the 1h limit", r.status, r.body)
+		c := sessiontest.NewClient(t, p.base)
+		r := c.Do("POST", "/login?user=alice&remember=2h", "")
+		if r.Status != 400 || !strings.Contains(r.Body, "1h0m0s (-max-age-limit)") {
+			t.Errorf("POST /login?remember=2h over -max-age 1h = %d %q, want 400 naming the 1h limit", r.Status, r.Body)
 		}
-		if got := maxAgeOf(t, "remember=30m", c.expect("POST", "/login?user=alice&remember=30m", "", 204, "")); got != "1800" {
+		if got := maxAgeOf(t, "remember=30m", c.Expect("POST", "/login?user=alice&remember=30m", "", 204, "")); got != "1800" {
 			t.Errorf("POST /login?remember=30m: Max-Age=%s, want 1800", got)
 		}
 	})
@@ -1391,19 +1298,19 @@ func TestRememberOutlivesMaxAge(t *testing.T) {
 	for _, b := range backends {
 		p := start(t, append(slices.Clone(b.args), "-addr", "127.0.0.1:0", "-max-age", "1s", "-max-age-limit", "1m")...)
 		tc := &tcase{name: b.name, base: p.base}
-		rem, plain := newClient(t, p.base), newClient(t, p.base)
-		rem.expect("POST", "/login?user=rem&remember=1m", "", 204, "")
-		plain.login("plain")
-		tc.remembered, tc.plainly = rem.sessionCookie(), plain.sessionCookie()
+		rem, plain := sessiontest.NewClient(t, p.base), sessiontest.NewClient(t, p.base)
+		rem.Expect("POST", "/login?user=rem&remember=1m", "", 204, "")
+		plain.Login("plain")
+		tc.remembered, tc.plainly = rem.SessionCookie(), plain.SessionCookie()
 		cases = append(cases, tc)
 	}
 	time.Sleep(1200 * time.Millisecond)
 	for _, tc := range cases {
-		if r := newClient(t, tc.base).do("GET", "/whoami", "", tc.remembered); r.status != 200 || r.body != "rem" {
-			t.Errorf("%s: remembered session after -max-age: GET /whoami = %d %q, want 200 rem", tc.name, r.status, r.body)
+		if r := sessiontest.NewClient(t, tc.base).Do("GET", "/whoami", "", tc.remembered); r.Status != 200 || r.Body != "rem" {
+			t.Errorf("%s: remembered session after -max-age: GET /whoami = %d %q, want 200 rem", tc.name, r.Status, r.Body)
 		}
-		if r := newClient(t, tc.base).do("GET", "/whoami", "", tc.plainly); r.status != 404 {
-			t.Errorf("%s: plain session after -max-age: GET /whoami = %d %q, want 404", tc.name, r.status, r.body)
+		if r := sessiontest.NewClient(t, tc.base).Do("GET", "/whoami", "", tc.plainly); r.Status != 404 {
+			t.Errorf("%s: plain session after -max-age: GET /whoami = %d %q, want 404", tc.name, r.Status, r.Body)
 		}
 	}
 }
@@ -1414,9 +1321,9 @@ func TestRememberOutlivesMaxAge(t *testing.T) {
 func TestLogShowsNoSessionCookie(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, _ string, args []string) {
 		p := start(t, args...)
-		c := newClient(t, p.base)
-		c.login("alice")
-		cookie := c.sessionCookie()
+		c := sessiontest.NewClient(t, p.base)
+		c.Login("alice")
+		cookie := c.SessionCookie()
 		addr := strings.TrimPrefix(p.base, "http://")
 		head := "GET /whoami HTTP/1.1\r\nHost: x\r\n"
 		half := len(cookie.Value) / 2
