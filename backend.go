@@ -163,7 +163,7 @@ func (b *ServerBackend) load(s *Session) error {
 		}
 		// A view of the session's own copy: ID() clones it for the caller.
 		s.id, s.key, s.exists = bytesToString(id), key, true
-		s.loadedUser, s.stored = s.user, rec
+		s.loadedUser, s.loadedBound, s.stored = s.user, s.bound, rec
 		return nil
 	}
 }
@@ -332,9 +332,12 @@ func (b *ServerBackend) storeInResponse(s *Session, sink ResponseSink) error {
 		return b.extendOrRotate(s, sink, now)
 	}
 	switch {
-	case s.modified && b.rotationDue(s, now):
+	case s.modified && b.rotationDue(s, now) && (b.locks == nil || s.lock.key != ""):
 		// Rotated with its changes: a session changed on every request
-		// must still get a new id every RotationInterval.
+		// must still get a new id every RotationInterval. Not by a request
+		// that skipped the session lock (SetReadOnly): its write must stay
+		// a save, which a lock holder's save then refuses with ErrConflict,
+		// not a forward that would end the holder's session silently.
 		if err := b.rotate(s, now); err != nil {
 			return err
 		}
@@ -408,11 +411,11 @@ func (b *ServerBackend) save(s *Session, now int64) error {
 	// decides), and removing it could race with a request that binds it
 	// back (without the lock, the last writer wins) and hide it from that
 	// user's log out everywhere.
-	prevUser := s.loadedUser
-	s.loadedUser = s.user
+	prevUser, prevBound := s.loadedUser, s.loadedBound
+	s.loadedUser, s.loadedBound = s.user, s.bound
 	s.exists = true
 	if s.oldKey != "" {
-		return b.retireRenewed(s, prevUser)
+		return b.retireRenewed(s, prevUser, prevBound)
 	}
 	return nil
 }
@@ -559,7 +562,7 @@ func (b *ServerBackend) rotate(s *Session, now int64) error {
 	// not come back under the new id (write.go).
 	err := b.swapLoaded(s, "rotate", oldKey, oldRec, fwd, grace, false)
 	if err == nil {
-		err = b.checkLogoutMark(s, s.loadedUser)
+		err = b.checkLogoutMark(s, s.loadedUser, s.loadedBound)
 	}
 	switch {
 	case err == nil:
@@ -612,12 +615,12 @@ func (b *ServerBackend) retired(s *Session, oldKey string, fwd []byte) (bool, er
 // loaded (write.go). If another request ended the session meanwhile, the
 // new record would bring it back under a new id: it is taken back, and the
 // request's changes dropped.
-func (b *ServerBackend) retireRenewed(s *Session, prevUser string) error {
+func (b *ServerBackend) retireRenewed(s *Session, prevUser string, prevBound int64) error {
 	oldKey := s.oldKey
 	s.oldKey = ""
 	err := b.swapLoaded(s, "delete", oldKey, s.stored, nil, 0, false)
 	if err == nil {
-		err = b.checkLogoutMark(s, prevUser)
+		err = b.checkLogoutMark(s, prevUser, prevBound)
 	}
 	switch {
 	case err == nil:

@@ -20,10 +20,11 @@ const recordVersion = 1
 
 // decode parses a record:
 //
-//	[version, created, {name: bin, ...}, user, extended, rotated, maxAge, cookieMode, 0, indexed, ...]
+//	[version, created, {name: bin, ...}, user, extended, rotated, maxAge, cookieMode, 0, indexed, bound, ...]
 //
 // Records with only the first three or four fields (as kvsession wrote
-// them before) read with the others zero. Fields after the tenth are
+// them before) read with the others zero, as do records written before a
+// later field was added. Fields after the eleventh are
 // skipped so that a later version can add bookkeeping without breaking an
 // older reader. The ninth field was the coverage of the per-user index
 // record that per-user sets replaced: it is written as 0 and not read, so
@@ -105,6 +106,11 @@ func (s *Session) decode(rec []byte) error {
 			return err
 		}
 	}
+	if fields >= 11 {
+		if s.bound, err = r.Int(); err != nil {
+			return err
+		}
+	}
 	for i := recordFields; i < fields; i++ {
 		if err := r.Skip(0); err != nil {
 			return err
@@ -155,7 +161,7 @@ func bytesToString(b []byte) string {
 }
 
 // recordFields is how many fields encode writes.
-const recordFields = 10
+const recordFields = 11
 
 func (s *Session) encode(dst []byte) []byte {
 	dst = append(dst, 0x90|recordFields, recordVersion)
@@ -172,7 +178,8 @@ func (s *Session) encode(dst []byte) []byte {
 	dst = msgp.AppendInt(dst, s.maxAge)
 	dst = msgp.AppendInt(dst, int64(s.cookieMode))
 	dst = msgp.AppendInt(dst, 0) // the per-user index record's coverage, retired
-	return msgp.AppendInt(dst, s.indexed)
+	dst = msgp.AppendInt(dst, s.indexed)
+	return msgp.AppendInt(dst, s.bound)
 }
 
 var errBadForward = errors.New("kvsession: malformed forward record")

@@ -84,15 +84,10 @@ type sessionData struct {
 	maxAge     int64      // this session's own MaxAge (SetMaxAge); 0: Config.MaxAge
 	cookieMode cookieMode // this session's cookie lifetime (SetBrowserSession)
 	indexed    int64      // unix ns until which the user's set lists this session's key
+	bound      int64      // unix ns the user was bound (SetUser); 0: no user, or bound before this was kept
 
 	entries []entry
 	arena   []byte // encoded values set during this request
-}
-
-// forget empties the session, keeping what the request carried.
-func (s *Session) forget() {
-	s.sessionData.forget()
-	s.bound = 0
 }
 
 // forget empties the session's content, keeping the buffers.
@@ -109,16 +104,17 @@ func (d *sessionData) reset() {
 
 // serverState is what the server backend keeps about the session it loaded.
 type serverState struct {
-	id         string // the session id; "" until it has one
-	key        string // its store key (Prefix and a hash of the id)
-	idBuf      []byte // the id a forward led to
-	keyBuf     []byte // the store key load built, when the store borrows keys
-	idRaw      [maxSessionIDBytes]byte
-	forwarded  bool   // the request's id was rotated out; the cookie must be updated
-	readOnly   bool   // SetReadOnly: load without the session lock
-	lock       held   // the session lock this request holds (Config.Lock)
-	oldKey     string // a key RenewID retired, deleted once the new one is saved
-	loadedUser string // the user the stored record was bound to
+	id          string // the session id; "" until it has one
+	key         string // its store key (Prefix and a hash of the id)
+	idBuf       []byte // the id a forward led to
+	keyBuf      []byte // the store key load built, when the store borrows keys
+	idRaw       [maxSessionIDBytes]byte
+	forwarded   bool   // the request's id was rotated out; the cookie must be updated
+	readOnly    bool   // SetReadOnly: load without the session lock
+	lock        held   // the session lock this request holds (Config.Lock)
+	oldKey      string // a key RenewID retired, deleted once the new one is saved
+	loadedUser  string // the user the stored record was bound to
+	loadedBound int64  // and when it was bound to that user
 	// loadBuf receives the loaded record when the store can read into a
 	// buffer of ours (store.Appender).
 	loadBuf []byte
@@ -135,7 +131,6 @@ func (v *serverState) reset() {
 // cookieState is what the cookie backend keeps about the cookie it opened.
 type cookieState struct {
 	secret int    // which of Config.Secrets opened the cookie
-	bound  int64  // unix ns the user was bound; kept across re-seals
 	plain  []byte // the opened cookie's plaintext
 	out    []byte // the sealed cookie value the response carries
 }

@@ -97,9 +97,9 @@ func (b *ServerBackend) logoutKey(user string) string {
 // is retired, and so find neither. DestroyUserSessions therefore marks the
 // time it began, before it lists; an id change reads the mark once its old
 // record is retired, and if a log out everywhere began after the session
-// was created, it takes its new record back (errEnded) itself. A mark it
+// was bound to the user, it takes its new record back (errEnded) itself. A mark it
 // cannot read is logged, and the change stands.
-func (b *ServerBackend) checkLogoutMark(s *Session, user string) error {
+func (b *ServerBackend) checkLogoutMark(s *Session, user string, bound int64) error {
 	if user == "" {
 		return nil
 	}
@@ -113,7 +113,15 @@ func (b *ServerBackend) checkLogoutMark(s *Session, user string) error {
 	case len(rec) != 8:
 		return nil
 	}
-	if int64(binary.BigEndian.Uint64(rec)) > s.created {
+	// Ended if bound to user before the log out everywhere began. A login
+	// after it (even on an older session: a cart, then a login) is not
+	// what it ended. A record saved before binding times were kept has
+	// only its creation time to go by.
+	since := bound
+	if since == 0 {
+		since = s.created
+	}
+	if int64(binary.BigEndian.Uint64(rec)) > since {
 		return errEnded
 	}
 	return nil

@@ -273,3 +273,55 @@ func TestFailedRebindKeepsTheOldIndexEntry(t *testing.T) {
 		t.Errorf("ada's session survived log-out-everywhere (n=%d) after a failed rebind", n)
 	}
 }
+
+// TestLoginAfterLogoutEverywhereSurvivesIDChanges: a log out everywhere
+// ends the sessions bound to the user before it began, not a login after
+// it on an older session (a cart, then a login), whatever changes that
+// session's id next: a rotation on the login request itself, a RenewID at
+// login, or a rotation on a later request.
+func TestLoginAfterLogoutEverywhereSurvivesIDChanges(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		interval time.Duration
+		login    func(s *Session)
+	}{
+		{"SetUser, rotation due", time.Hour, func(s *Session) { s.SetUser("bob") }},
+		{"SetUser, no rotation", 0, func(s *Session) { s.SetUser("bob") }},
+		{"RenewID and SetUser, rotation next", time.Hour, func(s *Session) { s.RenewID(); s.SetUser("bob") }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b, clk, _ := rvSetup(t, Config{RotationInterval: tc.interval, MaxAge: 24 * time.Hour})
+			out, _ := request(t, b, "", func(s *Session) { s.SetString("cart", "book") })
+			id := out.cookieValue(t, "session")
+			clk.advance(2 * time.Hour)
+			if _, err := b.DestroyUserSessions(context.Background(), "bob"); err != nil { // bob, on another device
+				t.Fatal(err)
+			}
+			clk.advance(10 * time.Minute)
+			follow := func(out *sink) {
+				if _, ok := out.cookies["session"]; ok {
+					id = out.cookieValue(t, "session")
+				}
+			}
+			out, err := request(t, b, id, tc.login)
+			if err != nil {
+				t.Fatal(err)
+			}
+			follow(out)
+			// Within the hour the log-out mark lasts; the next request
+			// rotates if the login request did not (RenewID sets no
+			// rotation time).
+			clk.advance(time.Second)
+			out, err = request(t, b, id, func(s *Session) { s.SetString("cart", "book2") })
+			if err != nil {
+				t.Fatal(err)
+			}
+			follow(out)
+			request(t, b, id, func(s *Session) {
+				if cart, _ := s.GetString("cart"); s.User() != "bob" || cart != "book2" {
+					t.Fatalf("bob, logged in after his log out everywhere: user %q, cart %q", s.User(), cart)
+				}
+			})
+		})
+	}
+}

@@ -1117,3 +1117,23 @@ func TestRenewedDuringLogoutEverywhereSurvives(t *testing.T) {
 		t.Errorf("DestroyUserSessions(alice) returned %d; alice's session renewed while it ran is alive under its new id", dusN)
 	}
 }
+
+// TestLockHolderFencedAgainstReadOnlyRotation: a SetReadOnly request that
+// changes a session due for rotation saves it, without the lock, and the
+// lock holder's save is then refused with ErrConflict, as after any
+// read-only write; it does not rotate the session, which would end the
+// holder's session without an error.
+func TestLockHolderFencedAgainstReadOnlyRotation(t *testing.T) {
+	b, clk, _ := rvSetup(t, Config{Lock: true, RotationInterval: time.Hour, MaxAge: 24 * time.Hour})
+	out, _ := request(t, b, "", func(s *Session) { s.SetInt("n", 1) })
+	id := out.cookieValue(t, "session")
+	clk.advance(2 * time.Hour)
+	holder := advLoad(t, b, id) // holds the session lock
+	holder.SetInt("paid", 1)
+	if _, err := request(t, b, id, func(s *Session) { s.SetReadOnly(); s.SetInt("seen", 1) }); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := advFinish(b, holder); !errors.Is(err, ErrConflict) {
+		t.Fatalf("lock holder after a read-only write: %v, want ErrConflict", err)
+	}
+}
