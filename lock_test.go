@@ -90,16 +90,16 @@ func TestLockWaitAndReadOnly(t *testing.T) {
 	b.Release(s)
 	// A read-only request does not wait.
 	r := b.LoadFromRequest(context.Background(), h)
-	if r.ReadOnly() {
+	if r.IsReadOnly() {
 		t.Fatal("a fresh request reports ReadOnly")
 	}
 	r.SetReadOnly()
-	if v, _ := r.GetInt("n"); v != 1 || r.Err() != nil || !r.ReadOnly() {
-		t.Fatalf("read-only load: %d, %v, ReadOnly() = %v", v, r.Err(), r.ReadOnly())
+	if v, _ := r.GetInt("n"); v != 1 || r.Err() != nil || !r.IsReadOnly() {
+		t.Fatalf("read-only load: %d, %v, IsReadOnly() = %v", v, r.Err(), r.IsReadOnly())
 	}
 	b.Release(r)
 	// A pooled session forgets the last request's declaration.
-	if r = b.LoadFromRequest(context.Background(), h); r.ReadOnly() {
+	if r = b.LoadFromRequest(context.Background(), h); r.IsReadOnly() {
 		t.Fatal("ReadOnly survived Release")
 	}
 	b.Release(r)

@@ -667,8 +667,8 @@ func (s *Session) SetReadOnly() {
 	s.readOnly = true
 }
 
-// ReadOnly reports whether SetReadOnly was called for this request.
-func (s *Session) ReadOnly() bool {
+// IsReadOnly reports whether SetReadOnly was called for this request.
+func (s *Session) IsReadOnly() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.readOnly

@@ -59,12 +59,13 @@
 //	-max-age duration        session lifetime: store TTL or sealed expiry, and cookie Max-Age (336h)
 //	-max-age-limit duration  the longest lifetime POST /login?remember= may ask for
 //	                         (0: -max-age, so remember-me can only shorten it)
-//	-renew-on-access         refresh a session's expiry on every request that reads it
+//	-extend-on-access        push a session's expiry back on every request that reads it
+//	                         (old name -renew-on-access, still accepted)
 //	-idle-timeout duration   end a session unused for that long (0: off; else at least 1s);
-//	                         not with -renew-on-access, which it generalises
+//	                         not with -extend-on-access, which it generalises
 //	-absolute-timeout d      end a session that long after it was created, however active (0: off)
-//	-renewal-timeout d       give a session a new id that long after its last one (0: off);
-//	                         server backend only
+//	-rotation-interval d     give a session a new id that long after its last one (0: off);
+//	                         server backend only (old name -renewal-timeout, still accepted)
 //	-lock                    one request at a time per session (true); -lock=false turns it off.
 //	                         Server backend only: ignored, with a note in the log, by -backend cookie
 //
@@ -181,7 +182,7 @@ Flags:
 	fs.BoolVar(&o.extendOnAccess, "extend-on-access", false, "push a session's expiry back on every request that reads it")
 	fs.BoolVar(&o.extendOnAccess, "renew-on-access", false, "the old name of -extend-on-access")
 	fs.DurationVar(&o.idleTimeout, "idle-timeout", 0, "end a session unused for that long (0: off; else at least 1s).\n"+
-		"Cannot be combined with -renew-on-access, which it generalises")
+		"Cannot be combined with -extend-on-access, which it generalises")
 	fs.DurationVar(&o.absoluteTimeout, "absolute-timeout", 0, "end a session that long after it was created, however active (0: off)")
 	fs.DurationVar(&o.rotationInterval, "rotation-interval", 0, "give a session a new id that long after it was created or last rotated (0: off).\n"+
 		"Server backend only")
