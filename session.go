@@ -41,6 +41,9 @@ type Session struct {
 	mu sync.Mutex
 	c  *core  // set once, when the pool makes the session
 	e  engine // likewise: the backend behind the session
+	// idRaw is newID's scratch for an id's random bytes, which it wipes
+	// after each use: nothing of one request is left in it for a reset.
+	idRaw [maxSessionIDBytes]byte
 
 	// Each group below has one owner, which alone writes it, and one reset
 	// that Release runs, so that no request's state reaches the next one.
@@ -70,8 +73,15 @@ type requestState struct {
 	modified bool // changed by the handler: the response must write it
 }
 
+// The resets assign field by field, not a whole zero struct: that would be
+// one bulk copy with write barriers over every pointer, on every request.
+// TestResetForgetsEveryField fails when a field added here is not reset.
+
 func (r *requestState) reset() {
-	*r = requestState{cookie: shrink(r.cookie[:0], 64<<10)}
+	r.ctx, r.header, r.cookie = nil, nil, shrink(r.cookie[:0], 64<<10)
+	r.carried, r.cookieErr, r.now = sessioncookie.Carried{}, nil, 0
+	r.loaded, r.loadErr, r.failed = false, nil, nil
+	r.exists, r.modified = false, false
 }
 
 // sessionData is the session's content, decoded from its record (record layout:
@@ -93,7 +103,9 @@ type sessionData struct {
 // forget empties the session's content, keeping the buffers.
 func (d *sessionData) forget() {
 	clear(d.entries)
-	*d = sessionData{entries: d.entries[:0], arena: d.arena}
+	d.entries = d.entries[:0]
+	d.created, d.user, d.extended, d.rotated = 0, "", 0, 0
+	d.maxAge, d.cookieMode, d.indexed, d.bound = 0, cookieDefault, 0, 0
 }
 
 func (d *sessionData) reset() {
@@ -108,7 +120,6 @@ type serverState struct {
 	key         string // its store key (Prefix and a hash of the id)
 	idBuf       []byte // the id a forward led to
 	keyBuf      []byte // the store key load built, when the store borrows keys
-	idRaw       [maxSessionIDBytes]byte
 	forwarded   bool   // the request's id was rotated out; the cookie must be updated
 	readOnly    bool   // SetReadOnly: load without the session lock
 	lock        held   // the session lock this request holds (Config.Lock)
@@ -125,7 +136,10 @@ type serverState struct {
 }
 
 func (v *serverState) reset() {
-	*v = serverState{idBuf: v.idBuf[:0], keyBuf: v.keyBuf[:0], loadBuf: shrink(v.loadBuf[:0], 64<<10)}
+	v.id, v.key, v.oldKey, v.loadedUser, v.loadedBound = "", "", "", "", 0
+	v.idBuf, v.keyBuf = v.idBuf[:0], v.keyBuf[:0]
+	v.forwarded, v.readOnly, v.lock = false, false, held{}
+	v.loadBuf, v.stored = shrink(v.loadBuf[:0], 64<<10), nil
 }
 
 // cookieState is what the cookie backend keeps about the cookie it opened.
@@ -139,7 +153,7 @@ func (v *cookieState) reset() {
 	// The last cookie's plaintext: never shown to the next request, but
 	// no reason to leave it in memory either.
 	clear(v.plain)
-	*v = cookieState{plain: shrink(v.plain[:0], 64<<10), out: shrink(v.out[:0], 64<<10)}
+	v.secret, v.plain, v.out = 0, shrink(v.plain[:0], 64<<10), shrink(v.out[:0], 64<<10)
 }
 
 // responseScratch is scratch for writing the response's cookies.

@@ -29,7 +29,7 @@ func TestResetForgetsEveryField(t *testing.T) {
 	for i := range v.NumField() {
 		f := v.Type().Field(i)
 		if !f.Anonymous {
-			continue // mu, c and e outlive requests
+			continue // mu, c, e and idRaw outlive requests (newID wipes idRaw)
 		}
 		fill(t, v.Field(i), f.Name)
 	}
