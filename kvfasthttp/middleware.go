@@ -1,4 +1,4 @@
-// Package fasthttp connects kvsession to github.com/valyala/fasthttp.
+// Package kvfasthttp connects kvsession to github.com/valyala/fasthttp.
 //
 // Wrap a handler with a Middleware; inside it, Session(ctx) returns the
 // request's session:
@@ -59,7 +59,7 @@ type Options struct {
 	Skip func(ctx *fasthttp.RequestCtx) bool
 
 	// ReadOnly, when set, is asked before each request; returning true
-	// marks the session read-only (Session.ReadOnly), so that with
+	// marks the session read-only (Session.SetReadOnly), so that with
 	// Config.Lock it is loaded without the session lock. GET and HEAD
 	// requests are the usual candidates.
 	ReadOnly func(ctx *fasthttp.RequestCtx) bool
