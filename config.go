@@ -215,7 +215,7 @@ type Config struct {
 	// session until its save, so that concurrent requests on one session
 	// never lose each other's writes. Requests on one session then run
 	// their session work one at a time; one that only reads can opt out
-	// with Session.ReadOnly before first use. Server-side sessions only.
+	// with Session.SetReadOnly before first use. Server-side sessions only.
 	Lock bool
 
 	// LockLease bounds how long one request may hold a session's lock: a
