@@ -13,6 +13,7 @@ import (
 	"unsafe"
 
 	"github.com/kvsession/kvsession/store"
+	"github.com/kvsession/kvsession/store/memstore"
 )
 
 // ErrSessionTooLarge is returned when saving a session whose record would
@@ -62,6 +63,9 @@ type ServerBackend struct {
 	borrowKeys bool
 	idLen      int          // length of an encoded id
 	locks      *sessionLock // nil unless Config.Lock
+	// owned is the memory store New made for a nil registry, which Close
+	// closes; nil when the store came from a registry, whose it stays.
+	owned store.Store
 }
 
 var _ Backend = (*ServerBackend)(nil)
@@ -76,16 +80,27 @@ func (e serverEngine) id(s *Session) string     { return strings.Clone(s.id) }
 
 // New validates cfg and returns a Backend on the store the registry holds
 // under cfg.Store. Every misconfiguration is a *ConfigError naming the field.
+//
+// With a nil registry the backend makes a memory store of its own
+// (store/memstore): sessions live in this process and are lost when it
+// stops, which is what a first program or a test wants. Close the backend
+// to release that store. A Store name other than the default with a nil
+// registry is an error rather than a memory store: it names a store the
+// caller expected to find in a registry.
 func New(cfg Config, stores *store.Registry) (*ServerBackend, error) {
 	c, err := cfg.compile()
 	if err != nil {
 		return nil, err
 	}
+	var st, owned store.Store
 	if stores == nil {
-		return nil, &ConfigError{Field: "Store", Reason: "no store registry given to New"}
-	}
-	st, err := stores.Get(c.Store)
-	if err != nil {
+		if c.Store != DefaultStore {
+			return nil, &ConfigError{Field: "Store", Reason: fmt.Sprintf("names store %q, but New was given no registry; "+
+				"pass the registry that holds it, or leave Store empty for a memory store of the backend's own", c.Store)}
+		}
+		st = memstore.New(memstore.Options{})
+		owned = st
+	} else if st, err = stores.Get(c.Store); err != nil {
 		return nil, &ConfigError{Field: "Store", Reason: err.Error()}
 	}
 	calls := resolveStore(c, st) // Config.StoreTimeout (timeout.go)
@@ -95,6 +110,7 @@ func New(cfg Config, stores *store.Registry) (*ServerBackend, error) {
 		plainKeys:  c.PlainStoreKeys || (calls.Traits.InProcess && len(c.IDHashKey) == 0),
 		borrowKeys: calls.Traits.BorrowsKeys,
 		idLen:      base64.RawURLEncoding.EncodedLen(c.SessionIDBytes),
+		owned:      owned,
 	}
 	b.init(c, serverEngine{b})
 	if c.Lock {
@@ -103,7 +119,21 @@ func New(cfg Config, stores *store.Registry) (*ServerBackend, error) {
 	return b, nil
 }
 
-// Store returns the store sessions are kept in, as it was registered.
+// Close releases the memory store New made when it was given no registry:
+// its sessions are gone, and the backend's later store calls fail with
+// store.ErrClosed. It closes nothing else: a store taken from a registry
+// belongs to the registry (Registry.Close closes it), since other backends
+// may share it. Close the backend after the server using it has stopped.
+// Closing again does nothing.
+func (b *ServerBackend) Close() error {
+	if b.owned == nil {
+		return nil
+	}
+	return b.owned.Close() // memstore's Close is idempotent
+}
+
+// Store returns the store sessions are kept in, as it was registered (or
+// the memory store New made for a nil registry).
 func (b *ServerBackend) Store() store.Store { return b.registered }
 
 // MaxCookieHeaderBytes is the length of "<Key>=<id>; ": the id cookie

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"maps"
+	"os/exec"
 	"slices"
 	"strconv"
 	"strings"
@@ -555,6 +556,118 @@ func TestNewRejectsUnknownStore(t *testing.T) {
 	if _, err := New(Config{Store: "anything"}, reg); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestNewWithoutRegistry: New with a nil registry runs on a memory store
+// of the backend's own, unless the Config names a store, which only a
+// registry can hold.
+func TestNewWithoutRegistry(t *testing.T) {
+	tests := []struct {
+		name      string
+		cfg       Config
+		wantField string // "" for a backend on its own memory store
+	}{
+		{"zero Config", Config{}, ""},
+		{"the default store named", Config{Store: DefaultStore}, ""},
+		{"with Lock", Config{Lock: true}, ""},
+		{"another store named", Config{Store: "redis"}, "Store"},
+		{"an invalid Config still names its field", Config{SessionIDBytes: 8}, "SessionIDBytes"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b, err := New(tt.cfg, nil)
+			if tt.wantField != "" {
+				var ce *ConfigError
+				if !errors.As(err, &ce) || ce.Field != tt.wantField {
+					t.Fatalf("New(%+v, nil) = %v, want a ConfigError on %s", tt.cfg, err, tt.wantField)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("New(%+v, nil): %v", tt.cfg, err)
+			}
+			defer b.Close()
+			if _, ok := b.Store().(*memstore.Store); !ok {
+				t.Fatalf("Store() = %T, want the backend's own *memstore.Store", b.Store())
+			}
+			out, err := request(t, b, "", func(s *Session) { s.SetInt("n", 1) })
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := request(t, b, out.cookieValue(t, DefaultCookieName), func(s *Session) {
+				if n, ok := s.GetInt("n"); !ok || n != 1 {
+					t.Errorf("the next request reads n = %d, %v; want 1", n, ok)
+				}
+			}); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+// TestRootLinksOnlyTheMemoryStore: New's memory default makes the root
+// package import store/memstore, and must stay the only store it imports,
+// so that a program using memory alone does not link Badger or a Redis
+// client (doc.go, README).
+func TestRootLinksOnlyTheMemoryStore(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs go list; skipped with -short")
+	}
+	out, err := exec.Command("go", "list", "-deps", "github.com/kvsession/kvsession").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go list -deps: %v\n%s", err, out)
+	}
+	deps := strings.Fields(string(out))
+	if !slices.Contains(deps, "github.com/kvsession/kvsession/store/memstore") {
+		t.Errorf("the root package does not link store/memstore: has New's default moved?")
+	}
+	for _, banned := range []string{
+		"github.com/kvsession/kvsession/store/badgerstore",
+		"github.com/kvsession/kvsession/store/redisstore",
+		"github.com/dgraph-io/badger",
+		"github.com/redis/rueidis",
+		"github.com/valyala/fasthttp",
+	} {
+		for _, d := range deps {
+			if strings.HasPrefix(d, banned) {
+				t.Errorf("the root package links %s", d)
+			}
+		}
+	}
+}
+
+// TestServerBackendClose: Close releases the memory store New made, and
+// only that: a registry's store is the registry's to close.
+func TestServerBackendClose(t *testing.T) {
+	t.Run("own memory store", func(t *testing.T) {
+		b, err := New(Config{}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range 2 { // closing again does nothing
+			if err := b.Close(); err != nil {
+				t.Fatalf("Close #%d: %v", i+1, err)
+			}
+		}
+		_, err = request(t, b, "", func(s *Session) { s.SetInt("n", 1) })
+		if !errors.Is(err, store.ErrClosed) {
+			t.Fatalf("a save after Close: %v, want store.ErrClosed", err)
+		}
+	})
+	t.Run("registry's store", func(t *testing.T) {
+		st := memstore.New(memstore.Options{})
+		defer st.Close()
+		b := newBackend(t, Config{}, st)
+		if err := b.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if err := st.Set(t.Context(), "k", []byte("v"), 0); err != nil {
+			t.Fatalf("the registry's store after the backend's Close: %v", err)
+		}
+		if _, err := request(t, b, "", func(s *Session) { s.SetInt("n", 1) }); err != nil {
+			t.Fatalf("the backend on a registry's store after Close: %v", err)
+		}
+	})
 }
 
 // TestNamesOutliveTheRequest: the loaded record's buffer is reused by the
