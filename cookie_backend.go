@@ -125,6 +125,12 @@ func NewCookie(cfg Config, stores *store.Registry) (*CookieBackend, error) {
 	return b, nil
 }
 
+// Close does nothing and returns nil: the cookie backend owns no store
+// (the RevocationStore's store belongs to its registry, which closes it).
+// It is there so that code written for New's backend, with its
+// defer backend.Close(), still compiles after a switch to NewCookie.
+func (b *CookieBackend) Close() error { return nil }
+
 // cookieLongestLife is the longest a cookie can open after it was sealed
 // under cfg (defaults applied): MaxAgeLimit, the longest any session may
 // ask for (and never below MaxAge), cut to IdleTimeout, which every seal

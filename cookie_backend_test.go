@@ -371,6 +371,27 @@ func TestCookieBackendConfigErrors(t *testing.T) {
 	}
 }
 
+// TestCookieBackendClose: Close leaves the revocation store, which is the
+// registry's, working.
+func TestCookieBackendClose(t *testing.T) {
+	st := memstore.New(memstore.Options{})
+	reg := store.NewRegistry(nil)
+	if err := reg.Register("revocations", st); err != nil {
+		t.Fatal(err)
+	}
+	defer reg.Close()
+	b, err := NewCookie(Config{Secrets: [][]byte{keyA}, RevocationStore: "revocations"}, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.RevokeUser(t.Context(), "ada"); err != nil {
+		t.Fatalf("RevokeUser after Close: %v", err)
+	}
+}
+
 func TestCookieBackendRevokeUser(t *testing.T) {
 	clk := newClock()
 	st := newFakeStore()
