@@ -9,7 +9,9 @@
 //   - store and one store package: store/memstore (one process, sessions
 //     lost on restart), store/badgerstore (one process, on disk, the
 //     embedded default), store/redisstore (several processes or machines).
-//     A program links only the stores it imports.
+//     A program links only the stores it imports. For memory alone, import
+//     neither: New(cfg, nil) makes a memory store of the backend's own,
+//     released by ServerBackend.Close.
 //   - an HTTP adapter: kvfasthttp today. No kvsession package needs an
 //     import alias.
 //

@@ -18,16 +18,16 @@ import (
 	"github.com/kvsession/kvsession/store/memstore"
 )
 
-// A server-side session on the memory store, through the fasthttp
+// A server-side session on a memory store, through the fasthttp
 // middleware: the handler counts a browser's visits.
 func Example() {
-	stores := store.NewRegistry(nil)
-	stores.Register("sessions", memstore.New(memstore.Options{}))
-	defer stores.Close()
-	backend, err := kvsession.New(kvsession.Config{}, stores)
+	// No registry: the backend makes a memory store of its own, which
+	// Close releases. Pass a registry for Badger, Redis or your own store.
+	backend, err := kvsession.New(kvsession.Config{}, nil)
 	if err != nil {
 		log.Fatal(err) // a bad Config names the field
 	}
+	defer backend.Close()
 	sessions, err := kvfasthttp.New(backend, kvfasthttp.Options{})
 	if err != nil {
 		log.Fatal(err)
@@ -177,9 +177,7 @@ var errDown = errors.New("disk full")
 func (down) Set(context.Context, string, []byte, time.Duration) error { return errDown }
 
 func memoryBackend() *kvsession.ServerBackend {
-	stores := store.NewRegistry(nil)
-	stores.Register("sessions", memstore.New(memstore.Options{}))
-	backend, err := kvsession.New(kvsession.Config{}, stores)
+	backend, err := kvsession.New(kvsession.Config{}, nil)
 	if err != nil {
 		log.Fatal(err)
 	}
