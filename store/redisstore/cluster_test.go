@@ -205,6 +205,33 @@ func TestCluster(t *testing.T) {
 		}
 	})
 
+	// A cluster whose first seed is down still opens, through the next,
+	// and reaches every master.
+	t.Run("DeadFirstSeed", func(t *testing.T) {
+		port, err := freePort()
+		if err != nil {
+			t.Fatal(err)
+		}
+		dead := "127.0.0.1:" + strconv.Itoa(port)
+		st, err := Open(t.Context(), Options{Addrs: []string{dead, addrs[1]}, Prefix: "seeds:"})
+		if err != nil {
+			t.Fatalf("Open with the first seed down: %v", err)
+		}
+		defer st.Close()
+		if m := st.Client().Mode(); m != rueidis.ClientModeCluster {
+			t.Fatalf("client mode %v, want cluster", m)
+		}
+		for i := range 30 { // keys on every master
+			key := fmt.Sprint("k", i)
+			if err := st.Set(t.Context(), key, []byte("v"), time.Minute); err != nil {
+				t.Fatalf("Set(%s): %v", key, err)
+			}
+			if v, err := st.Get(t.Context(), key); err != nil || string(v) != "v" {
+				t.Fatalf("Get(%s) = %q, %v", key, v, err)
+			}
+		}
+	})
+
 	// Findings 6 and 7 on a cluster: one master stops answering (SIGSTOP,
 	// shorter than the cluster's node timeout, so no failover). Calls on
 	// its keys fail within the default CallTimeout while the others'

@@ -104,9 +104,9 @@
 // a hash tag ("{sessions}:") would put every key in one slot, hence on one
 // master. DeleteAll walks the keyspace with SCAN on every master in turn,
 // and deletes what it finds with UNLINK, one key per command on a cluster
-// since a batch may span slots. Give Open the address of any node (Addrs
-// for more seeds): the client discovers the rest and follows the cluster
-// when slots move.
+// since a batch may span slots. Give Open the address of any node, and
+// more in Options.Addrs so that it starts while one of them is down: the
+// client discovers the rest and follows the cluster when slots move.
 //
 // # Contexts and timeouts
 //

@@ -28,11 +28,22 @@ const DefaultCallTimeout = 2 * time.Second
 type Options struct {
 	// Addr is the host:port of a standalone server, or of any node of a
 	// Redis Cluster: the client asks it for the cluster's layout and
-	// connects to the other nodes itself.
+	// connects to the other nodes itself. One address: several go in
+	// Addrs, and an Addr holding a comma is an error.
 	Addr string
 
-	// Addrs lists more nodes to try, for a cluster whose seed node may be
-	// down. Addr, if set, is tried first.
+	// Addrs lists more seed addresses, after Addr if it is set, so that
+	// the store starts while any of them is up.
+	//
+	// For a Redis Cluster they are nodes of that cluster: the client asks
+	// whichever answers first for the layout, and keeps every seed to
+	// find the cluster again later. For a standalone server they must all
+	// lead to that one server (through other routes or proxies, say): Open
+	// connects to the first, in order, that answers, and the store stays
+	// with it. Never list different standalone servers: which one holds
+	// the sessions would depend on which was up when each process opened
+	// its store. A seed that is down costs nothing when its connection is
+	// refused, and up to DialTimeout when it does not answer at all.
 	Addrs []string
 
 	// Username and Password authenticate every connection (a Username
@@ -147,10 +158,14 @@ func New(client rueidis.Client, opts Options) *Store {
 
 // Open connects to the server or cluster opts describes, checks that it
 // answers PING, and returns a Store that owns the client: Close closes it.
-// A server that cannot be reached is an error naming its address, returned
-// as soon as the connection is refused, or at the latest after DialTimeout
-// or when ctx ends.
+// With several seeds (Addr and Addrs) it starts while any one answers.
+// A server that cannot be reached is an error naming its addresses,
+// returned as soon as the connections are refused, or at the latest after
+// DialTimeout (per seed tried) or when ctx ends.
 func Open(ctx context.Context, opts Options) (*Store, error) {
+	if strings.Contains(opts.Addr, ",") {
+		return nil, fmt.Errorf("redis store: Options.Addr %q holds several addresses: give one, and the others in Options.Addrs", opts.Addr)
+	}
 	var addrs []string
 	if opts.Addr != "" {
 		addrs = append(addrs, opts.Addr)
@@ -197,7 +212,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	}
 	ch := make(chan made, 1)
 	go func() {
-		c, err := rueidis.NewClient(co)
+		c, err := connect(co)
 		ch <- made{c, err}
 	}()
 	var m made
@@ -214,13 +229,85 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	if m.err != nil {
 		return nil, connectError(where, m.err)
 	}
-	if err := m.c.Do(ctx, m.c.B().Ping().Build()).Error(); err != nil {
+	if err := pingAny(ctx, m.c); err != nil {
 		m.c.Close()
 		return nil, connectError(where, err)
 	}
 	s := New(m.c, opts)
 	s.owned = true
 	return s, nil
+}
+
+// pingAny checks that the server, or the cluster, answers PING. A cluster
+// client sends a keyless command to whichever connection it lists first,
+// and it lists every seed, those that are down too: a plain PING would
+// fail Open at random with a dead seed. On a cluster the nodes of its
+// layout are asked instead, in turn, until one answers.
+func pingAny(ctx context.Context, c rueidis.Client) error {
+	if c.Mode() != rueidis.ClientModeCluster {
+		return c.Do(ctx, c.B().Ping().Build()).Error()
+	}
+	err := errors.New("the cluster's layout lists no node")
+	for _, node := range c.Nodes() {
+		if err = node.Do(ctx, node.B().Ping().Build()).Error(); err == nil {
+			return nil
+		}
+	}
+	return err
+}
+
+// connect makes the client for co.InitAddress. rueidis takes several
+// addresses as seeds of a cluster only: for a standalone server it falls
+// back to a plain client when given one address, but given several it
+// fails with the server's "cluster support disabled". So when the seeds
+// turn out not to be a cluster, each is tried alone, in order, and the
+// first that answers is kept: a store starts on the same server whenever
+// that one is up, rather than on whichever answered first.
+func connect(co rueidis.ClientOption) (rueidis.Client, error) {
+	c, err := rueidis.NewClient(co)
+	if err == nil || len(co.InitAddress) < 2 || !notACluster(err) {
+		return c, err
+	}
+	var first, answered error // the first failure, the first a server gave
+	for _, addr := range co.InitAddress {
+		one := co
+		one.InitAddress = []string{addr}
+		c, err := rueidis.NewClient(one)
+		if err == nil {
+			return c, nil
+		}
+		if first == nil {
+			first = err
+		}
+		if _, ok := rueidis.IsRedisErr(err); ok && answered == nil {
+			answered = err
+		}
+	}
+	// A server's own answer (a wrong password, say) says more than the
+	// seeds that were down.
+	if answered != nil {
+		return nil, answered
+	}
+	return nil, first
+}
+
+// notACluster reports whether err is what a server that is not a cluster
+// node answers to the client's cluster commands: the test rueidis applies
+// to a single address before falling back to a standalone client, less
+// CLUSTERDOWN, which comes from a cluster node. A standalone client on a
+// node of a cluster that is down for a moment would fail every key of the
+// other nodes' slots for as long as the store lives; failing Open instead
+// lets the caller retry.
+func notACluster(err error) bool {
+	re, ok := rueidis.IsRedisErr(err)
+	if !ok {
+		return false
+	}
+	msg := strings.ToUpper(re.Error())
+	if strings.HasPrefix(msg, "CLUSTERDOWN") {
+		return false
+	}
+	return strings.Contains(msg, "COMMAND IS NOT ALLOWED") || strings.Contains(msg, "CLUSTER")
 }
 
 // connectError tells a server that answered with an error (a wrong

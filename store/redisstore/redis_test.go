@@ -717,6 +717,69 @@ func TestOpenUnreachable(t *testing.T) {
 	t.Logf("Open(%s): %v (after %v)", addr, err, took.Round(time.Millisecond))
 }
 
+// deadAddr returns a loopback address nothing listens on: a seed that is
+// down, whose connection is refused at once.
+func deadAddr(t *testing.T) string {
+	t.Helper()
+	port, err := freePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+}
+
+// TestOpenSeeds opens a standalone server through several seed addresses,
+// some of them down: the store starts on the first that answers, and
+// works. With none answering, the error names every seed.
+func TestOpenSeeds(t *testing.T) {
+	t.Parallel()
+	needServer(t)
+	dead, dead2 := deadAddr(t), deadAddr(t)
+	tests := []struct {
+		name    string
+		addr    string
+		addrs   []string
+		wantErr string // "" to succeed
+	}{
+		{"dead first seed in Addrs", "", []string{dead, testAddr}, ""},
+		{"dead Addr, live Addrs", dead, []string{testAddr}, ""},
+		{"live Addr, dead Addrs", testAddr, []string{dead}, ""},
+		{"two dead, then live", dead, []string{dead2, testAddr}, ""},
+		{"every seed dead", dead, []string{dead2}, "redis store: cannot reach " + dead + ", " + dead2 + ": "},
+		{"a list in Addr", dead + "," + testAddr, nil, "Addrs"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			prefix := testPrefix(t)
+			s, err := Open(t.Context(), Options{Addr: tt.addr, Addrs: tt.addrs, Prefix: prefix})
+			if tt.wantErr != "" {
+				if err == nil {
+					s.Close()
+					t.Fatalf("Open succeeded, want an error containing %q", tt.wantErr)
+				}
+				if !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("Open: %v, want an error containing %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("Open: %v", err)
+			}
+			defer s.Close()
+			if m := s.Client().Mode(); m != rueidis.ClientModeStandalone {
+				t.Errorf("client mode %v, want standalone", m)
+			}
+			if err := s.Set(t.Context(), "k", []byte("v"), time.Minute); err != nil {
+				t.Fatal(err)
+			}
+			if v, ok := rawGet(t, prefix+"v:k"); !ok || v != "v" {
+				t.Errorf("the test server holds %q, %v; want the value the store set", v, ok)
+			}
+		})
+	}
+}
+
 // TestOpenSilentServer opens a port that accepts connections and never
 // answers: Open gives up when its context ends.
 func TestOpenSilentServer(t *testing.T) {
