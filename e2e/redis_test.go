@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -139,11 +140,14 @@ func uniquePrefix() string {
 }
 
 // TestPlaygroundsShareRedis: two playgrounds on one Redis are one service
-// behind a load balancer: a cookie from either works on the other.
+// behind a load balancer: a cookie from either works on the other. The
+// second reaches Redis through a list of seeds whose first is down, and
+// finds the same server.
 func TestPlaygroundsShareRedis(t *testing.T) {
 	addr, prefix := sharedRedis(t), uniquePrefix()
-	args := []string{"-addr", "127.0.0.1:0", "-store", "redis", "-redis-addr", addr, "-redis-prefix", prefix}
-	a, b := startChild(t, args...), startChild(t, args...)
+	args := []string{"-addr", "127.0.0.1:0", "-store", "redis", "-redis-prefix", prefix}
+	a := startChild(t, slices.Concat(args, []string{"-redis-addr", addr})...)
+	b := startChild(t, slices.Concat(args, []string{"-redis-addr", freeAddr(t) + "," + addr})...)
 	c := sessiontest.NewClient(t, a.base)
 	c.Expect("GET", "/counter", "", 200, "1")
 	c.Base = b.base // the jar ignores ports: the same cookie goes to b

@@ -52,8 +52,10 @@
 //	-backend server|cookie   where sessions live (server)
 //	-store badger|memory|redis  the server backend's store (badger)
 //	-dir path                Badger directory (./data/sessions)
-//	-redis-addr host:port    Redis server or Cluster node, with -store redis (127.0.0.1:6379);
-//	                         playgrounds sharing one Redis share their sessions
+//	-redis-addr host:port[,host:port...]
+//	                         Redis server or Cluster nodes, with -store redis (127.0.0.1:6379);
+//	                         several: the playground starts while any one answers.
+//	                         Playgrounds sharing one Redis share their sessions
 //	-redis-prefix p          prefix of the store's Redis keys (kvsession:)
 //	-secret KEY[,KEY...]     the cookie backend's keys, 64 hex characters each
 //	-max-age duration        session lifetime: store TTL or sealed expiry, and cookie Max-Age (336h)
@@ -169,8 +171,9 @@ Flags:
 	fs.StringVar(&o.backend, "backend", "server", "where sessions live: server (in -store; the cookie holds an id)\n"+
 		"or cookie (sealed into the cookie with AES-256-GCM; no store)")
 	fs.StringVar(&o.store, "store", "badger", "session store of -backend server: badger, memory or redis")
-	fs.StringVar(&o.redisAddr, "redis-addr", "127.0.0.1:6379", "Redis server, or any node of a Redis Cluster (with -store redis).\n"+
-		"Several playgrounds on one Redis share their sessions")
+	fs.StringVar(&o.redisAddr, "redis-addr", "127.0.0.1:6379", "addresses of a Redis server, or nodes of a Redis Cluster, `host:port[,host:port...]` (with -store redis).\n"+
+		"With several the store starts while any one answers: a standalone server's are tried in order,\n"+
+		"and must all lead to that one server. Playgrounds sharing one Redis share their sessions")
 	fs.StringVar(&o.redisPrefix, "redis-prefix", "kvsession:", "prefix of every Redis key the store writes (with -store redis)")
 	fs.StringVar(&o.dir, "dir", "./data/sessions", "Badger directory (with -backend server -store badger)")
 	fs.StringVar(&o.secret, "secret", "", "keys of -backend cookie, `KEY[,KEY...]`: each 32 bytes written as 64 hex characters\n"+
@@ -264,6 +267,21 @@ func cookieSecrets(o options, getenv func(string) string) (keys [][]byte, source
 	return [][]byte{k}, "random", nil
 }
 
+// parseRedisAddrs splits -redis-addr into the seed addresses
+// redisstore.Options.Addrs takes.
+func parseRedisAddrs(list string) ([]string, error) {
+	items := strings.Split(list, ",")
+	addrs := make([]string, 0, len(items))
+	for i, item := range items {
+		item = strings.TrimSpace(item)
+		if item == "" {
+			return nil, fmt.Errorf("-redis-addr: address %d of %d is empty (separate addresses with single commas)", i+1, len(items))
+		}
+		addrs = append(addrs, item)
+	}
+	return addrs, nil
+}
+
 // openStore opens the store the flags chose.
 func openStore(o options) (store.Store, error) {
 	switch o.store {
@@ -273,7 +291,11 @@ func openStore(o options) (store.Store, error) {
 		// Open pings: a Redis that is down fails the start, clearly.
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		return redisstore.Open(ctx, redisstore.Options{Addr: o.redisAddr, Prefix: o.redisPrefix})
+		addrs, err := parseRedisAddrs(o.redisAddr)
+		if err != nil {
+			return nil, err
+		}
+		return redisstore.Open(ctx, redisstore.Options{Addrs: addrs, Prefix: o.redisPrefix})
 	}
 	// Badger creates the directory too; doing it here, 0700, turns a bad
 	// -dir into an error that names the directory, before Badger starts.

@@ -24,6 +24,7 @@ import (
 	"github.com/kvsession/kvsession"
 	"github.com/kvsession/kvsession/internal/sessiontest"
 	"github.com/kvsession/kvsession/kvfasthttp"
+	"github.com/kvsession/kvsession/store/redisstore"
 )
 
 // Cookie keys for -secret, 32 bytes as 64 hex characters each.
@@ -423,6 +424,8 @@ func TestBadArgs(t *testing.T) {
 		{[]string{"-backend", ""}, nil, `unknown -backend "": want server or cookie`},
 		{[]string{"-idle-timeout", "soon"}, nil, `invalid value "soon" for flag -idle-timeout`},
 		{[]string{"-lock=maybe"}, nil, `invalid boolean value "maybe" for -lock`},
+		{[]string{"-store", "redis", "-redis-addr", "127.0.0.1:1,,127.0.0.1:2"}, nil, "-redis-addr: address 2 of 3 is empty"},
+		{[]string{"-store", "redis", "-redis-addr", ""}, nil, "-redis-addr: address 1 of 1 is empty"},
 
 		// Combinations the library refuses: its message, naming the field,
 		// after the flag that set it. The Badger directory is not created.
@@ -493,6 +496,45 @@ func TestBadArgs(t *testing.T) {
 	}
 }
 
+// TestRedisSeeds: -redis-addr takes several addresses, and the playground
+// starts, and keeps sessions, when the first is down. It needs the Redis
+// of KVSESSION_REDIS_ADDR.
+func TestRedisSeeds(t *testing.T) {
+	live := os.Getenv("KVSESSION_REDIS_ADDR")
+	if live == "" {
+		if os.Getenv("KVSESSION_REQUIRE_REDIS") != "" {
+			t.Fatal("KVSESSION_REQUIRE_REDIS is set but KVSESSION_REDIS_ADDR is not")
+		}
+		t.Skip("set KVSESSION_REDIS_ADDR=host:port to run the playground on Redis")
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := ln.Addr().String()
+	ln.Close() // a seed that is down: its connections are refused
+	prefix := fmt.Sprintf("kvsession-playground-test:%d:", time.Now().UnixNano())
+	t.Cleanup(func() {
+		st, err := redisstore.Open(context.Background(), redisstore.Options{Addr: live, Prefix: prefix})
+		if err != nil {
+			t.Errorf("cleaning up: %v", err)
+			return
+		}
+		defer st.Close()
+		if err := st.DeleteAll(context.Background()); err != nil {
+			t.Errorf("cleaning up: %v", err)
+		}
+	})
+
+	p := start(t, "-addr", "127.0.0.1:0", "-store", "redis", "-redis-addr", dead+", "+live, "-redis-prefix", prefix)
+	c := sessiontest.NewClient(t, p.base)
+	c.Expect("GET", "/counter", "", 200, "1")
+	c.Expect("GET", "/counter", "", 200, "2")
+	if log := p.log.String(); !strings.Contains(log, "redis_addr=\""+dead+", "+live+"\"") {
+		t.Errorf("the start log does not show the seeds:\n%s", log)
+	}
+}
+
 func TestHelp(t *testing.T) {
 	var out bytes.Buffer
 	err := run(context.Background(), []string{"-h"}, nil, &out, nil)
@@ -501,7 +543,7 @@ func TestHelp(t *testing.T) {
 	}
 	for _, want := range []string{"-backend string", "server", "cookie", "-secret KEY[,KEY...]", "64 hex characters", secretEnv, "-max-age", "-renew-on-access", "-store", "-dir",
 		"-idle-timeout duration", "-absolute-timeout duration", "-renewal-timeout duration", "-lock", "(default true)",
-		"-max-age-limit duration", "remember=DURATION"} {
+		"-max-age-limit duration", "remember=DURATION", "-redis-addr host:port[,host:port...]"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("usage lacks %q:\n%s", want, out.String())
 		}
