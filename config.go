@@ -101,7 +101,8 @@ type Config struct {
 	SameSite SameSite
 
 	// SessionIDBytes is how many crypto-random bytes make a session id.
-	// Default 32 (256 bits); below 16 is an error.
+	// Default 32 (256 bits); below 16 is an error. Server-side sessions
+	// only: NewCookie refuses it, as it refuses every field marked so.
 	SessionIDBytes int
 
 	// ExtendOnAccess refreshes a session's store TTL and its cookie's
@@ -115,11 +116,13 @@ type Config struct {
 	BrowserSession bool
 
 	// Store names the store in the registry passed to New. Default
-	// "sessions".
+	// "sessions". Server-side sessions only.
 	Store string
 
 	// Prefix is prepended to every session id to form the store key, so
-	// two session configurations can share one store.
+	// two session configurations can share one store. The cookie backend
+	// prepends it to its revocations' keys, and refuses it without a
+	// RevocationStore.
 	Prefix string
 
 	// Exclude lists regular expressions; a request whose path matches any
@@ -184,11 +187,13 @@ type Config struct {
 	// RotationInterval rotates a server-side session's id that long after it
 	// was created or last rotated (0: off), keeping its data. The old id
 	// keeps leading to the session for RotationGrace, so requests already
-	// in flight with the old cookie still find it.
+	// in flight with the old cookie still find it. Server-side sessions
+	// only.
 	RotationInterval time.Duration
 
 	// RotationGrace is how long a rotated-out id still works. Default 15
 	// seconds; at most a minute, since a stolen old id works that long.
+	// Server-side sessions only.
 	RotationGrace time.Duration
 
 	// MaxAgeLimit is the longest lifetime Session.SetMaxAge may give one
@@ -204,11 +209,13 @@ type Config struct {
 	// session id into its store key. Without it the hash is plain SHA-256,
 	// which already makes a store dump useless for forging cookies: ids
 	// are 256 random bits. Changing it orphans every stored session.
+	// Server-side sessions only.
 	IDHashKey []byte
 
 	// PlainStoreKeys stores sessions under their ids themselves rather than
 	// a hash of them, as kvsession did before. Only for stores whose keys
 	// must stay readable; a leaked dump then yields working cookies.
+	// Server-side sessions only.
 	PlainStoreKeys bool
 
 	// Lock holds a per-session lock from a request's first use of its
@@ -220,11 +227,12 @@ type Config struct {
 
 	// LockLease bounds how long one request may hold a session's lock: a
 	// crashed or stuck holder loses it after that. Make it longer than
-	// your longest request. Default 30 seconds.
+	// your longest request. Default 30 seconds. Server-side sessions only.
 	LockLease time.Duration
 
 	// LockWait bounds how long a request waits for a session's lock before
 	// its session fails with ErrLockTimeout. Default 5 seconds.
+	// Server-side sessions only.
 	LockWait time.Duration
 
 	// StoreTimeout bounds each store call (load, save, renewal, delete,
@@ -239,7 +247,9 @@ type Config struct {
 	// seconds by default, even when the request's context never ends); a
 	// default here would also fail requests to a store that is merely
 	// slow for a moment. Set it for a store that can hang, above
-	// the store's worst healthy latency.
+	// the store's worst healthy latency. The cookie backend's only store
+	// calls are revocation lookups: it refuses StoreTimeout without a
+	// RevocationStore.
 	StoreTimeout time.Duration
 }
 

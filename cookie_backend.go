@@ -80,18 +80,22 @@ var strictBase64 = base64.RawURLEncoding.Strict()
 
 // NewCookie validates cfg and returns a CookieBackend. cfg.Secrets must hold
 // at least one key. stores is needed only for Config.RevocationStore and
-// may be nil otherwise. Fields of Config that concern the store (Store,
-// SessionIDBytes) are ignored.
+// may be nil otherwise.
+//
+// Every Config field either works with cookie sessions or, when set, is
+// refused with a *ConfigError that says what to do instead: the fields of
+// server-side sessions (Store, SessionIDBytes, IDHashKey, PlainStoreKeys,
+// RotationInterval, RotationGrace, Lock, LockLease, LockWait), and Prefix
+// and StoreTimeout without a RevocationStore, whose calls are all they
+// act on. A setting silently ignored would promise what it cannot keep: a
+// lock that serialises nothing, say.
 func NewCookie(cfg Config, stores *store.Registry) (*CookieBackend, error) {
 	c, err := cfg.compile()
 	if err != nil {
 		return nil, err
 	}
-	if c.Lock {
-		return nil, &ConfigError{Field: "Lock", Reason: "cookie sessions have no server state to lock: each request carries its own copy"}
-	}
-	if c.RotationInterval > 0 {
-		return nil, &ConfigError{Field: "RotationInterval", Reason: "cookie sessions have no id to rotate"}
+	if err := cfg.checkCookie(); err != nil {
+		return nil, err
 	}
 	if len(c.Secrets) == 0 {
 		return nil, &ConfigError{Field: "Secrets", Reason: fmt.Sprintf("the cookie backend needs at least one key of %d random bytes", SecretBytes)}
@@ -111,7 +115,11 @@ func NewCookie(cfg Config, stores *store.Registry) (*CookieBackend, error) {
 	}
 	if c.RevocationStore != "" {
 		if stores == nil {
-			return nil, &ConfigError{Field: "RevocationStore", Reason: "no store registry given to NewCookie"}
+			// No memory store is made here, as New makes one: revocations
+			// kept in one process would let every other server, and this
+			// one after a restart, open the revoked cookies.
+			return nil, &ConfigError{Field: "RevocationStore", Reason: fmt.Sprintf("names store %q, but NewCookie was given no registry; "+
+				"pass the registry that holds it, or leave RevocationStore empty (RevokeUser then cannot be used)", c.RevocationStore)}
 		}
 		st, err := stores.Get(c.RevocationStore)
 		if err != nil {
@@ -130,6 +138,40 @@ func NewCookie(cfg Config, stores *store.Registry) (*CookieBackend, error) {
 // It is there so that code written for New's backend, with its
 // defer backend.Close(), still compiles after a switch to NewCookie.
 func (b *CookieBackend) Close() error { return nil }
+
+// checkCookie refuses the fields of cfg, as given (before defaults, so
+// that a default is never mistaken for a choice), that cookie sessions
+// cannot honour, each with what to do instead.
+func (cfg *Config) checkCookie() error {
+	const useNew = "or use New for server-side sessions"
+	noRevocations := cfg.RevocationStore == ""
+	for _, f := range []struct {
+		field  string
+		set    bool
+		reason string
+	}{
+		{"Store", cfg.Store != "", "cookie sessions are kept in the cookie, not in a store; leave it empty " +
+			"(RevocationStore names the store RevokeUser writes to), " + useNew},
+		{"SessionIDBytes", cfg.SessionIDBytes != 0, "cookie sessions have no id; leave it 0, " + useNew},
+		{"IDHashKey", len(cfg.IDHashKey) != 0, "cookie sessions have no id to hash into a store key; leave it empty, " + useNew},
+		{"PlainStoreKeys", cfg.PlainStoreKeys, "cookie sessions have no id to store under; leave it false, " + useNew},
+		{"RotationInterval", cfg.RotationInterval != 0, "cookie sessions have no id to rotate (each write seals the cookie anew); leave it 0, " + useNew},
+		{"RotationGrace", cfg.RotationGrace != 0, "cookie sessions have no id to rotate; leave it 0, " + useNew},
+		{"Lock", cfg.Lock, "cookie sessions are in the cookie, there is no server state to lock: " +
+			"concurrent requests each carry their own copy and the last response's cookie wins; leave it false, " + useNew},
+		{"LockLease", cfg.LockLease != 0, "only Lock uses it, and cookie sessions have no lock; leave it 0, " + useNew},
+		{"LockWait", cfg.LockWait != 0, "only Lock uses it, and cookie sessions have no lock; leave it 0, " + useNew},
+		{"Prefix", cfg.Prefix != "" && noRevocations, "the cookie backend uses it only for the keys of RevokeUser's records, " +
+			"and RevocationStore is not set; leave it empty, or set RevocationStore"},
+		{"StoreTimeout", cfg.StoreTimeout != 0 && noRevocations, "it bounds store calls, and without RevocationStore " +
+			"the cookie backend makes none; leave it 0, or set RevocationStore"},
+	} {
+		if f.set {
+			return &ConfigError{Field: f.field, Reason: f.reason}
+		}
+	}
+	return nil
+}
 
 // cookieLongestLife is the longest a cookie can open after it was sealed
 // under cfg (defaults applied): MaxAgeLimit, the longest any session may

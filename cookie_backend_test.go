@@ -348,17 +348,35 @@ func TestCookieBackendDestroyAndEmpty(t *testing.T) {
 }
 
 func TestCookieBackendConfigErrors(t *testing.T) {
+	secrets := [][]byte{keyA}
 	tests := []struct {
-		name  string
-		cfg   Config
-		field string
+		name   string
+		cfg    Config
+		field  string
+		reason string // a part of the Reason: what to do instead
 	}{
-		{"no secrets", Config{}, "Secrets"},
-		{"short secret", Config{Secrets: [][]byte{keyA, keyB[:16]}}, "Secrets[1]"},
-		{"long secret", Config{Secrets: [][]byte{append(keyA, 0)}}, "Secrets[0]"},
-		{"same secret twice", Config{Secrets: [][]byte{keyA, keyB, keyA}}, "Secrets[2]"},
-		{"revocation store without registry", Config{Secrets: [][]byte{keyA}, RevocationStore: "r"}, "RevocationStore"},
-		{"segments", Config{Secrets: [][]byte{keyA}, MaxCookieSegments: 33}, "MaxCookieSegments"},
+		{"no secrets", Config{}, "Secrets", ""},
+		{"short secret", Config{Secrets: [][]byte{keyA, keyB[:16]}}, "Secrets[1]", ""},
+		{"long secret", Config{Secrets: [][]byte{append(keyA, 0)}}, "Secrets[0]", ""},
+		{"same secret twice", Config{Secrets: [][]byte{keyA, keyB, keyA}}, "Secrets[2]", ""},
+		{"revocation store without registry", Config{Secrets: secrets, RevocationStore: "r"}, "RevocationStore", `"r", but NewCookie was given no registry`},
+		{"segments", Config{Secrets: secrets, MaxCookieSegments: 33}, "MaxCookieSegments", ""},
+
+		// The fields of server-side sessions: refused, never ignored.
+		{"Store", Config{Secrets: secrets, Store: "sessions"}, "Store", "leave it empty"},
+		{"SessionIDBytes", Config{Secrets: secrets, SessionIDBytes: 32}, "SessionIDBytes", "leave it 0"},
+		{"IDHashKey", Config{Secrets: secrets, IDHashKey: keyB[:16]}, "IDHashKey", "leave it empty"},
+		{"PlainStoreKeys", Config{Secrets: secrets, PlainStoreKeys: true}, "PlainStoreKeys", "leave it false"},
+		{"RotationInterval", Config{Secrets: secrets, RotationInterval: time.Hour}, "RotationInterval", "leave it 0"},
+		{"RotationGrace", Config{Secrets: secrets, RotationGrace: time.Second}, "RotationGrace", "leave it 0"},
+		{"Lock", Config{Secrets: secrets, Lock: true}, "Lock", "no server state to lock"},
+		{"LockLease", Config{Secrets: secrets, LockLease: time.Minute}, "LockLease", "leave it 0"},
+		{"LockWait", Config{Secrets: secrets, LockWait: time.Second}, "LockWait", "leave it 0"},
+		// Those that act only on the revocation store's calls, without one.
+		{"Prefix without RevocationStore", Config{Secrets: secrets, Prefix: "app:"}, "Prefix", "or set RevocationStore"},
+		{"StoreTimeout without RevocationStore", Config{Secrets: secrets, StoreTimeout: time.Second}, "StoreTimeout", "or set RevocationStore"},
+		// An invalid value is reported as such, before the backend's refusal.
+		{"negative StoreTimeout", Config{Secrets: secrets, StoreTimeout: -time.Second}, "StoreTimeout", "negative"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -366,6 +384,45 @@ func TestCookieBackendConfigErrors(t *testing.T) {
 			var ce *ConfigError
 			if !errors.As(err, &ce) || ce.Field != tt.field {
 				t.Fatalf("err %v, want a ConfigError on %s", err, tt.field)
+			}
+			if !strings.Contains(ce.Reason, tt.reason) {
+				t.Errorf("Reason %q, want it to say %q", ce.Reason, tt.reason)
+			}
+		})
+	}
+}
+
+// TestCookieBackendHonoursRevocationSettings: Prefix and StoreTimeout act
+// on the revocation store's calls, so with a RevocationStore they are
+// accepted: Prefix starts the revocations' keys, and StoreTimeout bounds
+// their lookups (e2e's TestRevocationStoreFaultsFailClosed hangs one).
+func TestCookieBackendHonoursRevocationSettings(t *testing.T) {
+	tests := []struct {
+		name    string
+		cfg     Config
+		wantKey string
+	}{
+		{"Prefix", Config{Prefix: "app:"}, "app:revoked:ada"},
+		{"StoreTimeout", Config{StoreTimeout: time.Second}, "revoked:ada"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			st := newFakeStore()
+			reg := store.NewRegistry(nil)
+			if err := reg.Register("revocations", st); err != nil {
+				t.Fatal(err)
+			}
+			cfg := tt.cfg
+			cfg.Secrets, cfg.RevocationStore = [][]byte{keyA}, "revocations"
+			b, err := NewCookie(cfg, reg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := b.RevokeUser(t.Context(), "ada"); err != nil {
+				t.Fatal(err)
+			}
+			if keys := st.keys(); !slices.Equal(keys, []string{tt.wantKey}) {
+				t.Errorf("revocation keys %q, want %q", keys, tt.wantKey)
 			}
 		})
 	}

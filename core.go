@@ -14,9 +14,10 @@ import (
 // request: LoadFromRequest, the handler, StoreInResponse, Release.
 //
 // *ServerBackend keeps sessions in a store and only their id in the cookie;
-// *CookieBackend keeps them, encrypted, in the cookie itself. Both take the
-// same Config and give handlers the same *Session, so switching is a change
-// of constructor.
+// *CookieBackend keeps them, encrypted, in the cookie itself. Both take
+// Config and give handlers the same *Session, so switching is a change of
+// constructor, plus Secrets, less the fields of server-side sessions, which
+// NewCookie refuses by name (see NewCookie).
 type Backend interface {
 	// LoadFromRequest starts the session of one request from its Cookie
 	// header value (nil when it had none). The header and the session are
