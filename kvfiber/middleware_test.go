@@ -1,6 +1,7 @@
 package kvfiber_test
 
 import (
+	"bufio"
 	"bytes"
 	"log/slog"
 	"net"
@@ -48,6 +49,30 @@ func routes(app *fiber.App) {
 		})
 	}
 	app.Get("/logout", func(c fiber.Ctx) error { return kvfiber.Session(c).Destroy() })
+	// A refused login: Fiber handlers answer with an error, and the
+	// attempt must be counted all the same.
+	app.Post("/deny", func(c fiber.Ctx) error {
+		sess := kvfiber.Session(c)
+		n, _ := sess.GetInt("failed")
+		if err := sess.SetInt("failed", n+1); err != nil {
+			return err
+		}
+		c.Set("X-Handler", "ran")
+		return fiber.NewError(401, "wrong password, attempt "+strconv.Itoa(n+1))
+	})
+	app.Get("/stream", func(c fiber.Ctx) error {
+		sess := kvfiber.Session(c)
+		n, _ := sess.GetInt("n")
+		if err := sess.SetInt("n", n+1); err != nil {
+			return err
+		}
+		c.Set("X-Handler", "ran")
+		body := "n=" + strconv.Itoa(n+1) + "\n"
+		return c.SendStreamWriter(func(w *bufio.Writer) {
+			w.WriteString(body)
+			w.Flush()
+		})
+	})
 }
 
 // harness is one app on a loopback port, its store and a client that keeps
