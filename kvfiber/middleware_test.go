@@ -145,6 +145,9 @@ func serve(t *testing.T, b kvsession.Backend, opts kvfiber.Options, appCfg fiber
 	}
 	go app.Listener(ln, fiber.ListenConfig{DisableStartupMessage: true})
 	t.Cleanup(func() {
+		// fasthttp's shutdown may take seconds to notice a keep-alive
+		// connection went idle; the client closing it is immediate.
+		h.client.HTTP.CloseIdleConnections()
 		if err := app.ShutdownWithTimeout(5 * time.Second); err != nil {
 			t.Errorf("shutdown: %v", err)
 		}
