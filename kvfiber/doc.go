@@ -56,6 +56,14 @@
 //     SendStreamWriter is called until after the session was saved and
 //     recycled for another request: it must not use the session or call
 //     Session. Read what the stream needs into variables first.
+//   - Fiber's timeout middleware (timeout.New around a handler), when
+//     time runs out, answers 408 and abandons the Ctx while the handler
+//     goes on running with the session. That session is then neither
+//     saved (the client saw the request fail) nor recycled for another
+//     request (the handler still writes to it), and with Config.Lock it
+//     stays locked until Config.LockLease runs out: keep LockLease short
+//     on apps that use the timeout middleware, or bound slow work with
+//     c.Context() inside the handler instead.
 //   - c.End() writes the response out at once, before the save: changes
 //     are saved, but a cookie the session needed (a new session, an id
 //     renewed by RenewID or rotation, the expiry after Destroy) never

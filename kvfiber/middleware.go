@@ -12,9 +12,10 @@ import (
 )
 
 // ErrorHandler answers a request whose session could not be loaded or
-// saved, or whose app cannot read the session cookies (see
-// RequiredReadBufferSize). The response still holds what the handler
-// wrote; the session's Set-Cookie was never added. What it returns is
+// saved: the response still holds what the handler wrote, but not the
+// session's Set-Cookie. It also answers every request of an app whose
+// read buffer cannot hold the session cookies (see
+// RequiredReadBufferSize); no handler ran then. What it returns is
 // returned to Fiber, so returning an error hands the request to the app's
 // fiber.Config.ErrorHandler.
 type ErrorHandler func(c fiber.Ctx, err error) error
@@ -150,6 +151,16 @@ func (m *middleware) handle(c fiber.Ctx) error {
 	}()
 	handlerErr := c.Next()
 	finished = true
+	if c.IsAbandoned() {
+		// Fiber's timeout middleware gave up waiting, answered 408 and
+		// left the handler running on its goroutine, with s. Saving would
+		// store half of what the handler does, for a request the client
+		// saw fail; releasing would let the pool hand s, still written to,
+		// to another request. Neither: s goes to the garbage collector
+		// with the abandoned Ctx.
+		m.logger.Warn("kvsession: request abandoned while its handler may still run (Fiber's timeout middleware): its session is not saved; with Config.Lock the session stays locked until Config.LockLease")
+		return handlerErr
+	}
 	// Saved even when the handler returned an error: in Fiber an error is
 	// how a handler answers 401 or 404, and what it did to the session
 	// before that (a failed-login counter, a flash message) must stick.
