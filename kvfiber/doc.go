@@ -13,6 +13,7 @@
 // request's session:
 //
 //	app := fiber.New(fiber.Config{ReadBufferSize: kvfiber.RequiredReadBufferSize(backend, 0)})
+//	kvfiber.RedactRequestErrors(app, backend)
 //	sessions, err := kvfiber.New(backend, kvfiber.Options{})
 //	...
 //	app.Use(recover.New(), sessions)
@@ -87,9 +88,10 @@
 // buffer is too small to the ErrorHandler, so that the mistake shows at
 // once rather than when a session first outgrows the buffer.
 //
-// fasthttp quotes a malformed request's header, Cookie included, in the
-// error Fiber hands to the app's ErrorHandler (which may log it) unless
-// the server's SecureErrorLogMessage is set; session ids in a log are
-// sessions anyone reading it can take over. Set
-// app.Server().SecureErrorLogMessage = true before Listen.
+// # Session ids in logs
+//
+// fasthttp quotes a request it cannot read, Cookie header included, in the
+// error Fiber hands to the app's fiber.Config.ErrorHandler (which may log
+// it); session ids in a log are sessions anyone reading it can take over.
+// Call RedactRequestErrors(app, backend) before Listen to keep them out.
 package kvfiber

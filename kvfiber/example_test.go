@@ -35,6 +35,7 @@ func Example() {
 	}
 
 	app := fiber.New(fiber.Config{ReadBufferSize: kvfiber.RequiredReadBufferSize(backend, 0)})
+	kvfiber.RedactRequestErrors(app, backend) // no session ids in the errors of unreadable requests
 	// recover first, so that a panicking handler's session is dropped.
 	app.Use(recover.New(), sessions)
 	app.Get("/visits", func(c fiber.Ctx) error {
