@@ -36,7 +36,7 @@ func TestParallelIncrementsWithLock(t *testing.T) {
 // Options.ReadOnly reads the session while another request holds its
 // lock; an unmarked one waits for it.
 func TestReadOnlyRequestsDoNotWaitForTheLock(t *testing.T) {
-	const lockWait = 300 * time.Millisecond
+	const lockWait = time.Second
 	holding, release := make(chan struct{}), make(chan struct{})
 	readOnly := func(c fiber.Ctx) bool { return c.Method() == fiber.MethodGet && c.Path() == "/read" }
 	h := start(t, kvsession.Config{Lock: true, LockWait: lockWait}, kvfiber.Options{ReadOnly: readOnly}, func(app *fiber.App) {

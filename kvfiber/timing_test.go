@@ -40,7 +40,7 @@ func TestHandlerErrorStillSavesTheSession(t *testing.T) {
 // before kvfiber; after it, the panic reaches kvfiber as an error and the
 // session is saved as for any error (documented, and pinned here).
 func TestPanicReleasesTheSessionUnsaved(t *testing.T) {
-	const lockWait = 300 * time.Millisecond
+	const lockWait = time.Second
 	for _, tc := range []struct {
 		name      string
 		use       func(app *fiber.App, sessions fiber.Handler)
