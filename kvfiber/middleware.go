@@ -1,0 +1,255 @@
+package kvfiber
+
+import (
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/gofiber/fiber/v3"
+	"github.com/valyala/fasthttp"
+
+	"github.com/kvsession/kvsession"
+)
+
+// ErrorHandler answers a request whose session could not be loaded or
+// saved: the response still holds what the handler wrote, but not the
+// session's Set-Cookie. It also answers every request of an app whose
+// read buffer cannot hold the session cookies (see
+// RequiredReadBufferSize); no handler ran then. What it returns is
+// returned to Fiber, so returning an error hands the request to the app's
+// fiber.Config.ErrorHandler.
+type ErrorHandler func(c fiber.Ctx, err error) error
+
+// Options tune the middleware. The zero value is ready to use.
+type Options struct {
+	// ErrorHandler answers requests whose session failed. Default: log
+	// the error with Config.Logger, drop the handler's response and answer
+	// 500 with a short body.
+	ErrorHandler ErrorHandler
+
+	// Skip, when set, is asked before each request; returning true runs
+	// the rest of the chain without a session (Session returns nil), like
+	// a path matching Config.Exclude. Use it for per-route opt-outs.
+	Skip func(c fiber.Ctx) bool
+
+	// ReadOnly, when set, is asked before each request; returning true
+	// marks the session read-only (Session.SetReadOnly), so that with
+	// Config.Lock it is loaded without the session lock. GET and HEAD
+	// requests are the usual candidates.
+	ReadOnly func(c fiber.Ctx) bool
+
+	// HeaderRoom is how much of the app's read buffer a request needs
+	// besides the session cookies: request line, Host, User-Agent, other
+	// cookies. Default DefaultHeaderRoom.
+	HeaderRoom int
+}
+
+// Defaults of Options.
+const (
+	DefaultReadBufferSize = fiber.DefaultReadBufferSize // 4096
+	DefaultHeaderRoom     = 2048
+)
+
+// New returns the Fiber middleware attaching sessions from backend (a
+// *kvsession.ServerBackend or a *kvsession.CookieBackend) to every request
+// it sees: register it with app.Use before the routes that use sessions,
+// after Fiber's recover middleware if there is one.
+//
+// Each request checks that the app's read buffer holds the backend's
+// largest session cookies plus Options.HeaderRoom; in an app whose buffer
+// is smaller every request goes to the ErrorHandler, so that the mistake
+// shows on the first request rather than as a 431 once a session grows.
+// Create the app with fiber.Config{ReadBufferSize:
+// RequiredReadBufferSize(backend, 0)}.
+func New(backend kvsession.Backend, opts Options) (fiber.Handler, error) {
+	if backend == nil {
+		return nil, fmt.Errorf("kvfiber: New needs a backend")
+	}
+	if opts.HeaderRoom == 0 {
+		opts.HeaderRoom = DefaultHeaderRoom
+	}
+	if opts.HeaderRoom < 0 {
+		return nil, fmt.Errorf("kvfiber: Options.HeaderRoom (%d) must not be negative", opts.HeaderRoom)
+	}
+	logger := backend.Config().Logger
+	m := &middleware{
+		backend:  backend,
+		onError:  opts.ErrorHandler,
+		skip:     opts.Skip,
+		readOnly: opts.ReadOnly,
+		logger:   logger,
+		need:     RequiredReadBufferSize(backend, opts.HeaderRoom),
+	}
+	if m.onError == nil {
+		m.onError = func(c fiber.Ctx, err error) error { return defaultErrorHandler(c, err, logger) }
+	}
+	return m.handle, nil
+}
+
+// RequiredReadBufferSize returns the fiber.Config ReadBufferSize that reads
+// every request carrying the backend's largest session cookies and
+// headerRoom bytes of everything else (0 means DefaultHeaderRoom, as in
+// Options), and never less than Fiber's default: sizing an app with it
+// must not shrink what it accepted before. A server-side backend's id
+// cookie fits the default; cookie sessions split over several 4 KB
+// cookies need more.
+func RequiredReadBufferSize(backend kvsession.Backend, headerRoom int) int {
+	if headerRoom == 0 {
+		headerRoom = DefaultHeaderRoom
+	}
+	return max(DefaultReadBufferSize, len("Cookie: \r\n")+backend.MaxCookieHeaderBytes()+headerRoom)
+}
+
+type middleware struct {
+	backend  kvsession.Backend
+	onError  ErrorHandler
+	skip     func(c fiber.Ctx) bool
+	readOnly func(c fiber.Ctx) bool
+	logger   *slog.Logger
+	need     int // RequiredReadBufferSize with Options.HeaderRoom
+}
+
+// sessionKey is the user-value key the session is kept under. An
+// unexported type keeps other packages from reading or replacing it.
+type sessionKey struct{}
+
+// Session returns the request's session, or nil when the request did not
+// pass through the middleware or was excluded from sessions (Skip,
+// Config.Exclude). It is valid until the handler chain returns: a
+// goroutine the handler starts, a SendStreamWriter writer among them, must
+// not use it.
+func Session(c fiber.Ctx) *kvsession.Session {
+	s, _ := c.RequestCtx().UserValue(sessionKey{}).(*kvsession.Session)
+	return s
+}
+
+func (m *middleware) handle(c fiber.Ctx) error {
+	if err := m.checkReadBuffer(c.App()); err != nil {
+		return m.onError(c, err)
+	}
+	rc := c.RequestCtx()
+	b := m.backend
+	if (m.skip != nil && m.skip(c)) || b.Excluded(rc.Path()) {
+		return c.Next()
+	}
+	s := b.LoadFromRequest(requestContext{rc}, cookieHeader(&rc.Request.Header))
+	if m.readOnly != nil && m.readOnly(c) {
+		s.SetReadOnly()
+	}
+	rc.SetUserValue(sessionKey{}, s)
+	finished := false
+	defer func() {
+		// Only a panic gets here unfinished. What the handler did is
+		// dropped, as its response is, but the session lock (Config.Lock)
+		// must be freed and the session returned, or the next request of
+		// this session would wait for a lock nobody holds. The panic goes
+		// on to Fiber's recover middleware, if any.
+		if !finished {
+			rc.RemoveUserValue(sessionKey{})
+			b.Release(s)
+		}
+	}()
+	handlerErr := c.Next()
+	finished = true
+	if c.IsAbandoned() {
+		// Fiber's timeout middleware gave up waiting, answered 408 and
+		// left the handler running on its goroutine, with s. Saving would
+		// store half of what the handler does, for a request the client
+		// saw fail; releasing would let the pool hand s, still written to,
+		// to another request. Neither: s goes to the garbage collector
+		// with the abandoned Ctx.
+		m.logger.Warn("kvsession: request abandoned while its handler may still run (Fiber's timeout middleware): its session is not saved; with Config.Lock the session stays locked until Config.LockLease")
+		return handlerErr
+	}
+	// Saved even when the handler returned an error: in Fiber an error is
+	// how a handler answers 401 or 404, and what it did to the session
+	// before that (a failed-login counter, a flash message) must stick.
+	err := b.StoreInResponse(s, responseSink{&rc.Response.Header})
+	rc.RemoveUserValue(sessionKey{})
+	b.Release(s)
+	if err == nil {
+		return handlerErr
+	}
+	if handlerErr != nil {
+		// The ErrorHandler's answer replaces the one the handler asked
+		// for, so its error would otherwise vanish without a trace.
+		m.logger.Error("kvsession: handler error superseded by a session failure", "error", handlerErr, "path", string(rc.Path()))
+	}
+	return m.onError(c, err)
+}
+
+// checkReadBuffer reports an app whose server cannot read the largest
+// Cookie header the backend's cookies make. It reads the server's own
+// setting, which is what fasthttp enforces, at the cost of three loads.
+func (m *middleware) checkReadBuffer(app *fiber.App) error {
+	have := app.Server().ReadBufferSize
+	if have == 0 {
+		have = DefaultReadBufferSize // fasthttp's default for 0
+	}
+	if have >= m.need {
+		return nil
+	}
+	return fmt.Errorf("kvfiber: the app's ReadBufferSize of %d bytes cannot hold a request whose session cookies take up to %d bytes (Config.MaxCookieSegments %d) plus Options.HeaderRoom; create the app with fiber.Config{ReadBufferSize: kvfiber.RequiredReadBufferSize(backend, 0)}, %d bytes",
+		have, m.backend.MaxCookieHeaderBytes(), m.backend.Config().MaxCookieSegments, m.need)
+}
+
+// cookieHeader returns the request's Cookie header as fasthttp read it: the
+// backend reads its (possibly split) cookies itself and must see every one,
+// duplicates included. Clients send one Cookie header; several are joined
+// as RFC 9113 §8.2.3 prescribes. If something before the middleware made
+// fasthttp parse the cookies (c.Cookies does), fasthttp rebuilds the
+// header, at the cost of an allocation.
+func cookieHeader(h *fasthttp.RequestHeader) []byte {
+	all := h.PeekAll(fasthttp.HeaderCookie)
+	switch len(all) {
+	case 0:
+		return nil
+	case 1:
+		return all[0]
+	}
+	var joined []byte
+	for i, v := range all {
+		if i > 0 {
+			joined = append(joined, "; "...)
+		}
+		joined = append(joined, v...)
+	}
+	return joined
+}
+
+// requestContext is the context store calls run under: the request's
+// values, without the cancellation fasthttp signals on RequestCtx when the
+// server starts shutting down. A request that is allowed to finish during a
+// graceful shutdown must also be allowed to save its session. It carries
+// no deadline: a hung store is bounded by Config.StoreTimeout, per store
+// call, which the backend applies. It is a single pointer, so converting it
+// to context.Context does not allocate.
+type requestContext struct{ *fasthttp.RequestCtx }
+
+func (requestContext) Deadline() (time.Time, bool) { return time.Time{}, false }
+func (requestContext) Done() <-chan struct{}       { return nil }
+func (requestContext) Err() error                  { return nil }
+
+// responseSink writes the backend's cookie and headers into the fasthttp
+// response Fiber buffers.
+type responseSink struct{ h *fasthttp.ResponseHeader }
+
+func (r responseSink) SetCookie(name string, line []byte) {
+	r.h.DelCookie(name)
+	r.h.AddBytesV(fasthttp.HeaderSetCookie, line)
+}
+
+func (r responseSink) AddHeader(name, value string) { r.h.Add(name, value) }
+
+// defaultErrorHandler drops the whole response, headers included: a
+// response built on a session that was not saved must not reach the
+// client, and neither may part of it.
+func defaultErrorHandler(c fiber.Ctx, err error, logger *slog.Logger) error {
+	rc := c.RequestCtx()
+	logger.Error("kvsession: session unavailable", "error", err, "path", string(rc.Path()))
+	rc.Response.Reset()
+	rc.SetStatusCode(fiber.StatusInternalServerError)
+	rc.SetContentType(fiber.MIMETextPlainCharsetUTF8)
+	rc.SetBodyString("session unavailable\n")
+	return nil
+}

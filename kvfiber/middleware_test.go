@@ -1,0 +1,347 @@
+package kvfiber_test
+
+import (
+	"bufio"
+	"bytes"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gofiber/fiber/v3"
+	"github.com/gofiber/fiber/v3/middleware/recover"
+
+	"github.com/kvsession/kvsession"
+	"github.com/kvsession/kvsession/internal/sessiontest"
+	"github.com/kvsession/kvsession/kvfiber"
+	"github.com/kvsession/kvsession/store"
+	"github.com/kvsession/kvsession/store/memstore"
+	"github.com/kvsession/kvsession/store/storetest/faultstore"
+)
+
+// routes is a small application exercising the session from handlers.
+func routes(app *fiber.App) {
+	app.All("/counter", func(c fiber.Ctx) error {
+		sess := kvfiber.Session(c)
+		n, _ := sess.GetInt("n")
+		if err := sess.SetInt("n", n+1); err != nil {
+			return err
+		}
+		c.Set("Vary", "Accept-Encoding")
+		c.Set("X-Handler", "ran")
+		return c.SendString(strconv.Itoa(n + 1))
+	})
+	app.Get("/read", func(c fiber.Ctx) error {
+		n, _ := kvfiber.Session(c).GetInt("n")
+		return c.SendString(strconv.Itoa(n))
+	})
+	app.Get("/plain", func(c fiber.Ctx) error { return c.SendString("no session used") })
+	for _, path := range []string{"/static/logo.png", "/skip"} {
+		app.Get(path, func(c fiber.Ctx) error {
+			if kvfiber.Session(c) != nil {
+				return fiber.NewError(500, "excluded route got a session")
+			}
+			return c.SendString("static")
+		})
+	}
+	app.Get("/logout", func(c fiber.Ctx) error { return kvfiber.Session(c).Destroy() })
+	// A refused login: Fiber handlers answer with an error, and the
+	// attempt must be counted all the same.
+	app.Post("/deny", func(c fiber.Ctx) error {
+		sess := kvfiber.Session(c)
+		n, _ := sess.GetInt("failed")
+		if err := sess.SetInt("failed", n+1); err != nil {
+			return err
+		}
+		c.Set("X-Handler", "ran")
+		return fiber.NewError(401, "wrong password, attempt "+strconv.Itoa(n+1))
+	})
+	app.Get("/stream", func(c fiber.Ctx) error {
+		sess := kvfiber.Session(c)
+		n, _ := sess.GetInt("n")
+		if err := sess.SetInt("n", n+1); err != nil {
+			return err
+		}
+		c.Set("X-Handler", "ran")
+		body := "n=" + strconv.Itoa(n+1) + "\n"
+		return c.SendStreamWriter(func(w *bufio.Writer) {
+			w.WriteString(body)
+			w.Flush()
+		})
+	})
+}
+
+// harness is one app on a loopback port, its store and a client that keeps
+// cookies like a browser.
+type harness struct {
+	app    *fiber.App
+	store  *faultstore.Store // nil for a cookie backend
+	client *sessiontest.Client
+	logs   *syncBuffer
+
+	mu      sync.Mutex
+	appErrs []error // what reached the app's fiber.Config.ErrorHandler
+}
+
+// newServerBackend returns a server-side backend over a fault store
+// wrapping a memory store, logging into logs.
+func newServerBackend(t *testing.T, cfg kvsession.Config, logs *syncBuffer) (*kvsession.ServerBackend, *faultstore.Store) {
+	t.Helper()
+	fs := faultstore.New(memstore.New(memstore.Options{}))
+	reg := store.NewRegistry(nil)
+	if err := reg.Register("sessions", fs.Store()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { reg.Close() })
+	cfg.Logger = slog.New(slog.NewTextHandler(logs, nil))
+	b, err := kvsession.New(cfg, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b, fs
+}
+
+// start serves routes behind the middleware over a server-side backend,
+// recover registered before the middleware.
+func start(t *testing.T, cfg kvsession.Config, opts kvfiber.Options, more ...func(*fiber.App)) *harness {
+	t.Helper()
+	logs := &syncBuffer{}
+	b, fs := newServerBackend(t, cfg, logs)
+	h := serve(t, b, opts, fiber.Config{}, func(app *fiber.App, sessions fiber.Handler) {
+		app.Use(recover.New(), sessions)
+	}, more...)
+	h.store, h.logs = fs, logs
+	return h
+}
+
+// serve runs routes, and more, in an app made with appCfg, use having
+// registered the middleware, on a loopback port.
+func serve(t *testing.T, b kvsession.Backend, opts kvfiber.Options, appCfg fiber.Config, use func(*fiber.App, fiber.Handler), more ...func(*fiber.App)) *harness {
+	t.Helper()
+	h := &harness{logs: &syncBuffer{}}
+	appCfg.ErrorHandler = func(c fiber.Ctx, err error) error {
+		h.mu.Lock()
+		h.appErrs = append(h.appErrs, err)
+		h.mu.Unlock()
+		return fiber.DefaultErrorHandler(c, err)
+	}
+	sessions, err := kvfiber.New(b, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	app := fiber.New(appCfg)
+	use(app, sessions)
+	routes(app)
+	for _, f := range more {
+		f(app)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go app.Listener(ln, fiber.ListenConfig{DisableStartupMessage: true})
+	t.Cleanup(func() {
+		// fasthttp's shutdown may take seconds to notice a keep-alive
+		// connection went idle; the client closing it is immediate.
+		h.client.HTTP.CloseIdleConnections()
+		if err := app.ShutdownWithTimeout(5 * time.Second); err != nil {
+			t.Errorf("shutdown: %v", err)
+		}
+		ln.Close()
+	})
+	h.app = app
+	h.client = sessiontest.NewClient(t, "http://"+ln.Addr().String())
+	return h
+}
+
+func (h *harness) appErrors() []error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return append([]error(nil), h.appErrs...)
+}
+
+// syncBuffer is a log destination that handlers on several goroutines
+// write to.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func TestCounterOverHTTP(t *testing.T) {
+	h := start(t, kvsession.Config{}, kvfiber.Options{})
+	for want := 1; want <= 3; want++ {
+		h.client.Expect("GET", "/counter", "", 200, strconv.Itoa(want))
+	}
+	r := h.client.Do("GET", "/counter", "")
+	sc := strings.Join(r.SetCookies(), "\n")
+	for _, attr := range []string{"session=", "Path=/", "Max-Age=1209600", "Expires=", "HttpOnly", "SameSite=Lax"} {
+		if !strings.Contains(sc, attr) {
+			t.Errorf("Set-Cookie %q lacks %q", sc, attr)
+		}
+	}
+	if got := r.Header.Values("Vary"); !contains(got, "Cookie") || !contains(got, "Accept-Encoding") {
+		t.Errorf("Vary = %q: want the handler's value kept and Cookie added", got)
+	}
+	if got := r.Header.Get("Cache-Control"); got != `no-cache="Set-Cookie"` {
+		t.Errorf("Cache-Control = %q", got)
+	}
+	// A request that only reads writes nothing.
+	writes := h.store.Calls(faultstore.Writes)
+	r = h.client.Expect("GET", "/read", "", 200, "4")
+	if len(r.SetCookies()) != 0 || h.store.Calls(faultstore.Writes) != writes {
+		t.Fatalf("read: Set-Cookie %q, writes %d→%d", r.SetCookies(), writes, h.store.Calls(faultstore.Writes))
+	}
+}
+
+func contains(list []string, v string) bool {
+	for _, s := range list {
+		if s == v {
+			return true
+		}
+	}
+	return false
+}
+
+// TestSetCookieOnEveryKindOfResponse: Fiber buffers the response, so the
+// cookie of a session changed by the handler is on it however the handler
+// answered, a body already sent included.
+func TestSetCookieOnEveryKindOfResponse(t *testing.T) {
+	answers := []struct {
+		name   string
+		answer func(c fiber.Ctx) error
+		status int
+	}{
+		{"SendString", func(c fiber.Ctx) error { return c.SendString("done") }, 200},
+		{"JSON", func(c fiber.Ctx) error { return c.JSON(fiber.Map{"ok": true}) }, 200},
+		{"Write then Status", func(c fiber.Ctx) error {
+			if _, err := c.Write([]byte("partial ")); err != nil {
+				return err
+			}
+			return c.Status(201).SendString("created")
+		}, 201},
+		{"SendStatus 204", func(c fiber.Ctx) error { return c.SendStatus(204) }, 204},
+		{"Redirect", func(c fiber.Ctx) error { return c.Redirect().To("/read") }, 303},
+		{"error", func(c fiber.Ctx) error { return fiber.ErrUnauthorized }, 401},
+	}
+	for _, a := range answers {
+		t.Run(a.name, func(t *testing.T) {
+			h := start(t, kvsession.Config{}, kvfiber.Options{}, func(app *fiber.App) {
+				app.Post("/answer", func(c fiber.Ctx) error {
+					if err := kvfiber.Session(c).SetString("answered", a.name); err != nil {
+						return err
+					}
+					return a.answer(c)
+				})
+			})
+			h.client.HTTP.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+			r := h.client.Do("POST", "/answer", "")
+			if r.Status != a.status || r.Cookie == "" {
+				t.Fatalf("%d, session cookie %q; want %d with the cookie", r.Status, r.Cookie, a.status)
+			}
+			if h.store.Calls(faultstore.Writes) != 1 {
+				t.Fatalf("%d writes, want the session saved once", h.store.Calls(faultstore.Writes))
+			}
+		})
+	}
+}
+
+func TestExcludedSkippedAndUnusedRoutesLeaveTheStoreAlone(t *testing.T) {
+	skip := func(c fiber.Ctx) bool { return c.Path() == "/skip" }
+	h := start(t, kvsession.Config{Exclude: []string{"^/static/"}}, kvfiber.Options{Skip: skip})
+	h.client.Expect("GET", "/counter", "", 200, "1") // the client now has a session cookie
+	reads := h.store.Calls(faultstore.Reads)
+	for _, tc := range []struct{ path, body string }{
+		{"/plain", "no session used"},
+		{"/static/logo.png", "static"},
+		{"/skip", "static"},
+		{"/no-such-route", "Not Found"},
+	} {
+		t.Run(tc.path, func(t *testing.T) {
+			r := h.client.Do("GET", tc.path, "")
+			if r.Body != tc.body || len(r.SetCookies()) != 0 {
+				t.Errorf("%d %q, Set-Cookie %q", r.Status, r.Body, r.SetCookies())
+			}
+		})
+	}
+	if got := h.store.Calls(faultstore.Reads); got != reads {
+		t.Fatalf("routes that never use the session read the store %d times", got-reads)
+	}
+}
+
+func TestReadOnlyMarksTheSession(t *testing.T) {
+	readOnly := func(c fiber.Ctx) bool { return c.Method() == fiber.MethodGet }
+	h := start(t, kvsession.Config{}, kvfiber.Options{ReadOnly: readOnly}, func(app *fiber.App) {
+		app.All("/mode", func(c fiber.Ctx) error {
+			return c.SendString(strconv.FormatBool(kvfiber.Session(c).IsReadOnly()))
+		})
+	})
+	for _, tc := range []struct{ method, want string }{
+		{"GET", "true"},
+		{"POST", "false"},
+		{"PUT", "false"},
+	} {
+		h.client.Expect(tc.method, "/mode", "", 200, tc.want)
+	}
+}
+
+func TestLogoutExpiresCookie(t *testing.T) {
+	h := start(t, kvsession.Config{}, kvfiber.Options{})
+	h.client.Expect("GET", "/counter", "", 200, "1")
+	if r := h.client.Do("GET", "/logout", ""); !r.Expired {
+		t.Fatalf("Set-Cookie %q: want the session cookie expired", r.SetCookies())
+	}
+	if h.client.SessionCookie() != nil {
+		t.Fatal("the client kept the cookie")
+	}
+	h.client.Expect("GET", "/read", "", 200, "0")
+}
+
+func TestCookieHeaderOverSeveralLines(t *testing.T) {
+	h := start(t, kvsession.Config{}, kvfiber.Options{})
+	h.client.Expect("GET", "/counter", "", 200, "1")
+	id := h.client.SessionCookie().Value
+	// Without the jar, so that the request carries exactly our headers.
+	req, _ := http.NewRequest("GET", h.client.Base+"/counter", nil)
+	req.Header["Cookie"] = []string{"theme=dark", "session=" + id}
+	resp, err := http.DefaultTransport.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	h.client.Expect("GET", "/read", "", 200, "2")
+}
+
+func TestNewRefusesBadOptions(t *testing.T) {
+	b, _ := newServerBackend(t, kvsession.Config{}, &syncBuffer{})
+	for _, tc := range []struct {
+		name    string
+		backend kvsession.Backend
+		opts    kvfiber.Options
+		want    string
+	}{
+		{"no backend", nil, kvfiber.Options{}, "backend"},
+		{"negative header room", b, kvfiber.Options{HeaderRoom: -1}, "HeaderRoom"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := kvfiber.New(tc.backend, tc.opts); err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("New: %v, want an error naming %s", err, tc.want)
+			}
+		})
+	}
+}
