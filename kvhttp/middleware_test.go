@@ -52,6 +52,9 @@ type harness struct {
 	faults  *faultstore.Store // nil with the cookie backend
 	logs    *logBuffer        // Config.Logger's output
 	httpLog *logBuffer        // net/http's own error log (panics, misuse)
+	// handling counts the requests inside the middleware: Wait returns
+	// once each has returned, whether its client saw it end or not.
+	handling sync.WaitGroup
 }
 
 // start serves h behind the middleware on the server backend, over a
@@ -75,6 +78,27 @@ func start(t *testing.T, cfg kvsession.Config, opts kvhttp.Options, h http.Handl
 	return hs
 }
 
+// newMiddleware returns a middleware over a memory store, for tests that
+// call its handler directly.
+func newMiddleware(t testing.TB, opts kvhttp.Options) *kvhttp.Middleware {
+	t.Helper()
+	st := memstore.New(memstore.Options{})
+	reg := store.NewRegistry(nil)
+	if err := reg.Register("sessions", st); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { reg.Close() })
+	b, err := kvsession.New(kvsession.Config{}, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mw, err := kvhttp.New(b, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return mw
+}
+
 // serve runs h behind the middleware over backend.
 func serve(t *testing.T, b kvsession.Backend, opts kvhttp.Options, h http.Handler) *harness {
 	t.Helper()
@@ -83,7 +107,12 @@ func serve(t *testing.T, b kvsession.Backend, opts kvhttp.Options, h http.Handle
 		t.Fatal(err)
 	}
 	hs := &harness{httpLog: &logBuffer{}, logs: &logBuffer{}}
-	hs.srv = httptest.NewUnstartedServer(mw.Handler(h))
+	wrapped := mw.Handler(h)
+	hs.srv = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hs.handling.Add(1)
+		defer hs.handling.Done()
+		wrapped.ServeHTTP(w, r)
+	}))
 	hs.srv.Config.ErrorLog = log.New(hs.httpLog, "", 0)
 	hs.srv.Start()
 	t.Cleanup(hs.srv.Close)
