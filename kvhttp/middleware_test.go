@@ -26,6 +26,10 @@ import (
 
 var errDown = errors.New("store down")
 
+// discardLogger keeps the logs of tests that do not read them out of the
+// test output.
+var discardLogger = slog.New(slog.DiscardHandler)
+
 // logBuffer collects log output from the server's goroutines.
 type logBuffer struct {
 	mu  sync.Mutex
@@ -88,7 +92,7 @@ func newMiddleware(t testing.TB, opts kvhttp.Options) *kvhttp.Middleware {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { reg.Close() })
-	b, err := kvsession.New(kvsession.Config{}, reg)
+	b, err := kvsession.New(kvsession.Config{Logger: discardLogger}, reg)
 	if err != nil {
 		t.Fatal(err)
 	}
