@@ -310,6 +310,10 @@ func TestPanic(t *testing.T) {
 			s.SetInt("n", 100)
 			panic(http.ErrAbortHandler)
 		}, "1", false},
+		{"invalid status, which net/http panics on", func(w http.ResponseWriter, s *kvsession.Session) {
+			s.SetInt("n", 100)
+			w.WriteHeader(1000)
+		}, "1", true},
 		{"after writing", func(w http.ResponseWriter, s *kvsession.Session) {
 			s.SetInt("n", 100)
 			io.WriteString(w, "partial")

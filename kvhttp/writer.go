@@ -63,7 +63,13 @@ func (rs *response) open() bool {
 func (rs *response) Header() http.Header { return rs.w.Header() }
 
 func (rs *response) WriteHeader(code int) {
-	if code >= 100 && code <= 199 && code != http.StatusSwitchingProtocols {
+	if code < 100 || code > 999 {
+		// net/http panics on a code that cannot be sent: let it, before
+		// anything is saved.
+		rs.w.WriteHeader(code)
+		return
+	}
+	if code <= 199 && code != http.StatusSwitchingProtocols {
 		// An informational response leaves the final one to come: the
 		// session may still change, and a Set-Cookie does not belong in it.
 		if rs.failure == nil {
