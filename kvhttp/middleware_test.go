@@ -124,6 +124,22 @@ func serve(t *testing.T, b kvsession.Backend, opts kvhttp.Options, h http.Handle
 	return hs
 }
 
+// serveTLS serves h behind the middleware over HTTPS with HTTP/2, on the
+// server backend over a memory store.
+func serveTLS(t *testing.T, h http.Handler) *harness {
+	t.Helper()
+	mw := newMiddleware(t, kvhttp.Options{})
+	hs := &harness{httpLog: &logBuffer{}, logs: &logBuffer{}}
+	hs.srv = httptest.NewUnstartedServer(mw.Handler(h))
+	hs.srv.EnableHTTP2 = true
+	hs.srv.Config.ErrorLog = log.New(hs.httpLog, "", 0)
+	hs.srv.StartTLS()
+	t.Cleanup(hs.srv.Close)
+	hs.client = sessiontest.NewClient(t, hs.srv.URL)
+	hs.client.HTTP.Transport = hs.srv.Client().Transport
+	return hs
+}
+
 // routes is a small application using the session from its handlers;
 // tests add their own routes to it.
 func routes(t *testing.T) *http.ServeMux {
@@ -442,6 +458,36 @@ func TestErrorHandler(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestHostileCookiesGetFreshSession: cookies the backend cannot use start
+// a fresh session, and leave the real one alone.
+func TestHostileCookiesGetFreshSession(t *testing.T) {
+	hs := start(t, kvsession.Config{}, kvhttp.Options{}, routes(t))
+	hs.get("/counter")
+	hs.get("/counter") // the jar's session is at 2
+	for _, tc := range []struct{ name, cookie string }{
+		{"garbage", "session=%%%garbage%%%"},
+		{"empty", "session="},
+		{"forged id", "session=" + strings.Repeat("A", 43)},
+		{"oversized", "session=" + strings.Repeat("A", 3000)},
+		{"twice", "session=" + strings.Repeat("A", 43) + "; session=" + strings.Repeat("B", 43)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			req, _ := http.NewRequest("GET", hs.srv.URL+"/counter", nil)
+			req.Header.Set("Cookie", tc.cookie)
+			resp, err := http.DefaultTransport.RoundTrip(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 || string(body) != "1" {
+				t.Fatalf("%d %q, want a fresh session at 1", resp.StatusCode, body)
+			}
+		})
+	}
+	hs.client.Expect("GET", "/read", "", 200, "2")
 }
 
 func TestNewNeedsABackend(t *testing.T) {

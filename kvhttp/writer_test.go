@@ -3,10 +3,12 @@ package kvhttp_test
 import (
 	"bufio"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -285,5 +287,23 @@ func TestWritesAfterHandler(t *testing.T) {
 				t.Fatalf("%d %q Set-Cookie %q", rec.Code, rec.Body.String(), rec.Header()["Set-Cookie"])
 			}
 		})
+	}
+}
+
+// TestHTTP2: over HTTP/2 the handler's writer flushes and pushes, as the
+// server's does, and cannot be hijacked, as the server's cannot.
+func TestHTTP2(t *testing.T) {
+	mux := routes(t)
+	mux.HandleFunc("/abilities", func(w http.ResponseWriter, r *http.Request) {
+		kvhttp.Session(r).SetInt("n", 1)
+		_, flush := w.(http.Flusher)
+		_, hijack := w.(http.Hijacker)
+		_, push := w.(http.Pusher)
+		fmt.Fprintf(w, "%s flush %v hijack %v push %v", r.Proto, flush, hijack, push)
+	})
+	hs := serveTLS(t, mux)
+	hs.client.Expect("GET", "/abilities", "", 200, "HTTP/2.0 flush true hijack false push true")
+	for want := 1; want <= 3; want++ {
+		hs.client.Expect("GET", "/counter", "", 200, strconv.Itoa(want+1))
 	}
 }
