@@ -2,6 +2,7 @@ package kvhttp_test
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -328,7 +329,7 @@ func TestPanic(t *testing.T) {
 			// LockWait is short: a lock the panic left held would fail /read.
 			hs := start(t, kvsession.Config{Lock: true, LockWait: 300 * time.Millisecond}, kvhttp.Options{}, mux)
 			hs.get("/counter")
-			if r, err := getMayBreak(hs, "/panic"); err == nil && r == 200 {
+			if r, err := postMayBreak(hs, "/panic"); err == nil && r == 200 {
 				t.Fatal("a panicking handler's response arrived whole")
 			}
 			hs.client.Expect("GET", "/read", "", 200, tc.read)
@@ -340,10 +341,12 @@ func TestPanic(t *testing.T) {
 	}
 }
 
-// getMayBreak gets path with the client's jar, reading a response that
-// may break off: the error is returned rather than failing the test.
-func getMayBreak(hs *harness, path string) (int, error) {
-	resp, err := hs.client.HTTP.Get(hs.srv.URL + path)
+// postMayBreak posts to path with the client's jar, reading a response
+// that may break off: the error is returned rather than failing the test.
+// A POST, because the client retries a GET whose connection broke, which
+// would run the handler twice.
+func postMayBreak(hs *harness, path string) (int, error) {
+	resp, err := hs.client.HTTP.Post(hs.srv.URL+path, "", nil)
 	if err != nil {
 		return 0, err
 	}
@@ -378,3 +381,42 @@ func TestPanicGoesOnUnchanged(t *testing.T) {
 }
 
 func panicInHandler() { panic(panicValue{"from the handler"}) }
+
+// TestErrorHandlerPanics: an ErrorHandler that panics, whether the commit
+// ran from a write or after the handler returned, still ends the session:
+// its lock free, and a context kept from the request no longer leading
+// to it.
+func TestErrorHandlerPanics(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		write bool
+	}{
+		{"commit on write", true},
+		{"commit after the handler returned", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			kept := make(chan context.Context, 1)
+			mux := routes(t)
+			mux.HandleFunc("/set", func(w http.ResponseWriter, r *http.Request) {
+				kept <- r.Context()
+				kvhttp.Session(r).SetInt("n", 100)
+				if tc.write {
+					io.WriteString(w, "set")
+				}
+			})
+			panicking := func(http.ResponseWriter, *http.Request, error) { panic(http.ErrAbortHandler) }
+			hs := start(t, kvsession.Config{Lock: true, LockWait: 300 * time.Millisecond}, kvhttp.Options{ErrorHandler: panicking}, mux)
+			hs.get("/counter")
+			down := hs.faults.Fail(faultstore.Writes, errDown)
+			if status, err := postMayBreak(hs, "/set"); err == nil {
+				t.Fatalf("the request was answered %d", status)
+			}
+			down.Remove()
+			hs.client.Expect("GET", "/read", "", 200, "1")
+			hs.handling.Wait()
+			if kvhttp.FromContext(<-kept) != nil {
+				t.Fatal("the session was not released")
+			}
+		})
+	}
+}

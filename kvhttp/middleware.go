@@ -217,19 +217,26 @@ type exchange struct {
 // nothing half done is saved and the lock is freed, and lets the panic go
 // on.
 func (x *exchange) finish() {
+	// Deferred, so that a store or an ErrorHandler that panics during the
+	// commit does not leave the session locked until its lease ends.
+	defer x.release()
+	rs := &x.resp
+	switch {
+	case !x.returned:
+	case !rs.committed:
+		rs.commit()
+	case rs.failure == nil && !rs.changedBeforeCommit && rs.session.Modified():
+		rs.m.logger.Warn("kvhttp: session changed after the response header was sent; the change is not saved (change the session before writing the response)",
+			"method", rs.r.Method, "path", rs.r.URL.Path)
+	}
+}
+
+// release gives the session back to the backend, whose pool hands it to
+// another request: neither a kept context nor the writer may reach it
+// from here on.
+func (x *exchange) release() {
 	rs := &x.resp
 	s := rs.session
-	if x.returned {
-		if !rs.committed {
-			rs.commit()
-		} else if rs.failure == nil && !rs.changedBeforeCommit && s.Modified() {
-			m := rs.m
-			m.logger.Warn("kvhttp: session changed after the response header was sent; the change is not saved (change the session before writing the response)",
-				"method", rs.r.Method, "path", rs.r.URL.Path)
-		}
-	}
-	// From here the session belongs to the backend's pool again: neither
-	// a kept context nor the writer may reach it.
 	x.ctx.session.Store(nil)
 	rs.session = nil
 	rs.committed = true
