@@ -538,3 +538,149 @@ func TestHandlerPanicReleasesTheSession(t *testing.T) {
 			ctx.Response.StatusCode(), body, failed.Load())
 	}
 }
+
+// serveHandler runs h behind the middleware over b on an in-memory
+// listener, and returns a client for it that keeps no cookies.
+func serveHandler(t *testing.T, b kvsession.Backend, h fasthttp.RequestHandler) *http.Client {
+	return serveHandlerClients(t, b, h)()
+}
+
+// serveHandlerClients is serveHandler with a function that makes clients
+// of their own connections.
+func serveHandlerClients(t *testing.T, b kvsession.Backend, h fasthttp.RequestHandler) func() *http.Client {
+	t.Helper()
+	mw, err := kvfasthttp.New(b, kvfasthttp.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln := fasthttputil.NewInmemoryListener()
+	fs := mw.NewServer(h)
+	go fs.Serve(ln)
+	t.Cleanup(func() { fs.Shutdown(); ln.Close() })
+	return func() *http.Client {
+		return &http.Client{Transport: &http.Transport{
+			DialContext: func(context.Context, string, string) (net.Conn, error) { return ln.Dial() },
+		}}
+	}
+}
+
+// sessionCookieOf returns "session=<value>" from a response, or fails.
+func sessionCookieOf(t *testing.T, resp *http.Response) string {
+	t.Helper()
+	for _, c := range resp.Cookies() {
+		if c.Name == "session" {
+			return "session=" + c.Value
+		}
+	}
+	t.Fatalf("no session cookie in %v", resp.Header["Set-Cookie"])
+	return ""
+}
+
+// TestStreamedBodyCarriesTheCookie: a handler that sets a body stream
+// writer has its session saved when it returns, before the stream runs,
+// and the Set-Cookie goes out with the header, ahead of the first chunk.
+func TestStreamedBodyCarriesTheCookie(t *testing.T) {
+	b, err := kvsession.New(kvsession.Config{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	release := make(chan struct{})
+	client := serveHandler(t, b, func(ctx *fasthttp.RequestCtx) {
+		sess := kvfasthttp.Session(ctx)
+		n, _ := sess.GetInt("n")
+		sess.SetInt("n", n+1)
+		if string(ctx.Path()) != "/stream" {
+			ctx.WriteString(itoa(n + 1))
+			return
+		}
+		ctx.SetBodyStreamWriter(func(w *bufio.Writer) {
+			w.WriteString("first\n")
+			w.Flush()
+			<-release // the client reads the header and the first chunk meanwhile
+			w.WriteString("last\n")
+		})
+	})
+	resp, err := client.Get("http://example.test/stream")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	cookie := sessionCookieOf(t, resp) // the header arrived while the stream is held
+	line, err := bufio.NewReader(resp.Body).ReadString('\n')
+	if err != nil || line != "first\n" {
+		t.Fatalf("first chunk %q, %v", line, err)
+	}
+	// Saved already, while the stream is still open.
+	req, _ := http.NewRequest("GET", "http://example.test/", nil)
+	req.Header.Set("Cookie", cookie)
+	next, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(next.Body)
+	next.Body.Close()
+	close(release)
+	if string(body) != "2" {
+		t.Fatalf("during the stream, the next request counts %q, want 2", body)
+	}
+}
+
+// TestHijackedConnectionHoldsNoLock: a handler that hijacks its connection
+// (a WebSocket upgrade) has its session saved and its lock released before
+// the connection is handed over, so the client's other requests do not
+// wait for the connection to close.
+func TestHijackedConnectionHoldsNoLock(t *testing.T) {
+	b, err := kvsession.New(kvsession.Config{Lock: true, LockWait: 200 * time.Millisecond}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	hijacked := make(chan struct{})
+	release := make(chan struct{})
+	defer close(release)
+	newClient := serveHandlerClients(t, b, func(ctx *fasthttp.RequestCtx) {
+		sess := kvfasthttp.Session(ctx)
+		n, _ := sess.GetInt("n")
+		if err := sess.SetInt("n", n+1); err != nil {
+			ctx.Error(err.Error(), 500)
+			return
+		}
+		if string(ctx.Path()) == "/hijack" {
+			ctx.Hijack(func(c net.Conn) {
+				close(hijacked)
+				<-release // a long-lived connection
+			})
+		}
+		ctx.WriteString(itoa(n + 1))
+	})
+	client, hijacker := newClient(), newClient() // the hijacked connection is hijacker's alone
+	resp, err := client.Get("http://example.test/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	cookie := sessionCookieOf(t, resp)
+	get := func(path string) (*http.Response, string) {
+		req, _ := http.NewRequest("GET", "http://example.test"+path, nil)
+		req.Header.Set("Cookie", cookie)
+		c := client
+		if path == "/hijack" {
+			c = hijacker
+		}
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		return resp, string(body)
+	}
+	if resp, body := get("/hijack"); resp.StatusCode != 200 || body != "2" {
+		t.Fatalf("hijacking request: %d %q", resp.StatusCode, body)
+	}
+	<-hijacked
+	if resp, body := get("/"); resp.StatusCode != 200 || body != "3" {
+		t.Fatalf("while another connection of the session is hijacked: %d %q, want 200 \"3\"", resp.StatusCode, body)
+	}
+}
