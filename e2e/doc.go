@@ -27,8 +27,11 @@
 // Tests that run the playground (examples/playground) as a process build
 // it once per test binary, with `go build` (adding -race when the tests
 // run under the race detector), so the go command must be on PATH, as it
-// is under go test. Those that signal processes (crash_test.go,
-// redis_test.go, playground_test.go) build on unix only.
+// is under go test. The playground is a module of its own
+// (examples/playground/go.mod), which go finds through go.work at the
+// repository's root: run these tests in workspace mode, as go does by
+// default there (not with GOWORK=off). Those that signal processes
+// (crash_test.go, redis_test.go, playground_test.go) build on unix only.
 //
 // Environment:
 //

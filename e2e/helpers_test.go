@@ -93,7 +93,8 @@ func withSession(id string) []*http.Cookie {
 }
 
 // playgroundPkg is the package of the playground, which some tests run as
-// a process of its own, to kill it or to run several.
+// a process of its own, to kill it or to run several. It is a module of its
+// own, which go finds from here through the repository's go.work.
 const playgroundPkg = "github.com/kvsession/kvsession/examples/playground"
 
 // playgroundShutdown is the playground's shutdownTimeout: how long it may
@@ -134,7 +135,8 @@ func playgroundBinary(t *testing.T) string {
 		args = append(args, playgroundPkg)
 		// go test puts its own go command first on PATH.
 		if out, err := exec.Command("go", args...).CombinedOutput(); err != nil {
-			build.err = fmt.Errorf("go %s: %v\n%s", strings.Join(args, " "), err, out)
+			build.err = fmt.Errorf("go %s: %v\n%s(the playground's module is found through go.work at the repository's root: GOWORK must not be off)",
+				strings.Join(args, " "), err, out)
 		}
 	})
 	if build.err != nil {
