@@ -95,10 +95,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/valyala/fasthttp"
-
 	"github.com/kvsession/kvsession"
-	"github.com/kvsession/kvsession/kvfasthttp"
 	"github.com/kvsession/kvsession/store"
 	"github.com/kvsession/kvsession/store/badgerstore"
 	"github.com/kvsession/kvsession/store/memstore"
@@ -493,36 +490,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, logOut 
 		}
 	}()
 
-	// A cookie session split over several cookies makes request headers
-	// larger than fasthttp reads by default; the server backend keeps
-	// fasthttp's default.
-	readBuffer := kvfasthttp.RequiredReadBufferSize(backend, kvfasthttp.DefaultHeaderRoom)
-	opts := kvfasthttp.Options{
-		// Health checks run often and carry no cookie worth reading;
-		// skipping them keeps them off the store entirely.
-		Skip:           func(ctx *fasthttp.RequestCtx) bool { return string(ctx.Path()) == "/healthz" },
-		ReadBufferSize: readBuffer,
-	}
-	// Reads skip the lock; the library re-reads a read-only session under
-	// the lock when an idle extension or id rotation has to save it.
-	if cfg.Lock {
-		opts.ReadOnly = readOnly
-	}
-	mw, err := kvfasthttp.New(backend, opts)
+	srv, err := newFasthttpServer(newApp(logger, backend), backend, logger)
 	if err != nil {
 		return err
 	}
-	server := mw.NewServer(newApp(logger, backend).handle)
-	server.Name = "kvsession-playground"
-	server.ReadTimeout = 10 * time.Second
-	server.WriteTimeout = 10 * time.Second
-	server.IdleTimeout = time.Minute
-	// fasthttp quotes the requests it cannot read in its log, session
-	// cookies included. NewServer already keeps them out; replacing its
-	// Logger keeps that only if the new one is wrapped by mw.Logger, and
-	// the flag is restated so that this example, copied, stays safe.
-	server.SecureErrorLogMessage = true
-	server.Logger = mw.Logger(fasthttpLogger{logger})
 
 	// Listening ourselves, rather than ListenAndServe, lets ":0" work and
 	// lets us report the real address before serving.
@@ -533,14 +504,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, logOut 
 	attrs := []any{"addr", ln.Addr().String(), "backend", o.backend}
 	attrs = append(attrs, backendAttrs...)
 	attrs = append(attrs, lifecycleAttrs(cfg)...)
-	attrs = append(attrs, "read_only_reads", opts.ReadOnly != nil, "read_buffer_size", server.ReadBufferSize)
+	attrs = append(attrs, "read_only_reads", cfg.Lock)
+	attrs = append(attrs, srv.logAttrs()...)
 	logger.Info("playground listening", attrs...)
 	if ready != nil {
 		ready(ln.Addr().String())
 	}
 
 	serveErr := make(chan error, 1)
-	go func() { serveErr <- server.Serve(ln) }()
+	go func() { serveErr <- srv.serve(ln) }()
 
 	select {
 	case err := <-serveErr:
@@ -553,11 +525,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, logOut 
 	logger.Info("shutting down")
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer cancel()
-	// Serve returns as soon as the listener closes; ShutdownWithContext is
-	// what waits for in-flight requests, so it must finish before the store
-	// is closed under them.
-	shutdownErr := server.ShutdownWithContext(sctx)
-	// If the signal arrived before Serve registered the listener, Shutdown
+	// shutdown is what waits for in-flight requests, so it must finish
+	// before the store is closed under them.
+	shutdownErr := srv.shutdown(sctx)
+	// If the signal arrived before Serve registered the listener, shutdown
 	// had nothing to close and Serve would block forever; closing it here
 	// makes Serve return in every case.
 	ln.Close()
@@ -569,10 +540,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, logOut 
 	return nil
 }
 
-// fasthttpLogger routes fasthttp's own messages (connection errors and
-// the like) to the same structured log as everything else.
-type fasthttpLogger struct{ l *slog.Logger }
-
-func (f fasthttpLogger) Printf(format string, args ...any) {
-	f.l.Warn(fmt.Sprintf(format, args...), "source", "fasthttp")
+// server is one HTTP server the playground can serve its routes on.
+type server interface {
+	// serve serves the routes on ln until shutdown, or until ln fails.
+	serve(ln net.Listener) error
+	// shutdown stops accepting requests and waits, until ctx is done, for
+	// those in flight to finish and save their sessions.
+	shutdown(ctx context.Context) error
+	// logAttrs describe the server's settings for the start log.
+	logAttrs() []any
 }
