@@ -168,14 +168,22 @@ func (m *Middleware) Handler(next fasthttp.RequestHandler) fasthttp.RequestHandl
 			s.SetReadOnly()
 		}
 		ctx.SetUserValue(sessionKey{}, s)
+		// Released however next ends: a handler that panics (and a recover
+		// above this middleware that keeps the server alive) must not leave
+		// the session's lock held until its lease runs out. Nothing is saved
+		// then: the handler did not finish.
+		defer release(ctx, b, s)
 		next(ctx)
-		err := b.StoreInResponse(s, responseSink{&ctx.Response.Header})
-		ctx.RemoveUserValue(sessionKey{})
-		b.Release(s)
-		if err != nil {
+		if err := b.StoreInResponse(s, responseSink{&ctx.Response.Header}); err != nil {
 			m.onError(ctx, err)
 		}
 	}
+}
+
+// release ends the request's hold on its session.
+func release(ctx *fasthttp.RequestCtx, b kvsession.Backend, s *kvsession.Session) {
+	ctx.RemoveUserValue(sessionKey{})
+	b.Release(s)
 }
 
 // cookieHeader returns the request's Cookie header as fasthttp read it: the

@@ -484,3 +484,57 @@ func TestCookieHeaderOverSeveralLines(t *testing.T) {
 		t.Fatalf("counter %q: the session cookie on a second Cookie line was missed", body)
 	}
 }
+
+// TestHandlerPanicReleasesTheSession: a handler that panics saves nothing,
+// and its session's lock is free for the next request at once, when a
+// recover above the middleware keeps the server running.
+func TestHandlerPanicReleasesTheSession(t *testing.T) {
+	b, err := kvsession.New(kvsession.Config{Lock: true, LockWait: 200 * time.Millisecond}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	var failed atomic.Int64
+	mw, err := kvfasthttp.New(b, kvfasthttp.Options{ErrorHandler: func(ctx *fasthttp.RequestCtx, err error) {
+		failed.Add(1)
+		ctx.Error(err.Error(), fasthttp.StatusInternalServerError)
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := mw.Handler(func(ctx *fasthttp.RequestCtx) {
+		sess := kvfasthttp.Session(ctx)
+		n, _ := sess.GetInt("n")
+		if string(ctx.Path()) == "/panic" {
+			sess.SetInt("n", n+100)
+			panic("handler bug")
+		}
+		sess.SetInt("n", n+1)
+		ctx.WriteString(itoa(n + 1))
+	})
+	call := func(path, cookie string) (ctx *fasthttp.RequestCtx, panicked any) {
+		ctx = &fasthttp.RequestCtx{}
+		ctx.Request.SetRequestURI(path)
+		if cookie != "" {
+			ctx.Request.Header.Set("Cookie", cookie)
+		}
+		defer func() { panicked = recover() }()
+		h(ctx)
+		return ctx, nil
+	}
+	ctx, _ := call("/", "")
+	var c fasthttp.Cookie
+	c.SetKey("session")
+	if !ctx.Response.Header.Cookie(&c) {
+		t.Fatal("no session cookie")
+	}
+	cookie := "session=" + string(c.Value())
+	if _, p := call("/panic", cookie); p == nil {
+		t.Fatal("the handler's panic did not reach the recover above the middleware")
+	}
+	ctx, _ = call("/", cookie)
+	if body := string(ctx.Response.Body()); ctx.Response.StatusCode() != 200 || body != "2" || failed.Load() != 0 {
+		t.Fatalf("after a panic: %d %q (%d errors); want 200 \"2\": the lock free and nothing of the panicking request saved",
+			ctx.Response.StatusCode(), body, failed.Load())
+	}
+}

@@ -1,0 +1,278 @@
+// Package kvhttp connects kvsession to net/http.
+//
+// Wrap a handler with a Middleware; inside it, Session(r) returns the
+// request's session:
+//
+//	mw, err := kvhttp.New(backend, kvhttp.Options{})
+//	...
+//	mux := http.NewServeMux()
+//	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+//		sess := kvhttp.Session(r)
+//		n, _ := sess.GetInt("visits")
+//		sess.SetInt("visits", n+1)
+//		fmt.Fprintln(w, n+1)
+//	})
+//	srv := &http.Server{Addr: "127.0.0.1:8080", Handler: mw.Handler(mux)}
+//
+// Handler also has the shape routers take as middleware,
+// func(http.Handler) http.Handler: chi's r.Use(mw.Handler), or
+// echo.WrapMiddleware(mw.Handler). To use it with gin, wrap the engine:
+// mw.Handler(engine).
+//
+// # When the session is saved
+//
+// A net/http handler sends its response header on its first WriteHeader,
+// Write or Flush, and the session cookie must be in that header. So the
+// middleware saves the session, and adds its Set-Cookie lines, at that
+// moment: the commit. The commit happens on the handler's first
+//
+//   - WriteHeader with a final status (1xx informational responses, such
+//     as 103 Early Hints, go out without it),
+//   - Write, WriteString or ReadFrom (io.Copy),
+//   - Flush, through http.Flusher or http.ResponseController,
+//   - Hijack,
+//
+// or after the handler returns, if it did none of these. What follows from
+// it:
+//
+// A save that fails at the commit is answered by Options.ErrorHandler in
+// place of the handler's response: the status the handler asked for is
+// dropped and every header set so far is deleted (those set by middleware
+// that ran before this one too: an ErrorHandler that needs some sets them
+// again), and from then on what the handler writes is thrown away and its
+// Write calls return an error wrapping ErrResponseReplaced, so that a
+// streaming loop stops. A failed load is reported at the commit the same
+// way: the session's getters return zero values until then.
+//
+// Changes the handler makes to the session after the commit are not
+// saved. The cookie that would carry them has gone; with Config.Lock the
+// session's lock was released at the commit, so a later save could write
+// over another request's; and an id change after it (RenewID, a
+// rotation) would move the session to an id its client never learns.
+// Change the session first, then write. The middleware logs a warning
+// (Config.Logger) when it can tell that a handler broke this rule: when
+// the session was first changed after the commit, as when a template pops a
+// flash message while it renders.
+//
+// Hijack is a commit too: the session is saved, and its lock released,
+// before the connection is handed over, since a hijacked connection (a
+// WebSocket) can outlive any lock lease. The Set-Cookie lines are left in
+// the header map for a handler that writes its own response on the
+// connection; net/http no longer sends them. If the save fails, Hijack
+// returns the error without hijacking and the ErrorHandler has answered.
+//
+// A handler that panics (or calls runtime.Goexit) before the commit saves
+// nothing: the session is released, its lock freed, and the panic goes on
+// unchanged (the middleware never recovers it) to net/http's recovery or
+// yours. After the commit, the save that went out with the header stands.
+//
+// # The response writer
+//
+// The handler gets a writer that wraps the middleware's. It offers
+// http.Flusher, http.Hijacker and http.Pusher exactly when the wrapped
+// writer does (directly or through its Unwrap chain, as
+// http.ResponseController finds them), io.ReaderFrom and io.StringWriter
+// always (copying when the wrapped writer cannot), and Unwrap, so that
+// http.ResponseController's deadlines and full duplex reach the server's
+// writer. It does not offer the deprecated http.CloseNotifier: use the
+// request's context. Writes after the handler returned (echo renders the
+// error a handler returned after the middleware is done) go through as
+// they are.
+//
+// The session and the request context it lives in end with the handler:
+// Session returns nil for a context kept beyond the request, rather than
+// another request's session. Do not put http.TimeoutHandler inside the
+// middleware: its handler goes on running after it times out, with a
+// session that was released; put it outside.
+//
+// Store calls run under the request's context without its cancellation
+// (context.WithoutCancel): a client that hangs up, or a server shutting
+// down gracefully, does not abort a save half done. Config.StoreTimeout,
+// per store call, bounds a hung store.
+//
+// Request header size: http.Server reads request headers up to
+// MaxHeaderBytes (1 MB by default), far more than any session cookie
+// needs. A server that lowers it must leave room for
+// Backend.MaxCookieHeaderBytes besides the rest of the header.
+package kvhttp
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"unsafe"
+
+	"github.com/kvsession/kvsession"
+)
+
+// ErrorHandler answers a request whose session could not be loaded or
+// saved, in place of the handler. w is the writer the middleware was given
+// (not the handler's), with no header set; r is the request as the
+// middleware received it, so Session(r) is nil. It must write the whole
+// response: if it writes nothing, net/http answers 200 with no body.
+type ErrorHandler func(w http.ResponseWriter, r *http.Request, err error)
+
+// ErrResponseReplaced is what the handler's writes return (wrapped, with
+// the session error) once its session failed at the commit and the
+// ErrorHandler answered the request instead: what the handler writes then
+// is thrown away.
+var ErrResponseReplaced = errors.New("kvhttp: the session could not be saved; the error handler answered the request in the handler's place")
+
+// Options tune the middleware. The zero value is ready to use.
+type Options struct {
+	// ErrorHandler answers requests whose session failed. Default: log
+	// the error to Config.Logger and answer 500 "session unavailable".
+	ErrorHandler ErrorHandler
+
+	// Skip, when set, is asked before each request; returning true runs the
+	// handler without a session (Session returns nil) and without wrapping
+	// its writer, like a path matching Config.Exclude. Use it for per-route
+	// opt-outs.
+	Skip func(r *http.Request) bool
+
+	// ReadOnly, when set, is asked before each request; returning true
+	// marks the session read-only (Session.SetReadOnly), so that with
+	// Config.Lock it is loaded without the session lock. GET and HEAD
+	// requests are the usual candidates.
+	ReadOnly func(r *http.Request) bool
+}
+
+// Middleware attaches sessions from one Backend to net/http handlers.
+type Middleware struct {
+	backend  kvsession.Backend
+	onError  ErrorHandler
+	skip     func(r *http.Request) bool
+	readOnly func(r *http.Request) bool
+	logger   *slog.Logger
+}
+
+// New returns a Middleware over backend: a *kvsession.ServerBackend or a
+// *kvsession.CookieBackend.
+func New(backend kvsession.Backend, opts Options) (*Middleware, error) {
+	if backend == nil {
+		return nil, errors.New("kvhttp: New needs a backend")
+	}
+	m := &Middleware{backend: backend, onError: opts.ErrorHandler, skip: opts.Skip, readOnly: opts.ReadOnly, logger: backend.Config().Logger}
+	if m.onError == nil {
+		logger := m.logger
+		m.onError = func(w http.ResponseWriter, r *http.Request, err error) { defaultErrorHandler(w, r, err, logger) }
+	}
+	return m, nil
+}
+
+// sessionKey is the context key the session is kept under. An unexported
+// type keeps other packages from reading or replacing it.
+type sessionKey struct{}
+
+// Session returns the request's session, or nil when the request did not
+// go through a Middleware, was skipped or excluded, or has ended.
+func Session(r *http.Request) *kvsession.Session { return FromContext(r.Context()) }
+
+// FromContext returns the session of the request whose context ctx is (or
+// derives from), with the same nil cases as Session.
+func FromContext(ctx context.Context) *kvsession.Session {
+	s, _ := ctx.Value(sessionKey{}).(*kvsession.Session)
+	return s
+}
+
+// Handler wraps next so that it runs with a session. It has the shape of
+// router middleware: func(http.Handler) http.Handler.
+func (m *Middleware) Handler(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if (m.skip != nil && m.skip(r)) || m.backend.Excluded(stringBytes(r.URL.Path)) {
+			next.ServeHTTP(w, r)
+			return
+		}
+		x := &exchange{}
+		x.ctx.Context = r.Context()
+		s := m.backend.LoadFromRequest(context.WithoutCancel(&x.ctx), cookieHeader(r.Header))
+		if m.readOnly != nil && m.readOnly(r) {
+			s.SetReadOnly()
+		}
+		x.ctx.session.Store(s)
+		x.resp = response{m: m, w: w, r: r, session: s}
+		defer x.finish()
+		next.ServeHTTP(x.resp.writer(), r.WithContext(&x.ctx))
+		x.returned = true
+	})
+}
+
+// exchange is one request's passage through the middleware: the context
+// the handler sees and the response it writes, in one allocation. It is
+// not pooled: a context kept beyond the request (context.WithoutCancel
+// for background work is common) and a writer some routers still write
+// through after the middleware returned (echo's error rendering) must not
+// reach another request.
+type exchange struct {
+	ctx      handlerContext
+	resp     response
+	returned bool // the handler returned normally: no panic, no Goexit
+}
+
+// finish ends the session once the handler is done: commits it if nothing
+// did yet, and releases it. After a panic it only releases it, so that
+// nothing half done is saved and the lock is freed, and lets the panic go
+// on.
+func (x *exchange) finish() {
+	rs := &x.resp
+	s := rs.session
+	if x.returned {
+		if !rs.committed {
+			rs.commit()
+		} else if rs.failure == nil && !rs.changedBeforeCommit && s.Modified() {
+			m := rs.m
+			m.logger.Warn("kvhttp: session changed after the response header was sent; the change is not saved (change the session before writing the response)",
+				"method", rs.r.Method, "path", rs.r.URL.Path)
+		}
+	}
+	// From here the session belongs to the backend's pool again: neither
+	// a kept context nor the writer may reach it.
+	x.ctx.session.Store(nil)
+	rs.session = nil
+	rs.committed = true
+	rs.m.backend.Release(s)
+}
+
+// handlerContext is the request context the handler sees: the request's
+// own, with the session under sessionKey until the request ends.
+type handlerContext struct {
+	context.Context
+	// session is atomic because a goroutine the handler started may still
+	// read the context when the request ends.
+	session atomic.Pointer[kvsession.Session]
+}
+
+func (c *handlerContext) Value(key any) any {
+	if _, ok := key.(sessionKey); ok {
+		return c.session.Load()
+	}
+	return c.Context.Value(key)
+}
+
+// cookieHeader returns the request's Cookie header for the backend, which
+// reads its (possibly split) cookies itself and must see every one,
+// duplicates included. Clients send one Cookie header; several are joined
+// as RFC 9113 §8.2.3 prescribes. The usual single header is passed without
+// a copy: the backend only reads it, and the string it views lives as
+// long as the request.
+func cookieHeader(h http.Header) []byte {
+	lines := h["Cookie"]
+	switch len(lines) {
+	case 0:
+		return nil
+	case 1:
+		return stringBytes(lines[0])
+	}
+	return []byte(strings.Join(lines, "; "))
+}
+
+// stringBytes views s as bytes, for callees that only read them.
+func stringBytes(s string) []byte { return unsafe.Slice(unsafe.StringData(s), len(s)) }
+
+func defaultErrorHandler(w http.ResponseWriter, r *http.Request, err error, logger *slog.Logger) {
+	logger.Error("kvhttp: session unavailable", "error", err, "method", r.Method, "path", r.URL.Path)
+	http.Error(w, "session unavailable", http.StatusInternalServerError)
+}

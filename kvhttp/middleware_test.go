@@ -1,0 +1,497 @@
+package kvhttp_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/kvsession/kvsession"
+	"github.com/kvsession/kvsession/internal/sessiontest"
+	"github.com/kvsession/kvsession/kvhttp"
+	"github.com/kvsession/kvsession/store"
+	"github.com/kvsession/kvsession/store/memstore"
+	"github.com/kvsession/kvsession/store/storetest/faultstore"
+)
+
+var errDown = errors.New("store down")
+
+// discardLogger keeps the logs of tests that do not read them out of the
+// test output.
+var discardLogger = slog.New(slog.DiscardHandler)
+
+// logBuffer collects log output from the server's goroutines.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *logBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// harness is a real HTTP server running a handler behind the middleware,
+// with a cookie-keeping client.
+type harness struct {
+	srv     *httptest.Server
+	client  *sessiontest.Client
+	faults  *faultstore.Store // nil with the cookie backend
+	logs    *logBuffer        // Config.Logger's output
+	httpLog *logBuffer        // net/http's own error log (panics, misuse)
+	// handling counts the requests inside the middleware: Wait returns
+	// once each has returned, whether its client saw it end or not.
+	handling sync.WaitGroup
+}
+
+// start serves h behind the middleware on the server backend, over a
+// memory store wrapped in a fault store.
+func start(t *testing.T, cfg kvsession.Config, opts kvhttp.Options, h http.Handler) *harness {
+	t.Helper()
+	faults := faultstore.New(memstore.New(memstore.Options{}))
+	reg := store.NewRegistry(nil)
+	if err := reg.Register("sessions", faults.Store()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { reg.Close() })
+	logs := &logBuffer{}
+	cfg.Logger = slog.New(slog.NewTextHandler(logs, nil))
+	b, err := kvsession.New(cfg, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := serve(t, b, opts, h)
+	hs.faults, hs.logs = faults, logs
+	return hs
+}
+
+// newMiddleware returns a middleware over a memory store, for tests that
+// call its handler directly.
+func newMiddleware(t testing.TB, opts kvhttp.Options) *kvhttp.Middleware {
+	t.Helper()
+	st := memstore.New(memstore.Options{})
+	reg := store.NewRegistry(nil)
+	if err := reg.Register("sessions", st); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { reg.Close() })
+	b, err := kvsession.New(kvsession.Config{Logger: discardLogger}, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mw, err := kvhttp.New(b, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return mw
+}
+
+// serve runs h behind the middleware over backend.
+func serve(t *testing.T, b kvsession.Backend, opts kvhttp.Options, h http.Handler) *harness {
+	t.Helper()
+	mw, err := kvhttp.New(b, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := &harness{httpLog: &logBuffer{}, logs: &logBuffer{}}
+	wrapped := mw.Handler(h)
+	hs.srv = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hs.handling.Add(1)
+		defer hs.handling.Done()
+		wrapped.ServeHTTP(w, r)
+	}))
+	hs.srv.Config.ErrorLog = log.New(hs.httpLog, "", 0)
+	hs.srv.Start()
+	t.Cleanup(hs.srv.Close)
+	hs.client = sessiontest.NewClient(t, hs.srv.URL)
+	return hs
+}
+
+// serveTLS serves h behind the middleware over HTTPS with HTTP/2, on the
+// server backend over a memory store.
+func serveTLS(t *testing.T, h http.Handler) *harness {
+	t.Helper()
+	mw := newMiddleware(t, kvhttp.Options{})
+	hs := &harness{httpLog: &logBuffer{}, logs: &logBuffer{}}
+	hs.srv = httptest.NewUnstartedServer(mw.Handler(h))
+	hs.srv.EnableHTTP2 = true
+	hs.srv.Config.ErrorLog = log.New(hs.httpLog, "", 0)
+	hs.srv.StartTLS()
+	t.Cleanup(hs.srv.Close)
+	hs.client = sessiontest.NewClient(t, hs.srv.URL)
+	hs.client.HTTP.Transport = hs.srv.Client().Transport
+	return hs
+}
+
+// routes is a small application using the session from its handlers;
+// tests add their own routes to it.
+func routes(t *testing.T) *http.ServeMux {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/counter", func(w http.ResponseWriter, r *http.Request) {
+		s := kvhttp.Session(r)
+		n, _ := s.GetInt("n")
+		if err := s.SetInt("n", n+1); err != nil {
+			http.Error(w, err.Error(), 500)
+			return
+		}
+		w.Header().Set("X-Handler", "counter")
+		w.Header().Set("Vary", "Accept-Encoding")
+		fmt.Fprint(w, n+1)
+	})
+	mux.HandleFunc("/read", func(w http.ResponseWriter, r *http.Request) {
+		n, _ := kvhttp.Session(r).GetInt("n")
+		fmt.Fprint(w, n)
+	})
+	mux.HandleFunc("/plain", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "no session used") })
+	noSession := func(w http.ResponseWriter, r *http.Request) {
+		if kvhttp.Session(r) != nil {
+			t.Errorf("%s got a session", r.URL.Path)
+		}
+		if _, wrapped := w.(interface{ Unwrap() http.ResponseWriter }); wrapped {
+			t.Errorf("%s got a wrapped writer", r.URL.Path)
+		}
+		io.WriteString(w, "static")
+	}
+	mux.HandleFunc("/static/", noSession)
+	mux.HandleFunc("/skip", noSession)
+	mux.HandleFunc("/logout", func(w http.ResponseWriter, r *http.Request) {
+		if err := kvhttp.Session(r).Destroy(); err != nil {
+			http.Error(w, err.Error(), 500)
+		}
+	})
+	return mux
+}
+
+func (hs *harness) get(path string) sessiontest.Response { return hs.client.Do("GET", path, "") }
+
+func TestCounterOverHTTP(t *testing.T) {
+	hs := start(t, kvsession.Config{}, kvhttp.Options{}, routes(t))
+	for want := 1; want <= 3; want++ {
+		hs.client.Expect("GET", "/counter", "", 200, strconv.Itoa(want))
+	}
+	r := hs.get("/counter")
+	sc := strings.Join(r.SetCookies(), "\n")
+	for _, attr := range []string{"session=", "Path=/", "Max-Age=1209600", "Expires=", "HttpOnly", "SameSite=Lax"} {
+		if !strings.Contains(sc, attr) {
+			t.Errorf("Set-Cookie %q lacks %q", sc, attr)
+		}
+	}
+	if got := r.Header.Values("Vary"); !contains(got, "Cookie") || !contains(got, "Accept-Encoding") {
+		t.Errorf("Vary = %q: want the handler's value kept and Cookie added", got)
+	}
+	if got := r.Header.Get("Cache-Control"); got != `no-cache="Set-Cookie"` {
+		t.Errorf("Cache-Control = %q", got)
+	}
+	// A request that only reads writes nothing.
+	writes := hs.faults.Calls(faultstore.Writes)
+	r = hs.client.Expect("GET", "/read", "", 200, "4")
+	if len(r.SetCookies()) != 0 || hs.faults.Calls(faultstore.Writes) != writes {
+		t.Fatalf("a read: Set-Cookie %q, writes %d→%d", r.SetCookies(), writes, hs.faults.Calls(faultstore.Writes))
+	}
+	// Logout expires the cookie, and the client forgets the session.
+	if r = hs.get("/logout"); !r.Expired {
+		t.Fatalf("logout: Set-Cookie %q", r.SetCookies())
+	}
+	hs.client.Expect("GET", "/read", "", 200, "0")
+}
+
+func contains(list []string, v string) bool {
+	for _, s := range list {
+		if s == v {
+			return true
+		}
+	}
+	return false
+}
+
+// TestNoSessionRoutes: Config.Exclude and Options.Skip give the handler
+// neither a session nor a wrapped writer, and a route that never touches
+// its session costs no store call.
+func TestNoSessionRoutes(t *testing.T) {
+	skip := func(r *http.Request) bool { return r.URL.Path == "/skip" }
+	hs := start(t, kvsession.Config{Exclude: []string{"^/static/"}}, kvhttp.Options{Skip: skip}, routes(t))
+	hs.get("/counter") // the client now has a session cookie
+	reads := hs.faults.Calls(faultstore.Reads)
+	for _, tc := range []struct{ path, body string }{
+		{"/static/logo.png", "static"},
+		{"/skip", "static"},
+		{"/plain", "no session used"},
+	} {
+		t.Run(tc.path, func(t *testing.T) {
+			r := hs.client.Expect("GET", tc.path, "", 200, tc.body)
+			if len(r.SetCookies()) != 0 {
+				t.Errorf("Set-Cookie %q", r.SetCookies())
+			}
+		})
+	}
+	if got := hs.faults.Calls(faultstore.Reads); got != reads {
+		t.Fatalf("routes that never use the session read the store %d times", got-reads)
+	}
+}
+
+// TestReadOnly: with Config.Lock, a request Options.ReadOnly marks reads
+// the session while another request holds its lock, where one not marked
+// waits for it.
+func TestReadOnly(t *testing.T) {
+	holding, release := make(chan struct{}), make(chan struct{})
+	mux := routes(t)
+	mux.HandleFunc("/hold", func(w http.ResponseWriter, r *http.Request) {
+		kvhttp.Session(r).Load() // takes the lock
+		close(holding)
+		<-release
+	})
+	mux.HandleFunc("/is-read-only", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, kvhttp.Session(r).IsReadOnly())
+	})
+	readOnly := func(r *http.Request) bool { return r.Method == "GET" && r.URL.Path != "/hold" }
+	hs := start(t, kvsession.Config{Lock: true, LockWait: 200 * time.Millisecond}, kvhttp.Options{ReadOnly: readOnly}, mux)
+	hs.client.Expect("POST", "/counter", "", 200, "1")
+	hs.client.Expect("GET", "/is-read-only", "", 200, "true")
+	hs.client.Expect("POST", "/is-read-only", "", 200, "false")
+
+	done := make(chan struct{})
+	go func() { defer close(done); sessiontest.Send(hs.client.HTTP, "GET", hs.srv.URL+"/hold", "") }()
+	<-holding
+	hs.client.Expect("GET", "/read", "", 200, "1")
+	if r := hs.client.Do("POST", "/read", ""); r.Status != 500 {
+		t.Errorf("POST /read while the lock is held: %d %q, want the lock wait to time out", r.Status, r.Body)
+	}
+	close(release)
+	<-done
+}
+
+// TestLockLosesNoIncrement: with Config.Lock, parallel increments of one
+// session all count, although every handler writes its response (and so
+// commits its session) before it returns.
+func TestLockLosesNoIncrement(t *testing.T) {
+	hs := start(t, kvsession.Config{Lock: true}, kvhttp.Options{}, routes(t))
+	hs.client.Expect("POST", "/counter", "", 200, "1")
+	const n = 30
+	var wg sync.WaitGroup
+	for range n {
+		wg.Go(func() {
+			r, err := sessiontest.Send(hs.client.HTTP, "POST", hs.srv.URL+"/counter", "")
+			if err != nil || r.Status != 200 {
+				t.Errorf("%+v %v", r, err)
+			}
+		})
+	}
+	wg.Wait()
+	hs.client.Expect("GET", "/read", "", 200, strconv.Itoa(n+1))
+}
+
+func TestCookieBackend(t *testing.T) {
+	mux := routes(t)
+	big := strings.Repeat("x", 10_000) // more than one 4 KB cookie holds
+	mux.HandleFunc("/big", func(w http.ResponseWriter, r *http.Request) {
+		s := kvhttp.Session(r)
+		if r.Method == "POST" {
+			s.SetString("big", big)
+		}
+		v, _ := s.GetString("big")
+		fmt.Fprint(w, len(v))
+	})
+	hs := serve(t, sessiontest.NewCookieBackend(t, kvsession.Config{}), kvhttp.Options{}, mux)
+	for want := 1; want <= 3; want++ {
+		hs.client.Expect("GET", "/counter", "", 200, strconv.Itoa(want))
+	}
+	r := hs.client.Expect("POST", "/big", "", 200, strconv.Itoa(len(big)))
+	if n := len(r.SetCookies()); n < 3 {
+		t.Fatalf("a 10 KB session in %d Set-Cookie lines, want it split", n)
+	}
+	hs.client.Expect("GET", "/big", "", 200, strconv.Itoa(len(big)))
+	hs.client.Expect("GET", "/read", "", 200, "3")
+}
+
+// TestCookieHeaderOverSeveralLines: the session cookie is found on any of
+// several Cookie header lines.
+func TestCookieHeaderOverSeveralLines(t *testing.T) {
+	hs := start(t, kvsession.Config{}, kvhttp.Options{}, routes(t))
+	hs.get("/counter")
+	id := hs.client.SessionCookie().Value
+	req, _ := http.NewRequest("GET", hs.srv.URL+"/counter", nil)
+	req.Header["Cookie"] = []string{"theme=dark", "session=" + id}
+	resp, err := http.DefaultTransport.RoundTrip(req) // no jar: exactly these lines
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(body) != "2" {
+		t.Fatalf("counter %q: the session cookie on the second Cookie line was missed", body)
+	}
+}
+
+// TestSaveAfterClientHangsUp: the request's context is cancelled when its
+// client goes, but the session's store calls do not see that: a save
+// after it still happens.
+func TestSaveAfterClientHangsUp(t *testing.T) {
+	arrived, saved := make(chan struct{}), make(chan error, 1)
+	mux := routes(t)
+	mux.HandleFunc("/slow", func(w http.ResponseWriter, r *http.Request) {
+		s := kvhttp.Session(r)
+		s.Load()
+		close(arrived)
+		<-r.Context().Done()
+		saved <- s.SetInt("n", 42)
+		// Returning commits the session: its save runs after the client went.
+	})
+	hs := start(t, kvsession.Config{Lock: true}, kvhttp.Options{}, mux)
+	hs.get("/counter")
+	ctx, cancel := context.WithCancel(t.Context())
+	req, _ := http.NewRequestWithContext(ctx, "GET", hs.srv.URL+"/slow", nil)
+	go func() { <-arrived; cancel() }()
+	if _, err := hs.client.HTTP.Do(req); !errors.Is(err, context.Canceled) {
+		t.Fatalf("request: %v, want it cancelled", err)
+	}
+	if err := <-saved; err != nil {
+		t.Fatal(err)
+	}
+	// The handler may still be saving: the session lock makes /read wait
+	// for it.
+	hs.client.Expect("GET", "/read", "", 200, "42")
+}
+
+// TestContextOutlivesRequest: a context kept beyond its request no longer
+// leads to the session, which went back to the backend's pool and may be
+// another request's now.
+func TestContextOutlivesRequest(t *testing.T) {
+	kept := make(chan context.Context, 1)
+	mux := routes(t)
+	mux.HandleFunc("/keep", func(w http.ResponseWriter, r *http.Request) {
+		if kvhttp.FromContext(r.Context()) == nil {
+			t.Error("no session during the request")
+		}
+		kept <- context.WithoutCancel(r.Context())
+	})
+	hs := start(t, kvsession.Config{}, kvhttp.Options{}, mux)
+	hs.get("/keep")
+	ctx := <-kept
+	hs.get("/counter") // another request, which may reuse the session
+	if s := kvhttp.FromContext(ctx); s != nil {
+		t.Fatal("a context kept after its request still gives a session")
+	}
+}
+
+func TestErrorHandler(t *testing.T) {
+	var handlerWriteErr error
+	mux := routes(t)
+	mux.HandleFunc("/prepared", func(w http.ResponseWriter, r *http.Request) {
+		s := kvhttp.Session(r)
+		n, _ := s.GetInt("n")
+		s.SetInt("n", n+1)
+		w.Header().Set("Content-Type", "application/octet-stream")
+		w.Header().Set("Content-Encoding", "gzip")
+		w.Header().Set("Content-Length", "5")
+		w.WriteHeader(202)
+		_, handlerWriteErr = w.Write([]byte("hello"))
+	})
+	custom := func(w http.ResponseWriter, r *http.Request, err error) {
+		if kvhttp.Session(r) != nil {
+			http.Error(w, "error handler got the session", 500)
+			return
+		}
+		w.Header().Set("Retry-After", "1")
+		http.Error(w, "try later: "+err.Error(), http.StatusServiceUnavailable)
+	}
+	for _, tc := range []struct {
+		name     string
+		handler  kvhttp.ErrorHandler
+		fail     faultstore.Method
+		path     string
+		status   int
+		body     string
+		logged   bool
+		writeErr bool // the handler's Write reported the replaced response
+	}{
+		{"save fails, default handler", nil, faultstore.Writes, "/counter", 500, "session unavailable\n", true, false},
+		{"load fails, default handler", nil, faultstore.Reads, "/counter", 500, "session unavailable\n", true, false},
+		{"save fails, custom handler", custom, faultstore.Writes, "/counter", 503, "try later: kvsession: session save: store down\n", false, false},
+		{"load fails, custom handler", custom, faultstore.Reads, "/read", 503, "try later: kvsession: session load: store down\n", false, false},
+		{"handler's headers and status dropped", nil, faultstore.Writes, "/prepared", 500, "session unavailable\n", true, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			handlerWriteErr = nil
+			hs := start(t, kvsession.Config{}, kvhttp.Options{ErrorHandler: tc.handler}, mux)
+			hs.get("/counter")
+			down := hs.faults.Add(faultstore.Rule{Methods: tc.fail, Err: errDown})
+			r := hs.client.Expect("GET", tc.path, "", tc.status, tc.body)
+			down.Remove()
+			if down.Hits() == 0 {
+				t.Fatal("the fault was never met")
+			}
+			for _, h := range []string{"Set-Cookie", "X-Handler", "Content-Encoding"} {
+				if v := r.Header.Get(h); v != "" {
+					t.Errorf("the handler's %s: %q reached the client", h, v)
+				}
+			}
+			if ct := r.Header.Get("Content-Type"); ct != "text/plain; charset=utf-8" {
+				t.Errorf("Content-Type %q", ct)
+			}
+			if got := strings.Contains(hs.logs.String(), "session unavailable"); got != tc.logged {
+				t.Errorf("logged %v, want %v: %s", got, tc.logged, hs.logs)
+			}
+			if tc.writeErr && (!errors.Is(handlerWriteErr, kvhttp.ErrResponseReplaced) || !errors.Is(handlerWriteErr, errDown)) {
+				t.Errorf("the handler's Write returned %v, want ErrResponseReplaced and the store's error", handlerWriteErr)
+			}
+			// What the store held before the failure is intact.
+			hs.client.Expect("GET", "/read", "", 200, "1")
+			if s := hs.httpLog.String(); s != "" {
+				t.Errorf("net/http complained: %s", s)
+			}
+		})
+	}
+}
+
+// TestHostileCookiesGetFreshSession: cookies the backend cannot use start
+// a fresh session, and leave the real one alone.
+func TestHostileCookiesGetFreshSession(t *testing.T) {
+	hs := start(t, kvsession.Config{}, kvhttp.Options{}, routes(t))
+	hs.get("/counter")
+	hs.get("/counter") // the jar's session is at 2
+	for _, tc := range []struct{ name, cookie string }{
+		{"garbage", "session=%%%garbage%%%"},
+		{"empty", "session="},
+		{"forged id", "session=" + strings.Repeat("A", 43)},
+		{"oversized", "session=" + strings.Repeat("A", 3000)},
+		{"twice", "session=" + strings.Repeat("A", 43) + "; session=" + strings.Repeat("B", 43)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			req, _ := http.NewRequest("GET", hs.srv.URL+"/counter", nil)
+			req.Header.Set("Cookie", tc.cookie)
+			resp, err := http.DefaultTransport.RoundTrip(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 || string(body) != "1" {
+				t.Fatalf("%d %q, want a fresh session at 1", resp.StatusCode, body)
+			}
+		})
+	}
+	hs.client.Expect("GET", "/read", "", 200, "2")
+}
+
+func TestNewNeedsABackend(t *testing.T) {
+	if _, err := kvhttp.New(nil, kvhttp.Options{}); err == nil {
+		t.Fatal("New(nil) accepted")
+	}
+}
