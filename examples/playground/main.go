@@ -1,6 +1,13 @@
-// Command playground is a small fasthttp server for trying kvsession by hand
-// (with curl or a browser) and for exercising the library end to end in
-// tests.
+// Command playground is a small server for trying kvsession by hand (with
+// curl or a browser) and for exercising the library end to end in tests.
+//
+// It serves the same routes (see routes.go), with the same answers, on
+// each HTTP server kvsession has an adapter for, chosen with -server:
+// fasthttp (the default, with kvfasthttp), nethttp (the standard library's
+// net/http, with kvhttp) or fiber (Fiber v3, with kvfiber). The start log
+// says which one runs. The playground is a module of its own, so that
+// Fiber stays out of the core module's dependencies; from the repository's
+// root, go.work makes `go run ./examples/playground` find it.
 //
 // With -backend server (the default) sessions live in a store and the
 // cookie carries only their id: Badger under ./data/sessions by default, so
@@ -19,6 +26,8 @@
 //	go run ./examples/playground
 //	curl -c jar -b jar -X PUT --data alice localhost:8080/session/name
 //	curl -c jar -b jar localhost:8080/session
+//
+//	go run ./examples/playground -server nethttp   # or -server fiber
 //
 //	go run ./examples/playground -max-age 1h -max-age-limit 720h
 //	curl -c jar -b jar -X POST 'localhost:8080/login?user=alice&remember=720h'
@@ -49,6 +58,8 @@
 // Flags:
 //
 //	-addr host:port          listen address; port 0 picks a free one (127.0.0.1:8080)
+//	-server fasthttp|nethttp|fiber
+//	                         the HTTP server the routes run on (fasthttp)
 //	-backend server|cookie   where sessions live (server)
 //	-store badger|memory|redis  the server backend's store (badger)
 //	-dir path                Badger directory (./data/sessions)
@@ -131,6 +142,7 @@ func main() {
 // options are the parsed command-line flags.
 type options struct {
 	addr             string
+	server           string
 	backend          string
 	store            string
 	dir              string
@@ -165,6 +177,8 @@ Flags:
 		fs.PrintDefaults()
 	}
 	fs.StringVar(&o.addr, "addr", "127.0.0.1:8080", "listen address (port 0 picks a free port)")
+	fs.StringVar(&o.server, "server", "fasthttp", "the HTTP server the routes run on: `fasthttp|nethttp|fiber`\n"+
+		"(fasthttp with kvfasthttp, net/http with kvhttp, Fiber v3 with kvfiber); the same routes on each")
 	fs.StringVar(&o.backend, "backend", "server", "where sessions live: server (in -store; the cookie holds an id)\n"+
 		"or cookie (sealed into the cookie with AES-256-GCM; no store)")
 	fs.StringVar(&o.store, "store", "badger", "session store of -backend server: badger, memory or redis")
@@ -197,6 +211,9 @@ Flags:
 	}
 	o.set = map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { o.set[f.Name] = true })
+	if _, ok := servers[o.server]; !ok {
+		return o, fmt.Errorf("unknown -server %q: want fasthttp, nethttp or fiber", o.server)
+	}
 	switch o.backend {
 	case "server", "cookie":
 	default:
@@ -490,7 +507,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, logOut 
 		}
 	}()
 
-	srv, err := newFasthttpServer(newApp(logger, backend), backend, logger)
+	srv, err := servers[o.server](newApp(logger, backend), backend, logger)
 	if err != nil {
 		return err
 	}
@@ -501,7 +518,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, logOut 
 	if err != nil {
 		return err
 	}
-	attrs := []any{"addr", ln.Addr().String(), "backend", o.backend}
+	attrs := []any{"addr", ln.Addr().String(), "server", o.server, "backend", o.backend}
 	attrs = append(attrs, backendAttrs...)
 	attrs = append(attrs, lifecycleAttrs(cfg)...)
 	attrs = append(attrs, "read_only_reads", cfg.Lock)
@@ -538,6 +555,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, logOut 
 	}
 	logger.Info("server stopped")
 	return nil
+}
+
+// servers make the server of each -server value, serving the routes of
+// the app over the backend. Each logs through logger what its HTTP server
+// logs of its own.
+var servers = map[string]func(a *app, backend kvsession.Backend, logger *slog.Logger) (server, error){
+	"fasthttp": newFasthttpServer,
+	"nethttp":  newNethttpServer,
+	"fiber":    newFiberServer,
 }
 
 // server is one HTTP server the playground can serve its routes on.
