@@ -11,17 +11,26 @@
 //   - fault_test.go: a failing, slow or hung store behind the middleware
 //   - cookie_test.go: cookie sessions in many segments, and tampered ones
 //   - soak_test.go: many sessions under a sustained mix of work
-//   - crash_test.go: the playground killed, stopped and restarted on Badger
+//   - crash_test.go: the playground killed, stopped (requests in flight
+//     included) and restarted on Badger
 //   - redis_test.go: playgrounds sharing a Redis, and a Redis down, stopped
 //     or frozen under one
 //   - playground_test.go: library guarantees checked through the playground
 //   - helpers_test.go: what several of them share (what other packages'
 //     tests share too is in internal/sessiontest)
 //
+// The tests that run the playground (crash_test.go, redis_test.go,
+// playground_test.go) run on each HTTP server it serves its routes on
+// (-server fasthttp, nethttp and fiber), as subtests named after the
+// server; TestPlaygroundsShareRedis pairs two different servers on one
+// Redis. The other tests build their own fasthttp servers with kvfasthttp,
+// and run once.
+//
 // The package has no code of its own, only this page and its tests. Run
 // them as any others:
 //
 //	go test -race ./e2e
+//	go test -race -run '/^fiber$' ./e2e   # the playground's tests on Fiber alone (and the others)
 //	KVSESSION_SOAK=60s go test -run '^TestSoak$' -v ./e2e   # the full soak (.ci/soak)
 //
 // Tests that run the playground (examples/playground) as a process build

@@ -97,6 +97,19 @@ func withSession(id string) []*http.Cookie {
 // own, which go finds from here through the repository's go.work.
 const playgroundPkg = "github.com/kvsession/kvsession/examples/playground"
 
+// playgroundServers are the values of the playground's -server flag. The
+// tests that run the playground run on each, as subtests named after it:
+// -run '/^fiber$' runs them on Fiber alone.
+var playgroundServers = []string{"fasthttp", "nethttp", "fiber"}
+
+// forEachServer runs f as a subtest per playground server. server holds
+// the flag that picks it, to put before the playground's other arguments.
+func forEachServer(t *testing.T, f func(t *testing.T, server []string)) {
+	for _, s := range playgroundServers {
+		t.Run(s, func(t *testing.T) { f(t, []string{"-server", s}) })
+	}
+}
+
 // playgroundShutdown is the playground's shutdownTimeout: how long it may
 // take to stop gracefully, before it closes its stores anyway.
 const playgroundShutdown = 10 * time.Second
@@ -248,17 +261,24 @@ func (c *child) kill() {
 // fails the test unless it exits 0 after a graceful shutdown.
 func (c *child) term() {
 	c.t.Helper()
-	if err := c.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		c.t.Fatalf("SIGTERM: %v", err)
+	c.stop(syscall.SIGTERM)
+}
+
+// stop stops the playground with sig, SIGTERM or SIGINT (Ctrl-C), and fails
+// the test unless it exits 0 after a graceful shutdown.
+func (c *child) stop(sig syscall.Signal) {
+	c.t.Helper()
+	if err := c.cmd.Process.Signal(sig); err != nil {
+		c.t.Fatalf("%v: %v", sig, err)
 	}
 	select {
 	case <-c.done:
 	case <-time.After(playgroundShutdown + 10*time.Second):
-		c.t.Fatalf("playground still running %v after SIGTERM", playgroundShutdown+10*time.Second)
+		c.t.Fatalf("playground still running %v after %v", playgroundShutdown+10*time.Second, sig)
 	}
 	c.http.Transport.(*http.Transport).CloseIdleConnections()
 	if c.err != nil {
-		c.t.Fatalf("playground exited with %v after SIGTERM, want 0\n%s", c.err, c.log)
+		c.t.Fatalf("playground exited with %v after %v, want 0\n%s", c.err, sig, c.log)
 	}
 	if !strings.Contains(c.log.String(), `msg="server stopped"`) {
 		c.t.Fatalf("playground exited without logging a graceful stop:\n%s", c.log)
