@@ -408,9 +408,10 @@ func testSaveError(t *testing.T, server string) {
 			c.Expect("PUT", "/session/small", "1", 204, "")
 			// The same answer on every server: sessionUnavailable's.
 			r := c.Do("PUT", "/session/big", strings.Repeat("x", tc.size))
-			if r.Status != 500 || r.Body != "session unavailable\n" || r.Header.Get("Content-Type") != "text/plain; charset=utf-8" {
-				t.Errorf("PUT of a %d-byte value = %d %q (Content-Type %q), want 500 \"session unavailable\\n\" as text/plain",
-					tc.size, r.Status, r.Body, r.Header.Get("Content-Type"))
+			if r.Status != 500 || r.Body != "session unavailable\n" || r.Header.Get("Content-Type") != "text/plain; charset=utf-8" ||
+				r.Header.Get("Server") != serverName {
+				t.Errorf("PUT of a %d-byte value = %d %q (Content-Type %q, Server %q), want 500 \"session unavailable\\n\" as text/plain from %s",
+					tc.size, r.Status, r.Body, r.Header.Get("Content-Type"), r.Header.Get("Server"), serverName)
 			}
 			noCookie(t, "failed PUT", r)
 			if log := p.log.String(); !strings.Contains(log, `level=ERROR msg="kvsession: session unavailable"`) {

@@ -22,8 +22,10 @@ func newNethttpServer(a *app, backend kvsession.Backend, logger *slog.Logger) (s
 	opts := kvhttp.Options{
 		Skip: func(r *http.Request) bool { return skipsSession(r.URL.Path) },
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
-			// kvhttp hands over its own writer, with no header set: nothing
-			// of the handler's answer goes out.
+			// kvhttp hands over its own writer with every header deleted,
+			// normalizePath's too: nothing of the handler's answer goes out,
+			// and the Server header is set again.
+			w.Header().Set("Server", serverName)
 			a.sessionUnavailable(netExchange{w, r}, err)
 		},
 	}
