@@ -93,8 +93,22 @@ func withSession(id string) []*http.Cookie {
 }
 
 // playgroundPkg is the package of the playground, which some tests run as
-// a process of its own, to kill it or to run several.
+// a process of its own, to kill it or to run several. It is a module of its
+// own, which go finds from here through the repository's go.work.
 const playgroundPkg = "github.com/kvsession/kvsession/examples/playground"
+
+// playgroundServers are the values of the playground's -server flag. The
+// tests that run the playground run on each, as subtests named after it:
+// -run '/^fiber$' runs them on Fiber alone.
+var playgroundServers = []string{"fasthttp", "nethttp", "fiber"}
+
+// forEachServer runs f as a subtest per playground server. server holds
+// the flag that picks it, to put before the playground's other arguments.
+func forEachServer(t *testing.T, f func(t *testing.T, server []string)) {
+	for _, s := range playgroundServers {
+		t.Run(s, func(t *testing.T) { f(t, []string{"-server", s}) })
+	}
+}
 
 // playgroundShutdown is the playground's shutdownTimeout: how long it may
 // take to stop gracefully, before it closes its stores anyway.
@@ -134,7 +148,8 @@ func playgroundBinary(t *testing.T) string {
 		args = append(args, playgroundPkg)
 		// go test puts its own go command first on PATH.
 		if out, err := exec.Command("go", args...).CombinedOutput(); err != nil {
-			build.err = fmt.Errorf("go %s: %v\n%s", strings.Join(args, " "), err, out)
+			build.err = fmt.Errorf("go %s: %v\n%s(the playground's module is found through go.work at the repository's root: GOWORK must not be off)",
+				strings.Join(args, " "), err, out)
 		}
 	})
 	if build.err != nil {
@@ -246,17 +261,24 @@ func (c *child) kill() {
 // fails the test unless it exits 0 after a graceful shutdown.
 func (c *child) term() {
 	c.t.Helper()
-	if err := c.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		c.t.Fatalf("SIGTERM: %v", err)
+	c.stop(syscall.SIGTERM)
+}
+
+// stop stops the playground with sig, SIGTERM or SIGINT (Ctrl-C), and fails
+// the test unless it exits 0 after a graceful shutdown.
+func (c *child) stop(sig syscall.Signal) {
+	c.t.Helper()
+	if err := c.cmd.Process.Signal(sig); err != nil {
+		c.t.Fatalf("%v: %v", sig, err)
 	}
 	select {
 	case <-c.done:
 	case <-time.After(playgroundShutdown + 10*time.Second):
-		c.t.Fatalf("playground still running %v after SIGTERM", playgroundShutdown+10*time.Second)
+		c.t.Fatalf("playground still running %v after %v", playgroundShutdown+10*time.Second, sig)
 	}
 	c.http.Transport.(*http.Transport).CloseIdleConnections()
 	if c.err != nil {
-		c.t.Fatalf("playground exited with %v after SIGTERM, want 0\n%s", c.err, c.log)
+		c.t.Fatalf("playground exited with %v after %v, want 0\n%s", c.err, sig, c.log)
 	}
 	if !strings.Contains(c.log.String(), `msg="server stopped"`) {
 		c.t.Fatalf("playground exited without logging a graceful stop:\n%s", c.log)

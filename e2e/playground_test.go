@@ -6,6 +6,7 @@ package e2e
 // meets them.
 
 import (
+	"slices"
 	"testing"
 	"time"
 
@@ -19,12 +20,16 @@ import (
 // everywhere must still reach her next login. With the lock on and off, on
 // memory and Badger. (The slow request is given time to load the session
 // first; on a machine too slow for that it loads after the logout, and the
-// test checks less, never wrongly.)
+// test checks less, never wrongly.) On every server.
 func TestLogoutAllHoldsAgainstASlowRequest(t *testing.T) {
+	forEachServer(t, testLogoutAllHoldsAgainstASlowRequest)
+}
+
+func testLogoutAllHoldsAgainstASlowRequest(t *testing.T, server []string) {
 	for _, st := range []string{"memory", "badger"} {
 		for _, lock := range []string{"true", "false"} {
 			t.Run(st+"/lock="+lock, func(t *testing.T) {
-				p := startChild(t, "-addr", "127.0.0.1:0", "-store", st, "-dir", t.TempDir(), "-lock="+lock)
+				p := startChild(t, slices.Concat(server, []string{"-addr", "127.0.0.1:0", "-store", st, "-dir", t.TempDir(), "-lock=" + lock})...)
 				alice := sessiontest.NewClient(t, p.base)
 				alice.Login("alice")
 				alice.Expect("GET", "/counter", "", 200, "1")

@@ -142,12 +142,20 @@ func uniquePrefix() string {
 // TestPlaygroundsShareRedis: two playgrounds on one Redis are one service
 // behind a load balancer: a cookie from either works on the other. The
 // second reaches Redis through a list of seeds whose first is down, and
-// finds the same server.
+// finds the same server. The two run on different servers, each server in
+// turn the first and the second: sessions do not depend on the adapter.
 func TestPlaygroundsShareRedis(t *testing.T) {
+	for i, first := range playgroundServers {
+		second := playgroundServers[(i+1)%len(playgroundServers)]
+		t.Run(first+"+"+second, func(t *testing.T) { testPlaygroundsShareRedis(t, first, second) })
+	}
+}
+
+func testPlaygroundsShareRedis(t *testing.T, first, second string) {
 	addr, prefix := sharedRedis(t), uniquePrefix()
 	args := []string{"-addr", "127.0.0.1:0", "-store", "redis", "-redis-prefix", prefix}
-	a := startChild(t, slices.Concat(args, []string{"-redis-addr", addr})...)
-	b := startChild(t, slices.Concat(args, []string{"-redis-addr", freeAddr(t) + "," + addr})...)
+	a := startChild(t, slices.Concat(args, []string{"-server", first, "-redis-addr", addr})...)
+	b := startChild(t, slices.Concat(args, []string{"-server", second, "-redis-addr", freeAddr(t) + "," + addr})...)
 	c := sessiontest.NewClient(t, a.base)
 	c.Expect("GET", "/counter", "", 200, "1")
 	c.Base = b.base // the jar ignores ports: the same cookie goes to b
@@ -205,10 +213,13 @@ func TestRedisDownAtStart(t *testing.T) {
 
 // TestRedisOutage stops the real server mid-run: requests during the outage
 // get the error handler's answer, requests after it work again without
-// restarting the playground, and nothing written before it is lost.
-func TestRedisOutage(t *testing.T) {
+// restarting the playground, and nothing written before it is lost. On
+// every server, whose error handler answers alike.
+func TestRedisOutage(t *testing.T) { forEachServer(t, testRedisOutage) }
+
+func testRedisOutage(t *testing.T, server []string) {
 	r := startRedis(t)
-	p := startChild(t, "-addr", "127.0.0.1:0", "-store", "redis", "-redis-addr", r.addr, "-redis-prefix", uniquePrefix())
+	p := startChild(t, slices.Concat(server, []string{"-addr", "127.0.0.1:0", "-store", "redis", "-redis-addr", r.addr, "-redis-prefix", uniquePrefix()})...)
 	c := sessiontest.NewClient(t, p.base)
 	c.Expect("GET", "/counter", "", 200, "1")
 	c.Expect("GET", "/counter", "", 200, "2")
@@ -245,11 +256,13 @@ func TestRedisOutage(t *testing.T) {
 // /session): each gets the error handler's answer within a bound instead
 // of hanging, and once Redis resumes every session works again within
 // LockWait, not after the lock's lease, with nothing acknowledged lost.
-// (The bounds are generous limits on a hang, not timings.)
-func TestRedisStall(t *testing.T) {
+// (The bounds are generous limits on a hang, not timings.) On every server.
+func TestRedisStall(t *testing.T) { forEachServer(t, testRedisStall) }
+
+func testRedisStall(t *testing.T, server []string) {
 	const sessions, stall = 10, 3 * time.Second
 	r := startRedis(t)
-	p := startChild(t, "-addr", "127.0.0.1:0", "-store", "redis", "-redis-addr", r.addr, "-redis-prefix", uniquePrefix(), "-lock")
+	p := startChild(t, slices.Concat(server, []string{"-addr", "127.0.0.1:0", "-store", "redis", "-redis-addr", r.addr, "-redis-prefix", uniquePrefix(), "-lock"})...)
 	cs := make([]*sessiontest.Client, sessions)
 	for i := range cs {
 		cs[i] = sessiontest.NewClient(t, p.base)

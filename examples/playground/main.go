@@ -1,6 +1,13 @@
-// Command playground is a small fasthttp server for trying kvsession by hand
-// (with curl or a browser) and for exercising the library end to end in
-// tests.
+// Command playground is a small server for trying kvsession by hand (with
+// curl or a browser) and for exercising the library end to end in tests.
+//
+// It serves the same routes (see routes.go), with the same answers, on
+// each HTTP server kvsession has an adapter for, chosen with -server:
+// fasthttp (the default, with kvfasthttp), nethttp (the standard library's
+// net/http, with kvhttp) or fiber (Fiber v3, with kvfiber). The start log
+// says which one runs. The playground is a module of its own, so that
+// Fiber stays out of the core module's dependencies; from the repository's
+// root, go.work makes `go run ./examples/playground` find it.
 //
 // With -backend server (the default) sessions live in a store and the
 // cookie carries only their id: Badger under ./data/sessions by default, so
@@ -19,6 +26,8 @@
 //	go run ./examples/playground
 //	curl -c jar -b jar -X PUT --data alice localhost:8080/session/name
 //	curl -c jar -b jar localhost:8080/session
+//
+//	go run ./examples/playground -server nethttp   # or -server fiber
 //
 //	go run ./examples/playground -max-age 1h -max-age-limit 720h
 //	curl -c jar -b jar -X POST 'localhost:8080/login?user=alice&remember=720h'
@@ -49,6 +58,8 @@
 // Flags:
 //
 //	-addr host:port          listen address; port 0 picks a free one (127.0.0.1:8080)
+//	-server fasthttp|nethttp|fiber
+//	                         the HTTP server the routes run on (fasthttp)
 //	-backend server|cookie   where sessions live (server)
 //	-store badger|memory|redis  the server backend's store (badger)
 //	-dir path                Badger directory (./data/sessions)
@@ -95,10 +106,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/valyala/fasthttp"
-
 	"github.com/kvsession/kvsession"
-	"github.com/kvsession/kvsession/kvfasthttp"
 	"github.com/kvsession/kvsession/store"
 	"github.com/kvsession/kvsession/store/badgerstore"
 	"github.com/kvsession/kvsession/store/memstore"
@@ -134,6 +142,7 @@ func main() {
 // options are the parsed command-line flags.
 type options struct {
 	addr             string
+	server           string
 	backend          string
 	store            string
 	dir              string
@@ -168,6 +177,8 @@ Flags:
 		fs.PrintDefaults()
 	}
 	fs.StringVar(&o.addr, "addr", "127.0.0.1:8080", "listen address (port 0 picks a free port)")
+	fs.StringVar(&o.server, "server", "fasthttp", "the HTTP server the routes run on: `fasthttp|nethttp|fiber`\n"+
+		"(fasthttp with kvfasthttp, net/http with kvhttp, Fiber v3 with kvfiber); the same routes on each")
 	fs.StringVar(&o.backend, "backend", "server", "where sessions live: server (in -store; the cookie holds an id)\n"+
 		"or cookie (sealed into the cookie with AES-256-GCM; no store)")
 	fs.StringVar(&o.store, "store", "badger", "session store of -backend server: badger, memory or redis")
@@ -200,6 +211,9 @@ Flags:
 	}
 	o.set = map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { o.set[f.Name] = true })
+	if _, ok := servers[o.server]; !ok {
+		return o, fmt.Errorf("unknown -server %q: want fasthttp, nethttp or fiber", o.server)
+	}
 	switch o.backend {
 	case "server", "cookie":
 	default:
@@ -493,36 +507,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, logOut 
 		}
 	}()
 
-	// A cookie session split over several cookies makes request headers
-	// larger than fasthttp reads by default; the server backend keeps
-	// fasthttp's default.
-	readBuffer := kvfasthttp.RequiredReadBufferSize(backend, kvfasthttp.DefaultHeaderRoom)
-	opts := kvfasthttp.Options{
-		// Health checks run often and carry no cookie worth reading;
-		// skipping them keeps them off the store entirely.
-		Skip:           func(ctx *fasthttp.RequestCtx) bool { return string(ctx.Path()) == "/healthz" },
-		ReadBufferSize: readBuffer,
-	}
-	// Reads skip the lock; the library re-reads a read-only session under
-	// the lock when an idle extension or id rotation has to save it.
-	if cfg.Lock {
-		opts.ReadOnly = readOnly
-	}
-	mw, err := kvfasthttp.New(backend, opts)
+	srv, err := servers[o.server](newApp(logger, backend), backend, logger)
 	if err != nil {
 		return err
 	}
-	server := mw.NewServer(newApp(logger, backend).handle)
-	server.Name = "kvsession-playground"
-	server.ReadTimeout = 10 * time.Second
-	server.WriteTimeout = 10 * time.Second
-	server.IdleTimeout = time.Minute
-	// fasthttp quotes the requests it cannot read in its log, session
-	// cookies included. NewServer already keeps them out; replacing its
-	// Logger keeps that only if the new one is wrapped by mw.Logger, and
-	// the flag is restated so that this example, copied, stays safe.
-	server.SecureErrorLogMessage = true
-	server.Logger = mw.Logger(fasthttpLogger{logger})
 
 	// Listening ourselves, rather than ListenAndServe, lets ":0" work and
 	// lets us report the real address before serving.
@@ -530,17 +518,18 @@ func run(ctx context.Context, args []string, getenv func(string) string, logOut 
 	if err != nil {
 		return err
 	}
-	attrs := []any{"addr", ln.Addr().String(), "backend", o.backend}
+	attrs := []any{"addr", ln.Addr().String(), "server", o.server, "backend", o.backend}
 	attrs = append(attrs, backendAttrs...)
 	attrs = append(attrs, lifecycleAttrs(cfg)...)
-	attrs = append(attrs, "read_only_reads", opts.ReadOnly != nil, "read_buffer_size", server.ReadBufferSize)
+	attrs = append(attrs, "read_only_reads", cfg.Lock)
+	attrs = append(attrs, srv.logAttrs()...)
 	logger.Info("playground listening", attrs...)
 	if ready != nil {
 		ready(ln.Addr().String())
 	}
 
 	serveErr := make(chan error, 1)
-	go func() { serveErr <- server.Serve(ln) }()
+	go func() { serveErr <- srv.serve(ln) }()
 
 	select {
 	case err := <-serveErr:
@@ -553,11 +542,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, logOut 
 	logger.Info("shutting down")
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer cancel()
-	// Serve returns as soon as the listener closes; ShutdownWithContext is
-	// what waits for in-flight requests, so it must finish before the store
-	// is closed under them.
-	shutdownErr := server.ShutdownWithContext(sctx)
-	// If the signal arrived before Serve registered the listener, Shutdown
+	// shutdown is what waits for in-flight requests, so it must finish
+	// before the store is closed under them.
+	shutdownErr := srv.shutdown(sctx)
+	// If the signal arrived before Serve registered the listener, shutdown
 	// had nothing to close and Serve would block forever; closing it here
 	// makes Serve return in every case.
 	ln.Close()
@@ -569,10 +557,22 @@ func run(ctx context.Context, args []string, getenv func(string) string, logOut 
 	return nil
 }
 
-// fasthttpLogger routes fasthttp's own messages (connection errors and
-// the like) to the same structured log as everything else.
-type fasthttpLogger struct{ l *slog.Logger }
+// servers make the server of each -server value, serving the routes of
+// the app over the backend. Each logs through logger what its HTTP server
+// logs of its own.
+var servers = map[string]func(a *app, backend kvsession.Backend, logger *slog.Logger) (server, error){
+	"fasthttp": newFasthttpServer,
+	"nethttp":  newNethttpServer,
+	"fiber":    newFiberServer,
+}
 
-func (f fasthttpLogger) Printf(format string, args ...any) {
-	f.l.Warn(fmt.Sprintf(format, args...), "source", "fasthttp")
+// server is one HTTP server the playground can serve its routes on.
+type server interface {
+	// serve serves the routes on ln until shutdown, or until ln fails.
+	serve(ln net.Listener) error
+	// shutdown stops accepting requests and waits, until ctx is done, for
+	// those in flight to finish and save their sessions.
+	shutdown(ctx context.Context) error
+	// logAttrs describe the server's settings for the start log.
+	logAttrs() []any
 }

@@ -3,16 +3,15 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"strconv"
 	"strings"
 	"time"
 
-	"github.com/valyala/fasthttp"
-
 	"github.com/kvsession/kvsession"
-	"github.com/kvsession/kvsession/kvfasthttp"
 )
 
 // Routes:
@@ -62,6 +61,17 @@ import (
 // GET /session, GET /session/{key} and GET /whoami only read the session,
 // and say so (readOnly) so that with -lock they neither wait for nor take the
 // session's lock. GET /counter writes: it takes the lock like PUT and POST.
+//
+// The routes are written once, against exchange, and every server the
+// playground runs on (-server) answers them alike: the same status codes,
+// bodies, content types and headers. Paths are matched percent-decoded and
+// normalized as fasthttp normalizes them (duplicate slashes merged, "." and
+// ".." segments resolved, a trailing slash kept), so "/session//a" and
+// "/session/%61" name the key "a" on every server. A session that cannot
+// be loaded or saved is answered by sessionUnavailable on every server.
+// What differs is what each server answers on its own, before any route
+// runs: to a request it cannot read, or whose header or body is over its
+// limits.
 type app struct {
 	logger *slog.Logger
 	// maxAgeLimit is Config.MaxAgeLimit: the longest ?remember=.
@@ -70,6 +80,41 @@ type app struct {
 	// body and X-Sessions-Ended header of the /logout-all answer.
 	endUserSessions func(ctx context.Context, user string) (body, kind string, err error)
 }
+
+// exchange is one request and its response, as the routes see them. Each
+// server the playground runs on implements it over its own request type
+// (fastExchange, fiberExchange, netExchange).
+type exchange interface {
+	// Method is the request method, such as "GET".
+	Method() string
+	// Path is the request path, percent-decoded and normalized (see the
+	// routes above).
+	Path() string
+	// Query returns the first value of the query parameter name, and
+	// whether the query has it at all ("?remember=" has it, empty).
+	Query(name string) (value string, ok bool)
+	// Body returns the request body. It fails only on a server that reads
+	// the body in the handler and found it too large (errBodyTooLarge).
+	Body() ([]byte, error)
+	// Session is the request's session, nil on /healthz, which skips
+	// sessions.
+	Session() *kvsession.Session
+	// Context is the request's context.
+	Context() context.Context
+	// SetHeader sets a response header, replacing any of that name.
+	SetHeader(name, value string)
+	// Send answers with status and body, of type contentType; with
+	// contentType "" it answers with status alone, and no body.
+	Send(status int, contentType string, body []byte)
+	// SendString is Send with a string body.
+	SendString(status int, contentType, body string)
+}
+
+// Content types of the answers.
+const (
+	textPlain = "text/plain; charset=utf-8"
+	appJSON   = "application/json"
+)
 
 // newApp returns the routes over backend, which must be one of the two
 // the playground makes.
@@ -91,18 +136,22 @@ func newApp(logger *slog.Logger, backend kvsession.Backend) *app {
 	return a
 }
 
+// skipsSession reports whether requests for path run without a session:
+// health checks run often and carry no cookie worth reading; skipping them
+// keeps them off the store entirely.
+func skipsSession(path string) bool { return path == "/healthz" }
+
 // readOnly reports whether a request only reads its session (see the
-// routes above), for kvfasthttp.Options.ReadOnly. It lists the reading
+// routes above), for the middlewares' ReadOnly option. It lists the reading
 // routes rather than excluding the writing ones, so that a route added
 // later takes the lock until it is known not to need it: a read-only
 // session that is changed is still saved, but without the lock's
 // protection. HEAD is answered 405 without touching the session, so it
 // does not matter either way.
-func readOnly(ctx *fasthttp.RequestCtx) bool {
-	if !ctx.IsGet() && !ctx.IsHead() {
+func readOnly(method, path string) bool {
+	if method != http.MethodGet && method != http.MethodHead {
 		return false
 	}
-	path := string(ctx.Path())
 	return path == "/session" || path == "/whoami" ||
 		(strings.HasPrefix(path, sessionPrefix) && len(path) > len(sessionPrefix))
 }
@@ -111,158 +160,200 @@ func readOnly(ctx *fasthttp.RequestCtx) bool {
 // ("" on paths that have none).
 type route struct {
 	method string
-	h      func(ctx *fasthttp.RequestCtx, key string)
+	h      func(a *app, x exchange, key string)
+}
+
+// methods are the routes of one path, and the Allow header of its 405
+// answer, which lists them in a stable order.
+type methods struct {
+	routes []route
+	allow  string
+}
+
+func newMethods(routes ...route) methods {
+	names := make([]string, len(routes))
+	for i, r := range routes {
+		names[i] = r.method
+	}
+	return methods{routes: routes, allow: strings.Join(names, ", ")}
 }
 
 const sessionPrefix = "/session/"
 
-func (a *app) handle(ctx *fasthttp.RequestCtx) {
-	// Path is fasthttp's decoded and normalized path, so "/session//a" and
-	// "/session/%61" mean the same key as "/session/a".
-	path := string(ctx.Path())
+// The routes of each path, made once rather than per request.
+var (
+	healthzMethods = newMethods(route{http.MethodGet, (*app).healthz})
+	sessionMethods = newMethods(
+		route{http.MethodGet, (*app).getSession},
+		route{http.MethodDelete, (*app).destroySession})
+	counterMethods = newMethods(route{http.MethodGet, (*app).counter})
+	loginMethods   = newMethods(route{http.MethodPost, (*app).login})
+	whoamiMethods  = newMethods(route{http.MethodGet, (*app).whoami})
+	logoutMethods  = newMethods(route{http.MethodPost, (*app).logoutAll})
+	keyMethods     = newMethods(
+		route{http.MethodGet, (*app).getKey},
+		route{http.MethodPut, (*app).putKey},
+		route{http.MethodDelete, (*app).deleteKey})
+	// "renew" is a key like any other, and POST /session/renew besides.
+	renewMethods = newMethods(append(keyMethods.routes[:len(keyMethods.routes):len(keyMethods.routes)],
+		route{http.MethodPost, (*app).renew})...)
+)
+
+// handle answers one request, on any server.
+func (a *app) handle(x exchange) {
+	path := x.Path()
 	switch {
 	case path == "/healthz":
-		dispatch(ctx, "", route{fasthttp.MethodGet, a.healthz})
+		a.dispatch(x, "", healthzMethods)
 	case path == "/session":
-		dispatch(ctx, "",
-			route{fasthttp.MethodGet, a.getSession},
-			route{fasthttp.MethodDelete, a.destroySession})
+		a.dispatch(x, "", sessionMethods)
 	case path == "/counter":
-		dispatch(ctx, "", route{fasthttp.MethodGet, a.counter})
+		a.dispatch(x, "", counterMethods)
 	case path == "/login":
-		dispatch(ctx, "", route{fasthttp.MethodPost, a.login})
+		a.dispatch(x, "", loginMethods)
 	case path == "/whoami":
-		dispatch(ctx, "", route{fasthttp.MethodGet, a.whoami})
+		a.dispatch(x, "", whoamiMethods)
 	case path == "/logout-all":
-		dispatch(ctx, "", route{fasthttp.MethodPost, a.logoutAll})
+		a.dispatch(x, "", logoutMethods)
 	case strings.HasPrefix(path, sessionPrefix) && len(path) > len(sessionPrefix):
 		key := path[len(sessionPrefix):]
-		routes := []route{
-			{fasthttp.MethodGet, a.getKey},
-			{fasthttp.MethodPut, a.putKey},
-			{fasthttp.MethodDelete, a.deleteKey},
-		}
 		if key == "renew" {
-			routes = append(routes, route{fasthttp.MethodPost, a.renew})
+			a.dispatch(x, key, renewMethods)
+		} else {
+			a.dispatch(x, key, keyMethods)
 		}
-		dispatch(ctx, key, routes...)
 	default:
-		text(ctx, fasthttp.StatusNotFound, "not found\n")
+		x.SendString(http.StatusNotFound, textPlain, "not found\n")
 	}
 }
 
 // dispatch runs the route matching the request's method, or answers 405
-// with the Allow header RFC 9110 requires, listing the methods in the order
-// given so the header is stable.
-func dispatch(ctx *fasthttp.RequestCtx, key string, routes ...route) {
-	method := string(ctx.Method())
-	allow := make([]string, len(routes))
-	for i, r := range routes {
+// with the Allow header RFC 9110 requires.
+func (a *app) dispatch(x exchange, key string, m methods) {
+	method := x.Method()
+	for _, r := range m.routes {
 		if r.method == method {
-			r.h(ctx, key)
+			r.h(a, x, key)
 			return
 		}
-		allow[i] = r.method
 	}
-	ctx.Response.Header.Set(fasthttp.HeaderAllow, strings.Join(allow, ", "))
-	text(ctx, fasthttp.StatusMethodNotAllowed, "method not allowed\n")
-}
-
-func text(ctx *fasthttp.RequestCtx, status int, body string) {
-	ctx.SetStatusCode(status)
-	ctx.SetContentType("text/plain; charset=utf-8")
-	ctx.SetBodyString(body)
+	x.SetHeader("Allow", m.allow)
+	x.SendString(http.StatusMethodNotAllowed, textPlain, "method not allowed\n")
 }
 
 // serverError logs err and answers 500 without echoing it: store errors can
 // name hosts and paths a client has no business seeing.
-func (a *app) serverError(ctx *fasthttp.RequestCtx, what string, err error) {
-	a.logger.Error("playground: "+what, "error", err, "path", string(ctx.Path()))
-	text(ctx, fasthttp.StatusInternalServerError, what+"\n")
+func (a *app) serverError(x exchange, what string, err error) {
+	a.logger.Error("playground: "+what, "error", err, "path", x.Path())
+	x.SendString(http.StatusInternalServerError, textPlain, what+"\n")
 }
 
-func (a *app) healthz(ctx *fasthttp.RequestCtx, _ string) {
-	text(ctx, fasthttp.StatusOK, "ok")
+// sessionUnavailable answers, on every server, a request whose session
+// could not be loaded or saved (the store failed, or the session grew too
+// large to save), in place of the handler's answer: x holds none of it.
+// Like serverError, it logs the error and does not echo it.
+func (a *app) sessionUnavailable(x exchange, err error) {
+	a.logger.Error("kvsession: session unavailable", "error", err, "path", x.Path())
+	x.SendString(http.StatusInternalServerError, textPlain, "session unavailable\n")
 }
 
-func (a *app) getSession(ctx *fasthttp.RequestCtx, _ string) {
+func (a *app) healthz(x exchange, _ string) {
+	x.SendString(http.StatusOK, textPlain, "ok")
+}
+
+func (a *app) getSession(x exchange, _ string) {
 	// Values is never nil, so an empty session encodes as {}, not null.
-	body, err := json.Marshal(kvfasthttp.Session(ctx).Values())
+	body, err := json.Marshal(x.Session().Values())
 	if err != nil {
-		a.serverError(ctx, "cannot encode session", err)
+		a.serverError(x, "cannot encode session", err)
 		return
 	}
-	ctx.SetStatusCode(fasthttp.StatusOK)
-	ctx.SetContentType("application/json")
-	ctx.SetBody(body)
+	x.Send(http.StatusOK, appJSON, body)
 }
 
-func (a *app) destroySession(ctx *fasthttp.RequestCtx, _ string) {
-	if err := kvfasthttp.Session(ctx).Destroy(); err != nil {
-		a.serverError(ctx, "cannot destroy session", err)
+func (a *app) destroySession(x exchange, _ string) {
+	if err := x.Session().Destroy(); err != nil {
+		a.serverError(x, "cannot destroy session", err)
 		return
 	}
-	ctx.SetStatusCode(fasthttp.StatusNoContent)
+	x.Send(http.StatusNoContent, "", nil)
 }
 
-func (a *app) renew(ctx *fasthttp.RequestCtx, _ string) {
-	if err := kvfasthttp.Session(ctx).RenewID(); err != nil {
-		a.serverError(ctx, "cannot renew session", err)
+func (a *app) renew(x exchange, _ string) {
+	if err := x.Session().RenewID(); err != nil {
+		a.serverError(x, "cannot renew session", err)
 		return
 	}
-	ctx.SetStatusCode(fasthttp.StatusNoContent)
+	x.Send(http.StatusNoContent, "", nil)
 }
 
-func (a *app) getKey(ctx *fasthttp.RequestCtx, key string) {
-	sess := kvfasthttp.Session(ctx)
+func (a *app) getKey(x exchange, key string) {
+	sess := x.Session()
 	// The typed getters first: they show a stored string verbatim and an
 	// integer in decimal, where fmt on Get's generic value would do the same
 	// only by accident of its types.
 	if s, ok := sess.GetString(key); ok {
-		text(ctx, fasthttp.StatusOK, s)
+		x.SendString(http.StatusOK, textPlain, s)
 		return
 	}
 	if n, ok := sess.GetInt64(key); ok {
-		text(ctx, fasthttp.StatusOK, strconv.FormatInt(n, 10))
+		x.SendString(http.StatusOK, textPlain, strconv.FormatInt(n, 10))
 		return
 	}
 	if v, ok := sess.Get(key); ok {
-		text(ctx, fasthttp.StatusOK, fmt.Sprint(v))
+		x.SendString(http.StatusOK, textPlain, fmt.Sprint(v))
 		return
 	}
-	text(ctx, fasthttp.StatusNotFound, "not found\n")
+	x.SendString(http.StatusNotFound, textPlain, "not found\n")
 }
 
-func (a *app) putKey(ctx *fasthttp.RequestCtx, key string) {
+// maxBodyBytes bounds request bodies: fasthttp's default
+// MaxRequestBodySize, and Fiber's default BodyLimit.
+const maxBodyBytes = 4 << 20
+
+// errBodyTooLarge is what exchange.Body returns for a body over
+// maxBodyBytes, on the servers that leave it to the handler to find out.
+var errBodyTooLarge = errors.New("request body too large: over 4 MB")
+
+func (a *app) putKey(x exchange, key string) {
+	body, err := x.Body()
+	if errors.Is(err, errBodyTooLarge) {
+		x.SendString(http.StatusRequestEntityTooLarge, textPlain, err.Error()+"\n")
+		return
+	}
+	if err != nil {
+		x.SendString(http.StatusBadRequest, textPlain, "cannot read the request body\n")
+		return
+	}
 	// Stored as a string, not []byte, so that GET returns it verbatim and
 	// GET /session shows it as text rather than base64.
-	if err := kvfasthttp.Session(ctx).Set(key, string(ctx.PostBody())); err != nil {
-		a.serverError(ctx, "cannot set value", err)
+	if err := x.Session().Set(key, string(body)); err != nil {
+		a.serverError(x, "cannot set value", err)
 		return
 	}
-	ctx.SetStatusCode(fasthttp.StatusNoContent)
+	x.Send(http.StatusNoContent, "", nil)
 }
 
-func (a *app) deleteKey(ctx *fasthttp.RequestCtx, key string) {
-	kvfasthttp.Session(ctx).Delete(key)
-	ctx.SetStatusCode(fasthttp.StatusNoContent)
+func (a *app) deleteKey(x exchange, key string) {
+	x.Session().Delete(key)
+	x.Send(http.StatusNoContent, "", nil)
 }
 
 // maxPause bounds GET /counter?pause=, so that a request cannot hold a
 // session's lock for long.
 const maxPause = time.Second
 
-func (a *app) counter(ctx *fasthttp.RequestCtx, _ string) {
+func (a *app) counter(x exchange, _ string) {
 	var pause time.Duration
-	if arg := ctx.QueryArgs().Peek("pause"); arg != nil {
-		d, err := time.ParseDuration(string(arg))
+	if arg, ok := x.Query("pause"); ok {
+		d, err := time.ParseDuration(arg)
 		if err != nil || d < 0 || d > maxPause {
-			text(ctx, fasthttp.StatusBadRequest, fmt.Sprintf("?pause= wants a duration from 0 to %v\n", maxPause))
+			x.SendString(http.StatusBadRequest, textPlain, fmt.Sprintf("?pause= wants a duration from 0 to %v\n", maxPause))
 			return
 		}
 		pause = d
 	}
-	sess := kvfasthttp.Session(ctx)
+	sess := x.Session()
 	// A missing counter, or one overwritten with a non-integer through
 	// PUT /session/counter, starts again from zero.
 	n, _ := sess.GetInt("counter")
@@ -271,17 +362,17 @@ func (a *app) counter(ctx *fasthttp.RequestCtx, _ string) {
 	time.Sleep(pause)
 	n++
 	if err := sess.Set("counter", n); err != nil {
-		a.serverError(ctx, "cannot set value", err)
+		a.serverError(x, "cannot set value", err)
 		return
 	}
-	text(ctx, fasthttp.StatusOK, strconv.Itoa(n))
+	x.SendString(http.StatusOK, textPlain, strconv.Itoa(n))
 }
 
 // userArg returns the user query argument, or answers 400 and returns "".
-func userArg(ctx *fasthttp.RequestCtx) string {
-	user := string(ctx.QueryArgs().Peek("user"))
+func userArg(x exchange) string {
+	user, _ := x.Query("user")
 	if user == "" {
-		text(ctx, fasthttp.StatusBadRequest, "missing ?user=\n")
+		x.SendString(http.StatusBadRequest, textPlain, "missing ?user=\n")
 	}
 	return user
 }
@@ -290,14 +381,14 @@ func userArg(ctx *fasthttp.RequestCtx) string {
 // answers 400 and returns false. It checks the range Session.SetMaxAge
 // accepts itself, so that a refused login changes nothing: SetUser comes
 // first and could not be undone.
-func (a *app) rememberArg(ctx *fasthttp.RequestCtx) (time.Duration, bool) {
-	arg := ctx.QueryArgs().Peek("remember")
-	if arg == nil {
+func (a *app) rememberArg(x exchange) (time.Duration, bool) {
+	arg, ok := x.Query("remember")
+	if !ok {
 		return 0, true
 	}
-	d, err := time.ParseDuration(string(arg))
+	d, err := time.ParseDuration(arg)
 	if err != nil || (d != 0 && (d < time.Second || d > a.maxAgeLimit)) {
-		text(ctx, fasthttp.StatusBadRequest, fmt.Sprintf(
+		x.SendString(http.StatusBadRequest, textPlain, fmt.Sprintf(
 			"?remember=%q: want a Go duration (such as 720h or 90m) from 1s to %v (-max-age-limit), or 0 for -max-age\n",
 			arg, a.maxAgeLimit))
 		return 0, false
@@ -305,52 +396,52 @@ func (a *app) rememberArg(ctx *fasthttp.RequestCtx) (time.Duration, bool) {
 	return d, true
 }
 
-func (a *app) login(ctx *fasthttp.RequestCtx, _ string) {
-	user := userArg(ctx)
+func (a *app) login(x exchange, _ string) {
+	user := userArg(x)
 	if user == "" {
 		return
 	}
-	remember, ok := a.rememberArg(ctx)
+	remember, ok := a.rememberArg(x)
 	if !ok {
 		return
 	}
-	sess := kvfasthttp.Session(ctx)
+	sess := x.Session()
 	// Loading first separates a store failure (500) from a user id that
 	// SetUser refuses (400): SetUser reports both as plain errors.
 	if err := sess.Load(); err != nil {
-		a.serverError(ctx, "cannot load session", err)
+		a.serverError(x, "cannot load session", err)
 		return
 	}
 	if err := sess.SetUser(user); err != nil {
-		text(ctx, fasthttp.StatusBadRequest, err.Error()+"\n")
+		x.SendString(http.StatusBadRequest, textPlain, err.Error()+"\n")
 		return
 	}
 	// Asked for or not: without remember= a login returns the session to
 	// -max-age, as a "remember me" left unticked would.
 	if err := sess.SetMaxAge(remember); err != nil {
-		a.serverError(ctx, "cannot set the session's lifetime", err) // range checked above
+		a.serverError(x, "cannot set the session's lifetime", err) // range checked above
 		return
 	}
 	// A new id at every login, so that an id planted on the client before
 	// it logged in (session fixation) does not lead to the logged-in
 	// session. The data stays.
 	if err := sess.RenewID(); err != nil {
-		a.serverError(ctx, "cannot renew session", err)
+		a.serverError(x, "cannot renew session", err)
 		return
 	}
-	ctx.SetStatusCode(fasthttp.StatusNoContent)
+	x.Send(http.StatusNoContent, "", nil)
 }
 
-func (a *app) whoami(ctx *fasthttp.RequestCtx, _ string) {
-	if user := kvfasthttp.Session(ctx).User(); user != "" {
-		text(ctx, fasthttp.StatusOK, user)
+func (a *app) whoami(x exchange, _ string) {
+	if user := x.Session().User(); user != "" {
+		x.SendString(http.StatusOK, textPlain, user)
 		return
 	}
-	text(ctx, fasthttp.StatusNotFound, "not logged in\n")
+	x.SendString(http.StatusNotFound, textPlain, "not logged in\n")
 }
 
-func (a *app) logoutAll(ctx *fasthttp.RequestCtx, _ string) {
-	user := userArg(ctx)
+func (a *app) logoutAll(x exchange, _ string) {
+	user := userArg(x)
 	if user == "" {
 		return
 	}
@@ -361,11 +452,11 @@ func (a *app) logoutAll(ctx *fasthttp.RequestCtx, _ string) {
 	//
 	// Not canceled by a graceful shutdown, like the middleware's own store
 	// calls: a logout everywhere that has started should finish.
-	body, kind, err := a.endUserSessions(context.WithoutCancel(ctx), user)
+	body, kind, err := a.endUserSessions(context.WithoutCancel(x.Context()), user)
 	if err != nil {
-		a.serverError(ctx, "cannot end the user's sessions", err)
+		a.serverError(x, "cannot end the user's sessions", err)
 		return
 	}
-	ctx.Response.Header.Set("X-Sessions-Ended", kind)
-	text(ctx, fasthttp.StatusOK, body)
+	x.SetHeader("X-Sessions-Ended", kind)
+	x.SendString(http.StatusOK, textPlain, body)
 }
