@@ -1,6 +1,8 @@
 package kvfiber_test
 
 import (
+	"net"
+	"net/http"
 	"strconv"
 	"sync"
 	"testing"
@@ -72,4 +74,38 @@ func TestReadOnlyRequestsDoNotWaitForTheLock(t *testing.T) {
 	}
 	close(release)
 	<-held
+}
+
+// TestHijackedConnectionHoldsNoLock: a handler that hijacks its connection
+// through Fiber's fasthttp context (a WebSocket upgrade) has its session
+// saved and its lock released before the connection is handed over: the
+// client's other requests do not wait for that connection to close.
+func TestHijackedConnectionHoldsNoLock(t *testing.T) {
+	hijacked, release := make(chan struct{}), make(chan struct{})
+	defer close(release)
+	h := start(t, kvsession.Config{Lock: true, LockWait: 200 * time.Millisecond}, kvfiber.Options{}, func(app *fiber.App) {
+		app.Get("/hijack", func(c fiber.Ctx) error {
+			sess := kvfiber.Session(c)
+			n, _ := sess.GetInt("n")
+			if err := sess.SetInt("n", n+1); err != nil {
+				return err
+			}
+			c.RequestCtx().Hijack(func(net.Conn) {
+				close(hijacked)
+				<-release // a long-lived connection
+			})
+			return c.SendString(strconv.Itoa(n + 1))
+		})
+	})
+	h.client.Expect("GET", "/counter", "", 200, "1")
+	// The hijacked connection is this client's alone: the browser's other
+	// requests go over connections of their own.
+	hijacker := sessiontest.NewClient(t, h.client.Base)
+	hijacker.HTTP.Transport = &http.Transport{} // not the default transport's pool, which h.client shares
+	r := hijacker.Do("GET", "/hijack", "", h.client.Cookies()...)
+	if r.Status != 200 || r.Body != "2" {
+		t.Fatalf("hijacking request: %d %q", r.Status, r.Body)
+	}
+	<-hijacked
+	h.client.Expect("GET", "/counter", "", 200, "3")
 }
