@@ -12,13 +12,17 @@
 //     A program links only the stores it imports. For memory alone, import
 //     neither: New(cfg, nil) makes a memory store of the backend's own,
 //     released by ServerBackend.Close.
-//   - an HTTP adapter: kvfasthttp today. No kvsession package needs an
-//     import alias.
+//   - an HTTP adapter: kvfasthttp (fasthttp), kvhttp (net/http and the
+//     routers built on it: the standard mux, chi, echo, gin) or kvfiber
+//     (Fiber v3, a module of its own so that Fiber stays out of this
+//     one's dependencies). No kvsession package needs an import alias.
 //
 // # One request
 //
 // The adapter calls the backend's LoadFromRequest with the request's Cookie
-// header, runs the handler, then StoreInResponse and Release. Nothing is
+// header, runs the handler, then StoreInResponse and Release (kvhttp calls
+// StoreInResponse when the handler first writes, since net/http sends the
+// header then). Nothing is
 // read from the store until the handler first uses the session, and
 // nothing is written unless it changed it (or a lifetime rule asks for an
 // extension or a rotation). A store failure goes to the adapter's error handler, never to
