@@ -458,7 +458,7 @@ func (s *Session) Set(key string, v any) error {
 		return err
 	}
 	start := len(s.arena)
-	arena, err := s.c.cfg.Codec.AppendEncode(s.arena, v)
+	arena, err := appendEncoded(s.c.cfg.Codec, s.arena, v)
 	if err != nil {
 		if len(arena) >= start { // keep a buffer the codec grew; a codec may also return nil
 			s.arena = arena[:start]
@@ -468,6 +468,25 @@ func (s *Session) Set(key string, v any) error {
 	s.arena = arena
 	s.put(key, start)
 	return nil
+}
+
+// ErrUnencodable is returned (wrapped) by Set, and the by-id
+// ServerBackend.Set, for a value the codec cannot encode: a uintptr, a
+// func, a channel, or a struct field, slice element or map value holding
+// one. The session is left as it was.
+var ErrUnencodable = errors.New("kvsession: value cannot be encoded")
+
+// appendEncoded appends v encoded by c to dst. A codec that panics on a
+// value (msgpack does on a uintptr, anywhere inside v) gives an error
+// instead: no value a handler passes may take the process down, and
+// fasthttp does not recover handler panics.
+func appendEncoded(c Codec, dst []byte, v any) (out []byte, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			out, err = dst, fmt.Errorf("%w: %T: %v", ErrUnencodable, v, p)
+		}
+	}()
+	return c.AppendEncode(dst, v)
 }
 
 // put makes the value encoded at s.arena[start:] the one under key.

@@ -525,3 +525,125 @@ func FuzzSessionRoundTrip(f *testing.F) {
 		}
 	})
 }
+
+// TestSetOfUnencodableValues: a value the codec cannot encode, at the top
+// or deep inside, is an error from Set, never a panic, and leaves the
+// session as it was, still saveable.
+func TestSetOfUnencodableValues(t *testing.T) {
+	type withPtr struct {
+		Name string
+		P    uintptr
+	}
+	for name, v := range map[string]any{
+		"uintptr":             uintptr(1),
+		"struct field":        withPtr{"x", 1},
+		"pointer to struct":   &withPtr{"x", 1},
+		"slice element":       []any{1, uintptr(1)},
+		"map value":           map[string]any{"a": 1, "b": uintptr(1)},
+		"nested":              map[string]any{"a": []any{map[string]any{"b": uintptr(1)}}},
+		"func":                func() {},
+		"channel":             make(chan int),
+		"unsafe-ish uintptrs": []uintptr{1, 2},
+	} {
+		t.Run(name, func(t *testing.T) {
+			b := newBackend(t, Config{}, memstore.New(memstore.Options{}))
+			out, err := request(t, b, "", func(s *Session) {
+				s.SetString("kept", "yes")
+				var setErr error
+				func() {
+					defer func() {
+						if p := recover(); p != nil {
+							t.Fatalf("Set panicked: %v", p)
+						}
+					}()
+					setErr = s.Set("bad", v)
+				}()
+				if setErr == nil {
+					t.Fatal("Set of an unencodable value gave no error")
+				}
+				if s.Has("bad") || s.Len() != 1 {
+					t.Fatalf("after a failed Set: has bad %v, %d values", s.Has("bad"), s.Len())
+				}
+				if err := s.SetInt("after", 2); err != nil {
+					t.Fatal(err)
+				}
+			})
+			if err != nil {
+				t.Fatalf("the response: %v", err)
+			}
+			request(t, b, out.cookieValue(t, "session"), func(s *Session) {
+				if v, _ := s.GetString("kept"); v != "yes" || s.Has("bad") {
+					t.Fatalf("saved session: kept=%q, bad present %v", v, s.Has("bad"))
+				}
+				if n, _ := s.GetInt("after"); n != 2 {
+					t.Fatalf("saved session: after=%d", n)
+				}
+			})
+		})
+	}
+}
+
+// FuzzSetNeverPanics: whatever value a handler builds, of whatever types
+// nested however deep, Set gives an error or stores it; it never panics,
+// and the session stays saveable.
+func FuzzSetNeverPanics(f *testing.F) {
+	for _, seed := range [][]byte{{0}, {1, 2}, {5, 6, 6}, {7, 3, 9, 2, 8}, {9, 9, 9, 0, 1, 2, 3}} {
+		f.Add(seed)
+	}
+	b := newBackend(f, Config{}, memstore.New(memstore.Options{}))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		in := &fuzzInput{b: data}
+		v := anyValue(in, 0)
+		request(t, b, "", func(s *Session) {
+			defer func() {
+				if p := recover(); p != nil {
+					t.Fatalf("Set(%#v) panicked: %v", v, p)
+				}
+			}()
+			if err := s.Set("v", v); err == nil && !s.Has("v") {
+				t.Fatal("Set gave no error and stored nothing")
+			}
+			if err := s.SetInt("n", 1); err != nil {
+				t.Fatal(err)
+			}
+		})
+	})
+}
+
+// anyValue builds a value of a type chosen by in, encodable or not.
+func anyValue(in *fuzzInput, depth int) any {
+	type inner struct {
+		A any
+		P uintptr
+	}
+	type plain struct {
+		S string
+		N int
+	}
+	switch k := in.byte() % 12; {
+	case depth > 3 || k == 0:
+		return int64(in.uint64())
+	case k == 1:
+		return uintptr(in.byte())
+	case k == 2:
+		return in.string()
+	case k == 3:
+		return []any{anyValue(in, depth+1), anyValue(in, depth+1)}
+	case k == 4:
+		return map[string]any{in.string(): anyValue(in, depth+1)}
+	case k == 5:
+		return inner{A: anyValue(in, depth+1), P: uintptr(in.byte())}
+	case k == 6:
+		return &plain{S: in.string(), N: int(in.byte())}
+	case k == 7:
+		return func() {}
+	case k == 8:
+		return make(chan int)
+	case k == 9:
+		return complex(float64(in.byte()), 1)
+	case k == 10:
+		return []uintptr{uintptr(in.byte())}
+	default: // keys of a map[any]any must be hashable: a uintptr is
+		return map[any]any{uintptr(in.byte()): anyValue(in, depth+1), in.string(): anyValue(in, depth+1)}
+	}
+}
