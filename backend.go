@@ -78,6 +78,8 @@ func (e serverEngine) discard(s *Session) error { return e.b.deleteStored(s) }
 func (e serverEngine) renewID(s *Session) error { return e.b.renewID(s) }
 func (e serverEngine) id(s *Session) string     { return strings.Clone(s.id) }
 
+func (e serverEngine) renews(s *Session, now int64) bool { return e.b.renews(s, now) }
+
 // New validates cfg and returns a Backend on the store the registry holds
 // under cfg.Store. Every misconfiguration is a *ConfigError naming the field.
 //

@@ -450,3 +450,5 @@ func (cookieEngine) discard(*Session) error { return nil }
 func (cookieEngine) renewID(*Session) error { return nil }
 
 func (cookieEngine) id(*Session) string { return "" }
+
+func (e cookieEngine) renews(s *Session, now int64) bool { return e.b.renews(s, now) }

@@ -70,6 +70,9 @@ type engine interface {
 	renewID(s *Session) error
 	// id returns the session id, "" if it has none.
 	id(s *Session) string
+	// renews reports whether StoreInResponse, run at now, would write the
+	// session with a fresh expiry (for Session.Deadline).
+	renews(s *Session, now int64) bool
 }
 
 // core is what both backends share: the validated configuration, the

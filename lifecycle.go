@@ -89,3 +89,73 @@ func (c *core) rotationDue(s *Session, now int64) bool {
 	since := max(s.created, s.rotated)
 	return now-since >= int64(c.cfg.RotationInterval)
 }
+
+// Deadline returns when the session ends if no request comes before: the
+// earliest of its MaxAge (its own, if SetMaxAge gave it one), IdleTimeout
+// after its last extension, and AbsoluteTimeout after its creation. It is
+// what to show a user as "you will be logged out at ...".
+//
+// It is the deadline the session has once this request's response is
+// written, judged from the session as it is when Deadline is called. If
+// the response will write the session with a fresh expiry (it was
+// changed, or ExtendOnAccess, a due idle extension or a due id rotation
+// renews it), MaxAge and the idle clock count from this request, as the
+// response's cookie and store TTL will; otherwise it is the deadline its
+// last write left, which the store's TTL or the sealed cookie holds
+// already. A handler that changes the session after calling Deadline may
+// move it: call it once the handler's writes are done. A browser-session
+// cookie (SetBrowserSession) can end the session sooner, when the browser
+// closes.
+//
+// It is the zero time for a session that holds nothing (the response
+// keeps nothing), or whose load failed.
+func (s *Session) Deadline() time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.load() != nil || s.empty() {
+		return time.Time{}
+	}
+	now := s.nowNano()
+	from := now
+	if !s.e.renews(s, now) {
+		from = s.extended
+		if from == 0 {
+			from = s.created // a record written before extensions were kept
+		}
+	}
+	d := s.c.ttl(s, from)
+	if abs := s.c.cfg.AbsoluteTimeout; abs > 0 && s.created == 0 {
+		// Not saved yet: the save that creates it stamps it now, which
+		// ttl cannot know.
+		d = min(d, abs)
+	}
+	return time.Unix(0, from+int64(d))
+}
+
+// IsNew reports whether the session is a fresh one: the request carried
+// no session that could be loaded (no cookie, or one that was unknown,
+// expired, destroyed or would not open). It stays true once the handler
+// writes to the session, and false for a loaded session even after
+// Destroy or RenewID: it describes what the request brought, not what the
+// response will keep. It is false if the load failed.
+func (s *Session) IsNew() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.load() == nil && !s.resumed
+}
+
+// renews mirrors storeInResponse: whether a response written at now saves,
+// extends or rotates the session, so that its expiry counts from now.
+func (b *ServerBackend) renews(s *Session, now int64) bool {
+	if s.failed != nil {
+		return false // a failed Destroy: nothing is written
+	}
+	return s.modified || (b.cfg.ExtendOnAccess && s.exists) ||
+		b.extensionDue(s, now) || b.rotationDue(s, now)
+}
+
+// renews mirrors the cookie backend's StoreInResponse: whether the
+// response seals the session anew, with an expiry counted from now.
+func (b *CookieBackend) renews(s *Session, now int64) bool {
+	return s.modified || b.cfg.ExtendOnAccess || s.secret != 0 || b.extensionDue(s, now)
+}

@@ -71,6 +71,7 @@ type requestState struct {
 	// the store; a cookie that opened), as of the load or the last write.
 	exists   bool
 	modified bool // changed by the handler: the response must write it
+	resumed  bool // the load found a live session the request carried (IsNew)
 }
 
 // The resets assign field by field, not a whole zero struct: that would be
@@ -81,7 +82,7 @@ func (r *requestState) reset() {
 	r.ctx, r.header, r.cookie = nil, nil, shrink(r.cookie[:0], 64<<10)
 	r.carried, r.cookieErr, r.now = sessioncookie.Carried{}, nil, 0
 	r.loaded, r.loadErr, r.failed = false, nil, nil
-	r.exists, r.modified = false, false
+	r.exists, r.modified, r.resumed = false, false, false
 }
 
 // sessionData is the session's content, decoded from its record (record layout:
@@ -200,6 +201,7 @@ func (s *Session) load() error {
 		return nil
 	}
 	s.loadErr = s.e.load(s)
+	s.resumed = s.loadErr == nil && s.exists // later writes move exists, not this
 	return s.loadErr
 }
 
