@@ -98,12 +98,16 @@ type sessionData struct {
 
 	entries []entry
 	arena   []byte // encoded values set during this request
+	// flashes are the messages AddFlash queued and Flashes has not yet
+	// handed out: views of the loaded record, or copies AddFlash made.
+	flashes []Flash
 }
 
 // forget empties the session's content, keeping the buffers.
 func (d *sessionData) forget() {
 	clear(d.entries)
 	d.entries = d.entries[:0]
+	d.dropFlashes()
 	d.created, d.user, d.extended, d.rotated = 0, "", 0, 0
 	d.maxAge, d.cookieMode, d.indexed, d.bound = 0, cookieDefault, 0, 0
 }
@@ -111,6 +115,7 @@ func (d *sessionData) forget() {
 func (d *sessionData) reset() {
 	d.forget()
 	d.entries = shrink(d.entries, 1024)
+	d.flashes = shrink(d.flashes, maxFlashes)
 	d.arena = shrink(d.arena[:0], 64<<10)
 }
 
@@ -590,8 +595,9 @@ func (s *Session) remove(i int) {
 	s.modified = true
 }
 
-// Clear removes every value and unbinds the user. A session left empty is deleted from the store
-// when the response is written, and its cookie expired.
+// Clear removes every value and flash message and unbinds the user. A
+// session left empty is deleted from the store when the response is
+// written, and its cookie expired.
 func (s *Session) Clear() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -602,13 +608,18 @@ func (s *Session) Clear() {
 	// must not restart AbsoluteTimeout.
 	clear(s.entries)
 	s.entries = s.entries[:0]
+	s.dropFlashes()
 	s.user, s.bound = "", 0
 	s.modified = true
 }
 
-// empty reports whether the session holds nothing worth keeping: no values
-// and no user.
-func (s *Session) empty() bool { return len(s.entries) == 0 && s.user == "" }
+// empty reports whether the session holds nothing worth keeping: no values,
+// no user and no flash message. A session holding only a flash is kept:
+// "please log in" must reach the next request of a visitor with no
+// session yet.
+func (s *Session) empty() bool {
+	return len(s.entries) == 0 && s.user == "" && len(s.flashes) == 0
+}
 
 // Modified reports whether the session was changed during this request.
 func (s *Session) Modified() bool {
