@@ -20,13 +20,15 @@ const recordVersion = 1
 
 // decode parses a record:
 //
-//	[version, created, {name: bin, ...}, user, extended, rotated, maxAge, cookieMode, 0, indexed, bound, ...]
+//	[version, created, {name: bin, ...}, user, extended, rotated, maxAge, cookieMode, 0, indexed, bound, [[kind, message], ...], ...]
 //
 // Records with only the first three or four fields (as kvsession wrote
 // them before) read with the others zero, as do records written before a
-// later field was added. Fields after the eleventh are
-// skipped so that a later version can add bookkeeping without breaking an
-// older reader. The ninth field was the coverage of the per-user index
+// later field was added: one without the twelfth, the flash messages
+// (flash.go), reads with none. Fields after the twelfth are skipped so
+// that a later version can add bookkeeping without breaking an older
+// reader; a reader from before flashes skips them the same way, and drops
+// them if it saves the session. The ninth field was the coverage of the per-user index
 // record that per-user sets replaced: it is written as 0 and not read, so
 // that a record saved before the change is added to its user's set when
 // it is next saved.
@@ -111,6 +113,11 @@ func (s *Session) decode(rec []byte) error {
 			return err
 		}
 	}
+	if fields >= 12 {
+		if err := s.readFlashes(&r); err != nil {
+			return err
+		}
+	}
 	for i := recordFields; i < fields; i++ {
 		if err := r.Skip(0); err != nil {
 			return err
@@ -161,7 +168,7 @@ func bytesToString(b []byte) string {
 }
 
 // recordFields is how many fields encode writes.
-const recordFields = 11
+const recordFields = 12
 
 func (s *Session) encode(dst []byte) []byte {
 	dst = append(dst, 0x90|recordFields, recordVersion)
@@ -179,7 +186,8 @@ func (s *Session) encode(dst []byte) []byte {
 	dst = msgp.AppendInt(dst, int64(s.cookieMode))
 	dst = msgp.AppendInt(dst, 0) // the per-user index record's coverage, retired
 	dst = msgp.AppendInt(dst, s.indexed)
-	return msgp.AppendInt(dst, s.bound)
+	dst = msgp.AppendInt(dst, s.bound)
+	return s.appendFlashes(dst)
 }
 
 var errBadForward = errors.New("kvsession: malformed forward record")

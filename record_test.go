@@ -383,7 +383,7 @@ func (e *poisonEnv) allocsPerPoisonedRead(t *testing.T, id string, n int) uint64
 const maxAllocPerPoisonedRead = 64 << 10
 
 // healthyRecord is a record as the backend writes it, with values of
-// several kinds, a user and every bookkeeping field set.
+// several kinds, a user, flash messages and every bookkeeping field set.
 func healthyRecord(t testing.TB) []byte {
 	t.Helper()
 	b := newBackend(t, Config{Logger: slog.New(slog.DiscardHandler)}, newFakeStore())
@@ -396,6 +396,8 @@ func healthyRecord(t testing.TB) []byte {
 	s.Set("when", time.Unix(1_700_000_000, 5))
 	s.SetUser("ada")
 	s.SetMaxAge(time.Hour)
+	s.AddFlash("saved")
+	s.AddFlash("a warning", "warning")
 	s.created, s.extended, s.rotated, s.indexed = 1, 2, 3, 4
 	return s.encode(nil)
 }

@@ -99,12 +99,16 @@ type sessionData struct {
 
 	entries []entry
 	arena   []byte // encoded values set during this request
+	// flashes are the messages AddFlash queued and Flashes has not yet
+	// handed out: views of the loaded record, or copies AddFlash made.
+	flashes []Flash
 }
 
 // forget empties the session's content, keeping the buffers.
 func (d *sessionData) forget() {
 	clear(d.entries)
 	d.entries = d.entries[:0]
+	d.dropFlashes()
 	d.created, d.user, d.extended, d.rotated = 0, "", 0, 0
 	d.maxAge, d.cookieMode, d.indexed, d.bound = 0, cookieDefault, 0, 0
 }
@@ -112,6 +116,7 @@ func (d *sessionData) forget() {
 func (d *sessionData) reset() {
 	d.forget()
 	d.entries = shrink(d.entries, 1024)
+	d.flashes = shrink(d.flashes, maxFlashes)
 	d.arena = shrink(d.arena[:0], 64<<10)
 }
 
@@ -298,19 +303,7 @@ func (s *Session) Created() time.Time {
 
 // Get returns the value stored under key, decoded generically (see the
 // Codec for the Go types it yields), and whether it exists.
-func (s *Session) Get(key string) (any, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	raw, ok := s.raw(key)
-	if !ok {
-		return nil, false
-	}
-	v, err := s.c.cfg.Codec.DecodeAny(raw)
-	if err != nil {
-		return nil, false
-	}
-	return v, true
-}
+func (s *Session) Get(key string) (any, bool) { return getAs(s, key, (*Session).readAny) }
 
 // Decode decodes the value under key into dst, restoring the exact type
 // that was stored (structs included). It returns ErrKeyNotFound if there is
@@ -330,12 +323,60 @@ func (s *Session) Decode(key string, dst any) error {
 
 // GetString returns the string under key; false if absent or not a string.
 func (s *Session) GetString(key string) (string, bool) {
+	return getAs(s, key, (*Session).readString)
+}
+
+// GetInt64 returns the integer under key; false if absent, not an integer,
+// or out of range.
+func (s *Session) GetInt64(key string) (int64, bool) {
+	return getAs(s, key, (*Session).readInt64)
+}
+
+// GetInt is GetInt64 for int.
+func (s *Session) GetInt(key string) (int, bool) { return getAs(s, key, (*Session).readInt) }
+
+// GetFloat64 returns the float under key (float32 widened); false if
+// absent or not a float.
+func (s *Session) GetFloat64(key string) (float64, bool) {
+	return getAs(s, key, (*Session).readFloat64)
+}
+
+// GetBool returns the bool under key; false if absent or not a bool.
+func (s *Session) GetBool(key string) (bool, bool) { return getAs(s, key, (*Session).readBool) }
+
+// GetBytes returns a copy of the []byte under key; false if absent or not
+// bytes.
+func (s *Session) GetBytes(key string) ([]byte, bool) {
+	return getAs(s, key, (*Session).readBytes)
+}
+
+// getAs is a typed getter: the value under key as read decodes it. The
+// getters and the Pop functions share their readers, so that a value one
+// of them accepts as a type the other accepts too.
+func getAs[T any](s *Session, key string, read func(*Session, []byte) (T, bool)) (T, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	raw, ok := s.raw(key)
 	if !ok {
-		return "", false
+		var zero T
+		return zero, false
 	}
+	return read(s, raw)
+}
+
+// The readers decode one encoded value as one type, with s.mu held;
+// false if it is not of that type. What they return is the caller's: a
+// copy, never a view of the record or the arena.
+
+func (s *Session) readAny(raw []byte) (any, bool) {
+	v, err := s.c.cfg.Codec.DecodeAny(raw)
+	if err != nil {
+		return nil, false
+	}
+	return v, true
+}
+
+func (s *Session) readString(raw []byte) (string, bool) {
 	if s.c.fastCodec {
 		r := msgp.NewReader(raw)
 		p, err := r.Str()
@@ -348,15 +389,7 @@ func (s *Session) GetString(key string) (string, bool) {
 	return v, s.c.cfg.Codec.Decode(raw, &v) == nil
 }
 
-// GetInt64 returns the integer under key; false if absent, not an integer,
-// or out of range.
-func (s *Session) GetInt64(key string) (int64, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	raw, ok := s.raw(key)
-	if !ok {
-		return 0, false
-	}
+func (s *Session) readInt64(raw []byte) (int64, bool) {
 	if s.c.fastCodec {
 		n, err := msgp.ReadInt(raw)
 		return n, err == nil
@@ -365,41 +398,35 @@ func (s *Session) GetInt64(key string) (int64, bool) {
 	return v, s.c.cfg.Codec.Decode(raw, &v) == nil
 }
 
-// GetInt is GetInt64 for int.
-func (s *Session) GetInt(key string) (int, bool) {
-	n, ok := s.GetInt64(key)
+func (s *Session) readInt(raw []byte) (int, bool) {
+	n, ok := s.readInt64(raw)
 	if !ok || int64(int(n)) != n {
 		return 0, false
 	}
 	return int(n), true
 }
 
-// GetFloat64 returns the float under key (float32 widened); false if
-// absent or not a float.
-func (s *Session) GetFloat64(key string) (float64, bool) {
-	v, ok := s.Get(key)
+func (s *Session) readFloat64(raw []byte) (float64, bool) {
+	v, _ := s.readAny(raw)
 	switch f := v.(type) {
 	case float64:
-		return f, ok
+		return f, true
 	case float32:
-		return float64(f), ok
+		return float64(f), true
 	}
 	return 0, false
 }
 
-// GetBool returns the bool under key; false if absent or not a bool.
-func (s *Session) GetBool(key string) (bool, bool) {
-	v, ok := s.Get(key)
-	b, isBool := v.(bool)
-	return b, ok && isBool
+func (s *Session) readBool(raw []byte) (bool, bool) {
+	v, _ := s.readAny(raw)
+	b, ok := v.(bool)
+	return b, ok
 }
 
-// GetBytes returns a copy of the []byte under key; false if absent or not
-// bytes.
-func (s *Session) GetBytes(key string) ([]byte, bool) {
-	v, ok := s.Get(key)
-	b, isBytes := v.([]byte)
-	return b, ok && isBytes
+func (s *Session) readBytes(raw []byte) ([]byte, bool) {
+	v, _ := s.readAny(raw)
+	b, ok := v.([]byte)
+	return b, ok
 }
 
 // Has reports whether the session holds a value under key.
@@ -560,13 +587,19 @@ func (s *Session) Delete(key string) {
 		return
 	}
 	if i := s.find(key); i >= 0 {
-		s.entries = slices.Delete(s.entries, i, i+1)
-		s.modified = true
+		s.remove(i)
 	}
 }
 
-// Clear removes every value and unbinds the user. A session left empty is deleted from the store
-// when the response is written, and its cookie expired.
+// remove drops the i-th entry; the save writes the session without it.
+func (s *Session) remove(i int) {
+	s.entries = slices.Delete(s.entries, i, i+1)
+	s.modified = true
+}
+
+// Clear removes every value and flash message and unbinds the user. A
+// session left empty is deleted from the store when the response is
+// written, and its cookie expired.
 func (s *Session) Clear() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -577,13 +610,18 @@ func (s *Session) Clear() {
 	// must not restart AbsoluteTimeout.
 	clear(s.entries)
 	s.entries = s.entries[:0]
+	s.dropFlashes()
 	s.user, s.bound = "", 0
 	s.modified = true
 }
 
-// empty reports whether the session holds nothing worth keeping: no values
-// and no user.
-func (s *Session) empty() bool { return len(s.entries) == 0 && s.user == "" }
+// empty reports whether the session holds nothing worth keeping: no values,
+// no user and no flash message. A session holding only a flash is kept:
+// "please log in" must reach the next request of a visitor with no
+// session yet.
+func (s *Session) empty() bool {
+	return len(s.entries) == 0 && s.user == "" && len(s.flashes) == 0
+}
 
 // Modified reports whether the session was changed during this request.
 func (s *Session) Modified() bool {

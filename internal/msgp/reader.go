@@ -146,6 +146,9 @@ func (r *Reader) MapHeader() (int, error) {
 	return 0, ErrNotScalar
 }
 
+// ArrayHeader reads an array header and returns its element count.
+func (r *Reader) ArrayHeader() (int, error) { return r.arrayHeader() }
+
 func (r *Reader) arrayHeader() (int, error) {
 	c, err := r.Byte()
 	if err != nil {
