@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"maps"
 	"math"
 	"reflect"
 	"slices"
@@ -15,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kvsession/kvsession/internal/msgp"
 	"github.com/kvsession/kvsession/store/badgerstore"
 	"github.com/kvsession/kvsession/store/memstore"
 )
@@ -647,3 +649,471 @@ func anyValue(in *fuzzInput, depth int) any {
 		return map[any]any{uintptr(in.byte()): anyValue(in, depth+1), in.string(): anyValue(in, depth+1)}
 	}
 }
+
+// browser carries a backend's cookies from one request to the next, as a
+// browser would: what a response sets it sends back, what it expires it
+// forgets. It works the same for the server and the cookie backend.
+type browser struct {
+	t   *testing.T
+	b   Backend
+	jar map[string]string
+}
+
+func newBrowser(t *testing.T, b Backend) *browser {
+	return &browser{t: t, b: b, jar: map[string]string{}}
+}
+
+// do runs one request with fn as its handler.
+func (br *browser) do(fn func(s *Session)) {
+	br.t.Helper()
+	var h []byte
+	if len(br.jar) > 0 {
+		h = header(sortedKeys(br.jar), br.jar)
+	}
+	out, err := requestHeader(br.t, br.b, h, fn)
+	if err != nil {
+		br.t.Fatal(err)
+	}
+	for _, name := range out.expired() {
+		delete(br.jar, name)
+	}
+	maps.Copy(br.jar, out.live(br.t))
+}
+
+// bothBackends opens each backend afresh for a test.
+var bothBackends = []struct {
+	name string
+	open func(t *testing.T) Backend
+}{
+	{"server", func(t *testing.T) Backend { return newBackend(t, Config{}, newFakeStore()) }},
+	{"cookie", func(t *testing.T) Backend { return newCookieBackend(t, Config{}, newClock()) }},
+}
+
+type popPoint struct{ X, Y int }
+
+func TestPopReturnsTheValueOnce(t *testing.T) {
+	tests := []struct {
+		name string
+		set  func(s *Session) error
+		pop  func(s *Session) (any, bool)
+		want any
+	}{
+		{"Pop", func(s *Session) error { return s.Set("k", "v") },
+			func(s *Session) (any, bool) { return s.Pop("k") }, "v"},
+		{"PopString", func(s *Session) error { return s.SetString("k", "token") },
+			func(s *Session) (any, bool) { return s.PopString("k") }, "token"},
+		{"PopInt", func(s *Session) error { return s.SetInt("k", 42) },
+			func(s *Session) (any, bool) { return s.PopInt("k") }, 42},
+		{"PopInt64", func(s *Session) error { return s.SetInt64("k", -1<<40) },
+			func(s *Session) (any, bool) { return s.PopInt64("k") }, int64(-1 << 40)},
+		{"PopBool", func(s *Session) error { return s.Set("k", true) },
+			func(s *Session) (any, bool) { return s.PopBool("k") }, true},
+		{"PopFloat64", func(s *Session) error { return s.Set("k", 2.5) },
+			func(s *Session) (any, bool) { return s.PopFloat64("k") }, 2.5},
+		{"PopBytes", func(s *Session) error { return s.SetBytes("k", []byte{1, 2}) },
+			func(s *Session) (any, bool) { return s.PopBytes("k") }, []byte{1, 2}},
+		{"PopDecode", func(s *Session) error { return s.Set("k", popPoint{3, 4}) },
+			func(s *Session) (any, bool) {
+				var p popPoint
+				err := s.PopDecode("k", &p)
+				return p, err == nil
+			}, popPoint{3, 4}},
+	}
+	for _, be := range bothBackends {
+		for _, tc := range tests {
+			t.Run(be.name+"/"+tc.name, func(t *testing.T) {
+				br := newBrowser(t, be.open(t))
+				br.do(func(s *Session) {
+					if err := tc.set(s); err != nil {
+						t.Fatal(err)
+					}
+					if err := s.Set("other", 1); err != nil {
+						t.Fatal(err)
+					}
+				})
+				br.do(func(s *Session) {
+					got, ok := tc.pop(s)
+					if !ok || !sameValue(tc.want, got) {
+						t.Fatalf("first pop: %#v, %v; want %#v", got, ok, tc.want)
+					}
+					if !s.Modified() {
+						t.Error("a pop did not mark the session modified")
+					}
+					if got, ok := tc.pop(s); ok {
+						t.Fatalf("second pop in the same request: %#v", got)
+					}
+				})
+				br.do(func(s *Session) {
+					if s.Has("k") {
+						t.Fatal("the popped value came back on the next request")
+					}
+					if n, _ := s.GetInt("other"); n != 1 {
+						t.Fatalf("the other value is %d", n)
+					}
+				})
+			})
+		}
+	}
+}
+
+func TestPopOfAnotherTypeLeavesTheValue(t *testing.T) {
+	tests := []struct {
+		name  string
+		value any
+		pop   func(s *Session) bool
+	}{
+		{"PopInt of a string", "x", func(s *Session) bool { _, ok := s.PopInt("k"); return ok }},
+		{"PopInt64 of a float", 1.5, func(s *Session) bool { _, ok := s.PopInt64("k"); return ok }},
+		{"PopString of an int", int64(7), func(s *Session) bool { _, ok := s.PopString("k"); return ok }},
+		{"PopBool of an int", int64(1), func(s *Session) bool { _, ok := s.PopBool("k"); return ok }},
+		{"PopFloat64 of a string", "1.5", func(s *Session) bool { _, ok := s.PopFloat64("k"); return ok }},
+		{"PopBytes of a string", "ab", func(s *Session) bool { _, ok := s.PopBytes("k"); return ok }},
+		{"PopDecode into an int", "x", func(s *Session) bool { var n int; return s.PopDecode("k", &n) == nil }},
+		{"Pop of an absent key", nil, func(s *Session) bool { _, ok := s.Pop("absent"); return ok }},
+	}
+	for _, be := range bothBackends {
+		for _, tc := range tests {
+			t.Run(be.name+"/"+tc.name, func(t *testing.T) {
+				br := newBrowser(t, be.open(t))
+				br.do(func(s *Session) {
+					if err := s.Set("k", tc.value); err != nil {
+						t.Fatal(err)
+					}
+				})
+				br.do(func(s *Session) {
+					if tc.pop(s) {
+						t.Fatal("the pop succeeded")
+					}
+					if s.Modified() {
+						t.Error("a failed pop marked the session modified")
+					}
+				})
+				br.do(func(s *Session) {
+					if v, ok := s.Get("k"); !ok || !sameValue(tc.value, v) {
+						t.Fatalf("after the failed pop: %#v, %v; want %#v", v, ok, tc.value)
+					}
+				})
+			})
+		}
+	}
+}
+
+func TestPopDecodeOfAnAbsentKey(t *testing.T) {
+	b := newBackend(t, Config{}, newFakeStore())
+	if _, err := request(t, b, "", func(s *Session) {
+		var p popPoint
+		if err := s.PopDecode("absent", &p); !errors.Is(err, ErrKeyNotFound) {
+			t.Fatalf("PopDecode: %v, want ErrKeyNotFound", err)
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// addFlashes adds fs in order, failing the test on an error.
+func addFlashes(t *testing.T, s *Session, fs ...Flash) {
+	t.Helper()
+	for _, f := range fs {
+		var err error
+		if f.Kind == DefaultFlashKind {
+			err = s.AddFlash(f.Message) // the default kind
+		} else {
+			err = s.AddFlash(f.Message, f.Kind)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestFlashesAreShownOnce runs a few requests per case; each handler adds
+// some flashes, reads them or not, and says what Flashes must return.
+func TestFlashesAreShownOnce(t *testing.T) {
+	type step struct {
+		add  []Flash
+		read bool
+		want []Flash                        // what Flashes returns when read, after add
+		also func(t *testing.T, s *Session) // before the read
+		then func(t *testing.T, s *Session) // after it
+	}
+	tests := []struct {
+		name  string
+		steps []step
+	}{
+		{"added, read on the next request, then gone", []step{
+			{add: []Flash{flashSaved, flashWrong}},
+			{read: true, want: []Flash{flashSaved, flashWrong}},
+			{read: true, want: nil},
+		}},
+		{"a request that adds but does not read keeps them", []step{
+			{add: []Flash{flashSaved}},
+			{add: []Flash{flashWrong}},
+			{read: true, want: []Flash{flashSaved, flashWrong}},
+			{read: true, want: nil},
+		}},
+		{"a request that neither adds nor reads keeps them", []step{
+			{add: []Flash{flashSaved}},
+			{also: func(t *testing.T, s *Session) { s.Set("n", 1) }},
+			{read: true, want: []Flash{flashSaved}},
+		}},
+		{"read on the request that added them", []step{
+			{add: []Flash{flashSaved}, read: true, want: []Flash{flashSaved}},
+			{read: true, want: nil},
+		}},
+		{"added after reading, read on the next request", []step{
+			{add: []Flash{flashSaved}},
+			{read: true, want: []Flash{flashSaved}, then: func(t *testing.T, s *Session) { addFlashes(t, s, flashLater) }},
+			{read: true, want: []Flash{flashLater}},
+		}},
+		{"apart from the values", []step{
+			{add: []Flash{flashSaved}, also: func(t *testing.T, s *Session) {
+				if s.Len() != 0 || len(s.Keys()) != 0 || len(s.Values()) != 0 || s.Has("") || s.Has("Saved.") {
+					t.Errorf("flashes seen as values: len %d keys %q values %v", s.Len(), s.Keys(), s.Values())
+				}
+				s.Delete("")
+				s.Delete(DefaultFlashKind)
+			}},
+			{read: true, want: []Flash{flashSaved}},
+		}},
+		{"Clear drops them", []step{
+			{add: []Flash{flashSaved}},
+			{also: func(t *testing.T, s *Session) { s.Set("n", 1); s.Clear() }},
+			{read: true, want: nil},
+		}},
+		{"Destroy drops them", []step{
+			{add: []Flash{flashSaved}},
+			{also: func(t *testing.T, s *Session) {
+				if err := s.Destroy(); err != nil {
+					t.Fatal(err)
+				}
+			}},
+			{read: true, want: nil},
+		}},
+		{"added after Destroy, kept in the new session", []step{
+			{add: []Flash{flashSaved}},
+			{also: func(t *testing.T, s *Session) {
+				if err := s.Destroy(); err != nil {
+					t.Fatal(err)
+				}
+				addFlashes(t, s, flashLater)
+			}},
+			{read: true, want: []Flash{flashLater}},
+		}},
+	}
+	for _, be := range bothBackends {
+		for _, tc := range tests {
+			t.Run(be.name+"/"+tc.name, func(t *testing.T) {
+				br := newBrowser(t, be.open(t))
+				for i, st := range tc.steps {
+					br.do(func(s *Session) {
+						addFlashes(t, s, st.add...)
+						if st.also != nil {
+							st.also(t, s)
+						}
+						if st.read {
+							if got := s.Flashes(); !slices.Equal(got, st.want) {
+								t.Fatalf("request %d: Flashes() = %q, want %q", i+1, got, st.want)
+							}
+						}
+						if st.then != nil {
+							st.then(t, s)
+						}
+					})
+				}
+			})
+		}
+	}
+}
+
+// TestFlashesAloneKeepASession: a visitor with no session who is shown a
+// flash gets a session for it, and loses it once the flash is read.
+func TestFlashesAloneKeepASession(t *testing.T) {
+	for _, be := range bothBackends {
+		t.Run(be.name, func(t *testing.T) {
+			br := newBrowser(t, be.open(t))
+			br.do(func(s *Session) { addFlashes(t, s, flashSaved) })
+			if len(br.jar) == 0 {
+				t.Fatal("a session holding only a flash was not kept")
+			}
+			br.do(func(s *Session) { s.Flashes() })
+			if len(br.jar) != 0 {
+				t.Fatalf("the session emptied by reading its flash left cookies %v", br.jar)
+			}
+		})
+	}
+}
+
+// TestFlashesWithNoneWaitingWriteNothing: a page that asks for flashes on
+// every request must not cost a write each time.
+func TestFlashesWithNoneWaitingWriteNothing(t *testing.T) {
+	for _, be := range bothBackends {
+		t.Run(be.name, func(t *testing.T) {
+			br := newBrowser(t, be.open(t))
+			br.do(func(s *Session) { s.Set("n", 1) })
+			br.do(func(s *Session) {
+				if got := s.Flashes(); got != nil {
+					t.Fatalf("Flashes() = %q", got)
+				}
+				if s.Modified() {
+					t.Fatal("Flashes with none waiting marked the session modified")
+				}
+			})
+		})
+	}
+}
+
+func TestFlashLimits(t *testing.T) {
+	tests := []struct {
+		name    string
+		before  int // flashes added on an earlier request
+		message string
+		kind    []string
+		limit   bool // the error is ErrFlashLimit
+		ok      bool
+	}{
+		{"message at the limit", 0, strings.Repeat("m", maxFlashMessageBytes), nil, false, true},
+		{"message over the limit", 0, strings.Repeat("m", maxFlashMessageBytes+1), nil, true, false},
+		{"kind at the limit", 0, "m", []string{strings.Repeat("k", maxFlashKindBytes)}, false, true},
+		{"kind over the limit", 0, "m", []string{strings.Repeat("k", maxFlashKindBytes+1)}, true, false},
+		{"the last one that fits", maxFlashes - 1, "m", nil, false, true},
+		{"one too many", maxFlashes, "m", nil, true, false},
+		{"two kinds", 0, "m", []string{"info", "error"}, false, false},
+	}
+	for _, be := range bothBackends {
+		for _, tc := range tests {
+			t.Run(be.name+"/"+tc.name, func(t *testing.T) {
+				br := newBrowser(t, be.open(t))
+				br.do(func(s *Session) {
+					s.Set("n", 1)
+					for range tc.before {
+						addFlashes(t, s, flashSaved)
+					}
+				})
+				br.do(func(s *Session) {
+					err := s.AddFlash(tc.message, tc.kind...)
+					if (err == nil) != tc.ok || errors.Is(err, ErrFlashLimit) != tc.limit {
+						t.Fatalf("AddFlash: %v", err)
+					}
+					if !tc.ok && s.Modified() {
+						t.Error("a refused flash marked the session modified")
+					}
+				})
+				br.do(func(s *Session) {
+					want := tc.before
+					if tc.ok {
+						want++
+					}
+					if got := s.Flashes(); len(got) != want {
+						t.Fatalf("%d flashes kept, want %d", len(got), want)
+					}
+				})
+			})
+		}
+	}
+}
+
+// flashRecord is a record of the given number of fields holding the
+// value k: 7, the fields after the values map encoded in tail.
+func flashRecord(fields byte, tail ...byte) []byte {
+	return append([]byte{0x90 | fields, 1, 0, 0x81, 0xa1, 'k', msgp.Bin8, 1, 7}, tail...)
+}
+
+// TestRecordsWithAndWithoutFlashes plants records as each version of
+// kvsession writes them: one from before flashes reads with none, one from
+// a later version with more fields reads its flashes and skips the rest,
+// and a flash field that AddFlash could not have written makes the record
+// unreadable. Both backends keep the same record: the server's in the
+// store, the cookie backend's sealed in the cookie.
+func TestRecordsWithAndWithoutFlashes(t *testing.T) {
+	// user "", extended, rotated, maxAge, cookieMode, 0, indexed, bound
+	eleven := []byte{0xa0, 0, 0, 0, 0, 0, 0, 0}
+	withFlashes := func(field ...byte) []byte { return append(slices.Clone(eleven), field...) }
+	one := []byte{0x91, 0x92, 0xa5, 'e', 'r', 'r', 'o', 'r', 0xa2, 'h', 'i'}
+	long := append([]byte{0x91, 0x92, 0xa0, msgp.Str16, 0x10, 0x01}, make([]byte, maxFlashMessageBytes+1)...)
+	tooMany := []byte{msgp.Array16, 0, maxFlashes + 1}
+	for range maxFlashes + 1 {
+		tooMany = append(tooMany, 0x92, 0xa0, 0xa0)
+	}
+	tests := []struct {
+		name     string
+		fields   byte
+		tail     []byte
+		readable bool
+		want     []Flash
+	}{
+		{"four fields", 4, []byte{0xa0}, true, nil},
+		{"eleven fields, before flashes", 11, eleven, true, nil},
+		{"twelve fields, no flashes", 12, withFlashes(0x90), true, nil},
+		{"twelve fields, a flash", 12, withFlashes(one...), true, []Flash{{"error", "hi"}}},
+		{"thirteen fields", 13, withFlashes(append(slices.Clone(one), 0xa3, 'n', 'e', 'w')...), true, []Flash{{"error", "hi"}}},
+		{"flash field not an array", 12, withFlashes(0xa0), false, nil},
+		{"flash not a pair", 12, withFlashes(0x91, 0x93, 0xa0, 0xa0, 0xa0), false, nil},
+		{"flash message too long", 12, withFlashes(long...), false, nil},
+		{"too many flashes", 12, withFlashes(tooMany...), false, nil},
+	}
+	for _, be := range []struct {
+		name  string
+		plant func(t *testing.T, rec []byte) *browser
+	}{
+		{"server", plantServerRecord},
+		{"cookie", plantCookieRecord},
+	} {
+		for _, tc := range tests {
+			t.Run(be.name+"/"+tc.name, func(t *testing.T) {
+				br := be.plant(t, flashRecord(tc.fields, tc.tail...))
+				br.do(func(s *Session) {
+					if n, ok := s.GetInt("k"); ok != tc.readable || (ok && n != 7) {
+						t.Fatalf("k = %d, %v; the record should read: %v", n, ok, tc.readable)
+					}
+					if got := s.Flashes(); !slices.Equal(got, tc.want) {
+						t.Fatalf("Flashes() = %q, want %q", got, tc.want)
+					}
+				})
+			})
+		}
+	}
+}
+
+// plantServerRecord stores rec as a session's record and returns a browser
+// holding that session's cookie.
+func plantServerRecord(t *testing.T, rec []byte) *browser {
+	st := newFakeStore()
+	b := newBackend(t, Config{Logger: slog.New(slog.DiscardHandler)}, st)
+	id, err := b.GenerateID()
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.data[b.storeKey([]byte(id))] = rec
+	br := newBrowser(t, b)
+	br.jar[b.CookieName()] = id
+	return br
+}
+
+// plantCookieRecord seals rec as the cookie backend seals a record, and
+// returns a browser holding that cookie.
+func plantCookieRecord(t *testing.T, rec []byte) *browser {
+	clk := newClock()
+	b := newCookieBackend(t, Config{Logger: slog.New(slog.DiscardHandler)}, clk)
+	plain := binary.BigEndian.AppendUint64(nil, 0) // bound to no user
+	plain = binary.BigEndian.AppendUint64(plain, uint64(clk.t.Add(time.Hour).UnixNano()))
+	plain = append(plain, rec...)
+	k := &b.keys[0]
+	nonce := make([]byte, cookieNonceBytes)
+	sealed := append(append([]byte{cookieFormat}, k.id[:]...), nonce...)
+	sealed = k.aead.Seal(sealed, nonce, plain, k.aad)
+	s := b.LoadFromRequest(t.Context(), nil)
+	out := &sink{}
+	if err := b.setCookie(s, out, strictBase64.AppendEncode(nil, sealed), cookiePersistent, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	b.Release(s)
+	br := newBrowser(t, b)
+	br.jar = out.live(t)
+	return br
+}
+
+var (
+	flashSaved = Flash{Kind: DefaultFlashKind, Message: "Saved."}
+	flashWrong = Flash{Kind: "error", Message: "Wrong password."}
+	flashLater = Flash{Kind: "warning", Message: "Later."}
+)
