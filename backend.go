@@ -314,9 +314,9 @@ var hashedKeyLen = base64.RawURLEncoding.EncodedLen(sha256.Size)
 //     its TTL and cookie are refreshed without re-encoding it (and its
 //     cookie expired if another request destroyed it meanwhile).
 //
-// Every Set-Cookie is accompanied by Vary: Cookie and
-// Cache-Control: no-cache="Set-Cookie", so shared caches never replay one
-// client's cookie to another. On error nothing is added to the response,
+// Every response of a request that used the session gets Vary: Cookie,
+// and every Set-Cookie Cache-Control: no-cache="Set-Cookie" besides, so
+// shared caches never serve one client's page or cookie to another. On error nothing is added to the response,
 // and what the store held before is intact.
 func (b *ServerBackend) StoreInResponse(s *Session, sink ResponseSink) error {
 	s.mu.Lock()
@@ -332,9 +332,26 @@ func (b *ServerBackend) StoreInResponse(s *Session, sink ResponseSink) error {
 		// first (write.go).
 		s.exists = false
 		b.cfg.Logger.Debug("kvsession: session ended by another request during this one; its changes are dropped")
-		return nil
+		err = nil
+	}
+	if err == nil && s.loaded {
+		varyOnCookie(sink)
 	}
 	return err
+}
+
+// StoreInResponseStatus is StoreInResponse for a response of the given
+// status; a 5xx drops the request's changes (see Backend).
+func (b *ServerBackend) StoreInResponseStatus(s *Session, sink ResponseSink, status int) error {
+	if !b.dropsChanges(status) {
+		return b.StoreInResponse(s, sink)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	// Freed now rather than at Release: kvhttp commits at the first
+	// write, and a streaming handler must not hold the lock to its end.
+	b.unlock(s)
+	return b.dropChanges(s, sink)
 }
 
 func (b *ServerBackend) storeInResponse(s *Session, sink ResponseSink) error {

@@ -115,6 +115,16 @@ type Config struct {
 	// after MaxAge.
 	BrowserSession bool
 
+	// SaveOnServerError saves the session even when the handler answered
+	// with a 5xx status. By default such a response saves nothing and
+	// sets no cookie, so that a request that failed half way does not
+	// keep half its changes, and the client keeps the cookie it had. It
+	// applies where the adapter passes the status
+	// (Backend.StoreInResponseStatus, as kvfasthttp, kvhttp and kvfiber
+	// do). What took effect during the request stays: a Destroy on the
+	// server backend has already deleted the record.
+	SaveOnServerError bool
+
 	// Store names the store in the registry passed to New. Default
 	// "sessions". Server-side sessions only.
 	Store string

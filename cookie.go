@@ -61,10 +61,19 @@ func (c *core) expireCookies(s *Session, sink ResponseSink) {
 }
 
 // addCacheHeaders keeps shared caches from storing a response that sets
-// one client's session cookie and replaying it to another.
+// one client's session cookie and replaying it to another. Vary: Cookie
+// is added by StoreInResponse (varyOnCookie) for every response that used
+// the session, these among them.
 func addCacheHeaders(sink ResponseSink) {
-	sink.AddHeader("Vary", "Cookie")
 	sink.AddHeader("Cache-Control", `no-cache="Set-Cookie"`)
+}
+
+// varyOnCookie marks a response that used the session, even only to read
+// it, as depending on the request's Cookie header: a shared cache must not
+// serve one user's page to another. A response that never touched the
+// session gets nothing, and stays cacheable for everyone.
+func varyOnCookie(sink ResponseSink) {
+	sink.AddHeader("Vary", "Cookie")
 }
 
 // CookieTooLargeError is returned when saving a session whose cookie would

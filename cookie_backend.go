@@ -245,6 +245,7 @@ func (b *CookieBackend) LoadFromRequest(ctx context.Context, cookieHeader []byte
 //     no longer uses expired;
 //   - otherwise nothing.
 //
+// Every response of a request that used the session gets Vary: Cookie.
 // A session too large for Config.MaxCookieSegments cookies is a
 // *CookieTooLargeError and nothing is written.
 func (b *CookieBackend) StoreInResponse(s *Session, sink ResponseSink) error {
@@ -258,12 +259,25 @@ func (b *CookieBackend) StoreInResponse(s *Session, sink ResponseSink) error {
 	}
 	if s.empty() {
 		b.expireCookies(s, sink)
-		return nil
+	} else if s.modified || b.cfg.ExtendOnAccess || s.secret != 0 || b.extensionDue(s, s.nowNano()) {
+		if err := b.seal(s, sink); err != nil {
+			return err
+		}
 	}
-	if !s.modified && !b.cfg.ExtendOnAccess && s.secret == 0 && !b.extensionDue(s, s.nowNano()) {
-		return nil
+	varyOnCookie(sink)
+	return nil
+}
+
+// StoreInResponseStatus is StoreInResponse for a response of the given
+// status; a 5xx drops the request's changes (see Backend): the client
+// keeps the cookie it had.
+func (b *CookieBackend) StoreInResponseStatus(s *Session, sink ResponseSink, status int) error {
+	if !b.dropsChanges(status) {
+		return b.StoreInResponse(s, sink)
 	}
-	return b.seal(s, sink)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return b.dropChanges(s, sink)
 }
 
 var errCookieUnopened = errors.New("kvsession: session cookie does not open")

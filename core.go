@@ -31,6 +31,16 @@ type Backend interface {
 	// the response and what was stored before is intact.
 	StoreInResponse(s *Session, sink ResponseSink) error
 
+	// StoreInResponseStatus is StoreInResponse for a response whose
+	// status the adapter knows. With a 5xx status, unless
+	// Config.SaveOnServerError, the request's changes are dropped instead:
+	// nothing is stored and no cookie is set, but the session lock is
+	// released and Vary: Cookie added all the same. What already took
+	// effect during the request is not undone: a Destroy on the server
+	// backend has deleted the record. A session that failed to load, or
+	// whose Destroy failed, is still an error.
+	StoreInResponseStatus(s *Session, sink ResponseSink, status int) error
+
 	// Release returns s to the backend. s must not be used afterwards.
 	Release(s *Session)
 
@@ -56,7 +66,11 @@ type ResponseSink interface {
 	// complete Set-Cookie header value line. line is only valid during the
 	// call: copy it.
 	SetCookie(name string, line []byte)
-	// AddHeader adds a header, keeping those already present.
+	// AddHeader adds a header, keeping those already present. For Vary
+	// it may add nothing when the response already varies on value (a
+	// Vary naming it, or "*"): the backends add Vary: Cookie to every
+	// response that used the session, and a header the handler set
+	// itself should not be repeated.
 	AddHeader(name, value string)
 }
 
@@ -128,6 +142,30 @@ func (c *core) open(ctx context.Context, cookieHeader []byte) *Session {
 	s := c.pool.Get().(*Session)
 	s.ctx, s.header = ctx, cookieHeader
 	return s
+}
+
+// dropsChanges reports whether a response of this status must not save
+// the session: a 5xx, unless Config.SaveOnServerError. A handler that
+// failed may have changed the session only half way (Django's rule).
+func (c *core) dropsChanges(status int) bool {
+	return status >= 500 && status <= 599 && !c.cfg.SaveOnServerError
+}
+
+// dropChanges ends a request whose changes are not saved: a session the
+// request used still shapes its response, so the response varies on the
+// Cookie header; a failed load or Destroy is still reported.
+func (c *core) dropChanges(s *Session, sink ResponseSink) error {
+	if !s.loaded {
+		return nil
+	}
+	if s.loadErr != nil {
+		return s.loadErr
+	}
+	if s.failed != nil {
+		return s.failed
+	}
+	varyOnCookie(sink)
+	return nil
 }
 
 // Release returns s to the backend's pool. s must not be used afterwards.

@@ -13,9 +13,11 @@
 //		sess.Set("visits", n+1)
 //	}
 //
-// The session is loaded on first use and saved after the handler returns. A
-// store failure (or a session too large to save) replaces the handler's
-// response with the error handler's.
+// The session is loaded on first use and saved after the handler returns,
+// unless the handler answered with a 5xx status (see
+// kvsession.Config.SaveOnServerError). A store failure (or a session too
+// large to save) replaces the handler's response with the error handler's.
+// A response whose handler used the session carries Vary: Cookie.
 //
 // Request header size: fasthttp reads a request's whole header into its
 // read buffer (Server.ReadBufferSize, 4096 bytes by default) and answers 431
@@ -33,6 +35,7 @@
 package kvfasthttp
 
 import (
+	"bytes"
 	"fmt"
 	"log/slog"
 	"time"
@@ -174,7 +177,7 @@ func (m *Middleware) Handler(next fasthttp.RequestHandler) fasthttp.RequestHandl
 		// then: the handler did not finish.
 		defer release(ctx, b, s)
 		next(ctx)
-		if err := b.StoreInResponse(s, responseSink{&ctx.Response.Header}); err != nil {
+		if err := b.StoreInResponseStatus(s, responseSink{&ctx.Response.Header}, ctx.Response.StatusCode()); err != nil {
 			m.onError(ctx, err)
 		}
 	}
@@ -232,7 +235,33 @@ func (r responseSink) SetCookie(name string, line []byte) {
 	r.h.AddBytesV(fasthttp.HeaderSetCookie, line)
 }
 
-func (r responseSink) AddHeader(name, value string) { r.h.Add(name, value) }
+// AddHeader leaves out a Vary value the response already varies on, so
+// that a handler's own Vary: Cookie is not repeated.
+func (r responseSink) AddHeader(name, value string) {
+	if name == fasthttp.HeaderVary && variesOn(r.h.PeekAll(name), value) {
+		return
+	}
+	r.h.Add(name, value)
+}
+
+// variesOn reports whether the Vary header values list token, or "*".
+func variesOn(values [][]byte, token string) bool {
+	for _, v := range values {
+		for len(v) > 0 {
+			var item []byte
+			if i := bytes.IndexByte(v, ','); i >= 0 {
+				item, v = v[:i], v[i+1:]
+			} else {
+				item, v = v, nil
+			}
+			item = bytes.TrimSpace(item)
+			if string(item) == "*" || bytes.EqualFold(item, []byte(token)) {
+				return true
+			}
+		}
+	}
+	return false
+}
 
 func defaultErrorHandler(ctx *fasthttp.RequestCtx, err error, logger *slog.Logger) {
 	logger.Error("kvsession: session unavailable", "error", err, "path", string(ctx.Path()))

@@ -27,7 +27,9 @@
 // The middleware works on the *fasthttp.RequestCtx under Fiber's Ctx, as
 // kvsession/kvfasthttp does: the raw Cookie header is handed to the
 // backend, which reads it only if the handler uses the session, and the
-// Set-Cookie lines are written straight into the response header.
+// Set-Cookie lines are written straight into the response header. A
+// response whose handler used the session, even only to read it, carries
+// Vary: Cookie.
 //
 // # When the session is saved
 //
@@ -43,12 +45,17 @@
 //     a handler answers; a failed-login counter or a flash message set
 //     before it must not be lost. An app ErrorHandler that resets the
 //     whole response drops the Set-Cookie with it.
+//   - A response with a 5xx status saves nothing and sets no cookie,
+//     unless kvsession.Config.SaveOnServerError: a request that failed
+//     must not keep half its changes. An error returned by the handler
+//     counts with the status Fiber's default ErrorHandler gives it: a
+//     *fiber.Error's Code, 500 for any other error.
 //   - A handler that panics has nothing saved: the session is released
 //     (its lock, with Config.Lock, freed) and the panic goes on. Register
 //     Fiber's recover middleware before kvfiber (app.Use(recover.New(),
 //     sessions)), so that it sees the panic; registered after kvfiber, it
-//     turns the panic into an error before kvfiber sees it, and the
-//     session is saved as for any error.
+//     turns the panic into an error before kvfiber sees it, which counts
+//     as a 500: nothing is saved either, unless SaveOnServerError.
 //   - A streamed body (SendStreamWriter, SendStream) is read after the
 //     handler returns, but fasthttp sends the headers first, after the
 //     session was saved: the Set-Cookie is on the response and every

@@ -1,6 +1,8 @@
 package kvfiber
 
 import (
+	"bytes"
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -164,7 +166,8 @@ func (m *middleware) handle(c fiber.Ctx) error {
 	// Saved even when the handler returned an error: in Fiber an error is
 	// how a handler answers 401 or 404, and what it did to the session
 	// before that (a failed-login counter, a flash message) must stick.
-	err := b.StoreInResponse(s, responseSink{&rc.Response.Header})
+	// Not when the answer is a 5xx (Config.SaveOnServerError).
+	err := b.StoreInResponseStatus(s, responseSink{&rc.Response.Header}, status(rc, handlerErr))
 	rc.RemoveUserValue(sessionKey{})
 	b.Release(s)
 	if err == nil {
@@ -176,6 +179,21 @@ func (m *middleware) handle(c fiber.Ctx) error {
 		m.logger.Error("kvsession: handler error superseded by a session failure", "error", handlerErr, "path", string(rc.Path()))
 	}
 	return m.onError(c, err)
+}
+
+// status is the status the response will have. A handler's error is
+// turned into a response by the app's ErrorHandler only after the
+// middleware returns: the status is read off the error as Fiber's default
+// ErrorHandler does, a *fiber.Error's Code and 500 for any other error. An
+// app ErrorHandler that answers an error differently is not seen.
+func status(rc *fasthttp.RequestCtx, handlerErr error) int {
+	if handlerErr == nil {
+		return rc.Response.StatusCode()
+	}
+	if fe, ok := errors.AsType[*fiber.Error](handlerErr); ok {
+		return fe.Code
+	}
+	return fiber.StatusInternalServerError
 }
 
 // checkReadBuffer reports an app whose server cannot read the largest
@@ -239,7 +257,33 @@ func (r responseSink) SetCookie(name string, line []byte) {
 	r.h.AddBytesV(fasthttp.HeaderSetCookie, line)
 }
 
-func (r responseSink) AddHeader(name, value string) { r.h.Add(name, value) }
+// AddHeader leaves out a Vary value the response already varies on, so
+// that a handler's own Vary: Cookie (c.Vary("Cookie")) is not repeated.
+func (r responseSink) AddHeader(name, value string) {
+	if name == fasthttp.HeaderVary && variesOn(r.h.PeekAll(name), value) {
+		return
+	}
+	r.h.Add(name, value)
+}
+
+// variesOn reports whether the Vary header values list token, or "*".
+func variesOn(values [][]byte, token string) bool {
+	for _, v := range values {
+		for len(v) > 0 {
+			var item []byte
+			if i := bytes.IndexByte(v, ','); i >= 0 {
+				item, v = v[:i], v[i+1:]
+			} else {
+				item, v = v, nil
+			}
+			item = bytes.TrimSpace(item)
+			if string(item) == "*" || bytes.EqualFold(item, []byte(token)) {
+				return true
+			}
+		}
+	}
+	return false
+}
 
 // defaultErrorHandler drops the whole response, headers included: a
 // response built on a session that was not saved must not reach the

@@ -36,22 +36,25 @@ func TestHandlerErrorStillSavesTheSession(t *testing.T) {
 }
 
 // TestPanicReleasesTheSessionUnsaved: a panicking handler saves nothing
-// and leaves the session lock free. That needs the recover middleware
-// before kvfiber; after it, the panic reaches kvfiber as an error and the
-// session is saved as for any error (documented, and pinned here).
+// and leaves the session lock free. With the recover middleware before
+// kvfiber the panic passes through it; after it, the panic reaches kvfiber
+// as an error, which answers 500, and a 5xx saves nothing unless
+// Config.SaveOnServerError (documented, and pinned here).
 func TestPanicReleasesTheSessionUnsaved(t *testing.T) {
 	const lockWait = time.Second
 	for _, tc := range []struct {
 		name      string
 		use       func(app *fiber.App, sessions fiber.Handler)
+		saveOn5xx bool
 		wantSaved bool
 	}{
-		{"recover before kvfiber", func(app *fiber.App, s fiber.Handler) { app.Use(recover.New(), s) }, false},
-		{"recover after kvfiber", func(app *fiber.App, s fiber.Handler) { app.Use(s, recover.New()) }, true},
+		{"recover before kvfiber", func(app *fiber.App, s fiber.Handler) { app.Use(recover.New(), s) }, false, false},
+		{"recover after kvfiber", func(app *fiber.App, s fiber.Handler) { app.Use(s, recover.New()) }, false, false},
+		{"recover after kvfiber, SaveOnServerError", func(app *fiber.App, s fiber.Handler) { app.Use(s, recover.New()) }, true, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			logs := &syncBuffer{}
-			b, fs := newServerBackend(t, kvsession.Config{Lock: true, LockWait: lockWait}, logs)
+			b, fs := newServerBackend(t, kvsession.Config{Lock: true, LockWait: lockWait, SaveOnServerError: tc.saveOn5xx}, logs)
 			h := serve(t, b, kvfiber.Options{}, fiber.Config{}, tc.use, func(app *fiber.App) {
 				app.Get("/panic", func(c fiber.Ctx) error {
 					if err := kvfiber.Session(c).SetInt("n", 99); err != nil {

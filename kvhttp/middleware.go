@@ -44,6 +44,11 @@
 // streaming loop stops. A failed load is reported at the commit the same
 // way: the session's getters return zero values until then.
 //
+// A commit with a 5xx status (WriteHeader(500), say) saves nothing and
+// sets no cookie, unless kvsession.Config.SaveOnServerError: the client
+// keeps the session it had. A response whose handler used the session,
+// even only to read it, carries Vary: Cookie.
+//
 // Changes the handler makes to the session after the commit are not
 // saved. The cookie that would carry them has gone; with Config.Lock the
 // session's lock was released at the commit, so a later save could write
@@ -224,7 +229,7 @@ func (x *exchange) finish() {
 	switch {
 	case !x.returned:
 	case !rs.committed:
-		rs.commit()
+		rs.commit(http.StatusOK) // what net/http sends for a handler that wrote nothing
 	case rs.failure == nil && !rs.changedBeforeCommit && rs.session.Modified():
 		rs.m.logger.Warn("kvhttp: session changed after the response header was sent; the change is not saved (change the session before writing the response)",
 			"method", rs.r.Method, "path", rs.r.URL.Path)

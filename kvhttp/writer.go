@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strings"
 
 	"github.com/kvsession/kvsession"
 )
@@ -27,11 +28,16 @@ type response struct {
 	// failure is set when the save failed at the commit and the
 	// ErrorHandler answered: the handler's writes return it.
 	failure error
+	// vary backs the Vary header the commit adds to a header that had
+	// none, so that it costs no allocation of its own.
+	vary [1]string
 }
 
 // commit saves the session and adds its cookies to the header, or, if that
-// fails, has the ErrorHandler answer in the handler's place.
-func (rs *response) commit() {
+// fails, has the ErrorHandler answer in the handler's place. status is the
+// one the response goes out with: a 5xx saves nothing
+// (kvsession.Config.SaveOnServerError).
+func (rs *response) commit(status int) {
 	rs.committed = true
 	s := rs.session
 	if s == nil {
@@ -39,7 +45,7 @@ func (rs *response) commit() {
 		return
 	}
 	rs.changedBeforeCommit = s.Modified()
-	err := rs.m.backend.StoreInResponse(s, headerSink{rs.w.Header()})
+	err := rs.m.backend.StoreInResponseStatus(s, headerSink{rs}, status)
 	if err == nil {
 		return
 	}
@@ -51,11 +57,12 @@ func (rs *response) commit() {
 	rs.m.onError(rs.w, rs.r, err)
 }
 
-// open commits the session if nothing has yet, and reports whether the
-// handler's response may still be written.
-func (rs *response) open() bool {
+// open commits the session, for a response of the given status, if
+// nothing has yet, and reports whether the handler's response may still
+// be written.
+func (rs *response) open(status int) bool {
 	if !rs.committed {
-		rs.commit()
+		rs.commit(status)
 	}
 	return rs.failure == nil
 }
@@ -77,13 +84,13 @@ func (rs *response) WriteHeader(code int) {
 		}
 		return
 	}
-	if rs.open() {
+	if rs.open(code) {
 		rs.w.WriteHeader(code)
 	}
 }
 
 func (rs *response) Write(p []byte) (int, error) {
-	if !rs.open() {
+	if !rs.open(http.StatusOK) {
 		return 0, rs.failure
 	}
 	return rs.w.Write(p)
@@ -92,7 +99,7 @@ func (rs *response) Write(p []byte) (int, error) {
 // WriteString keeps io.WriteString free of a []byte copy when the wrapped
 // writer has it (net/http's does).
 func (rs *response) WriteString(s string) (int, error) {
-	if !rs.open() {
+	if !rs.open(http.StatusOK) {
 		return 0, rs.failure
 	}
 	return io.WriteString(rs.w, s)
@@ -101,7 +108,7 @@ func (rs *response) WriteString(s string) (int, error) {
 // ReadFrom keeps io.Copy to the response on the wrapped writer's ReadFrom
 // (net/http's sends files with sendfile), and copies when it has none.
 func (rs *response) ReadFrom(src io.Reader) (int64, error) {
-	if !rs.open() {
+	if !rs.open(http.StatusOK) {
 		return 0, rs.failure
 	}
 	if rf, ok := rs.w.(io.ReaderFrom); ok {
@@ -122,14 +129,14 @@ type writerOnly struct{ io.Writer }
 func (rs *response) Unwrap() http.ResponseWriter { return rs.w }
 
 func (rs *response) flush() error {
-	if !rs.open() {
+	if !rs.open(http.StatusOK) {
 		return rs.failure
 	}
 	return http.NewResponseController(rs.w).Flush()
 }
 
 func (rs *response) hijack() (net.Conn, *bufio.ReadWriter, error) {
-	if !rs.open() {
+	if !rs.open(http.StatusOK) {
 		return nil, nil, rs.failure
 	}
 	return http.NewResponseController(rs.w).Hijack()
@@ -156,14 +163,15 @@ func (rs *response) push(target string, opts *http.PushOptions) error {
 }
 
 // headerSink writes the backend's cookies and headers into the response
-// header, before it is sent. A map is a single pointer, so passing it as
-// a ResponseSink does not allocate.
-type headerSink struct{ h http.Header }
+// header, before it is sent. It is a single pointer, so passing it as a
+// ResponseSink does not allocate.
+type headerSink struct{ rs *response }
 
 // SetCookie replaces any Set-Cookie the handler set for the same cookie:
 // two would leave the browser to pick one.
 func (k headerSink) SetCookie(name string, line []byte) {
-	lines := k.h["Set-Cookie"]
+	h := k.rs.w.Header()
+	lines := h["Set-Cookie"]
 	kept := lines[:0]
 	for _, l := range lines {
 		if !setsCookie(l, name) {
@@ -171,10 +179,44 @@ func (k headerSink) SetCookie(name string, line []byte) {
 		}
 	}
 	clear(lines[len(kept):])
-	k.h["Set-Cookie"] = append(kept, string(line))
+	h["Set-Cookie"] = append(kept, string(line))
 }
 
-func (k headerSink) AddHeader(name, value string) { k.h.Add(name, value) }
+// AddHeader leaves out a Vary value the response already varies on, so
+// that a handler's own Vary: Cookie is not repeated; a Vary listing
+// other fields (Accept-Encoding) gets Cookie added after it.
+func (k headerSink) AddHeader(name, value string) {
+	h := k.rs.w.Header()
+	if name == "Vary" {
+		values := h["Vary"]
+		if variesOn(values, value) {
+			return
+		}
+		if len(values) == 0 {
+			// Every response that used the session gets it: from the
+			// exchange's own storage rather than a slice of its own. Capped
+			// at its length, so that an Add after this one copies.
+			k.rs.vary[0] = value
+			h["Vary"] = k.rs.vary[:1:1]
+			return
+		}
+	}
+	h.Add(name, value)
+}
+
+// variesOn reports whether the Vary header values list token, or "*".
+func variesOn(values []string, token string) bool {
+	for _, v := range values {
+		for len(v) > 0 {
+			item, rest, _ := strings.Cut(v, ",")
+			item, v = strings.TrimSpace(item), rest
+			if item == "*" || strings.EqualFold(item, token) {
+				return true
+			}
+		}
+	}
+	return false
+}
 
 // setsCookie reports whether the Set-Cookie value line sets the cookie
 // called name.
