@@ -13,6 +13,25 @@
 //		sess.Set("visits", n+1)
 //	}
 //
+// Several sessions per request: two middlewares over backends with
+// different Config.CookieName values (a long-lived "prefs" session beside
+// the "session" login session, say) can wrap the same handler, and each
+// keeps its own session. The method m.Session(ctx) returns the session of
+// middleware m; the function Session(ctx) returns the innermost one's, the
+// session of the last middleware the request passed that gave it one:
+//
+//	login, _ := kvfasthttp.New(loginBackend, kvfasthttp.Options{})
+//	prefs, _ := kvfasthttp.New(prefsBackend, kvfasthttp.Options{})
+//	server := login.NewServer(prefs.Handler(app))
+//
+//	func app(ctx *fasthttp.RequestCtx) {
+//		user, _ := login.Session(ctx).GetString("user")
+//		prefs.Session(ctx).Set("theme", "dark")
+//	}
+//
+// Each middleware saves its own session and adds its own Set-Cookie line.
+// m.Session is nil where m skipped or excluded the request.
+//
 // The session is loaded on first use and saved after the handler returns,
 // unless the handler answered with a 5xx status (see
 // kvsession.Config.SaveOnServerError). A store failure (or a session too
@@ -147,14 +166,29 @@ func (m *Middleware) NewServer(next fasthttp.RequestHandler) *fasthttp.Server {
 	}
 }
 
-// sessionKey is the user-value key the session is kept under. An
-// unexported type keeps other packages from reading or replacing it.
-type sessionKey struct{}
+// sessionKey is the user-value key of the innermost middleware's session,
+// which Session returns; ownKey is the key of one middleware's own, which
+// its Session method returns. Both are unexported types, so other
+// packages can neither read nor replace them, and both convert to an
+// interface without allocating (ownKey holds a single pointer).
+type (
+	sessionKey struct{}
+	ownKey     struct{ m *Middleware }
+)
 
-// Session returns the request's session, or nil when the request was not
-// wrapped by a Middleware or was excluded from sessions.
+// Session returns the request's session: that of the innermost Middleware
+// that gave the request one, or nil when no Middleware did (none wrapped
+// the request, or every one skipped or excluded it).
 func Session(ctx *fasthttp.RequestCtx) *kvsession.Session {
 	s, _ := ctx.UserValue(sessionKey{}).(*kvsession.Session)
+	return s
+}
+
+// Session returns the session m gave the request, or nil when the request
+// did not pass through m or m skipped or excluded it. It tells apart the
+// sessions of nested middlewares, which Session (the function) does not.
+func (m *Middleware) Session(ctx *fasthttp.RequestCtx) *kvsession.Session {
+	s, _ := ctx.UserValue(ownKey{m}).(*kvsession.Session)
 	return s
 }
 
@@ -170,12 +204,18 @@ func (m *Middleware) Handler(next fasthttp.RequestHandler) fasthttp.RequestHandl
 		if m.readOnly != nil && m.readOnly(ctx) {
 			s.SetReadOnly()
 		}
+		// An outer middleware's values are kept and put back on the way
+		// out, so that after next returns the outer handler sees its own
+		// session again, not nil. The same middleware nested in itself
+		// finds its own key taken, hence prevOwn.
+		prev, prevOwn := ctx.UserValue(sessionKey{}), ctx.UserValue(ownKey{m})
 		ctx.SetUserValue(sessionKey{}, s)
+		ctx.SetUserValue(ownKey{m}, s)
 		// Released however next ends: a handler that panics (and a recover
 		// above this middleware that keeps the server alive) must not leave
 		// the session's lock held until its lease runs out. Nothing is saved
 		// then: the handler did not finish.
-		defer release(ctx, b, s)
+		defer m.release(ctx, s, prev, prevOwn)
 		next(ctx)
 		if err := b.StoreInResponseStatus(s, responseSink{&ctx.Response.Header}, ctx.Response.StatusCode()); err != nil {
 			m.onError(ctx, err)
@@ -183,10 +223,21 @@ func (m *Middleware) Handler(next fasthttp.RequestHandler) fasthttp.RequestHandl
 	}
 }
 
-// release ends the request's hold on its session.
-func release(ctx *fasthttp.RequestCtx, b kvsession.Backend, s *kvsession.Session) {
-	ctx.RemoveUserValue(sessionKey{})
-	b.Release(s)
+// release ends the request's hold on its session and gives the request
+// back the values an outer middleware had set.
+func (m *Middleware) release(ctx *fasthttp.RequestCtx, s *kvsession.Session, prev, prevOwn any) {
+	restore(ctx, sessionKey{}, prev)
+	restore(ctx, ownKey{m}, prevOwn)
+	m.backend.Release(s)
+}
+
+// restore sets key back to v, or removes it if it was unset.
+func restore(ctx *fasthttp.RequestCtx, key, v any) {
+	if v == nil {
+		ctx.RemoveUserValue(key)
+	} else {
+		ctx.SetUserValue(key, v)
+	}
 }
 
 // cookieHeader returns the request's Cookie header as fasthttp read it: the
