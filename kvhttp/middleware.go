@@ -19,6 +19,26 @@
 // echo.WrapMiddleware(mw.Handler). To use it with gin, wrap the engine:
 // mw.Handler(engine).
 //
+// # Several sessions per request
+//
+// Two middlewares over backends with different Config.CookieName values
+// (a long-lived "prefs" session beside the "session" login session, say)
+// can wrap the same handler, and each keeps its own session. The method
+// m.Session(r) returns the session of middleware m; the function
+// Session(r) returns the innermost one's, the session of the last
+// middleware the request passed that gave it one:
+//
+//	login, _ := kvhttp.New(loginBackend, kvhttp.Options{})
+//	prefs, _ := kvhttp.New(prefsBackend, kvhttp.Options{})
+//	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+//		user, _ := login.Session(r).GetString("user")
+//		prefs.Session(r).Set("theme", "dark")
+//	})
+//	srv := &http.Server{Handler: login.Handler(prefs.Handler(mux))}
+//
+// Each middleware saves its own session and adds its own Set-Cookie line
+// at the commit. m.Session is nil where m skipped or excluded the request.
+//
 // # When the session is saved
 //
 // A net/http handler sends its response header on its first WriteHeader,
@@ -168,18 +188,39 @@ func New(backend kvsession.Backend, opts Options) (*Middleware, error) {
 	return m, nil
 }
 
-// sessionKey is the context key the session is kept under. An unexported
-// type keeps other packages from reading or replacing it.
-type sessionKey struct{}
+// sessionKey is the context key of the innermost middleware's session,
+// which Session returns; ownKey is the key of one middleware's own, which
+// its Session method returns. Both are unexported types, so other
+// packages can neither read nor replace them, and both convert to an
+// interface without allocating (ownKey holds a single pointer).
+type (
+	sessionKey struct{}
+	ownKey     struct{ m *Middleware }
+)
 
-// Session returns the request's session, or nil when the request did not
-// go through a Middleware, was skipped or excluded, or has ended.
+// Session returns the request's session: that of the innermost Middleware
+// that gave the request one. It is nil when no Middleware did (none
+// wrapped the request, or every one skipped or excluded it) or the request
+// has ended.
 func Session(r *http.Request) *kvsession.Session { return FromContext(r.Context()) }
 
 // FromContext returns the session of the request whose context ctx is (or
-// derives from), with the same nil cases as Session.
+// derives from), with the same meaning and nil cases as Session.
 func FromContext(ctx context.Context) *kvsession.Session {
 	s, _ := ctx.Value(sessionKey{}).(*kvsession.Session)
+	return s
+}
+
+// Session returns the session m gave the request, or nil when the request
+// did not pass through m, m skipped or excluded it, or the request has
+// ended. It tells apart the sessions of nested middlewares, which Session
+// (the function) does not.
+func (m *Middleware) Session(r *http.Request) *kvsession.Session { return m.FromContext(r.Context()) }
+
+// FromContext is Session for the request whose context ctx is (or derives
+// from).
+func (m *Middleware) FromContext(ctx context.Context) *kvsession.Session {
+	s, _ := ctx.Value(ownKey{m}).(*kvsession.Session)
 	return s
 }
 
@@ -193,6 +234,7 @@ func (m *Middleware) Handler(next http.Handler) http.Handler {
 		}
 		x := &exchange{}
 		x.ctx.Context = r.Context()
+		x.ctx.m = m
 		s := m.backend.LoadFromRequest(context.WithoutCancel(&x.ctx), cookieHeader(r.Header))
 		if m.readOnly != nil && m.readOnly(r) {
 			s.SetReadOnly()
@@ -249,17 +291,25 @@ func (x *exchange) release() {
 }
 
 // handlerContext is the request context the handler sees: the request's
-// own, with the session under sessionKey until the request ends.
+// own, with the session under sessionKey and ownKey{m} until the request
+// ends. Other keys, an outer middleware's ownKey among them, go to the
+// request's context.
 type handlerContext struct {
 	context.Context
+	m *Middleware
 	// session is atomic because a goroutine the handler started may still
 	// read the context when the request ends.
 	session atomic.Pointer[kvsession.Session]
 }
 
 func (c *handlerContext) Value(key any) any {
-	if _, ok := key.(sessionKey); ok {
+	switch k := key.(type) {
+	case sessionKey:
 		return c.session.Load()
+	case ownKey:
+		if k.m == c.m {
+			return c.session.Load()
+		}
 	}
 	return c.Context.Value(key)
 }
