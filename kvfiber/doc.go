@@ -24,6 +24,27 @@
 //		return c.SendString(strconv.Itoa(n + 1))
 //	})
 //
+// # Several sessions per request
+//
+// Two middlewares over backends with different Config.CookieName values
+// (a long-lived "prefs" session beside the "session" login session, say)
+// can run on the same route, and each keeps its own session. NewMiddleware
+// returns a *Middleware, whose Handler is the fiber.Handler New returns;
+// the method m.Session(c) returns the session of middleware m, and the
+// function Session(c) the innermost one's, the session of the last
+// middleware in the chain that gave the request one:
+//
+//	login, _ := kvfiber.NewMiddleware(loginBackend, kvfiber.Options{})
+//	prefs, _ := kvfiber.NewMiddleware(prefsBackend, kvfiber.Options{})
+//	app.Use(login.Handler, prefs.Handler)
+//	app.Get("/", func(c fiber.Ctx) error {
+//		user, _ := login.Session(c).GetString("user")
+//		return prefs.Session(c).Set("theme", "dark")
+//	})
+//
+// Each middleware saves its own session and adds its own Set-Cookie line.
+// m.Session is nil where m skipped or excluded the request.
+//
 // The middleware works on the *fasthttp.RequestCtx under Fiber's Ctx, as
 // kvsession/kvfasthttp does: the raw Cookie header is handed to the
 // backend, which reads it only if the handler uses the session, and the

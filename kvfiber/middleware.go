@@ -64,6 +64,18 @@ const (
 // Create the app with fiber.Config{ReadBufferSize:
 // RequiredReadBufferSize(backend, 0)}.
 func New(backend kvsession.Backend, opts Options) (fiber.Handler, error) {
+	m, err := NewMiddleware(backend, opts)
+	if err != nil {
+		return nil, err
+	}
+	return m.Handler, nil
+}
+
+// NewMiddleware is New returning the Middleware rather than its handler:
+// register m.Handler with app.Use, and reach the session m gives each
+// request with m.Session, which tells it apart from the sessions of other
+// kvfiber middlewares on the same route.
+func NewMiddleware(backend kvsession.Backend, opts Options) (*Middleware, error) {
 	if backend == nil {
 		return nil, fmt.Errorf("kvfiber: New needs a backend")
 	}
@@ -74,7 +86,7 @@ func New(backend kvsession.Backend, opts Options) (fiber.Handler, error) {
 		return nil, fmt.Errorf("kvfiber: Options.HeaderRoom (%d) must not be negative", opts.HeaderRoom)
 	}
 	logger := backend.Config().Logger
-	m := &middleware{
+	m := &Middleware{
 		backend:  backend,
 		onError:  opts.ErrorHandler,
 		skip:     opts.Skip,
@@ -85,7 +97,7 @@ func New(backend kvsession.Backend, opts Options) (fiber.Handler, error) {
 	if m.onError == nil {
 		m.onError = func(c fiber.Ctx, err error) error { return defaultErrorHandler(c, err, logger) }
 	}
-	return m.handle, nil
+	return m, nil
 }
 
 // RequiredReadBufferSize returns the fiber.Config ReadBufferSize that reads
@@ -102,7 +114,9 @@ func RequiredReadBufferSize(backend kvsession.Backend, headerRoom int) int {
 	return max(DefaultReadBufferSize, len("Cookie: \r\n")+backend.MaxCookieHeaderBytes()+headerRoom)
 }
 
-type middleware struct {
+// Middleware attaches sessions from one Backend to Fiber requests. Make
+// one with NewMiddleware.
+type Middleware struct {
 	backend  kvsession.Backend
 	onError  ErrorHandler
 	skip     func(c fiber.Ctx) bool
@@ -111,21 +125,39 @@ type middleware struct {
 	need     int // RequiredReadBufferSize with Options.HeaderRoom
 }
 
-// sessionKey is the user-value key the session is kept under. An
-// unexported type keeps other packages from reading or replacing it.
-type sessionKey struct{}
+// sessionKey is the user-value key of the innermost middleware's session,
+// which Session returns; ownKey is the key of one middleware's own, which
+// its Session method returns. Both are unexported types, so other
+// packages can neither read nor replace them, and both convert to an
+// interface without allocating (ownKey holds a single pointer).
+type (
+	sessionKey struct{}
+	ownKey     struct{ m *Middleware }
+)
 
-// Session returns the request's session, or nil when the request did not
-// pass through the middleware or was excluded from sessions (Skip,
-// Config.Exclude). It is valid until the handler chain returns: a
-// goroutine the handler starts, a SendStreamWriter writer among them, must
-// not use it.
+// Session returns the request's session: that of the innermost kvfiber
+// middleware that gave the request one (the last registered, on a chain),
+// or nil when none did (none ran, or every one skipped or excluded the
+// request: Skip, Config.Exclude). It is valid until the handler chain
+// returns: a goroutine the handler starts, a SendStreamWriter writer among
+// them, must not use it.
 func Session(c fiber.Ctx) *kvsession.Session {
 	s, _ := c.RequestCtx().UserValue(sessionKey{}).(*kvsession.Session)
 	return s
 }
 
-func (m *middleware) handle(c fiber.Ctx) error {
+// Session returns the session m gave the request, or nil when m did not
+// run for the request or skipped or excluded it, with the lifetime of the
+// function Session's. It tells apart the sessions of several kvfiber
+// middlewares on one route, which the function does not.
+func (m *Middleware) Session(c fiber.Ctx) *kvsession.Session {
+	s, _ := c.RequestCtx().UserValue(ownKey{m}).(*kvsession.Session)
+	return s
+}
+
+// Handler is the middleware itself, the fiber.Handler New returns: give
+// it to app.Use (or to a group or route).
+func (m *Middleware) Handler(c fiber.Ctx) error {
 	if err := m.checkReadBuffer(c.App()); err != nil {
 		return m.onError(c, err)
 	}
@@ -138,7 +170,13 @@ func (m *middleware) handle(c fiber.Ctx) error {
 	if m.readOnly != nil && m.readOnly(c) {
 		s.SetReadOnly()
 	}
+	// An earlier kvfiber middleware's values are kept and put back once
+	// the chain returns, so that its handler code after c.Next sees its own
+	// session again, not nil. The same middleware registered twice finds
+	// its own key taken, hence prevOwn.
+	prev, prevOwn := rc.UserValue(sessionKey{}), rc.UserValue(ownKey{m})
 	rc.SetUserValue(sessionKey{}, s)
+	rc.SetUserValue(ownKey{m}, s)
 	finished := false
 	defer func() {
 		// Only a panic gets here unfinished. What the handler did is
@@ -147,7 +185,7 @@ func (m *middleware) handle(c fiber.Ctx) error {
 		// this session would wait for a lock nobody holds. The panic goes
 		// on to Fiber's recover middleware, if any.
 		if !finished {
-			rc.RemoveUserValue(sessionKey{})
+			m.detach(rc, prev, prevOwn)
 			b.Release(s)
 		}
 	}()
@@ -168,7 +206,7 @@ func (m *middleware) handle(c fiber.Ctx) error {
 	// before that (a failed-login counter, a flash message) must stick.
 	// Not when the answer is a 5xx (Config.SaveOnServerError).
 	err := b.StoreInResponseStatus(s, responseSink{&rc.Response.Header}, status(rc, handlerErr))
-	rc.RemoveUserValue(sessionKey{})
+	m.detach(rc, prev, prevOwn)
 	b.Release(s)
 	if err == nil {
 		return handlerErr
@@ -179,6 +217,22 @@ func (m *middleware) handle(c fiber.Ctx) error {
 		m.logger.Error("kvsession: handler error superseded by a session failure", "error", handlerErr, "path", string(rc.Path()))
 	}
 	return m.onError(c, err)
+}
+
+// detach takes m's session off the request, putting back the values an
+// earlier middleware had set.
+func (m *Middleware) detach(rc *fasthttp.RequestCtx, prev, prevOwn any) {
+	restore(rc, sessionKey{}, prev)
+	restore(rc, ownKey{m}, prevOwn)
+}
+
+// restore sets key back to v, or removes it if it was unset.
+func restore(rc *fasthttp.RequestCtx, key, v any) {
+	if v == nil {
+		rc.RemoveUserValue(key)
+	} else {
+		rc.SetUserValue(key, v)
+	}
 }
 
 // status is the status the response will have. A handler's error is
@@ -199,7 +253,7 @@ func status(rc *fasthttp.RequestCtx, handlerErr error) int {
 // checkReadBuffer reports an app whose server cannot read the largest
 // Cookie header the backend's cookies make. It reads the server's own
 // setting, which is what fasthttp enforces, at the cost of three loads.
-func (m *middleware) checkReadBuffer(app *fiber.App) error {
+func (m *Middleware) checkReadBuffer(app *fiber.App) error {
 	have := app.Server().ReadBufferSize
 	if have == 0 {
 		have = DefaultReadBufferSize // fasthttp's default for 0
