@@ -25,7 +25,8 @@ const recordVersion = 1
 // Records with only the first three or four fields (as kvsession wrote
 // them before) read with the others zero, as do records written before a
 // later field was added: one without the twelfth, the flash messages
-// (flash.go), reads with none. Fields after the twelfth are skipped so
+// (flash.go), reads with none, and encode leaves it out when there are
+// none. Fields after the twelfth are skipped so
 // that a later version can add bookkeeping without breaking an older
 // reader; a reader from before flashes skips them the same way, and drops
 // them if it saves the session. The ninth field was the coverage of the per-user index
@@ -167,11 +168,18 @@ func bytesToString(b []byte) string {
 	return unsafe.String(&b[0], len(b))
 }
 
-// recordFields is how many fields encode writes.
+// recordFields is how many fields encode writes at most: the twelfth, the
+// flash messages, only when there are some, so that a session without them
+// (nearly every save) costs what it did before flashes existed, and reads
+// the same in a reader that predates them.
 const recordFields = 12
 
 func (s *Session) encode(dst []byte) []byte {
-	dst = append(dst, 0x90|recordFields, recordVersion)
+	fields := recordFields
+	if len(s.flashes) == 0 {
+		fields--
+	}
+	dst = append(dst, 0x90|byte(fields), recordVersion)
 	dst = msgp.AppendInt(dst, s.created)
 	dst = msgp.AppendMapHeader(dst, len(s.entries))
 	for _, e := range s.entries {
@@ -187,6 +195,9 @@ func (s *Session) encode(dst []byte) []byte {
 	dst = msgp.AppendInt(dst, 0) // the per-user index record's coverage, retired
 	dst = msgp.AppendInt(dst, s.indexed)
 	dst = msgp.AppendInt(dst, s.bound)
+	if fields < recordFields {
+		return dst
+	}
 	return s.appendFlashes(dst)
 }
 
