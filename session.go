@@ -230,6 +230,11 @@ func (s *Session) raw(key string) ([]byte, bool) {
 	return nil, false
 }
 
+// CookieName returns the name of the cookie the session rides in
+// (Config.CookieName): what tells apart the sessions of one request when
+// several middlewares give it one each.
+func (s *Session) CookieName() string { return s.c.cfg.CookieName }
+
 // Load loads the session now rather than on first use, and reports a store
 // failure. Handlers that want to branch on that failure call it first.
 func (s *Session) Load() error {

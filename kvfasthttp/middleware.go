@@ -106,6 +106,8 @@ const (
 // Middleware attaches sessions from one Backend to fasthttp handlers.
 type Middleware struct {
 	backend    kvsession.Backend
+	cookieName string
+	outerKey   any // outerKey(cookieName), made once: as an interface it would allocate per call
 	onError    ErrorHandler
 	skip       func(ctx *fasthttp.RequestCtx) bool
 	readOnly   func(ctx *fasthttp.RequestCtx) bool
@@ -130,7 +132,9 @@ func New(backend kvsession.Backend, opts Options) (*Middleware, error) {
 		return nil, fmt.Errorf("kvfasthttp: Options.ReadBufferSize: %d bytes cannot hold a request whose session cookies take up to %d bytes (Config.MaxCookieSegments %d) plus Options.HeaderRoom %d; set it and the fasthttp.Server's ReadBufferSize to at least %d, or use Middleware.NewServer",
 			opts.ReadBufferSize, backend.MaxCookieHeaderBytes(), backend.Config().MaxCookieSegments, opts.HeaderRoom, need)
 	}
-	m := &Middleware{backend: backend, onError: opts.ErrorHandler, skip: opts.Skip, readOnly: opts.ReadOnly, readBuffer: opts.ReadBufferSize}
+	name := backend.Config().CookieName
+	m := &Middleware{backend: backend, cookieName: name, outerKey: outerKey(name),
+		onError: opts.ErrorHandler, skip: opts.Skip, readOnly: opts.ReadOnly, readBuffer: opts.ReadBufferSize}
 	if m.onError == nil {
 		logger := backend.Config().Logger
 		m.onError = func(ctx *fasthttp.RequestCtx, err error) { defaultErrorHandler(ctx, err, logger) }
@@ -167,14 +171,15 @@ func (m *Middleware) NewServer(next fasthttp.RequestHandler) *fasthttp.Server {
 }
 
 // sessionKey is the user-value key of the innermost middleware's session,
-// which Session returns; ownKey is the key of one middleware's own, which
-// its Session method returns. Both are unexported types, so other
-// packages can neither read nor replace them, and both convert to an
-// interface without allocating (ownKey holds a single pointer).
-type (
-	sessionKey struct{}
-	ownKey     struct{ m *Middleware }
-)
+// which Session returns. An unexported type keeps other packages from
+// reading or replacing it. A session that an inner middleware hides is
+// kept under outerKey(its cookie name) until the inner one returns: only
+// nested middlewares pay for that, so a request through one middleware
+// costs what it did before sessions could nest.
+type sessionKey struct{}
+
+// outerKey is the user-value key of a hidden session of cookie name name.
+func outerKey(name string) string { return "kvsession.outer." + name }
 
 // Session returns the request's session: that of the innermost Middleware
 // that gave the request one, or nil when no Middleware did (none wrapped
@@ -186,9 +191,15 @@ func Session(ctx *fasthttp.RequestCtx) *kvsession.Session {
 
 // Session returns the session m gave the request, or nil when the request
 // did not pass through m or m skipped or excluded it. It tells apart the
-// sessions of nested middlewares, which Session (the function) does not.
+// sessions of nested middlewares, which Session (the function) does not;
+// nested middlewares must use different Config.CookieName values (they
+// would overwrite each other's cookie otherwise), and m finds its own by
+// that name.
 func (m *Middleware) Session(ctx *fasthttp.RequestCtx) *kvsession.Session {
-	s, _ := ctx.UserValue(ownKey{m}).(*kvsession.Session)
+	if s := Session(ctx); s != nil && s.CookieName() == m.cookieName {
+		return s
+	}
+	s, _ := ctx.UserValue(m.outerKey).(*kvsession.Session)
 	return s
 }
 
@@ -204,18 +215,19 @@ func (m *Middleware) Handler(next fasthttp.RequestHandler) fasthttp.RequestHandl
 		if m.readOnly != nil && m.readOnly(ctx) {
 			s.SetReadOnly()
 		}
-		// An outer middleware's values are kept and put back on the way
+		// An outer middleware's session is kept and put back on the way
 		// out, so that after next returns the outer handler sees its own
-		// session again, not nil. The same middleware nested in itself
-		// finds its own key taken, hence prevOwn.
-		prev, prevOwn := ctx.UserValue(sessionKey{}), ctx.UserValue(ownKey{m})
+		// session again, not nil.
+		outer, _ := ctx.UserValue(sessionKey{}).(*kvsession.Session)
+		if outer != nil {
+			ctx.SetUserValue(outerKey(outer.CookieName()), outer)
+		}
 		ctx.SetUserValue(sessionKey{}, s)
-		ctx.SetUserValue(ownKey{m}, s)
 		// Released however next ends: a handler that panics (and a recover
 		// above this middleware that keeps the server alive) must not leave
 		// the session's lock held until its lease runs out. Nothing is saved
 		// then: the handler did not finish.
-		defer m.release(ctx, s, prev, prevOwn)
+		defer m.release(ctx, s, outer)
 		next(ctx)
 		if err := b.StoreInResponseStatus(s, responseSink{&ctx.Response.Header}, ctx.Response.StatusCode()); err != nil {
 			m.onError(ctx, err)
@@ -224,20 +236,15 @@ func (m *Middleware) Handler(next fasthttp.RequestHandler) fasthttp.RequestHandl
 }
 
 // release ends the request's hold on its session and gives the request
-// back the values an outer middleware had set.
-func (m *Middleware) release(ctx *fasthttp.RequestCtx, s *kvsession.Session, prev, prevOwn any) {
-	restore(ctx, sessionKey{}, prev)
-	restore(ctx, ownKey{m}, prevOwn)
-	m.backend.Release(s)
-}
-
-// restore sets key back to v, or removes it if it was unset.
-func restore(ctx *fasthttp.RequestCtx, key, v any) {
-	if v == nil {
-		ctx.RemoveUserValue(key)
+// back the session an outer middleware had set, if any.
+func (m *Middleware) release(ctx *fasthttp.RequestCtx, s, outer *kvsession.Session) {
+	if outer == nil {
+		ctx.RemoveUserValue(sessionKey{})
 	} else {
-		ctx.SetUserValue(key, v)
+		ctx.SetUserValue(sessionKey{}, outer)
+		ctx.RemoveUserValue(outerKey(outer.CookieName()))
 	}
+	m.backend.Release(s)
 }
 
 // cookieHeader returns the request's Cookie header as fasthttp read it: the

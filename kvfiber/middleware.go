@@ -87,12 +87,14 @@ func NewMiddleware(backend kvsession.Backend, opts Options) (*Middleware, error)
 	}
 	logger := backend.Config().Logger
 	m := &Middleware{
-		backend:  backend,
-		onError:  opts.ErrorHandler,
-		skip:     opts.Skip,
-		readOnly: opts.ReadOnly,
-		logger:   logger,
-		need:     RequiredReadBufferSize(backend, opts.HeaderRoom),
+		backend:    backend,
+		cookieName: backend.Config().CookieName,
+		outerKey:   outerKey(backend.Config().CookieName),
+		onError:    opts.ErrorHandler,
+		skip:       opts.Skip,
+		readOnly:   opts.ReadOnly,
+		logger:     logger,
+		need:       RequiredReadBufferSize(backend, opts.HeaderRoom),
 	}
 	if m.onError == nil {
 		m.onError = func(c fiber.Ctx, err error) error { return defaultErrorHandler(c, err, logger) }
@@ -117,23 +119,26 @@ func RequiredReadBufferSize(backend kvsession.Backend, headerRoom int) int {
 // Middleware attaches sessions from one Backend to Fiber requests. Make
 // one with NewMiddleware.
 type Middleware struct {
-	backend  kvsession.Backend
-	onError  ErrorHandler
-	skip     func(c fiber.Ctx) bool
-	readOnly func(c fiber.Ctx) bool
-	logger   *slog.Logger
-	need     int // RequiredReadBufferSize with Options.HeaderRoom
+	backend    kvsession.Backend
+	cookieName string
+	outerKey   any // outerKey(cookieName), made once: as an interface it would allocate per call
+	onError    ErrorHandler
+	skip       func(c fiber.Ctx) bool
+	readOnly   func(c fiber.Ctx) bool
+	logger     *slog.Logger
+	need       int // RequiredReadBufferSize with Options.HeaderRoom
 }
 
 // sessionKey is the user-value key of the innermost middleware's session,
-// which Session returns; ownKey is the key of one middleware's own, which
-// its Session method returns. Both are unexported types, so other
-// packages can neither read nor replace them, and both convert to an
-// interface without allocating (ownKey holds a single pointer).
-type (
-	sessionKey struct{}
-	ownKey     struct{ m *Middleware }
-)
+// which Session returns. An unexported type keeps other packages from
+// reading or replacing it. A session that a later middleware hides is kept
+// under outerKey(its cookie name) until that one returns: only stacked
+// middlewares pay for that, so a request through one costs what it did
+// before sessions could stack.
+type sessionKey struct{}
+
+// outerKey is the user-value key of a hidden session of cookie name name.
+func outerKey(name string) string { return "kvsession.outer." + name }
 
 // Session returns the request's session: that of the innermost kvfiber
 // middleware that gave the request one (the last registered, on a chain),
@@ -150,8 +155,14 @@ func Session(c fiber.Ctx) *kvsession.Session {
 // run for the request or skipped or excluded it, with the lifetime of the
 // function Session's. It tells apart the sessions of several kvfiber
 // middlewares on one route, which the function does not.
+//
+// Stacked middlewares must use different Config.CookieName values (they
+// would overwrite each other's cookie otherwise): m finds its own by name.
 func (m *Middleware) Session(c fiber.Ctx) *kvsession.Session {
-	s, _ := c.RequestCtx().UserValue(ownKey{m}).(*kvsession.Session)
+	if s := Session(c); s != nil && s.CookieName() == m.cookieName {
+		return s
+	}
+	s, _ := c.RequestCtx().UserValue(m.outerKey).(*kvsession.Session)
 	return s
 }
 
@@ -170,13 +181,14 @@ func (m *Middleware) Handler(c fiber.Ctx) error {
 	if m.readOnly != nil && m.readOnly(c) {
 		s.SetReadOnly()
 	}
-	// An earlier kvfiber middleware's values are kept and put back once
+	// An earlier kvfiber middleware's session is kept and put back once
 	// the chain returns, so that its handler code after c.Next sees its own
-	// session again, not nil. The same middleware registered twice finds
-	// its own key taken, hence prevOwn.
-	prev, prevOwn := rc.UserValue(sessionKey{}), rc.UserValue(ownKey{m})
+	// session again, not nil.
+	outer, _ := rc.UserValue(sessionKey{}).(*kvsession.Session)
+	if outer != nil {
+		rc.SetUserValue(outerKey(outer.CookieName()), outer)
+	}
 	rc.SetUserValue(sessionKey{}, s)
-	rc.SetUserValue(ownKey{m}, s)
 	finished := false
 	defer func() {
 		// Only a panic gets here unfinished. What the handler did is
@@ -185,7 +197,7 @@ func (m *Middleware) Handler(c fiber.Ctx) error {
 		// this session would wait for a lock nobody holds. The panic goes
 		// on to Fiber's recover middleware, if any.
 		if !finished {
-			m.detach(rc, prev, prevOwn)
+			detach(rc, outer)
 			b.Release(s)
 		}
 	}()
@@ -206,7 +218,7 @@ func (m *Middleware) Handler(c fiber.Ctx) error {
 	// before that (a failed-login counter, a flash message) must stick.
 	// Not when the answer is a 5xx (Config.SaveOnServerError).
 	err := b.StoreInResponseStatus(s, responseSink{&rc.Response.Header}, status(rc, handlerErr))
-	m.detach(rc, prev, prevOwn)
+	detach(rc, outer)
 	b.Release(s)
 	if err == nil {
 		return handlerErr
@@ -219,20 +231,15 @@ func (m *Middleware) Handler(c fiber.Ctx) error {
 	return m.onError(c, err)
 }
 
-// detach takes m's session off the request, putting back the values an
-// earlier middleware had set.
-func (m *Middleware) detach(rc *fasthttp.RequestCtx, prev, prevOwn any) {
-	restore(rc, sessionKey{}, prev)
-	restore(rc, ownKey{m}, prevOwn)
-}
-
-// restore sets key back to v, or removes it if it was unset.
-func restore(rc *fasthttp.RequestCtx, key, v any) {
-	if v == nil {
-		rc.RemoveUserValue(key)
-	} else {
-		rc.SetUserValue(key, v)
+// detach takes the session off the request, putting back the one an
+// earlier middleware had set, if any.
+func detach(rc *fasthttp.RequestCtx, outer *kvsession.Session) {
+	if outer == nil {
+		rc.RemoveUserValue(sessionKey{})
+		return
 	}
+	rc.SetUserValue(sessionKey{}, outer)
+	rc.RemoveUserValue(outerKey(outer.CookieName()))
 }
 
 // status is the status the response will have. A handler's error is
