@@ -371,7 +371,7 @@ func (b *ServerBackend) storeInResponse(s *Session, sink ResponseSink) error {
 		b.expireCookies(s, sink)
 		return nil
 	}
-	if !s.modified && !s.forwarded && !b.cfg.ExtendOnAccess && b.cfg.IdleTimeout <= 0 && b.cfg.RotationInterval <= 0 {
+	if !s.modified && !s.forwarded && !b.cfg.ExtendOnAccess && b.idleOf(s) <= 0 && b.rotationOf(s) <= 0 {
 		return nil // a read: nothing to write, no need to read the clock
 	}
 	now := s.nowNano()

@@ -1,6 +1,7 @@
 package kvsession
 
 import (
+	"cmp"
 	"fmt"
 	"log/slog"
 	"regexp"
@@ -187,7 +188,8 @@ type Config struct {
 	// session may end up to ExtensionDelay before IdleTimeout of true
 	// inactivity, and a session used continuously costs one write per
 	// ExtensionDelay. Default IdleTimeout/10; 0 < ExtensionDelay <
-	// IdleTimeout.
+	// IdleTimeout. A session with an idle timeout of its own
+	// (Session.SetIdleTimeout) gets a delay in the same proportion to it.
 	ExtensionDelay time.Duration
 
 	// AbsoluteTimeout ends a session that long after it was created,
@@ -210,6 +212,20 @@ type Config struct {
 	// session ("remember me"). Default MaxAge: no session outlives the
 	// configured one unless this is raised.
 	MaxAgeLimit time.Duration
+
+	// IdleTimeoutLimit, AbsoluteTimeoutLimit and RotationIntervalLimit are
+	// the longest values Session.SetIdleTimeout, SetAbsoluteTimeout and
+	// SetRotationInterval may give one session. Each defaults to its
+	// Config value (IdleTimeout, ...), so that a session may tighten its
+	// timeouts but not loosen them unless the limit is raised; with that
+	// value off (0), to MaxAgeLimit, since then any value is stricter
+	// than Config's, and one longer than the session's lifetime would
+	// change nothing. Each must be at least its Config value and a
+	// second, and at most 400 days. RotationIntervalLimit is for
+	// server-side sessions only.
+	IdleTimeoutLimit      time.Duration
+	AbsoluteTimeoutLimit  time.Duration
+	RotationIntervalLimit time.Duration
 
 	// Partitioned adds the Partitioned attribute (CHIPS): in a third-party
 	// context the cookie is kept per top-level site. Requires Secure.
@@ -310,6 +326,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxAgeLimit == 0 {
 		c.MaxAgeLimit = c.MaxAge
+	}
+	// After MaxAgeLimit, which they fall back to.
+	for _, l := range c.timeoutLimits() {
+		if *l.limit == 0 {
+			*l.limit = min(cmp.Or(l.value, c.MaxAgeLimit), MaxMaxAge)
+		}
 	}
 	if c.LockLease == 0 {
 		c.LockLease = DefaultLockLease
@@ -470,7 +492,31 @@ func (c *Config) checkLifecycle() error {
 	if c.MaxAgeLimit < c.MaxAge || c.MaxAgeLimit > MaxMaxAge {
 		return bad("MaxAgeLimit", "%v must be between MaxAge (%v) and %v", c.MaxAgeLimit, c.MaxAge, MaxMaxAge)
 	}
+	for _, l := range c.timeoutLimits() {
+		// A Config value above MaxMaxAge asks no more than MaxMaxAge of
+		// the limit: no session lives longer than that anyway.
+		floor := min(max(l.value, time.Second), MaxMaxAge)
+		if *l.limit < floor || *l.limit > MaxMaxAge {
+			return bad(l.field, "%v must be between %s (%v, or a second if it is off) and %v", *l.limit, l.of, l.value, MaxMaxAge)
+		}
+	}
 	return nil
+}
+
+// timeoutLimit ties a per-session timeout's limit to the Config value it
+// bounds.
+type timeoutLimit struct {
+	field, of string // the limit's field name, and its Config value's
+	limit     *time.Duration
+	value     time.Duration
+}
+
+func (c *Config) timeoutLimits() [3]timeoutLimit {
+	return [3]timeoutLimit{
+		{"IdleTimeoutLimit", "IdleTimeout", &c.IdleTimeoutLimit, c.IdleTimeout},
+		{"AbsoluteTimeoutLimit", "AbsoluteTimeout", &c.AbsoluteTimeoutLimit, c.AbsoluteTimeout},
+		{"RotationIntervalLimit", "RotationInterval", &c.RotationIntervalLimit, c.RotationInterval},
+	}
 }
 
 // checkCookiePrefix enforces what browsers require of cookies whose names

@@ -156,6 +156,7 @@ func (cfg *Config) checkCookie() error {
 		{"IDHashKey", len(cfg.IDHashKey) != 0, "cookie sessions have no id to hash into a store key; leave it empty, " + useNew},
 		{"PlainStoreKeys", cfg.PlainStoreKeys, "cookie sessions have no id to store under; leave it false, " + useNew},
 		{"RotationInterval", cfg.RotationInterval != 0, "cookie sessions have no id to rotate (each write seals the cookie anew); leave it 0, " + useNew},
+		{"RotationIntervalLimit", cfg.RotationIntervalLimit != 0, "cookie sessions have no id to rotate, so Session.SetRotationInterval is refused; leave it 0, " + useNew},
 		{"RotationGrace", cfg.RotationGrace != 0, "cookie sessions have no id to rotate; leave it 0, " + useNew},
 		{"Lock", cfg.Lock, "cookie sessions are in the cookie, there is no server state to lock: " +
 			"concurrent requests each carry their own copy and the last response's cookie wins; leave it false, " + useNew},
@@ -175,15 +176,18 @@ func (cfg *Config) checkCookie() error {
 
 // cookieLongestLife is the longest a cookie can open after it was sealed
 // under cfg (defaults applied): MaxAgeLimit, the longest any session may
-// ask for (and never below MaxAge), cut to IdleTimeout, which every seal
-// restarts, and to AbsoluteTimeout, which started before the seal.
+// ask for (and never below MaxAge), cut to the longest idle timeout, which
+// every seal restarts, and to the longest absolute timeout, which started
+// before the seal. A session's own timeout may be longer than Config's, up
+// to its limit (which is never below Config's); with Config's off, a
+// session's own can only shorten its life.
 func cookieLongestLife(cfg *Config) time.Duration {
 	d := max(cfg.MaxAgeLimit, cfg.MaxAge)
 	if cfg.IdleTimeout > 0 {
-		d = min(d, cfg.IdleTimeout)
+		d = min(d, max(cfg.IdleTimeout, cfg.IdleTimeoutLimit))
 	}
 	if cfg.AbsoluteTimeout > 0 {
-		d = min(d, cfg.AbsoluteTimeout)
+		d = min(d, max(cfg.AbsoluteTimeout, cfg.AbsoluteTimeoutLimit))
 	}
 	return d
 }

@@ -35,15 +35,59 @@ func (c *core) maxAgeOf(s *Session) time.Duration {
 	return c.cfg.MaxAge
 }
 
+// idleOf, absoluteOf and rotationOf return the session's own timeout
+// (Session.SetIdleTimeout, ...), or the configured one. As with maxAgeOf,
+// one set under a higher limit than today's is cut to today's.
+func (c *core) idleOf(s *Session) time.Duration {
+	return ownOr(s.ownIdle, c.cfg.IdleTimeoutLimit, c.cfg.IdleTimeout)
+}
+
+func (c *core) absoluteOf(s *Session) time.Duration {
+	return ownOr(s.ownAbsolute, c.cfg.AbsoluteTimeoutLimit, c.cfg.AbsoluteTimeout)
+}
+
+func (c *core) rotationOf(s *Session) time.Duration {
+	return ownOr(s.ownRotation, c.cfg.RotationIntervalLimit, c.cfg.RotationInterval)
+}
+
+func ownOr(own int64, limit, configured time.Duration) time.Duration {
+	if own > 0 {
+		return min(time.Duration(own), limit)
+	}
+	return configured
+}
+
+// extensionDelayOf is how long after its last save or extension the
+// session's idle deadline, idle (idleOf), is pushed back. Config's
+// ExtensionDelay is chosen against Config's IdleTimeout: a session with
+// its own idle timeout keeps the same proportion, so that a short one is
+// still extended before it runs out (a 5-minute one under 30 minutes
+// with a 3-minute delay gets 30 seconds), and the writes it costs and the
+// idle time it may lose stay the trade-off the Config made. Without a
+// configured IdleTimeout, the proportion is ExtensionDelay's default, a
+// tenth.
+func (c *core) extensionDelayOf(s *Session, idle time.Duration) time.Duration {
+	cfgIdle := c.cfg.IdleTimeout
+	switch {
+	case s.ownIdle <= 0 || idle == cfgIdle:
+		return c.cfg.ExtensionDelay
+	case cfgIdle <= 0:
+		return idle / 10
+	}
+	// In floating point: the product of two durations overflows int64.
+	d := time.Duration(float64(idle) * (float64(c.cfg.ExtensionDelay) / float64(cfgIdle)))
+	return min(max(d, 1), idle-1)
+}
+
 // ttl is how long, from now, the session lives if saved now: its MaxAge,
-// cut to IdleTimeout and to what AbsoluteTimeout leaves. Never below a
-// millisecond, since a store reads 0 as "no expiry".
+// cut to its idle timeout and to what its absolute timeout leaves. Never
+// below a millisecond, since a store reads 0 as "no expiry".
 func (c *core) ttl(s *Session, now int64) time.Duration {
 	d := c.maxAgeOf(s)
-	if idle := c.cfg.IdleTimeout; idle > 0 && idle < d {
+	if idle := c.idleOf(s); idle > 0 && idle < d {
 		d = idle
 	}
-	if abs := c.cfg.AbsoluteTimeout; abs > 0 && s.created != 0 {
+	if abs := c.absoluteOf(s); abs > 0 && s.created != 0 {
 		if left := time.Duration(s.created + int64(abs) - now); left < d {
 			d = left
 		}
@@ -56,14 +100,15 @@ func (c *core) ttl(s *Session, now int64) time.Duration {
 // (Badger's is a second), and a cookie can be replayed: this check is
 // exact. It reads the clock only if a deadline is configured.
 func (c *core) expired(s *Session) bool {
-	if c.cfg.AbsoluteTimeout <= 0 && c.cfg.IdleTimeout <= 0 {
+	abs, idle := c.absoluteOf(s), c.idleOf(s)
+	if abs <= 0 && idle <= 0 {
 		return false
 	}
 	now := s.nowNano()
-	if abs := c.cfg.AbsoluteTimeout; abs > 0 && s.created != 0 && now >= s.created+int64(abs) {
+	if abs > 0 && s.created != 0 && now >= s.created+int64(abs) {
 		return true
 	}
-	if idle := c.cfg.IdleTimeout; idle > 0 {
+	if idle > 0 {
 		last := s.extended
 		if last == 0 {
 			last = s.created // a record written before extensions were kept
@@ -78,21 +123,25 @@ func (c *core) expired(s *Session) bool {
 // extensionDue reports whether a session used now should have its idle
 // deadline pushed back, which costs a write.
 func (c *core) extensionDue(s *Session, now int64) bool {
-	return c.cfg.IdleTimeout > 0 && now-s.extended >= int64(c.cfg.ExtensionDelay)
+	idle := c.idleOf(s)
+	return idle > 0 && now-s.extended >= int64(c.extensionDelayOf(s, idle))
 }
 
 // rotationDue reports whether a stored session's id is due for rotation.
 func (c *core) rotationDue(s *Session, now int64) bool {
-	if c.cfg.RotationInterval <= 0 || !s.exists {
+	every := c.rotationOf(s)
+	if every <= 0 || !s.exists {
 		return false
 	}
 	since := max(s.created, s.rotated)
-	return now-since >= int64(c.cfg.RotationInterval)
+	return now-since >= int64(every)
 }
 
 // Deadline returns when the session ends if no request comes before: the
-// earliest of its MaxAge (its own, if SetMaxAge gave it one), IdleTimeout
-// after its last extension, and AbsoluteTimeout after its creation. It is
+// earliest of its MaxAge (its own, if SetMaxAge gave it one), its idle
+// timeout after its last extension, and its absolute timeout after its
+// creation (its own, if SetIdleTimeout or SetAbsoluteTimeout gave it one;
+// else Config's). It is
 // what to show a user as "you will be logged out at ...".
 //
 // It is the deadline the session has once this request's response is
@@ -124,7 +173,7 @@ func (s *Session) Deadline() time.Time {
 		}
 	}
 	d := s.c.ttl(s, from)
-	if abs := s.c.cfg.AbsoluteTimeout; abs > 0 && s.created == 0 {
+	if abs := s.c.absoluteOf(s); abs > 0 && s.created == 0 {
 		// Not saved yet: the save that creates it stamps it now, which
 		// ttl cannot know.
 		d = min(d, abs)

@@ -20,13 +20,17 @@ const recordVersion = 1
 
 // decode parses a record:
 //
-//	[version, created, {name: bin, ...}, user, extended, rotated, maxAge, cookieMode, 0, indexed, bound, [[kind, message], ...], ...]
+//	[version, created, {name: bin, ...}, user, extended, rotated, maxAge, cookieMode, 0, indexed, bound, [[kind, message], ...], [idle, absolute, rotation], ...]
 //
 // Records with only the first three or four fields (as kvsession wrote
 // them before) read with the others zero, as do records written before a
 // later field was added: one without the twelfth, the flash messages
 // (flash.go), reads with none, and encode leaves it out when there are
-// none. Fields after the twelfth are skipped so
+// none; one without the thirteenth, the session's own timeouts in ns
+// (Session.SetIdleTimeout, ...), reads with Config's, and encode leaves
+// it out when the session has none of its own (an array holding more
+// than three is read for its first three). Fields after the thirteenth
+// are skipped so
 // that a later version can add bookkeeping without breaking an older
 // reader; a reader from before flashes skips them the same way, and drops
 // them if it saves the session. The ninth field was the coverage of the per-user index
@@ -119,6 +123,11 @@ func (s *Session) decode(rec []byte) error {
 			return err
 		}
 	}
+	if fields >= 13 {
+		if err := s.readTimeouts(&r); err != nil {
+			return err
+		}
+	}
 	for i := recordFields; i < fields; i++ {
 		if err := r.Skip(0); err != nil {
 			return err
@@ -168,16 +177,21 @@ func bytesToString(b []byte) string {
 	return unsafe.String(&b[0], len(b))
 }
 
-// recordFields is how many fields encode writes at most: the twelfth, the
-// flash messages, only when there are some, so that a session without them
-// (nearly every save) costs what it did before flashes existed, and reads
-// the same in a reader that predates them.
-const recordFields = 12
+// recordFields is how many fields encode writes at most. The last two, the
+// flash messages and the session's own timeouts, are written only when
+// there are some, so that a session without them (nearly every save) costs
+// what it did before they existed, and reads the same in a reader that
+// predates them. Fields are positional: the thirteenth forces the twelfth,
+// as an empty array when there are no flashes.
+const recordFields = 13
 
 func (s *Session) encode(dst []byte) []byte {
 	fields := recordFields
-	if len(s.flashes) == 0 {
+	if s.ownIdle == 0 && s.ownAbsolute == 0 && s.ownRotation == 0 {
 		fields--
+		if len(s.flashes) == 0 {
+			fields--
+		}
 	}
 	dst = append(dst, 0x90|byte(fields), recordVersion)
 	dst = msgp.AppendInt(dst, s.created)
@@ -195,10 +209,43 @@ func (s *Session) encode(dst []byte) []byte {
 	dst = msgp.AppendInt(dst, 0) // the per-user index record's coverage, retired
 	dst = msgp.AppendInt(dst, s.indexed)
 	dst = msgp.AppendInt(dst, s.bound)
-	if fields < recordFields {
+	if fields < 12 {
 		return dst
 	}
-	return s.appendFlashes(dst)
+	dst = s.appendFlashes(dst)
+	if fields < 13 {
+		return dst
+	}
+	dst = append(dst, 0x93)
+	dst = msgp.AppendInt(dst, s.ownIdle)
+	dst = msgp.AppendInt(dst, s.ownAbsolute)
+	return msgp.AppendInt(dst, s.ownRotation)
+}
+
+// readTimeouts reads the record's thirteenth field. A negative timeout is
+// one no setter writes: the record is unreadable.
+func (s *Session) readTimeouts(r *msgp.Reader) error {
+	n, err := r.ArrayHeader()
+	if err != nil {
+		return err
+	}
+	if n < 3 {
+		return errBadRecord
+	}
+	for _, f := range []*int64{&s.ownIdle, &s.ownAbsolute, &s.ownRotation} {
+		if *f, err = r.Int(); err != nil {
+			return err
+		}
+		if *f < 0 {
+			return errBadRecord
+		}
+	}
+	for range n - 3 {
+		if err := r.Skip(0); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 var errBadForward = errors.New("kvsession: malformed forward record")

@@ -96,6 +96,9 @@ type sessionData struct {
 	cookieMode cookieMode // this session's cookie lifetime (SetBrowserSession)
 	indexed    int64      // unix ns until which the user's set lists this session's key
 	bound      int64      // unix ns the user was bound (SetUser); 0: no user, or bound before this was kept
+	// This session's own timeouts, in ns (SetIdleTimeout,
+	// SetAbsoluteTimeout, SetRotationInterval); 0: Config's.
+	ownIdle, ownAbsolute, ownRotation int64
 
 	entries []entry
 	arena   []byte // encoded values set during this request
@@ -111,6 +114,7 @@ func (d *sessionData) forget() {
 	d.dropFlashes()
 	d.created, d.user, d.extended, d.rotated = 0, "", 0, 0
 	d.maxAge, d.cookieMode, d.indexed, d.bound = 0, cookieDefault, 0, 0
+	d.ownIdle, d.ownAbsolute, d.ownRotation = 0, 0, 0
 }
 
 func (d *sessionData) reset() {

@@ -1045,7 +1045,7 @@ func TestRecordsWithAndWithoutFlashes(t *testing.T) {
 		{"eleven fields, before flashes", 11, eleven, true, nil},
 		{"twelve fields, no flashes", 12, withFlashes(0x90), true, nil},
 		{"twelve fields, a flash", 12, withFlashes(one...), true, []Flash{{"error", "hi"}}},
-		{"thirteen fields", 13, withFlashes(append(slices.Clone(one), 0xa3, 'n', 'e', 'w')...), true, []Flash{{"error", "hi"}}},
+		{"fourteen fields", 14, withFlashes(append(slices.Clone(one), 0x93, 0, 0, 0, 0xa3, 'n', 'e', 'w')...), true, []Flash{{"error", "hi"}}},
 		{"flash field not an array", 12, withFlashes(0xa0), false, nil},
 		{"flash not a pair", 12, withFlashes(0x91, 0x93, 0xa0, 0xa0, 0xa0), false, nil},
 		{"flash message too long", 12, withFlashes(long...), false, nil},
