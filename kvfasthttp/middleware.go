@@ -54,14 +54,13 @@
 package kvfasthttp
 
 import (
-	"bytes"
 	"fmt"
 	"log/slog"
-	"time"
 
 	"github.com/valyala/fasthttp"
 
 	"github.com/kvsession/kvsession"
+	"github.com/kvsession/kvsession/internal/fasthttpio"
 )
 
 // ErrorHandler answers a request whose session could not be loaded or saved.
@@ -211,7 +210,7 @@ func (m *Middleware) Handler(next fasthttp.RequestHandler) fasthttp.RequestHandl
 			next(ctx)
 			return
 		}
-		s := b.LoadFromRequest(requestContext{ctx}, cookieHeader(&ctx.Request.Header))
+		s := b.LoadFromRequest(fasthttpio.RequestContext{RequestCtx: ctx}, fasthttpio.CookieHeader(&ctx.Request.Header))
 		if m.readOnly != nil && m.readOnly(ctx) {
 			s.SetReadOnly()
 		}
@@ -229,7 +228,7 @@ func (m *Middleware) Handler(next fasthttp.RequestHandler) fasthttp.RequestHandl
 		// then: the handler did not finish.
 		defer m.release(ctx, s, outer)
 		next(ctx)
-		if err := b.StoreInResponseStatus(s, responseSink{&ctx.Response.Header}, ctx.Response.StatusCode()); err != nil {
+		if err := b.StoreInResponseStatus(s, fasthttpio.ResponseSink{H: &ctx.Response.Header}, ctx.Response.StatusCode()); err != nil {
 			m.onError(ctx, err)
 		}
 	}
@@ -245,80 +244,6 @@ func (m *Middleware) release(ctx *fasthttp.RequestCtx, s, outer *kvsession.Sessi
 		ctx.RemoveUserValue(outerKey(outer.CookieName()))
 	}
 	m.backend.Release(s)
-}
-
-// cookieHeader returns the request's Cookie header as fasthttp read it: the
-// backend reads its (possibly split) cookies itself and must see every one,
-// duplicates included. Clients send one Cookie header; several are joined
-// as RFC 9113 §8.2.3 prescribes. If something before the middleware made
-// fasthttp parse the cookies, fasthttp rebuilds the header, at the cost of
-// an allocation.
-func cookieHeader(h *fasthttp.RequestHeader) []byte {
-	all := h.PeekAll(fasthttp.HeaderCookie)
-	switch len(all) {
-	case 0:
-		return nil
-	case 1:
-		return all[0]
-	}
-	var joined []byte
-	for i, v := range all {
-		if i > 0 {
-			joined = append(joined, "; "...)
-		}
-		joined = append(joined, v...)
-	}
-	return joined
-}
-
-// requestContext is the context store calls run under: the request's
-// values, without the cancellation fasthttp signals on RequestCtx when the
-// server starts shutting down. A request that is allowed to finish during a
-// graceful shutdown must also be allowed to save its session. It carries
-// no deadline: a hung store is bounded by Config.StoreTimeout, per store
-// call, which the backend applies. It is a single pointer, so converting it
-// to context.Context does not allocate.
-type requestContext struct{ *fasthttp.RequestCtx }
-
-func (requestContext) Deadline() (time.Time, bool) { return time.Time{}, false }
-func (requestContext) Done() <-chan struct{}       { return nil }
-func (requestContext) Err() error                  { return nil }
-
-// responseSink writes the backend's cookie and headers into a fasthttp
-// response.
-type responseSink struct{ h *fasthttp.ResponseHeader }
-
-func (r responseSink) SetCookie(name string, line []byte) {
-	r.h.DelCookie(name)
-	r.h.AddBytesV(fasthttp.HeaderSetCookie, line)
-}
-
-// AddHeader leaves out a Vary value the response already varies on, so
-// that a handler's own Vary: Cookie is not repeated.
-func (r responseSink) AddHeader(name, value string) {
-	if name == fasthttp.HeaderVary && variesOn(r.h.PeekAll(name), value) {
-		return
-	}
-	r.h.Add(name, value)
-}
-
-// variesOn reports whether the Vary header values list token, or "*".
-func variesOn(values [][]byte, token string) bool {
-	for _, v := range values {
-		for len(v) > 0 {
-			var item []byte
-			if i := bytes.IndexByte(v, ','); i >= 0 {
-				item, v = v[:i], v[i+1:]
-			} else {
-				item, v = v, nil
-			}
-			item = bytes.TrimSpace(item)
-			if string(item) == "*" || bytes.EqualFold(item, []byte(token)) {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 func defaultErrorHandler(ctx *fasthttp.RequestCtx, err error, logger *slog.Logger) {

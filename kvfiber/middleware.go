@@ -1,16 +1,15 @@
 package kvfiber
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"log/slog"
-	"time"
 
 	"github.com/gofiber/fiber/v3"
 	"github.com/valyala/fasthttp"
 
 	"github.com/kvsession/kvsession"
+	"github.com/kvsession/kvsession/internal/fasthttpio"
 )
 
 // ErrorHandler answers a request whose session could not be loaded or
@@ -177,7 +176,7 @@ func (m *Middleware) Handler(c fiber.Ctx) error {
 	if (m.skip != nil && m.skip(c)) || b.Excluded(rc.Path()) {
 		return c.Next()
 	}
-	s := b.LoadFromRequest(requestContext{rc}, cookieHeader(&rc.Request.Header))
+	s := b.LoadFromRequest(fasthttpio.RequestContext{RequestCtx: rc}, fasthttpio.CookieHeader(&rc.Request.Header))
 	if m.readOnly != nil && m.readOnly(c) {
 		s.SetReadOnly()
 	}
@@ -217,7 +216,7 @@ func (m *Middleware) Handler(c fiber.Ctx) error {
 	// how a handler answers 401 or 404, and what it did to the session
 	// before that (a failed-login counter, a flash message) must stick.
 	// Not when the answer is a 5xx (Config.SaveOnServerError).
-	err := b.StoreInResponseStatus(s, responseSink{&rc.Response.Header}, status(rc, handlerErr))
+	err := b.StoreInResponseStatus(s, fasthttpio.ResponseSink{H: &rc.Response.Header}, status(rc, handlerErr))
 	detach(rc, outer)
 	b.Release(s)
 	if err == nil {
@@ -270,80 +269,6 @@ func (m *Middleware) checkReadBuffer(app *fiber.App) error {
 	}
 	return fmt.Errorf("kvfiber: the app's ReadBufferSize of %d bytes cannot hold a request whose session cookies take up to %d bytes (Config.MaxCookieSegments %d) plus Options.HeaderRoom; create the app with fiber.Config{ReadBufferSize: kvfiber.RequiredReadBufferSize(backend, 0)}, %d bytes",
 		have, m.backend.MaxCookieHeaderBytes(), m.backend.Config().MaxCookieSegments, m.need)
-}
-
-// cookieHeader returns the request's Cookie header as fasthttp read it: the
-// backend reads its (possibly split) cookies itself and must see every one,
-// duplicates included. Clients send one Cookie header; several are joined
-// as RFC 9113 §8.2.3 prescribes. If something before the middleware made
-// fasthttp parse the cookies (c.Cookies does), fasthttp rebuilds the
-// header, at the cost of an allocation.
-func cookieHeader(h *fasthttp.RequestHeader) []byte {
-	all := h.PeekAll(fasthttp.HeaderCookie)
-	switch len(all) {
-	case 0:
-		return nil
-	case 1:
-		return all[0]
-	}
-	var joined []byte
-	for i, v := range all {
-		if i > 0 {
-			joined = append(joined, "; "...)
-		}
-		joined = append(joined, v...)
-	}
-	return joined
-}
-
-// requestContext is the context store calls run under: the request's
-// values, without the cancellation fasthttp signals on RequestCtx when the
-// server starts shutting down. A request that is allowed to finish during a
-// graceful shutdown must also be allowed to save its session. It carries
-// no deadline: a hung store is bounded by Config.StoreTimeout, per store
-// call, which the backend applies. It is a single pointer, so converting it
-// to context.Context does not allocate.
-type requestContext struct{ *fasthttp.RequestCtx }
-
-func (requestContext) Deadline() (time.Time, bool) { return time.Time{}, false }
-func (requestContext) Done() <-chan struct{}       { return nil }
-func (requestContext) Err() error                  { return nil }
-
-// responseSink writes the backend's cookie and headers into the fasthttp
-// response Fiber buffers.
-type responseSink struct{ h *fasthttp.ResponseHeader }
-
-func (r responseSink) SetCookie(name string, line []byte) {
-	r.h.DelCookie(name)
-	r.h.AddBytesV(fasthttp.HeaderSetCookie, line)
-}
-
-// AddHeader leaves out a Vary value the response already varies on, so
-// that a handler's own Vary: Cookie (c.Vary("Cookie")) is not repeated.
-func (r responseSink) AddHeader(name, value string) {
-	if name == fasthttp.HeaderVary && variesOn(r.h.PeekAll(name), value) {
-		return
-	}
-	r.h.Add(name, value)
-}
-
-// variesOn reports whether the Vary header values list token, or "*".
-func variesOn(values [][]byte, token string) bool {
-	for _, v := range values {
-		for len(v) > 0 {
-			var item []byte
-			if i := bytes.IndexByte(v, ','); i >= 0 {
-				item, v = v[:i], v[i+1:]
-			} else {
-				item, v = v, nil
-			}
-			item = bytes.TrimSpace(item)
-			if string(item) == "*" || bytes.EqualFold(item, []byte(token)) {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 // defaultErrorHandler drops the whole response, headers included: a

@@ -1,0 +1,86 @@
+// Package fasthttpio carries a session through a fasthttp request: the
+// Cookie header in, the context store calls run under, and the Set-Cookie
+// and Vary headers out. kvfasthttp and kvfiber (whose requests are fasthttp
+// requests) share it, so that both read cookies and write headers alike.
+package fasthttpio
+
+import (
+	"bytes"
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
+// CookieHeader returns the request's Cookie header as fasthttp read it: the
+// backend reads its (possibly split) cookies itself and must see every one,
+// duplicates included. Clients send one Cookie header; several are joined
+// as RFC 9113 §8.2.3 prescribes. If something before the middleware made
+// fasthttp parse the cookies, fasthttp rebuilds the header, at the cost of
+// an allocation.
+func CookieHeader(h *fasthttp.RequestHeader) []byte {
+	all := h.PeekAll(fasthttp.HeaderCookie)
+	switch len(all) {
+	case 0:
+		return nil
+	case 1:
+		return all[0]
+	}
+	var joined []byte
+	for i, v := range all {
+		if i > 0 {
+			joined = append(joined, "; "...)
+		}
+		joined = append(joined, v...)
+	}
+	return joined
+}
+
+// RequestContext is the context store calls run under: the request's
+// values, without the cancellation fasthttp signals on RequestCtx when the
+// server starts shutting down. A request that is allowed to finish during a
+// graceful shutdown must also be allowed to save its session. It carries
+// no deadline: a hung store is bounded by Config.StoreTimeout, per store
+// call, which the backend applies. It is a single pointer, so converting it
+// to context.Context does not allocate.
+type RequestContext struct{ *fasthttp.RequestCtx }
+
+func (RequestContext) Deadline() (time.Time, bool) { return time.Time{}, false }
+func (RequestContext) Done() <-chan struct{}       { return nil }
+func (RequestContext) Err() error                  { return nil }
+
+// ResponseSink writes the backend's cookies and headers into a fasthttp
+// response header (kvsession.ResponseSink).
+type ResponseSink struct{ H *fasthttp.ResponseHeader }
+
+func (r ResponseSink) SetCookie(name string, line []byte) {
+	r.H.DelCookie(name)
+	r.H.AddBytesV(fasthttp.HeaderSetCookie, line)
+}
+
+// AddHeader leaves out a Vary value the response already varies on, so
+// that a handler's own Vary: Cookie is not repeated.
+func (r ResponseSink) AddHeader(name, value string) {
+	if name == fasthttp.HeaderVary && variesOn(r.H.PeekAll(name), value) {
+		return
+	}
+	r.H.Add(name, value)
+}
+
+// variesOn reports whether the Vary header values list token, or "*".
+func variesOn(values [][]byte, token string) bool {
+	for _, v := range values {
+		for len(v) > 0 {
+			var item []byte
+			if i := bytes.IndexByte(v, ','); i >= 0 {
+				item, v = v[:i], v[i+1:]
+			} else {
+				item, v = v, nil
+			}
+			item = bytes.TrimSpace(item)
+			if string(item) == "*" || bytes.EqualFold(item, []byte(token)) {
+				return true
+			}
+		}
+	}
+	return false
+}
