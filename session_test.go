@@ -1080,7 +1080,12 @@ func TestRecordsWithAndWithoutFlashes(t *testing.T) {
 // holding that session's cookie.
 func plantServerRecord(t *testing.T, rec []byte) *browser {
 	st := newFakeStore()
-	b := newBackend(t, Config{Logger: slog.New(slog.DiscardHandler)}, st)
+	return storedRecordBrowser(t, newBackend(t, Config{Logger: slog.New(slog.DiscardHandler)}, st), st, rec)
+}
+
+// storedRecordBrowser stores rec in st as a new session's record and
+// returns a browser holding that session's cookie.
+func storedRecordBrowser(t *testing.T, b *ServerBackend, st *fakeStore, rec []byte) *browser {
 	id, err := b.GenerateID()
 	if err != nil {
 		t.Fatal(err)
@@ -1096,8 +1101,14 @@ func plantServerRecord(t *testing.T, rec []byte) *browser {
 func plantCookieRecord(t *testing.T, rec []byte) *browser {
 	clk := newClock()
 	b := newCookieBackend(t, Config{Logger: slog.New(slog.DiscardHandler)}, clk)
+	return sealedRecordBrowser(t, b, clk, rec, time.Hour)
+}
+
+// sealedRecordBrowser seals rec, bound to no user and expiring life from
+// now, as b seals a session, and returns a browser holding that cookie.
+func sealedRecordBrowser(t *testing.T, b *CookieBackend, clk *clock, rec []byte, life time.Duration) *browser {
 	plain := binary.BigEndian.AppendUint64(nil, 0) // bound to no user
-	plain = binary.BigEndian.AppendUint64(plain, uint64(clk.t.Add(time.Hour).UnixNano()))
+	plain = binary.BigEndian.AppendUint64(plain, uint64(clk.t.Add(life).UnixNano()))
 	plain = append(plain, rec...)
 	k := &b.keys[0]
 	nonce := make([]byte, cookieNonceBytes)
@@ -1105,7 +1116,7 @@ func plantCookieRecord(t *testing.T, rec []byte) *browser {
 	sealed = k.aead.Seal(sealed, nonce, plain, k.aad)
 	s := b.LoadFromRequest(t.Context(), nil)
 	out := &sink{}
-	if err := b.setCookie(s, out, strictBase64.AppendEncode(nil, sealed), cookiePersistent, time.Hour); err != nil {
+	if err := b.setCookie(s, out, strictBase64.AppendEncode(nil, sealed), cookiePersistent, life); err != nil {
 		t.Fatal(err)
 	}
 	b.Release(s)
@@ -1548,30 +1559,8 @@ func plantWith(t *testing.T, backend string, cfg Config, rec []byte) *browser {
 		st := newFakeStore()
 		b := newBackend(t, cfg, st)
 		b.now = clk.now
-		id, err := b.GenerateID()
-		if err != nil {
-			t.Fatal(err)
-		}
-		st.data[b.storeKey([]byte(id))] = rec
-		br := newBrowser(t, b)
-		br.jar[b.CookieName()] = id
-		return br
+		return storedRecordBrowser(t, b, st, rec)
 	}
 	b := newCookieBackend(t, cfg, clk)
-	plain := binary.BigEndian.AppendUint64(nil, 0)
-	plain = binary.BigEndian.AppendUint64(plain, uint64(clk.t.Add(time.Minute).UnixNano()))
-	plain = append(plain, rec...)
-	k := &b.keys[0]
-	nonce := make([]byte, cookieNonceBytes)
-	sealed := append(append([]byte{cookieFormat}, k.id[:]...), nonce...)
-	sealed = k.aead.Seal(sealed, nonce, plain, k.aad)
-	s := b.LoadFromRequest(t.Context(), nil)
-	out := &sink{}
-	if err := b.setCookie(s, out, strictBase64.AppendEncode(nil, sealed), cookiePersistent, time.Minute); err != nil {
-		t.Fatal(err)
-	}
-	b.Release(s)
-	br := newBrowser(t, b)
-	br.jar = out.live(t)
-	return br
+	return sealedRecordBrowser(t, b, clk, rec, time.Minute)
 }
