@@ -14,7 +14,11 @@
 //   - Appender (GetAppend): a load reads into the session's own buffer,
 //     saving an allocation per request;
 //   - Locker (TryLock, Unlock): Config.Lock takes each session's lock in
-//     the store, across processes, rather than in this process.
+//     the store, across processes, rather than in this process;
+//   - Scanner (Scan): operators can count, list and end sessions without
+//     knowing their ids (ServerBackend.Sessions and the admin command);
+//   - Purger (PurgeExpired): a store that keeps expired entries until
+//     something removes them can be told to remove them now.
 //
 // and report Traits (InProcess, BorrowsKeys) through TraitsReporter: facts
 // that let kvsession skip a precaution. Resolve finds all of these once,
@@ -131,6 +135,35 @@ type Locker interface {
 	Unlock(ctx context.Context, key, token string) error
 }
 
+// Scanner is implemented by stores that can walk their keys, as Badger
+// can by key range, Redis by SCAN (never KEYS: a scan must not stall the
+// server) and the memory store by walking its map. Operators need it to
+// count, list and end sessions whose ids they do not know.
+type Scanner interface {
+	// Scan calls fn with each live key that starts with prefix ("" for
+	// every key), and its value, in no particular order, until fn returns
+	// an error, which Scan returns, or every key has been visited. key
+	// and value are valid only during the call: copy what you keep. fn
+	// may call the store, Delete of key included.
+	//
+	// A key present and live for the whole scan is visited at least once
+	// (a Redis SCAN can return a key twice); one written, deleted or
+	// expiring during the scan may or may not be. Expired keys are never
+	// visited, and set names are not keys: sets are never visited. A
+	// canceled ctx stops the scan with ctx's error.
+	Scan(ctx context.Context, prefix string, fn func(key string, value []byte) error) error
+}
+
+// Purger is implemented by stores that keep expired entries (values and
+// set members) until something removes them: a periodic sweep, a
+// compaction. PurgeExpired removes them now, all of them that have
+// expired when it starts, and returns how many it removed, or -1 when
+// the store cannot tell (Badger drops them in compaction). Stores whose
+// entries vanish when they expire, as Redis keys do, need not have it.
+type Purger interface {
+	PurgeExpired(ctx context.Context) (removed int, err error)
+}
+
 // Traits are facts about a store that change how kvsession may use it
 // without changing what it can do. A store reports them through
 // TraitsReporter; a store without that method has the zero Traits, which
@@ -188,6 +221,12 @@ type Calls struct {
 	TryLock func(ctx context.Context, key string, lease time.Duration) (token string, ok bool, err error)
 	Unlock  func(ctx context.Context, key, token string) error
 
+	// Scan is Scanner.Scan; nil when the store is no Scanner.
+	Scan func(ctx context.Context, prefix string, fn func(key string, value []byte) error) error
+
+	// PurgeExpired is Purger.PurgeExpired; nil when the store is no Purger.
+	PurgeExpired func(ctx context.Context) (removed int, err error)
+
 	// Traits are what the store reports through TraitsReporter.
 	Traits Traits
 }
@@ -211,6 +250,12 @@ func Resolve(s Store) Calls {
 	}
 	if l, ok := s.(Locker); ok {
 		c.TryLock, c.Unlock = l.TryLock, l.Unlock
+	}
+	if sc, ok := s.(Scanner); ok {
+		c.Scan = sc.Scan
+	}
+	if p, ok := s.(Purger); ok {
+		c.PurgeExpired = p.PurgeExpired
 	}
 	if r, ok := s.(TraitsReporter); ok {
 		c.Traits = r.Traits()
