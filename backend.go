@@ -196,6 +196,7 @@ func (b *ServerBackend) load(s *Session) error {
 		// A view of the session's own copy: ID() clones it for the caller.
 		s.id, s.key, s.exists = bytesToString(id), key, true
 		s.loadedUser, s.loadedBound, s.stored = s.user, s.bound, rec
+		deriveHandle(s) // a record from before handles
 		return nil
 	}
 }
@@ -428,6 +429,7 @@ func (b *ServerBackend) save(s *Session, now int64) error {
 	if s.created == 0 {
 		s.created = now
 	}
+	deriveHandle(s)
 	prevExtended, prevIndexed := s.extended, s.indexed
 	s.extended = now
 	ttl := b.ttl(s, now)
@@ -611,7 +613,7 @@ func (b *ServerBackend) rotate(s *Session, now int64) error {
 	// not come back under the new id (write.go).
 	err := b.swapLoaded(s, "rotate", oldKey, oldRec, fwd, grace, false)
 	if err == nil {
-		err = b.checkLogoutMark(s, s.loadedUser, s.loadedBound)
+		err = b.checkEndMarks(s, s.loadedUser, s.loadedBound)
 	}
 	switch {
 	case err == nil:
@@ -669,7 +671,7 @@ func (b *ServerBackend) retireRenewed(s *Session, prevUser string, prevBound int
 	s.oldKey = ""
 	err := b.swapLoaded(s, "delete", oldKey, s.stored, nil, 0, false)
 	if err == nil {
-		err = b.checkLogoutMark(s, prevUser, prevBound)
+		err = b.checkEndMarks(s, prevUser, prevBound)
 	}
 	switch {
 	case err == nil:

@@ -20,7 +20,7 @@ const recordVersion = 1
 
 // decode parses a record:
 //
-//	[version, created, {name: bin, ...}, user, extended, rotated, maxAge, cookieMode, 0, indexed, bound, [[kind, message], ...], [idle, absolute, rotation], ...]
+//	[version, created, {name: bin, ...}, user, extended, rotated, maxAge, cookieMode, 0, indexed, bound, [[kind, message], ...], [idle, absolute, rotation], handle, [userAgent, remoteAddr], ...]
 //
 // Records with only the first three or four fields (as kvsession wrote
 // them before) read with the others zero, as do records written before a
@@ -29,8 +29,10 @@ const recordVersion = 1
 // none; one without the thirteenth, the session's own timeouts in ns
 // (Session.SetIdleTimeout, ...), reads with Config's, and encode leaves
 // it out when the session has none of its own (an array holding more
-// than three is read for its first three). Fields after the thirteenth
-// are skipped so
+// than three is read for its first three). The fourteenth is the
+// session's handle (handle.go), the fifteenth the client recorded at
+// login; encode writes each only when there is one. Fields after the
+// fifteenth are skipped so
 // that a later version can add bookkeeping without breaking an older
 // reader; a reader from before flashes skips them the same way, and drops
 // them if it saves the session. The ninth field was the coverage of the per-user index
@@ -42,14 +44,12 @@ func (s *Session) decode(rec []byte) error {
 		return ErrSessionTooLarge
 	}
 	r := msgp.NewReader(rec)
-	c, err := r.Byte()
-	if err != nil {
-		return err
-	}
-	if c < 0x93 || c > 0x9f {
+	// Up to fifteen fields the header is one byte; a later version with
+	// more will write an array16 header, which this reader accepts now.
+	fields, err := r.ArrayHeader()
+	if err != nil || fields < 3 || fields > 0xff {
 		return errBadRecord
 	}
-	fields := int(c & 0x0f)
 	version, err := r.Int()
 	if err != nil {
 		return err
@@ -128,6 +128,16 @@ func (s *Session) decode(rec []byte) error {
 			return err
 		}
 	}
+	if fields >= 14 {
+		if err := s.readHandle(&r); err != nil {
+			return err
+		}
+	}
+	if fields >= 15 {
+		if err := s.readClientInfo(&r); err != nil {
+			return err
+		}
+	}
 	for i := recordFields; i < fields; i++ {
 		if err := r.Skip(0); err != nil {
 			return err
@@ -177,22 +187,32 @@ func bytesToString(b []byte) string {
 	return unsafe.String(&b[0], len(b))
 }
 
-// recordFields is how many fields encode writes at most. The last two, the
-// flash messages and the session's own timeouts, are written only when
-// there are some, so that a session without them (nearly every save) costs
-// what it did before they existed, and reads the same in a reader that
-// predates them. Fields are positional: the thirteenth forces the twelfth,
-// as an empty array when there are no flashes.
-const recordFields = 13
+// recordFields is how many fields encode writes at most. The ones after
+// the eleventh are written only when the session has something to put
+// there: the flash messages, the session's own timeouts, its handle (every
+// server session has one; a cookie session never does), and the client
+// the application recorded. Fields are positional: a later field forces
+// the earlier ones, as an empty array of flashes and a [0, 0, 0] of
+// timeouts (which every reader since the timeouts reads as "Config's").
+const recordFields = 15
+
+// recordFieldsOf is how many fields encode writes for s.
+func (s *Session) recordFieldsOf() int {
+	switch {
+	case s.userAgent != "" || s.remoteAddr != "":
+		return 15
+	case s.handle != [handleBytes]byte{}:
+		return 14
+	case s.ownIdle != 0 || s.ownAbsolute != 0 || s.ownRotation != 0:
+		return 13
+	case len(s.flashes) != 0:
+		return 12
+	}
+	return 11
+}
 
 func (s *Session) encode(dst []byte) []byte {
-	fields := recordFields
-	if s.ownIdle == 0 && s.ownAbsolute == 0 && s.ownRotation == 0 {
-		fields--
-		if len(s.flashes) == 0 {
-			fields--
-		}
-	}
+	fields := s.recordFieldsOf()
 	dst = append(dst, 0x90|byte(fields), recordVersion)
 	dst = msgp.AppendInt(dst, s.created)
 	dst = msgp.AppendMapHeader(dst, len(s.entries))
@@ -219,7 +239,52 @@ func (s *Session) encode(dst []byte) []byte {
 	dst = append(dst, 0x93)
 	dst = msgp.AppendInt(dst, s.ownIdle)
 	dst = msgp.AppendInt(dst, s.ownAbsolute)
-	return msgp.AppendInt(dst, s.ownRotation)
+	dst = msgp.AppendInt(dst, s.ownRotation)
+	if fields < 14 {
+		return dst
+	}
+	dst = msgp.AppendBinHeader(dst, handleBytes)
+	dst = append(dst, s.handle[:]...)
+	if fields < 15 {
+		return dst
+	}
+	dst = append(dst, 0x92)
+	dst = msgp.AppendString(dst, s.userAgent)
+	return msgp.AppendString(dst, s.remoteAddr)
+}
+
+// readHandle reads the record's fourteenth field.
+func (d *sessionData) readHandle(r *msgp.Reader) error {
+	h, err := r.Bin()
+	if err != nil {
+		return err
+	}
+	if len(h) != handleBytes {
+		return errBadRecord
+	}
+	copy(d.handle[:], h)
+	return nil
+}
+
+// readClientInfo reads the record's fifteenth field, as views of the
+// record.
+func (d *sessionData) readClientInfo(r *msgp.Reader) error {
+	if n, err := r.ArrayHeader(); err != nil || n != 2 {
+		return errBadRecord
+	}
+	ua, err := r.Str()
+	if err != nil {
+		return err
+	}
+	addr, err := r.Str()
+	if err != nil {
+		return err
+	}
+	if len(ua) > maxUserAgentBytes || len(addr) > maxRemoteAddrBytes {
+		return errBadRecord
+	}
+	d.userAgent, d.remoteAddr = bytesToString(ua), bytesToString(addr)
+	return nil
 }
 
 // readTimeouts reads the record's thirteenth field. A negative timeout is

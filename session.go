@@ -99,6 +99,12 @@ type sessionData struct {
 	// This session's own timeouts, in ns (SetIdleTimeout,
 	// SetAbsoluteTimeout, SetRotationInterval); 0: Config's.
 	ownIdle, ownAbsolute, ownRotation int64
+	// handle names the session to its user and operators without giving
+	// its id away (handle.go); zero until the server backend gives it one.
+	handle [handleBytes]byte
+	// The client the application recorded at login (SetClientInfo):
+	// views of the loaded record, or copies.
+	userAgent, remoteAddr string
 
 	entries []entry
 	arena   []byte // encoded values set during this request
@@ -115,6 +121,7 @@ func (d *sessionData) forget() {
 	d.created, d.user, d.extended, d.rotated = 0, "", 0, 0
 	d.maxAge, d.cookieMode, d.indexed, d.bound = 0, cookieDefault, 0, 0
 	d.ownIdle, d.ownAbsolute, d.ownRotation = 0, 0, 0
+	d.handle, d.userAgent, d.remoteAddr = [handleBytes]byte{}, "", ""
 }
 
 func (d *sessionData) reset() {

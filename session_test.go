@@ -1017,7 +1017,11 @@ func TestFlashLimits(t *testing.T) {
 // flashRecord is a record of the given number of fields holding the
 // value k: 7, the fields after the values map encoded in tail.
 func flashRecord(fields byte, tail ...byte) []byte {
-	return append([]byte{0x90 | fields, 1, 0, 0x81, 0xa1, 'k', msgp.Bin8, 1, 7}, tail...)
+	header := []byte{0x90 | fields}
+	if fields > 15 {
+		header = []byte{msgp.Array16, 0, fields}
+	}
+	return append(append(header, 1, 0, 0x81, 0xa1, 'k', msgp.Bin8, 1, 7), tail...)
 }
 
 // TestRecordsWithAndWithoutFlashes plants records as each version of
@@ -1047,7 +1051,7 @@ func TestRecordsWithAndWithoutFlashes(t *testing.T) {
 		{"eleven fields, before flashes", 11, eleven, true, nil},
 		{"twelve fields, no flashes", 12, withFlashes(0x90), true, nil},
 		{"twelve fields, a flash", 12, withFlashes(one...), true, []Flash{{"error", "hi"}}},
-		{"fourteen fields", 14, withFlashes(append(slices.Clone(one), 0x93, 0, 0, 0, 0xa3, 'n', 'e', 'w')...), true, []Flash{{"error", "hi"}}},
+		{"sixteen fields, one from a later version", 16, withFlashes(append(slices.Clone(one), 0x93, 0, 0, 0, msgp.Bin8, handleBytes, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 0x92, 0xa1, 'u', 0xa1, 'a', 0xa3, 'n', 'e', 'w')...), true, []Flash{{"error", "hi"}}},
 		{"flash field not an array", 12, withFlashes(0xa0), false, nil},
 		{"flash not a pair", 12, withFlashes(0x91, 0x93, 0xa0, 0xa0, 0xa0), false, nil},
 		{"flash message too long", 12, withFlashes(long...), false, nil},

@@ -167,7 +167,7 @@ func TestStoreTimeoutBoundsBackendCalls(t *testing.T) {
 			rule.Remove()
 			after := faultSnapshot(t, fs, before)
 			// Log out everywhere marks when it began before anything else
-			// (checkLogoutMark): that mark is meant to stay.
+			// (marks.go): that mark is meant to stay.
 			maps.DeleteFunc(after, func(k string, _ string) bool { return strings.HasPrefix(k, "logout:") })
 			if !maps.Equal(before, after) {
 				t.Errorf("a call that timed out changed the store")

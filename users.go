@@ -2,7 +2,6 @@ package kvsession
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"time"
 )
@@ -23,12 +22,6 @@ import (
 // record is bound to someone else (re-bound) is skipped by every listing
 // and expires by itself too, since removing it could race with a request
 // that binds the session back.
-
-// SessionInfo describes one of a user's sessions.
-type SessionInfo struct {
-	Created    time.Time // when the session was first saved
-	LastActive time.Time // its last save or extension
-}
 
 // userSet names the set of user's sessions.
 func (b *ServerBackend) userSet(user string) string {
@@ -71,60 +64,56 @@ func (b *ServerBackend) unindex(ctx context.Context, user, key string) {
 	}
 }
 
-// UserSessions lists the live sessions bound to user.
+// UserSessions lists the live sessions bound to user: what a "where
+// you're logged in" page shows, each with its handle (never its id), when
+// it was created and last active, and the client recorded at login if the
+// application recorded one (Session.SetClientInfo). Mark the request's
+// own with Session.Handle; end any one with DestroyUserSession. It reads
+// the user's set, not the whole store.
 func (b *ServerBackend) UserSessions(ctx context.Context, user string) ([]SessionInfo, error) {
 	var out []SessionInfo
 	_, err := b.eachUserSession(ctx, user, false, func(s *Session, key string) error {
-		out = append(out, SessionInfo{Created: time.Unix(0, s.created), LastActive: time.Unix(0, s.extended)})
+		out = append(out, b.infoOf(s, false))
 		return nil
 	})
 	return out, err
 }
 
-// logoutMarkTTL is how long a log out everywhere's mark is kept: far
-// longer than any request takes from its load to its save.
-const logoutMarkTTL = time.Hour
-
-// logoutKey is the store key of user's log-out mark.
-func (b *ServerBackend) logoutKey(user string) string {
-	return b.cfg.Prefix + "logout:" + user
-}
-
-// checkLogoutMark closes the one gap a listing leaves: a session whose id
-// changes (RenewID, a rotation) while user is logged out everywhere. Its
-// new key joins the set before its old record is retired, but the listing
-// may look at the new key before it is written and at the old one after it
-// is retired, and so find neither. DestroyUserSessions therefore marks the
-// time it began, before it lists; an id change reads the mark once its old
-// record is retired, and if a log out everywhere began after the session
-// was bound to the user, it takes its new record back (errEnded) itself. A mark it
-// cannot read is logged, and the change stands.
-func (b *ServerBackend) checkLogoutMark(s *Session, user string, bound int64) error {
-	if user == "" {
-		return nil
+// DestroyUserSession ends the one session of user that has the given
+// handle ("log out that device"), and reports whether there was one. A
+// handle of a session that is not user's ends nothing: a user can end
+// only their own sessions, whatever handle a request sends. It holds as
+// every end does (see the README's guarantees): no request that loaded
+// the session before can write it back, and an id change under way takes
+// itself back.
+func (b *ServerBackend) DestroyUserSession(ctx context.Context, user, handle string) (bool, error) {
+	h, err := parseHandle(handle)
+	if err != nil || user == "" {
+		return false, err
 	}
-	rec, err := b.calls.Get(s.ctx, b.logoutKey(user))
-	switch {
-	case isNotFound(err):
+	ended, marked := false, false
+	_, err = b.eachUserSession(ctx, user, true, func(s *Session, key string) error {
+		if s.handle != h {
+			return nil
+		}
+		// Marked once the handle is known to be user's (a mark for
+		// another user's handle would end that session at its next id
+		// change), and before its record goes: the listings that follow
+		// catch an id change that completed before the mark, and the mark
+		// one that completes after it (marks.go).
+		if !marked {
+			if err := b.setMark(ctx, b.endedKey(h)); err != nil {
+				return err
+			}
+			marked = true
+		}
+		if err := b.endRecord(ctx, s); err != nil {
+			return err
+		}
+		ended = ended || !b.expired(s)
 		return nil
-	case err != nil:
-		b.cfg.Logger.Warn("kvsession: could not read a user's log-out mark after a change of session id", "error", err)
-		return nil
-	case len(rec) != 8:
-		return nil
-	}
-	// Ended if bound to user before the log out everywhere began. A login
-	// after it (even on an older session: a cart, then a login) is not
-	// what it ended. A record saved before binding times were kept has
-	// only its creation time to go by.
-	since := bound
-	if since == 0 {
-		since = s.created
-	}
-	if int64(binary.BigEndian.Uint64(rec)) > since {
-		return errEnded
-	}
-	return nil
+	})
+	return ended, err
 }
 
 // ErrLogoutUnsettled is returned by DestroyUserSessions when the user's
@@ -148,9 +137,8 @@ func (b *ServerBackend) DestroyUserSessions(ctx context.Context, user string) (i
 	if user == "" {
 		return 0, nil
 	}
-	mark := binary.BigEndian.AppendUint64(nil, uint64(b.now().UnixNano()))
-	if err := b.calls.Set(ctx, b.logoutKey(user), mark, logoutMarkTTL); err != nil {
-		return 0, &StoreError{Op: "delete", Err: err}
+	if err := b.setMark(ctx, b.logoutKey(user)); err != nil {
+		return 0, err
 	}
 	n := 0
 	legacy, err := b.eachUserSession(ctx, user, true, func(s *Session, key string) error {
@@ -180,7 +168,7 @@ func (b *ServerBackend) DestroyUserSessions(ctx context.Context, user string) (i
 // old record is retired): such members are looked at again on every
 // listing, and the set is listed again until a listing finds no record it
 // had not handled. (An id change the listings still miss takes itself
-// back: see checkLogoutMark.)
+// back: see marks.go.)
 //
 // It reports whether the user has an index record of the kind kept before
 // sets (legacyindex.go), whose sessions it visits too.
@@ -249,5 +237,6 @@ func (b *ServerBackend) withRecord(ctx context.Context, key string, lock bool, f
 		return nil
 	}
 	s.key, s.exists, s.loadedUser, s.stored = key, true, s.user, rec
+	deriveHandle(s)
 	return fn(s, !b.expired(s))
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -322,6 +324,144 @@ func TestLoginAfterLogoutEverywhereSurvivesIDChanges(t *testing.T) {
 					t.Fatalf("bob, logged in after his log out everywhere: user %q, cart %q", s.User(), cart)
 				}
 			})
+		})
+	}
+}
+
+// "Where you're logged in": each of a user's sessions is listed with its
+// handle and the client recorded at login, and ending one by its handle
+// ends that one only, and only for its own user.
+func TestWhereYoureLoggedIn(t *testing.T) {
+	b, clk, _ := rvSetup(t, Config{MaxAge: 24 * time.Hour})
+	ctx := context.Background()
+	login := func(ua, addr string) *browser {
+		br := newBrowser(t, b)
+		br.do(func(s *Session) {
+			s.SetUser("ada")
+			s.SetClientInfo(ua, addr)
+		})
+		clk.advance(time.Minute)
+		return br
+	}
+	laptop := login("Firefox/140", "192.0.2.1")
+	phone := login("Safari/18", "198.51.100.7")
+	plain := newBrowser(t, b)
+	plain.do(func(s *Session) { s.SetUser("ada") }) // recorded nothing
+	other := newBrowser(t, b)
+	other.do(func(s *Session) { s.SetUser("bob") })
+	clk.advance(time.Minute)
+	var phoneHandle, bobHandle string
+	phone.do(func(s *Session) { phoneHandle = s.Handle(); s.Set("seen", true) })
+	other.do(func(s *Session) { bobHandle = s.Handle() })
+
+	list, err := b.UserSessions(ctx, "ada")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list) != 3 {
+		t.Fatalf("%d sessions listed, want 3", len(list))
+	}
+	byUA := map[string]SessionInfo{}
+	for _, info := range list {
+		if info.User != "ada" || info.Handle == "" {
+			t.Fatalf("listed %+v", info)
+		}
+		byUA[info.UserAgent] = info
+	}
+	p := byUA["Safari/18"]
+	if p.Handle != phoneHandle || p.RemoteAddr != "198.51.100.7" {
+		t.Fatalf("phone listed as %+v, handle %q", p, phoneHandle)
+	}
+	if !p.LastActive.After(p.Created) || p.Expires.IsZero() {
+		t.Fatalf("phone's times: %+v", p)
+	}
+	if n := byUA[""]; n.RemoteAddr != "" || n.Handle == "" {
+		t.Fatalf("a session with no client recorded lists %+v", n)
+	}
+
+	// bob cannot end ada's phone by its handle, nor ada bob's.
+	for _, tc := range []struct{ user, handle string }{{"bob", phoneHandle}, {"ada", bobHandle}} {
+		if ended, err := b.DestroyUserSession(ctx, tc.user, tc.handle); ended || err != nil {
+			t.Fatalf("DestroyUserSession(%q, another's handle) = %v, %v", tc.user, ended, err)
+		}
+	}
+	if _, err := b.DestroyUserSession(ctx, "ada", "not a handle"); !errors.Is(err, ErrInvalidHandle) {
+		t.Fatalf("a malformed handle: %v", err)
+	}
+	if ended, err := b.DestroyUserSession(ctx, "ada", phoneHandle); !ended || err != nil {
+		t.Fatalf("DestroyUserSession = %v, %v", ended, err)
+	}
+	phone.do(func(s *Session) {
+		if s.User() != "" {
+			t.Fatal("the phone's session survived its end")
+		}
+	})
+	for _, br := range []*browser{laptop, other} {
+		br.do(func(s *Session) {
+			if s.User() == "" {
+				t.Fatal("ending one session ended another")
+			}
+		})
+	}
+	if list, _ := b.UserSessions(ctx, "ada"); len(list) != 2 {
+		t.Fatalf("%d sessions left, want 2", len(list))
+	}
+}
+
+// An end by handle holds against a request that loaded the session
+// before it, with the lock on or off: that request's save is dropped.
+func TestDestroyUserSessionHoldsAgainstRequestsInFlight(t *testing.T) {
+	for _, lock := range []bool{false, true} {
+		t.Run(fmt.Sprintf("lock=%v", lock), func(t *testing.T) {
+			b, _, _ := rvSetup(t, Config{Lock: lock, MaxAge: time.Hour})
+			id := rvLogin(t, b, "ada")
+			s := b.LoadFromRequest(context.Background(), []byte("session="+id))
+			handle := s.Handle()
+			if ended, err := b.DestroyUserSession(context.Background(), "ada", handle); !ended || err != nil {
+				t.Fatalf("DestroyUserSession = %v, %v", ended, err)
+			}
+			s.Set("n", 99)
+			if err := b.StoreInResponse(s, &sink{}); err != nil {
+				t.Fatal(err)
+			}
+			b.Release(s)
+			request(t, b, id, func(s *Session) {
+				if s.Len() != 0 || s.User() != "" {
+					t.Fatal("a request in flight wrote back an ended session")
+				}
+			})
+		})
+	}
+}
+
+// An id change that an end by handle's search missed (its new record
+// written behind the search, its old one retired before the search got
+// there) finds the end's mark and takes itself back.
+func TestIDChangeAfterAnEndByHandleTakesItselfBack(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		step func(s *Session)
+	}{
+		{"rotation", func(s *Session) { s.Set("n", 2) }},
+		{"RenewID", func(s *Session) { s.RenewID() }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b, clk, _ := rvSetup(t, Config{RotationInterval: time.Hour, MaxAge: 24 * time.Hour})
+			id := rvLogin(t, b, "ada")
+			var h [handleBytes]byte
+			request(t, b, id, func(s *Session) { h, _ = parseHandle(s.Handle()) })
+			clk.advance(2 * time.Hour)
+			// What DestroyUserSession does first, before its search.
+			if err := b.setMark(context.Background(), b.endedKey(h)); err != nil {
+				t.Fatal(err)
+			}
+			out, _ := request(t, b, id, tc.step)
+			if v, ok := out.cookies["session"]; ok && !strings.Contains(v, "Max-Age=0") {
+				t.Fatalf("the id change answered with a live cookie: %s", v)
+			}
+			if list, _ := b.UserSessions(context.Background(), "ada"); len(list) != 0 {
+				t.Fatalf("%d sessions survive their end", len(list))
+			}
 		})
 	}
 }
