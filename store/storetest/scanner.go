@@ -117,6 +117,7 @@ func (r *runner) testScanner(t *testing.T) {
 		{"Prefixes", r.testScanPrefixes},
 		{"Empty", testScanEmpty},
 		{"ManyKeys", testScanManyKeys},
+		{"NoAliasing", testScanNoAliasing},
 		{"ErrorStops", testScanErrorStops},
 		{"CanceledContext", testScanCanceled},
 		{"DeleteWhileScanning", testScanDeleteWhileScanning},
@@ -205,6 +206,35 @@ func testScanManyKeys(t *testing.T, s store.Store, c store.Calls) {
 	}
 	mustSet(t, s, "not-many", []byte("v"), time.Hour)
 	wantVisited(t, `Scan("many:")`, scanAll(t, c.Scan, "many:"), want)
+}
+
+// testScanNoAliasing scribbles over each value fn is shown, and appends
+// to it: neither may reach the store, nor the values shown after it.
+func testScanNoAliasing(t *testing.T, s store.Store, c store.Calls) {
+	want := map[string][]byte{}
+	for i := range 50 {
+		k := fmt.Sprint("k", i)
+		want[k] = bytes.Repeat([]byte{byte('a' + i%26)}, 1+i%7)
+		mustSet(t, s, k, want[k], time.Hour)
+	}
+	seen := map[string]*visit{}
+	err := c.Scan(t.Context(), "", func(key string, value []byte) error {
+		if seen[key] == nil {
+			seen[strings.Clone(key)] = &visit{value: bytes.Clone(value), n: 1}
+		}
+		for i := range value {
+			value[i] = '!'
+		}
+		_ = append(value, "appended past the value"...)
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("Scan: %v", err)
+	}
+	wantVisited(t, `Scan("")`, seen, want)
+	for k, v := range want {
+		wantValue(t, s, k, v)
+	}
 }
 
 // testScanErrorStops checks that an error from fn ends the scan at once
