@@ -37,6 +37,8 @@ import (
 	"context"
 	"errors"
 	"time"
+
+	"github.com/kvsession/kvsession/store/internal/resolving"
 )
 
 // ErrNotFound is returned by Get and GetAppend when the key does not
@@ -231,11 +233,25 @@ type Calls struct {
 	Traits Traits
 }
 
+// selfResolving is a wrapper of this module's own that hands Resolve its
+// calls, abilities included, rather than having a Go type for each
+// combination of abilities it may wrap (see internal/resolving). Only this
+// module can name resolving.Token, so only its stores can take this path.
+type selfResolving interface {
+	ResolveCalls(resolving.Token) Calls
+}
+
 // Resolve discovers what s can do, once, and returns its calls. It is the
 // funnel every store call kvsession makes goes through, and the one place
 // where a store's optional abilities are looked for: code that needs to
-// know whether a store has one checks whether its func is nil.
+// know whether a store has one checks whether its func is nil. (The
+// fault-injection store of storetest/faultstore has the abilities of the
+// store it wraps through Resolve alone: a type assertion on it finds
+// none.)
 func Resolve(s Store) Calls {
+	if r, ok := s.(selfResolving); ok {
+		return r.ResolveCalls(resolving.Token{})
+	}
 	c := Calls{
 		Get:          s.Get,
 		Set:          s.Set,

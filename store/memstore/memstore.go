@@ -50,9 +50,9 @@ const (
 )
 
 // Store is an in-memory store.Store. Create it with New; it is safe for
-// concurrent use. It is a store.Appender, reports store.Traits (InProcess
-// and BorrowsKeys), and has Touch, Exists, ExpiresIn and DeleteAll for
-// applications and tools.
+// concurrent use. It is a store.Appender, a store.Scanner and a
+// store.Purger, reports store.Traits (InProcess and BorrowsKeys), and has
+// Touch, Exists, ExpiresIn and DeleteAll for applications and tools.
 type Store struct {
 	shards []shard
 	mask   uint64
@@ -137,6 +137,8 @@ func (e *entry) value() []byte {
 var _ interface {
 	store.Store
 	store.Appender
+	store.Scanner
+	store.Purger
 	store.TraitsReporter
 } = (*Store)(nil)
 
@@ -547,6 +549,66 @@ func checkMember(ctx context.Context, set, member string) error {
 	return nil
 }
 
+// scanned is one key a Scan found in a shard, with where its value's copy
+// lies in the scan's buffer.
+type scanned struct {
+	key      string
+	off, len int
+}
+
+// Scan calls fn with each live key that starts with prefix, and a copy of
+// its value, shard by shard. See store.Scanner.
+//
+// Each shard's matching entries are copied under its read lock, which is
+// then let go before fn is called: fn may call the store, Delete of key
+// included, and a slow fn holds up no request. So a scan holds at most one
+// shard's worth of matching values at a time (the buffer is reused from
+// shard to shard), and shows each shard as it was when the scan reached
+// it: a key live for the whole scan is visited exactly once.
+func (s *Store) Scan(ctx context.Context, prefix string, fn func(key string, value []byte) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	var (
+		found []scanned
+		buf   []byte
+	)
+	for i := range s.shards {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		sh := &s.shards[i]
+		now := s.nowNano()
+		found, buf = found[:0], buf[:0]
+		sh.mu.RLock()
+		if sh.m == nil {
+			sh.mu.RUnlock()
+			return store.ErrClosed
+		}
+		for k, e := range sh.m {
+			if e.live(now) && strings.HasPrefix(k, prefix) {
+				// k is a view of the entry's own buffer, whose key bytes
+				// are never written again: it can be handed out as it is.
+				// The value is copied, since Set rewrites it in place.
+				found = append(found, scanned{key: k, off: len(buf), len: int(e.vlen)})
+				buf = append(buf, e.value()...)
+			}
+		}
+		sh.mu.RUnlock()
+		for _, f := range found {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			// The full slice expression keeps fn from appending into the
+			// next value.
+			if err := fn(f.key, buf[f.off:f.off+f.len:f.off+f.len]); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
 // DeleteAll removes every entry. It clears one shard at a time, so entries
 // set concurrently in shards already cleared survive.
 func (s *Store) DeleteAll(ctx context.Context) error {
@@ -586,33 +648,58 @@ func (s *Store) Len() int {
 // Sweep deletes expired entries now, and rebuilds shards left sparse. The
 // sweeper calls it every SweepInterval; calling it directly is mostly useful
 // in tests. It does nothing after Close.
-func (s *Store) Sweep() {
+func (s *Store) Sweep() { s.sweep(context.Background()) }
+
+// PurgeExpired deletes expired values and set members now, as Sweep does,
+// and returns how many it deleted. Expired entries are never returned in
+// any case: purging gives their memory back sooner than the sweeper would.
+// A canceled ctx stops it between shards, with what it had removed.
+func (s *Store) PurgeExpired(ctx context.Context) (int, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	return s.sweep(ctx)
+}
+
+// sweep deletes expired entries shard by shard, and returns how many
+// values and set members it deleted; ErrClosed if it found the store
+// closed, or ctx's error, once ctx has ended, before the next shard.
+func (s *Store) sweep(ctx context.Context) (int, error) {
+	removed := 0
 	for i := range s.shards {
+		if err := ctx.Err(); err != nil {
+			return removed, err
+		}
 		sh := &s.shards[i]
 		// Read the clock per shard: with many shards and a slow sweep, one
 		// timestamp for all would fall ever further behind.
 		now := s.nowNano()
 		sh.mu.Lock()
-		if sh.m != nil {
-			for k, e := range sh.m {
-				if !e.live(now) {
-					delete(sh.m, k)
+		if sh.m == nil {
+			sh.mu.Unlock()
+			return removed, store.ErrClosed
+		}
+		for k, e := range sh.m {
+			if !e.live(now) {
+				delete(sh.m, k)
+				removed++
+			}
+		}
+		sh.maybeShrink()
+		for set, members := range sh.sets {
+			for m, exp := range members {
+				if exp != 0 && now >= exp {
+					delete(members, m)
+					removed++
 				}
 			}
-			sh.maybeShrink()
-			for set, members := range sh.sets {
-				for m, exp := range members {
-					if exp != 0 && now >= exp {
-						delete(members, m)
-					}
-				}
-				if len(members) == 0 {
-					delete(sh.sets, set)
-				}
+			if len(members) == 0 {
+				delete(sh.sets, set)
 			}
 		}
 		sh.mu.Unlock()
 	}
+	return removed, nil
 }
 
 // maybeShrink replaces a map that has become sparse after a spike with a

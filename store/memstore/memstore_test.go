@@ -406,3 +406,88 @@ func TestAllocations(t *testing.T) {
 func BenchmarkStore(b *testing.B) {
 	storetest.Benchmark(b, func(*testing.B) store.Store { return New(Options{}) })
 }
+
+// PurgeExpired removes what Sweep would, values and set members, and
+// counts them; Len shows the memory given back.
+func TestPurgeExpiredCounts(t *testing.T) {
+	tests := []struct {
+		name                  string
+		values, members, live int
+	}{
+		{"nothing expired", 0, 0, 10},
+		{"values only", 100, 0, 100},
+		{"members only", 0, 30, 5},
+		{"both", 64, 17, 3},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			clock := newFakeClock()
+			s := New(Options{Now: clock.Now, SweepInterval: time.Hour, Shards: 8})
+			defer s.Close()
+			ctx := t.Context()
+			for i := range tc.values {
+				if err := s.Set(ctx, fmt.Sprint("short", i), []byte("v"), time.Second); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for i := range tc.members {
+				if err := s.AddMember(ctx, fmt.Sprint("set", i%3), fmt.Sprint("m", i), time.Second); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for i := range tc.live {
+				if err := s.Set(ctx, fmt.Sprint("live", i), []byte("v"), time.Hour); err != nil {
+					t.Fatal(err)
+				}
+				if err := s.AddMember(ctx, "set0", fmt.Sprint("live", i), 0); err != nil {
+					t.Fatal(err)
+				}
+			}
+			clock.Advance(time.Second)
+			n, err := s.PurgeExpired(ctx)
+			if err != nil || n != tc.values+tc.members {
+				t.Errorf("PurgeExpired = %d, %v; want %d", n, err, tc.values+tc.members)
+			}
+			if got := s.Len(); got != tc.live {
+				t.Errorf("Len after PurgeExpired = %d, want %d", got, tc.live)
+			}
+			if ms, err := s.Members(ctx, "set0"); err != nil || len(ms) != tc.live {
+				t.Errorf("Members(set0) = %d members, %v; want %d", len(ms), err, tc.live)
+			}
+		})
+	}
+}
+
+// Scan copies each shard's values under its read lock and calls fn with
+// the lock let go: fn can take that shard's write lock (Set, Delete) even
+// while another goroutine waits for it.
+func TestScanReleasesShardLocks(t *testing.T) {
+	s := New(Options{Shards: 1}) // every key in the shard Scan is reading
+	defer s.Close()
+	ctx := t.Context()
+	for i := range 10 {
+		if err := s.Set(ctx, fmt.Sprint("k", i), []byte("v"), 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	done := make(chan error, 1)
+	go func() {
+		done <- s.Scan(ctx, "k", func(key string, _ []byte) error {
+			if err := s.Set(ctx, "other", []byte("w"), 0); err != nil {
+				return err
+			}
+			return s.Delete(ctx, key)
+		})
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Scan: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Scan whose fn writes the shard it reads did not return: deadlocked")
+	}
+	if got := s.Len(); got != 1 {
+		t.Errorf("Len = %d after deleting every scanned key, want 1 (other)", got)
+	}
+}

@@ -2,8 +2,8 @@
 //
 // A store author calls Run from a test and gets every behaviour kvsession
 // relies on checked: the store.Store contract, each optional ability the
-// store has (store.Appender, store.Locker) and the store.Traits it
-// reports. A store proves itself by passing it:
+// store has (store.Appender, store.Locker, store.Scanner, store.Purger)
+// and the store.Traits it reports. A store proves itself by passing it:
 //
 //	func TestConformance(t *testing.T) {
 //		storetest.Run(t, storetest.Harness{
@@ -85,6 +85,7 @@ func Run(t *testing.T, h Harness) {
 		t.Run("NeverEarly", r.testNeverEarly)
 	}
 	t.Run("LockerLease", r.testLockerLease)
+	t.Run("PurgeExpired", r.testPurgeExpired)
 
 	tests := []struct {
 		name string
@@ -105,6 +106,8 @@ func Run(t *testing.T, h Harness) {
 		{"LargeSet", r.testLargeSet},
 		{"Appender", r.testAppender},
 		{"Locker", r.testLocker},
+		{"Scanner", r.testScanner},
+		{"PurgerCalls", r.testPurgerCalls},
 		{"Traits", r.testTraits},
 		{"Touch", r.testTouch},
 		{"Exists", r.testExists},

@@ -21,12 +21,19 @@
 // kvsession changes strategy on what a store can do: the session lock
 // polls a store.Locker instead of its in-process table, loads read into
 // the session's buffer through a store.Appender, an in-process store gets
-// unhashed keys. A wrapper that lost an ability, or claimed one the store
-// lacks, would test another code path than production runs. So New
-// resolves the wrapped store once (store.Resolve), each call of it goes
-// through the rules, and the store Store returns has exactly the wrapped
-// store's abilities: it is one of four small types (neither ability,
-// either one, both), picked by which of them the wrapped store has. It
+// unhashed keys, operators list sessions through a store.Scanner. A
+// wrapper that lost an ability, or claimed one the store lacks, would test
+// another code path than production runs. So New resolves the wrapped
+// store once (store.Resolve), each call of it goes through the rules, and
+// the store Store returns has exactly the wrapped store's abilities, as
+// store.Resolve finds them, which is the one way kvsession looks: its
+// calls, resolved, have a nil func where the wrapped store's have one.
+//
+// It has them through store.Resolve alone, not as Go methods: a type
+// assertion on it (to store.Locker, say) finds none. A type per
+// combination of abilities would take sixteen types for four abilities,
+// and twice as many with each ability added; the fault store has one,
+// which hands store.Resolve its calls (store/internal/resolving). It
 // reports the wrapped store's store.Traits but one: a fault store records
 // the keys it is given and shows them to the rules, so it does not report
 // BorrowsKeys, and is never lent a buffer the caller reuses.
@@ -50,6 +57,7 @@ import (
 	"time"
 
 	"github.com/kvsession/kvsession/store"
+	"github.com/kvsession/kvsession/store/internal/resolving"
 )
 
 // Method names the store methods rules apply to and calls are counted for.
@@ -67,12 +75,15 @@ const (
 	AddMember
 	RemoveMember
 	Members
+	Scan         // store.Scanner
+	PurgeExpired // store.Purger
 
 	numMethods = iota
 
-	// Reads is every method that returns a stored value. kvsession loads
-	// sessions with GetAppend when the store has it, Get otherwise: a rule
-	// meant to break loads should name both.
+	// Reads is every method that loads the value of one key. kvsession
+	// loads sessions with GetAppend when the store has it, Get otherwise:
+	// a rule meant to break loads should name both. (Scan reads values
+	// too, but no request does.)
 	Reads = Get | GetAppend
 
 	// Writes is every method that stores a value. kvsession saves a
@@ -87,7 +98,7 @@ const (
 	All Method = 1<<numMethods - 1
 )
 
-var methodNames = [numMethods]string{"Get", "Set", "Delete", "GetAppend", "TryLock", "Unlock", "Swap", "AddMember", "RemoveMember", "Members"}
+var methodNames = [numMethods]string{"Get", "Set", "Delete", "GetAppend", "TryLock", "Unlock", "Swap", "AddMember", "RemoveMember", "Members", "Scan", "PurgeExpired"}
 
 func (m Method) String() string {
 	if m == 0 {
@@ -112,6 +123,7 @@ type Rule struct {
 	Methods Method
 
 	// Prefix, if not empty, limits the rule to keys that start with it.
+	// A Scan's key is the prefix it scans; PurgeExpired's is "".
 	Prefix string
 
 	// Key, if set, limits the rule to keys it returns true for. It runs
@@ -180,7 +192,8 @@ func (h *Handle) Hits() int { return int(h.hits.Load()) }
 type Store struct {
 	wrapped store.Store
 	inner   store.Calls // wrapped, resolved once: each call goes on to it
-	view    store.Store
+	calls   store.Calls // inner's, each through the rules: what view resolves to
+	view    view
 
 	mu     sync.Mutex
 	rules  []*Handle
@@ -196,23 +209,47 @@ type Store struct {
 // inner does) and only counts calls.
 func New(inner store.Store) *Store {
 	s := &Store{wrapped: inner, inner: store.Resolve(inner), closed: make(chan struct{}), keys: map[string]struct{}{}}
-	base := core{s}
-	switch appends, locks := s.inner.GetAppend != nil, s.inner.TryLock != nil; {
-	case appends && locks:
-		s.view = coreAppenderLocker{base, appender{s}, locker{s}}
-	case appends:
-		s.view = coreAppender{base, appender{s}}
-	case locks:
-		s.view = coreLocker{base, locker{s}}
-	default:
-		s.view = base
-	}
+	s.view = view{s}
+	s.calls = s.faulty()
 	return s
 }
 
+// faulty returns inner's calls, each going through the rules: a func for
+// each func inner has, and nil where it has nil, so that the store Store
+// returns resolves to exactly inner's abilities.
+func (s *Store) faulty() store.Calls {
+	c := store.Calls{
+		Get:          s.get,
+		Set:          s.set,
+		Swap:         s.swap,
+		Delete:       s.delete,
+		AddMember:    s.addMember,
+		RemoveMember: s.removeMember,
+		Members:      s.members,
+		Traits:       s.inner.Traits,
+	}
+	// Never BorrowsKeys: the fault store records the keys calls name, and
+	// hands them to the rules' Key funcs, test code that may keep them; it
+	// cannot promise that nothing does.
+	c.Traits.BorrowsKeys = false
+	if s.inner.GetAppend != nil {
+		c.GetAppend = s.getAppend
+	}
+	if s.inner.TryLock != nil {
+		c.TryLock, c.Unlock = s.tryLock, s.unlock
+	}
+	if s.inner.Scan != nil {
+		c.Scan = s.scan
+	}
+	if s.inner.PurgeExpired != nil {
+		c.PurgeExpired = s.purgeExpired
+	}
+	return c
+}
+
 // Store returns the faulty store to give the code under test. It
-// implements store.Store and exactly the optional abilities of the
-// wrapped store.
+// implements store.Store, and store.Resolve finds in it exactly the
+// optional abilities of the wrapped store.
 func (s *Store) Store() store.Store { return s.view }
 
 // Inner returns the wrapped store, to inspect or prepare data without
@@ -308,12 +345,16 @@ func (s *Store) ResetCalls() {
 	}
 }
 
+// unkeyed are the methods whose key, for the rules, names no entry: it is
+// not recorded among the keys calls named.
+const unkeyed = Scan | PurgeExpired
+
 // due picks the rule acting on a call, counting the call for every rule it
 // matches.
 func (s *Store) due(m Method, key string) *Handle {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if _, seen := s.keys[key]; !seen {
+	if _, seen := s.keys[key]; !seen && m&unkeyed == 0 {
 		// A copy: a caller may build keys over buffers it reuses.
 		s.keys[strings.Clone(key)] = struct{}{}
 	}
@@ -500,67 +541,57 @@ func (s *Store) unlock(ctx context.Context, key, token string) error {
 	return after(h, s.inner.Unlock(ctx, key, token))
 }
 
-// The four stores Store can return: core has the store.Store methods and
-// the Traits, and the others add the wrapped store's abilities to it.
-// Each part holds the *Store its calls go through.
-
-type (
-	coreAppender struct {
-		core
-		appender
+// scan is keyed by its prefix, for the rules: a rule with Prefix or Key
+// picks scans by what they scan. A rule acts before the scan starts (Err,
+// Latency, Hang) or once it has ended (ErrAfterCall), not between the keys
+// it visits.
+func (s *Store) scan(ctx context.Context, prefix string, fn func(key string, value []byte) error) error {
+	h, err := s.enter(ctx, Scan, prefix)
+	if err != nil {
+		return err
 	}
-	coreLocker struct {
-		core
-		locker
+	return after(h, s.inner.Scan(ctx, prefix, fn))
+}
+
+func (s *Store) purgeExpired(ctx context.Context) (int, error) {
+	h, err := s.enter(ctx, PurgeExpired, "")
+	if err != nil {
+		return 0, err
 	}
-	coreAppenderLocker struct {
-		core
-		appender
-		locker
+	n, err := s.inner.PurgeExpired(ctx)
+	if err = after(h, err); err != nil {
+		return 0, err
 	}
-)
-
-type core struct{ s *Store }
-
-func (c core) Get(ctx context.Context, key string) ([]byte, error) { return c.s.get(ctx, key) }
-func (c core) Set(ctx context.Context, key string, value []byte, ttl time.Duration) error {
-	return c.s.set(ctx, key, value, ttl)
-}
-func (c core) Swap(ctx context.Context, key string, old, value []byte, ttl time.Duration) (bool, error) {
-	return c.s.swap(ctx, key, old, value, ttl)
-}
-func (c core) Delete(ctx context.Context, key string) error { return c.s.delete(ctx, key) }
-func (c core) AddMember(ctx context.Context, set, member string, ttl time.Duration) error {
-	return c.s.addMember(ctx, set, member, ttl)
-}
-func (c core) RemoveMember(ctx context.Context, set, member string) error {
-	return c.s.removeMember(ctx, set, member)
-}
-func (c core) Members(ctx context.Context, set string) ([]string, error) {
-	return c.s.members(ctx, set)
-}
-func (c core) Close() error { return c.s.close() }
-
-// Traits are the wrapped store's, but never BorrowsKeys: the fault store
-// records the keys calls name, and hands them to the rules' Key funcs,
-// test code that may keep them; it cannot promise that nothing does.
-func (c core) Traits() store.Traits {
-	t := c.s.inner.Traits
-	t.BorrowsKeys = false
-	return t
+	return n, nil
 }
 
-type appender struct{ s *Store }
+// view is the store Store returns: the store.Store methods, and
+// ResolveCalls, through which store.Resolve finds the calls of faulty,
+// abilities included. One type whatever the wrapped store can do (see
+// Abilities in the package documentation).
+type view struct{ s *Store }
 
-func (a appender) GetAppend(ctx context.Context, key string, dst []byte) ([]byte, error) {
-	return a.s.getAppend(ctx, key, dst)
-}
+var _ store.Store = view{}
 
-type locker struct{ s *Store }
+// ResolveCalls hands store.Resolve the wrapped store's calls, each through
+// the rules.
+func (v view) ResolveCalls(resolving.Token) store.Calls { return v.s.calls }
 
-func (l locker) TryLock(ctx context.Context, key string, lease time.Duration) (string, bool, error) {
-	return l.s.tryLock(ctx, key, lease)
+func (v view) Get(ctx context.Context, key string) ([]byte, error) { return v.s.get(ctx, key) }
+func (v view) Set(ctx context.Context, key string, value []byte, ttl time.Duration) error {
+	return v.s.set(ctx, key, value, ttl)
 }
-func (l locker) Unlock(ctx context.Context, key, token string) error {
-	return l.s.unlock(ctx, key, token)
+func (v view) Swap(ctx context.Context, key string, old, value []byte, ttl time.Duration) (bool, error) {
+	return v.s.swap(ctx, key, old, value, ttl)
 }
+func (v view) Delete(ctx context.Context, key string) error { return v.s.delete(ctx, key) }
+func (v view) AddMember(ctx context.Context, set, member string, ttl time.Duration) error {
+	return v.s.addMember(ctx, set, member, ttl)
+}
+func (v view) RemoveMember(ctx context.Context, set, member string) error {
+	return v.s.removeMember(ctx, set, member)
+}
+func (v view) Members(ctx context.Context, set string) ([]string, error) {
+	return v.s.members(ctx, set)
+}
+func (v view) Close() error { return v.s.close() }

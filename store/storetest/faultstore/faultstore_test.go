@@ -59,32 +59,56 @@ func TestConformanceWithIdleRule(t *testing.T) {
 // abilities says which optional abilities v has, and its traits.
 func abilities(v store.Store) string {
 	c := store.Resolve(v)
-	return fmt.Sprintf("Appender %v, Locker %v/%v, %+v", c.GetAppend != nil, c.TryLock != nil, c.Unlock != nil, c.Traits)
+	return fmt.Sprintf("Appender %v, Locker %v/%v, Scanner %v, Purger %v, %+v",
+		c.GetAppend != nil, c.TryLock != nil, c.Unlock != nil, c.Scan != nil, c.PurgeExpired != nil, c.Traits)
 }
 
 // plain has only the store.Store methods.
 type plain struct{ store.Store }
 
-// lockerOnly is a store.Locker without the memory store's GetAppend.
+// lockerOnly is a store.Locker without the memory store's other abilities.
 type lockerOnly struct {
 	store.Store
 	store.Locker
 }
 
+// scannerOnly and purgerOnly have one of the memory store's abilities.
+type scannerOnly struct {
+	store.Store
+	store.Scanner
+}
+
+type purgerOnly struct {
+	store.Store
+	store.Purger
+}
+
+// lockerScanner is what a Redis store has.
+type lockerScanner struct {
+	store.Store
+	store.Locker
+	store.Scanner
+}
+
 // The store Store returns has the wrapped store's abilities, no more, no
-// fewer, whichever of the four combinations it has; and its traits, but
-// for BorrowsKeys.
+// fewer, whichever combination it has; and its traits, but for
+// BorrowsKeys. A fault store wrapping a fault store keeps them too.
 func TestWrapsStoresFaithfully(t *testing.T) {
 	shared := func() *Shared { return NewShared(memstore.Options{}) }
+	mem := func() *memstore.Store { return memstore.New(memstore.Options{}) }
 	tests := []struct {
 		name  string
 		inner store.Store
 		want  string
 	}{
-		{"plain", plain{memstore.New(memstore.Options{})}, "Appender false, Locker false/false, {InProcess:false BorrowsKeys:false}"},
-		{"memory", memstore.New(memstore.Options{}), "Appender true, Locker false/false, {InProcess:true BorrowsKeys:false}"},
-		{"locker", func() store.Store { s := shared(); return lockerOnly{s, s} }(), "Appender false, Locker true/true, {InProcess:false BorrowsKeys:false}"},
-		{"shared", shared(), "Appender true, Locker true/true, {InProcess:true BorrowsKeys:false}"},
+		{"plain", plain{mem()}, "Appender false, Locker false/false, Scanner false, Purger false, {InProcess:false BorrowsKeys:false}"},
+		{"memory", mem(), "Appender true, Locker false/false, Scanner true, Purger true, {InProcess:true BorrowsKeys:false}"},
+		{"locker", func() store.Store { s := shared(); return lockerOnly{s, s} }(), "Appender false, Locker true/true, Scanner false, Purger false, {InProcess:false BorrowsKeys:false}"},
+		{"scanner", func() store.Store { s := mem(); return scannerOnly{s, s} }(), "Appender false, Locker false/false, Scanner true, Purger false, {InProcess:false BorrowsKeys:false}"},
+		{"purger", func() store.Store { s := mem(); return purgerOnly{s, s} }(), "Appender false, Locker false/false, Scanner false, Purger true, {InProcess:false BorrowsKeys:false}"},
+		{"locker and scanner", func() store.Store { s := shared(); return lockerScanner{s, s, s} }(), "Appender false, Locker true/true, Scanner true, Purger false, {InProcess:false BorrowsKeys:false}"},
+		{"shared", shared(), "Appender true, Locker true/true, Scanner true, Purger true, {InProcess:true BorrowsKeys:false}"},
+		{"fault store", New(func() store.Store { s := shared(); return lockerScanner{s, s, s} }()).Store(), "Appender false, Locker true/true, Scanner true, Purger false, {InProcess:false BorrowsKeys:false}"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -93,10 +117,23 @@ func TestWrapsStoresFaithfully(t *testing.T) {
 			if got := abilities(fs.Store()); got != tc.want {
 				t.Errorf("%T wrapping %T: %s, want %s", fs.Store(), tc.inner, got, tc.want)
 			}
-			inner := store.Resolve(tc.inner)
-			if (inner.GetAppend != nil) != (store.Resolve(fs.Store()).GetAppend != nil) ||
-				(inner.TryLock != nil) != (store.Resolve(fs.Store()).TryLock != nil) {
-				t.Errorf("abilities differ from the wrapped store's: %s", abilities(tc.inner))
+			inner, wrapped := store.Resolve(tc.inner), store.Resolve(fs.Store())
+			for _, f := range []struct {
+				name           string
+				inner, wrapped bool
+			}{
+				{"GetAppend", inner.GetAppend != nil, wrapped.GetAppend != nil},
+				{"TryLock", inner.TryLock != nil, wrapped.TryLock != nil},
+				{"Unlock", inner.Unlock != nil, wrapped.Unlock != nil},
+				{"Scan", inner.Scan != nil, wrapped.Scan != nil},
+				{"PurgeExpired", inner.PurgeExpired != nil, wrapped.PurgeExpired != nil},
+			} {
+				if f.inner != f.wrapped {
+					t.Errorf("%s: wrapped store has it %v, the store it wraps %v", f.name, f.wrapped, f.inner)
+				}
+			}
+			if wrapped.Traits.InProcess != inner.Traits.InProcess {
+				t.Errorf("InProcess %v, the wrapped store's %v", wrapped.Traits.InProcess, inner.Traits.InProcess)
 			}
 		})
 	}
@@ -122,6 +159,10 @@ func TestEveryMethodObeysRules(t *testing.T) {
 		{AddMember, func(v store.Store) error { return v.AddMember(ctx, "k", "m", 0) }},
 		{RemoveMember, func(v store.Store) error { return v.RemoveMember(ctx, "k", "m") }},
 		{Members, func(v store.Store) error { _, err := v.Members(ctx, "k"); return err }},
+		{Scan, func(v store.Store) error {
+			return store.Resolve(v).Scan(ctx, "k", func(string, []byte) error { return nil })
+		}},
+		{PurgeExpired, func(v store.Store) error { _, err := store.Resolve(v).PurgeExpired(ctx); return err }},
 	}
 	if len(calls) != numMethods {
 		t.Fatalf("%d methods tested, %d exist", len(calls), numMethods)
@@ -357,6 +398,9 @@ func TestMethodString(t *testing.T) {
 	if got := Reads.String(); got != "Get|GetAppend" {
 		t.Errorf("%q", got)
 	}
+	if got := (Scan | PurgeExpired).String(); got != "Scan|PurgeExpired" {
+		t.Errorf("%q", got)
+	}
 }
 
 func waitFor(t *testing.T, cond func() bool) {
@@ -377,6 +421,10 @@ func TestKeys(t *testing.T) {
 	fs.Store().Set(ctx, "b", []byte("v"), 0)
 	fs.Store().Get(ctx, "a")
 	fs.Store().Delete(ctx, "b")
+	// A scan's prefix and a purge name no key.
+	c := store.Resolve(fs.Store())
+	c.Scan(ctx, "prefix", func(string, []byte) error { return nil })
+	c.PurgeExpired(ctx)
 	if got := fmt.Sprint(fs.Keys()); got != "[a b]" {
 		t.Errorf("Keys = %s", got)
 	}

@@ -18,7 +18,8 @@ import (
 // atomic within this process only, and pass the storetest suite's Locker
 // checks. The zero value needs only Store set; NewShared also runs the
 // leases on the memory store's clock (memstore.Options.Now). It inherits
-// the memory store's Traits, and keeps copies of the keys it locks.
+// the memory store's other abilities (Appender, Scanner, Purger) and
+// Traits, and keeps copies of the keys it locks.
 type Shared struct {
 	*memstore.Store
 	now func() time.Time // nil: time.Now
