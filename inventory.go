@@ -26,22 +26,23 @@ import (
 type SessionInfo struct {
 	// Handle names the session for good (Session.Handle): pass it to
 	// DestroyUserSession or DestroySession to end it.
-	Handle string
+	Handle string `json:"handle"`
 	// User is the user the session is bound to (Session.SetUser), or "".
-	User       string
-	Created    time.Time // when the session was first saved
-	LastActive time.Time // its last save or extension (within the idle timeout's extension delay)
+	User       string    `json:"user,omitempty"`
+	Created    time.Time `json:"created"`     // when the session was first saved
+	LastActive time.Time `json:"last_active"` // its last save or extension (within the idle timeout's extension delay)
 	// Expires is when the session ends if no request comes before (see
 	// Session.Deadline); the zero time if it never does.
-	Expires time.Time
+	Expires time.Time `json:"expires,omitzero"`
 	// UserAgent and RemoteAddr are what the application recorded with
 	// Session.SetClientInfo, or empty.
-	UserAgent, RemoteAddr string
+	UserAgent  string `json:"user_agent,omitempty"`
+	RemoteAddr string `json:"remote_addr,omitempty"`
 	// Keys is how many values the session holds.
-	Keys int
+	Keys int `json:"keys"`
 	// Values are the session's values, decoded generically; only when
 	// ScanOptions.Values asks for them.
-	Values map[string]any
+	Values map[string]any `json:"values,omitempty"`
 }
 
 // ScanOptions shape a walk of the store: Sessions, CountSessions,

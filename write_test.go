@@ -117,6 +117,17 @@ func alive(t *testing.T, b *ServerBackend, id string) bool {
 	return live
 }
 
+// aliceHandle is the handle of alice's one session, read from her set
+// without the session's lock (a request in flight may hold it).
+func aliceHandle(t *testing.T, b *ServerBackend) string {
+	t.Helper()
+	list, err := b.UserSessions(context.Background(), "alice")
+	if err != nil || len(list) != 1 {
+		t.Fatalf("UserSessions(alice) = %v, %v", list, err)
+	}
+	return list[0].Handle
+}
+
 // login makes a session bound to user with a counter, and returns its id.
 func login(t *testing.T, b *ServerBackend, user string) string {
 	t.Helper()
@@ -225,6 +236,18 @@ func TestEndsHoldAgainstRequestsInFlight(t *testing.T) {
 				t.Fatal(err)
 			}
 			return out.cookieValue(t, "session")
+		}},
+		{"DestroyUserSession", Config{}, func(t *testing.T, b *ServerBackend, _ *clock, _ string) string {
+			if ended, err := b.DestroyUserSession(context.Background(), "alice", aliceHandle(t, b)); !ended || err != nil {
+				t.Fatalf("DestroyUserSession = %v, %v", ended, err)
+			}
+			return ""
+		}},
+		{"DestroySession", Config{}, func(t *testing.T, b *ServerBackend, _ *clock, _ string) string {
+			if ended, err := b.DestroySession(context.Background(), aliceHandle(t, b), ScanOptions{}); !ended || err != nil {
+				t.Fatalf("DestroySession = %v, %v", ended, err)
+			}
+			return ""
 		}},
 		{"rotation", Config{RotationInterval: time.Hour}, func(t *testing.T, b *ServerBackend, clk *clock, id string) string {
 			clk.advance(2 * time.Hour)
@@ -447,6 +470,16 @@ func TestEndsHoldAcrossProcessesOnRedis(t *testing.T) {
 		"RenewID": func(t *testing.T, b *ServerBackend, id string) {
 			if _, err := request(t, b, id, func(s *Session) { s.RenewID() }); err != nil {
 				t.Fatal(err)
+			}
+		},
+		"DestroyUserSession": func(t *testing.T, b *ServerBackend, _ string) {
+			if ended, err := b.DestroyUserSession(context.Background(), "alice", aliceHandle(t, b)); !ended || err != nil {
+				t.Fatalf("DestroyUserSession = %v, %v", ended, err)
+			}
+		},
+		"DestroySession": func(t *testing.T, b *ServerBackend, _ string) {
+			if ended, err := b.DestroySession(context.Background(), aliceHandle(t, b), ScanOptions{}); !ended || err != nil {
+				t.Fatalf("DestroySession = %v, %v", ended, err)
 			}
 		},
 	}
