@@ -49,6 +49,12 @@
 // playground keeps revocations in the process's memory, so they are
 // forgotten at restart, and a cookie revoked before then opens again after.
 //
+// GET /devices shows the session's user where else they are logged in, and
+// POST /devices/end?handle=H ends one of those sessions: the "where you're
+// logged in" page of a real service (server backend only). With
+// -record-client each login records its client, so the list can tell
+// devices apart.
+//
 // With -lock (on by default) the server backend lets one request at a time
 // work on a session, so concurrent requests on one session never lose each
 // other's writes; requests that only read (see readOnly in routes.go) skip
@@ -81,6 +87,9 @@
 //	                         server backend only (old name -renewal-timeout, still accepted)
 //	-lock                    one request at a time per session (true); -lock=false turns it off.
 //	                         Server backend only: ignored, with a note in the log, by -backend cookie
+//	-record-client           at POST /login, record the client's User-Agent and IP address
+//	                         (Session.SetClientInfo) for GET /devices (false: personal data,
+//	                         recorded only when asked). Server backend only: an error with -backend cookie
 //
 // Each flag sets the kvsession.Config field of the same name; a combination
 // the library refuses stops the playground with the library's message,
@@ -156,6 +165,7 @@ type options struct {
 	absoluteTimeout  time.Duration
 	rotationInterval time.Duration
 	lock             bool
+	recordClient     bool
 	set              map[string]bool // the flags given on the command line
 }
 
@@ -203,6 +213,8 @@ Flags:
 	fs.DurationVar(&o.rotationInterval, "renewal-timeout", 0, "the old name of -rotation-interval")
 	fs.BoolVar(&o.lock, "lock", true, "let one request at a time work on a session, so that concurrent requests\n"+
 		"lose no writes (-lock=false: off). Server backend only; -backend cookie ignores it")
+	fs.BoolVar(&o.recordClient, "record-client", false, "record the client's User-Agent and IP address at POST /login (Session.SetClientInfo),\n"+
+		"for GET /devices to show. Off by default: both are personal data. Server backend only")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -223,6 +235,12 @@ Flags:
 	case "badger", "memory", "redis":
 	default:
 		return o, fmt.Errorf("unknown -store %q: want badger, memory or redis", o.store)
+	}
+	// Checked here, before any store is opened, so that a refused start
+	// leaves nothing behind.
+	if o.backend == "cookie" && o.recordClient {
+		return o, errors.New("-record-client does not apply to -backend cookie: cookie sessions keep no server-side record " +
+			"for GET /devices to list (leave it off)")
 	}
 	return o, nil
 }
@@ -507,7 +525,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, logOut 
 		}
 	}()
 
-	srv, err := servers[o.server](newApp(logger, backend), backend, logger)
+	srv, err := servers[o.server](newApp(logger, backend, o.recordClient), backend, logger)
 	if err != nil {
 		return err
 	}
@@ -523,6 +541,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, logOut 
 	attrs = append(attrs, lifecycleAttrs(cfg)...)
 	attrs = append(attrs, "read_only_reads", cfg.Lock)
 	attrs = append(attrs, srv.logAttrs()...)
+	attrs = append(attrs, "record_client", o.recordClient)
 	logger.Info("playground listening", attrs...)
 	if ready != nil {
 		ready(ln.Addr().String())

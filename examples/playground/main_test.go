@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -272,7 +273,7 @@ func testRoutes(t *testing.T, _ string, args []string) {
 
 	// Unknown paths and empty keys are 404; known paths with the wrong
 	// method are 405 and say which methods they take.
-	for _, path := range []string{"/", "/nope", "/session/", "/healthz/x", "/counter/1", "/whoami/x", "/login/x"} {
+	for _, path := range []string{"/", "/nope", "/session/", "/healthz/x", "/counter/1", "/whoami/x", "/login/x", "/devices/", "/devices/x", "/devices/end/x"} {
 		c.Expect("GET", path, "", 404, "not found\n")
 	}
 	for _, tc := range []struct{ method, path, allow string }{
@@ -287,6 +288,9 @@ func testRoutes(t *testing.T, _ string, args []string) {
 		{"GET", "/login?user=u", "POST"},
 		{"POST", "/whoami", "GET"},
 		{"GET", "/logout-all?user=u", "POST"},
+		{"POST", "/devices", "GET"},
+		{"GET", "/devices/end?handle=h", "POST"},
+		{"DELETE", "/devices/end?handle=h", "POST"},
 	} {
 		r := c.Do(tc.method, tc.path, "")
 		if r.Status != 405 || r.Header.Get("Allow") != tc.allow {
@@ -490,6 +494,8 @@ func TestBadArgs(t *testing.T) {
 		// The cookie backend has no id to rotate; the playground says so
 		// before the library would.
 		{withCookie("-secret", keyA, "-renewal-timeout", "1h"), nil, "-renewal-timeout does not apply to -backend cookie"},
+		// Nor a store to list sessions from.
+		{withCookie("-secret", keyA, "-record-client"), nil, "-record-client does not apply to -backend cookie"},
 
 		// Malformed keys name their source and position, never their text.
 		{withCookie("-secret", ""), nil, "-secret: key 1 of 1 is empty"},
@@ -581,7 +587,8 @@ func TestHelp(t *testing.T) {
 	}
 	for _, want := range []string{"-server fasthttp|nethttp|fiber", "(default \"fasthttp\")", "-backend string", "server", "cookie", "-secret KEY[,KEY...]", "64 hex characters", secretEnv, "-max-age", "-renew-on-access", "-store", "-dir",
 		"-idle-timeout duration", "-absolute-timeout duration", "-renewal-timeout duration", "-lock", "(default true)",
-		"-max-age-limit duration", "remember=DURATION", "-redis-addr host:port[,host:port...]"} {
+		"-max-age-limit duration", "remember=DURATION", "-redis-addr host:port[,host:port...]",
+		"-record-client", "personal data"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("usage lacks %q:\n%s", want, out.String())
 		}
@@ -617,7 +624,7 @@ func TestStartLog(t *testing.T) {
 			name:    "server",
 			args:    []string{"-store", "memory"},
 			env:     map[string]string{secretEnv: keyA},
-			want:    []string{"server=fasthttp", "backend=server", "store=memory", "read_buffer_size=4096"},
+			want:    []string{"server=fasthttp", "backend=server", "store=memory", "read_buffer_size=4096", "record_client=false"},
 			notWant: []string{"no store", randomKeyWarning, "ignored", keyA},
 		},
 		{
@@ -1056,6 +1063,259 @@ func testLogoutAll(t *testing.T, backend string, args []string) {
 	}
 }
 
+// userAgentTransport sends every request with its own User-Agent, as a
+// browser does, so that the clients of one test can be told apart.
+type userAgentTransport struct {
+	ua   string
+	next http.RoundTripper
+}
+
+func (t userAgentTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set("User-Agent", t.ua)
+	return t.next.RoundTrip(r)
+}
+
+// browser returns a client of base that says it is ua.
+func browser(t *testing.T, base, ua string) *sessiontest.Client {
+	c := sessiontest.NewClient(t, base)
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	t.Cleanup(tr.CloseIdleConnections)
+	c.HTTP.Transport = userAgentTransport{ua: ua, next: tr}
+	return c
+}
+
+// deviceKeys are the keys of each session GET /devices lists: a public
+// interface, checked by name rather than through the device type, whose
+// tags a rename would change on both sides at once.
+var deviceKeys = []string{"created", "current", "expires", "handle", "last_active", "remote_addr", "user_agent"}
+
+// listDevices is c's GET /devices, which must succeed.
+func listDevices(t *testing.T, c *sessiontest.Client) devicesAnswer {
+	t.Helper()
+	r := c.Do("GET", "/devices", "")
+	if r.Status != 200 || r.Header.Get("Content-Type") != appJSON {
+		t.Fatalf("GET /devices = %d %q (Content-Type %q), want 200 JSON", r.Status, r.Body, r.Header.Get("Content-Type"))
+	}
+	var raw map[string]json.RawMessage
+	if err := json.Unmarshal([]byte(r.Body), &raw); err != nil {
+		t.Fatalf("GET /devices body %q: %v", r.Body, err)
+	}
+	if keys := slices.Sorted(maps.Keys(raw)); !slices.Equal(keys, []string{"sessions", "user"}) {
+		t.Errorf("GET /devices answers an object with keys %q, want sessions and user", keys)
+	}
+	var sessions []map[string]any
+	if err := json.Unmarshal(raw["sessions"], &sessions); err != nil || sessions == nil {
+		t.Fatalf("GET /devices body %q: %v, want a list of sessions (empty, not null, if none)", r.Body, err)
+	}
+	for _, s := range sessions {
+		if keys := slices.Sorted(maps.Keys(s)); !slices.Equal(keys, deviceKeys) {
+			t.Errorf("GET /devices lists a session with keys %q, want %q", keys, deviceKeys)
+		}
+	}
+	// Handles only: no session id shows.
+	for _, ck := range c.Cookies() {
+		if strings.Contains(r.Body, ck.Value) {
+			t.Errorf("GET /devices shows the session id: %s", r.Body)
+		}
+	}
+	var d devicesAnswer
+	if err := json.Unmarshal([]byte(r.Body), &d); err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// byAgent returns the listed session of user agent ua, failing the test
+// unless there is exactly one.
+func byAgent(t *testing.T, d devicesAnswer, ua string) device {
+	t.Helper()
+	var found []device
+	for _, s := range d.Sessions {
+		if s.UserAgent == ua {
+			found = append(found, s)
+		}
+	}
+	if len(found) != 1 {
+		t.Fatalf("GET /devices lists %d sessions of %q, want 1: %+v", len(found), ua, d)
+	}
+	return found[0]
+}
+
+// malformed is POST /devices/end's answer to a handle that cannot be one.
+const malformed = "malformed ?handle=: want a handle as GET /devices lists them\n"
+
+// TestDevices goes through GET /devices and POST /devices/end: two
+// browsers of one user see each other, each marked current in its own
+// list; either can end the other, and itself; nobody else can end them,
+// whatever handle is sent. The cookie backend answers 501.
+func TestDevices(t *testing.T) { forEachServer(t, testDevices) }
+
+func testDevices(t *testing.T, backend string, args []string) {
+	if backend == "cookie" {
+		p := start(t, args...)
+		c := sessiontest.NewClient(t, p.base)
+		for _, loggedIn := range []bool{false, true} {
+			if loggedIn {
+				c.Login("alice")
+			}
+			for _, req := range []struct{ method, path string }{{"GET", "/devices"}, {"POST", "/devices/end?handle=AAAAAAAAAAAAAAAB"}} {
+				r := c.Do(req.method, req.path, "")
+				if r.Status != 501 || r.Body != strings.TrimSuffix(req.path, "?handle=AAAAAAAAAAAAAAAB")+
+					" needs -backend server: cookie sessions keep no server-side list of a user's sessions\n" {
+					t.Errorf("cookie backend, logged in %v: %s %s = %d %q, want 501 saying it needs -backend server",
+						loggedIn, req.method, req.path, r.Status, r.Body)
+				}
+				noCookie(t, req.method+" "+req.path, r)
+			}
+		}
+		c.Expect("GET", "/whoami", "", 200, "alice")
+		return
+	}
+
+	p := start(t, append(args, "-record-client")...)
+	one, two := browser(t, p.base, "browser one"), browser(t, p.base, "browser two")
+	bob, anon := browser(t, p.base, "bob's browser"), browser(t, p.base, "anonymous")
+	before := time.Now().Add(-time.Second) // what the server records is rounded
+	one.Login("alice")
+	two.Login("alice")
+	bob.Login("bob")
+	anon.Expect("GET", "/counter", "", 200, "1")
+
+	// Each of alice's browsers sees both, itself marked current.
+	fromOne, fromTwo := listDevices(t, one), listDevices(t, two)
+	for _, tc := range []struct {
+		name string
+		d    devicesAnswer
+	}{{"browser one", fromOne}, {"browser two", fromTwo}} {
+		if tc.d.User != "alice" || len(tc.d.Sessions) != 2 {
+			t.Fatalf("%s: GET /devices = %+v, want alice's 2 sessions", tc.name, tc.d)
+		}
+		for _, ua := range []string{"browser one", "browser two"} {
+			s := byAgent(t, tc.d, ua)
+			if s.Current != (ua == tc.name) {
+				t.Errorf("%s: the session of %q has current %v", tc.name, ua, s.Current)
+			}
+			if s.RemoteAddr != "127.0.0.1" || s.Handle == "" || s.Created.Before(before) || s.LastActive.Before(s.Created) ||
+				!s.Expires.After(time.Now().Add(13*24*time.Hour)) {
+				t.Errorf("%s: the session of %q = %+v, want from 127.0.0.1, with a handle, created during the test, expiring in 14 days",
+					tc.name, ua, s)
+			}
+		}
+	}
+	oneHandle, twoHandle := byAgent(t, fromOne, "browser one").Handle, byAgent(t, fromOne, "browser two").Handle
+	if oneHandle == twoHandle || byAgent(t, fromTwo, "browser one").Handle != oneHandle || byAgent(t, fromTwo, "browser two").Handle != twoHandle {
+		t.Fatalf("the two browsers list different or shared handles: %+v and %+v", fromOne, fromTwo)
+	}
+	if d := listDevices(t, bob); d.User != "bob" || len(d.Sessions) != 1 || !d.Sessions[0].Current || d.Sessions[0].UserAgent != "bob's browser" {
+		t.Errorf("bob's GET /devices = %+v, want his one session, current", d)
+	}
+	anon.Expect("GET", "/devices", "", 404, "not logged in\n")
+
+	// Requests that end nothing, and change no session.
+	for _, tc := range []struct {
+		name   string
+		c      *sessiontest.Client
+		path   string
+		status int
+		body   string
+	}{
+		{"bob, alice's handle", bob, "/devices/end?handle=" + twoHandle, 404, "no such session\n"},
+		// The user is the session's, never the query's.
+		{"bob, alice's handle, naming alice", bob, "/devices/end?user=alice&handle=" + twoHandle, 404, "no such session\n"},
+		{"no user, alice's handle", anon, "/devices/end?handle=" + twoHandle, 404, "not logged in\n"},
+		{"no handle", one, "/devices/end", 400, "missing ?handle=\n"},
+		{"empty handle", one, "/devices/end?handle=", 400, "missing ?handle=\n"},
+		{"short handle", one, "/devices/end?handle=abc", 400, malformed},
+		{"long handle", one, "/devices/end?handle=" + twoHandle + "A", 400, malformed},
+		{"not base64url", one, "/devices/end?handle=" + url.QueryEscape("++++////++++////"), 400, malformed},
+		{"all zero", one, "/devices/end?handle=AAAAAAAAAAAAAAAA", 400, malformed},
+		{"well formed, nobody's", one, "/devices/end?handle=AAAAAAAAAAAAAAAB", 404, "no such session\n"},
+	} {
+		r := tc.c.Do("POST", tc.path, "")
+		if r.Status != tc.status || r.Body != tc.body {
+			t.Errorf("%s: POST %s = %d %q, want %d %q", tc.name, tc.path, r.Status, r.Body, tc.status, tc.body)
+		}
+		noCookie(t, tc.name, r)
+	}
+	two.Expect("GET", "/whoami", "", 200, "alice")
+	bob.Expect("GET", "/whoami", "", 200, "bob")
+	if d := listDevices(t, one); len(d.Sessions) != 2 {
+		t.Fatalf("after the refused ends alice has %d sessions, want 2", len(d.Sessions))
+	}
+
+	// Browser one ends browser two, most likely while browser two is in
+	// the middle of a request that holds its session (and, with -lock,
+	// its lock) for a second. That request must not bring the session
+	// back when it saves; should it only reach the server after the end,
+	// it starts a fresh session, with no user either.
+	inFlight := make(chan sessiontest.Response, 1)
+	go func() {
+		r, _ := sessiontest.Send(two.HTTP, "GET", p.base+"/counter?pause=1s", "")
+		inFlight <- r
+	}()
+	time.Sleep(100 * time.Millisecond) // for it to load the session
+	one.Expect("POST", "/devices/end?handle="+twoHandle, "", 204, "")
+	// Answered either way: its changes to a session ended under it are
+	// dropped (the library's rule), not an error.
+	if fl := <-inFlight; fl.Status != 200 {
+		t.Errorf("the request in flight on the ended session: %d %q, want 200", fl.Status, fl.Body)
+	}
+	two.Expect("GET", "/whoami", "", 404, "not logged in\n")
+	two.Expect("GET", "/devices", "", 404, "not logged in\n")
+	if d := listDevices(t, one); len(d.Sessions) != 1 || d.Sessions[0].Handle != oneHandle || !d.Sessions[0].Current {
+		t.Errorf("after ending browser two, alice's GET /devices = %+v, want browser one alone, current", d)
+	}
+	one.Expect("POST", "/devices/end?handle="+twoHandle, "", 404, "no such session\n") // ended already
+
+	// Browser one ends itself: destroyed as DELETE /session destroys it,
+	// cookie expired, and at once although its request holds the lock.
+	startedAt := time.Now()
+	r := one.Expect("POST", "/devices/end?handle="+oneHandle, "", 204, "")
+	// Well below LockWait (5s), which a request waiting for its own lock
+	// would wait in vain; not much lower, for busy machines under -race.
+	if d := time.Since(startedAt); d > 3*time.Second {
+		t.Errorf("POST /devices/end of the request's own session took %v", d)
+	}
+	if !r.Expired {
+		t.Errorf("POST /devices/end of its own session: Set-Cookie %q, want the session cookie expired", r.SetCookies())
+	}
+	one.Expect("GET", "/whoami", "", 404, "not logged in\n")
+	bob.Expect("GET", "/whoami", "", 200, "bob")
+
+	// Logged in again, browser two is a new session, with a new handle.
+	two.Login("alice")
+	if d := listDevices(t, two); len(d.Sessions) != 1 || d.Sessions[0].Handle == twoHandle || !d.Sessions[0].Current {
+		t.Errorf("after a new login, alice's GET /devices = %+v, want one session with a new handle", d)
+	}
+}
+
+// TestRecordClient: without -record-client a login records nothing about
+// the client; with it, its User-Agent and address.
+func TestRecordClient(t *testing.T) {
+	for _, tc := range []struct {
+		args     []string
+		ua, addr string
+	}{
+		{nil, "", ""},
+		{[]string{"-record-client=false"}, "", ""},
+		{[]string{"-record-client"}, "curious browser/1.0", "127.0.0.1"},
+	} {
+		t.Run(fmt.Sprint(tc.args), func(t *testing.T) {
+			p := start(t, append(tc.args, "-store", "memory", "-addr", "127.0.0.1:0")...)
+			c := browser(t, p.base, "curious browser/1.0")
+			c.Login("alice")
+			d := listDevices(t, c)
+			if len(d.Sessions) != 1 || d.Sessions[0].UserAgent != tc.ua || d.Sessions[0].RemoteAddr != tc.addr {
+				t.Errorf("GET /devices = %+v, want one session with user agent %q and address %q", d, tc.ua, tc.addr)
+			}
+			if want := fmt.Sprintf(" record_client=%v", tc.ua != ""); !strings.Contains(p.log.String(), want) {
+				t.Errorf("the start log lacks %q:\n%s", want, p.log)
+			}
+		})
+	}
+}
+
 // counterAfter sends n concurrent GET /counter?pause=25ms with cookie and
 // returns the counter that follows them. The pause, between reading the
 // counter and writing it back, makes the requests overlap.
@@ -1157,6 +1417,10 @@ func TestReadOnlyRoutes(t *testing.T) {
 		{"POST", "/login?user=u", false},
 		{"POST", "/logout-all?user=u", false},
 		{"POST", "/whoami", false},
+		{"GET", "/devices", true},
+		{"GET", "/devices/", false},
+		{"POST", "/devices/end?handle=h", false}, // may destroy its own session
+		{"GET", "/devices/end", false},
 		// Paths are normalized first, the same way on every server.
 		{"GET", "//whoami", true},
 		{"GET", "/session/./name", true},
@@ -1271,6 +1535,7 @@ func TestSameAnswers(t *testing.T) {
 		"GET /counter", "GET /counter?pause=soon", "GET /counter?pause=1ms",
 		"POST /login", "POST /login?user=", "POST /login?user=u&remember=forever", "POST /login?user=u",
 		"GET /whoami", "HEAD /whoami", "POST /logout-all", "POST /logout-all?user=nobody",
+		"GET /devices", "POST /devices", "POST /devices/end", "POST /devices/end?handle=AAAAAAAAAAAAAAAB", "GET /devices/end",
 	}
 	for _, b := range backends {
 		t.Run(b.name, func(t *testing.T) {
@@ -1313,6 +1578,12 @@ func TestSameAnswers(t *testing.T) {
 				case "GET /healthz":
 					if a.status != 200 || a.body != "ok" || a.headers["Server"] != serverName {
 						t.Errorf("%s = %+v, want 200 ok from %s", req, a, serverName)
+					}
+				case "POST /devices/end?handle=AAAAAAAAAAAAAAAB":
+					// No user, on the server backend; no list at all, on
+					// the cookie backend.
+					if want := map[string]int{"server": 404, "cookie": 501}[b.name]; a.status != want {
+						t.Errorf("%s = %+v, want %d", req, a, want)
 					}
 				}
 			}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -45,6 +46,27 @@ import (
 //	                        "revoked". Either way the answer is 200 text/plain, and
 //	                        X-Sessions-Ended says "count" or "revoked" to tell them
 //	                        apart without parsing the body.
+//	GET    /devices         where the session's user is logged in: 200 application/json
+//	                        {"user": U, "sessions": [{"handle", "created", "last_active",
+//	                        "expires", "user_agent", "remote_addr", "current"}, ...]},
+//	                        the most recently active first. "current" is true for the
+//	                        request's own session; user_agent and remote_addr are ""
+//	                        unless it logged in under -record-client; "expires" is left
+//	                        out for a session that never expires. 404 "not logged in"
+//	                        (as /whoami) when the session has no user
+//	POST   /devices/end?handle=H
+//	                        end the user's session whose handle is H (from GET
+//	                        /devices): 204 if ended; 404 "no such session" if the
+//	                        user has none with that handle (ended already, or someone
+//	                        else's: a user ends only their own); 400 for a missing or
+//	                        malformed handle; 404 "not logged in" without a user. H may
+//	                        be the request's own session: it is destroyed as by
+//	                        DELETE /session, and the response expires its cookie
+//
+// Both /devices routes need -backend server: with -backend cookie they
+// answer 501 Not Implemented, since cookie sessions keep no server-side
+// list of a user's sessions. Sessions are named by their handle
+// (Session.Handle), never by their id: the list is safe to show and log.
 //
 // {key} is everything after "/session/", slashes included. "renew" is an
 // ordinary key for GET, PUT and DELETE, the way a method-aware router would
@@ -58,9 +80,12 @@ import (
 // request then holds its session's lock, which DestroyUserSessions waits
 // for in vain (see logoutAll).
 //
-// GET /session, GET /session/{key} and GET /whoami only read the session,
-// and say so (readOnly) so that with -lock they neither wait for nor take the
-// session's lock. GET /counter writes: it takes the lock like PUT and POST.
+// GET /session, GET /session/{key}, GET /whoami and GET /devices only read
+// the session, and say so (readOnly) so that with -lock they neither wait
+// for nor take the session's lock. GET /counter writes: it takes the lock
+// like PUT and POST, and so does POST /devices/end, whose request may end
+// its own session; ending another one needs no lock (DestroyUserSession
+// takes none), so holding its own is no obstacle.
 //
 // The routes are written once, against exchange, and every server the
 // playground runs on (-server) answers them alike: the same status codes,
@@ -76,6 +101,12 @@ type app struct {
 	logger *slog.Logger
 	// maxAgeLimit is Config.MaxAgeLimit: the longest ?remember=.
 	maxAgeLimit time.Duration
+	// server is the server backend, for the /devices routes; nil with
+	// the cookie backend, which cannot list a user's sessions.
+	server *kvsession.ServerBackend
+	// recordClient is -record-client: POST /login records the client
+	// (Session.SetClientInfo).
+	recordClient bool
 	// endUserSessions ends every session bound to user and returns the
 	// body and X-Sessions-Ended header of the /logout-all answer.
 	endUserSessions func(ctx context.Context, user string) (body, kind string, err error)
@@ -101,6 +132,12 @@ type exchange interface {
 	Session() *kvsession.Session
 	// Context is the request's context.
 	Context() context.Context
+	// UserAgent is the request's User-Agent header, "" without one.
+	UserAgent() string
+	// RemoteAddr is the IP address of the client the connection comes
+	// from, without the port: the peer, never a header such as
+	// X-Forwarded-For, since the playground trusts no proxy.
+	RemoteAddr() string
 	// SetHeader sets a response header, replacing any of that name.
 	SetHeader(name, value string)
 	// Send answers with status and body, of type contentType; with
@@ -118,10 +155,11 @@ const (
 
 // newApp returns the routes over backend, which must be one of the two
 // the playground makes.
-func newApp(logger *slog.Logger, backend kvsession.Backend) *app {
-	a := &app{logger: logger, maxAgeLimit: backend.Config().MaxAgeLimit}
+func newApp(logger *slog.Logger, backend kvsession.Backend, recordClient bool) *app {
+	a := &app{logger: logger, maxAgeLimit: backend.Config().MaxAgeLimit, recordClient: recordClient}
 	switch b := backend.(type) {
 	case *kvsession.ServerBackend:
+		a.server = b
 		a.endUserSessions = func(ctx context.Context, user string) (string, string, error) {
 			n, err := b.DestroyUserSessions(ctx, user)
 			return strconv.Itoa(n), "count", err
@@ -152,7 +190,7 @@ func readOnly(method, path string) bool {
 	if method != http.MethodGet && method != http.MethodHead {
 		return false
 	}
-	return path == "/session" || path == "/whoami" ||
+	return path == "/session" || path == "/whoami" || path == "/devices" ||
 		(strings.HasPrefix(path, sessionPrefix) && len(path) > len(sessionPrefix))
 }
 
@@ -190,6 +228,8 @@ var (
 	loginMethods   = newMethods(route{http.MethodPost, (*app).login})
 	whoamiMethods  = newMethods(route{http.MethodGet, (*app).whoami})
 	logoutMethods  = newMethods(route{http.MethodPost, (*app).logoutAll})
+	devicesMethods = newMethods(route{http.MethodGet, (*app).devices})
+	endMethods     = newMethods(route{http.MethodPost, (*app).endDevice})
 	keyMethods     = newMethods(
 		route{http.MethodGet, (*app).getKey},
 		route{http.MethodPut, (*app).putKey},
@@ -215,6 +255,10 @@ func (a *app) handle(x exchange) {
 		a.dispatch(x, "", whoamiMethods)
 	case path == "/logout-all":
 		a.dispatch(x, "", logoutMethods)
+	case path == "/devices":
+		a.dispatch(x, "", devicesMethods)
+	case path == "/devices/end":
+		a.dispatch(x, "", endMethods)
 	case strings.HasPrefix(path, sessionPrefix) && len(path) > len(sessionPrefix):
 		key := path[len(sessionPrefix):]
 		if key == "renew" {
@@ -416,6 +460,14 @@ func (a *app) login(x exchange, _ string) {
 		x.SendString(http.StatusBadRequest, textPlain, err.Error()+"\n")
 		return
 	}
+	// Only when asked to (-record-client): a user agent and an address are
+	// personal data, kept for as long as the session lives.
+	if a.recordClient {
+		if err := sess.SetClientInfo(x.UserAgent(), x.RemoteAddr()); err != nil {
+			a.serverError(x, "cannot record the client", err) // an IP address is well within its limit
+			return
+		}
+	}
 	// Asked for or not: without remember= a login returns the session to
 	// -max-age, as a "remember me" left unticked would.
 	if err := sess.SetMaxAge(remember); err != nil {
@@ -459,4 +511,132 @@ func (a *app) logoutAll(x exchange, _ string) {
 	}
 	x.SetHeader("X-Sessions-Ended", kind)
 	x.SendString(http.StatusOK, textPlain, body)
+}
+
+// device is one of the user's sessions, as GET /devices shows it: what
+// kvsession.SessionInfo says of it, and whether it is the request's own.
+type device struct {
+	Handle     string    `json:"handle"`
+	Created    time.Time `json:"created"`
+	LastActive time.Time `json:"last_active"`
+	Expires    time.Time `json:"expires,omitzero"`
+	UserAgent  string    `json:"user_agent"`
+	RemoteAddr string    `json:"remote_addr"`
+	Current    bool      `json:"current"`
+}
+
+// devicesAnswer is the body of GET /devices: an object rather than a bare
+// list, so that fields can be added without breaking a client.
+type devicesAnswer struct {
+	User     string   `json:"user"`
+	Sessions []device `json:"sessions"`
+}
+
+// serverOnly answers a /devices route on the cookie backend, which keeps
+// no list of a user's sessions to show or end.
+func (a *app) serverOnly(x exchange) {
+	x.SendString(http.StatusNotImplemented, textPlain,
+		x.Path()+" needs -backend server: cookie sessions keep no server-side list of a user's sessions\n")
+}
+
+// loggedInUser loads the session and returns its user, or answers (500 if
+// the session cannot be loaded, 404 if it has no user) and returns "".
+// Loading first keeps a store failure from passing for "not logged in".
+func (a *app) loggedInUser(x exchange) string {
+	sess := x.Session()
+	if err := sess.Load(); err != nil {
+		a.serverError(x, "cannot load session", err)
+		return ""
+	}
+	user := sess.User()
+	if user == "" {
+		x.SendString(http.StatusNotFound, textPlain, "not logged in\n")
+	}
+	return user
+}
+
+func (a *app) devices(x exchange, _ string) {
+	if a.server == nil {
+		a.serverOnly(x)
+		return
+	}
+	user := a.loggedInUser(x)
+	if user == "" {
+		return
+	}
+	infos, err := a.server.UserSessions(x.Context(), user)
+	if err != nil {
+		a.serverError(x, "cannot list the user's sessions", err)
+		return
+	}
+	own := x.Session().Handle()
+	list := make([]device, 0, len(infos))
+	for _, info := range infos {
+		list = append(list, device{
+			Handle: info.Handle, Created: info.Created.UTC(), LastActive: info.LastActive.UTC(), Expires: info.Expires.UTC(),
+			UserAgent: info.UserAgent, RemoteAddr: info.RemoteAddr, Current: info.Handle == own,
+		})
+	}
+	// The most recently active first, as such pages show them; the
+	// handle settles ties, so that the order is the same on every call.
+	slices.SortFunc(list, func(p, q device) int {
+		if c := q.LastActive.Compare(p.LastActive); c != 0 {
+			return c
+		}
+		return strings.Compare(p.Handle, q.Handle)
+	})
+	body, err := json.Marshal(devicesAnswer{User: user, Sessions: list})
+	if err != nil {
+		a.serverError(x, "cannot encode the user's sessions", err)
+		return
+	}
+	x.Send(http.StatusOK, appJSON, body)
+}
+
+func (a *app) endDevice(x exchange, _ string) {
+	if a.server == nil {
+		a.serverOnly(x)
+		return
+	}
+	handle, _ := x.Query("handle")
+	if handle == "" {
+		x.SendString(http.StatusBadRequest, textPlain, "missing ?handle=\n")
+		return
+	}
+	// The user is the session's own, never one the request names: a
+	// user can end only their own sessions, whatever handle is sent.
+	user := a.loggedInUser(x)
+	if user == "" {
+		return
+	}
+	sess := x.Session()
+	if handle == sess.Handle() {
+		// Its own session: ended through the Session, as DELETE /session
+		// ends it, so that the response expires the cookie and nothing
+		// of the session is saved after it. DestroyUserSession would
+		// delete the record under the request, which still holds the
+		// session (and, with -lock, its lock).
+		if err := sess.Destroy(); err != nil {
+			a.serverError(x, "cannot destroy session", err)
+			return
+		}
+		x.Send(http.StatusNoContent, "", nil)
+		return
+	}
+	// DestroyUserSession takes no session locks, so this request's own
+	// lock (-lock) is no obstacle. Not canceled by a graceful shutdown,
+	// like /logout-all: an end that has started should finish.
+	ended, err := a.server.DestroyUserSession(context.WithoutCancel(x.Context()), user, handle)
+	switch {
+	case errors.Is(err, kvsession.ErrInvalidHandle):
+		x.SendString(http.StatusBadRequest, textPlain, "malformed ?handle=: want a handle as GET /devices lists them\n")
+	case err != nil:
+		a.serverError(x, "cannot end the session", err)
+	case !ended:
+		// Gone already, or never this user's: the answer is the same, so
+		// that it tells nothing of other users' sessions.
+		x.SendString(http.StatusNotFound, textPlain, "no such session\n")
+	default:
+		x.Send(http.StatusNoContent, "", nil)
+	}
 }

@@ -90,6 +90,11 @@ func (x fastExchange) Session() *kvsession.Session { return kvfasthttp.Session(x
 
 func (x fastExchange) Context() context.Context { return x.ctx }
 
+func (x fastExchange) UserAgent() string { return string(x.ctx.UserAgent()) }
+
+// RemoteAddr is the connection's peer address.
+func (x fastExchange) RemoteAddr() string { return x.ctx.RemoteIP().String() }
+
 func (x fastExchange) SetHeader(name, value string) { x.ctx.Response.Header.Set(name, value) }
 
 func (x fastExchange) Send(status int, contentType string, body []byte) {

@@ -132,6 +132,18 @@ func (x netExchange) Session() *kvsession.Session { return kvhttp.Session(x.r) }
 
 func (x netExchange) Context() context.Context { return x.r.Context() }
 
+func (x netExchange) UserAgent() string { return x.r.UserAgent() }
+
+// RemoteAddr is the connection's peer address, which net/http gives as
+// host:port.
+func (x netExchange) RemoteAddr() string {
+	host, _, err := net.SplitHostPort(x.r.RemoteAddr)
+	if err != nil {
+		return x.r.RemoteAddr
+	}
+	return host
+}
+
 func (x netExchange) SetHeader(name, value string) { x.w.Header().Set(name, value) }
 
 // Send sets Content-Length, as fasthttp does: net/http would send a body
