@@ -55,6 +55,13 @@
 // -record-client each login records its client, so the list can tell
 // devices apart.
 //
+// With -admin-addr the playground also serves the operator's view of the
+// store (package admin) on a second, token-protected listener, for
+// cmd/kvsession-admin's -url:
+//
+//	go run ./examples/playground -store memory -admin-addr 127.0.0.1:9090 -admin-token secret
+//	go run ./cmd/kvsession-admin -url http://127.0.0.1:9090/admin/sessions -header "Authorization: Bearer secret" list
+//
 // With -lock (on by default) the server backend lets one request at a time
 // work on a session, so concurrent requests on one session never lose each
 // other's writes; requests that only read (see readOnly in routes.go) skip
@@ -90,6 +97,12 @@
 //	-record-client           at POST /login, record the client's User-Agent and IP address
 //	                         (Session.SetClientInfo) for GET /devices (false: personal data,
 //	                         recorded only when asked). Server backend only: an error with -backend cookie
+//	-admin-addr host:port    also serve the admin handler (package admin) on a plain-HTTP
+//	                         listener of its own, under /admin/sessions/ (""; off). Port 0
+//	                         picks a free one; the start log's admin_addr says which. Keep it
+//	                         on loopback. Server backend only: an error with -backend cookie
+//	-admin-token TOKEN       the bearer token every admin request must send, as
+//	                         "Authorization: Bearer TOKEN" (else 401); required with -admin-addr
 //
 // Each flag sets the kvsession.Config field of the same name; a combination
 // the library refuses stops the playground with the library's message,
@@ -109,6 +122,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"strings"
@@ -166,6 +180,8 @@ type options struct {
 	rotationInterval time.Duration
 	lock             bool
 	recordClient     bool
+	adminAddr        string
+	adminToken       string
 	set              map[string]bool // the flags given on the command line
 }
 
@@ -215,6 +231,10 @@ Flags:
 		"lose no writes (-lock=false: off). Server backend only; -backend cookie ignores it")
 	fs.BoolVar(&o.recordClient, "record-client", false, "record the client's User-Agent and IP address at POST /login (Session.SetClientInfo),\n"+
 		"for GET /devices to show. Off by default: both are personal data. Server backend only")
+	fs.StringVar(&o.adminAddr, "admin-addr", "", "serve the admin handler (package admin, for kvsession-admin -url) at `host:port`,\n"+
+		"under "+adminPrefix+"/, on a plain-HTTP listener of its own; port 0 picks a free one.\n"+
+		"Keep it on loopback. Needs -admin-token; server backend only (default: off)")
+	fs.StringVar(&o.adminToken, "admin-token", "", "the bearer `token` every request to -admin-addr must send (Authorization: Bearer TOKEN)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -238,9 +258,25 @@ Flags:
 	}
 	// Checked here, before any store is opened, so that a refused start
 	// leaves nothing behind.
-	if o.backend == "cookie" && o.recordClient {
-		return o, errors.New("-record-client does not apply to -backend cookie: cookie sessions keep no server-side record " +
-			"for GET /devices to list (leave it off)")
+	if o.backend == "cookie" {
+		if o.recordClient {
+			return o, errors.New("-record-client does not apply to -backend cookie: cookie sessions keep no server-side record " +
+				"for GET /devices to list (leave it off)")
+		}
+		if o.adminAddr != "" {
+			return o, errors.New("-admin-addr does not apply to -backend cookie: the admin handler walks a session store, " +
+				"and cookie sessions have none (leave it empty)")
+		}
+	}
+	if o.adminAddr != "" && o.adminToken == "" {
+		return o, errors.New("-admin-addr needs -admin-token: whoever reaches the admin port can end any session and read its values, " +
+			"so every request must send Authorization: Bearer TOKEN")
+	}
+	// A token a header cannot carry as it is (clients trim spaces) could
+	// never be matched. The error gives the position, never the token.
+	if i := strings.IndexFunc(o.adminToken, func(r rune) bool { return r <= ' ' || r > '~' }); i >= 0 && o.adminAddr != "" {
+		return o, fmt.Errorf("-admin-token: byte %d is not printable ASCII: use letters, digits and punctuation "+
+			"(openssl rand -hex 32 makes a good token)", i+1)
 	}
 	return o, nil
 }
@@ -525,6 +561,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, logOut 
 		}
 	}()
 
+	if o.set["admin-token"] && o.adminAddr == "" {
+		logger.Warn("playground: -admin-token is ignored without -admin-addr")
+	}
+
 	srv, err := servers[o.server](newApp(logger, backend, o.recordClient), backend, logger)
 	if err != nil {
 		return err
@@ -542,6 +582,24 @@ func run(ctx context.Context, args []string, getenv func(string) string, logOut 
 	attrs = append(attrs, "read_only_reads", cfg.Lock)
 	attrs = append(attrs, srv.logAttrs()...)
 	attrs = append(attrs, "record_client", o.recordClient)
+
+	// The admin port, if asked for: parseFlags made sure that the backend
+	// is the server one and that there is a token.
+	var adminSrv *http.Server
+	var adminLn net.Listener
+	if o.adminAddr != "" {
+		if adminLn, err = net.Listen("tcp", o.adminAddr); err != nil {
+			ln.Close()
+			return fmt.Errorf("-admin-addr: %w", err)
+		}
+		adminSrv = newAdminServer(backend.(*kvsession.ServerBackend), o.adminToken, logger)
+		// Added last: scripts read the start log by key.
+		attrs = append(attrs, "admin_addr", adminLn.Addr().String())
+		if !isLoopback(adminLn.Addr()) {
+			logger.Warn("playground: the admin port " + adminLn.Addr().String() + " is not on loopback: it serves plain HTTP, " +
+				"so -admin-token crosses the network in the clear. Keep -admin-addr on 127.0.0.1, or put TLS in front of it")
+		}
+	}
 	logger.Info("playground listening", attrs...)
 	if ready != nil {
 		ready(ln.Addr().String())
@@ -549,18 +607,51 @@ func run(ctx context.Context, args []string, getenv func(string) string, logOut 
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.serve(ln) }()
+	// adminErr stays nil, and so never ready, without an admin port.
+	var adminErr chan error
+	if adminSrv != nil {
+		adminErr = make(chan error, 1)
+		go func() { adminErr <- adminSrv.Serve(adminLn) }()
+	}
 
+	var failed error
 	select {
 	case err := <-serveErr:
 		// Serve only returns on its own when the listener fails.
 		ln.Close()
+		if adminSrv != nil {
+			adminSrv.Close()
+			<-adminErr
+		}
 		return fmt.Errorf("serving: %w", err)
+	case err := <-adminErr:
+		// The same for the admin port's: the main server is then shut
+		// down gracefully, as on a signal.
+		adminErr = nil
+		failed = fmt.Errorf("serving the admin port: %w", err)
+		logger.Error("playground: " + failed.Error())
 	case <-ctx.Done():
 	}
 
 	logger.Info("shutting down")
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer cancel()
+	// Both servers at once, within one deadline: either may be waiting
+	// for requests in flight (the admin port for a walk).
+	adminShutdown := make(chan error, 1)
+	if adminSrv != nil {
+		go func() {
+			err := adminSrv.Shutdown(sctx)
+			if err != nil {
+				// Past the deadline: end the walks still running, which
+				// would otherwise go on under the store being closed.
+				adminSrv.Close()
+			}
+			adminShutdown <- err
+		}()
+	} else {
+		adminShutdown <- nil
+	}
 	// shutdown is what waits for in-flight requests, so it must finish
 	// before the store is closed under them.
 	shutdownErr := srv.shutdown(sctx)
@@ -569,8 +660,20 @@ func run(ctx context.Context, args []string, getenv func(string) string, logOut 
 	// makes Serve return in every case.
 	ln.Close()
 	<-serveErr
+	if err := <-adminShutdown; err != nil {
+		shutdownErr = errors.Join(shutdownErr, fmt.Errorf("admin port: %w", err))
+	}
+	if adminSrv != nil {
+		adminLn.Close() // as ln above
+		if adminErr != nil {
+			<-adminErr
+		}
+	}
 	if shutdownErr != nil {
-		return fmt.Errorf("shutting down: %w", shutdownErr)
+		return errors.Join(failed, fmt.Errorf("shutting down: %w", shutdownErr))
+	}
+	if failed != nil {
+		return failed
 	}
 	logger.Info("server stopped")
 	return nil

@@ -496,6 +496,12 @@ func TestBadArgs(t *testing.T) {
 		{withCookie("-secret", keyA, "-renewal-timeout", "1h"), nil, "-renewal-timeout does not apply to -backend cookie"},
 		// Nor a store to list sessions from.
 		{withCookie("-secret", keyA, "-record-client"), nil, "-record-client does not apply to -backend cookie"},
+		{withCookie("-secret", keyA, "-admin-addr", "127.0.0.1:0", "-admin-token", "t0ken"), nil, "-admin-addr does not apply to -backend cookie"},
+		// An admin port is never open without a token.
+		{[]string{"-admin-addr", "127.0.0.1:0"}, nil, "-admin-addr needs -admin-token"},
+		{[]string{"-store", "memory", "-admin-addr", "127.0.0.1:0", "-admin-token", ""}, nil, "-admin-addr needs -admin-token"},
+		{[]string{"-admin-addr", "127.0.0.1:0", "-admin-token", "two words"}, nil, "-admin-token: byte 4 is not printable ASCII"},
+		{[]string{"-admin-addr", "127.0.0.1:0", "-admin-token", "tökén"}, nil, "-admin-token: byte 2 is not printable ASCII"},
 
 		// Malformed keys name their source and position, never their text.
 		{withCookie("-secret", ""), nil, "-secret: key 1 of 1 is empty"},
@@ -588,7 +594,7 @@ func TestHelp(t *testing.T) {
 	for _, want := range []string{"-server fasthttp|nethttp|fiber", "(default \"fasthttp\")", "-backend string", "server", "cookie", "-secret KEY[,KEY...]", "64 hex characters", secretEnv, "-max-age", "-renew-on-access", "-store", "-dir",
 		"-idle-timeout duration", "-absolute-timeout duration", "-renewal-timeout duration", "-lock", "(default true)",
 		"-max-age-limit duration", "remember=DURATION", "-redis-addr host:port[,host:port...]",
-		"-record-client", "personal data"} {
+		"-record-client", "personal data", "-admin-addr host:port", "/admin/sessions/", "-admin-token token", "Authorization: Bearer TOKEN"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("usage lacks %q:\n%s", want, out.String())
 		}
@@ -625,7 +631,7 @@ func TestStartLog(t *testing.T) {
 			args:    []string{"-store", "memory"},
 			env:     map[string]string{secretEnv: keyA},
 			want:    []string{"server=fasthttp", "backend=server", "store=memory", "read_buffer_size=4096", "record_client=false"},
-			notWant: []string{"no store", randomKeyWarning, "ignored", keyA},
+			notWant: []string{"no store", randomKeyWarning, "ignored", keyA, "admin_addr"}, // no admin port unless asked
 		},
 		{
 			name:    "server on net/http",
@@ -667,6 +673,12 @@ func TestStartLog(t *testing.T) {
 			want:    []string{"backend=cookie", "key_source=random", "level=WARN", randomKeyWarning, "-secret", secretEnv},
 			notWant: []string{"-store is ignored"},
 			noDir:   true,
+		},
+		{
+			name:    "server ignores -admin-token without -admin-addr",
+			args:    []string{"-store", "memory", "-admin-token", adminToken},
+			want:    []string{"-admin-token is ignored without -admin-addr"},
+			notWant: []string{"admin_addr", adminToken},
 		},
 		{
 			name:  "cookie ignores -store and -dir",
