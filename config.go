@@ -275,7 +275,9 @@ type Config struct {
 	// slow for a moment. Set it for a store that can hang, above
 	// the store's worst healthy latency. The cookie backend's only store
 	// calls are revocation lookups: it refuses StoreTimeout without a
-	// RevocationStore.
+	// RevocationStore. Scans and purges of the whole store (store.Scanner,
+	// store.Purger) are not bounded by it: they take as long as the store
+	// is large; give them a context with a deadline of their own.
 	StoreTimeout time.Duration
 }
 

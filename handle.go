@@ -33,9 +33,12 @@ var ErrInvalidHandle = errors.New("kvsession: malformed session handle")
 // record predates handles when it is loaded (so that the handle a listing
 // showed is the one its next save keeps).
 func deriveHandle(s *Session) {
-	if s.handle != [handleBytes]byte{} || s.key == "" {
-		return
+	if s.handle == [handleBytes]byte{} && s.key != "" {
+		deriveHandleFromKey(s)
 	}
+}
+
+func deriveHandleFromKey(s *Session) {
 	var small [128]byte
 	in := append(append(small[:0], "kvsession handle\x00"...), s.key...)
 	sum := sha256.Sum256(in)

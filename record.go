@@ -89,10 +89,14 @@ func (s *Session) decode(rec []byte) error {
 		s.user = bytesToString(user)
 	}
 	if fields >= 8 {
-		for _, f := range []*int64{&s.extended, &s.rotated, &s.maxAge} {
-			if *f, err = r.Int(); err != nil {
-				return err
-			}
+		if s.extended, err = r.Int(); err != nil {
+			return err
+		}
+		if s.rotated, err = r.Int(); err != nil {
+			return err
+		}
+		if s.maxAge, err = r.Int(); err != nil {
+			return err
 		}
 		mode, err := r.Int()
 		if err != nil {
@@ -290,6 +294,9 @@ func (d *sessionData) readClientInfo(r *msgp.Reader) error {
 // readTimeouts reads the record's thirteenth field. A negative timeout is
 // one no setter writes: the record is unreadable.
 func (s *Session) readTimeouts(r *msgp.Reader) error {
+	if r.Skip4(0x93, 0, 0, 0) {
+		return nil // none of its own: what every save of such a session writes
+	}
 	n, err := r.ArrayHeader()
 	if err != nil {
 		return err
@@ -297,13 +304,17 @@ func (s *Session) readTimeouts(r *msgp.Reader) error {
 	if n < 3 {
 		return errBadRecord
 	}
-	for _, f := range []*int64{&s.ownIdle, &s.ownAbsolute, &s.ownRotation} {
-		if *f, err = r.Int(); err != nil {
-			return err
-		}
-		if *f < 0 {
-			return errBadRecord
-		}
+	if s.ownIdle, err = r.Int(); err != nil {
+		return err
+	}
+	if s.ownAbsolute, err = r.Int(); err != nil {
+		return err
+	}
+	if s.ownRotation, err = r.Int(); err != nil {
+		return err
+	}
+	if s.ownIdle < 0 || s.ownAbsolute < 0 || s.ownRotation < 0 {
+		return errBadRecord
 	}
 	for range n - 3 {
 		if err := r.Skip(0); err != nil {

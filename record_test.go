@@ -68,6 +68,11 @@ func FuzzRecord(f *testing.F) {
 	s.Set("user", "ada")
 	s.Set("when", time.Unix(5, 6))
 	f.Add(s.encode(nil))
+	s.handle = [handleBytes]byte{1, 2, 3}
+	s.ownIdle = int64(time.Minute)
+	s.userAgent, s.remoteAddr = "curl/8", "::1"
+	s.AddFlash("hi")
+	f.Add(s.encode(nil)) // every field
 	b.Release(s)
 	f.Add(healthyRecord(f))
 	f.Add([]byte{0x93, 1, 0, 0x82, 0xa1, 'k', msgp.Bin8, 1, 1, 0xa1, 'k', msgp.Bin8, 1, 2})

@@ -15,6 +15,15 @@ import (
 // given up with an error wrapping context.DeadlineExceeded, which reaches
 // the middleware's error handler like any store failure.
 //
+// Scans and purges (store.Scanner, store.Purger) are not bounded by it.
+// StoreTimeout is sized for the calls one request makes, one key each; a
+// scan or a purge walks the whole store and takes as long as the store is
+// large, so the same bound would fail it on any store of size, and a
+// bound of its own would be a guess. They run under their caller's
+// context as it is: an operator's tool passes one with a deadline that
+// suits its store. (The Redis store still bounds each round trip of a
+// scan by its CallTimeout, so a stalled server fails a scan all the same.)
+//
 // The bound is put around the store once, when the backend is made: every
 // store call goes through the store's resolved calls (store.Resolve), and
 // the timeout wraps each of them, field by field, so that no ability is
@@ -60,6 +69,7 @@ func (d storeTimeout) explain(parent, ctx context.Context, err error) error {
 
 // wrap bounds each call of c; a nil call (an ability the store lacks)
 // stays nil. The in-process lock table is no store call: LockWait bounds it.
+// Scan and PurgeExpired are left as they are, nil or not (see above).
 func (d storeTimeout) wrap(c store.Calls) store.Calls {
 	get, set, swap, del := c.Get, c.Set, c.Swap, c.Delete
 	addMember, removeMember, members := c.AddMember, c.RemoveMember, c.Members

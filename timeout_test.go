@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -102,6 +104,11 @@ func TestStoreTimeoutKeepsStoreAbilities(t *testing.T) {
 			if (b.locks.tryLock != nil) != tc.shared {
 				t.Errorf("store lock used: %v, want %v", b.locks.tryLock != nil, tc.shared)
 			}
+			// Both stores are Scanners and Purgers: kept, not bounded
+			// (TestStoreTimeoutEveryCall).
+			if b.calls.Scan == nil || b.calls.PurgeExpired == nil {
+				t.Errorf("Scan kept: %v, PurgeExpired kept: %v; want both", b.calls.Scan != nil, b.calls.PurgeExpired != nil)
+			}
 			out, err := request(t, b, "", func(s *Session) { s.Set("v", 1); s.SetUser("ada") })
 			if err != nil {
 				t.Fatal(err)
@@ -124,6 +131,96 @@ func TestStoreTimeoutKeepsStoreAbilities(t *testing.T) {
 				if got := fs.Calls(m) > 0; got != called {
 					t.Errorf("%v called: %v, want %v", m, got, called)
 				}
+			}
+		})
+	}
+}
+
+// Every call of store.Calls is wrapped field by field: the calls a request
+// makes are bounded by StoreTimeout, and Scan and PurgeExpired, which walk
+// the whole store, are left to their caller's context. The table must name
+// every func of store.Calls, so that a call added there is a decision here.
+func TestStoreTimeoutEveryCall(t *testing.T) {
+	const timeout = 50 * time.Millisecond
+	tests := []struct {
+		name    string
+		m       faultstore.Method
+		bounded bool
+		call    func(ctx context.Context, c store.Calls) error
+	}{
+		{"Get", faultstore.Get, true, func(ctx context.Context, c store.Calls) error { _, err := c.Get(ctx, "k"); return err }},
+		{"Set", faultstore.Set, true, func(ctx context.Context, c store.Calls) error { return c.Set(ctx, "k", []byte("v"), 0) }},
+		{"Swap", faultstore.Swap, true, func(ctx context.Context, c store.Calls) error {
+			_, err := c.Swap(ctx, "k", nil, []byte("v"), 0)
+			return err
+		}},
+		{"Delete", faultstore.Delete, true, func(ctx context.Context, c store.Calls) error { return c.Delete(ctx, "k") }},
+		{"AddMember", faultstore.AddMember, true, func(ctx context.Context, c store.Calls) error { return c.AddMember(ctx, "u", "m", 0) }},
+		{"RemoveMember", faultstore.RemoveMember, true, func(ctx context.Context, c store.Calls) error { return c.RemoveMember(ctx, "u", "m") }},
+		{"Members", faultstore.Members, true, func(ctx context.Context, c store.Calls) error { _, err := c.Members(ctx, "u"); return err }},
+		{"GetAppend", faultstore.GetAppend, true, func(ctx context.Context, c store.Calls) error {
+			_, err := c.GetAppend(ctx, "k", nil)
+			return err
+		}},
+		{"TryLock", faultstore.TryLock, true, func(ctx context.Context, c store.Calls) error {
+			_, _, err := c.TryLock(ctx, "k", time.Minute)
+			return err
+		}},
+		{"Unlock", faultstore.Unlock, true, func(ctx context.Context, c store.Calls) error { return c.Unlock(ctx, "k", "t") }},
+		{"Scan", faultstore.Scan, false, func(ctx context.Context, c store.Calls) error {
+			return c.Scan(ctx, "", func(string, []byte) error { return nil })
+		}},
+		{"PurgeExpired", faultstore.PurgeExpired, false, func(ctx context.Context, c store.Calls) error {
+			_, err := c.PurgeExpired(ctx)
+			return err
+		}},
+	}
+	var funcs, named []string
+	for f := range reflect.TypeFor[store.Calls]().Fields() {
+		if f.Type.Kind() == reflect.Func {
+			funcs = append(funcs, f.Name)
+		}
+	}
+	for _, tc := range tests {
+		named = append(named, tc.name)
+	}
+	if slices.Sort(funcs); !slices.Equal(funcs, slices.Sorted(slices.Values(named))) {
+		t.Fatalf("store.Calls has the funcs %v; this test names %v", funcs, named)
+	}
+
+	// Without the ability, nil stays nil.
+	bare := storeTimeout(timeout).wrap(store.Resolve(struct{ store.Store }{memstore.New(memstore.Options{})}))
+	if bare.GetAppend != nil || bare.TryLock != nil || bare.Unlock != nil || bare.Scan != nil || bare.PurgeExpired != nil {
+		t.Errorf("wrapping a store without abilities gave it some: %+v", bare)
+	}
+
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			// Shared has every ability: Appender, Locker, Scanner, Purger.
+			fs := faultstore.New(faultstore.NewShared(memstore.Options{}))
+			defer fs.Store().Close()
+			c := storeTimeout(timeout).wrap(store.Resolve(fs.Store()))
+			rule := fs.Add(faultstore.Rule{Methods: tc.m, Hang: true})
+			if tc.bounded {
+				err := faultWithin(t, 20*timeout, fs, func() error { return tc.call(context.Background(), c) })
+				if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "StoreTimeout") || rule.Hits() != 1 {
+					t.Errorf("a hung %s: %v (%d hangs met), want StoreTimeout's context.DeadlineExceeded", tc.name, err, rule.Hits())
+				}
+				return
+			}
+			// Unbounded: still hanging well past StoreTimeout, and ended
+			// by the caller's own deadline, named as such.
+			ctx, cancel := context.WithTimeout(context.Background(), 6*timeout)
+			defer cancel()
+			start := time.Now()
+			err := faultWithin(t, 40*timeout, fs, func() error { return tc.call(ctx, c) })
+			if took := time.Since(start); took < 6*timeout || !errors.Is(err, context.DeadlineExceeded) || strings.Contains(err.Error(), "StoreTimeout") {
+				t.Errorf("a hung %s with a deadline of %v: %v after %v, want the caller's deadline, not StoreTimeout (%v)", tc.name, 6*timeout, err, took, timeout)
+			}
+			rule.Remove()
+			if err := tc.call(context.Background(), c); err != nil && !errors.Is(err, store.ErrNotFound) {
+				t.Errorf("%s once the store answers: %v", tc.name, err)
 			}
 		})
 	}

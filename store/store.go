@@ -157,11 +157,14 @@ type Scanner interface {
 }
 
 // Purger is implemented by stores that keep expired entries (values and
-// set members) until something removes them: a periodic sweep, a
-// compaction. PurgeExpired removes them now, all of them that have
-// expired when it starts, and returns how many it removed, or -1 when
-// the store cannot tell (Badger drops them in compaction). Stores whose
-// entries vanish when they expire, as Redis keys do, need not have it.
+// set members) until something removes them, as the memory store's
+// periodic sweep does, and that can remove them on demand. PurgeExpired
+// removes them now, all of them that have expired when it starts, and
+// returns how many it removed, or -1 when the store cannot tell. Stores
+// whose entries vanish when they expire, as Redis keys do, need not have
+// it; nor do stores that cannot remove them now at a reasonable cost, as
+// Badger, which drops them in compaction, cannot: a Purger that removed
+// nothing would be a lie.
 type Purger interface {
 	PurgeExpired(ctx context.Context) (removed int, err error)
 }

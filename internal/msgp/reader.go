@@ -95,10 +95,34 @@ func (r *Reader) length(size, minPer int) (int, error) {
 }
 
 // Str reads a str value's payload: a view of the Reader's bytes.
-func (r *Reader) Str() ([]byte, error) { return r.strLike(true) }
+func (r *Reader) Str() ([]byte, error) {
+	// A fixstr, nearly every key and short value, without a call.
+	if pos := r.pos; pos < len(r.b) {
+		if c := r.b[pos]; c >= 0xa0 && c <= 0xbf {
+			end := pos + 1 + int(c&0x1f)
+			if end > len(r.b) {
+				return nil, ErrTruncated
+			}
+			r.pos = end
+			return r.b[pos+1 : end], nil
+		}
+	}
+	return r.strLike(true)
+}
 
 // Bin reads a bin value's payload: a view of the Reader's bytes.
-func (r *Reader) Bin() ([]byte, error) { return r.strLike(false) }
+func (r *Reader) Bin() ([]byte, error) {
+	// A bin8, every value under 256 bytes, without a call.
+	if pos := r.pos; pos+1 < len(r.b) && r.b[pos] == Bin8 {
+		end := pos + 2 + int(r.b[pos+1])
+		if end > len(r.b) {
+			return nil, ErrTruncated
+		}
+		r.pos = end
+		return r.b[pos+2 : end], nil
+	}
+	return r.strLike(false)
+}
 
 // strLike reads the payload of a str (str=true) or bin value.
 func (r *Reader) strLike(str bool) ([]byte, error) {
@@ -147,7 +171,16 @@ func (r *Reader) MapHeader() (int, error) {
 }
 
 // ArrayHeader reads an array header and returns its element count.
-func (r *Reader) ArrayHeader() (int, error) { return r.arrayHeader() }
+func (r *Reader) ArrayHeader() (int, error) {
+	// A fixarray, without a call.
+	if pos := r.pos; pos < len(r.b) {
+		if c := r.b[pos]; c >= 0x90 && c <= 0x9f {
+			r.pos = pos + 1
+			return int(c & 0x0f), nil
+		}
+	}
+	return r.arrayHeader()
+}
 
 func (r *Reader) arrayHeader() (int, error) {
 	c, err := r.Byte()
@@ -165,46 +198,67 @@ func (r *Reader) arrayHeader() (int, error) {
 	return 0, ErrNotScalar
 }
 
-// Int reads any MessagePack integer that fits in an int64.
+// Int reads any MessagePack integer that fits in an int64. It reads the
+// bytes in place rather than through Byte and uintN: a record holds a
+// handful of integers, and this is every load's inner loop.
 func (r *Reader) Int() (int64, error) {
-	c, err := r.Byte()
-	if err != nil {
-		return 0, err
+	pos := r.pos
+	if pos >= len(r.b) {
+		return 0, ErrTruncated
 	}
+	c := r.b[pos]
 	switch {
 	case c <= 0x7f:
+		r.pos = pos + 1
 		return int64(c), nil
 	case c >= 0xe0:
+		r.pos = pos + 1
 		return int64(int8(c)), nil
 	}
+	var size int
 	switch c {
-	case Int8, Int16, Int32, Int64:
-		size := 1 << (c - Int8)
-		u, err := r.uintN(size)
-		if err != nil {
-			return 0, err
-		}
-		switch size {
-		case 1:
-			return int64(int8(u)), nil
-		case 2:
-			return int64(int16(u)), nil
-		case 4:
-			return int64(int32(u)), nil
-		}
-		return int64(u), nil
-	case Uint8, Uint16, Uint32, Uint64:
-		u, err := r.uintN(1 << (c - Uint8))
-		if err != nil {
-			return 0, err
-		}
+	case Int8, Uint8:
+		size = 1
+	case Int16, Uint16:
+		size = 2
+	case Int32, Uint32:
+		size = 4
+	case Int64, Uint64:
+		size = 8
+	default:
+		return 0, ErrNotScalar
+	}
+	if size > len(r.b)-pos-1 {
+		r.pos = pos + 1
+		return 0, ErrTruncated
+	}
+	p := r.b[pos+1 : pos+1+size]
+	var v int64
+	switch c {
+	case Int8:
+		v = int64(int8(p[0]))
+	case Int16:
+		v = int64(int16(binary.BigEndian.Uint16(p)))
+	case Int32:
+		v = int64(int32(binary.BigEndian.Uint32(p)))
+	case Int64:
+		v = int64(binary.BigEndian.Uint64(p))
+	case Uint8:
+		v = int64(p[0])
+	case Uint16:
+		v = int64(binary.BigEndian.Uint16(p))
+	case Uint32:
+		v = int64(binary.BigEndian.Uint32(p))
+	default: // Uint64
+		u := binary.BigEndian.Uint64(p)
 		if u > math.MaxInt64 {
+			r.pos = pos + 1 + size
 			return 0, ErrOutOfRange
 		}
-		return int64(u), nil
+		v = int64(u)
 	}
-	r.pos--
-	return 0, ErrNotScalar
+	r.pos = pos + 1 + size
+	return v, nil
 }
 
 // Skip moves past one complete value, found depth containers down,
@@ -466,4 +520,15 @@ func (r *Reader) extValue() (any, error) {
 		return time.Unix(int64(binary.BigEndian.Uint64(p[4:])), int64(binary.BigEndian.Uint32(p[:4]))), nil
 	}
 	return nil, ErrBadCode
+}
+
+// Skip4 moves past the next four bytes if they are a, b, c and d, and
+// reports whether it did: a reader that expects one common encoding of a
+// field checks for it at the cost of a comparison.
+func (r *Reader) Skip4(a, b, c, d byte) bool {
+	if pos := r.pos; pos+4 <= len(r.b) && r.b[pos] == a && r.b[pos+1] == b && r.b[pos+2] == c && r.b[pos+3] == d {
+		r.pos = pos + 4
+		return true
+	}
+	return false
 }

@@ -108,8 +108,9 @@ var ErrValueTooLarge = errors.New("badger store: value too large for an in-memor
 
 // Store is a store.Store backed by a Badger database, sets and Swap
 // included. Create it with Open; it is safe for concurrent use. It is a
-// store.Appender, reports store.Traits (BorrowsKeys), and has Touch,
-// Exists, ExpiresIn and DeleteAll for applications and tools.
+// store.Appender and a store.Scanner, reports store.Traits (BorrowsKeys),
+// and has Touch, Exists, ExpiresIn and DeleteAll for applications and
+// tools. It is no store.Purger (see Disk in the package documentation).
 type Store struct {
 	db       *bdg.DB
 	commits  committer
@@ -138,6 +139,7 @@ type Store struct {
 var _ interface {
 	store.Store
 	store.Appender
+	store.Scanner
 	store.TraitsReporter
 } = (*Store)(nil)
 

@@ -68,6 +68,23 @@
 // before sets existed. AddMember reads the member's expiry to keep the later
 // one, and is decided like a Swap, in queue order.
 //
+// # Scan
+//
+// Scan walks Badger's keys by range: the keys under the prefix as they
+// are, and the escaped ones behind 0xff 0x00, never the set members behind
+// 0xff 0x01. It reads in chunks of at most 256 keys or a megabyte, each in
+// a short read transaction of its own, and calls fn for a chunk's keys
+// only once its transaction has ended and the Store's lock is let go: fn
+// may Delete the key it is shown, write others, or close the Store, and a
+// long scan keeps Badger from discarding no more than one chunk's worth
+// of versions. Each chunk starts at the first key the last did not take,
+// so a key live for the whole scan is visited exactly once; one written
+// or deleted meanwhile is visited or not depending on whether its chunk
+// was read before or after.
+// Scan reads Badger, not the cache (which holds only what Badger has
+// committed): a write through the Store has been committed when it
+// returns, so a scan started after it sees it.
+//
 // # Durability
 //
 // Without SyncWrites, Set returns once the write is in Badger's memory-mapped
@@ -102,6 +119,17 @@
 // its expired data until writes resume, and the value log file being
 // written is never collected. TestDiskBoundedOverExpiryCycles shows the
 // size stays bounded over repeated create/expire cycles.
+//
+// The Store is therefore no store.Purger: it has no way to remove expired
+// entries now that is worth its cost. They are invisible from the moment
+// they expire (Get, Members and Scan leave them out), but Badger drops
+// them only when compaction rewrites the tables holding them, and never
+// from the memtables not yet flushed; Badger's Flatten forces compaction
+// of every level, which rewrites the whole tree, pauses the background
+// compactions meanwhile, is meant to run without writes, and still leaves
+// the memtables alone. A PurgeExpired that called it would be slow, and
+// would not remove what it claims to. A program whose store is quiet
+// enough can call DB().Flatten and DB().RunValueLogGC itself.
 //
 // # Full disk
 //

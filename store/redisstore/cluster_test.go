@@ -149,6 +149,36 @@ func TestCluster(t *testing.T) {
 		}
 	})
 
+	// Scan walks every master once: each key, wherever its slot, is
+	// visited, and a prefix picks its keys on every master.
+	t.Run("Scan", func(t *testing.T) {
+		ctx := t.Context()
+		st := open(t, "scan:")
+		defer st.Close()
+		other := open(t, "scanother:")
+		defer other.Close()
+		for i := range 300 {
+			if err := st.Set(ctx, fmt.Sprint("k", i), []byte(fmt.Sprint("v", i)), time.Hour); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := other.Set(ctx, "k1", []byte("theirs"), 0); err != nil {
+			t.Fatal(err)
+		}
+		seen := scanSeen(t, st, "")
+		if len(seen) != 300 {
+			t.Errorf("Scan visited %d keys, want 300", len(seen))
+		}
+		for i := range 300 {
+			if k := fmt.Sprint("k", i); seen[k] != fmt.Sprint("v", i) {
+				t.Errorf("Scan showed %s as %q", k, seen[k])
+			}
+		}
+		if got := scanSeen(t, st, "k1"); len(got) != 1+10+100 {
+			t.Errorf("Scan(\"k1\") visited %d keys, want 111 (k1, k10-k19, k100-k199)", len(got))
+		}
+	})
+
 	t.Run("LockAndUpdate", func(t *testing.T) {
 		ctx := t.Context()
 		b := open(t, "app:")

@@ -6,10 +6,12 @@
 // the application and any number of stores share its connections, and
 // leaves it open on Close.
 //
-// Besides store.Store the Store is a store.Locker, and has Touch, Exists,
-// ExpiresIn and DeleteAll (beyond the store contract, for applications and
-// tools) and Update, an atomic read-modify-write of one value across
-// processes.
+// Besides store.Store the Store is a store.Locker and a store.Scanner, and
+// has Touch, Exists, ExpiresIn and DeleteAll (beyond the store contract,
+// for applications and tools) and Update, an atomic read-modify-write of
+// one value across processes. It is no store.Purger: Redis removes expired
+// keys by itself, and a set's expired members go with the set's own TTL or
+// when Members lists it.
 //
 // # Client
 //
@@ -104,7 +106,9 @@
 // a hash tag ("{sessions}:") would put every key in one slot, hence on one
 // master. DeleteAll walks the keyspace with SCAN on every master in turn,
 // and deletes what it finds with UNLINK, one key per command on a cluster
-// since a batch may span slots. Give Open the address of any node, and
+// since a batch may span slots; Scan walks the value keyspace the same
+// way, and fetches values with one GET per key, pipelined, where a
+// standalone server takes one MGET per batch. Give Open the address of any node, and
 // more in Options.Addrs so that it starts while one of them is down: the
 // client discovers the rest and follows the cluster when slots move.
 //

@@ -48,6 +48,7 @@ func faultOps(s *Store) []struct {
 			return s.Update(ctx, "k", func(old []byte) ([]byte, time.Duration, bool) { return old, 0, true })
 		}},
 		{"DeleteAll", func(ctx context.Context) error { return s.DeleteAll(ctx) }},
+		{"Scan", func(ctx context.Context) error { return s.Scan(ctx, "", func(string, []byte) error { return nil }) }},
 	}
 }
 

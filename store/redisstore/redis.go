@@ -101,9 +101,10 @@ type Options struct {
 }
 
 // Store is a store.Store kept in Redis, standalone or Cluster. Create it
-// with Open or New; it is safe for concurrent use. It is a store.Locker,
-// and has Touch, Exists, ExpiresIn, DeleteAll and Update for applications
-// and tools. It reports no store.Traits (see the package doc).
+// with Open or New; it is safe for concurrent use. It is a store.Locker and
+// a store.Scanner, and has Touch, Exists, ExpiresIn, DeleteAll and Update
+// for applications and tools. It reports no store.Traits (see the package
+// doc), and is no store.Purger: Redis removes expired keys itself.
 type Store struct {
 	c     rueidis.Client
 	owned bool // Close closes c: Open made it
@@ -130,6 +131,7 @@ type Store struct {
 var _ interface {
 	store.Store
 	store.Locker
+	store.Scanner
 } = (*Store)(nil)
 
 // New returns a Store on client, which the application created and keeps
@@ -580,29 +582,14 @@ func (s *Store) DeleteAll(ctx context.Context) error {
 		return fmt.Errorf("redis store: %w", err)
 	}
 	patterns := [...]string{globEscape(s.vals) + "*", globEscape(s.sets) + "*"}
-	if s.c.Mode() != rueidis.ClientModeCluster {
-		for _, p := range patterns {
-			if err := s.clear(ctx, s.c, p, false); err != nil {
-				return err
-			}
-		}
-		return nil
+	nodes, err := s.masters(ctx)
+	if err != nil {
+		return err
 	}
-	for _, node := range s.c.Nodes() {
-		// Replicas hold the same keys as their masters; skip them.
-		r, err := s.call(ctx, node, "ROLE", node.B().Role().Build())
-		if err != nil {
-			return err
-		}
-		role, _ := r.ToArray()
-		if len(role) == 0 {
-			continue
-		}
-		if r, _ := role[0].ToString(); r != "master" {
-			continue
-		}
+	cluster := s.c.Mode() == rueidis.ClientModeCluster
+	for _, node := range nodes {
 		for _, p := range patterns {
-			if err := s.clear(ctx, node, p, true); err != nil {
+			if err := s.clear(ctx, node, p, cluster); err != nil {
 				return err
 			}
 		}

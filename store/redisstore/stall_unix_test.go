@@ -48,6 +48,7 @@ func stallOps(s *Store) map[string]func(ctx context.Context) error {
 		"AddMember": func(ctx context.Context) error { return s.AddMember(ctx, "set", "m", time.Hour) },
 		"Members":   func(ctx context.Context) error { _, err := s.Members(ctx, "set"); return err },
 		"TryLock":   func(ctx context.Context) error { _, _, err := s.TryLock(ctx, "stalled", time.Minute); return err },
+		"Scan":      func(ctx context.Context) error { return s.Scan(ctx, "", func(string, []byte) error { return nil }) },
 	}
 }
 

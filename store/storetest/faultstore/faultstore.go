@@ -27,7 +27,7 @@
 // store once (store.Resolve), each call of it goes through the rules, and
 // the store Store returns has exactly the wrapped store's abilities, as
 // store.Resolve finds them, which is the one way kvsession looks: its
-// calls, resolved, have a nil func where the wrapped store's have one.
+// calls, resolved, have a nil func exactly where the wrapped store's do.
 //
 // It has them through store.Resolve alone, not as Go methods: a type
 // assertion on it (to store.Locker, say) finds none. A type per
