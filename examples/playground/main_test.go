@@ -1236,6 +1236,8 @@ func testDevices(t *testing.T, backend string, args []string) {
 		// The user is the session's, never the query's.
 		{"bob, alice's handle, naming alice", bob, "/devices/end?user=alice&handle=" + twoHandle, 404, "no such session\n"},
 		{"no user, alice's handle", anon, "/devices/end?handle=" + twoHandle, 404, "not logged in\n"},
+		{"no user, malformed handle", anon, "/devices/end?handle=abc", 404, "not logged in\n"},
+		{"no user, no handle", anon, "/devices/end", 400, "missing ?handle=\n"},
 		{"no handle", one, "/devices/end", 400, "missing ?handle=\n"},
 		{"empty handle", one, "/devices/end?handle=", 400, "missing ?handle=\n"},
 		{"short handle", one, "/devices/end?handle=abc", 400, malformed},

@@ -58,10 +58,11 @@ import (
 //	                        end the user's session whose handle is H (from GET
 //	                        /devices): 204 if ended; 404 "no such session" if the
 //	                        user has none with that handle (ended already, or someone
-//	                        else's: a user ends only their own); 400 for a missing or
-//	                        malformed handle; 404 "not logged in" without a user. H may
-//	                        be the request's own session: it is destroyed as by
-//	                        DELETE /session, and the response expires its cookie
+//	                        else's: a user ends only their own). Refused, in this
+//	                        order: 400 without a handle, 404 "not logged in" without
+//	                        a user, 400 for a malformed handle. H may be the
+//	                        request's own session: it is destroyed as by DELETE
+//	                        /session, and the response expires its cookie
 //
 // Both /devices routes need -backend server: with -backend cookie they
 // answer 501 Not Implemented, since cookie sessions keep no server-side
