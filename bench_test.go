@@ -21,6 +21,7 @@ type nopSink struct{}
 
 func (nopSink) SetCookie(string, []byte) {}
 func (nopSink) AddHeader(string, string) {}
+func (nopSink) SetHeader(string, []byte) {}
 
 // onEachStore runs a session benchmark on the memory and Badger stores, and
 // on Redis when KVSESSION_REDIS_ADDR names a server:

@@ -66,6 +66,10 @@ func (r ResponseSink) AddHeader(name, value string) {
 	r.H.Add(name, value)
 }
 
+// SetHeader replaces the header, copying value; fasthttp sends it even
+// when it is empty.
+func (r ResponseSink) SetHeader(name string, value []byte) { r.H.SetBytesV(name, value) }
+
 // variesOn reports whether the Vary header values list token, or "*".
 func variesOn(values [][]byte, token string) bool {
 	for _, v := range values {

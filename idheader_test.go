@@ -1,0 +1,462 @@
+package kvsession
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kvsession/kvsession/store/memstore"
+)
+
+const testIDHeader = "X-Session-Id"
+
+func TestIDHeaderConfig(t *testing.T) {
+	cases := []struct {
+		name   string
+		header string
+		reason string // a part of the Reason; "" when valid
+	}{
+		{"off", "", ""},
+		{"usual", "X-Session-Id", ""},
+		{"lower case", "x-session-id", ""},
+		{"every token character", "A-z0-9!#$%&'*+.^_`|~", ""},
+		{"space", "X Session", "not a valid header name"},
+		{"colon", "X-Session:Id", "not a valid header name"},
+		{"CRLF", "X-Id\r\nSet-Cookie", "not a valid header name"},
+		{"non-ASCII", "X-Sitzungs-Ä", "not a valid header name"},
+		{"too long", "X-" + strings.Repeat("a", 255), "longer than 256"},
+		{"Cookie", "Cookie", "a cookie field"},
+		{"Set-Cookie in any case", "sEt-CoOkIe", "a cookie field"},
+		{"Authorization", "Authorization", "HTTP authentication"},
+		{"Vary", "Vary", "the backend itself"},
+		{"Cache-Control", "cache-control", "the backend itself"},
+		{"hop-by-hop", "Connection", "proxies"},
+		{"framing", "Content-Length", "proxies"},
+		{"Referer", "Referer", "proxies"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			err := Config{IDHeader: tc.header}.Validate()
+			if tc.reason == "" {
+				if err != nil {
+					t.Fatalf("IDHeader %q: %v", tc.header, err)
+				}
+				return
+			}
+			var ce *ConfigError
+			if !errors.As(err, &ce) || ce.Field != "IDHeader" {
+				t.Fatalf("IDHeader %q: err = %v, want a ConfigError on IDHeader", tc.header, err)
+			}
+			if !strings.Contains(err.Error(), "Config.IDHeader") || !strings.Contains(ce.Reason, tc.reason) {
+				t.Fatalf("IDHeader %q: %q, want it to name the field and say %q", tc.header, err, tc.reason)
+			}
+		})
+	}
+}
+
+// headerRequest runs one request's session work in header mode: load from
+// an id header of the given value, let fn use the session, store into a
+// fresh sink.
+func headerRequest(t *testing.T, b *ServerBackend, value string, fn func(s *Session)) (*sink, error) {
+	t.Helper()
+	s := b.LoadFromHeader(context.Background(), []byte(value))
+	if fn != nil {
+		fn(s)
+	}
+	out := &sink{}
+	err := b.StoreInResponse(s, out)
+	b.Release(s)
+	return out, err
+}
+
+// mustHeaderRequest is headerRequest for requests that must succeed.
+func mustHeaderRequest(t *testing.T, b *ServerBackend, value string, fn func(s *Session)) *sink {
+	t.Helper()
+	out, err := headerRequest(t, b, value, fn)
+	if err != nil {
+		t.Fatalf("request with %s %q: %v", testIDHeader, value, err)
+	}
+	return out
+}
+
+// idAnswer is the id header a response carried, and whether it carried
+// one.
+func (s *sink) idAnswer() (string, bool) {
+	v, ok := s.set[testIDHeader]
+	return v, ok
+}
+
+// checkHeaderResponse checks what every header-mode response must hold:
+// no cookie, whatever happened; Cache-Control no-cache="<header>" exactly
+// when the id header is written, and never the cookie's; and, when the
+// session was used, Vary on both carriers.
+func checkHeaderResponse(t *testing.T, out *sink, used bool) {
+	t.Helper()
+	if len(out.cookies) != 0 {
+		t.Errorf("header mode set cookies: %v", out.cookies)
+	}
+	_, answered := out.idAnswer()
+	wantCache := 0
+	if answered {
+		wantCache = 1
+	}
+	if n := countHeader(out.headers, `Cache-Control: no-cache="X-Session-Id"`); n != wantCache {
+		t.Errorf("Cache-Control for the id header %d times, want %d: %q", n, wantCache, out.headers)
+	}
+	if slices.Contains(out.headers, `Cache-Control: no-cache="Set-Cookie"`) {
+		t.Errorf("cookie cache header in header mode: %q", out.headers)
+	}
+	for _, v := range []string{"Vary: Cookie", "Vary: X-Session-Id"} {
+		if has := slices.Contains(out.headers, v); has != used {
+			t.Errorf("%s: %v, want %v (session used: %v): %q", v, has, used, used, out.headers)
+		}
+	}
+}
+
+func countHeader(headers []string, h string) int {
+	n := 0
+	for _, x := range headers {
+		if x == h {
+			n++
+		}
+	}
+	return n
+}
+
+// TestIDHeaderAnswers: what a request in header mode is answered, by what
+// it sent and what its handler did. A fresh id is always one the server
+// drew, never the client's; the header is written only when the client
+// does not know its id yet, or must forget the one it sent; and the
+// session behind an id the response gives holds what the request saved.
+func TestIDHeaderAnswers(t *testing.T) {
+	const (
+		live    = "<live>"    // the id of a stored session holding n=1
+		unknown = "<unknown>" // an id-shaped value the store does not hold
+	)
+	const (
+		absent  = "<absent>" // no id header in the response
+		freshID = "<fresh>"  // a fresh id, not the one sent
+		forget  = ""         // the header, empty
+	)
+	set := func(s *Session) { s.SetInt("n", 7) }
+	read := func(s *Session) { s.GetInt("n") }
+	cases := []struct {
+		name    string
+		sent    string
+		handler func(*Session) // nil: the session is never used
+		want    string
+		wantN   int // n in the session the client then holds; -1: none
+	}{
+		{"new, set", "new", set, freshID, 7},
+		{"new, read", "new", read, forget, -1},
+		{"new, unused", "new", nil, absent, -1},
+		{"empty, set", "", set, freshID, 7},
+		{"empty, read", "", read, absent, -1},
+		{"live, read", live, read, absent, 1},
+		{"live, set", live, set, absent, 7},
+		{"live, unused", live, nil, absent, 1},
+		{"live, destroy", live, func(s *Session) { s.Destroy() }, forget, -1},
+		{"live, clear", live, func(s *Session) { s.Clear() }, forget, -1},
+		{"live, destroy then set", live, func(s *Session) { s.Destroy(); s.SetInt("n", 7) }, freshID, 7},
+		{"live, renew", live, func(s *Session) { s.RenewID() }, freshID, 1},
+		{"unknown, read", unknown, read, forget, -1},
+		{"unknown, set: not adopted", unknown, set, freshID, 7},
+		{"malformed, set", strings.Repeat("!", 43), set, freshID, 7},
+		{"too short, set", "abc", set, freshID, 7},
+		{"huge, set", strings.Repeat("A", 64<<10), set, freshID, 7},
+		// Two lines of the header, joined as RFC 9110 joins them: no id,
+		// even when one of them is a live one.
+		{"two lines, read", live + ", " + live, read, forget, -1},
+		{"two lines, set", live + ", " + live, set, freshID, 7},
+	}
+	for _, lock := range []bool{false, true} {
+		for _, tc := range cases {
+			t.Run(tc.name+map[bool]string{false: "", true: "/lock"}[lock], func(t *testing.T) {
+				st := memstore.New(memstore.Options{})
+				defer st.Close()
+				b := newBackend(t, Config{IDHeader: testIDHeader, Lock: lock}, st)
+				liveID := mustHeaderRequest(t, b, "new", func(s *Session) { s.SetInt("n", 1) }).set[testIDHeader]
+				unknownID, err := b.GenerateID()
+				if err != nil {
+					t.Fatal(err)
+				}
+				sent := strings.ReplaceAll(strings.ReplaceAll(tc.sent, live, liveID), unknown, unknownID)
+
+				out := mustHeaderRequest(t, b, sent, tc.handler)
+				checkHeaderResponse(t, out, tc.handler != nil)
+				got, answered := out.idAnswer()
+				holds := "" // the id the client holds afterwards
+				switch tc.want {
+				case absent:
+					if answered {
+						t.Fatalf("answered %s %q, want no header", testIDHeader, got)
+					}
+					holds = sent
+				case forget:
+					if !answered || got != "" {
+						t.Fatalf("answered %q (present: %v), want the header empty", got, answered)
+					}
+				case freshID:
+					if !answered || !b.validID([]byte(got)) || got == sent || got == liveID || got == unknownID {
+						t.Fatalf("answered %q (present: %v), want a fresh id (sent %.50q, live %q)", got, answered, sent, liveID)
+					}
+					holds = got
+				}
+				n := -1
+				if b.validID([]byte(holds)) {
+					mustHeaderRequest(t, b, holds, func(s *Session) {
+						if s.Len() > 0 {
+							n, _ = s.GetInt("n")
+						}
+					})
+				}
+				if n != tc.wantN {
+					t.Errorf("the session the client holds has n=%d, want %d", n, tc.wantN)
+				}
+				if tc.sent == unknown {
+					// The client's id is not the session's, now or later.
+					mustHeaderRequest(t, b, unknownID, func(s *Session) {
+						if s.Len() != 0 {
+							t.Error("the id the client chose leads to a session")
+						}
+					})
+				}
+				if tc.want == forget && strings.HasPrefix(tc.name, "live") {
+					mustHeaderRequest(t, b, liveID, func(s *Session) {
+						if s.Len() != 0 {
+							t.Error("the id the client was told to forget still leads to the session")
+						}
+					})
+				}
+			})
+		}
+	}
+}
+
+// TestIDHeaderCookieRequests: with IDHeader set, a request without it is
+// served by cookie as before: the id goes in the cookie, never in a
+// response header a page's script could read, and the response varies on
+// the id header as well, which would have changed how it was served.
+func TestIDHeaderCookieRequests(t *testing.T) {
+	st := memstore.New(memstore.Options{})
+	defer st.Close()
+	b := newBackend(t, Config{IDHeader: testIDHeader}, st)
+	steps := []struct {
+		name    string
+		handler func(*Session)
+	}{
+		{"new", func(s *Session) { s.SetInt("n", 1) }},
+		{"read", func(s *Session) { s.GetInt("n") }},
+		{"renew", func(s *Session) { s.RenewID() }},
+		{"destroy", func(s *Session) { s.Destroy() }},
+	}
+	id := ""
+	for _, step := range steps {
+		out, err := request(t, b, id, step.handler)
+		if err != nil {
+			t.Fatalf("%s: %v", step.name, err)
+		}
+		if len(out.set) != 0 {
+			t.Errorf("%s: a cookie request got headers set: %v", step.name, out.set)
+		}
+		for _, h := range out.headers {
+			if id != "" && strings.Contains(h, id) {
+				t.Errorf("%s: the id in a response header: %q", step.name, h)
+			}
+		}
+		if !slices.Contains(out.headers, "Vary: Cookie") || !slices.Contains(out.headers, "Vary: X-Session-Id") {
+			t.Errorf("%s: Vary %q, want Cookie and X-Session-Id", step.name, out.headers)
+		}
+		if line, ok := out.cookies["session"]; ok && !strings.Contains(line, "Max-Age=0") {
+			id = out.cookieValue(t, "session")
+		}
+	}
+	// Without IDHeader, Vary names Cookie alone, as it always did.
+	plain := newBackend(t, Config{}, memstore.New(memstore.Options{}))
+	out, _ := request(t, plain, "", func(s *Session) { s.SetInt("n", 1) })
+	if countHeader(out.headers, "Vary: Cookie") != 1 || len(out.headers) != 2 {
+		t.Errorf("without IDHeader: %q, want Cache-Control and Vary: Cookie alone", out.headers)
+	}
+}
+
+// TestIDHeaderRotation: a rotation gives a header client the new id, the
+// old one leads to it (and is answered with it) during RotationGrace and
+// is forgotten after; an idle extension, which only pushes the expiry
+// back, answers nothing.
+func TestIDHeaderRotation(t *testing.T) {
+	cases := []struct {
+		name    string
+		handler func(*Session) // the request on which the rotation is due
+	}{
+		{"on a read", func(s *Session) { s.GetInt("n") }},
+		{"on a write", func(s *Session) { s.SetInt("n", 1) }},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			b, clk, _ := rvSetup(t, Config{IDHeader: testIDHeader, RotationInterval: time.Hour, RotationGrace: 15 * time.Second,
+				IdleTimeout: 2 * time.Hour, ExtensionDelay: 10 * time.Minute})
+			oldID := mustHeaderRequest(t, b, "new", func(s *Session) { s.SetInt("n", 1) }).set[testIDHeader]
+
+			clk.advance(20 * time.Minute) // an idle extension is due, not a rotation
+			out := mustHeaderRequest(t, b, oldID, func(s *Session) { s.GetInt("n") })
+			checkHeaderResponse(t, out, true)
+			if v, ok := out.idAnswer(); ok {
+				t.Fatalf("an idle extension answered %q: a header has no expiry to refresh", v)
+			}
+
+			clk.advance(time.Hour)
+			out = mustHeaderRequest(t, b, oldID, tc.handler)
+			checkHeaderResponse(t, out, true)
+			newID, ok := out.idAnswer()
+			if !ok || newID == oldID || !b.validID([]byte(newID)) {
+				t.Fatalf("rotation answered %q (present: %v), want a new id", newID, ok)
+			}
+
+			// In flight with the old id, within the grace window: the
+			// session, and the new id.
+			clk.advance(10 * time.Second)
+			out = mustHeaderRequest(t, b, oldID, func(s *Session) {
+				if n, _ := s.GetInt("n"); n != 1 || s.ID() != newID {
+					t.Errorf("old id within the grace window: n=%d id=%q", n, s.ID())
+				}
+			})
+			checkHeaderResponse(t, out, true)
+			if v, _ := out.idAnswer(); v != newID {
+				t.Fatalf("old id within the grace window answered %q, want the new id %q", v, newID)
+			}
+			// The new id itself is not answered: the client has it.
+			if v, ok := mustHeaderRequest(t, b, newID, func(s *Session) { s.GetInt("n") }).idAnswer(); ok {
+				t.Fatalf("the current id answered %q", v)
+			}
+
+			clk.advance(6 * time.Second) // past the grace window
+			out = mustHeaderRequest(t, b, oldID, func(s *Session) {
+				if s.Len() != 0 {
+					t.Error("old id still works after the grace window")
+				}
+			})
+			if v, ok := out.idAnswer(); !ok || v != "" {
+				t.Fatalf("old id after the grace window answered %q (present: %v), want the header empty", v, ok)
+			}
+		})
+	}
+}
+
+// TestIDHeaderExtendOnAccess: ExtendOnAccess refreshes a header session's
+// store TTL on a read, as it does a cookie session's, and answers no
+// header: the id did not change.
+func TestIDHeaderExtendOnAccess(t *testing.T) {
+	b, clk, _ := rvSetup(t, Config{IDHeader: testIDHeader, ExtendOnAccess: true, MaxAge: time.Hour})
+	id := mustHeaderRequest(t, b, "new", func(s *Session) { s.SetInt("n", 1) }).set[testIDHeader]
+	for range 3 {
+		clk.advance(40 * time.Minute)
+		out := mustHeaderRequest(t, b, id, func(s *Session) {
+			if n, _ := s.GetInt("n"); n != 1 {
+				t.Fatalf("n=%d after %v: the read did not extend the session", n, 40*time.Minute)
+			}
+		})
+		if v, ok := out.idAnswer(); ok {
+			t.Fatalf("an extension answered %q", v)
+		}
+	}
+}
+
+// TestIDHeaderEndsHold: the ends that hold against requests in flight in
+// cookie mode hold in header mode: a request that loaded the session
+// before another destroyed it or renewed its id writes nothing when it
+// ends, and answers no id (not the old one, which would send the client
+// back to a session that is gone). A 5xx answer saves nothing and answers
+// no id either.
+func TestIDHeaderEndsHold(t *testing.T) {
+	ends := []struct {
+		name string
+		end  func(*Session)
+	}{
+		{"destroy", func(s *Session) { s.Destroy() }},
+		{"renew", func(s *Session) { s.RenewID() }},
+	}
+	for _, lock := range []bool{false, true} {
+		for _, e := range ends {
+			t.Run(e.name+map[bool]string{false: "", true: "/lock"}[lock], func(t *testing.T) {
+				st := memstore.New(memstore.Options{})
+				defer st.Close()
+				b := newBackend(t, Config{IDHeader: testIDHeader, Lock: lock}, st)
+				id := mustHeaderRequest(t, b, "new", func(s *Session) { s.SetInt("n", 1) }).set[testIDHeader]
+
+				slow := b.LoadFromHeader(context.Background(), []byte(id))
+				slow.SetReadOnly() // with the lock, the ending request must not wait for it
+				if n, _ := slow.GetInt("n"); n != 1 {
+					t.Fatalf("slow request: n=%d", n)
+				}
+				endOut := mustHeaderRequest(t, b, id, e.end)
+				newID, _ := endOut.idAnswer()
+
+				slow.SetInt("n", 99)
+				out := &sink{}
+				if err := b.StoreInResponse(slow, out); err != nil {
+					t.Fatal(err)
+				}
+				b.Release(slow)
+				checkHeaderResponse(t, out, true)
+				if v, ok := out.idAnswer(); ok {
+					t.Fatalf("the slow request answered %q after the session was ended", v)
+				}
+				mustHeaderRequest(t, b, id, func(s *Session) {
+					if s.Len() != 0 {
+						t.Error("the ended id leads to a session again")
+					}
+				})
+				if newID != "" {
+					mustHeaderRequest(t, b, newID, func(s *Session) {
+						if n, _ := s.GetInt("n"); n != 1 {
+							t.Errorf("the renewed session: n=%d, want 1: the slow write must be dropped", n)
+						}
+					})
+				}
+			})
+		}
+	}
+
+	t.Run("5xx", func(t *testing.T) {
+		st := memstore.New(memstore.Options{})
+		defer st.Close()
+		b := newBackend(t, Config{IDHeader: testIDHeader}, st)
+		s := b.LoadFromHeader(context.Background(), []byte("new"))
+		s.SetInt("n", 1)
+		out := &sink{}
+		if err := b.StoreInResponseStatus(s, out, 500); err != nil {
+			t.Fatal(err)
+		}
+		b.Release(s)
+		checkHeaderResponse(t, out, true)
+		if v, ok := out.idAnswer(); ok {
+			t.Fatalf("a 500 answered %q", v)
+		}
+	})
+}
+
+// TestCookieBackendLoadFromHeader: the cookie backend, which refuses
+// IDHeader, starts a fresh cookie session whatever the value, and never
+// writes a header.
+func TestCookieBackendLoadFromHeader(t *testing.T) {
+	b, err := NewCookie(Config{Secrets: [][]byte{keyA}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := b.LoadFromHeader(context.Background(), []byte("anything"))
+	if s.Len() != 0 || !s.IsNew() {
+		t.Fatal("not a fresh session")
+	}
+	s.SetInt("n", 1)
+	out := &sink{}
+	if err := b.StoreInResponse(s, out); err != nil {
+		t.Fatal(err)
+	}
+	b.Release(s)
+	if len(out.set) != 0 || len(out.cookies) == 0 {
+		t.Fatalf("headers set %v, cookies %v: want a cookie and no header", out.set, out.cookies)
+	}
+}
