@@ -364,78 +364,113 @@ func TestIDHeaderExtendOnAccess(t *testing.T) {
 	}
 }
 
-// TestIDHeaderEndsHold: the ends that hold against requests in flight in
-// cookie mode hold in header mode: a request that loaded the session
-// before another destroyed it or renewed its id writes nothing when it
-// ends, and answers no id (not the old one, which would send the client
-// back to a session that is gone). A 5xx answer saves nothing and answers
-// no id either.
+// TestIDHeaderEndsHold: every end holds in header mode as in cookie mode
+// (write_test.go), on every store, with the lock off and on: a request
+// that loaded the session before another destroyed, emptied, renewed or
+// rotated it writes nothing when it ends, and answers no id (not the old
+// one, which would send its client back to a session that is gone, nor
+// one of its own); the ending request answers the new id, or the header
+// empty.
 func TestIDHeaderEndsHold(t *testing.T) {
 	ends := []struct {
-		name string
-		end  func(*Session)
+		name    string
+		cfg     Config
+		advance time.Duration // on the backend's clock, before the ending request
+		end     func(*Session)
+		fresh   bool // the ending request answers a new id; else the header empty
 	}{
-		{"destroy", func(s *Session) { s.Destroy() }},
-		{"renew", func(s *Session) { s.RenewID() }},
+		{"Destroy", Config{}, 0, func(s *Session) { s.Destroy() }, false},
+		{"Clear", Config{}, 0, func(s *Session) { s.Clear() }, false},
+		{"RenewID", Config{}, 0, func(s *Session) { s.RenewID() }, true},
+		{"rotation", Config{RotationInterval: time.Hour}, 2 * time.Hour, func(s *Session) { s.Len() }, true},
 	}
-	for _, lock := range []bool{false, true} {
-		for _, e := range ends {
-			t.Run(e.name+map[bool]string{false: "", true: "/lock"}[lock], func(t *testing.T) {
-				st := memstore.New(memstore.Options{})
-				defer st.Close()
-				b := newBackend(t, Config{IDHeader: testIDHeader, Lock: lock}, st)
-				id := mustHeaderRequest(t, b, "new", func(s *Session) { s.SetInt("n", 1) }).set[testIDHeader]
+	for _, end := range ends {
+		t.Run(end.name, func(t *testing.T) {
+			cfg := end.cfg
+			cfg.IDHeader = testIDHeader
+			cfg.MaxAge, cfg.LockLease, cfg.LockWait = 24*time.Hour, 50*time.Millisecond, 5*time.Second
+			eachEnd(t, cfg, func(t *testing.T, b *ServerBackend) {
+				clk := newClock()
+				b.now = clk.now // the backend's clock only: store TTLs stay real
+				id := mustHeaderRequest(t, b, "new", func(s *Session) { s.SetInt64("n", 1); s.SetUser("alice") }).set[testIDHeader]
 
+				// In flight: loaded, and with the lock on holding it; the
+				// ending request waits out its lease, as behind one that hung.
 				slow := b.LoadFromHeader(context.Background(), []byte(id))
-				slow.SetReadOnly() // with the lock, the ending request must not wait for it
-				if n, _ := slow.GetInt("n"); n != 1 {
-					t.Fatalf("slow request: n=%d", n)
+				n, _ := slow.GetInt64("n")
+				if err := slow.Err(); err != nil || n != 1 {
+					t.Fatalf("the request in flight: n=%d, %v", n, err)
 				}
-				endOut := mustHeaderRequest(t, b, id, e.end)
-				newID, _ := endOut.idAnswer()
+				clk.advance(end.advance)
+				endOut := mustHeaderRequest(t, b, id, end.end)
+				checkHeaderResponse(t, endOut, true)
+				next, answered := endOut.idAnswer()
+				switch {
+				case !answered:
+					t.Fatal("the ending request answered no id header")
+				case end.fresh && (next == "" || next == id):
+					t.Fatalf("the ending request answered %q, want a new id", next)
+				case !end.fresh && next != "":
+					t.Fatalf("the ending request answered %q, want the header empty", next)
+				}
 
-				slow.SetInt("n", 99)
+				slow.SetInt64("n", n+1)
 				out := &sink{}
-				if err := b.StoreInResponse(slow, out); err != nil {
-					t.Fatal(err)
-				}
+				err := b.StoreInResponse(slow, out)
 				b.Release(slow)
+				if err != nil {
+					t.Fatalf("the request in flight: %v", err)
+				}
 				checkHeaderResponse(t, out, true)
 				if v, ok := out.idAnswer(); ok {
-					t.Fatalf("the slow request answered %q after the session was ended", v)
+					t.Errorf("the request in flight answered %q after the session was ended", v)
 				}
-				mustHeaderRequest(t, b, id, func(s *Session) {
-					if s.Len() != 0 {
-						t.Error("the ended id leads to a session again")
-					}
-				})
-				if newID != "" {
-					mustHeaderRequest(t, b, newID, func(s *Session) {
-						if n, _ := s.GetInt("n"); n != 1 {
-							t.Errorf("the renewed session: n=%d, want 1: the slow write must be dropped", n)
+				// Under the old key: nothing, or the rotation's forward.
+				rec, err := b.calls.Get(context.Background(), b.storeKey([]byte(id)))
+				switch {
+				case isNotFound(err):
+				case err != nil:
+					t.Fatal(err)
+				case len(rec) > 0 && rec[0] == forwardMarker && end.name == "rotation":
+				default:
+					t.Errorf("the ended session's record was written back (%d bytes)", len(rec))
+				}
+				if end.name != "rotation" {
+					mustHeaderRequest(t, b, id, func(s *Session) {
+						if s.Len() != 0 || s.User() != "" {
+							t.Error("the ended id opens a session again")
+						}
+					})
+				}
+				if end.fresh {
+					mustHeaderRequest(t, b, next, func(s *Session) {
+						if got, _ := s.GetInt64("n"); got != 1 || s.User() != "alice" {
+							t.Errorf("the new id holds n=%d user %q, want what the ending request left (1, alice)", got, s.User())
 						}
 					})
 				}
 			})
-		}
+		})
 	}
+}
 
-	t.Run("5xx", func(t *testing.T) {
-		st := memstore.New(memstore.Options{})
-		defer st.Close()
-		b := newBackend(t, Config{IDHeader: testIDHeader}, st)
-		s := b.LoadFromHeader(context.Background(), []byte("new"))
-		s.SetInt("n", 1)
-		out := &sink{}
-		if err := b.StoreInResponseStatus(s, out, 500); err != nil {
-			t.Fatal(err)
-		}
-		b.Release(s)
-		checkHeaderResponse(t, out, true)
-		if v, ok := out.idAnswer(); ok {
-			t.Fatalf("a 500 answered %q", v)
-		}
-	})
+// TestIDHeaderServerError: a 5xx answer in header mode saves nothing and
+// answers no id, as it sets no cookie in cookie mode.
+func TestIDHeaderServerError(t *testing.T) {
+	st := memstore.New(memstore.Options{})
+	defer st.Close()
+	b := newBackend(t, Config{IDHeader: testIDHeader}, st)
+	s := b.LoadFromHeader(context.Background(), []byte("new"))
+	s.SetInt("n", 1)
+	out := &sink{}
+	if err := b.StoreInResponseStatus(s, out, 500); err != nil {
+		t.Fatal(err)
+	}
+	b.Release(s)
+	checkHeaderResponse(t, out, true)
+	if v, ok := out.idAnswer(); ok {
+		t.Fatalf("a 500 answered %q", v)
+	}
 }
 
 // TestCookieBackendLoadFromHeader: the cookie backend, which refuses
