@@ -1,8 +1,10 @@
 package kvsession
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"log/slog"
 	"slices"
 	"strings"
 	"testing"
@@ -494,4 +496,79 @@ func TestCookieBackendLoadFromHeader(t *testing.T) {
 	if len(out.set) != 0 || len(out.cookies) == 0 {
 		t.Fatalf("headers set %v, cookies %v: want a cookie and no header", out.set, out.cookies)
 	}
+}
+
+// FuzzIDHeader: any bytes in the id header, with any of the handler's
+// actions: no error; the live session is used only when the header is
+// exactly its id; nothing is ever saved under the header's own bytes; the
+// response sets no cookie, and writes only the cache headers and an id
+// header that is empty or an id this backend drew.
+func FuzzIDHeader(f *testing.F) {
+	for _, v := range []string{"", "new", fuzzLiveID, strings.Repeat("A", 43), fuzzLiveID + ", " + fuzzLiveID,
+		" " + fuzzLiveID, fuzzLiveID + "\r\nSet-Cookie: x=1", "session=" + fuzzLiveID, strings.Repeat("-", 4096)} {
+		for action := range uint8(fuzzActions) {
+			f.Add([]byte(v), action)
+		}
+	}
+	quiet := slog.New(slog.DiscardHandler)
+	f.Fuzz(func(t *testing.T, value []byte, action uint8) {
+		st := newFakeStore()
+		b := newBackend(t, Config{Logger: quiet, IDHeader: testIDHeader}, st)
+		ctx := context.Background()
+		if err := b.Set(ctx, fuzzLiveID, map[string]any{"n": 5}); err != nil {
+			t.Fatal(err)
+		}
+		liveKey := b.storeKey([]byte(fuzzLiveID))
+		liveBefore := append([]byte(nil), st.data[liveKey]...)
+		isLive := string(value) == fuzzLiveID
+
+		s := b.LoadFromHeader(ctx, value)
+		n, _ := s.GetInt("n")
+		switch action % fuzzActions {
+		case 0:
+			s.Set("n", n+1)
+		case 1: // read only
+		case 2:
+			if err := s.Destroy(); err != nil {
+				t.Fatal(err)
+			}
+		case 3:
+			if err := s.RenewID(); err != nil {
+				t.Fatal(err)
+			}
+			s.Set("n", n+1)
+		case 4:
+			s.Clear()
+		}
+		out := &recordingSink{}
+		err := b.StoreInResponse(s, out)
+		b.Release(s)
+		if err != nil {
+			t.Fatalf("request failed: %v", err)
+		}
+		if (n == 5) != isLive || (n != 0 && n != 5) {
+			t.Fatalf("read n=%d with the header %q", n, value)
+		}
+		if len(out.lines) != 0 {
+			t.Fatalf("header mode set cookies: %q", out.lines)
+		}
+		for _, h := range out.headers {
+			switch h {
+			case "Vary: Cookie", "Vary: X-Session-Id", `Cache-Control: no-cache="X-Session-Id"`, "X-Session-Id: ":
+				continue
+			}
+			id, ok := strings.CutPrefix(h, "X-Session-Id: ")
+			if !ok || !b.validID([]byte(id)) || id == string(value) {
+				t.Fatalf("response header %q for the header %q", h, value)
+			}
+		}
+		if !isLive {
+			if !bytes.Equal(st.data[liveKey], liveBefore) {
+				t.Fatal("the live session changed although the header does not carry its id")
+			}
+			if _, ok := st.data[b.storeKey(value)]; ok {
+				t.Fatalf("a record was saved under the header's own bytes %q", value)
+			}
+		}
+	})
 }
