@@ -85,10 +85,13 @@ func addCacheHeaders(sink ResponseSink) {
 // header too, in either mode: a request with it is served from it, one
 // without it from the cookie. A response that never touched the session
 // gets nothing, and stays cacheable for everyone.
+//
+// The names are a list made once (core.init), walked with one call site,
+// so that vary stays small enough to inline, as varyOnCookie was before
+// IDHeader: it runs on every request that uses the session.
 func (c *core) vary(sink ResponseSink) {
-	sink.AddHeader("Vary", "Cookie")
-	if c.cfg.IDHeader != "" {
-		sink.AddHeader("Vary", c.cfg.IDHeader)
+	for _, name := range c.varyOn {
+		sink.AddHeader("Vary", name)
 	}
 }
 

@@ -119,6 +119,9 @@ type core struct {
 	// idHeaderNoCache is the Cache-Control value of a response carrying
 	// Config.IDHeader (idheader.go), made once.
 	idHeaderNoCache string
+	// varyOn are the request headers a response that used the session
+	// varies on (vary): Cookie, and Config.IDHeader when set.
+	varyOn []string
 }
 
 func (c *core) init(cfg *compiled, e engine) {
@@ -130,8 +133,10 @@ func (c *core) init(cfg *compiled, e engine) {
 		SameSite: cfg.SameSite.String(), Partitioned: cfg.Partitioned, MaxAge: cfg.MaxAge,
 	})
 	c.rand, c.now = rand.Reader, newWallClock().now
+	c.varyOn = []string{"Cookie"}
 	if cfg.IDHeader != "" {
 		c.idHeaderNoCache = idHeaderNoCache(cfg.IDHeader)
+		c.varyOn = append(c.varyOn, cfg.IDHeader)
 	}
 	c.pool.New = func() any { return &Session{c: c, e: e} }
 }
