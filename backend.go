@@ -315,10 +315,13 @@ var hashedKeyLen = base64.RawURLEncoding.EncodedLen(sha256.Size)
 //     its TTL and cookie are refreshed without re-encoding it (and its
 //     cookie expired if another request destroyed it meanwhile).
 //
-// Every response of a request that used the session gets Vary: Cookie,
-// and every Set-Cookie Cache-Control: no-cache="Set-Cookie" besides, so
-// shared caches never serve one client's page or cookie to another. On error nothing is added to the response,
-// and what the store held before is intact.
+// Every response of a request that used the session gets Vary: Cookie
+// (and Vary: <IDHeader> when Config.IDHeader is set), and every
+// Set-Cookie Cache-Control: no-cache="Set-Cookie" besides, so shared
+// caches never serve one client's page or cookie to another. A request
+// loaded by LoadFromHeader is answered in that header instead of the
+// cookie (see Config.IDHeader). On error nothing is added to the
+// response, and what the store held before is intact.
 func (b *ServerBackend) StoreInResponse(s *Session, sink ResponseSink) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -336,7 +339,7 @@ func (b *ServerBackend) StoreInResponse(s *Session, sink ResponseSink) error {
 		err = nil
 	}
 	if err == nil && s.loaded {
-		varyOnCookie(sink)
+		b.vary(sink)
 	}
 	return err
 }
@@ -560,6 +563,13 @@ func (b *ServerBackend) extendOrRotate(s *Session, sink ResponseSink, now int64)
 	err := b.withSession(s.ctx, s.key, b.locks != nil && s.lock.key == "", func(fresh *Session) error {
 		found = true
 		fresh.id, fresh.now, fresh.carried = s.id, now, s.carried
+		if s.viaHeader {
+			// What the client sent, which decides whether the response
+			// tells it the id (writeIDHeader): a copy, as fresh's buffer
+			// goes back to the pool with fresh.
+			fresh.viaHeader, fresh.headerValue = true, s.headerValue
+			fresh.cookie = append(fresh.cookie[:0], s.cookie...)
+		}
 		if s.lock.key != "" {
 			// This request holds the lock, not fresh: fresh's writes must
 			// be fenced as the holder's are (write.go), so it shares the

@@ -21,6 +21,7 @@ type nopSink struct{}
 
 func (nopSink) SetCookie(string, []byte) {}
 func (nopSink) AddHeader(string, string) {}
+func (nopSink) SetHeader(string, []byte) {}
 
 // onEachStore runs a session benchmark on the memory and Badger stores, and
 // on Redis when KVSESSION_REDIS_ADDR names a server:
@@ -229,5 +230,36 @@ func BenchmarkFeatureCost(b *testing.B) {
 				runRequests(b, be, ids, op.work)
 			})
 		}
+	}
+}
+
+// BenchmarkIDHeader is BenchmarkIncrement and BenchmarkReadOnly on the
+// memory store for clients that carry the id in Config.IDHeader: the same
+// work, with the id read from a header value instead of a Cookie header.
+func BenchmarkIDHeader(b *testing.B) {
+	for _, op := range []struct {
+		name string
+		work func(*Session)
+	}{{"increment", increment}, {"read", func(s *Session) { s.GetInt("counter") }}} {
+		b.Run(op.name, func(b *testing.B) {
+			st := memstore.New(memstore.Options{})
+			defer st.Close()
+			be := newBackend(b, Config{IDHeader: "X-Session-Id"}, st)
+			ids := seed(b, be, 1000, small)
+			for i, h := range ids {
+				ids[i] = bytes.TrimPrefix(h, []byte(be.CookieName()+"="))
+			}
+			ctx := context.Background()
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				s := be.LoadFromHeader(ctx, ids[i%len(ids)])
+				op.work(s)
+				if err := be.StoreInResponse(s, nopSink{}); err != nil {
+					b.Fatal(err)
+				}
+				be.Release(s)
+			}
+		})
 	}
 }

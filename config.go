@@ -106,6 +106,43 @@ type Config struct {
 	// only: NewCookie refuses it, as it refuses every field marked so.
 	SessionIDBytes int
 
+	// IDHeader names a request header, such as "X-Session-Id", that
+	// carries the session id for clients without cookies (mobile apps,
+	// CLIs). Empty, the default, turns it off. Server-side sessions only.
+	//
+	// A request that carries the header, with any value ("new" for a
+	// client without an id yet, or even empty), is in header mode: its id
+	// is read from that header alone, its cookies are ignored for this
+	// session, and it is checked as a cookie's is: a malformed, unknown,
+	// tampered or expired id starts a fresh session under a fresh id the
+	// server draws, never the client's. The response never sets the
+	// session cookie; it carries the header instead, with the id when the
+	// client does not have it yet (a new session saved, RenewID, a
+	// rotation, a rotated-out id led to the current one) and empty when
+	// the client's id leads to no session any more (Destroy, a session
+	// emptied, an unknown or expired id): the client forgets it then. A
+	// response without the header leaves the client's id as it is. A
+	// request without the header is served by cookie exactly as when
+	// IDHeader is empty.
+	//
+	// Why it is built so: it is opt-in, because an id that a client's own
+	// code reads has none of HttpOnly's protection against script; the id
+	// is read from the header only, never from the query string, as ids
+	// in URLs leak through access logs, Referer and history; and a cookie
+	// request never gets its id in a response header, where page script
+	// could read what HttpOnly hides. Every response that used the session
+	// varies on the header (as on Cookie: which one carries the id depends
+	// on the request), and one carrying an id gets Cache-Control:
+	// no-cache="<IDHeader>", so that shared caches neither mix users nor
+	// replay an id.
+	//
+	// It must be a valid header name (an RFC 9110 token), and none that
+	// HTTP or cookies give a meaning of their own: Cookie, Set-Cookie,
+	// Authorization, Vary, Cache-Control, the hop-by-hop and framing
+	// fields. Nested middlewares need different IDHeader values, as they
+	// need different CookieName values.
+	IDHeader string
+
 	// ExtendOnAccess refreshes a session's store TTL and its cookie's
 	// Max-Age on every request that reads it, not only when it changes.
 	// Refreshing does not re-encode the session.
@@ -363,7 +400,7 @@ func (c Config) compile() (*compiled, error) {
 	bad := func(field, format string, args ...any) (*compiled, error) {
 		return nil, &ConfigError{Field: field, Reason: fmt.Sprintf(format, args...)}
 	}
-	if !validCookieName(c.CookieName) {
+	if !validToken(c.CookieName) {
 		return bad("CookieName", "%q is not a valid cookie name (RFC 6265 token)", c.CookieName)
 	}
 	if len(c.CookieName) > maxCookieNameBytes {
@@ -408,6 +445,9 @@ func (c Config) compile() (*compiled, error) {
 	if c.MaxCookieSegments < 1 || c.MaxCookieSegments > sessioncookie.MaxSegments {
 		return bad("MaxCookieSegments", "%d is outside 1 to %d", c.MaxCookieSegments, sessioncookie.MaxSegments)
 	}
+	if err := checkIDHeader(c.IDHeader); err != nil {
+		return nil, err
+	}
 	if c.StoreTimeout < 0 {
 		return bad("StoreTimeout", "%v is negative; use 0 for no timeout", c.StoreTimeout)
 	}
@@ -447,9 +487,9 @@ func validAttribute(v string) bool {
 	return true
 }
 
-// validCookieName reports whether name is an RFC 6265 token: visible ASCII
-// without separators.
-func validCookieName(name string) bool {
+// validToken reports whether name is a token, as cookie names (RFC 6265)
+// and header names (RFC 9110) must be: visible ASCII without separators.
+func validToken(name string) bool {
 	if name == "" {
 		return false
 	}

@@ -30,8 +30,13 @@ func (c *core) lifetime() cookieLifetime {
 // setCookie writes value as the session cookie, split if it must be, and
 // expires every other cookie of the session's name the request carried. It
 // returns a *CookieTooLargeError, writing nothing, if the value would need
-// more than Config.MaxCookieSegments cookies.
+// more than Config.MaxCookieSegments cookies. A request in header mode
+// gets the id in Config.IDHeader instead (writeIDHeader), and no cookie.
 func (c *core) setCookie(s *Session, sink ResponseSink, value []byte, lifetime cookieLifetime, ttl time.Duration) error {
+	if s.viaHeader {
+		c.writeIDHeader(s, sink, value)
+		return nil
+	}
 	s.attrs = c.attrs.AppendLive(s.attrs[:0], lifetime == cookiePersistent, ttl, s.nowNano())
 	attrs := s.attrs
 	n := c.split.Count(len(value), len(attrs))
@@ -50,8 +55,14 @@ func (c *core) setCookie(s *Session, sink ResponseSink, value []byte, lifetime c
 // carried; it writes nothing if there were none, or if they were broken.
 // Broken cookies are left alone until the session is written: when the
 // name came twice, one of the two may be another site's on a parent domain
-// or path, and expiring ours would only make matters worse.
+// or path, and expiring ours would only make matters worse. A request in
+// header mode is told to forget its id instead (forgetIDHeader), and its
+// cookies are left alone.
 func (c *core) expireCookies(s *Session, sink ResponseSink) {
+	if s.viaHeader {
+		c.forgetIDHeader(s, sink)
+		return
+	}
 	if !s.carried.Any() || s.cookieErr != nil {
 		return
 	}
@@ -62,18 +73,26 @@ func (c *core) expireCookies(s *Session, sink ResponseSink) {
 
 // addCacheHeaders keeps shared caches from storing a response that sets
 // one client's session cookie and replaying it to another. Vary: Cookie
-// is added by StoreInResponse (varyOnCookie) for every response that used
-// the session, these among them.
+// is added by StoreInResponse (vary) for every response that used the
+// session, these among them.
 func addCacheHeaders(sink ResponseSink) {
 	sink.AddHeader("Cache-Control", `no-cache="Set-Cookie"`)
 }
 
-// varyOnCookie marks a response that used the session, even only to read
-// it, as depending on the request's Cookie header: a shared cache must not
-// serve one user's page to another. A response that never touched the
-// session gets nothing, and stays cacheable for everyone.
-func varyOnCookie(sink ResponseSink) {
-	sink.AddHeader("Vary", "Cookie")
+// vary marks a response that used the session, even only to read it, as
+// depending on the request's Cookie header: a shared cache must not serve
+// one user's page to another. With Config.IDHeader set it depends on that
+// header too, in either mode: a request with it is served from it, one
+// without it from the cookie. A response that never touched the session
+// gets nothing, and stays cacheable for everyone.
+//
+// The names are a list made once (core.init), walked with one call site,
+// so that vary stays small enough to inline, as varyOnCookie was before
+// IDHeader: it runs on every request that uses the session.
+func (c *core) vary(sink ResponseSink) {
+	for _, name := range c.varyOn {
+		sink.AddHeader("Vary", name)
+	}
 }
 
 // CookieTooLargeError is returned when saving a session whose cookie would

@@ -84,10 +84,10 @@ var strictBase64 = base64.RawURLEncoding.Strict()
 //
 // Every Config field either works with cookie sessions or, when set, is
 // refused with a *ConfigError that says what to do instead: the fields of
-// server-side sessions (Store, SessionIDBytes, IDHashKey, PlainStoreKeys,
-// RotationInterval, RotationGrace, Lock, LockLease, LockWait), and Prefix
-// and StoreTimeout without a RevocationStore, whose calls are all they
-// act on. A setting silently ignored would promise what it cannot keep: a
+// server-side sessions (Store, SessionIDBytes, IDHeader, IDHashKey,
+// PlainStoreKeys, RotationInterval, RotationGrace, Lock, LockLease,
+// LockWait), and Prefix and StoreTimeout without a RevocationStore, whose
+// calls are all they act on. A setting silently ignored would promise what it cannot keep: a
 // lock that serialises nothing, say.
 func NewCookie(cfg Config, stores *store.Registry) (*CookieBackend, error) {
 	c, err := cfg.compile()
@@ -153,6 +153,7 @@ func (cfg *Config) checkCookie() error {
 		{"Store", cfg.Store != "", "cookie sessions are kept in the cookie, not in a store; leave it empty " +
 			"(RevocationStore names the store RevokeUser writes to), " + useNew},
 		{"SessionIDBytes", cfg.SessionIDBytes != 0, "cookie sessions have no id; leave it 0, " + useNew},
+		{"IDHeader", cfg.IDHeader != "", "cookie sessions have no id to carry in a header (the session is the cookie); leave it empty, " + useNew},
 		{"IDHashKey", len(cfg.IDHashKey) != 0, "cookie sessions have no id to hash into a store key; leave it empty, " + useNew},
 		{"PlainStoreKeys", cfg.PlainStoreKeys, "cookie sessions have no id to store under; leave it false, " + useNew},
 		{"RotationInterval", cfg.RotationInterval != 0, "cookie sessions have no id to rotate (each write seals the cookie anew); leave it 0, " + useNew},
@@ -268,7 +269,7 @@ func (b *CookieBackend) StoreInResponse(s *Session, sink ResponseSink) error {
 			return err
 		}
 	}
-	varyOnCookie(sink)
+	b.vary(sink)
 	return nil
 }
 

@@ -366,6 +366,7 @@ func TestCookieBackendConfigErrors(t *testing.T) {
 		// The fields of server-side sessions: refused, never ignored.
 		{"Store", Config{Secrets: secrets, Store: "sessions"}, "Store", "leave it empty"},
 		{"SessionIDBytes", Config{Secrets: secrets, SessionIDBytes: 32}, "SessionIDBytes", "leave it 0"},
+		{"IDHeader", Config{Secrets: secrets, IDHeader: "X-Session-Id"}, "IDHeader", "leave it empty"},
 		{"IDHashKey", Config{Secrets: secrets, IDHashKey: keyB[:16]}, "IDHashKey", "leave it empty"},
 		{"PlainStoreKeys", Config{Secrets: secrets, PlainStoreKeys: true}, "PlainStoreKeys", "leave it false"},
 		{"RotationInterval", Config{Secrets: secrets, RotationInterval: time.Hour}, "RotationInterval", "leave it 0"},
@@ -922,3 +923,7 @@ type recordingSink struct {
 func (r *recordingSink) SetCookie(_ string, line []byte) { r.lines = append(r.lines, string(line)) }
 
 func (r *recordingSink) AddHeader(name, value string) { r.headers = append(r.headers, name+": "+value) }
+
+func (r *recordingSink) SetHeader(name string, value []byte) {
+	r.headers = append(r.headers, name+": "+string(value))
+}

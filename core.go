@@ -26,6 +26,17 @@ type Backend interface {
 	// StoreInResponse returns.
 	LoadFromRequest(ctx context.Context, cookieHeader []byte) *Session
 
+	// LoadFromHeader starts, in LoadFromRequest's place, the session of a
+	// request that carried the Config.IDHeader header, from that
+	// header's value: empty if it came empty, and several lines of it
+	// joined with ", " (RFC 9110 §5.3), which no id matches. The id is
+	// read from the header alone, and the response carries ids in it,
+	// never in a cookie (see Config.IDHeader). value is copied: it need
+	// not outlive the call; ctx must stay valid until StoreInResponse
+	// returns. Adapters call it only when Config().IDHeader is set and
+	// the request carries that header.
+	LoadFromHeader(ctx context.Context, value []byte) *Session
+
 	// StoreInResponse saves what the request did to the session and
 	// writes the cookies the response needs. On error nothing is added to
 	// the response and what was stored before is intact.
@@ -34,8 +45,8 @@ type Backend interface {
 	// StoreInResponseStatus is StoreInResponse for a response whose
 	// status the adapter knows. With a 5xx status, unless
 	// Config.SaveOnServerError, the request's changes are dropped instead:
-	// nothing is stored and no cookie is set, but the session lock is
-	// released and Vary: Cookie added all the same. What already took
+	// nothing is stored and no cookie (or id header) is set, but the
+	// session lock is released and Vary added all the same. What already took
 	// effect during the request is not undone: a Destroy on the server
 	// backend has deleted the record. A session that failed to load, or
 	// whose Destroy failed, is still an error.
@@ -58,7 +69,8 @@ type Backend interface {
 }
 
 // ResponseSink is where a backend writes what a response needs: the session
-// cookies and the cache headers that go with them. Each HTTP adapter
+// cookies (or the Config.IDHeader header that carries the id in their
+// place) and the cache headers that go with them. Each HTTP adapter
 // implements it over its framework's response; the backends know no
 // framework.
 type ResponseSink interface {
@@ -72,6 +84,11 @@ type ResponseSink interface {
 	// response that used the session, and a header the handler set
 	// itself should not be repeated.
 	AddHeader(name, value string)
+	// SetHeader replaces any header named name on the response with
+	// value, sent even if empty. value is only valid during the call:
+	// copy it. The server backend writes Config.IDHeader with it, in
+	// header mode only.
+	SetHeader(name string, value []byte)
 }
 
 // engine is what differs between the backends behind a Session.
@@ -99,6 +116,12 @@ type core struct {
 	rand      io.Reader
 	now       func() time.Time
 	pool      sync.Pool
+	// idHeaderNoCache is the Cache-Control value of a response carrying
+	// Config.IDHeader (idheader.go), made once.
+	idHeaderNoCache string
+	// varyOn are the request headers a response that used the session
+	// varies on (vary): Cookie, and Config.IDHeader when set.
+	varyOn []string
 }
 
 func (c *core) init(cfg *compiled, e engine) {
@@ -110,6 +133,11 @@ func (c *core) init(cfg *compiled, e engine) {
 		SameSite: cfg.SameSite.String(), Partitioned: cfg.Partitioned, MaxAge: cfg.MaxAge,
 	})
 	c.rand, c.now = rand.Reader, newWallClock().now
+	c.varyOn = []string{"Cookie"}
+	if cfg.IDHeader != "" {
+		c.idHeaderNoCache = idHeaderNoCache(cfg.IDHeader)
+		c.varyOn = append(c.varyOn, cfg.IDHeader)
+	}
 	c.pool.New = func() any { return &Session{c: c, e: e} }
 }
 
@@ -153,7 +181,7 @@ func (c *core) dropsChanges(status int) bool {
 
 // dropChanges ends a request whose changes are not saved: a session the
 // request used still shapes its response, so the response varies on the
-// Cookie header; a failed load or Destroy is still reported.
+// headers that carry the id; a failed load or Destroy is still reported.
 func (c *core) dropChanges(s *Session, sink ResponseSink) error {
 	if !s.loaded {
 		return nil
@@ -164,7 +192,7 @@ func (c *core) dropChanges(s *Session, sink ResponseSink) error {
 	if s.failed != nil {
 		return s.failed
 	}
-	varyOnCookie(sink)
+	c.vary(sink)
 	return nil
 }
 

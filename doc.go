@@ -20,9 +20,11 @@
 // # One request
 //
 // The adapter calls the backend's LoadFromRequest with the request's Cookie
-// header, runs the handler, then StoreInResponse and Release (kvhttp calls
-// StoreInResponse when the handler first writes, since net/http sends the
-// header then). Nothing is
+// header (or, for a client without cookies that sends Config.IDHeader,
+// LoadFromHeader with that header's value: the id then travels in that
+// header both ways), runs the handler, then StoreInResponse and Release
+// (kvhttp calls StoreInResponse when the handler first writes, since
+// net/http sends the header then). Nothing is
 // read from the store until the handler first uses the session, and
 // nothing is written unless it changed it (or a lifetime rule asks for an
 // extension or a rotation). A store failure goes to the adapter's error handler, never to

@@ -175,7 +175,8 @@ var errBoom = errors.New("boom")
 // sink records what the backend writes to a response.
 type sink struct {
 	cookies map[string]string
-	headers []string
+	headers []string          // AddHeader's, as "Name: value"
+	set     map[string]string // SetHeader's, the last value of each name
 }
 
 func (s *sink) SetCookie(name string, line []byte) {
@@ -186,6 +187,13 @@ func (s *sink) SetCookie(name string, line []byte) {
 }
 
 func (s *sink) AddHeader(name, value string) { s.headers = append(s.headers, name+": "+value) }
+
+func (s *sink) SetHeader(name string, value []byte) {
+	if s.set == nil {
+		s.set = map[string]string{}
+	}
+	s.set[name] = string(value)
+}
 
 // cookieValue returns the value of the session cookie line.
 func (s *sink) cookieValue(t *testing.T, name string) string {

@@ -72,6 +72,15 @@ type requestState struct {
 	exists   bool
 	modified bool // changed by the handler: the response must write it
 	resumed  bool // the load found a live session the request carried (IsNew)
+	// viaHeader: the request carried Config.IDHeader (LoadFromHeader),
+	// and cookie holds that header's value if it has an id's length: the
+	// id comes from the header, and the response carries ids there. Here,
+	// with the other flags, so that the struct does not grow.
+	viaHeader bool
+	// headerValue: that header was not empty: the client holds something
+	// it takes for an id, which it is told to forget when it leads to no
+	// session (idheader.go).
+	headerValue bool
 }
 
 // The resets assign field by field, not a whole zero struct: that would be
@@ -83,6 +92,7 @@ func (r *requestState) reset() {
 	r.carried, r.cookieErr, r.now = sessioncookie.Carried{}, nil, 0
 	r.loaded, r.loadErr, r.failed = false, nil, nil
 	r.exists, r.modified, r.resumed = false, false, false
+	r.viaHeader, r.headerValue = false, false
 }
 
 // sessionData is the session's content, decoded from its record (record layout:

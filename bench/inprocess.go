@@ -53,6 +53,7 @@ type nopSink struct{}
 
 func (nopSink) SetCookie(string, []byte) {}
 func (nopSink) AddHeader(string, string) {}
+func (nopSink) SetHeader(string, []byte) {}
 
 func kvsessionSetup(open func(b *testing.B) store.Store) func(b *testing.B, n int) (func(int, bool), func()) {
 	return func(b *testing.B, n int) (func(int, bool), func()) {

@@ -38,6 +38,14 @@
 // large to save) replaces the handler's response with the error handler's.
 // A response whose handler used the session carries Vary: Cookie.
 //
+// Clients without cookies (mobile apps, CLIs) can carry the session id in
+// a header instead, with kvsession.Config.IDHeader set: a request that
+// carries that header, with any value ("new" for a client without an id
+// yet), is served from it, and its response carries a new or changed id
+// in the same header, never a cookie; an empty one tells the client to
+// forget its id. Requests without it are served by cookie as before. The
+// query string is never read. See Config.IDHeader for the protocol.
+//
 // Request header size: fasthttp reads a request's whole header into its
 // read buffer (Server.ReadBufferSize, 4096 bytes by default) and answers 431
 // to a request whose header does not fit, before any handler runs. Cookie
@@ -106,7 +114,8 @@ const (
 type Middleware struct {
 	backend    kvsession.Backend
 	cookieName string
-	outerKey   any // outerKey(cookieName), made once: as an interface it would allocate per call
+	idHeader   string // Config.IDHeader: "" when ids travel in cookies only
+	outerKey   any    // outerKey(cookieName), made once: as an interface it would allocate per call
 	onError    ErrorHandler
 	skip       func(ctx *fasthttp.RequestCtx) bool
 	readOnly   func(ctx *fasthttp.RequestCtx) bool
@@ -131,11 +140,12 @@ func New(backend kvsession.Backend, opts Options) (*Middleware, error) {
 		return nil, fmt.Errorf("kvfasthttp: Options.ReadBufferSize: %d bytes cannot hold a request whose session cookies take up to %d bytes (Config.MaxCookieSegments %d) plus Options.HeaderRoom %d; set it and the fasthttp.Server's ReadBufferSize to at least %d, or use Middleware.NewServer",
 			opts.ReadBufferSize, backend.MaxCookieHeaderBytes(), backend.Config().MaxCookieSegments, opts.HeaderRoom, need)
 	}
-	name := backend.Config().CookieName
-	m := &Middleware{backend: backend, cookieName: name, outerKey: outerKey(name),
+	cfg := backend.Config()
+	name := cfg.CookieName
+	m := &Middleware{backend: backend, cookieName: name, idHeader: cfg.IDHeader, outerKey: outerKey(name),
 		onError: opts.ErrorHandler, skip: opts.Skip, readOnly: opts.ReadOnly, readBuffer: opts.ReadBufferSize}
 	if m.onError == nil {
-		logger := backend.Config().Logger
+		logger := cfg.Logger
 		m.onError = func(ctx *fasthttp.RequestCtx, err error) { defaultErrorHandler(ctx, err, logger) }
 	}
 	return m, nil
@@ -210,7 +220,7 @@ func (m *Middleware) Handler(next fasthttp.RequestHandler) fasthttp.RequestHandl
 			next(ctx)
 			return
 		}
-		s := b.LoadFromRequest(fasthttpio.RequestContext{RequestCtx: ctx}, fasthttpio.CookieHeader(&ctx.Request.Header))
+		s := fasthttpio.Load(b, ctx, m.idHeader)
 		if m.readOnly != nil && m.readOnly(ctx) {
 			s.SetReadOnly()
 		}

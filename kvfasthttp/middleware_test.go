@@ -96,6 +96,10 @@ func app(ctx *fasthttp.RequestCtx) {
 		if err := sess.Destroy(); err != nil {
 			ctx.Error(err.Error(), 500)
 		}
+	case "/renew":
+		if err := sess.RenewID(); err != nil {
+			ctx.Error(err.Error(), 500)
+		}
 	}
 }
 
@@ -927,5 +931,17 @@ func TestNestedMiddlewaresKeepTheirOwnSessions(t *testing.T) {
 	}
 	if resp, body := get("/no-prefs"); resp.StatusCode != 200 || resp.Header.Get("Set-Cookie") != "" {
 		t.Fatalf("/no-prefs: %d %q Set-Cookie %q", resp.StatusCode, body, resp.Header.Get("Set-Cookie"))
+	}
+}
+
+// TestIDHeader: a client without cookies carries its id in
+// Config.IDHeader, end to end through fasthttp (sessiontest.CheckIDHeader
+// says what it checks), in whatever case the header is configured.
+func TestIDHeader(t *testing.T) {
+	for _, name := range []string{"X-Session-Id", "x-app-session"} {
+		t.Run(name, func(t *testing.T) {
+			s := start(t, kvsession.Config{IDHeader: name}, kvfasthttp.Options{})
+			sessiontest.CheckIDHeader(t, "http://example.test", s.client.Transport, name)
+		})
 	}
 }

@@ -45,6 +45,16 @@
 // Each middleware saves its own session and adds its own Set-Cookie line.
 // m.Session is nil where m skipped or excluded the request.
 //
+// # Clients without cookies
+//
+// Mobile apps and command-line clients can carry the session id in a
+// header instead, with kvsession.Config.IDHeader set: a request that
+// carries that header, with any value ("new" for a client without an id
+// yet), is served from it, and its response carries a new or changed id
+// in the same header, never a cookie; an empty one tells the client to
+// forget its id. Requests without it are served by cookie as before. The
+// query string is never read. See Config.IDHeader for the protocol.
+//
 // The middleware works on the *fasthttp.RequestCtx under Fiber's Ctx, as
 // kvsession/kvfasthttp does: the raw Cookie header is handed to the
 // backend, which reads it only if the handler uses the session, and the

@@ -84,11 +84,13 @@ func NewMiddleware(backend kvsession.Backend, opts Options) (*Middleware, error)
 	if opts.HeaderRoom < 0 {
 		return nil, fmt.Errorf("kvfiber: Options.HeaderRoom (%d) must not be negative", opts.HeaderRoom)
 	}
-	logger := backend.Config().Logger
+	cfg := backend.Config()
+	logger := cfg.Logger
 	m := &Middleware{
 		backend:    backend,
-		cookieName: backend.Config().CookieName,
-		outerKey:   outerKey(backend.Config().CookieName),
+		cookieName: cfg.CookieName,
+		idHeader:   cfg.IDHeader,
+		outerKey:   outerKey(cfg.CookieName),
 		onError:    opts.ErrorHandler,
 		skip:       opts.Skip,
 		readOnly:   opts.ReadOnly,
@@ -120,7 +122,8 @@ func RequiredReadBufferSize(backend kvsession.Backend, headerRoom int) int {
 type Middleware struct {
 	backend    kvsession.Backend
 	cookieName string
-	outerKey   any // outerKey(cookieName), made once: as an interface it would allocate per call
+	idHeader   string // Config.IDHeader: "" when ids travel in cookies only
+	outerKey   any    // outerKey(cookieName), made once: as an interface it would allocate per call
 	onError    ErrorHandler
 	skip       func(c fiber.Ctx) bool
 	readOnly   func(c fiber.Ctx) bool
@@ -176,7 +179,7 @@ func (m *Middleware) Handler(c fiber.Ctx) error {
 	if (m.skip != nil && m.skip(c)) || b.Excluded(rc.Path()) {
 		return c.Next()
 	}
-	s := b.LoadFromRequest(fasthttpio.RequestContext{RequestCtx: rc}, fasthttpio.CookieHeader(&rc.Request.Header))
+	s := fasthttpio.Load(b, rc, m.idHeader)
 	if m.readOnly != nil && m.readOnly(c) {
 		s.SetReadOnly()
 	}

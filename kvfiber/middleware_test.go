@@ -52,6 +52,7 @@ func routes(app *fiber.App) {
 		})
 	}
 	app.Get("/logout", func(c fiber.Ctx) error { return kvfiber.Session(c).Destroy() })
+	app.Post("/renew", func(c fiber.Ctx) error { return kvfiber.Session(c).RenewID() })
 	// A refused login: Fiber handlers answer with an error, and the
 	// attempt must be counted all the same.
 	app.Post("/deny", func(c fiber.Ctx) error {
@@ -584,5 +585,17 @@ func TestNestedMiddlewaresKeepTheirOwnSessions(t *testing.T) {
 	}
 	if r := client.Do("GET", "/no-prefs", ""); r.Status != 200 || r.Body != "ok" || len(r.SetCookies()) != 0 {
 		t.Fatalf("/no-prefs: %d %q Set-Cookie %q", r.Status, r.Body, r.SetCookies())
+	}
+}
+
+// TestIDHeader: a client without cookies carries its id in
+// Config.IDHeader, end to end through Fiber (sessiontest.CheckIDHeader
+// says what it checks), in whatever case the header is configured.
+func TestIDHeader(t *testing.T) {
+	for _, name := range []string{"X-Session-Id", "x-app-session"} {
+		t.Run(name, func(t *testing.T) {
+			h := start(t, kvsession.Config{IDHeader: name}, kvfiber.Options{})
+			sessiontest.CheckIDHeader(t, h.client.Base, nil, name)
+		})
 	}
 }

@@ -39,6 +39,17 @@
 // Each middleware saves its own session and adds its own Set-Cookie line
 // at the commit. m.Session is nil where m skipped or excluded the request.
 //
+// # Clients without cookies
+//
+// Mobile apps and command-line clients can carry the session id in a
+// header instead, with kvsession.Config.IDHeader set: a request that
+// carries that header, with any value ("new" for a client without an id
+// yet), is served from it, and its response carries a new or changed id
+// in the same header, at the commit, never a cookie; an empty one tells
+// the client to forget its id. Requests without it are served by cookie
+// as before. The query string is never read. See Config.IDHeader for the
+// protocol.
+//
 // # When the session is saved
 //
 // A net/http handler sends its response header on its first WriteHeader,
@@ -172,6 +183,9 @@ type Middleware struct {
 	skip     func(r *http.Request) bool
 	readOnly func(r *http.Request) bool
 	logger   *slog.Logger
+	// idHeader is Config.IDHeader in its canonical form, the key of
+	// http.Header: "" when ids travel in cookies only.
+	idHeader string
 }
 
 // New returns a Middleware over backend: a *kvsession.ServerBackend or a
@@ -180,7 +194,11 @@ func New(backend kvsession.Backend, opts Options) (*Middleware, error) {
 	if backend == nil {
 		return nil, errors.New("kvhttp: New needs a backend")
 	}
-	m := &Middleware{backend: backend, onError: opts.ErrorHandler, skip: opts.Skip, readOnly: opts.ReadOnly, logger: backend.Config().Logger}
+	cfg := backend.Config()
+	m := &Middleware{backend: backend, onError: opts.ErrorHandler, skip: opts.Skip, readOnly: opts.ReadOnly, logger: cfg.Logger}
+	if cfg.IDHeader != "" {
+		m.idHeader = http.CanonicalHeaderKey(cfg.IDHeader)
+	}
 	if m.onError == nil {
 		logger := m.logger
 		m.onError = func(w http.ResponseWriter, r *http.Request, err error) { defaultErrorHandler(w, r, err, logger) }
@@ -235,7 +253,7 @@ func (m *Middleware) Handler(next http.Handler) http.Handler {
 		x := &exchange{}
 		x.ctx.Context = r.Context()
 		x.ctx.m = m
-		s := m.backend.LoadFromRequest(context.WithoutCancel(&x.ctx), cookieHeader(r.Header))
+		s := m.load(context.WithoutCancel(&x.ctx), r.Header)
 		if m.readOnly != nil && m.readOnly(r) {
 			s.SetReadOnly()
 		}
@@ -312,6 +330,29 @@ func (c *handlerContext) Value(key any) any {
 		}
 	}
 	return c.Context.Value(key)
+}
+
+// load starts the request's session: from the id header (Config.IDHeader)
+// if the request carries it, with any value, else from its cookies.
+// Nothing else is looked at: an id in the query string is never read.
+func (m *Middleware) load(ctx context.Context, h http.Header) *kvsession.Session {
+	if m.idHeader != "" {
+		if lines, ok := h[m.idHeader]; ok {
+			return m.backend.LoadFromHeader(ctx, idHeaderValue(lines))
+		}
+	}
+	return m.backend.LoadFromRequest(ctx, cookieHeader(h))
+}
+
+// idHeaderValue returns the id header's value for the backend. Several
+// lines are joined with ", ", as RFC 9110 §5.3 combines them, which no id
+// matches: a request sending two ids gets a fresh session, not either of
+// them.
+func idHeaderValue(lines []string) []byte {
+	if len(lines) == 1 {
+		return stringBytes(lines[0])
+	}
+	return []byte(strings.Join(lines, ", "))
 }
 
 // cookieHeader returns the request's Cookie header for the backend, which

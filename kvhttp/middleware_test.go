@@ -177,6 +177,11 @@ func routes(t *testing.T) *http.ServeMux {
 			http.Error(w, err.Error(), 500)
 		}
 	})
+	mux.HandleFunc("/renew", func(w http.ResponseWriter, r *http.Request) {
+		if err := kvhttp.Session(r).RenewID(); err != nil {
+			http.Error(w, err.Error(), 500)
+		}
+	})
 	return mux
 }
 
@@ -731,5 +736,42 @@ func TestNestedMiddlewaresKeepTheirOwnSessions(t *testing.T) {
 	}
 	if r := client.Do("GET", "/no-prefs", ""); r.Status != 200 || len(r.SetCookies()) != 0 {
 		t.Fatalf("/no-prefs: %d %q Set-Cookie %q", r.Status, r.Body, r.SetCookies())
+	}
+}
+
+// TestIDHeader: a client without cookies carries its id in
+// Config.IDHeader, end to end through net/http (sessiontest.CheckIDHeader
+// says what it checks): over HTTP/1.1, with the header configured in any
+// case, and over HTTP/2, whose header names travel in lower case.
+func TestIDHeader(t *testing.T) {
+	for _, tc := range []struct {
+		name, header string
+		h2           bool
+	}{
+		{"HTTP/1.1", "X-Session-Id", false},
+		{"lower case", "x-app-session", false},
+		{"HTTP/2", "X-Session-Id", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if !tc.h2 {
+				hs := start(t, kvsession.Config{IDHeader: tc.header}, kvhttp.Options{}, routes(t))
+				sessiontest.CheckIDHeader(t, hs.srv.URL, nil, tc.header)
+				return
+			}
+			b, err := kvsession.New(kvsession.Config{IDHeader: tc.header, Logger: discardLogger}, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { b.Close() })
+			mw, err := kvhttp.New(b, kvhttp.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			srv := httptest.NewUnstartedServer(mw.Handler(routes(t)))
+			srv.EnableHTTP2 = true
+			srv.StartTLS()
+			t.Cleanup(srv.Close)
+			sessiontest.CheckIDHeader(t, srv.URL, srv.Client().Transport, tc.header)
+		})
 	}
 }

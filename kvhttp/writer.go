@@ -204,6 +204,12 @@ func (k headerSink) AddHeader(name, value string) {
 	h.Add(name, value)
 }
 
+// SetHeader replaces the header with a copy of value: the header map
+// outlives the call, value does not. net/http sends it even when empty.
+func (k headerSink) SetHeader(name string, value []byte) {
+	k.rs.w.Header().Set(name, string(value))
+}
+
 // variesOn reports whether the Vary header values list token, or "*".
 func variesOn(values []string, token string) bool {
 	for _, v := range values {

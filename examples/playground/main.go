@@ -68,6 +68,20 @@
 // the lock. Cookie sessions have no server state to lock: with -backend
 // cookie the playground leaves the lock off and says so at start.
 //
+// With -id-header NAME the server backend also serves clients without
+// cookies (apps, curl without a jar): a request carrying the header NAME,
+// with any value ("new" to start), is served from the id it holds, and
+// the response carries a new or changed id in NAME, never a cookie; an
+// empty NAME means the id leads nowhere any more (DELETE /session, say)
+// and the client should forget it. No header in the answer: keep the id
+// you have. Requests without the header are served by cookie as ever, and
+// an id is never read from the query string (kvsession.Config.IDHeader):
+//
+//	go run ./examples/playground -id-header X-Session-Id
+//	curl -si -H 'X-Session-Id: new' localhost:8080/counter     # X-Session-Id: <id>, body 1
+//	curl -si -H 'X-Session-Id: <id>' localhost:8080/counter    # no X-Session-Id, body 2
+//	curl -si -H 'X-Session-Id: <id>' -X DELETE localhost:8080/session   # X-Session-Id: (empty)
+//
 // Flags:
 //
 //	-addr host:port          listen address; port 0 picks a free one (127.0.0.1:8080)
@@ -103,6 +117,8 @@
 //	                         on loopback. Server backend only: an error with -backend cookie
 //	-admin-token TOKEN       the bearer token every admin request must send, as
 //	                         "Authorization: Bearer TOKEN" (else 401); required with -admin-addr
+//	-id-header NAME          also carry session ids in request and response header NAME, for
+//	                         clients without cookies (empty: off). Server backend only
 //
 // Each flag sets the kvsession.Config field of the same name; a combination
 // the library refuses stops the playground with the library's message,
@@ -182,6 +198,7 @@ type options struct {
 	recordClient     bool
 	adminAddr        string
 	adminToken       string
+	idHeader         string
 	set              map[string]bool // the flags given on the command line
 }
 
@@ -235,6 +252,9 @@ Flags:
 		"under "+adminPrefix+"/, on a plain-HTTP listener of its own; port 0 picks a free one.\n"+
 		"Keep it on loopback. Needs -admin-token; server backend only (default: off)")
 	fs.StringVar(&o.adminToken, "admin-token", "", "the bearer `token` every request to -admin-addr must send (Authorization: Bearer TOKEN)")
+	fs.StringVar(&o.idHeader, "id-header", "", "also carry session ids in request and response header `NAME` (such as X-Session-Id),\n"+
+		"for clients without cookies: send NAME: new to start, then the id the answer gives.\n"+
+		"Never from the query string; requests without NAME use the cookie. Empty: off. Server backend only")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -391,6 +411,7 @@ var configFlags = map[string]string{
 	"AbsoluteTimeout":  "-absolute-timeout",
 	"RotationInterval": "-rotation-interval",
 	"Lock":             "-lock",
+	"IDHeader":         "-id-header",
 }
 
 // oldFlagNames maps a renamed flag to its old name, which still works.
@@ -444,6 +465,9 @@ func openBackend(o options, getenv func(string) string, logger *slog.Logger) (b 
 		if o.rotationInterval != 0 {
 			return nil, noClose, nil, fmt.Errorf("%s does not apply to -backend cookie: cookie sessions have no id to rotate (leave it 0)", flagName("-rotation-interval", o.set))
 		}
+		if o.idHeader != "" {
+			return nil, noClose, nil, errors.New("-id-header does not apply to -backend cookie: cookie sessions have no id to carry in a header (leave it empty)")
+		}
 		secrets, source, err := cookieSecrets(o, getenv)
 		if err != nil {
 			return nil, noClose, nil, err
@@ -488,6 +512,7 @@ func openBackend(o options, getenv func(string) string, logger *slog.Logger) (b 
 		logger.Warn("playground: -secret is ignored with -backend server")
 	}
 	cfg.Lock = o.lock
+	cfg.IDHeader = o.idHeader
 	cfg.Store = kvsession.DefaultStore
 	// Validated before the store opens, so that bad flags do not create
 	// the Badger directory.
@@ -510,6 +535,9 @@ func openBackend(o options, getenv func(string) string, logger *slog.Logger) (b 
 		return nil, noClose, nil, errors.Join(err, reg.Close())
 	}
 	attrs = []any{"store", o.store}
+	if o.idHeader != "" {
+		attrs = append(attrs, "id_header", o.idHeader)
+	}
 	switch o.store {
 	case "badger":
 		attrs = append(attrs, "dir", o.dir)

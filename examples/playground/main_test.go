@@ -386,6 +386,66 @@ func testDestroy(t *testing.T, backend string, args []string) {
 	}
 }
 
+// TestIDHeader: with -id-header, a client without cookies carries its id
+// in the header on every server, through the routes that start, change,
+// renew and destroy a session, and a browser beside it keeps its cookie.
+// The server backend only: the cookie backend refuses the flag
+// (TestBadArgs).
+func TestIDHeader(t *testing.T) {
+	for _, server := range serverNames {
+		t.Run(server, func(t *testing.T) {
+			p := start(t, "-addr", "127.0.0.1:0", "-server", server, "-store", "memory", "-id-header", "X-Session-Id")
+			c := sessiontest.NewHeaderClient(t, p.base, "X-Session-Id")
+			// answered checks the id header of r: "<fresh>" for an id other
+			// than the one before, "<none>" for none, else its value; and
+			// that no cookie was set.
+			answered := func(what string, r sessiontest.Response, before, want string) {
+				t.Helper()
+				noCookie(t, what, r)
+				got, ok := sessiontest.IDHeader(r, "X-Session-Id")
+				switch {
+				case want == "<none>" && ok:
+					t.Errorf("%s: X-Session-Id %q, want none", what, got)
+				case want == "<fresh>" && (!ok || got == "" || got == before):
+					t.Errorf("%s: X-Session-Id %q (present: %v), want a new id", what, got, ok)
+				case want != "<none>" && want != "<fresh>" && (!ok || got != want):
+					t.Errorf("%s: X-Session-Id %q (present: %v), want %q", what, got, ok, want)
+				}
+			}
+			expect := func(method, path string, status int, body string) sessiontest.Response {
+				t.Helper()
+				r := c.Do(method, path)
+				if r.Status != status || r.Body != body {
+					t.Errorf("%s %s = %d %q, want %d %q", method, path, r.Status, r.Body, status, body)
+				}
+				return r
+			}
+			answered("GET /counter, new", expect("GET", "/counter", 200, "1"), "", "<fresh>")
+			first := c.ID
+			answered("GET /counter", expect("GET", "/counter", 200, "2"), first, "<none>")
+			answered("POST /login", expect("POST", "/login?user=alice", 204, ""), first, "<fresh>")
+			answered("GET /whoami", expect("GET", "/whoami", 200, "alice"), c.ID, "<none>")
+			answered("the id before the login", c.Send("GET", "/whoami", first), "", "")
+			renewed := c.ID
+			answered("POST /session/renew", expect("POST", "/session/renew", 204, ""), renewed, "<fresh>")
+			answered("GET /counter after renew", expect("GET", "/counter", 200, "3"), c.ID, "<none>")
+			answered("DELETE /session", expect("DELETE", "/session", 204, ""), "", "")
+			if c.ID != "" {
+				t.Fatalf("the client holds %q after DELETE /session", c.ID)
+			}
+			answered("GET /session after delete", expect("GET", "/session", 200, "{}"), "", "")
+
+			// A browser beside it: served by cookie, its id in no header.
+			b := sessiontest.NewClient(t, p.base)
+			r := b.Expect("GET", "/counter", "", 200, "1")
+			onlySessionCookie(t, "browser", r)
+			if v, ok := sessiontest.IDHeader(r, "X-Session-Id"); ok {
+				t.Errorf("browser: answered X-Session-Id %q", v)
+			}
+		})
+	}
+}
+
 // TestSaveError checks that a session the library refuses to save (too
 // large for the record limit, or for the cookie backend's segments) turns
 // into a 500 and leaves the saved session as it was.
@@ -502,6 +562,10 @@ func TestBadArgs(t *testing.T) {
 		{[]string{"-store", "memory", "-admin-addr", "127.0.0.1:0", "-admin-token", ""}, nil, "-admin-addr needs -admin-token"},
 		{[]string{"-admin-addr", "127.0.0.1:0", "-admin-token", "two words"}, nil, "-admin-token: byte 4 is not printable ASCII"},
 		{[]string{"-admin-addr", "127.0.0.1:0", "-admin-token", "tökén"}, nil, "-admin-token: byte 2 is not printable ASCII"},
+		// Nor one to carry in a header.
+		{withCookie("-secret", keyA, "-id-header", "X-Session-Id"), nil, "-id-header does not apply to -backend cookie"},
+		{[]string{"-id-header", "Set-Cookie"}, nil, `-id-header: kvsession: Config.IDHeader: "Set-Cookie" is a cookie field`},
+		{[]string{"-id-header", "X Session"}, nil, `-id-header: kvsession: Config.IDHeader: "X Session" is not a valid header name`},
 
 		// Malformed keys name their source and position, never their text.
 		{withCookie("-secret", ""), nil, "-secret: key 1 of 1 is empty"},
@@ -594,7 +658,8 @@ func TestHelp(t *testing.T) {
 	for _, want := range []string{"-server fasthttp|nethttp|fiber", "(default \"fasthttp\")", "-backend string", "server", "cookie", "-secret KEY[,KEY...]", "64 hex characters", secretEnv, "-max-age", "-renew-on-access", "-store", "-dir",
 		"-idle-timeout duration", "-absolute-timeout duration", "-renewal-timeout duration", "-lock", "(default true)",
 		"-max-age-limit duration", "remember=DURATION", "-redis-addr host:port[,host:port...]",
-		"-record-client", "personal data", "-admin-addr host:port", "/admin/sessions/", "-admin-token token", "Authorization: Bearer TOKEN"} {
+		"-record-client", "personal data", "-admin-addr host:port", "/admin/sessions/", "-admin-token token", "Authorization: Bearer TOKEN",
+		"-id-header NAME"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("usage lacks %q:\n%s", want, out.String())
 		}
@@ -644,6 +709,12 @@ func TestStartLog(t *testing.T) {
 			args:  []string{"-backend", "cookie", "-secret", keyA, "-server", "fiber"},
 			want:  []string{"server=fiber", "backend=cookie", "read_buffer_size=" + strconv.Itoa(fiberCookieBuffer)},
 			noDir: true,
+		},
+		{
+			name:    "server with -id-header",
+			args:    []string{"-store", "memory", "-id-header", "X-Session-Id"},
+			want:    []string{"backend=server", "id_header=X-Session-Id"},
+			notWant: []string{"ignored"},
 		},
 		{
 			name:    "server ignores -secret",
@@ -1746,6 +1817,7 @@ func TestConfigErrors(t *testing.T) {
 		{[]string{"-backend", "cookie", "-secret", keyA, "-idle-timeout", "1h", "-renew-on-access"}, "ExtendOnAccess"},
 		{[]string{"-store", "memory", "-renewal-timeout", "1ms"}, "RotationInterval"},
 		{[]string{"-backend", "cookie", "-secret", keyA, "-max-age", "2h", "-max-age-limit", "1h"}, "MaxAgeLimit"},
+		{[]string{"-store", "memory", "-id-header", "Cookie"}, "IDHeader"},
 	} {
 		ctx, cancel := context.WithCancel(context.Background())
 		err := run(ctx, append(tc.args, "-addr", "127.0.0.1:0"), nil, io.Discard, func(string) {

@@ -19,7 +19,8 @@ import (
 //
 //	GET    /healthz         200 "ok"; never touches the session
 //	GET    /session         the session as a JSON object
-//	DELETE /session         destroy the session (data deleted, cookie expired)
+//	DELETE /session         destroy the session (data deleted, cookie expired, or
+//	                        with -id-header an empty id header)
 //	POST   /session/renew   new session id, same data
 //	GET    /session/{key}   the value under key, 404 if absent
 //	PUT    /session/{key}   store the request body under key (as a string)

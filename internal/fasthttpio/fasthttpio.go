@@ -1,6 +1,7 @@
 // Package fasthttpio carries a session through a fasthttp request: the
-// Cookie header in, the context store calls run under, and the Set-Cookie
-// and Vary headers out. kvfasthttp and kvfiber (whose requests are fasthttp
+// Cookie header (or the id header, Config.IDHeader) in, the context store
+// calls run under, and the Set-Cookie (or id), Vary and Cache-Control
+// headers out. kvfasthttp and kvfiber (whose requests are fasthttp
 // requests) share it, so that both read cookies and write headers alike.
 package fasthttpio
 
@@ -9,7 +10,41 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/kvsession/kvsession"
 )
+
+// Load starts the request's session from b: from the id header idHeader
+// (Config.IDHeader; "" when off) if the request carries it, with any
+// value, else from its cookies. Nothing else is looked at: an id in the
+// query string is never read.
+func Load(b kvsession.Backend, ctx *fasthttp.RequestCtx, idHeader string) *kvsession.Session {
+	rc := RequestContext{RequestCtx: ctx}
+	if idHeader != "" {
+		if v, ok := IDHeader(&ctx.Request.Header, idHeader); ok {
+			return b.LoadFromHeader(rc, v)
+		}
+	}
+	return b.LoadFromRequest(rc, CookieHeader(&ctx.Request.Header))
+}
+
+// IDHeader returns the value of the request's header name, and whether the
+// request carried it at all (an empty value included). Several lines of it
+// are joined with ", ", as RFC 9110 §5.3 combines them, which no id
+// matches: a request sending two ids gets a fresh session, not either of
+// them. fasthttp keeps a chunked request's trailer fields beside its
+// header fields, so the id sent as a trailer counts as sent in the header:
+// the client's own choice either way, and never the URL.
+func IDHeader(h *fasthttp.RequestHeader, name string) ([]byte, bool) {
+	all := h.PeekAll(name)
+	switch len(all) {
+	case 0:
+		return nil, false
+	case 1:
+		return all[0], true
+	}
+	return bytes.Join(all, []byte(", ")), true
+}
 
 // CookieHeader returns the request's Cookie header as fasthttp read it: the
 // backend reads its (possibly split) cookies itself and must see every one,
@@ -65,6 +100,10 @@ func (r ResponseSink) AddHeader(name, value string) {
 	}
 	r.H.Add(name, value)
 }
+
+// SetHeader replaces the header, copying value; fasthttp sends it even
+// when it is empty.
+func (r ResponseSink) SetHeader(name string, value []byte) { r.H.SetBytesV(name, value) }
 
 // variesOn reports whether the Vary header values list token, or "*".
 func variesOn(values [][]byte, token string) bool {

@@ -57,3 +57,4 @@ func (c *cookieSink) SetCookie(name string, line []byte) {
 }
 
 func (c *cookieSink) AddHeader(string, string) {}
+func (c *cookieSink) SetHeader(string, []byte) {}

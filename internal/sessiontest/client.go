@@ -48,6 +48,12 @@ func Send(hc *http.Client, method, url, body string, cookies ...*http.Cookie) (R
 	for _, ck := range cookies {
 		req.AddCookie(ck)
 	}
+	return SendRequest(hc, req)
+}
+
+// SendRequest sends req through hc and reads the response in full, as
+// Send does, for a request Send cannot make (one with headers of its own).
+func SendRequest(hc *http.Client, req *http.Request) (Response, error) {
 	resp, err := hc.Do(req)
 	if err != nil {
 		return Response{}, err
@@ -55,7 +61,7 @@ func Send(hc *http.Client, method, url, body string, cookies ...*http.Cookie) (R
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	if err != nil {
-		return Response{}, fmt.Errorf("%s %s: reading body: %w", method, url, err)
+		return Response{}, fmt.Errorf("%s %s: reading body: %w", req.Method, req.URL, err)
 	}
 	r := Response{Status: resp.StatusCode, Header: resp.Header, Body: string(b)}
 	for _, ck := range r.Cookies() {
