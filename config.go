@@ -277,6 +277,12 @@ type Config struct {
 	// calls are revocation lookups: it refuses StoreTimeout without a
 	// RevocationStore.
 	StoreTimeout time.Duration
+
+	// Events are hooks the backend calls as sessions are created, loaded,
+	// saved, renewed and destroyed, and as store calls fail or take time
+	// (see Events; the kvprom module turns them into metrics). The zero
+	// value calls nothing, and costs nothing.
+	Events Events
 }
 
 // ConfigError reports an invalid Config field.

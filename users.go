@@ -57,7 +57,7 @@ func (b *ServerBackend) indexPlan(s *Session, now int64, ttl time.Duration) bool
 func (b *ServerBackend) index(s *Session) error {
 	d := max(time.Duration(s.indexed-s.nowNano()), time.Millisecond)
 	if err := b.calls.AddMember(s.ctx, b.userSet(s.user), s.key, d); err != nil {
-		return &StoreError{Op: "index", Err: err}
+		return b.cfg.Events.storeError(s.ctx, "index", err)
 	}
 	return nil
 }
@@ -67,6 +67,7 @@ func (b *ServerBackend) index(s *Session) error {
 // bound to someone else is skipped by every listing and expires by itself.
 func (b *ServerBackend) unindex(ctx context.Context, user, key string) {
 	if err := b.calls.RemoveMember(ctx, b.userSet(user), key); err != nil {
+		b.cfg.Events.storeFailed(ctx, "index", err)
 		b.cfg.Logger.Warn("kvsession: could not update a user's set of sessions", "error", err)
 	}
 }
@@ -108,6 +109,7 @@ func (b *ServerBackend) checkLogoutMark(s *Session, user string, bound int64) er
 	case isNotFound(err):
 		return nil
 	case err != nil:
+		b.cfg.Events.storeFailed(s.ctx, "index", err)
 		b.cfg.Logger.Warn("kvsession: could not read a user's log-out mark after a change of session id", "error", err)
 		return nil
 	case len(rec) != 8:
@@ -150,22 +152,26 @@ func (b *ServerBackend) DestroyUserSessions(ctx context.Context, user string) (i
 	}
 	mark := binary.BigEndian.AppendUint64(nil, uint64(b.now().UnixNano()))
 	if err := b.calls.Set(ctx, b.logoutKey(user), mark, logoutMarkTTL); err != nil {
-		return 0, &StoreError{Op: "delete", Err: err}
+		return 0, b.cfg.Events.storeError(ctx, "delete", err)
 	}
 	n := 0
 	legacy, err := b.eachUserSession(ctx, user, true, func(s *Session, key string) error {
 		if err := b.calls.Delete(ctx, key); err != nil {
-			return &StoreError{Op: "delete", Err: err}
+			return b.cfg.Events.storeError(ctx, "delete", err)
 		}
 		b.unindex(ctx, user, key)
 		n++
+		b.cfg.Events.destroyed(ctx)
 		return nil
 	})
 	if err == nil && legacy {
 		// Every session it listed is gone: so is the reason to keep it.
 		if err := b.calls.Delete(ctx, b.legacyIndexKey(user)); err != nil {
-			return n, &StoreError{Op: "delete", Err: err}
+			return n, b.cfg.Events.storeError(ctx, "delete", err)
 		}
+	}
+	if err == nil {
+		b.cfg.Events.loggedOutEverywhere(ctx, user, n)
 	}
 	return n, err
 }
@@ -196,7 +202,7 @@ func (b *ServerBackend) eachUserSession(ctx context.Context, user string, expire
 	for pass := 0; pass < maxListings; pass++ {
 		if pass > 0 || !legacy {
 			if keys, err = b.calls.Members(ctx, b.userSet(user)); err != nil {
-				return legacy, &StoreError{Op: "index", Err: err}
+				return legacy, b.cfg.Events.storeError(ctx, "index", err)
 			}
 		}
 		found := false
