@@ -58,11 +58,13 @@ type Events struct {
 	// its cookie sealed anew. A session created fires Created and Saved.
 	Saved func(ctx context.Context)
 
-	// IDRenewed fires when a stored session has moved to a new id and
-	// its old id was retired: at the save after Session.RenewID (cause
-	// RenewRequested), or at a rotation (Config.RotationInterval, cause
-	// RenewRotation). RenewID on a session never stored retires nothing:
-	// Created fires instead.
+	// IDRenewed fires when a stored session has moved to a new id: at
+	// the save after Session.RenewID (cause RenewRequested), once the old
+	// record is deleted (or, if the store failed to delete it, left to
+	// expire, which StoreError reports), or at a rotation
+	// (Config.RotationInterval, cause RenewRotation), once the old id is
+	// retired (a forward for RotationGrace, or deleted). RenewID on a
+	// session never stored retires nothing: Created fires instead.
 	IDRenewed func(ctx context.Context, cause RenewCause)
 
 	// Destroyed fires when a session that existed has ended by request:
