@@ -28,7 +28,10 @@ var ErrInvalidID = errors.New("kvsession: malformed session id")
 // StoreError wraps a failure of the session store. The middleware hands it
 // to its error handler; errors.Is sees through it to the store's error.
 type StoreError struct {
-	Op  string // "load", "save", "extend", "delete", "index" or "rotate"
+	// Op says what the backend was doing: "load", "save", "extend",
+	// "delete", "index", "rotate", "lock", or with the cookie backend
+	// "revoke" or "revocation check".
+	Op  string
 	Err error
 }
 
@@ -73,10 +76,10 @@ var _ Backend = (*ServerBackend)(nil)
 // serverEngine is the ServerBackend side of a Session.
 type serverEngine struct{ b *ServerBackend }
 
-func (e serverEngine) load(s *Session) error    { return e.b.load(s) }
-func (e serverEngine) discard(s *Session) error { return e.b.deleteStored(s) }
-func (e serverEngine) renewID(s *Session) error { return e.b.renewID(s) }
-func (e serverEngine) id(s *Session) string     { return strings.Clone(s.id) }
+func (e serverEngine) load(s *Session) (LoadOutcome, error) { return e.b.load(s) }
+func (e serverEngine) discard(s *Session) error             { return e.b.deleteStored(s) }
+func (e serverEngine) renewID(s *Session) error             { return e.b.renewID(s) }
+func (e serverEngine) id(s *Session) string                 { return strings.Clone(s.id) }
 
 func (e serverEngine) renews(s *Session, now int64) bool { return e.b.renews(s, now) }
 
@@ -116,7 +119,7 @@ func New(cfg Config, stores *store.Registry) (*ServerBackend, error) {
 	}
 	b.init(c, serverEngine{b})
 	if c.Lock {
-		b.locks = newSessionLock(c, calls)
+		b.locks = newSessionLock(&b.cfg, calls) // b.cfg: its Events are the backend's
 	}
 	return b, nil
 }
@@ -155,22 +158,29 @@ func (b *ServerBackend) LoadFromRequest(ctx context.Context, cookieHeader []byte
 
 // load fetches the session's record from the store, following the
 // forward an id rotated out within its grace window left.
-func (b *ServerBackend) load(s *Session) error {
+func (b *ServerBackend) load(s *Session) (LoadOutcome, error) {
 	if !b.validID(s.cookie) {
-		return nil
+		if len(s.cookie) == 0 {
+			return LoadNone, nil
+		}
+		return LoadCorrupt, nil
 	}
 	id := s.cookie
 	for hops := 0; ; hops++ {
 		key := b.loadKey(s, id)
 		rec, found, err := b.fetch(s, key, true)
-		if err != nil || !found {
-			return err
+		if err != nil {
+			return LoadError, err
+		}
+		if !found {
+			return LoadMiss, nil
 		}
 		if isForward(rec) {
 			// At most one hop: a session rotates once per RotationInterval,
-			// far longer than the grace window.
+			// far longer than the grace window. A forward to a forward is
+			// no session this id can reach.
 			if hops > 0 {
-				return nil
+				return LoadMiss, nil
 			}
 			next, err := readForward(rec, id, b.idLen)
 			if err == nil && !b.validID(next) {
@@ -179,7 +189,7 @@ func (b *ServerBackend) load(s *Session) error {
 			if err != nil {
 				// Damaged like any unreadable record, and logged like one.
 				b.cfg.Logger.Warn("kvsession: unreadable session record; starting a fresh session", "error", err, "bytes", len(rec))
-				return nil
+				return LoadCorrupt, nil
 			}
 			id = append(s.idBuf[:0], next...)
 			s.idBuf = id
@@ -187,17 +197,20 @@ func (b *ServerBackend) load(s *Session) error {
 			continue
 		}
 		if !s.decodeOrForget(rec) {
-			return nil
+			return LoadCorrupt, nil
 		}
 		if b.expired(s) {
 			s.forget()
-			return nil
+			return LoadExpired, nil
 		}
 		// A view of the session's own copy: ID() clones it for the caller.
 		s.id, s.key, s.exists = bytesToString(id), key, true
 		s.loadedUser, s.loadedBound, s.stored = s.user, s.bound, rec
 		deriveHandle(s) // a record from before handles
-		return nil
+		if hops > 0 {
+			return LoadForwarded, nil
+		}
+		return LoadHit, nil
 	}
 }
 
@@ -215,7 +228,7 @@ func (b *ServerBackend) fetch(s *Session, key string, lock bool) (rec []byte, fo
 		if isNotFound(err) {
 			return nil, false, nil
 		}
-		return nil, false, &StoreError{Op: "load", Err: err}
+		return nil, false, b.cfg.Events.storeError(s.ctx, "load", err)
 	}
 	return rec, true, nil
 }
@@ -422,8 +435,29 @@ func (b *ServerBackend) storeInResponse(s *Session, sink ResponseSink) error {
 
 // save writes the session under its id (a new one if it has none), with
 // its idle clock restarted, then retires the record of an id RenewID
-// replaced.
+// replaced, and fires the events of what it did once all of it stood.
 func (b *ServerBackend) save(s *Session, now int64) error {
+	// Neither in the store nor replacing a record that is (RenewID): a
+	// session the save creates. One loaded keeps the creation time it
+	// has, and Destroy forgets it.
+	created := !s.exists && s.oldKey == "" && s.created == 0
+	renewed := s.oldKey != ""
+	if err := b.saveRecord(s, now); err != nil {
+		return err
+	}
+	if created {
+		b.cfg.Events.created(s.ctx)
+	}
+	b.cfg.Events.saved(s.ctx)
+	if renewed {
+		b.cfg.Events.idRenewed(s.ctx, RenewRequested)
+	}
+	return nil
+}
+
+// saveRecord is save without its events, for rotate, whose save stands
+// only once the old id is retired.
+func (b *ServerBackend) saveRecord(s *Session, now int64) error {
 	if s.id == "" {
 		if err := b.assignID(s); err != nil {
 			return err
@@ -535,9 +569,10 @@ func (b *ServerBackend) extend(s *Session, now int64) (bool, error) {
 	}
 	ok, err := b.calls.Swap(s.ctx, s.key, s.stored, s.stored, ttl)
 	if err != nil {
-		return false, &StoreError{Op: "extend", Err: err}
+		return false, b.cfg.Events.storeError(s.ctx, "extend", err)
 	}
 	if ok {
+		b.cfg.Events.saved(s.ctx)
 		return true, nil
 	}
 	cur, err := b.current(s, s.key)
@@ -610,7 +645,7 @@ func (b *ServerBackend) rotate(s *Session, now int64) error {
 	}
 	s.rotated = now
 	s.exists = false
-	if err := b.save(s, now); err != nil {
+	if err := b.saveRecord(s, now); err != nil {
 		s.id, s.key, s.exists = oldID, oldKey, true
 		return err
 	}
@@ -627,6 +662,7 @@ func (b *ServerBackend) rotate(s *Session, now int64) error {
 	}
 	switch {
 	case err == nil:
+		b.rotated(s)
 		return nil
 	case err == errEnded || errors.Is(err, ErrConflict):
 		b.takeBack(s)
@@ -642,10 +678,12 @@ func (b *ServerBackend) rotate(s *Session, now int64) error {
 	// would lose the session. Look before undoing.
 	switch landed, lerr := b.retired(s, oldKey, fwd); {
 	case lerr == nil && landed:
+		b.rotated(s)
 		return nil
 	case lerr == nil:
 		// Nothing points at the new record: take it back.
 		if derr := b.calls.Delete(s.ctx, s.key); derr != nil {
+			b.cfg.Events.storeFailed(s.ctx, "rotate", derr)
 			b.cfg.Logger.Warn("kvsession: could not delete the record of a failed rotation; it expires with its TTL", "error", derr)
 		} else if s.user != "" {
 			b.unindex(s.ctx, s.user, s.key)
@@ -653,9 +691,17 @@ func (b *ServerBackend) rotate(s *Session, now int64) error {
 	default:
 		// Unknown: keep the new record, indexed, in case the old key
 		// leads to it. If it does not, nobody holds its id and it expires.
+		b.cfg.Events.storeFailed(s.ctx, "rotate", lerr)
 	}
 	s.id, s.key, s.exists = oldID, oldKey, true
 	return err
+}
+
+// rotated fires the events of a rotation that stands: the session saved
+// under its new id, and its old id retired.
+func (b *ServerBackend) rotated(s *Session) {
+	b.cfg.Events.saved(s.ctx)
+	b.cfg.Events.idRenewed(s.ctx, RenewRotation)
 }
 
 // retired reports whether the old key of a rotation was retired after all:
@@ -703,6 +749,7 @@ func (b *ServerBackend) retireRenewed(s *Session, prevUser string, prevBound int
 // another request) meanwhile.
 func (b *ServerBackend) takeBack(s *Session) {
 	if err := b.calls.Delete(s.ctx, s.key); err != nil {
+		b.cfg.Events.storeFailed(s.ctx, "delete", err)
 		b.cfg.Logger.Warn("kvsession: could not delete the record of a session ended during a change of id; it expires with its TTL", "error", err)
 	} else if s.user != "" {
 		b.unindex(s.ctx, s.user, s.key)
@@ -710,22 +757,28 @@ func (b *ServerBackend) takeBack(s *Session) {
 	s.exists = false
 }
 
-// deleteStored deletes the session's record and any record RenewID retired.
+// deleteStored deletes the session's record and any record RenewID
+// retired: whichever of the two there is, the stored session, which then
+// fires Destroyed.
 func (b *ServerBackend) deleteStored(s *Session) error {
+	ended := false
 	if s.exists {
 		if err := b.calls.Delete(s.ctx, s.key); err != nil {
-			return &StoreError{Op: "delete", Err: err}
+			return b.cfg.Events.storeError(s.ctx, "delete", err)
 		}
-		s.exists = false
+		s.exists, ended = false, true
 		if s.loadedUser != "" {
 			b.unindex(s.ctx, s.loadedUser, s.key)
 		}
 	}
 	if s.oldKey != "" {
 		if err := b.calls.Delete(s.ctx, s.oldKey); err != nil {
-			return &StoreError{Op: "delete", Err: err}
+			return b.cfg.Events.storeError(s.ctx, "delete", err)
 		}
-		s.oldKey = ""
+		s.oldKey, ended = "", true
+	}
+	if ended {
+		b.cfg.Events.destroyed(s.ctx)
 	}
 	return nil
 }
@@ -826,7 +879,7 @@ func (b *ServerBackend) Delete(ctx context.Context, id string) error {
 	}
 	if key := b.storeKey([]byte(id)); key != s.key {
 		if err := b.calls.Delete(ctx, key); err != nil {
-			return &StoreError{Op: "delete", Err: err}
+			return b.cfg.Events.storeError(ctx, "delete", err)
 		}
 	}
 	return nil

@@ -316,6 +316,12 @@ type Config struct {
 	// store.Purger) are not bounded by it: they take as long as the store
 	// is large; give them a context with a deadline of their own.
 	StoreTimeout time.Duration
+
+	// Events are hooks the backend calls as sessions are created, loaded,
+	// saved, renewed and destroyed, and as store calls fail or take time
+	// (see Events; the kvprom module turns them into metrics). The zero
+	// value calls nothing, and costs nothing.
+	Events Events
 }
 
 // ConfigError reports an invalid Config field.

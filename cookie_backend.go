@@ -262,14 +262,29 @@ func (b *CookieBackend) StoreInResponse(s *Session, sink ResponseSink) error {
 	if s.loadErr != nil {
 		return s.loadErr
 	}
+	// The session the cookie carried ends with this response when it was
+	// emptied (Clear) or destroyed (Destroy forgets its creation time,
+	// which every sealed cookie has): its cookie is expired or replaced.
+	ended := s.exists && (s.empty() || s.created == 0)
+	sealed, created := false, s.created == 0
 	if s.empty() {
 		b.expireCookies(s, sink)
 	} else if s.modified || b.cfg.ExtendOnAccess || s.secret != 0 || b.extensionDue(s, s.nowNano()) {
 		if err := b.seal(s, sink); err != nil {
 			return err
 		}
+		sealed = true
 	}
 	b.vary(sink)
+	if ended {
+		b.cfg.Events.destroyed(s.ctx)
+	}
+	if sealed {
+		if created {
+			b.cfg.Events.created(s.ctx)
+		}
+		b.cfg.Events.saved(s.ctx)
+	}
 	return nil
 }
 
@@ -290,38 +305,44 @@ var errCookieUnopened = errors.New("kvsession: session cookie does not open")
 // load opens the request's cookie. A cookie that does not open or has
 // expired leaves the session fresh; only a failing revocation check is an
 // error.
-func (b *CookieBackend) load(s *Session) error {
+func (b *CookieBackend) load(s *Session) (LoadOutcome, error) {
 	if len(s.cookie) == 0 {
-		return nil
+		return LoadNone, nil
 	}
 	plain, key, ok := b.unseal(s)
 	if !ok {
 		s.c.cfg.Logger.Debug("kvsession: session cookie does not open; starting a fresh session", "error", errCookieUnopened)
-		return nil
+		return LoadCorrupt, nil
 	}
 	bound := int64(binary.BigEndian.Uint64(plain))
 	expires := int64(binary.BigEndian.Uint64(plain[8:]))
 	now := s.nowNano()
 	if now >= expires {
-		return nil
+		return LoadExpired, nil
 	}
 	if !s.decodeOrForget(plain[cookieTimesBytes:]) {
-		return nil
+		return LoadCorrupt, nil
 	}
 	if b.expired(s) || b.outlived(s, now) {
 		s.forget()
-		return nil
+		return LoadExpired, nil
 	}
 	s.bound = bound
 	if s.user != "" && b.revocations != nil {
 		revoked, err := b.revoked(s.ctx, s.user, bound)
-		if err != nil || revoked {
+		if err != nil {
 			s.forget()
-			return err
+			return LoadError, err
+		}
+		if revoked {
+			// Ended by RevokeUser, as a destroyed server-side session is
+			// ended by its delete: no session under this cookie any more.
+			s.forget()
+			return LoadMiss, nil
 		}
 	}
 	s.secret, s.exists = key, true
-	return nil
+	return LoadHit, nil
 }
 
 // outlived reports whether a cookie has been open longer than this
@@ -429,8 +450,9 @@ func (b *CookieBackend) RevokeUser(ctx context.Context, user string) error {
 	// revocation need not outlive that.
 	// MaxAge alone would not do: SetMaxAge lengthens cookies past it.
 	if err := b.revocations.Set(ctx, b.revocationKey(user), notBefore[:], b.longestLife+revocationMargin); err != nil {
-		return &StoreError{Op: "revoke", Err: err}
+		return b.cfg.Events.storeError(ctx, "revoke", err)
 	}
+	b.cfg.Events.loggedOutEverywhere(ctx, user, -1)
 	return nil
 }
 
@@ -441,7 +463,7 @@ func (b *CookieBackend) revoked(ctx context.Context, user string, bound int64) (
 		if isNotFound(err) {
 			return false, nil
 		}
-		return false, &StoreError{Op: "revocation check", Err: err}
+		return false, b.cfg.Events.storeError(ctx, "revocation check", err)
 	}
 	if len(rec) != 8 {
 		// Someone else's data under our key: refusing the session is the
@@ -459,7 +481,7 @@ func (b *CookieBackend) revocationKey(user string) string {
 // cookieEngine is the CookieBackend side of a Session.
 type cookieEngine struct{ b *CookieBackend }
 
-func (e cookieEngine) load(s *Session) error { return e.b.load(s) }
+func (e cookieEngine) load(s *Session) (LoadOutcome, error) { return e.b.load(s) }
 
 // discard has nothing to delete: the response expires the cookies.
 func (cookieEngine) discard(*Session) error { return nil }

@@ -93,8 +93,9 @@ type ResponseSink interface {
 
 // engine is what differs between the backends behind a Session.
 type engine interface {
-	// load reads the session from where it is kept.
-	load(s *Session) error
+	// load reads the session from where it is kept, and says what it
+	// found (LoadError exactly when it returns an error).
+	load(s *Session) (LoadOutcome, error)
 	// discard forgets the stored session now, for Session.Destroy.
 	discard(s *Session) error
 	// renewID gives the session a new identity, for Session.RenewID.

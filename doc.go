@@ -16,6 +16,9 @@
 //     routers built on it: the standard mux, chi, echo, gin) or kvfiber
 //     (Fiber v3, a module of its own so that Fiber stays out of this
 //     one's dependencies). No kvsession package needs an import alias.
+//   - for metrics, kvprom (Prometheus, a module of its own too): it fills
+//     Config.Events, hooks on what sessions and the store do, which any
+//     other exporter, log or trace can use as well.
 //
 // # One request
 //

@@ -120,7 +120,7 @@ func (b *ServerBackend) walk(ctx context.Context, opts ScanOptions, fn func(s *S
 	case fnErr != nil && errors.Is(err, fnErr):
 		return fnErr
 	}
-	return &StoreError{Op: "scan", Err: err}
+	return b.cfg.Events.storeError(ctx, "scan", err)
 }
 
 // isSessionKey reports whether key has the shape of a session's store
@@ -260,11 +260,12 @@ func (b *ServerBackend) DestroySession(ctx context.Context, handle string, opts 
 // user's set.
 func (b *ServerBackend) endRecord(ctx context.Context, s *Session) error {
 	if err := b.calls.Delete(ctx, s.key); err != nil {
-		return &StoreError{Op: "delete", Err: err}
+		return b.cfg.Events.storeError(ctx, "delete", err)
 	}
 	if s.user != "" {
 		b.unindex(ctx, s.user, s.key)
 	}
+	b.cfg.Events.destroyed(ctx)
 	return nil
 }
 
@@ -298,7 +299,7 @@ func (b *ServerBackend) PurgeExpired(ctx context.Context, opts ScanOptions) (Pur
 			// Only the record as read: one saved since is live again.
 			ok, err := b.calls.Swap(ctx, s.key, s.stored, nil, 0)
 			if err != nil {
-				return &StoreError{Op: "delete", Err: err}
+				return b.cfg.Events.storeError(ctx, "delete", err)
 			}
 			if ok {
 				res.Sessions++
@@ -315,7 +316,7 @@ func (b *ServerBackend) PurgeExpired(ctx context.Context, opts ScanOptions) (Pur
 	if b.calls.PurgeExpired != nil {
 		n, err := b.calls.PurgeExpired(ctx)
 		if err != nil {
-			return res, &StoreError{Op: "purge", Err: err}
+			return res, b.cfg.Events.storeError(ctx, "purge", err)
 		}
 		res.StoreEntries = n
 	}

@@ -29,7 +29,7 @@ func (b *ServerBackend) legacyMembers(ctx context.Context, user string) ([]strin
 	case isNotFound(err):
 		return nil, false, nil
 	case err != nil:
-		return nil, false, &StoreError{Op: "index", Err: err}
+		return nil, false, b.cfg.Events.storeError(ctx, "index", err)
 	}
 	return decodeLegacyIndex(rec), true, nil
 }

@@ -25,6 +25,7 @@ type sessionLock struct {
 	unlock  func(ctx context.Context, key, token string) error
 	lease   time.Duration
 	wait    time.Duration
+	events  *Events // the backend's, for the store's failures
 }
 
 // held is one request's hold on a session lock.
@@ -35,7 +36,7 @@ type held struct {
 }
 
 func newSessionLock(cfg *compiled, calls store.Calls) *sessionLock {
-	l := &sessionLock{lease: cfg.LockLease, wait: cfg.LockWait}
+	l := &sessionLock{lease: cfg.LockLease, wait: cfg.LockWait, events: &cfg.Events}
 	if calls.TryLock != nil {
 		l.tryLock, l.unlock = calls.TryLock, calls.Unlock
 	} else {
@@ -55,7 +56,7 @@ func (l *sessionLock) acquire(ctx context.Context, key string) (held, error) {
 	for pause := time.Millisecond; ; pause = min(2*pause, 20*time.Millisecond) {
 		tok, ok, err := l.tryLock(ctx, key, l.lease)
 		if err != nil {
-			return held{}, &StoreError{Op: "lock", Err: err}
+			return held{}, l.events.storeError(ctx, "lock", err)
 		}
 		if ok {
 			return held{key: key, storeToken: tok}, nil
@@ -82,7 +83,9 @@ func (l *sessionLock) release(ctx context.Context, h held) {
 	// the request's cancellation: a client that hung up must not leave
 	// its session locked for the whole lease (the store's own call bound,
 	// and StoreTimeout, still apply).
-	_ = l.unlock(context.WithoutCancel(ctx), h.key, h.storeToken)
+	if err := l.unlock(context.WithoutCancel(ctx), h.key, h.storeToken); err != nil {
+		l.events.storeFailed(ctx, "lock", err)
+	}
 }
 
 // lockFor takes the session's lock on key, unless the session is read-only
@@ -97,7 +100,16 @@ func (b *ServerBackend) lockFor(s *Session, key string) error {
 		// which can outlast the session buffer key is a view of.
 		key = strings.Clone(key)
 	}
+	// Timed only for a hook: the clock is read twice more per request.
+	waited := b.cfg.Events.LockWaited
+	var start time.Time
+	if waited != nil {
+		start = time.Now()
+	}
 	h, err := b.locks.acquire(s.ctx, key)
+	if waited != nil {
+		waited(s.ctx, time.Since(start), err == nil)
+	}
 	if err != nil {
 		return err
 	}

@@ -36,7 +36,7 @@ func (b *ServerBackend) endedKey(h [handleBytes]byte) string {
 func (b *ServerBackend) setMark(ctx context.Context, key string) error {
 	mark := binary.BigEndian.AppendUint64(nil, uint64(b.now().UnixNano()))
 	if err := b.calls.Set(ctx, key, mark, markTTL); err != nil {
-		return &StoreError{Op: "delete", Err: err}
+		return b.cfg.Events.storeError(ctx, "delete", err)
 	}
 	return nil
 }
@@ -49,6 +49,7 @@ func (b *ServerBackend) readMark(ctx context.Context, key string) int64 {
 	case isNotFound(err):
 		return 0
 	case err != nil:
+		b.cfg.Events.storeFailed(ctx, "index", err)
 		b.cfg.Logger.Warn("kvsession: could not read an end mark after a change of session id", "error", err)
 		return 0
 	case len(rec) != 8:

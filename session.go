@@ -224,10 +224,13 @@ func (s *Session) load() error {
 	}
 	if s.cookieErr != nil {
 		s.c.cfg.Logger.Debug("kvsession: broken session cookie; starting a fresh session", "error", s.cookieErr)
+		s.c.cfg.Events.loaded(s.ctx, LoadCorrupt)
 		return nil
 	}
-	s.loadErr = s.e.load(s)
+	var outcome LoadOutcome
+	outcome, s.loadErr = s.e.load(s)
 	s.resumed = s.loadErr == nil && s.exists // later writes move exists, not this
+	s.c.cfg.Events.loaded(s.ctx, outcome)
 	return s.loadErr
 }
 

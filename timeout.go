@@ -40,11 +40,15 @@ import (
 // the request fails all the same, as on any store error.
 
 // resolveStore resolves st into the calls a backend makes on it, bounded
-// by Config.StoreTimeout if set.
+// by Config.StoreTimeout if set, and timed for Events.StoreCall if set
+// (storecall.go).
 func resolveStore(cfg *compiled, st store.Store) store.Calls {
 	calls := store.Resolve(st)
 	if cfg.StoreTimeout > 0 {
 		calls = storeTimeout(cfg.StoreTimeout).wrap(calls)
+	}
+	if cfg.Events.StoreCall != nil {
+		calls = storeCallTimer(cfg.Events.StoreCall).wrap(calls)
 	}
 	return calls
 }

@@ -50,7 +50,7 @@ func (b *ServerBackend) indexPlan(s *Session, now int64, ttl time.Duration) bool
 func (b *ServerBackend) index(s *Session) error {
 	d := max(time.Duration(s.indexed-s.nowNano()), time.Millisecond)
 	if err := b.calls.AddMember(s.ctx, b.userSet(s.user), s.key, d); err != nil {
-		return &StoreError{Op: "index", Err: err}
+		return b.cfg.Events.storeError(s.ctx, "index", err)
 	}
 	return nil
 }
@@ -60,6 +60,7 @@ func (b *ServerBackend) index(s *Session) error {
 // bound to someone else is skipped by every listing and expires by itself.
 func (b *ServerBackend) unindex(ctx context.Context, user, key string) {
 	if err := b.calls.RemoveMember(ctx, b.userSet(user), key); err != nil {
+		b.cfg.Events.storeFailed(ctx, "index", err)
 		b.cfg.Logger.Warn("kvsession: could not update a user's set of sessions", "error", err)
 	}
 }
@@ -143,17 +144,21 @@ func (b *ServerBackend) DestroyUserSessions(ctx context.Context, user string) (i
 	n := 0
 	legacy, err := b.eachUserSession(ctx, user, true, func(s *Session, key string) error {
 		if err := b.calls.Delete(ctx, key); err != nil {
-			return &StoreError{Op: "delete", Err: err}
+			return b.cfg.Events.storeError(ctx, "delete", err)
 		}
 		b.unindex(ctx, user, key)
 		n++
+		b.cfg.Events.destroyed(ctx)
 		return nil
 	})
 	if err == nil && legacy {
 		// Every session it listed is gone: so is the reason to keep it.
 		if err := b.calls.Delete(ctx, b.legacyIndexKey(user)); err != nil {
-			return n, &StoreError{Op: "delete", Err: err}
+			return n, b.cfg.Events.storeError(ctx, "delete", err)
 		}
+	}
+	if err == nil {
+		b.cfg.Events.loggedOutEverywhere(ctx, user, n)
 	}
 	return n, err
 }
@@ -184,7 +189,7 @@ func (b *ServerBackend) eachUserSession(ctx context.Context, user string, expire
 	for pass := 0; pass < maxListings; pass++ {
 		if pass > 0 || !legacy {
 			if keys, err = b.calls.Members(ctx, b.userSet(user)); err != nil {
-				return legacy, &StoreError{Op: "index", Err: err}
+				return legacy, b.cfg.Events.storeError(ctx, "index", err)
 			}
 		}
 		found := false

@@ -56,7 +56,7 @@ func (b *ServerBackend) swapLoaded(s *Session, op, key string, old, value []byte
 	for range maxSwaps {
 		ok, err := b.calls.Swap(s.ctx, key, old, value, ttl)
 		if err != nil {
-			return &StoreError{Op: op, Err: err}
+			return b.cfg.Events.storeError(s.ctx, op, err)
 		}
 		if ok {
 			return nil
@@ -89,7 +89,7 @@ func (b *ServerBackend) current(s *Session, key string) ([]byte, error) {
 	case isNotFound(err):
 		return nil, nil
 	case err != nil:
-		return nil, &StoreError{Op: "load", Err: err}
+		return nil, b.cfg.Events.storeError(s.ctx, "load", err)
 	case len(rec) == 0 || rec[0] == forwardMarker:
 		return nil, nil
 	}
@@ -109,7 +109,7 @@ func (b *ServerBackend) current(s *Session, key string) ([]byte, error) {
 func (b *ServerBackend) put(s *Session, rec []byte, ttl time.Duration) error {
 	if !s.exists {
 		if err := b.calls.Set(s.ctx, s.key, rec, ttl); err != nil {
-			return &StoreError{Op: "save", Err: err}
+			return b.cfg.Events.storeError(s.ctx, "save", err)
 		}
 		return nil
 	}
