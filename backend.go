@@ -519,35 +519,44 @@ func putRecordBuf(p *[]byte) {
 	}
 }
 
-// assignID gives the session a fresh id and its store key.
+// assignID gives the session a fresh id and its store key, and a session
+// that has no handle yet (a new one) its handle, drawn with the id.
 func (b *ServerBackend) assignID(s *Session) error {
-	id, err := b.newID(s)
+	id, handle, err := b.newID(s)
 	if err != nil {
 		return err
+	}
+	if s.handle == [handleBytes]byte{} {
+		s.handle = handle
 	}
 	s.id, s.key = id, b.storeKey(unsafe.Slice(unsafe.StringData(id), len(id)))
 	s.indexed = 0 // the index knows the old key, not this one
 	return nil
 }
 
-// newID draws a fresh id from crypto/rand. A failing random source is an
-// error, never a weaker id.
-func (b *ServerBackend) newID(s *Session) (string, error) {
-	raw := s.idRaw[:b.cfg.SessionIDBytes]
+// newID draws a fresh id from crypto/rand, and in the same read the bytes
+// of a handle (handle.go) for a new session: a second read, or a hash of
+// the key, would cost a new session more than the rest of its save. A
+// failing random source is an error, never a weaker id.
+func (b *ServerBackend) newID(s *Session) (id string, handle [handleBytes]byte, err error) {
+	n := b.cfg.SessionIDBytes
+	raw := s.idRaw[:n+handleBytes]
 	if _, err := io.ReadFull(b.rand, raw); err != nil {
-		return "", fmt.Errorf("kvsession: generating a session id: %w", err)
+		return "", handle, fmt.Errorf("kvsession: generating a session id: %w", err)
 	}
 	buf := make([]byte, b.idLen)
-	base64.RawURLEncoding.Encode(buf, raw)
+	base64.RawURLEncoding.Encode(buf, raw[:n])
+	copy(handle[:], raw[n:])
 	clear(raw)
-	return unsafe.String(&buf[0], len(buf)), nil
+	return unsafe.String(&buf[0], len(buf)), handle, nil
 }
 
 // GenerateID returns a new random session id.
 func (b *ServerBackend) GenerateID() (string, error) {
 	s := b.pool.Get().(*Session)
 	defer b.pool.Put(s)
-	return b.newID(s)
+	id, _, err := b.newID(s)
+	return id, err
 }
 
 // extend resets the TTL of an unmodified session, writing back the record

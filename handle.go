@@ -11,11 +11,13 @@ import (
 // "where you're logged in" page (UserSessions, DestroyUserSession), in an
 // operator's listing (Sessions, DestroySession) and in the admin command's
 // output. Anyone who sees an id can take the session over; a handle gives
-// nothing away. It is drawn from the store key the session first had (a
-// SHA-256 of it, so neither the key nor the id can be worked back from
-// it), kept in the record, and stays the same for the session's whole
-// life, through RenewID and rotations: a user who picks "end this one"
-// while the session rotates still ends it.
+// nothing away. It is random, drawn with the session's first id (newID),
+// kept in the record, and stays the same for the session's whole life,
+// through RenewID and rotations: a user who picks "end this one" while the
+// session rotates still ends it. A record from before handles, or one
+// written by the by-id Set under an id it was given, gets a handle drawn
+// from its store key by SHA-256 instead (deriveHandle), so that the handle
+// a listing shows is the one its next save keeps.
 
 // handleBytes is how long a handle is: 96 bits, so that no two of a
 // store's sessions share one.
@@ -28,10 +30,10 @@ var handleLen = base64.RawURLEncoding.EncodedLen(handleBytes)
 // Session.Handle returns.
 var ErrInvalidHandle = errors.New("kvsession: malformed session handle")
 
-// deriveHandle gives s its handle from its current store key, if it has
-// none yet: a new session when it is first saved, and a session whose
-// record predates handles when it is loaded (so that the handle a listing
-// showed is the one its next save keeps).
+// deriveHandle gives s a handle from its current store key, if it has
+// none yet: a session whose record predates handles when it is loaded,
+// and one saved under an id the by-id Set was given. Neither the key nor
+// the id can be worked back from it.
 func deriveHandle(s *Session) {
 	if s.handle == [handleBytes]byte{} && s.key != "" {
 		deriveHandleFromKey(s)

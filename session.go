@@ -41,9 +41,10 @@ type Session struct {
 	mu sync.Mutex
 	c  *core  // set once, when the pool makes the session
 	e  engine // likewise: the backend behind the session
-	// idRaw is newID's scratch for an id's random bytes, which it wipes
-	// after each use: nothing of one request is left in it for a reset.
-	idRaw [maxSessionIDBytes]byte
+	// idRaw is newID's scratch for an id's random bytes (and a handle's),
+	// which it wipes after each use: nothing of one request is left in it
+	// for a reset.
+	idRaw [maxSessionIDBytes + handleBytes]byte
 
 	// Each group below has one owner, which alone writes it, and one reset
 	// that Release runs, so that no request's state reaches the next one.
