@@ -43,7 +43,7 @@ func inProcessContenders() []contender {
 			return st
 		})},
 		{"badger alone", badgerAloneSetup},
-		{"fiber/session memory", fiberSetup},
+		{"fiber v2/memory", fiberSetup},
 		{"scs/memstore", scsSetup},
 	}
 }

@@ -276,33 +276,6 @@ func TestBadgerAloneCounts(t *testing.T) {
 	}
 }
 
-func TestSliceSpread(t *testing.T) {
-	r := &report{paired: map[string]float64{
-		"kvsession/memory read":                        95000,
-		"slices low kvsession/memory read":             0.841,
-		"slices high kvsession/memory read":            0.926,
-		"slices low badger alone incr":                 0.33,
-		"slices high badger alone incr":                0.4,
-		"bare fasthttp vs kvsession/memory read":       105000,
-		"slices low bare fasthttp vs kvsession/memory": 1, // never a ratio of bare to itself
-	}}
-	for _, tc := range []struct {
-		impl, route, spread, note string
-	}{
-		{"kvsession/memory", "read", "84–93%", " (slices 84–93%)"},
-		{"badger alone", "incr", "33–40%", " (slices 33–40%)"},
-		{"kvsession/memory", "incr", "-", ""},
-		{"kvsession/badger", "read", "-", ""},
-	} {
-		if got := r.sliceSpread(tc.impl, tc.route); got != tc.spread {
-			t.Errorf("sliceSpread(%q, %q) = %q, want %q", tc.impl, tc.route, got, tc.spread)
-		}
-		if got := r.sliceNote(tc.impl, tc.route); got != tc.note {
-			t.Errorf("sliceNote(%q, %q) = %q, want %q", tc.impl, tc.route, got, tc.note)
-		}
-	}
-}
-
 // TestLostInReplies: a reply that shows a counter below what the server
 // acknowledged counts the increments that went missing, once.
 func TestLostInReplies(t *testing.T) {
