@@ -18,6 +18,7 @@ require (
 	github.com/gofiber/storage/badger/v2 v2.0.1
 	github.com/gofiber/storage/redis/v3 v3.4.3
 	github.com/gomodule/redigo v1.8.0
+	github.com/google/pprof v0.0.0-20261105003125-4bf881d7fb0b
 	github.com/kvsession/kvsession v0.0.0
 	github.com/kvsession/kvsession/kvfiber v0.0.0
 	github.com/redis/go-redis/v9 v9.17.3

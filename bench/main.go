@@ -10,6 +10,7 @@
 //	cd bench && go run .                      # full run, about ten minutes; writes results/
 //	cd bench && go run . -short               # CI: a minute, checks correctness only
 //	cd bench && go run . -only fasthttp       # one adapter's servers (or -only NAME,NAME)
+//	cd bench && go run . -profile-incr default  # where /incr's time goes; writes results/profile.md
 //
 // An adapter's servers on one storage are up at once and measured in
 // interleaved rounds (see group); figures are medians over the rounds and
@@ -51,6 +52,7 @@ type options struct {
 	verifyCount int
 	profile     string
 	rounds      int
+	profileIncr []string
 }
 
 func main() {
@@ -60,6 +62,8 @@ func main() {
 		dir     = flag.String("dir", "", "internal: the child's store directory")
 		lock    = flag.Bool("lock", false, "internal: the child turns kvsession's session lock on")
 		profile = flag.String("server-cpuprofile", "", "write each server's CPU profile to this path plus its name (for finding where a server spends its time)")
+		onUSR1  = flag.Bool("profile-on-usr1", false, "internal: the child profiles from its first SIGUSR1 on")
+		profInc = flag.String("profile-incr", "", "instead of the comparison, profile these implementations' /incr server-side (comma-separated; \"default\": "+strings.Join(defaultProfiled, " and ")+") and write profile.md and their profiles to -out")
 		scale   = flag.String("scale", "10000,100000,1000000", "session counts for the scaling runs of kvsession/memory and kvsession/badger (empty: none)")
 		million = flag.Bool("million", false, "use 1,000,000 sessions in the comparison instead of -sessions")
 	)
@@ -78,7 +82,7 @@ func main() {
 	flag.Parse()
 
 	if *serve != "" {
-		serveChild(*serve, serveOptions{dir: *dir, redisAddr: o.redisAddr, lock: *lock, profile: *profile})
+		serveChild(*serve, serveOptions{dir: *dir, redisAddr: o.redisAddr, lock: *lock, profile: *profile, profileOnUSR1: *onUSR1})
 		return
 	}
 	pinSelf()
@@ -94,6 +98,13 @@ func main() {
 	}
 	o.verifyCount = 1000
 	o.profile = *profile
+	for _, n := range strings.Split(*profInc, ",") {
+		if n = strings.TrimSpace(n); n == "default" {
+			o.profileIncr = append(o.profileIncr, defaultProfiled...)
+		} else if n != "" {
+			o.profileIncr = append(o.profileIncr, n)
+		}
+	}
 	if o.rounds < 1 {
 		o.rounds = 1
 	}

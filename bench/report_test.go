@@ -182,3 +182,51 @@ func TestFailures(t *testing.T) {
 		})
 	}
 }
+
+func TestFuncPackage(t *testing.T) {
+	for fn, want := range map[string]string{
+		"github.com/valyala/fasthttp.(*Server).serveConn":                 "github.com/valyala/fasthttp",
+		"github.com/kvsession/kvsession.(*ServerBackend).LoadFromRequest": "github.com/kvsession/kvsession",
+		"net.(*conn).Read":                  "net",
+		"net/http.(*conn).serve":            "net/http",
+		"main.serveKvFasthttp.func1.1":      "main",
+		"internal/runtime/syscall.Syscall6": "internal/runtime/syscall",
+		"internal/sync.(*HashTrieMap[go.shape.interface {},go.shape.int]).Load": "internal/sync",
+		"slices.SortFunc[go.shape.[]github.com/x/y.z,go.shape.struct {}]":       "slices",
+	} {
+		if got := funcPackage(fn); got != want {
+			t.Errorf("funcPackage(%q) = %q, want %q", fn, got, want)
+		}
+	}
+}
+
+// TestLayerOf: a sample is charged to the innermost layer on its stack;
+// the runtime and the standard library to whoever called them; system
+// calls to the kernel; the collector's work to GC wherever it struck.
+func TestLayerOf(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		stack []string // leaf first
+		want  string
+	}{
+		{"a write", []string{"internal/runtime/syscall.Syscall6", "syscall.Syscall", "syscall.write", "internal/poll.(*FD).Write", "net.(*conn).Write", "github.com/valyala/fasthttp.writeResponse"}, layerKernel},
+		{"an allocation for the store", []string{"runtime.mallocgc", "runtime.makeslice", "github.com/kvsession/kvsession/store/memstore.(*Store).Get", "github.com/kvsession/kvsession.(*ServerBackend).load"}, layerKvStore},
+		{"a GC assist in kvsession", []string{"runtime.scanobject", "runtime.gcDrainN", "runtime.gcAssistAlloc", "runtime.mallocgc", "github.com/kvsession/kvsession.(*Session).encode"}, layerGC},
+		{"background marking", []string{"runtime.scanobject", "runtime.gcDrain", "runtime.gcBgMarkWorker.func2", "runtime.gcBgMarkWorker"}, layerGC},
+		{"the scheduler", []string{"runtime.futex", "runtime.notesleep", "runtime.stopm", "runtime.findRunnable", "runtime.schedule"}, layerRuntime},
+		{"polling the network", []string{"runtime.epollwait", "runtime.netpoll", "runtime.findRunnable"}, layerKernel},
+		{"encoding", []string{"github.com/vmihailenco/msgpack/v5.(*Encoder).EncodeInt", "github.com/kvsession/kvsession.(*Session).encode"}, layerMsgpack},
+		{"the adapter", []string{"bytes.IndexByte", "github.com/kvsession/kvsession/internal/fasthttpio.CookieHeader", "github.com/kvsession/kvsession/kvfasthttp.(*Middleware).Handler.func1"}, layerAdapter},
+		{"the peer's map", []string{"internal/sync.(*HashTrieMap[go.shape.interface {},go.shape.interface {}]).Load", "sync.(*Map).Load", "github.com/fasthttp/session/v2/providers/memory.(*Provider).Get"}, layerFHSession},
+		{"fasthttp itself", []string{"runtime.memmove", "github.com/valyala/fasthttp.(*ResponseHeader).AppendBytes"}, layerFasthttp},
+		{"net/http", []string{"strings.ToLower", "net/http.(*Request).Header.Get", "net/http.(*conn).serve"}, layerNetHTTP},
+		{"the handler", []string{"strconv.AppendInt", "main.appendCounter"}, layerHandler},
+		{"nobody listed", []string{"strconv.AppendInt", "fmt.Sprintf"}, layerOther},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := layerOf(tc.stack); got != tc.want {
+				t.Fatalf("layerOf = %q, want %q", got, tc.want)
+			}
+		})
+	}
+}

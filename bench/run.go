@@ -152,6 +152,10 @@ func run(o options) int {
 	}
 	kinds = slices.DeleteFunc(kinds, func(k serverKind) bool { return k.needsRedis && redisAddr == "" })
 
+	if len(o.profileIncr) > 0 {
+		return runProfiles(o, redisAddr)
+	}
+
 	// In process first, on a quiet machine: right after the scaling runs,
 	// the kernel is still tearing down a million-session Badger server and
 	// its files, and one run's increment came out at twice its usual time.
@@ -271,7 +275,7 @@ type child struct {
 	dir   string
 }
 
-func startServer(k serverKind, lock bool, redisAddr string, pinned bool, profile string) (*child, error) {
+func startServer(k serverKind, lock bool, redisAddr string, pinned bool, profile string, extra ...string) (*child, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, err
@@ -287,6 +291,7 @@ func startServer(k serverKind, lock bool, redisAddr string, pinned bool, profile
 	if k.needsRedis {
 		args = append(args, "-redis", redisAddr)
 	}
+	args = append(args, extra...)
 	if pinned {
 		args = append([]string{"taskset", "-c", "1"}, args...)
 	}

@@ -106,6 +106,7 @@ type serveOptions struct {
 	dir, redisAddr string
 	lock           bool
 	profile        string // CPU profile path, if any
+	profileOnUSR1  bool   // profile from SIGUSR1 to the end, not the whole life
 }
 
 // fasthttpSessionDefect is why stock fasthttp/session loses sessions here.
@@ -334,19 +335,44 @@ func serveChild(kindName string, o serveOptions) {
 }
 
 // startProfile writes the child's CPU profile to o.profile plus the kind's
-// name; the function it returns ends it.
+// name: from now on, or with profileOnUSR1 from the first SIGUSR1 on (so
+// that the parent can leave out starting up and creating sessions). The
+// function it returns ends the profile.
 func startProfile(kindName string, o serveOptions) (stop func()) {
-	f, err := os.Create(o.profile + profileFileName(kindName) + ".pprof")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "bench:", err)
-		return func() {}
+	path := o.profile + profileFileName(kindName) + ".pprof"
+	started := make(chan *os.File, 1)
+	begin := func() {
+		f, err := os.Create(path)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			started <- nil
+			return
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			f.Close()
+			started <- nil
+			return
+		}
+		started <- f
 	}
-	if err := pprof.StartCPUProfile(f); err != nil {
-		fmt.Fprintln(os.Stderr, "bench:", err)
-		f.Close()
-		return func() {}
+	if !o.profileOnUSR1 {
+		begin()
+	} else {
+		usr1 := make(chan os.Signal, 1)
+		signal.Notify(usr1, syscall.SIGUSR1)
+		go func() { <-usr1; begin() }()
 	}
-	return func() { pprof.StopCPUProfile(); f.Close() }
+	return func() {
+		select {
+		case f := <-started:
+			if f != nil {
+				pprof.StopCPUProfile()
+				f.Close()
+			}
+		default:
+		}
+	}
 }
 
 // profileFileName turns an implementation's name into part of a file name.
