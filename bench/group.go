@@ -78,6 +78,8 @@ type httpResult struct {
 	core0, core1         float64       // how busy CPU 0 (the generator's) and CPU 1 (the servers') were, every process counted
 	respBytes, reqBytes  float64       // bytes on the wire per response (headers + body) and per request
 	firstErr             string
+	died                 string // why the server's process died during the run, if it did
+	startFailed          bool   // its process did not start
 }
 
 // ratio is a paired ratio: its median over rounds, and the lowest and
@@ -108,6 +110,17 @@ func median(xs []float64) float64 {
 	}
 }
 
+// positive is xs without its zeros: the rounds a server was measured in.
+func positive(xs []float64) []float64 {
+	var out []float64
+	for _, x := range xs {
+		if x > 0 {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
 // pairedRatio is num over den round by round: its median, lowest and
 // highest.
 func pairedRatio(num, den []float64) ratio {
@@ -129,6 +142,8 @@ type member struct {
 	srv     *child
 	clients []client
 	failed  string
+	started bool   // its process started, whatever happened next
+	died    string // why its process died during the run, if it did
 	// per route: what the slices added up to
 	acc map[string]*accum
 }
@@ -158,7 +173,7 @@ func runGroup(g group, o options, redisAddr string) []httpResult {
 			progress("%s: %v", k.name, err)
 			continue
 		}
-		m.srv = srv
+		m.srv, m.started = srv, true
 		defer srv.stop()
 		if k.bare {
 			m.clients = bareClients(o.sessions)
@@ -168,6 +183,9 @@ func runGroup(g group, o options, redisAddr string) []httpResult {
 		t0 := time.Now()
 		if err := createSessions(srv.addr, o.conns, m.clients); err != nil {
 			m.failed = "creating sessions: " + err.Error()
+			if d := srv.died(); d != "" {
+				m.failed = "creating sessions: " + d
+			}
 			progress("%s: %v", k.name, err)
 			continue
 		}
@@ -188,20 +206,29 @@ func runGroup(g group, o options, redisAddr string) []httpResult {
 					a = &accum{}
 					m.acc[rt.name] = a
 				}
+				if m.died != "" {
+					a.rounds = append(a.rounds, 0) // keeps the rounds of every server in step
+					continue
+				}
 				measureSlice(m, rt, o, a)
+				if d := m.srv.died(); d != "" {
+					// Said once, as the cause of the errors around it.
+					m.died, a.firstErr = d, d
+					progress("%s: %s", m.kind.name, d)
+				}
 			}
 		}
 		for _, m := range up {
 			a := m.acc[rt.name]
 			a.rssMiB = m.srv.rssMiB()
 			progress("%-36s /%-4s %8.0f req/s (median of %d)  errors %d  wrong %d  CPU/req server %.2fµs, load generator %.2fµs",
-				m.kind.name, rt.name, median(a.rounds), len(a.rounds), a.errors, a.wrong,
+				m.kind.name, rt.name, median(positive(a.rounds)), len(positive(a.rounds)), a.errors, a.wrong,
 				us(perRequest(a.serverCPU, a.requests)), us(perRequest(a.loadCPU, a.requests)))
 		}
 	}
 	lost, ahead := map[string]int64{}, map[string]int64{}
 	for _, m := range up {
-		if m.kind.bare {
+		if m.kind.bare || m.died != "" {
 			continue
 		}
 		n, err := verify(m.srv.addr, m.clients, o.verifyCount)
@@ -223,13 +250,13 @@ func runGroup(g group, o options, redisAddr string) []httpResult {
 	var out []httpResult
 	for _, m := range members {
 		if m.failed != "" {
-			out = append(out, httpResult{impl: m.kind.name, adapter: g.adapter, storage: g.storage, route: "-", kind: m.kind, errors: 1, firstErr: m.failed})
+			out = append(out, httpResult{impl: m.kind.name, adapter: g.adapter, storage: g.storage, route: "-", kind: m.kind, errors: 1, firstErr: m.failed, startFailed: !m.started})
 			continue
 		}
 		for _, rt := range routes {
 			a := m.acc[rt.name]
 			h := httpResult{impl: m.kind.name, adapter: g.adapter, storage: g.storage, route: rt.name, kind: m.kind,
-				rounds: a.rounds, rps: median(a.rounds), p50: a.hist.quantile(0.50), p99: a.hist.quantile(0.99),
+				rounds: a.rounds, rps: median(positive(a.rounds)), died: m.died, p50: a.hist.quantile(0.50), p99: a.hist.quantile(0.99),
 				requests: a.requests, errors: a.errors, wrong: a.wrong, rssMiB: a.rssMiB, firstErr: a.firstErr,
 				serverCPU: perRequest(a.serverCPU, a.requests), loadCPU: perRequest(a.loadCPU, a.requests)}
 			if a.elapsed > 0 {

@@ -142,6 +142,9 @@ func (r *report) writeHTTP(b *strings.Builder) {
 			if h.kind.defect != "" {
 				name += " †"
 			}
+			if h.died != "" {
+				name += " (died)"
+			}
 			fmt.Fprintf(b, "| %s | %s | /%s | %.0f | %s | %s | %s | %.0f | %.0f | %.1f | %.0f | %.0f%%, %.0f%% | %d | %s | %s | %.0f |\n",
 				h.storage, name, h.route, h.rps, h.vsBare, spread, vsKv, us(h.p50), us(h.p99), us(h.serverCPU), h.respBytes,
 				100*min(h.serverBusy, 1), 100*min(h.core0, 1), h.errors, wrong, lost, h.rssMiB)
@@ -185,6 +188,12 @@ func (r *report) writeDefects(b *strings.Builder) {
 		what := "not seen in this run"
 		if wrong+errs > 0 || lost > 0 {
 			what = fmt.Sprintf("seen in this run: %d wrong replies, %d of them with a counter above the one acknowledged (an older copy of the session, or another session), %d lost updates, %d errors", wrong, ahead, lost, errs)
+		}
+		for _, x := range r.http {
+			if x.impl == h.impl && x.died != "" {
+				what += "; " + x.died
+				break
+			}
 		}
 		fmt.Fprintf(b, "† %s, a known defect, expected here and not failed on (%s): %s.\n\n", h.impl, what, h.kind.defect)
 	}

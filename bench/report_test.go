@@ -1,10 +1,12 @@
 package main
 
 import (
+	"io"
 	"math"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestMedian(t *testing.T) {
@@ -167,7 +169,10 @@ func TestFailures(t *testing.T) {
 		{"kvsession lost", report{http: []httpResult{{impl: kvMemoryFasthttp, kind: kind(kvMemoryFasthttp), route: "incr", lost: 3}}}, true},
 		{"bare error", report{http: []httpResult{{impl: "bare fiber", kind: kind("bare fiber"), route: "read", errors: 1}}}, true},
 		{"known defect", report{http: []httpResult{{impl: "fasthttp/session/memory", kind: kind("fasthttp/session/memory"), route: "incr", wrong: 900, lost: 5000}}}, false},
-		{"a known defect's server did not start", report{http: []httpResult{{impl: "fasthttp/session/memory", kind: kind("fasthttp/session/memory"), route: "-", errors: 1}}}, true},
+		{"a known defect's server did not start", report{http: []httpResult{{impl: "fasthttp/session/memory", kind: kind("fasthttp/session/memory"), route: "-", errors: 1, startFailed: true}}}, true},
+		{"a known defect's server died making sessions", report{http: []httpResult{{impl: "fasthttp/session/memory", kind: kind("fasthttp/session/memory"), route: "-", errors: 1}}}, false},
+		{"a known defect's server died", report{http: []httpResult{{impl: "fasthttp/session/memory", kind: kind("fasthttp/session/memory"), route: "big", errors: 3, died: "panic"}}}, false},
+		{"kvsession died", report{http: []httpResult{{impl: kvMemoryFasthttp, kind: kind(kvMemoryFasthttp), route: "big", died: "panic"}}}, true},
 		{"peer without a known defect", report{http: []httpResult{{impl: "scs/memstore", kind: kind("scs/memstore"), route: "incr", wrong: 1}}}, true},
 		{"peer's loss on one session", report{contention: []contentionResult{{impl: "fiber v3/badger", kind: kind("fiber v3/badger"), lost: 300}}}, false},
 		{"kvsession's loss without the lock", report{contention: []contentionResult{{impl: kvBadgerFasthttp, kind: kind(kvBadgerFasthttp), lost: 300}}}, false},
@@ -228,5 +233,53 @@ func TestLayerOf(t *testing.T) {
 				t.Fatalf("layerOf = %q, want %q", got, tc.want)
 			}
 		})
+	}
+}
+
+// TestFatalLine: the first panic line in a child's stderr is kept, however
+// the writes split it, and nothing after it replaces it.
+func TestFatalLine(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		writes []string
+		want   string
+	}{
+		{"none", []string{"bench: serve: closed\n"}, ""},
+		{"a panic", []string{"log line\npanic: boom\n\ngoroutine 1 [running]:\n"}, "panic: boom"},
+		{"split", []string{"pan", "ic: internal/sync.HashTrieMap: ran out", " of hash bits\n", "panic: later\n"}, "panic: internal/sync.HashTrieMap: ran out of hash bits"},
+		{"fatal error", []string{"fatal error: concurrent map writes\n"}, "fatal error: concurrent map writes"},
+		{"no newline yet", []string{"panic: half"}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var f fatalLine
+			for _, w := range tc.writes {
+				f.Write([]byte(w))
+			}
+			if got := f.String(); got != tc.want {
+				t.Fatalf("fatal line %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestChildDied: a server that panics mid-run is seen to have died, with
+// its panic, and one that runs is not.
+func TestChildDied(t *testing.T) {
+	c, err := startChild("crasher", []string{"sh", "-c", `echo ADDR 127.0.0.1:1; read x; echo "panic: boom" >&2; exit 2`}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.stop()
+	if d := c.died(); d != "" {
+		t.Fatalf("died() = %q while it runs", d)
+	}
+	io.WriteString(c.stdin, "go\n")
+	select {
+	case <-c.exited:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the child did not exit")
+	}
+	if d := c.died(); !strings.Contains(d, "panic: boom") || !strings.Contains(d, "exit status 2") {
+		t.Fatalf("died() = %q, want its panic and exit status", d)
 	}
 }

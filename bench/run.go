@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"crypto/rand"
 	"encoding/base64"
 	"fmt"
@@ -241,8 +242,8 @@ func (r *report) failures() []string {
 	var out []string
 	for _, h := range r.http {
 		k := h.kind
-		bad := h.errors > 0 || (!k.bare && (h.wrong > 0 || h.lost > 0))
-		if !bad || (k.defect != "" && h.route != "-") {
+		bad := h.errors > 0 || h.died != "" || (!k.bare && (h.wrong > 0 || h.lost > 0))
+		if !bad || (k.defect != "" && !h.startFailed) {
 			continue
 		}
 		who := "peer without a known defect"
@@ -269,10 +270,67 @@ func (r *report) failures() []string {
 
 // child is one server process.
 type child struct {
-	cmd   *exec.Cmd
-	stdin io.WriteCloser
-	addr  string
-	dir   string
+	cmd    *exec.Cmd
+	stdin  io.WriteCloser
+	addr   string
+	dir    string
+	exited chan struct{} // closed once the process has exited and been waited for
+	fatal  *fatalLine
+}
+
+// fatalLine passes a child's stderr on and keeps the first line of a panic
+// or fatal error in it, to say why a server died.
+type fatalLine struct {
+	mu      sync.Mutex
+	pending []byte
+	line    string
+}
+
+func (f *fatalLine) Write(p []byte) (int, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.line != "" {
+		return len(p), nil
+	}
+	f.pending = append(f.pending, p...)
+	for {
+		i := bytes.IndexByte(f.pending, '\n')
+		if i < 0 {
+			break
+		}
+		line := string(f.pending[:i])
+		f.pending = f.pending[i+1:]
+		if strings.HasPrefix(line, "panic: ") || strings.HasPrefix(line, "fatal error: ") {
+			f.line = line
+			f.pending = nil
+			break
+		}
+	}
+	if len(f.pending) > 64<<10 {
+		f.pending = nil
+	}
+	return len(p), nil
+}
+
+func (f *fatalLine) String() string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.line
+}
+
+// died says, once the child's process has exited on its own, how: its exit
+// status and the first line of its panic, if it panicked; "" while it runs.
+func (c *child) died() string {
+	select {
+	case <-c.exited:
+	default:
+		return ""
+	}
+	why := "the server process died (" + c.cmd.ProcessState.String() + ")"
+	if l := c.fatal.String(); l != "" {
+		why += ": " + l
+	}
+	return why
 }
 
 func startServer(k serverKind, lock bool, redisAddr string, pinned bool, profile string, extra ...string) (*child, error) {
@@ -295,8 +353,16 @@ func startServer(k serverKind, lock bool, redisAddr string, pinned bool, profile
 	if pinned {
 		args = append([]string{"taskset", "-c", "1"}, args...)
 	}
+	return startChild(k.name, args, dir)
+}
+
+// startChild runs args as a server process that prints "ADDR host:port" on
+// its first line of output and serves until its stdin closes; dir, if
+// any, is removed when it stops.
+func startChild(name string, args []string, dir string) (*child, error) {
 	cmd := exec.Command(args[0], args[1:]...)
-	cmd.Stderr = os.Stderr
+	fatal := &fatalLine{}
+	cmd.Stderr = io.MultiWriter(os.Stderr, fatal)
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		return nil, err
@@ -315,7 +381,8 @@ func startServer(k serverKind, lock bool, redisAddr string, pinned bool, profile
 	}
 	children.m[cmd.Process.Pid] = cmd
 	children.Unlock()
-	c := &child{cmd: cmd, stdin: stdin, dir: dir}
+	c := &child{cmd: cmd, stdin: stdin, dir: dir, exited: make(chan struct{}), fatal: fatal}
+	go func() { cmd.Wait(); close(c.exited) }()
 
 	line := make(chan string, 1)
 	go func() {
@@ -330,10 +397,10 @@ func startServer(k serverKind, lock bool, redisAddr string, pinned bool, profile
 			return c, nil
 		}
 		c.stop()
-		return nil, fmt.Errorf("%s did not start (said %q)", k.name, s)
+		return nil, fmt.Errorf("%s did not start (said %q) %s", name, s, c.died())
 	case <-time.After(30 * time.Second):
 		c.stop()
-		return nil, fmt.Errorf("%s did not start within 30s", k.name)
+		return nil, fmt.Errorf("%s did not start within 30s", name)
 	}
 }
 
@@ -381,13 +448,11 @@ const clockTicks = 100
 // it has not within five seconds.
 func (c *child) stop() {
 	c.stdin.Close()
-	done := make(chan struct{})
-	go func() { c.cmd.Wait(); close(done) }()
 	select {
-	case <-done:
+	case <-c.exited:
 	case <-time.After(5 * time.Second):
 		c.cmd.Process.Kill()
-		<-done
+		<-c.exited
 	}
 	children.Lock()
 	delete(children.m, c.cmd.Process.Pid)

@@ -114,6 +114,7 @@ const fasthttpSessionDefect = "its memory provider keeps the id it is given as i
 	"and Session.Save gives it the id read from the request's Cookie header: bytes in fasthttp's request buffer, which the connection's next request overwrites, " +
 	"as does any later connection handed the same pooled RequestCtx. The key changes under the map: a request finds its session only while the buffer behind the key holds its own id again, " +
 	"so sessions are lost (the counter starts over), and a request can be handed an older copy of its session or another session. " +
+	"The map itself can break: in one run here the server died of sync.Map's \"ran out of hash bits while inserting\" panic, two entries having come to hold the same key. " +
 	"The id-copied variant gives the provider a copy of the id in Save, the one call that keeps it"
 
 var serverKinds = []serverKind{
