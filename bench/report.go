@@ -282,6 +282,7 @@ func (r *report) targets() []string {
 		vsBare("kvsession/memory (net/http)", "bare net/http", 0.85, rt)
 	}
 	vsPeer("kvsession/memory (fiber)", "fiber v3/memory", 3, "incr", "read", "big")
+	vsPeer("kvsession/memory (fiber)", "fiber v2/memory", 3, "incr", "read", "big")
 
 	small := map[string]scaleResult{}
 	for _, s := range r.scaling {

@@ -283,3 +283,41 @@ func TestChildDied(t *testing.T) {
 		t.Fatalf("died() = %q, want its panic and exit status", d)
 	}
 }
+
+// TestTargets: each target reads the paired ratio it is about, from the
+// right row, and says met or missed against its own threshold.
+func TestTargets(t *testing.T) {
+	row := func(impl, route string, vsBare, vsKv float64) httpResult {
+		k, _ := kindByName(impl)
+		h := httpResult{impl: impl, route: route, kind: k}
+		if vsBare > 0 {
+			h.vsBare = ratio{median: vsBare, lo: vsBare, hi: vsBare, ok: true}
+		}
+		if vsKv > 0 {
+			h.vsKv = ratio{median: vsKv, lo: vsKv, hi: vsKv, ok: true}
+		}
+		return h
+	}
+	r := &report{http: []httpResult{
+		row(kvMemoryFasthttp, "incr", 0.84, 0),
+		row(kvMemoryFasthttp, "read", 0.91, 0),
+		row("fasthttp/session/memory (id copied)", "incr", 0.7, 1.2),
+		row("fasthttp/session/memory (id copied)", "read", 0.8, 1.1),
+		row("scs/memstore", "big", 0.2, 3.5),
+	}}
+	got := strings.Join(r.targets(), "")
+	for _, want := range []string{
+		"| kvsession/memory (fasthttp) /incr ≥ 1.15× fasthttp/session/memory (id copied) | 1.20× (rounds 1.20–1.20) | met |",
+		"| kvsession/memory (fasthttp) /read ≥ 1.15× fasthttp/session/memory (id copied) | 1.10× (rounds 1.10–1.10) | **missed** |",
+		"| kvsession/memory (fasthttp) /read ≥ 90% of bare fasthttp | 91% (rounds 91–91%) | met |",
+		"| kvsession/memory (fasthttp) /incr ≥ 85% of bare fasthttp | 84% (rounds 84–84%) | **missed** |",
+		"| kvsession/memory (net/http) /big ≥ 3.00× scs/memstore | 3.50× (rounds 3.50–3.50) | met |",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("targets lack %q; got:\n%s", want, got)
+		}
+	}
+	if strings.Contains(got, "/big ≥ 1.15×") {
+		t.Errorf("a target without its rows was reported:\n%s", got)
+	}
+}
