@@ -97,6 +97,7 @@ func runLoad(addr string, conns int, clients []client, rt route, d time.Duration
 			}
 			p = p[n:]
 		}
+		res.bytesOut += uint64(len(c.req))
 		c.waiting = true
 		return nil
 	}
@@ -159,6 +160,7 @@ func runLoad(addr string, conns int, clients []client, rt route, d time.Duration
 			}
 			var r response
 			if err == nil {
+				res.bytesIn += uint64(got)
 				c.in.end += got
 				r, err = c.in.next(c.cl)
 			}
@@ -172,12 +174,18 @@ func runLoad(addr string, conns int, clients []client, rt route, d time.Duration
 				fail(err)
 			case r.status != 200:
 				fail(fmt.Errorf("status %d: %.80q", r.status, r.body))
-			case !check || rt.check(c.cl, r.body):
-				res.ok++
 			default:
+				var before int64
+				if c.cl != nil {
+					before = c.cl.want // the check moves it on
+				}
+				if !check || rt.check(c.cl, r.body) {
+					res.ok++
+					break
+				}
 				res.wrong++
 				if res.firstErr == nil {
-					res.firstErr = fmt.Errorf("wrong %s reply %.40q, want %d", rt.name, r.body, c.cl.want)
+					res.firstErr = fmt.Errorf("wrong %s reply %.40q: the server had acknowledged %d", rt.name, r.body, before)
 				}
 			}
 			c.waiting = false

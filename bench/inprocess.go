@@ -12,6 +12,8 @@ import (
 
 	"github.com/alexedwards/scs/v2"
 	bdg "github.com/dgraph-io/badger/v4"
+	session "github.com/fasthttp/session/v2"
+	fhsmemory "github.com/fasthttp/session/v2/providers/memory"
 	"github.com/gofiber/fiber/v2"
 	fibersession "github.com/gofiber/fiber/v2/middleware/session"
 	"github.com/valyala/fasthttp"
@@ -29,13 +31,13 @@ import (
 type contender struct {
 	name string
 	// setup returns the work of request i, read-only or not, and a cleanup.
-	setup func(b *testing.B, sessions int) (work func(i int, write bool), cleanup func())
+	setup func(b testing.TB, sessions int) (work func(i int, write bool), cleanup func())
 }
 
 func inProcessContenders() []contender {
 	return []contender{
-		{"kvsession/memory", kvsessionSetup(func(b *testing.B) store.Store { return memstore.New(memstore.Options{}) })},
-		{"kvsession/badger", kvsessionSetup(func(b *testing.B) store.Store {
+		{"kvsession/memory", kvsessionSetup(func(b testing.TB) store.Store { return memstore.New(memstore.Options{}) })},
+		{"kvsession/badger", kvsessionSetup(func(b testing.TB) store.Store {
 			st, err := badgerstore.Open(badgerstore.Options{Dir: b.TempDir()})
 			if err != nil {
 				b.Fatal(err)
@@ -43,7 +45,8 @@ func inProcessContenders() []contender {
 			return st
 		})},
 		{"badger alone", badgerAloneSetup},
-		{"fiber/session memory", fiberSetup},
+		{"fasthttp/session memory (id copied)", fasthttpSessionSetup},
+		{"fiber v2/memory", fiberSetup},
 		{"scs/memstore", scsSetup},
 	}
 }
@@ -55,8 +58,8 @@ func (nopSink) SetCookie(string, []byte) {}
 func (nopSink) AddHeader(string, string) {}
 func (nopSink) SetHeader(string, []byte) {}
 
-func kvsessionSetup(open func(b *testing.B) store.Store) func(b *testing.B, n int) (func(int, bool), func()) {
-	return func(b *testing.B, n int) (func(int, bool), func()) {
+func kvsessionSetup(open func(b testing.TB) store.Store) func(b testing.TB, n int) (func(int, bool), func()) {
+	return func(b testing.TB, n int) (func(int, bool), func()) {
 		st := open(b)
 		reg := store.NewRegistry(nil)
 		reg.Register(kvsession.DefaultStore, st)
@@ -93,7 +96,7 @@ func kvsessionSetup(open func(b *testing.B) store.Store) func(b *testing.B, n in
 // cache of its own: one raw Badger transaction per request, reading an
 // 8-byte counter and, for an increment, writing it back, with no session
 // code around it.
-func badgerAloneSetup(b *testing.B, n int) (func(int, bool), func()) {
+func badgerAloneSetup(b testing.TB, n int) (func(int, bool), func()) {
 	st, err := badgerstore.Open(badgerstore.Options{Dir: b.TempDir()})
 	if err != nil {
 		b.Fatal(err)
@@ -145,7 +148,53 @@ func badgerAloneSetup(b *testing.B, n int) (func(int, bool), func()) {
 	return work, func() { st.Close() }
 }
 
-func fiberSetup(b *testing.B, n int) (func(int, bool), func()) {
+// fasthttpSessionSetup runs fasthttp/session as the HTTP comparison does
+// (serveFasthttpSession): its memory provider with the id copied, and a
+// read that does not Save.
+func fasthttpSessionSetup(b testing.TB, n int) (func(int, bool), func()) {
+	p, err := fhsmemory.New(fhsmemory.Config{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	cfg := session.NewDefaultConfig()
+	cfg.EncodeFunc, cfg.DecodeFunc = session.MSGPEncode, session.MSGPDecode
+	sessions := session.New(cfg)
+	if err := sessions.SetProvider(idCopied{p}); err != nil {
+		b.Fatal(err)
+	}
+	ids := make([]string, n)
+	for i := range ids {
+		var rc fasthttp.RequestCtx
+		st, err := sessions.Get(&rc)
+		if err != nil {
+			b.Fatal(err)
+		}
+		st.Set("counter", 1000)
+		ids[i] = string(st.GetSessionID())
+		if err := sessions.Save(&rc, st); err != nil {
+			b.Fatal(err)
+		}
+	}
+	var rc fasthttp.RequestCtx
+	return func(i int, write bool) {
+		rc.Request.Reset()
+		rc.Response.Reset()
+		rc.Request.Header.SetCookie(cfg.CookieName, ids[i%n])
+		st, err := sessions.Get(&rc)
+		if err != nil {
+			b.Fatal(err)
+		}
+		v := asInt(st.Get("counter"))
+		if write {
+			st.Set("counter", v+1)
+			if err := sessions.Save(&rc, st); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}, func() {}
+}
+
+func fiberSetup(b testing.TB, n int) (func(int, bool), func()) {
 	app := fiber.New()
 	st := fibersession.New() // memory storage
 	ids := make([]string, n)
@@ -183,7 +232,7 @@ func fiberSetup(b *testing.B, n int) (func(int, bool), func()) {
 	}, func() {}
 }
 
-func scsSetup(b *testing.B, n int) (func(int, bool), func()) {
+func scsSetup(b testing.TB, n int) (func(int, bool), func()) {
 	sm := scs.New() // memstore
 	tokens := make([]string, n)
 	for i := range tokens {

@@ -24,6 +24,10 @@ import (
 type client struct {
 	cookie []byte // "a=b; c=d", ready for the Cookie header
 	want   int64  // the counter value the server last acknowledged
+	// lost counts the acknowledged increments a reply showed missing: a
+	// counter found below what the server had acknowledged. ahead counts
+	// the replies with a counter above it: another session's, as a rule.
+	lost, ahead int64
 }
 
 // setCookie applies one Set-Cookie header value to the client's cookies:
@@ -295,6 +299,14 @@ func (h *histogram) add(d time.Duration) {
 	h.n++
 }
 
+// merge adds o's samples to h.
+func (h *histogram) merge(o *histogram) {
+	for i, c := range o.counts {
+		h.counts[i] += c
+	}
+	h.n += o.n
+}
+
 // quantile returns the latency below which the fraction q of samples fell.
 func (h *histogram) quantile(q float64) time.Duration {
 	if h.n == 0 {
@@ -324,6 +336,11 @@ var (
 		got, ok := parseInt(body)
 		if !ok || got != cl.want+1 {
 			if ok {
+				if got <= cl.want {
+					cl.lost += cl.want - (got - 1) // the counter was got-1, not want
+				} else {
+					cl.ahead++
+				}
 				cl.want = got // resynchronise, so one loss is counted once
 			}
 			return false
@@ -334,6 +351,11 @@ var (
 	routeRead = route{"read", "GET", "/read", func(cl *client, body []byte) bool {
 		got, ok := parseInt(body)
 		if ok && got != cl.want {
+			if got < cl.want {
+				cl.lost += cl.want - got
+			} else {
+				cl.ahead++
+			}
 			cl.want = got
 			return false
 		}
@@ -363,6 +385,7 @@ func parseInt(b []byte) (int64, bool) {
 type loadResult struct {
 	requests, errors, wrong uint64
 	ok                      uint64 // 200 replies that passed the check
+	bytesIn, bytesOut       uint64 // read (responses, headers and bodies) and written (requests)
 	elapsed                 time.Duration
 	hist                    histogram
 	firstErr                error

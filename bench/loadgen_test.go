@@ -276,29 +276,34 @@ func TestBadgerAloneCounts(t *testing.T) {
 	}
 }
 
-func TestSliceSpread(t *testing.T) {
-	r := &report{paired: map[string]float64{
-		"kvsession/memory read":                        95000,
-		"slices low kvsession/memory read":             0.841,
-		"slices high kvsession/memory read":            0.926,
-		"slices low badger alone incr":                 0.33,
-		"slices high badger alone incr":                0.4,
-		"bare fasthttp vs kvsession/memory read":       105000,
-		"slices low bare fasthttp vs kvsession/memory": 1, // never a ratio of bare to itself
-	}}
+// TestLostInReplies: a reply that shows a counter below what the server
+// acknowledged counts the increments that went missing, once.
+func TestLostInReplies(t *testing.T) {
 	for _, tc := range []struct {
-		impl, route, spread, note string
+		name      string
+		rt        route
+		want      int64
+		body      string
+		right     bool
+		lost, now int64
+		ahead     int64
 	}{
-		{"kvsession/memory", "read", "84–93%", " (slices 84–93%)"},
-		{"badger alone", "incr", "33–40%", " (slices 33–40%)"},
-		{"kvsession/memory", "incr", "-", ""},
-		{"kvsession/badger", "read", "-", ""},
+		{"next increment", routeIncr, 5, "6", true, 0, 6, 0},
+		{"session lost, started over", routeIncr, 5, "1", false, 5, 1, 0},
+		{"one increment lost", routeIncr, 5, "5", false, 1, 5, 0},
+		{"another session's counter", routeIncr, 5, "9", false, 0, 9, 1},
+		{"read right", routeRead, 5, "5", true, 0, 5, 0},
+		{"read of a lost session", routeRead, 5, "0", false, 5, 0, 0},
+		{"read of another session", routeRead, 5, "7", false, 0, 7, 1},
 	} {
-		if got := r.sliceSpread(tc.impl, tc.route); got != tc.spread {
-			t.Errorf("sliceSpread(%q, %q) = %q, want %q", tc.impl, tc.route, got, tc.spread)
-		}
-		if got := r.sliceNote(tc.impl, tc.route); got != tc.note {
-			t.Errorf("sliceNote(%q, %q) = %q, want %q", tc.impl, tc.route, got, tc.note)
-		}
+		t.Run(tc.name, func(t *testing.T) {
+			cl := client{want: tc.want}
+			if got := tc.rt.check(&cl, []byte(tc.body)); got != tc.right {
+				t.Fatalf("check = %v, want %v", got, tc.right)
+			}
+			if cl.lost != tc.lost || cl.want != tc.now || cl.ahead != tc.ahead {
+				t.Fatalf("lost %d, counter %d, ahead %d; want %d, %d, %d", cl.lost, cl.want, cl.ahead, tc.lost, tc.now, tc.ahead)
+			}
+		})
 	}
 }

@@ -3,29 +3,22 @@ package main
 import (
 	"bufio"
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"runtime/pprof"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
-	"github.com/alexedwards/scs/v2"
-	bdg "github.com/dgraph-io/badger/v4"
-	"github.com/gofiber/fiber/v2"
-	fibersession "github.com/gofiber/fiber/v2/middleware/session"
+	goredis "github.com/redis/go-redis/v9"
 	"github.com/valyala/fasthttp"
 
 	"github.com/kvsession/kvsession"
-	"github.com/kvsession/kvsession/kvfasthttp"
 	"github.com/kvsession/kvsession/store"
 	"github.com/kvsession/kvsession/store/badgerstore"
 	"github.com/kvsession/kvsession/store/memstore"
@@ -55,14 +48,46 @@ var blob = func() []byte {
 	return b
 }()
 
+// The adapters: each is one HTTP server library, with kvsession on its
+// adapter for it, the session libraries people use on it, and the library
+// alone (its bare server), all measured side by side.
+const (
+	adapterFasthttp = "fasthttp"
+	adapterNetHTTP  = "net/http"
+	adapterFiber    = "fiber"
+)
+
+var adapters = []string{adapterFasthttp, adapterNetHTTP, adapterFiber}
+
+// The storages sessions are kept in. A kind of each is compared only with
+// kinds on the same storage (and its adapter's bare server).
+const (
+	storageMemory = "memory"
+	storageBadger = "badger"
+	storageRedis  = "redis"
+)
+
+var storages = []string{storageMemory, storageBadger, storageRedis}
+
 // serverKind names what a child serves.
 type serverKind struct {
-	name string
+	name    string
+	adapter string
+	// storage is where the kind keeps sessions; "" for the bare servers,
+	// which run beside every storage's kinds.
+	storage string
 	// serve runs until ln is closed. dir is a fresh directory for stores
 	// that need one; redisAddr is the Redis to use, if any.
 	serve func(ln net.Listener, opts serveOptions) error
-	// bare servers keep no sessions: their replies are not checked.
+	// bare servers keep no sessions: their clients send a session-sized
+	// cookie they never change, and their replies are not checked.
 	bare bool
+	// ceiling is the adapter's bare server, the one the others' ratios
+	// divide by.
+	ceiling bool
+	// kvsession kinds are ours: any error, wrong reply or lost update of
+	// theirs fails the run.
+	kvsession bool
 	// lockable kinds take -lock, to serialise requests to one session.
 	lockable bool
 	// needsRedis kinds run only when a Redis server is reachable.
@@ -70,27 +95,64 @@ type serverKind struct {
 	// onRequest kinds run only when -only names them: they answer a
 	// question about a target, not a user's choice of library.
 	onRequest bool
+	// defect, for a peer, is a known defect of its own that this load
+	// brings out: its wrong replies and lost updates are reported and
+	// expected, not failed on. Any other peer's are: they would be this
+	// bench's wiring mistakes as likely as the peer's.
+	defect string
 }
 
 type serveOptions struct {
 	dir, redisAddr string
 	lock           bool
 	profile        string // CPU profile path, if any
+	profileOnUSR1  bool   // profile from SIGUSR1 to the end, not the whole life
 }
 
+// fasthttpSessionDefect is why stock fasthttp/session loses sessions here.
+const fasthttpSessionDefect = "its memory provider keeps the id it is given as its map key, an unsafe string over the id's bytes (gotils B2S), " +
+	"and Session.Save gives it the id read from the request's Cookie header: bytes in fasthttp's request buffer, which the connection's next request overwrites, " +
+	"as does any later connection handed the same pooled RequestCtx. The key changes under the map: a request finds its session only while the buffer behind the key holds its own id again, " +
+	"so sessions are lost (the counter starts over), and a request can be handed an older copy of its session or another session. " +
+	"The map itself can break: in one run here the server died of sync.Map's \"ran out of hash bits while inserting\" panic, two entries having come to hold the same key. " +
+	"The id-copied variant gives the provider a copy of the id in Save, the one call that keeps it"
+
 var serverKinds = []serverKind{
-	{name: "bare fasthttp", serve: serveBareFasthttp, bare: true},
-	{name: "bare net/http", serve: serveBareNetHTTP, bare: true},
-	{name: "kvsession/memory", serve: serveKvsession(openMemory), lockable: true},
-	{name: "kvsession/badger", serve: serveKvsession(openBadger), lockable: true},
-	{name: "badger alone", serve: serveBadgerAlone(false), bare: true},
-	{name: "badger writes alone", serve: serveBadgerAlone(true), bare: true, onRequest: true},
-	{name: "kvsession/redis", serve: serveKvsession(openRedis), lockable: true, needsRedis: true},
-	{name: "fiber/memory", serve: serveFiber(nil)},
-	{name: "fiber/badger*", serve: serveFiber(openBadgerRaw)},
-	{name: "scs/memstore", serve: serveScs(nil)},
-	{name: "scs/badger*", serve: serveScs(openBadgerRaw)},
+	{name: "bare fasthttp", adapter: adapterFasthttp, serve: serveBareFasthttp, bare: true, ceiling: true},
+	{name: "kvsession/memory (fasthttp)", adapter: adapterFasthttp, storage: storageMemory, serve: serveKvFasthttp(openMemory), kvsession: true, lockable: true},
+	{name: "fasthttp/session/memory (id copied)", adapter: adapterFasthttp, storage: storageMemory, serve: serveFasthttpSession(memoryProvider(true))},
+	{name: "fasthttp/session/memory", adapter: adapterFasthttp, storage: storageMemory, serve: serveFasthttpSession(memoryProvider(false)), defect: fasthttpSessionDefect},
+	{name: "kvsession/badger (fasthttp)", adapter: adapterFasthttp, storage: storageBadger, serve: serveKvFasthttp(openBadger), kvsession: true, lockable: true},
+	{name: "badger alone", adapter: adapterFasthttp, storage: storageBadger, serve: serveBadgerAlone(false), bare: true},
+	{name: "badger writes alone", adapter: adapterFasthttp, storage: storageBadger, serve: serveBadgerAlone(true), bare: true, onRequest: true},
+	{name: "kvsession/redis (fasthttp)", adapter: adapterFasthttp, storage: storageRedis, serve: serveKvFasthttp(openRedis), kvsession: true, lockable: true, needsRedis: true},
+	{name: "fasthttp/session/redis", adapter: adapterFasthttp, storage: storageRedis, serve: serveFasthttpSession(redisProvider), needsRedis: true},
+
+	{name: "bare net/http", adapter: adapterNetHTTP, serve: serveBareNetHTTP, bare: true, ceiling: true},
+	{name: "kvsession/memory (net/http)", adapter: adapterNetHTTP, storage: storageMemory, serve: serveKvNetHTTP(openMemory), kvsession: true, lockable: true},
+	{name: "scs/memstore", adapter: adapterNetHTTP, storage: storageMemory, serve: serveScs(scsMemstore)},
+	{name: "kvsession/badger (net/http)", adapter: adapterNetHTTP, storage: storageBadger, serve: serveKvNetHTTP(openBadger), kvsession: true, lockable: true},
+	{name: "scs/badgerstore", adapter: adapterNetHTTP, storage: storageBadger, serve: serveScs(scsBadgerstore)},
+	{name: "kvsession/redis (net/http)", adapter: adapterNetHTTP, storage: storageRedis, serve: serveKvNetHTTP(openRedis), kvsession: true, lockable: true, needsRedis: true},
+	{name: "scs/redisstore", adapter: adapterNetHTTP, storage: storageRedis, serve: serveScs(scsRedisstore), needsRedis: true},
+
+	{name: "bare fiber", adapter: adapterFiber, serve: serveBareFiber, bare: true, ceiling: true},
+	{name: "kvsession/memory (fiber)", adapter: adapterFiber, storage: storageMemory, serve: serveKvFiber(openMemory), kvsession: true, lockable: true},
+	{name: "fiber v3/memory", adapter: adapterFiber, storage: storageMemory, serve: serveFiberV3(fiberV3Memory)},
+	{name: "fiber v2/memory", adapter: adapterFiber, storage: storageMemory, serve: serveFiberV2(fiberV2Memory)},
+	{name: "kvsession/badger (fiber)", adapter: adapterFiber, storage: storageBadger, serve: serveKvFiber(openBadger), kvsession: true, lockable: true},
+	{name: "fiber v3/badger", adapter: adapterFiber, storage: storageBadger, serve: serveFiberV3(fiberV3Badger)},
+	{name: "fiber v2/badger", adapter: adapterFiber, storage: storageBadger, serve: serveFiberV2(fiberV2Badger)},
+	{name: "kvsession/redis (fiber)", adapter: adapterFiber, storage: storageRedis, serve: serveKvFiber(openRedis), kvsession: true, lockable: true, needsRedis: true},
+	{name: "fiber v3/redis", adapter: adapterFiber, storage: storageRedis, serve: serveFiberV3(fiberV3Redis), needsRedis: true},
+	{name: "fiber v2/redis", adapter: adapterFiber, storage: storageRedis, serve: serveFiberV2(fiberV2Redis), needsRedis: true},
 }
+
+// The kinds the scaling runs and the targets name.
+const (
+	kvMemoryFasthttp = "kvsession/memory (fasthttp)"
+	kvBadgerFasthttp = "kvsession/badger (fasthttp)"
+)
 
 func kindByName(name string) (serverKind, bool) {
 	for _, k := range serverKinds {
@@ -107,86 +169,101 @@ func openBadger(o serveOptions) (store.Store, error) {
 	return badgerstore.Open(badgerstore.Options{Dir: o.dir})
 }
 
-// openBadgerRaw stands in for fiber's and scs's own Badger adapters, which
-// the module proxy refuses: like them, it runs one raw Badger transaction
-// per call, with neither the cache nor the batched commits of kvsession's
-// store, on the same tuned Badger kvsession runs on.
-func openBadgerRaw(o serveOptions) (store.Store, error) {
-	st, err := badgerstore.Open(badgerstore.Options{Dir: o.dir, CacheSize: -1})
-	if err != nil {
-		return nil, err
-	}
-	return rawBadger{st: st, db: st.DB()}, nil
-}
-
-// clearer is the DeleteAll the stores shipped with kvsession have (and
-// rawBadger): no part of the store contract, so no interface of package
-// store.
+// clearer is the DeleteAll the stores shipped with kvsession have: no part
+// of the store contract, so no interface of package store.
 type clearer interface {
 	DeleteAll(ctx context.Context) error
 }
-
-// rawBadger is a store.Store (and a clearer) made of raw Badger
-// transactions; st opened the database and closes it.
-type rawBadger struct {
-	st *badgerstore.Store
-	db *bdg.DB
-}
-
-func (r rawBadger) Get(_ context.Context, key string) ([]byte, error) {
-	var v []byte
-	err := r.db.View(func(txn *bdg.Txn) error {
-		item, err := txn.Get([]byte(key))
-		if err != nil {
-			return err
-		}
-		v, err = item.ValueCopy(nil)
-		return err
-	})
-	if errors.Is(err, bdg.ErrKeyNotFound) {
-		return nil, store.ErrNotFound
-	}
-	return v, err
-}
-
-func (r rawBadger) Set(_ context.Context, key string, value []byte, ttl time.Duration) error {
-	return r.db.Update(func(txn *bdg.Txn) error {
-		e := bdg.NewEntry([]byte(key), value)
-		if ttl > 0 {
-			e = e.WithTTL(ttl)
-		}
-		return txn.SetEntry(e)
-	})
-}
-
-func (r rawBadger) Delete(_ context.Context, key string) error {
-	return r.db.Update(func(txn *bdg.Txn) error { return txn.Delete([]byte(key)) })
-}
-
-// Swap and the sets complete store.Store; fiber's and scs's adapters never
-// call them, so they go to kvsession's store on the same database.
-func (r rawBadger) Swap(ctx context.Context, key string, old, value []byte, ttl time.Duration) (bool, error) {
-	return r.st.Swap(ctx, key, old, value, ttl)
-}
-func (r rawBadger) AddMember(ctx context.Context, set, member string, ttl time.Duration) error {
-	return r.st.AddMember(ctx, set, member, ttl)
-}
-func (r rawBadger) RemoveMember(ctx context.Context, set, member string) error {
-	return r.st.RemoveMember(ctx, set, member)
-}
-func (r rawBadger) Members(ctx context.Context, set string) ([]string, error) {
-	return r.st.Members(ctx, set)
-}
-
-func (r rawBadger) DeleteAll(ctx context.Context) error { return r.st.DeleteAll(ctx) }
-func (r rawBadger) Close() error                        { return r.st.Close() }
 
 func openRedis(o serveOptions) (store.Store, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	// A prefix of this process's own, cleared when it stops, so that a
 	// shared Redis keeps nothing of the run.
-	return redisstore.Open(ctx, redisstore.Options{Addr: o.redisAddr, Prefix: fmt.Sprintf("kvsession-bench:%d:", os.Getpid())})
+	return redisstore.Open(ctx, redisstore.Options{Addr: o.redisAddr, Prefix: redisPrefix("kvsession")})
+}
+
+// redisPrefix is a key prefix of this process's own, for the peers whose
+// Redis adapters take one.
+func redisPrefix(lib string) string { return fmt.Sprintf("%s-bench:%d:", lib, os.Getpid()) }
+
+// clearRedisPrefix deletes every key under prefix: what a peer left in a
+// Redis the bench may share with others.
+func clearRedisPrefix(addr, prefix string) error {
+	c := goredis.NewClient(&goredis.Options{Addr: addr})
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	iter := c.Scan(ctx, 0, prefix+"*", 1000).Iterator()
+	var keys []string
+	flush := func() error {
+		if len(keys) == 0 {
+			return nil
+		}
+		err := c.Del(ctx, keys...).Err()
+		keys = keys[:0]
+		return err
+	}
+	for iter.Next(ctx) {
+		keys = append(keys, iter.Val())
+		if len(keys) == 1000 {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+	}
+	if err := iter.Err(); err != nil {
+		return err
+	}
+	return flush()
+}
+
+// claimRedisDB checks that database db of the Redis at addr is empty and
+// returns a function that empties it again. Fiber's Redis storage takes no
+// key prefix: its keys are bare session ids, so a database of their own
+// is the only way to clear them without touching anyone else's.
+func claimRedisDB(addr string, db int) (release func(), err error) {
+	c := goredis.NewClient(&goredis.Options{Addr: addr, DB: db})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	n, err := c.DBSize(ctx).Result()
+	if err != nil {
+		c.Close()
+		return nil, err
+	}
+	if n != 0 {
+		c.Close()
+		return nil, fmt.Errorf("database %d of the Redis at %s holds %d keys: fiber's Redis storage has no key prefix, so the bench gives it a database of its own and empties it when done; use a Redis whose database %d is empty", db, addr, n, db)
+	}
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		c.FlushDB(ctx)
+		c.Close()
+	}, nil
+}
+
+// newKvBackend opens a store with open and a kvsession backend over it;
+// closing closes both and, on a Redis, deletes what the run left.
+func newKvBackend(open func(serveOptions) (store.Store, error), o serveOptions) (*kvsession.ServerBackend, func(), error) {
+	st, err := open(o)
+	if err != nil {
+		return nil, nil, err
+	}
+	reg := store.NewRegistry(nil)
+	reg.Register(kvsession.DefaultStore, st)
+	closeAll := func() {
+		if c, ok := st.(clearer); ok && o.redisAddr != "" {
+			c.DeleteAll(context.Background())
+		}
+		reg.Close()
+	}
+	be, err := kvsession.New(kvsession.Config{Lock: o.lock}, reg)
+	if err != nil {
+		closeAll()
+		return nil, nil, err
+	}
+	return be, closeAll, nil
 }
 
 // appendCounter writes n as the response body without allocating.
@@ -195,290 +272,31 @@ func appendCounter(ctx *fasthttp.RequestCtx, n int) {
 	ctx.Response.AppendBody(strconv.AppendInt(a[:0], int64(n), 10))
 }
 
-func serveBareFasthttp(ln net.Listener, _ serveOptions) error {
-	return (&fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) {
-		switch string(ctx.Path()) {
-		case "/big":
-			appendCounter(ctx, len(blob))
-		default:
-			appendCounter(ctx, 1)
-		}
-	}}).Serve(ln)
-}
-
-func serveBareNetHTTP(ln net.Listener, _ serveOptions) error {
-	mux := http.NewServeMux()
-	mux.HandleFunc("/incr", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "1") })
-	mux.HandleFunc("/read", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "1") })
-	mux.HandleFunc("/big", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "4096") })
-	return (&http.Server{Handler: mux}).Serve(ln)
-}
-
-// serveBadgerAlone is what a session library gets from Badger with no
-// cache of its own: bare fasthttp and one raw Badger transaction per
-// request, on the key the Cookie header carries, with no session code at
-// all: no id checks, no encoding, no cookie to set. /incr and /big read the
-// value and write a new one, /read only reads. Badger is opened through
-// kvsession's store, so its tuning is the one kvsession runs on.
-//
-// With writesOnly, reads cost nothing: counters are kept in this process
-// as well, /incr takes its value from there and only writes to Badger, and
-// /read never touches Badger. That is the most a store with a perfect
-// cache gets from one Badger transaction per write; kvsession's store
-// commits concurrent writes together, several to a transaction.
-func serveBadgerAlone(writesOnly bool) func(net.Listener, serveOptions) error {
-	return func(ln net.Listener, o serveOptions) error {
-		st, err := badgerstore.Open(badgerstore.Options{Dir: o.dir})
-		if err != nil {
-			return err
-		}
-		defer st.Close()
-		db := st.DB()
-		var (
-			mu     sync.Mutex
-			cached = map[string]int{}
-		)
-		return (&fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) {
-			key := ctx.Request.Header.Cookie("session")
-			if len(key) == 0 {
-				ctx.Error("no session cookie", fasthttp.StatusBadRequest)
-				return
-			}
-			var n int
-			read := func(txn *bdg.Txn) error {
-				if writesOnly {
-					mu.Lock()
-					n = cached[string(key)]
-					mu.Unlock()
-					return nil
-				}
-				item, err := txn.Get(key)
-				if errors.Is(err, bdg.ErrKeyNotFound) {
-					return nil
-				}
-				if err != nil {
-					return err
-				}
-				return item.Value(func(v []byte) error {
-					if len(v) == 8 {
-						n = int(binary.BigEndian.Uint64(v))
-					}
-					return nil
-				})
-			}
-			var err error
-			switch string(ctx.Path()) {
-			case "/incr", "/big":
-				big := string(ctx.Path()) == "/big"
-				err = db.Update(func(txn *bdg.Txn) error {
-					if err := read(txn); err != nil {
-						return err
-					}
-					var v []byte
-					if big {
-						v = blob
-					} else {
-						n++
-						v = binary.BigEndian.AppendUint64(make([]byte, 0, 8), uint64(n))
-					}
-					e := bdg.NewEntry(key, v)
-					e.ExpiresAt = uint64(time.Now().Add(kvsession.DefaultMaxAge).Unix())
-					return txn.SetEntry(e)
-				})
-				if big {
-					n = len(blob)
-				} else if err == nil && writesOnly {
-					mu.Lock()
-					cached[string(key)] = n
-					mu.Unlock()
-				}
-			case "/read":
-				err = db.View(read)
-			default:
-				ctx.NotFound()
-				return
-			}
-			if err != nil {
-				ctx.Error(err.Error(), fasthttp.StatusInternalServerError)
-				return
-			}
-			appendCounter(ctx, n)
-		}}).Serve(ln)
+// asInt reads a counter back from a session library that may hand it back
+// as any integer type, depending on its encoding.
+func asInt(v any) int {
+	switch n := v.(type) {
+	case int:
+		return n
+	case int64:
+		return int(n)
+	case uint64:
+		return int(n)
+	case int32:
+		return int(n)
+	case uint32:
+		return int(n)
+	case int8:
+		return int(n)
+	case uint8:
+		return int(n)
+	case int16:
+		return int(n)
+	case uint16:
+		return int(n)
 	}
+	return 0
 }
-
-func serveKvsession(open func(serveOptions) (store.Store, error)) func(net.Listener, serveOptions) error {
-	return func(ln net.Listener, o serveOptions) error {
-		st, err := open(o)
-		if err != nil {
-			return err
-		}
-		reg := store.NewRegistry(nil)
-		reg.Register(kvsession.DefaultStore, st)
-		defer reg.Close()
-		if c, ok := st.(clearer); ok && o.redisAddr != "" {
-			defer c.DeleteAll(context.Background())
-		}
-		be, err := kvsession.New(kvsession.Config{Lock: o.lock}, reg)
-		if err != nil {
-			return err
-		}
-		mw, err := kvfasthttp.New(be, kvfasthttp.Options{
-			// GET requests only read: with the lock on they need not wait.
-			ReadOnly: func(ctx *fasthttp.RequestCtx) bool { return ctx.IsGet() },
-		})
-		if err != nil {
-			return err
-		}
-		return mw.NewServer(func(ctx *fasthttp.RequestCtx) {
-			s := kvfasthttp.Session(ctx)
-			switch string(ctx.Path()) {
-			case "/incr":
-				n, _ := s.GetInt("n")
-				s.SetInt("n", n+1)
-				appendCounter(ctx, n+1)
-			case "/read":
-				n, _ := s.GetInt("n")
-				appendCounter(ctx, n)
-			case "/big":
-				s.SetBytes("blob", blob)
-				appendCounter(ctx, len(blob))
-			default:
-				ctx.NotFound()
-			}
-		}).Serve(ln)
-	}
-}
-
-func serveFiber(open func(serveOptions) (store.Store, error)) func(net.Listener, serveOptions) error {
-	return func(ln net.Listener, o serveOptions) error {
-		cfg := fibersession.Config{}
-		if open != nil {
-			st, err := open(o)
-			if err != nil {
-				return err
-			}
-			defer st.Close()
-			cfg.Storage = fiberStorage{st}
-		}
-		sessions := fibersession.New(cfg)
-		app := fiber.New(fiber.Config{DisableStartupMessage: true})
-		app.Post("/incr", func(c *fiber.Ctx) error {
-			sess, err := sessions.Get(c)
-			if err != nil {
-				return err
-			}
-			n, _ := sess.Get("n").(int)
-			sess.Set("n", n+1)
-			if err := sess.Save(); err != nil {
-				return err
-			}
-			appendCounter(c.Context(), n+1)
-			return nil
-		})
-		app.Get("/read", func(c *fiber.Ctx) error {
-			sess, err := sessions.Get(c)
-			if err != nil {
-				return err
-			}
-			n, _ := sess.Get("n").(int)
-			appendCounter(c.Context(), n)
-			return nil
-		})
-		app.Post("/big", func(c *fiber.Ctx) error {
-			sess, err := sessions.Get(c)
-			if err != nil {
-				return err
-			}
-			sess.Set("blob", blob)
-			if err := sess.Save(); err != nil {
-				return err
-			}
-			appendCounter(c.Context(), len(blob))
-			return nil
-		})
-		return app.Listener(ln)
-	}
-}
-
-func serveScs(open func(serveOptions) (store.Store, error)) func(net.Listener, serveOptions) error {
-	return func(ln net.Listener, o serveOptions) error {
-		sm := scs.New() // memstore
-		if open != nil {
-			st, err := open(o)
-			if err != nil {
-				return err
-			}
-			defer st.Close()
-			sm.Store = scsStore{st}
-		}
-		mux := http.NewServeMux()
-		mux.HandleFunc("POST /incr", func(w http.ResponseWriter, r *http.Request) {
-			n := sm.GetInt(r.Context(), "n") + 1
-			sm.Put(r.Context(), "n", n)
-			io.WriteString(w, strconv.Itoa(n))
-		})
-		mux.HandleFunc("GET /read", func(w http.ResponseWriter, r *http.Request) {
-			io.WriteString(w, strconv.Itoa(sm.GetInt(r.Context(), "n")))
-		})
-		mux.HandleFunc("POST /big", func(w http.ResponseWriter, r *http.Request) {
-			sm.Put(r.Context(), "blob", blob)
-			io.WriteString(w, strconv.Itoa(len(blob)))
-		})
-		return (&http.Server{Handler: sm.LoadAndSave(mux)}).Serve(ln)
-	}
-}
-
-// The module proxy refuses fiber's and scs's own Badger adapters
-// (github.com/gofiber/storage/badger, github.com/alexedwards/scs/badgerstore),
-// so these two adapt rawBadger (above) to their interfaces: a raw Badger
-// transaction per call, as their own adapters make, on the same,
-// identically tuned Badger as kvsession. What separates fiber and scs from
-// kvsession is their session layers and kvsession's cache and batched
-// commits.
-
-type fiberStorage struct{ st store.Store }
-
-func (f fiberStorage) Get(key string) ([]byte, error) {
-	v, err := f.st.Get(context.Background(), key)
-	if errors.Is(err, store.ErrNotFound) {
-		return nil, nil
-	}
-	return v, err
-}
-
-func (f fiberStorage) Set(key string, val []byte, exp time.Duration) error {
-	if key == "" || len(val) == 0 {
-		return nil
-	}
-	return f.st.Set(context.Background(), key, val, exp)
-}
-
-func (f fiberStorage) Delete(key string) error { return f.st.Delete(context.Background(), key) }
-func (f fiberStorage) Reset() error {
-	return f.st.(clearer).DeleteAll(context.Background())
-}
-func (f fiberStorage) Close() error { return f.st.Close() }
-
-type scsStore struct{ st store.Store }
-
-func (s scsStore) Find(token string) ([]byte, bool, error) {
-	v, err := s.st.Get(context.Background(), token)
-	if errors.Is(err, store.ErrNotFound) {
-		return nil, false, nil
-	}
-	return v, err == nil, err
-}
-
-func (s scsStore) Commit(token string, b []byte, expiry time.Time) error {
-	ttl := time.Until(expiry)
-	if ttl <= 0 {
-		return s.st.Delete(context.Background(), token)
-	}
-	return s.st.Set(context.Background(), token, b, ttl)
-}
-
-func (s scsStore) Delete(token string) error { return s.st.Delete(context.Background(), token) }
 
 // serveChild is the child process's main: listen on a loopback port, tell
 // the parent which on stdout, serve until the parent closes stdin (or dies)
@@ -495,11 +313,8 @@ func serveChild(kindName string, o serveOptions) {
 		os.Exit(1)
 	}
 	if o.profile != "" {
-		name := strings.NewReplacer("/", "-", " ", "-", "*", "").Replace(kindName)
-		f, err := os.Create(o.profile + name)
-		if err == nil && pprof.StartCPUProfile(f) == nil {
-			defer func() { pprof.StopCPUProfile(); f.Close() }()
-		}
+		stop := startProfile(kindName, o)
+		defer stop()
 	}
 	done := make(chan error, 1)
 	go func() { done <- kind.serve(ln, o) }()
@@ -514,8 +329,54 @@ func serveChild(kindName string, o serveOptions) {
 		<-sig
 		ln.Close()
 	}()
-	if err := <-done; err != nil && !errors.Is(err, net.ErrClosed) {
+	if err := <-done; err != nil && !errors.Is(err, net.ErrClosed) && !strings.Contains(err.Error(), "closed network connection") {
 		fmt.Fprintln(os.Stderr, "bench: serve:", err)
 	}
 	// Deferred closes in serve have run: stores are flushed and closed.
+}
+
+// startProfile writes the child's CPU profile to o.profile plus the kind's
+// name: from now on, or with profileOnUSR1 from the first SIGUSR1 on (so
+// that the parent can leave out starting up and creating sessions). The
+// function it returns ends the profile.
+func startProfile(kindName string, o serveOptions) (stop func()) {
+	path := o.profile + profileFileName(kindName) + ".pprof"
+	started := make(chan *os.File, 1)
+	begin := func() {
+		f, err := os.Create(path)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			started <- nil
+			return
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			f.Close()
+			started <- nil
+			return
+		}
+		started <- f
+	}
+	if !o.profileOnUSR1 {
+		begin()
+	} else {
+		usr1 := make(chan os.Signal, 1)
+		signal.Notify(usr1, syscall.SIGUSR1)
+		go func() { <-usr1; begin() }()
+	}
+	return func() {
+		select {
+		case f := <-started:
+			if f != nil {
+				pprof.StopCPUProfile()
+				f.Close()
+			}
+		default:
+		}
+	}
+}
+
+// profileFileName turns an implementation's name into part of a file name.
+func profileFileName(kindName string) string {
+	return strings.NewReplacer("/", "-", " ", "-", "*", "", "(", "", ")", "").Replace(kindName)
 }
