@@ -3,6 +3,7 @@ package kvsession
 import (
 	"crypto/sha256"
 	"errors"
+	"time"
 	"unsafe"
 
 	"github.com/kvsession/kvsession/internal/msgp"
@@ -291,8 +292,9 @@ func (d *sessionData) readClientInfo(r *msgp.Reader) error {
 	return nil
 }
 
-// readTimeouts reads the record's thirteenth field. A negative timeout is
-// one no setter writes: the record is unreadable.
+// readTimeouts reads the record's thirteenth field. A timeout no setter
+// writes (negative, or under the setters' second) makes the record
+// unreadable.
 func (s *Session) readTimeouts(r *msgp.Reader) error {
 	if r.Skip4(0x93, 0, 0, 0) {
 		return nil // none of its own: what every save of such a session writes
@@ -313,7 +315,7 @@ func (s *Session) readTimeouts(r *msgp.Reader) error {
 	if s.ownRotation, err = r.Int(); err != nil {
 		return err
 	}
-	if s.ownIdle < 0 || s.ownAbsolute < 0 || s.ownRotation < 0 {
+	if !ownTimeoutOK(s.ownIdle) || !ownTimeoutOK(s.ownAbsolute) || !ownTimeoutOK(s.ownRotation) {
 		return errBadRecord
 	}
 	for range n - 3 {
@@ -323,6 +325,10 @@ func (s *Session) readTimeouts(r *msgp.Reader) error {
 	}
 	return nil
 }
+
+// ownTimeoutOK reports whether d (ns) is a session's own timeout a setter
+// could have written: none (0), or at least a second.
+func ownTimeoutOK(d int64) bool { return d == 0 || d >= int64(time.Second) }
 
 var errBadForward = errors.New("kvsession: malformed forward record")
 
