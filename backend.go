@@ -397,6 +397,7 @@ func (b *ServerBackend) storeInResponse(s *Session, sink ResponseSink) error {
 		// the store holds it now (extendOrRotate says why).
 		return b.extendOrRotate(s, sink, now)
 	}
+	var send bool
 	switch {
 	case s.modified && b.rotationDue(s, now) && (b.locks == nil || s.lock.key != ""):
 		// Rotated with its changes: a session changed on every request
@@ -404,14 +405,20 @@ func (b *ServerBackend) storeInResponse(s *Session, sink ResponseSink) error {
 		// that skipped the session lock (SetReadOnly): its write must stay
 		// a save, which a lock holder's save then refuses with ErrConflict,
 		// not a forward that would end the holder's session silently.
+		send = b.planCookie(s, now, true)
 		if err := b.rotate(s, now); err != nil {
 			return err
 		}
 	case s.modified:
+		send = b.planCookie(s, now, false)
 		if err := b.save(s, now); err != nil {
 			return err
 		}
 	case b.cfg.ExtendOnAccess && s.exists:
+		// The record is written back as loaded: what planCookie notes
+		// is not kept, so the cookie is resent once a refresh is due,
+		// every time, until a save keeps it.
+		send = b.planCookie(s, now, false)
 		live, err := b.extend(s, now)
 		if err != nil {
 			return err
@@ -425,8 +432,12 @@ func (b *ServerBackend) storeInResponse(s *Session, sink ResponseSink) error {
 	case s.forwarded:
 		// The request came with an id rotated out during its grace window:
 		// give the client the current one.
+		send = true
 	default:
 		return nil
+	}
+	if !send {
+		return nil // the cookie the client holds still says what it should (cookierefresh.go)
 	}
 	// The id as bytes, without a copy: setCookie only reads it.
 	id := unsafe.Slice(unsafe.StringData(s.id), len(s.id))
@@ -623,12 +634,16 @@ func (b *ServerBackend) extendOrRotate(s *Session, sink ResponseSink, now int64)
 			defer func() { fresh.lock = held{} }()
 		}
 		var err error
-		if b.rotationDue(fresh, now) {
+		fresh.forwarded, fresh.cookieErr = s.forwarded, s.cookieErr
+		rotating := b.rotationDue(fresh, now)
+		send := b.planCookie(fresh, now, rotating)
+		if rotating {
 			err = b.rotate(fresh, now)
 		} else {
 			err = b.save(fresh, now)
 		}
-		if err != nil {
+		if err != nil || !send {
+			fresh.id = ""
 			return err
 		}
 		id := unsafe.Slice(unsafe.StringData(fresh.id), len(fresh.id))

@@ -235,8 +235,10 @@ func TestModifiedSessionSavedUnderSameID(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := out.cookieValue(t, "session"); got != id {
-		t.Fatalf("id changed on save: %q → %q", id, got)
+	// The cookie the client holds names the same id and expires within a
+	// hundredth of MaxAge of what a new one would say: none is sent.
+	if got, ok := out.cookies["session"]; ok {
+		t.Fatalf("a save under the same id resent the cookie: %s", got)
 	}
 	vals, err := b.Get(t.Context(), id)
 	if err != nil || vals["n"] != int64(2) {
@@ -250,7 +252,10 @@ func TestModifiedSessionSavedUnderSameID(t *testing.T) {
 func TestExtendOnAccess(t *testing.T) {
 	fs := newFakeStore()
 	b := newBackend(t, Config{ExtendOnAccess: true, MaxAge: time.Minute}, touchingStore{fs})
+	clk := newClock()
+	b.now = clk.now
 	out, _ := request(t, b, "", func(s *Session) { s.Set("a", "b") })
+	clk.advance(2 * time.Second) // past a refresh step: a hundredth of MaxAge, at least a second
 	id := out.cookieValue(t, "session")
 	before := append([]byte(nil), fs.data[b.storeKey([]byte(id))]...)
 	fs.ttl[b.storeKey([]byte(id))] = 0
@@ -1231,8 +1236,16 @@ func TestServerErrorDropsTheRequestsChanges(t *testing.T) {
 				header := []byte("session=" + first.cookieValue(t, "session"))
 
 				out := statusRequest(t, b, header, tc.status, func(s *Session) { s.SetInt("n", 2) })
-				if saved := len(out.cookies) > 0; saved != tc.wantSaved {
-					t.Fatalf("status %d: Set-Cookie %v, want one: %v", tc.status, out.cookies, tc.wantSaved)
+				// The cookie backend saves into its cookie; the server
+				// backend into the store, resending a cookie only when its
+				// expiry is due to move (cookierefresh.go).
+				saved := len(out.cookies) > 0
+				if sb, ok := b.(*ServerBackend); ok {
+					vals, err := sb.Get(t.Context(), first.cookieValue(t, "session"))
+					saved = err == nil && vals["n"] == int64(2)
+				}
+				if saved != tc.wantSaved {
+					t.Fatalf("status %d: saved %v, want %v (Set-Cookie %v)", tc.status, saved, tc.wantSaved, out.cookies)
 				}
 				if !tc.wantSaved && (len(out.cookies) != 0 || !slices.Equal(out.headers, []string{"Vary: Cookie"})) {
 					t.Fatalf("status %d: wrote %v %v, want Vary: Cookie alone", tc.status, out.cookies, out.headers)

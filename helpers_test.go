@@ -206,6 +206,17 @@ func (s *sink) cookieValue(t *testing.T, name string) string {
 	return v
 }
 
+// heldID is the session id a client holds after the response: the one
+// its cookie sets, or held if it sets none (the server backend resends
+// an unchanged id only when its expiry is due to move).
+func (s *sink) heldID(t *testing.T, name, held string) string {
+	t.Helper()
+	if _, ok := s.cookies[name]; !ok {
+		return held
+	}
+	return s.cookieValue(t, name)
+}
+
 func newBackend(t testing.TB, cfg Config, st store.Store) *ServerBackend {
 	t.Helper()
 	reg := store.NewRegistry(nil)

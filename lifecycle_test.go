@@ -271,7 +271,7 @@ func TestRotationOfASessionChangedOnEveryRequest(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		next := out.cookieValue(t, "session")
+		next := out.heldID(t, "session", id)
 		rotated := next != id
 		if due := n == 3 || n == 5; rotated != due {
 			// Created at 0: due at 80 min (request 3), then 80 min after that

@@ -36,10 +36,11 @@ const recordVersion = 1
 // fifteenth are skipped so
 // that a later version can add bookkeeping without breaking an older
 // reader; a reader from before flashes skips them the same way, and drops
-// them if it saves the session. The ninth field was the coverage of the per-user index
-// record that per-user sets replaced: it is written as 0 and not read, so
-// that a record saved before the change is added to its user's set when
-// it is next saved.
+// them if it saves the session. The ninth field is what the client's
+// session cookie says (cookieExp, cookierefresh.go). It was the coverage
+// of the per-user index record that per-user sets replaced, in unix ns:
+// such a value reads as "unknown", and a reader from before reads and
+// drops the field, as it always did.
 func (s *Session) decode(rec []byte) error {
 	if len(rec) > s.c.cfg.MaxRecordBytes {
 		return ErrSessionTooLarge
@@ -109,8 +110,14 @@ func (s *Session) decode(rec []byte) error {
 		s.cookieMode = cookieMode(mode)
 	}
 	if fields >= 9 {
-		if _, err = r.Int(); err != nil {
+		v, err := r.Int()
+		if err != nil {
 			return err
+		}
+		// What the retired index coverage left here (unix ns) reads as
+		// "unknown", as does anything no cookie expiry in seconds can be.
+		if v >= -1 && v < maxCookieExpiry {
+			s.cookieExp = v
 		}
 	}
 	if fields >= 10 {
@@ -231,7 +238,7 @@ func (s *Session) encode(dst []byte) []byte {
 	dst = msgp.AppendInt(dst, s.rotated)
 	dst = msgp.AppendInt(dst, s.maxAge)
 	dst = msgp.AppendInt(dst, int64(s.cookieMode))
-	dst = msgp.AppendInt(dst, 0) // the per-user index record's coverage, retired
+	dst = msgp.AppendInt(dst, s.cookieExp)
 	dst = msgp.AppendInt(dst, s.indexed)
 	dst = msgp.AppendInt(dst, s.bound)
 	if fields < 12 {

@@ -105,6 +105,10 @@ type sessionData struct {
 	rotated    int64      // unix ns the id was last rotated (RotationInterval); 0: never
 	maxAge     int64      // this session's own MaxAge (SetMaxAge); 0: Config.MaxAge
 	cookieMode cookieMode // this session's cookie lifetime (SetBrowserSession)
+	// cookieExp is what the session cookie last sent for this id says
+	// (cookierefresh.go): its expiry in unix seconds, -1 for a cookie
+	// without one (a browser-session cookie), 0 if unknown.
+	cookieExp int64
 	indexed    int64      // unix ns until which the user's set lists this session's key
 	bound      int64      // unix ns the user was bound (SetUser); 0: no user, or bound before this was kept
 	// This session's own timeouts, in ns (SetIdleTimeout,
@@ -130,7 +134,7 @@ func (d *sessionData) forget() {
 	d.entries = d.entries[:0]
 	d.dropFlashes()
 	d.created, d.user, d.extended, d.rotated = 0, "", 0, 0
-	d.maxAge, d.cookieMode, d.indexed, d.bound = 0, cookieDefault, 0, 0
+	d.maxAge, d.cookieMode, d.indexed, d.bound, d.cookieExp = 0, cookieDefault, 0, 0, 0
 	d.ownIdle, d.ownAbsolute, d.ownRotation = 0, 0, 0
 	d.handle, d.userAgent, d.remoteAddr = [handleBytes]byte{}, "", ""
 }
