@@ -393,6 +393,11 @@ func runHostile(t *testing.T, makeCases func(ids hostileIDs) []hostileCase) {
 					}
 				case resp.status == 200 && srv.want == continues:
 					mineCount++
+					// No Set-Cookie: the client keeps its own cookie,
+					// whose expiry is not due to move (cookierefresh.go).
+					if id == "" {
+						id = ids.mine
+					}
 					if want := strconv.Itoa(mineCount); resp.body != want || id != ids.mine {
 						t.Fatalf("200 %q with id %q; want %s on the client's own session", resp.body, id, want)
 					}

@@ -520,8 +520,14 @@ func (w *soakWorker) inc(s *soakSession) {
 	case r.status != fasthttp.StatusOK || r.body != strconv.Itoa(s.n+1):
 		w.errs.add("POST /inc (id %q): %d %q, want %d", s.id, r.status, r.body, s.n+1)
 		return
-	case r.setID == "":
-		w.errs.add("POST /inc (id %q): no session cookie", s.id)
+	case s.id == "" && r.setID == "":
+		// A new session must name itself; an existing one under an
+		// unchanged id is resent only when its cookie's expiry is due
+		// to move (cookierefresh.go): no cookie keeps the client's.
+		w.errs.add("POST /inc without a session: no session cookie")
+		return
+	case r.expired:
+		w.errs.add("POST /inc (id %q) expired the cookie", s.id)
 		return
 	}
 	s.n++

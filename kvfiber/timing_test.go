@@ -69,8 +69,12 @@ func TestPanicReleasesTheSessionUnsaved(t *testing.T) {
 			if r.Status != 500 || !strings.Contains(r.Body, "handler bug") {
 				t.Fatalf("%d %q, want the recover middleware's 500", r.Status, r.Body)
 			}
-			if saved := fs.Calls(faultstore.Writes) > writes; saved != tc.wantSaved || (r.Cookie != "") != tc.wantSaved {
-				t.Fatalf("saved %v, Set-Cookie %q; want saved %v", saved, r.SetCookies(), tc.wantSaved)
+			// No cookie either way: an unsaved session sends none, and a
+			// saved one keeps its id, its cookie's expiry not yet due to
+			// move (cookierefresh.go). What was saved shows in the store
+			// and in the next request's counter.
+			if saved := fs.Calls(faultstore.Writes) > writes; saved != tc.wantSaved || r.Cookie != "" {
+				t.Fatalf("saved %v, Set-Cookie %q; want saved %v and no cookie", saved, r.SetCookies(), tc.wantSaved)
 			}
 			// With the lock still held the next request would wait
 			// lockWait and fail.

@@ -11,7 +11,9 @@ import (
 	"net/http/httptrace"
 	"net/textproto"
 	"runtime/debug"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -21,7 +23,9 @@ import (
 )
 
 // TestCommitBeforeHeader: whichever way a handler starts its response, the
-// session it changed first is saved and its cookie is in that response.
+// session it changed first is saved and its cookie is in that response;
+// a later change under the same id is saved too, and its response sends
+// no cookie (the client's still says what it should: cookierefresh.go).
 func TestCommitBeforeHeader(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
@@ -53,7 +57,12 @@ func TestCommitBeforeHeader(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			mux := routes(t)
 			mux.HandleFunc("/set", func(w http.ResponseWriter, r *http.Request) {
-				kvhttp.Session(r).SetInt("n", 7)
+				// n from the query, so that /read tells which write it saw.
+				n, err := strconv.Atoi(r.URL.Query().Get("n"))
+				if err != nil {
+					n = 7
+				}
+				kvhttp.Session(r).SetInt("n", n)
 				tc.write(w, r)
 				// Nothing the handler does from here on can reach the header.
 			})
@@ -61,7 +70,7 @@ func TestCommitBeforeHeader(t *testing.T) {
 			// Without following redirects, to see the 303's own header.
 			client := *hs.client.HTTP
 			client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-			resp, err := client.Get(hs.srv.URL + "/set")
+			resp, err := client.Get(hs.srv.URL + "/set?n=6")
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -73,9 +82,10 @@ func TestCommitBeforeHeader(t *testing.T) {
 			if tc.name == "http.Redirect" {
 				return
 			}
-			if len(r.SetCookies()) != 1 {
-				t.Errorf("Set-Cookie %q, want one", r.SetCookies())
+			if len(r.SetCookies()) != 0 {
+				t.Errorf("Set-Cookie %q, want none: the id is unchanged and its expiry not due to move", r.SetCookies())
 			}
+			// The second write, which sent no cookie, was saved.
 			hs.client.Expect("GET", "/read", "", 200, "7")
 			if s := hs.httpLog.String(); s != "" {
 				t.Errorf("net/http complained: %s", s)
@@ -85,49 +95,71 @@ func TestCommitBeforeHeader(t *testing.T) {
 }
 
 // TestStreaming: a streaming handler's session is committed with its
-// first flush: the cookie is in the header the client gets before the
-// stream ends, the session is saved by then, and (Config.Lock) other
-// requests of the session do not wait for the stream to end.
+// first flush: the cookie of a new session is in the header the client
+// gets before the stream ends (a session under an unchanged id sends
+// none: cookierefresh.go), the session is saved by then, and
+// (Config.Lock) other requests of the session do not wait for the stream
+// to end.
 func TestStreaming(t *testing.T) {
-	next := make(chan struct{})
-	mux := routes(t)
-	mux.HandleFunc("/events", func(w http.ResponseWriter, r *http.Request) {
-		s := kvhttp.Session(r)
-		n, _ := s.GetInt("n")
-		s.SetInt("n", n+10)
-		w.Header().Set("Content-Type", "text/event-stream")
-		flusher, ok := w.(http.Flusher)
-		if !ok {
-			http.Error(w, "no streaming", 500)
-			return
-		}
-		for i := 1; i <= 2; i++ {
-			fmt.Fprintf(w, "data: %d\n\n", i)
-			flusher.Flush()
-			<-next
-		}
-	})
-	hs := start(t, kvsession.Config{Lock: true, LockWait: time.Second}, kvhttp.Options{}, mux)
-	hs.client.Expect("GET", "/counter", "", 200, "1")
-	resp, err := hs.client.HTTP.Get(hs.srv.URL + "/events")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if !strings.HasPrefix(resp.Header.Get("Set-Cookie"), "session=") {
-		t.Fatalf("first chunk's header: %q", resp.Header)
-	}
-	events := bufio.NewReader(resp.Body)
-	if line, _ := events.ReadString('\n'); line != "data: 1\n" {
-		t.Fatalf("first event %q", line)
-	}
-	// The stream is still open: the save happened at the flush, and the
-	// lock was released then.
-	hs.client.Expect("GET", "/read", "", 200, "11")
-	close(next)
-	rest, _ := io.ReadAll(events)
-	if string(rest) != "\ndata: 2\n\n" {
-		t.Fatalf("rest of the stream %q", rest)
+	for _, tc := range []struct {
+		name       string
+		existing   bool   // the client has a session before the stream
+		wantCookie bool   // the first chunk's header sets the cookie
+		read       string // /read while the stream is still open
+	}{
+		{"new session", false, true, "10"},
+		{"existing session", true, false, "11"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			next := make(chan struct{})
+			mux := routes(t)
+			mux.HandleFunc("/events", func(w http.ResponseWriter, r *http.Request) {
+				s := kvhttp.Session(r)
+				n, _ := s.GetInt("n")
+				s.SetInt("n", n+10)
+				w.Header().Set("Content-Type", "text/event-stream")
+				flusher, ok := w.(http.Flusher)
+				if !ok {
+					http.Error(w, "no streaming", 500)
+					return
+				}
+				for i := 1; i <= 2; i++ {
+					fmt.Fprintf(w, "data: %d\n\n", i)
+					flusher.Flush()
+					<-next
+				}
+			})
+			hs := start(t, kvsession.Config{Lock: true, LockWait: time.Second}, kvhttp.Options{}, mux)
+			// Registered after start, so it runs before the server's
+			// Close: a failure below must not leave the handler blocked,
+			// or Close waits for it forever.
+			var once sync.Once
+			release := func() { once.Do(func() { close(next) }) }
+			t.Cleanup(release)
+			if tc.existing {
+				hs.client.Expect("GET", "/counter", "", 200, "1")
+			}
+			resp, err := hs.client.HTTP.Get(hs.srv.URL + "/events")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			if got := strings.HasPrefix(resp.Header.Get("Set-Cookie"), "session="); got != tc.wantCookie {
+				t.Fatalf("first chunk's header %q: session cookie %v, want %v", resp.Header, got, tc.wantCookie)
+			}
+			events := bufio.NewReader(resp.Body)
+			if line, _ := events.ReadString('\n'); line != "data: 1\n" {
+				t.Fatalf("first event %q", line)
+			}
+			// The stream is still open: the save happened at the flush,
+			// and the lock was released then.
+			hs.client.Expect("GET", "/read", "", 200, tc.read)
+			release()
+			rest, _ := io.ReadAll(events)
+			if string(rest) != "\ndata: 2\n\n" {
+				t.Fatalf("rest of the stream %q", rest)
+			}
+		})
 	}
 }
 
@@ -187,7 +219,10 @@ func TestChangeAfterCommit(t *testing.T) {
 			s.SetInt("n", 5)
 			io.WriteString(w, "page")
 			s.SetInt("n", 6)
-		}, "5", true, false}, // the later change cannot be told from the earlier one: not logged
+			// Saved (read "5") under the same id, whose cookie is not due
+			// to be resent (cookierefresh.go): no cookie. The later change
+			// cannot be told from the earlier one: not logged.
+		}, "5", false, false},
 		{"read after the write", func(w http.ResponseWriter, s *kvsession.Session) {
 			io.WriteString(w, "page")
 			s.GetInt("n")
@@ -212,61 +247,67 @@ func TestChangeAfterCommit(t *testing.T) {
 
 // TestHijack: Hijack commits the session (saved, lock released, cookie
 // lines left in the header map for the handler's own response), and the
-// middleware writes nothing to a hijacked connection.
+// middleware writes nothing to a hijacked connection. A new session's
+// cookie is left; a session under an unchanged id leaves none, its
+// cookie not due to be resent (cookierefresh.go).
 func TestHijack(t *testing.T) {
-	for _, tc := range []struct {
-		name   string
-		hijack func(w http.ResponseWriter) (io.ReadWriteCloser, error)
-	}{
-		{"http.Hijacker", func(w http.ResponseWriter) (io.ReadWriteCloser, error) {
-			conn, _, err := w.(http.Hijacker).Hijack()
-			return conn, err
-		}},
-		{"ResponseController", func(w http.ResponseWriter) (io.ReadWriteCloser, error) {
-			conn, _, err := http.NewResponseController(w).Hijack()
-			return conn, err
-		}},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			hijacked, release := make(chan struct{}), make(chan struct{})
-			mux := routes(t)
-			mux.HandleFunc("/hijack", func(w http.ResponseWriter, r *http.Request) {
-				kvhttp.Session(r).SetInt("n", 3)
-				conn, err := tc.hijack(w)
-				if err != nil {
-					t.Error(err)
-					return
+	for _, existing := range []bool{false, true} {
+		for _, tc := range []struct {
+			name   string
+			hijack func(w http.ResponseWriter) (io.ReadWriteCloser, error)
+		}{
+			{"http.Hijacker", func(w http.ResponseWriter) (io.ReadWriteCloser, error) {
+				conn, _, err := w.(http.Hijacker).Hijack()
+				return conn, err
+			}},
+			{"ResponseController", func(w http.ResponseWriter) (io.ReadWriteCloser, error) {
+				conn, _, err := http.NewResponseController(w).Hijack()
+				return conn, err
+			}},
+		} {
+			t.Run(fmt.Sprintf("%s/existing=%v", tc.name, existing), func(t *testing.T) {
+				hijacked, release := make(chan struct{}), make(chan struct{})
+				mux := routes(t)
+				mux.HandleFunc("/hijack", func(w http.ResponseWriter, r *http.Request) {
+					kvhttp.Session(r).SetInt("n", 3)
+					conn, err := tc.hijack(w)
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					defer conn.Close()
+					// The handler answers on its own, with the cookie lines the
+					// middleware left it.
+					var head strings.Builder
+					head.WriteString("HTTP/1.1 200 OK\r\nContent-Length: 8\r\nConnection: close\r\n")
+					for _, c := range w.Header().Values("Set-Cookie") {
+						head.WriteString("Set-Cookie: " + c + "\r\n")
+					}
+					io.WriteString(conn, head.String()+"\r\nhijacked")
+					close(hijacked)
+					<-release
+					// Returning: the middleware must write nothing now.
+				})
+				hs := start(t, kvsession.Config{Lock: true, LockWait: time.Second}, kvhttp.Options{}, mux)
+				if existing {
+					hs.get("/counter")
 				}
-				defer conn.Close()
-				// The handler answers on its own, with the cookie lines the
-				// middleware left it.
-				var head strings.Builder
-				head.WriteString("HTTP/1.1 200 OK\r\nContent-Length: 8\r\nConnection: close\r\n")
-				for _, c := range w.Header().Values("Set-Cookie") {
-					head.WriteString("Set-Cookie: " + c + "\r\n")
+				r := hs.client.Expect("GET", "/hijack", "", 200, "hijacked")
+				if want := map[bool]int{false: 1, true: 0}[existing]; len(r.SetCookies()) != want {
+					t.Errorf("Set-Cookie %q, want %d", r.SetCookies(), want)
 				}
-				io.WriteString(conn, head.String()+"\r\nhijacked")
-				close(hijacked)
-				<-release
-				// Returning: the middleware must write nothing now.
+				<-hijacked
+				// The hijacking handler has not returned: the session is saved
+				// and its lock free all the same.
+				hs.client.Expect("GET", "/read", "", 200, "3")
+				close(release)
+				hs.client.Expect("GET", "/counter", "", 200, "4")
+				hs.handling.Wait()
+				if s := hs.httpLog.String(); s != "" {
+					t.Errorf("net/http complained: %s", s)
+				}
 			})
-			hs := start(t, kvsession.Config{Lock: true, LockWait: time.Second}, kvhttp.Options{}, mux)
-			hs.get("/counter")
-			r := hs.client.Expect("GET", "/hijack", "", 200, "hijacked")
-			if len(r.SetCookies()) != 1 {
-				t.Errorf("Set-Cookie %q", r.SetCookies())
-			}
-			<-hijacked
-			// The hijacking handler has not returned: the session is saved
-			// and its lock free all the same.
-			hs.client.Expect("GET", "/read", "", 200, "3")
-			close(release)
-			hs.client.Expect("GET", "/counter", "", 200, "4")
-			hs.handling.Wait()
-			if s := hs.httpLog.String(); s != "" {
-				t.Errorf("net/http complained: %s", s)
-			}
-		})
+		}
 	}
 }
 

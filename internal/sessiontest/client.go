@@ -29,6 +29,21 @@ type Response struct {
 	Expired bool
 }
 
+// Held returns the session id a client holding held has after r: the one
+// r set, or held if r set none, as a browser keeps its cookie. The server
+// backend resends an unchanged id only when the cookie's expiry is due to
+// move (cookierefresh.go), so "no cookie" means "keep the one you have";
+// an expired cookie means none is held ("").
+func (r Response) Held(held string) string {
+	switch {
+	case r.Expired:
+		return ""
+	case r.Cookie != "":
+		return r.Cookie
+	}
+	return held
+}
+
 // SetCookies returns the raw Set-Cookie lines, so attributes are checked as
 // sent rather than as net/http parsed them.
 func (r Response) SetCookies() []string { return r.Header.Values("Set-Cookie") }
