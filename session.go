@@ -109,8 +109,8 @@ type sessionData struct {
 	// (cookierefresh.go): its expiry in unix seconds, -1 for a cookie
 	// without one (a browser-session cookie), 0 if unknown.
 	cookieExp int64
-	indexed    int64      // unix ns until which the user's set lists this session's key
-	bound      int64      // unix ns the user was bound (SetUser); 0: no user, or bound before this was kept
+	indexed   int64 // unix ns until which the user's set lists this session's key
+	bound     int64 // unix ns the user was bound (SetUser); 0: no user, or bound before this was kept
 	// This session's own timeouts, in ns (SetIdleTimeout,
 	// SetAbsoluteTimeout, SetRotationInterval); 0: Config's.
 	ownIdle, ownAbsolute, ownRotation int64
