@@ -62,7 +62,7 @@ func TestNewSessionSavedWithSecureCookie(t *testing.T) {
 	if err != nil || len(raw) != 32 {
 		t.Fatalf("id %q: %d bytes, err %v; want 32 random bytes, URL-safe", id, len(raw), err)
 	}
-	want := "session=" + id + "; Path=/; Max-Age=1209600; Expires=Mon, 07 Dec 2026 12:00:00 GMT; HttpOnly; SameSite=Lax"
+	want := "session=" + id + "; Path=/; Max-Age=1209600; HttpOnly; SameSite=Lax"
 	if got := out.cookies["session"]; got != want {
 		t.Fatalf("Set-Cookie\n got %s\nwant %s", got, want)
 	}
@@ -102,12 +102,13 @@ func TestCookieAttributesAsConfigured(t *testing.T) {
 		cfg  Config
 		want string // attributes after the value
 	}{
-		{"defaults", Config{}, "; Path=/; Max-Age=1209600; Expires=X; HttpOnly; SameSite=Lax"},
-		{"everything", Config{CookieName: "sid", Path: "/app", Domain: "example.com", Secure: true, SameSite: SameSiteNone, MaxAge: 90 * time.Minute},
+		{"defaults", Config{}, "; Path=/; Max-Age=1209600; HttpOnly; SameSite=Lax"},
+		{"everything", Config{CookieName: "sid", Path: "/app", Domain: "example.com", Secure: true, SameSite: SameSiteNone, MaxAge: 90 * time.Minute, CookieExpires: true},
 			"; Path=/app; Domain=example.com; Max-Age=5400; Expires=X; Secure; HttpOnly; SameSite=None"},
-		{"strict script-readable", Config{SameSite: SameSiteStrict, DisableHTTPOnly: true}, "; Path=/; Max-Age=1209600; Expires=X; SameSite=Strict"},
+		{"strict script-readable", Config{SameSite: SameSiteStrict, DisableHTTPOnly: true}, "; Path=/; Max-Age=1209600; SameSite=Strict"},
 		{"browser session", Config{BrowserSession: true}, "; Path=/; HttpOnly; SameSite=Lax"},
-		{"sub-second max age rounds up", Config{MaxAge: 1500 * time.Millisecond}, "; Path=/; Max-Age=2; Expires=X; HttpOnly; SameSite=Lax"},
+		{"browser session, legacy Expires asked", Config{BrowserSession: true, CookieExpires: true}, "; Path=/; HttpOnly; SameSite=Lax"},
+		{"sub-second max age rounds up", Config{MaxAge: 1500 * time.Millisecond, CookieExpires: true}, "; Path=/; Max-Age=2; Expires=X; HttpOnly; SameSite=Lax"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -143,7 +143,7 @@ func TestSplitBoundaries(t *testing.T) {
 
 func TestSplitManySegmentsJoinInNumericOrder(t *testing.T) {
 	c := newCore(t, Config{MaxCookieSegments: 16})
-	value := make([]byte, 11*4000+123)
+	value := make([]byte, 12*4000+123)
 	for i := range value {
 		value[i] = "abcdefghijklmnopqrstuvwxyz0123456789"[i%36]
 	}

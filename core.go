@@ -131,7 +131,7 @@ func (c *core) init(cfg *compiled, e engine) {
 	c.split = sessioncookie.NewSplitter(cfg.CookieName, cfg.MaxCookieSegments)
 	c.attrs.Init(sessioncookie.Options{
 		Path: cfg.Path, Domain: cfg.Domain, Secure: cfg.Secure, HTTPOnly: !cfg.DisableHTTPOnly,
-		SameSite: cfg.SameSite.String(), Partitioned: cfg.Partitioned, MaxAge: cfg.MaxAge,
+		SameSite: cfg.SameSite.String(), Partitioned: cfg.Partitioned, Expires: cfg.CookieExpires, MaxAge: cfg.MaxAge,
 	})
 	c.rand, c.now = rand.Reader, newWallClock().now
 	c.varyOn = []string{"Cookie"}

@@ -163,7 +163,7 @@ func TestAbsoluteTimeoutDespiteActivity(t *testing.T) {
 }
 
 func TestRememberMe(t *testing.T) {
-	cfg := Config{MaxAge: time.Hour, MaxAgeLimit: 30 * 24 * time.Hour}
+	cfg := Config{MaxAge: time.Hour, MaxAgeLimit: 30 * 24 * time.Hour, CookieExpires: true}
 	for kind, e := range newLifecycleEnvs(t, cfg) {
 		t.Run(kind, func(t *testing.T) {
 			_, out := e.visit(t, nil, func(s *Session) {

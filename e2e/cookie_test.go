@@ -46,7 +46,7 @@ func TestCookieSessionsOverHTTP(t *testing.T) {
 		{100, 1, 0},
 		{5 << 10, 2, 0},
 		{12 << 10, 5, 6},
-		{88 << 10, 31, 32}, // the most segments Config allows
+		{91 << 10, 31, 32}, // the most segments Config allows
 	}
 	for _, tt := range tests {
 		t.Run(strconv.Itoa(tt.size), func(t *testing.T) {

@@ -116,8 +116,10 @@ func (quietLogger) Printf(string, ...any) {}
 // setCookieLine is every Set-Cookie the server-side backend writes with the
 // default Config: the session cookie (or a segment name, when expiring
 // cookies another backend left) with an id or empty, and fixed attributes.
-var setCookieLine = regexp.MustCompile(`^session(-[0-9]{1,2})?=([A-Za-z0-9_-]{43})?; Path=/; Max-Age=[0-9]+; ` +
-	`Expires=[A-Z][a-z]{2}, [0-9]{2} [A-Z][a-z]{2} [0-9]{4} [0-9]{2}:[0-9]{2}:[0-9]{2} GMT; HttpOnly; SameSite=Lax$`)
+// A live cookie has Max-Age alone; one being deleted has Max-Age=0 and
+// Expires in 1970 both.
+var setCookieLine = regexp.MustCompile(`^session(-[0-9]{1,2})?=([A-Za-z0-9_-]{43})?; Path=/; ` +
+	`(Max-Age=[1-9][0-9]*|Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT); HttpOnly; SameSite=Lax$`)
 
 // responseHeaders are the only headers these responses may carry.
 var responseHeaders = map[string]bool{

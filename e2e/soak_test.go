@@ -417,7 +417,10 @@ func (w *soakWorker) do(method, path, id string) (soakReply, bool) {
 			parseErr = err
 			continue
 		}
-		if len(c.Value()) == 0 || c.Expire().Before(time.Now()) {
+		// A live cookie has Max-Age alone (no Expires: fasthttp reports
+		// CookieExpireUnlimited then); a deleted one is empty.
+		expires := c.Expire()
+		if len(c.Value()) == 0 || (!expires.Equal(fasthttp.CookieExpireUnlimited) && expires.Before(time.Now())) {
 			r.expired = true
 		} else {
 			r.setID = string(c.Value())

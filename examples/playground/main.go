@@ -199,6 +199,7 @@ type options struct {
 	adminAddr        string
 	adminToken       string
 	idHeader         string
+	cookieExpires    bool
 	set              map[string]bool // the flags given on the command line
 }
 
@@ -236,6 +237,8 @@ Flags:
 	fs.DurationVar(&o.maxAge, "max-age", kvsession.DefaultMaxAge, "session lifetime: store TTL (server) or sealed expiry (cookie), and cookie Max-Age")
 	fs.DurationVar(&o.maxAgeLimit, "max-age-limit", 0, "the longest lifetime a login may ask for with POST /login?user=U&remember=DURATION\n"+
 		"(remember me), from -max-age to 400 days; 0: -max-age")
+	fs.BoolVar(&o.cookieExpires, "cookie-expires", false, "add an Expires date beside Max-Age to the session cookie, for browsers from before\n"+
+		"Max-Age (Internet Explorer 11 and older); current browsers need Max-Age alone")
 	fs.BoolVar(&o.extendOnAccess, "extend-on-access", false, "push a session's expiry back on every request that reads it")
 	fs.BoolVar(&o.extendOnAccess, "renew-on-access", false, "the old name of -extend-on-access")
 	fs.DurationVar(&o.idleTimeout, "idle-timeout", 0, "end a session unused for that long (0: off; else at least 1s).\n"+
@@ -452,6 +455,7 @@ func openBackend(o options, getenv func(string) string, logger *slog.Logger) (b 
 		MaxAge:           o.maxAge,
 		MaxAgeLimit:      o.maxAgeLimit,
 		ExtendOnAccess:   o.extendOnAccess,
+		CookieExpires:    o.cookieExpires,
 		IdleTimeout:      o.idleTimeout,
 		AbsoluteTimeout:  o.absoluteTimeout,
 		RotationInterval: o.rotationInterval,

@@ -220,6 +220,9 @@ func testRoutes(t *testing.T, _ string, args []string) {
 	if !strings.Contains(line, "; Max-Age=1209600;") { // 14 days, the default
 		t.Errorf("session cookie %q: want Max-Age=1209600", line)
 	}
+	if strings.Contains(line, "Expires=") { // only with -cookie-expires
+		t.Errorf("session cookie %q: want Max-Age alone", line)
+	}
 	if ck.Value == "" || c.SessionCookie() == nil {
 		t.Fatalf("session cookie %q not kept by the jar", line)
 	}
@@ -492,11 +495,11 @@ func TestFlagsReachConfig(t *testing.T) {
 		// -max-age 4s: the server backend resends an unchanged cookie once
 		// its expiry would move by a hundredth of that, at least a second
 		// (cookierefresh.go), so a read a second later must resend it.
-		p := start(t, append(args, "-max-age", "4s", "-renew-on-access")...)
+		p := start(t, append(args, "-max-age", "4s", "-renew-on-access", "-cookie-expires")...)
 		c := sessiontest.NewClient(t, p.base)
 		r := c.Expect("PUT", "/session/k", "v", 204, "")
-		if line := onlySessionCookie(t, "PUT", r); !strings.Contains(line, "; Max-Age=4;") {
-			t.Errorf("Set-Cookie %q, want Max-Age=4 from -max-age 4s", line)
+		if line := onlySessionCookie(t, "PUT", r); !strings.Contains(line, "; Max-Age=4; Expires=") {
+			t.Errorf("Set-Cookie %q, want Max-Age=4 from -max-age 4s and Expires from -cookie-expires", line)
 		}
 		// With -renew-on-access a mere read refreshes the cookie: without
 		// it, a read writes nothing on either backend.

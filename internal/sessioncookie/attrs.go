@@ -16,6 +16,10 @@ type Options struct {
 	HTTPOnly    bool
 	SameSite    string // the attribute's value: Lax, Strict or None
 	Partitioned bool
+	// Expires adds an Expires date beside Max-Age on a live cookie, for
+	// browsers that predate Max-Age. Every current browser reads Max-Age
+	// and, where both are given, ignores Expires.
+	Expires bool
 	// MaxAge is the usual lifetime of a persistent cookie: its Max-Age and
 	// Expires are formatted once (Expires once a second), not per line.
 	MaxAge time.Duration
@@ -44,22 +48,31 @@ func (a *Attributes) AppendLive(l []byte, persistent bool, ttl time.Duration, no
 	l = a.appendScope(l)
 	if persistent {
 		l = append(l, "; Max-Age="...)
-		if ttl == a.o.MaxAge {
+		switch {
+		case ttl == a.o.MaxAge:
 			l = append(l, a.maxAge...)
-			l = append(l, "; Expires="...)
-			l = append(l, a.expiresAt(now)...)
-		} else {
+			if a.o.Expires {
+				l = append(l, "; Expires="...)
+				l = append(l, a.expiresAt(now)...)
+			}
+		default:
 			secs := int64((ttl + time.Second - 1) / time.Second)
 			l = strconv.AppendInt(l, secs, 10)
-			l = append(l, "; Expires="...)
-			l = time.Unix(now/int64(time.Second)+secs, 0).UTC().AppendFormat(l, http.TimeFormat)
+			if a.o.Expires {
+				l = append(l, "; Expires="...)
+				l = time.Unix(now/int64(time.Second)+secs, 0).UTC().AppendFormat(l, http.TimeFormat)
+			}
 		}
 	}
 	return a.appendFlags(l)
 }
 
 // AppendExpired appends the attributes that delete a cookie: the same
-// scope, so it is the same cookie to the browser, and a past expiry.
+// scope, so it is the same cookie to the browser, and a past expiry. It
+// gives Expires as well as Max-Age=0 whatever Options.Expires says: a
+// deletion is rare (logout, an ended session), and one that a browser
+// ignored would leave the cookie in place, which a few bytes once a
+// session do not outweigh.
 func (a *Attributes) AppendExpired(l []byte) []byte {
 	l = a.appendScope(l)
 	l = append(l, "; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT"...)
