@@ -53,6 +53,9 @@ type options struct {
 	profile     string
 	rounds      int
 	profileIncr []string
+	// scaleCacheMiB is a Badger CacheSize (MiB) to run kvsession/badger
+	// with at the largest scale count besides the default; 0: none.
+	scaleCacheMiB int
 }
 
 func main() {
@@ -66,7 +69,10 @@ func main() {
 		profInc = flag.String("profile-incr", "", "instead of the comparison, profile these implementations' /incr server-side (comma-separated; \"default\": "+strings.Join(defaultProfiled, " and ")+") and write profile.md and their profiles to -out")
 		scale   = flag.String("scale", "10000,100000,1000000", "session counts for the scaling runs of kvsession/memory and kvsession/badger (empty: none)")
 		million = flag.Bool("million", false, "use 1,000,000 sessions in the comparison instead of -sessions")
+		cache   = flag.Int("badger-cache-size", 0, "internal: the child's Badger store CacheSize in bytes (0: the default)")
 	)
+	flag.IntVar(&o.scaleCacheMiB, "scale-badger-cache", 256, "also run kvsession/badger at the largest -scale count with this Badger CacheSize, in MiB, to show what it takes\n"+
+		"to keep its /incr figure there (0: none)")
 	flag.IntVar(&o.sessions, "sessions", 10000, "sessions (simulated clients, each with its own cookie) per server")
 	flag.IntVar(&o.conns, "conns", 32, "keep-alive connections")
 	flag.DurationVar(&o.duration, "duration", time.Second, "how long each server is driven per route in each round (with -profile-incr: in all)")
@@ -82,7 +88,7 @@ func main() {
 	flag.Parse()
 
 	if *serve != "" {
-		serveChild(*serve, serveOptions{dir: *dir, redisAddr: o.redisAddr, lock: *lock, profile: *profile, profileOnUSR1: *onUSR1})
+		serveChild(*serve, serveOptions{dir: *dir, redisAddr: o.redisAddr, lock: *lock, profile: *profile, profileOnUSR1: *onUSR1, badgerCache: *cache})
 		return
 	}
 	pinSelf()

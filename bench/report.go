@@ -50,17 +50,19 @@ func (r *report) markdown() string {
 
 	if len(r.scaling) > 0 {
 		fmt.Fprintf(&b, "### Scaling (%v per route)\n\n", o.scaleFor)
+		b.WriteString("/incr vs smallest is a figure over the implementation's own at the fewest sessions, with the default Badger CacheSize; " +
+			"a row with a CacheSize of its own is compared with that too.\n\n")
 		b.WriteString("| implementation | sessions | created in | /incr req/s | /read req/s | /incr vs smallest | server RSS MiB |\n|---|---:|---:|---:|---:|---:|---:|\n")
 		first := map[string]float64{}
 		for _, s := range r.scaling {
 			if s.createFailedErr != "" {
-				fmt.Fprintf(&b, "| %s | %d | failed: %s | | | | |\n", s.impl, s.sessions, s.createFailedErr)
+				fmt.Fprintf(&b, "| %s | %d | failed: %s | | | | |\n", s.label(), s.sessions, s.createFailedErr)
 				continue
 			}
 			if _, ok := first[s.impl]; !ok {
 				first[s.impl] = s.incrRPS
 			}
-			fmt.Fprintf(&b, "| %s | %d | %v | %.0f | %.0f | %.2f | %.0f |\n", s.impl, s.sessions, s.create.Round(time.Millisecond),
+			fmt.Fprintf(&b, "| %s | %d | %v | %.0f | %.0f | %.2f | %.0f |\n", s.label(), s.sessions, s.create.Round(time.Millisecond),
 				s.incrRPS, s.readRPS, s.incrRPS/first[s.impl], s.rssMiB)
 		}
 		b.WriteString("\n")
@@ -294,11 +296,16 @@ func (r *report) targets() []string {
 		}
 		if s.sessions == 1_000_000 && small[s.impl].sessions < s.sessions && s.impl == kvBadgerFasthttp {
 			base := small[s.impl]
-			measured := fmt.Sprintf("%.0f%% (%.0f of %.0f req/s; RSS %.0f MiB)", 100*s.incrRPS/base.incrRPS, s.incrRPS, base.incrRPS, s.rssMiB)
-			if a, ok := r.scaleRatio("badger alone", base.sessions, s.sessions); ok {
+			measured := fmt.Sprintf("%.0f%% (%.0f of %.0f req/s; RSS %.0f MiB, %.0f MiB at %d)",
+				100*s.incrRPS/base.incrRPS, s.incrRPS, base.incrRPS, s.rssMiB, base.rssMiB, base.sessions)
+			if a, ok := r.scaleRatio("badger alone", base.sessions, s.sessions); ok && s.cacheMiB == 0 {
 				measured += fmt.Sprintf("; Badger alone, raw transactions: %.0f%%", 100*a)
 			}
-			add(fmt.Sprintf("%s /incr at 1M sessions ≥ 75%% of its %d figure (default CacheSize)", s.impl, base.sessions), measured, s.incrRPS >= 0.75*base.incrRPS)
+			cache := "default CacheSize"
+			if s.cacheMiB > 0 {
+				cache = fmt.Sprintf("CacheSize %d MiB", s.cacheMiB)
+			}
+			add(fmt.Sprintf("%s /incr at 1M sessions ≥ 75%% of its %d figure (%s)", s.impl, base.sessions, cache), measured, s.incrRPS >= 0.75*base.incrRPS)
 		}
 	}
 	for _, c := range r.contention {

@@ -35,6 +35,7 @@ type contentionResult struct {
 
 type scaleResult struct {
 	impl            string
+	cacheMiB        int // the Badger CacheSize it ran with, if not the default
 	sessions        int
 	create          time.Duration
 	incrRPS         float64
@@ -200,7 +201,14 @@ func run(o options) int {
 			continue
 		}
 		if len(o.scale) > 0 {
-			rep.scaling = append(rep.scaling, runScale(k, o.scale, o, name == kvMemoryFasthttp)...)
+			rep.scaling = append(rep.scaling, runScale(k, o.scale, o, name == kvMemoryFasthttp, 0)...)
+		}
+		// With the default CacheSize (8 MiB) the cache holds some 50,000
+		// small sessions: at a million most reads miss it and search
+		// Badger's tree. One cache that holds them all shows what that
+		// costs, and the memory it takes instead.
+		if name == kvBadgerFasthttp && len(o.scale) > 0 && o.scaleCacheMiB > 0 {
+			rep.scaling = append(rep.scaling, runScale(k, []int{slices.Max(o.scale)}, o, false, o.scaleCacheMiB)...)
 		}
 	}
 
@@ -505,7 +513,9 @@ type scaled struct {
 // machine's drift between two runs. Stores with background work (Badger's
 // compaction runs on the servers' core while the others are measured)
 // run one size at a time instead.
-func runScale(k serverKind, sizes []int, o options, alternate bool) []scaleResult {
+//
+// cacheMiB, if not 0, is the Badger store's CacheSize for these runs.
+func runScale(k serverKind, sizes []int, o options, alternate bool, cacheMiB int) []scaleResult {
 	groups, slices := [][]int{}, 1
 	if alternate {
 		groups, slices = [][]int{sizes}, 6
@@ -518,7 +528,7 @@ func runScale(k serverKind, sizes []int, o options, alternate bool) []scaleResul
 	for _, group := range groups {
 		var up []*scaled
 		for _, n := range group {
-			sc := startScaled(k, n, o)
+			sc := startScaled(k, n, o, cacheMiB)
 			if sc.res.createFailedErr != "" {
 				if sc.srv != nil {
 					sc.srv.stop()
@@ -554,7 +564,7 @@ func runScale(k serverKind, sizes []int, o options, alternate bool) []scaleResul
 				res.firstErr = err.Error()
 			}
 			progress("scaling %-16s %8d sessions (created in %v): incr %6.0f req/s, read %6.0f req/s, RSS %.0f MiB",
-				k.name, res.sessions, res.create.Round(time.Millisecond), res.incrRPS, res.readRPS, res.rssMiB)
+				res.label(), res.sessions, res.create.Round(time.Millisecond), res.incrRPS, res.readRPS, res.rssMiB)
 			out = append(out, *res)
 			sc.srv.stop()
 		}
@@ -562,11 +572,23 @@ func runScale(k serverKind, sizes []int, o options, alternate bool) []scaleResul
 	return out
 }
 
+// label names the implementation and, if not the default, its CacheSize.
+func (s scaleResult) label() string {
+	if s.cacheMiB > 0 {
+		return fmt.Sprintf("%s, CacheSize %d MiB", s.impl, s.cacheMiB)
+	}
+	return s.impl
+}
+
 // startScaled starts k and creates n sessions on it; on failure the result
 // says why.
-func startScaled(k serverKind, n int, o options) *scaled {
-	sc := &scaled{res: scaleResult{impl: k.name, sessions: n}, took: map[string]time.Duration{}, reqs: map[string]uint64{}}
-	srv, err := startServer(k, false, "", o.pinned, "")
+func startScaled(k serverKind, n int, o options, cacheMiB int) *scaled {
+	sc := &scaled{res: scaleResult{impl: k.name, sessions: n, cacheMiB: cacheMiB}, took: map[string]time.Duration{}, reqs: map[string]uint64{}}
+	var extra []string
+	if cacheMiB > 0 {
+		extra = append(extra, "-badger-cache-size", strconv.Itoa(cacheMiB<<20))
+	}
+	srv, err := startServer(k, false, "", o.pinned, "", extra...)
 	if err != nil {
 		sc.res.createFailedErr = err.Error()
 		return sc

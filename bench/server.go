@@ -107,6 +107,7 @@ type serveOptions struct {
 	lock           bool
 	profile        string // CPU profile path, if any
 	profileOnUSR1  bool   // profile from SIGUSR1 to the end, not the whole life
+	badgerCache    int    // the Badger store's CacheSize; 0: its default
 }
 
 // fasthttpSessionDefect is why stock fasthttp/session loses sessions here.
@@ -166,7 +167,7 @@ func kindByName(name string) (serverKind, bool) {
 func openMemory(serveOptions) (store.Store, error) { return memstore.New(memstore.Options{}), nil }
 
 func openBadger(o serveOptions) (store.Store, error) {
-	return badgerstore.Open(badgerstore.Options{Dir: o.dir})
+	return badgerstore.Open(badgerstore.Options{Dir: o.dir, CacheSize: o.badgerCache})
 }
 
 // clearer is the DeleteAll the stores shipped with kvsession have: no part
