@@ -69,7 +69,7 @@ func main() {
 		profInc = flag.String("profile-incr", "", "instead of the comparison, profile these implementations' /incr server-side (comma-separated; \"default\": "+strings.Join(defaultProfiled, " and ")+") and write profile.md and their profiles to -out")
 		scale   = flag.String("scale", "10000,100000,1000000", "session counts for the scaling runs of kvsession/memory and kvsession/badger (empty: none)")
 		million = flag.Bool("million", false, "use 1,000,000 sessions in the comparison instead of -sessions")
-		cache   = flag.Int("badger-cache-size", 0, "internal: the child's Badger store CacheSize in bytes (0: the default)")
+		cache   = flag.Int("badger-cache-size", 0, "the Badger store CacheSize, in bytes, of every kvsession/badger server (0: the default; the scaling runs' extra row sets its own)")
 	)
 	flag.IntVar(&o.scaleCacheMiB, "scale-badger-cache", 256, "also run kvsession/badger at the largest -scale count with this Badger CacheSize, in MiB, to show what it takes\n"+
 		"to keep its /incr figure there (0: none)")
@@ -91,6 +91,7 @@ func main() {
 		serveChild(*serve, serveOptions{dir: *dir, redisAddr: o.redisAddr, lock: *lock, profile: *profile, profileOnUSR1: *onUSR1, badgerCache: *cache})
 		return
 	}
+	badgerCacheSize = *cache
 	pinSelf()
 	o.pinned = os.Getenv(pinnedEnv) == "1"
 	if *million {
