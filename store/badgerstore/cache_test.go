@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"reflect"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -399,5 +401,77 @@ func TestClearCache(t *testing.T) {
 	s.ClearCache()
 	if v, err := s.Get(ctx, "k"); err != nil || string(v) != "restored" {
 		t.Fatalf("Get = %q, %v; want restored", v, err)
+	}
+}
+
+// TestCacheEntryMoves: a value that outgrows its entry's room, or shrinks
+// to under half of it, moves the entry to a new allocation that the map
+// then holds under a key of its own; one that fits is written in place.
+// Reads see the latest value throughout, and the byte count follows.
+func TestCacheEntryMoves(t *testing.T) {
+	ctx := context.Background()
+	s := openCached(t, 0)
+	entry := func() *cached {
+		t.Helper()
+		sh := s.cache.shard("k")
+		sh.mu.RLock()
+		defer sh.mu.RUnlock()
+		e := sh.m["k"]
+		if e == nil {
+			t.Fatal("no cache entry for k")
+		}
+		for k, v := range sh.m {
+			if v == e && unsafe.StringData(k) != unsafe.StringData(e.key()) {
+				t.Fatal("the map's key is not the entry's own copy")
+			}
+		}
+		return e
+	}
+	var last *cached
+	for i, tc := range []struct {
+		value string
+		moves bool
+	}{
+		{"0123456789", true},             // a new entry
+		{"abcdefghij", false},            // same size: in place
+		{"abcdef", false},                // 6 of 10: in place
+		{strings.Repeat("x", 100), true}, // outgrows the room
+		{strings.Repeat("y", 49), true},  // under half of 100
+		{"", true},                       // empty: moves to no room at all
+		{strings.Repeat("z", 300), true}, // and back
+	} {
+		if err := s.Set(ctx, "k", []byte(tc.value), time.Hour); err != nil {
+			t.Fatal(err)
+		}
+		got, err := s.Get(ctx, "k")
+		if err != nil || string(got) != tc.value {
+			t.Fatalf("step %d: Get = %q, %v; want %q", i, got, err, tc.value)
+		}
+		e := entry()
+		if moved := e != last; moved != tc.moves {
+			t.Errorf("step %d (%d bytes): moved %v, want %v", i, len(tc.value), moved, tc.moves)
+		}
+		if e.key() != "k" || string(e.value()) != tc.value || e.writers != 0 {
+			t.Fatalf("step %d: entry holds %q = %q, %d writers", i, e.key(), e.value(), e.writers)
+		}
+		last = e
+		checkBytes(t, s.cache)
+	}
+}
+
+// TestCachedHoldsNoPointer: an entry's header lives in memory allocated as
+// bytes, which the garbage collector does not scan. A pointer added to it
+// would be invisible to the collector, and what it points to freed under
+// it.
+func TestCachedHoldsNoPointer(t *testing.T) {
+	typ := reflect.TypeFor[cached]()
+	for i := range typ.NumField() {
+		f := typ.Field(i)
+		switch f.Type.Kind() {
+		case reflect.Bool, reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+			reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Float32, reflect.Float64:
+		default:
+			t.Errorf("cached.%s is a %s: the header must hold plain numbers only", f.Name, f.Type)
+		}
 	}
 }

@@ -25,7 +25,7 @@ func cachedValue(s *Store, key string) ([]byte, bool) {
 	if e == nil || e.writers > 0 {
 		return nil, false
 	}
-	return bytes.Clone(e.value), true
+	return bytes.Clone(e.value()), true
 }
 
 // TestSwapSeesQueuedWrites: a Swap queued behind a Set or Delete of its key
