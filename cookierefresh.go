@@ -17,9 +17,9 @@ import (
 // the cookie only when that would change by at least a hundredth of the
 // cookie's lifetime (refreshStep), or when the cookie must change anyway:
 // a new id (a new session, RenewID, a rotation, a rotated-out id led to
-// the new one), another kind of lifetime (SetBrowserSession, SetMaxAge),
-// or cookies the request carried that need mending (segments, a
-// duplicate). A store TTL moves with every write, as before.
+// the new one), a lifetime the handler changed (SetMaxAge,
+// SetBrowserSession), or cookies the request carried that need mending
+// (segments, a duplicate). A store TTL moves with every write, as before.
 //
 // The bound: the cookie a client holds expires at most a hundredth of its
 // lifetime before or after the record it names (about 3.4 hours of the
@@ -28,7 +28,11 @@ import (
 // than its deadlines for the server, which checks them on every load. A
 // response that carried a refreshed cookie but never reached its client
 // (a dropped connection) leaves the client's older cookie in place until
-// the next refresh is due: the same bound, counted from that cookie.
+// the next refresh is due: the same bound, counted from that cookie. The
+// bound counts on the server's clock, which both ends are measured by: a
+// clock that steps back by d after sending a cookie (or servers sharing a
+// store whose clocks differ by d) can take that cookie for d longer-lived
+// than it is, and let it expire up to d more before its record.
 
 // refreshStep is how far a cookie's expiry must move before a write
 // resends it: a hundredth of its lifetime (ttl), at least a second.
@@ -58,9 +62,16 @@ func (b *ServerBackend) planCookie(s *Session, now int64, newID bool) bool {
 	if s.viaHeader {
 		return true
 	}
-	ttl := b.ttl(s, now)
+	// The lifetime the save gives the record, and so the cookie: a new
+	// session's clock starts with the save, and its absolute timeout with
+	// it.
+	created := s.created
+	if created == 0 {
+		created = now
+	}
+	ttl := b.ttlCreated(s, now, created)
 	exp := b.cookieExpiry(s, now, ttl)
-	send := newID || s.forwarded || !s.exists || s.oldKey != "" ||
+	send := newID || s.forwarded || !s.exists || s.oldKey != "" || s.lifetimeSet ||
 		s.cookieErr != nil || s.carried != (sessioncookie.Carried{Bare: true}) ||
 		s.cookieExp == 0 || (exp < 0) != (s.cookieExp < 0) ||
 		(exp >= 0 && abs(exp-s.cookieExp) >= refreshStep(ttl))

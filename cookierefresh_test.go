@@ -325,3 +325,97 @@ func TestCookieExpDecode(t *testing.T) {
 		})
 	}
 }
+
+// TestCookieRefreshAbsoluteTimeoutLifted: the cookie a new session is sent
+// with, and the expiry its record notes for it, count its absolute timeout
+// from the save that creates it. Lifting the timeout later (a guest who
+// signs in; a deployment that drops Config.AbsoluteTimeout) then moves the
+// record's expiry by far more than a step, and the cookie is resent with
+// the longer lifetime: noting the default lifetime instead (the timeout
+// was left out while the session had no creation time) let the guest's
+// one-hour cookie die under a session that lives 14 days.
+func TestCookieRefreshAbsoluteTimeoutLifted(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		cfg, next Config
+		first     func(*Session)
+		later     func(*Session)
+	}{
+		{"SetAbsoluteTimeout lifted", Config{}, Config{},
+			func(s *Session) {
+				s.SetInt("n", 1)
+				if err := s.SetAbsoluteTimeout(time.Hour); err != nil {
+					t.Fatal(err)
+				}
+			},
+			func(s *Session) {
+				if err := s.SetAbsoluteTimeout(0); err != nil {
+					t.Fatal(err)
+				}
+			}},
+		{"Config.AbsoluteTimeout dropped", Config{AbsoluteTimeout: time.Hour}, Config{},
+			func(s *Session) { s.SetInt("n", 1) },
+			func(s *Session) { s.SetInt("n", 2) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b, clk, st := rvSetup(t, tc.cfg)
+			first := mustRequest(t, b, "", tc.first)
+			if got := maxAgeOf(first.cookies["session"]); got != "3600" {
+				t.Fatalf("first cookie %q: Max-Age %q, want 3600", first.cookies["session"], got)
+			}
+			next := newBackend(t, tc.next, st)
+			next.now = clk.now
+			clk.advance(time.Minute)
+			out := mustRequest(t, next, first.cookieValue(t, "session"), tc.later)
+			if got := maxAgeOf(out.cookies["session"]); got != "1209600" {
+				t.Fatalf("after the timeout went: Set-Cookie %q, want Max-Age=1209600 (the record lives 14 days, the cookie 59 minutes)",
+					out.cookies["session"])
+			}
+		})
+	}
+}
+
+// TestCookieRefreshSetMaxAge: a lifetime the handler changes is resent
+// however little it moves the cookie's expiry; setting the one the
+// session already has resends nothing.
+func TestCookieRefreshSetMaxAge(t *testing.T) {
+	const day = 24 * time.Hour
+	for _, tc := range []struct {
+		name  string
+		set   func(*Session) error
+		want  string // Max-Age, "" for no Set-Cookie
+		first func(*Session) error
+	}{
+		{"two hours longer", func(s *Session) error { return s.SetMaxAge(14*day + 2*time.Hour) }, "1216800", nil},
+		{"two hours shorter", func(s *Session) error { return s.SetMaxAge(14*day - 2*time.Hour) }, "1202400", nil},
+		{"the same again", func(s *Session) error { return s.SetMaxAge(20 * day) }, "",
+			func(s *Session) error { return s.SetMaxAge(20 * day) }},
+		{"persistent again", func(s *Session) error { return s.SetBrowserSession(false) }, "",
+			func(s *Session) error { return s.SetBrowserSession(false) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b, clk, _ := rvSetup(t, Config{MaxAgeLimit: 30 * day})
+			id := mustRequest(t, b, "", func(s *Session) {
+				s.SetInt("n", 1)
+				if tc.first != nil {
+					if err := tc.first(s); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}).cookieValue(t, "session")
+			clk.advance(time.Minute)
+			out := mustRequest(t, b, id, func(s *Session) {
+				if err := tc.set(s); err != nil {
+					t.Fatal(err)
+				}
+			})
+			line, sent := out.cookies["session"]
+			switch {
+			case tc.want == "" && sent:
+				t.Fatalf("Set-Cookie %q, want none: the lifetime did not change", line)
+			case tc.want != "" && maxAgeOf(line) != tc.want:
+				t.Fatalf("Set-Cookie %q (sent %v), want Max-Age=%s", line, sent, tc.want)
+			}
+		})
+	}
+}

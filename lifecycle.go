@@ -83,12 +83,18 @@ func (c *core) extensionDelayOf(s *Session, idle time.Duration) time.Duration {
 // cut to its idle timeout and to what its absolute timeout leaves. Never
 // below a millisecond, since a store reads 0 as "no expiry".
 func (c *core) ttl(s *Session, now int64) time.Duration {
+	return c.ttlCreated(s, now, s.created)
+}
+
+// ttlCreated is ttl for a session created at created (unix ns; 0: not
+// yet, which leaves out the absolute timeout).
+func (c *core) ttlCreated(s *Session, now, created int64) time.Duration {
 	d := c.maxAgeOf(s)
 	if idle := c.idleOf(s); idle > 0 && idle < d {
 		d = idle
 	}
-	if abs := c.absoluteOf(s); abs > 0 && s.created != 0 {
-		if left := time.Duration(s.created + int64(abs) - now); left < d {
+	if abs := c.absoluteOf(s); abs > 0 && created != 0 {
+		if left := time.Duration(created + int64(abs) - now); left < d {
 			d = left
 		}
 	}

@@ -73,6 +73,9 @@ type requestState struct {
 	exists   bool
 	modified bool // changed by the handler: the response must write it
 	resumed  bool // the load found a live session the request carried (IsNew)
+	// lifetimeSet: SetMaxAge or SetBrowserSession changed the session's
+	// cookie lifetime, which the response's cookie must then say.
+	lifetimeSet bool
 	// viaHeader: the request carried Config.IDHeader (LoadFromHeader),
 	// and cookie holds that header's value if it has an id's length: the
 	// id comes from the header, and the response carries ids there. Here,
@@ -92,7 +95,7 @@ func (r *requestState) reset() {
 	r.ctx, r.header, r.cookie = nil, nil, shrink(r.cookie[:0], 64<<10)
 	r.carried, r.cookieErr, r.now = sessioncookie.Carried{}, nil, 0
 	r.loaded, r.loadErr, r.failed = false, nil, nil
-	r.exists, r.modified, r.resumed = false, false, false
+	r.exists, r.modified, r.resumed, r.lifetimeSet = false, false, false, false
 	r.viaHeader, r.headerValue = false, false
 }
 
@@ -735,12 +738,14 @@ func (s *Session) SetMaxAge(d time.Duration) error {
 	if d != 0 && (d < time.Second || d > s.c.cfg.MaxAgeLimit) {
 		return fmt.Errorf("kvsession: SetMaxAge(%v): outside 1s to Config.MaxAgeLimit (%v)", d, s.c.cfg.MaxAgeLimit)
 	}
-	s.maxAge = int64(d)
+	mode := cookieDefault
 	if d != 0 {
-		s.cookieMode = cookieKeep
-	} else {
-		s.cookieMode = cookieDefault
+		mode = cookieKeep
 	}
+	if s.maxAge != int64(d) || s.cookieMode != mode {
+		s.lifetimeSet = true
+	}
+	s.maxAge, s.cookieMode = int64(d), mode
 	s.modified = true
 	return nil
 }
@@ -755,11 +760,14 @@ func (s *Session) SetBrowserSession(on bool) error {
 	if err := s.load(); err != nil {
 		return err
 	}
+	mode := cookieKeep
 	if on {
-		s.cookieMode = cookieBrowserOnly
-	} else {
-		s.cookieMode = cookieKeep
+		mode = cookieBrowserOnly
 	}
+	if s.cookieMode != mode {
+		s.lifetimeSet = true
+	}
+	s.cookieMode = mode
 	s.modified = true
 	return nil
 }
