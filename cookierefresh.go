@@ -62,14 +62,7 @@ func (b *ServerBackend) planCookie(s *Session, now int64, newID bool) bool {
 	if s.viaHeader {
 		return true
 	}
-	// The lifetime the save gives the record, and so the cookie: a new
-	// session's clock starts with the save, and its absolute timeout with
-	// it.
-	created := s.created
-	if created == 0 {
-		created = now
-	}
-	ttl := b.ttlCreated(s, now, created)
+	ttl := b.ttl(s, now) // what the save gives the record, and so the cookie
 	exp := b.cookieExpiry(s, now, ttl)
 	send := newID || s.forwarded || !s.exists || s.oldKey != "" || s.lifetimeSet ||
 		s.cookieErr != nil || s.carried != (sessioncookie.Carried{Bare: true}) ||

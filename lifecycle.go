@@ -82,18 +82,20 @@ func (c *core) extensionDelayOf(s *Session, idle time.Duration) time.Duration {
 // ttl is how long, from now, the session lives if saved now: its MaxAge,
 // cut to its idle timeout and to what its absolute timeout leaves. Never
 // below a millisecond, since a store reads 0 as "no expiry".
+//
+// A session not saved yet is taken as created at now: the save that
+// creates it stamps it so, and a cookie or deadline worked out before
+// that save must count the absolute timeout as the record will.
 func (c *core) ttl(s *Session, now int64) time.Duration {
-	return c.ttlCreated(s, now, s.created)
-}
-
-// ttlCreated is ttl for a session created at created (unix ns; 0: not
-// yet, which leaves out the absolute timeout).
-func (c *core) ttlCreated(s *Session, now, created int64) time.Duration {
 	d := c.maxAgeOf(s)
 	if idle := c.idleOf(s); idle > 0 && idle < d {
 		d = idle
 	}
-	if abs := c.absoluteOf(s); abs > 0 && created != 0 {
+	if abs := c.absoluteOf(s); abs > 0 {
+		created := s.created
+		if created == 0 {
+			created = now
+		}
 		if left := time.Duration(created + int64(abs) - now); left < d {
 			d = left
 		}
@@ -178,13 +180,7 @@ func (s *Session) Deadline() time.Time {
 			from = s.created // a record written before extensions were kept
 		}
 	}
-	d := s.c.ttl(s, from)
-	if abs := s.c.absoluteOf(s); abs > 0 && s.created == 0 {
-		// Not saved yet: the save that creates it stamps it now, which
-		// ttl cannot know.
-		d = min(d, abs)
-	}
-	return time.Unix(0, from+int64(d))
+	return time.Unix(0, from+int64(s.c.ttl(s, from)))
 }
 
 // IsNew reports whether the session is a fresh one: the request carried
