@@ -48,14 +48,13 @@ func (a *Attributes) AppendLive(l []byte, persistent bool, ttl time.Duration, no
 	l = a.appendScope(l)
 	if persistent {
 		l = append(l, "; Max-Age="...)
-		switch {
-		case ttl == a.o.MaxAge:
+		if ttl == a.o.MaxAge {
 			l = append(l, a.maxAge...)
 			if a.o.Expires {
 				l = append(l, "; Expires="...)
 				l = append(l, a.expiresAt(now)...)
 			}
-		default:
+		} else {
 			secs := int64((ttl + time.Second - 1) / time.Second)
 			l = strconv.AppendInt(l, secs, 10)
 			if a.o.Expires {

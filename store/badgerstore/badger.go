@@ -56,10 +56,10 @@ type Options struct {
 	// by up to about twice the size, counting the garbage collector's
 	// headroom. A million small sessions take about 256 MiB: in the bench
 	// module that keeps /incr at about three quarters of its figure at
-	// 10,000 sessions, and reads at theirs, in some 900 MiB of RSS, where
-	// the default gives under half. Negative turns the cache off; a positive size must be at
-	// least 64 KiB, and no session over a quarter of a 64th of it is
-	// cached.
+	// 10,000 sessions, and reads at theirs, in 700 to 900 MiB of RSS,
+	// where the default gives under half. Negative turns the cache off; a
+	// positive size must be at least 64 KiB, and no session over a
+	// quarter of a 64th of it is cached.
 	//
 	// With the cache on, write sessions only through the Store, or call
 	// ClearCache after writing through DB (a restore, say): the cache does

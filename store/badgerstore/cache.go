@@ -112,22 +112,20 @@ func (e *cached) key() string {
 	return unsafe.String((*byte)(unsafe.Add(unsafe.Pointer(e), cachedHeader)), int(e.klen))
 }
 
-// value is the cached value, valid under the shard's lock only: store
-// rewrites it in place.
-func (e *cached) value() []byte {
-	if e.vlen == 0 {
+// room is the space for the entry's value, after its key.
+func (e *cached) room() []byte {
+	if e.vroom == 0 {
 		return nil // no pointer one past the allocation's end
 	}
-	return unsafe.Slice((*byte)(unsafe.Add(unsafe.Pointer(e), cachedHeader+uintptr(e.klen))), int(e.vlen))
+	return unsafe.Slice((*byte)(unsafe.Add(unsafe.Pointer(e), cachedHeader+uintptr(e.klen))), int(e.vroom))
 }
 
+// value is the cached value, valid under the shard's lock only: store
+// rewrites it in place.
+func (e *cached) value() []byte { return e.room()[:e.vlen] }
+
 // setValue copies value into the entry's room, which must hold it.
-func (e *cached) setValue(value []byte) {
-	if len(value) > 0 {
-		copy(unsafe.Slice((*byte)(unsafe.Add(unsafe.Pointer(e), cachedHeader+uintptr(e.klen))), int(e.vroom)), value)
-	}
-	e.vlen = uint32(len(value))
-}
+func (e *cached) setValue(value []byte) { e.vlen = uint32(copy(e.room(), value)) }
 
 func (e *cached) size() int { return int(cachedHeader) + int(e.klen) + int(e.vroom) + entryOverhead }
 
